@@ -1,0 +1,85 @@
+"""The seam between the engine and any venue (simulated or ccxt).
+
+A connector pushes what it observes into a :class:`VenueEventSink` and answers the
+executor's requests through :class:`Venue`. Every error it raises is a
+:class:`hedgerd.errors.VenueError` subclass.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Protocol
+
+from hedgerd.models import Fill, HedgeIntent, MarketInfo, OrderReport, PriceUpdate
+
+
+class VenueEventSink(Protocol):
+    """Where connectors deliver streamed events. Implemented by the engine."""
+
+    async def on_fill(self, fill: Fill) -> None:
+        """A trade happened (our hedge fill or inventory flow). Returns once it is durable."""
+        ...
+
+    async def on_price(self, price: PriceUpdate) -> None:
+        """A new best bid/ask."""
+        ...
+
+    async def on_order_update(self, venue: str, report: OrderReport) -> None:
+        """A state change of one of our orders seen on a stream."""
+        ...
+
+    def on_venue_error(self, venue: str, kind: str, detail: str) -> None:
+        """A malformed message, a dropped stream or another non-fatal venue problem."""
+        ...
+
+
+class Venue(Protocol):
+    """One trading account on one exchange."""
+
+    name: str
+
+    @property
+    def connected(self) -> bool:
+        """True while the venue's streams are up."""
+        ...
+
+    async def start(self, sink: VenueEventSink) -> None:
+        """Connect and start streaming fills, prices and order updates into ``sink``."""
+        ...
+
+    async def close(self) -> None:
+        """Stop streams and release connections."""
+        ...
+
+    async def load_markets(self) -> dict[str, MarketInfo]:
+        """Instrument metadata by unified symbol."""
+        ...
+
+    async def fetch_positions(self) -> dict[str, Decimal]:
+        """Signed positions in base units: by symbol for derivatives, by asset for spot balances."""
+        ...
+
+    async def fetch_fills_since(self, since: float | None) -> list[Fill]:
+        """Our account's trades since ``since`` (epoch seconds), oldest first, for backfill."""
+        ...
+
+    async def create_order(self, intent: HedgeIntent, amount: Decimal, price: Decimal | None) -> OrderReport:
+        """Place the order for ``intent`` with its client order id.
+
+        ``amount`` is already rounded to the market's precision (in contracts); ``price`` is
+        the limit for IOC orders. Raises :class:`~hedgerd.errors.OrderOutcomeUnknown` when the
+        venue may have accepted the order without our knowing.
+        """
+        ...
+
+    async def fetch_order(self, symbol: str, client_order_id: str) -> OrderReport | None:
+        """Look an order up by client order id; None if the venue has never seen it."""
+        ...
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[OrderReport]:
+        """Our open orders."""
+        ...
+
+    async def cancel_order(self, symbol: str, client_order_id: str) -> OrderReport | None:
+        """Cancel by client order id; None if already gone."""
+        ...

@@ -1,0 +1,682 @@
+"""In-process simulated venues: the embedded default (paper mode) and ``hedgerd simulate``.
+
+Venues trading the same base asset share one :class:`SimMarketData`, a geometric Brownian
+motion mid price that is a pure function of the seed and of the injected clock's time (tick
+``k`` happens at ``origin + k * price_interval``), so a spot and a perp always quote around the
+same mid and a run is reproducible on a simulated clock.
+
+* :class:`SimSpotVenue` (role inventory) streams prices and synthetic client fills on the desk's
+  account: Poisson arrivals, side 50/50, exponential size; the desk buys at the bid, sells at
+  the ask.
+* :class:`SimPerpVenue` (role hedge) fills our market / IOC orders at the bid or ask with a taker
+  fee, tracks the position, enforces its own request limit (:class:`~hedgerd.errors.RateLimited`)
+  and latency, and echoes fills and order updates on a separate "user-data stream" task.
+
+Both take faults for tests through ``venue.faults.inject(...)``, ``stall_prices()`` and
+``push_price()``. Every random draw comes from a :class:`random.Random` seeded from the config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from typing import Literal, TypeVar, get_args
+
+from hedgerd.clock import Clock
+from hedgerd.config import SimSettings, VenueConfig, VenueKind, VenueRole
+from hedgerd.connectors.base import Venue, VenueEventSink
+from hedgerd.errors import (
+    InsufficientFunds,
+    InvalidOrder,
+    OrderOutcomeUnknown,
+    RateLimited,
+    TransientVenueError,
+    VenueError,
+)
+from hedgerd.models import (
+    ZERO,
+    Fill,
+    HedgeIntent,
+    MarketInfo,
+    OrderReport,
+    OrderStatus,
+    OrderType,
+    PriceUpdate,
+    Side,
+    is_derivative,
+    split_symbol,
+)
+
+SECONDS_PER_YEAR = 31_536_000
+SPOT_AMOUNT_STEP = Decimal("0.0001")
+PERP_AMOUNT_STEP = Decimal("0.001")
+PERP_MIN_NOTIONAL = Decimal(5)
+FEE_QUANTUM = Decimal("1e-8")
+_BPS = Decimal(10_000)
+# Tolerance (in ticks) when mapping a clock reading to a tick index, so a sleep that ends a few
+# nanoseconds early still lands on the tick it was aiming for.
+_STEP_EPSILON = 1e-6
+
+FaultKind = Literal[
+    "accept_then_timeout",
+    "timeout_before_accept",
+    "rate_limit",
+    "reject_insufficient_funds",
+    "reject_invalid",
+    "transient",
+]
+Operation = Literal[
+    "create_order",
+    "fetch_order",
+    "fetch_open_orders",
+    "cancel_order",
+    "fetch_positions",
+    "fetch_fills_since",
+    "load_markets",
+    "any",
+]
+FAULT_KINDS: frozenset[str] = frozenset(get_args(FaultKind))
+OPERATIONS: frozenset[str] = frozenset(get_args(Operation))
+# Faults that only make sense on order placement; the others apply to any request.
+ORDER_FAULTS: frozenset[str] = frozenset(
+    {"accept_then_timeout", "timeout_before_accept", "reject_insufficient_funds", "reject_invalid"}
+)
+
+_T = TypeVar("_T")
+
+
+def default_tick(initial_price: Decimal) -> Decimal:
+    """A price tick of about 0.1-1 ppm of the price: 0.1 for 60000, 0.01 for 3000."""
+    return Decimal(1).scaleb(initial_price.adjusted() - 5)
+
+
+class SimMarketData:
+    """Seeded GBM mid price of one base asset, advanced on the clock.
+
+    The mid changes only at tick times ``origin + k * interval`` (``origin`` is the clock's
+    monotonic reading at construction); the path is generated lazily and depends only on the
+    seed, so every reader sees the same price at the same clock time.
+    """
+
+    def __init__(self, base: str, settings: SimSettings, clock: Clock, *,
+                 tick: Decimal | None = None) -> None:
+        self.base = base
+        self.seed = settings.seed
+        self.interval = settings.price_interval
+        self.tick = tick if tick is not None else default_tick(settings.initial_price)
+        self._clock = clock
+        self._rng = random.Random(f"hedgerd-price/{base}/{settings.seed}")
+        self._origin = clock.monotonic()
+        self._step = 0
+        self._mid = float(settings.initial_price)
+        self._mid_decimal: Decimal | None = None
+        self._quotes: dict[Decimal, tuple[Decimal, Decimal]] = {}
+        self._set_volatility(settings.volatility)
+
+    def set_volatility(self, volatility: float) -> None:
+        """Change the annualised volatility from the next tick on (regime changes)."""
+        self._advance_to(self.current_step())
+        self._set_volatility(volatility)
+
+    def _set_volatility(self, volatility: float) -> None:
+        dt = self.interval / SECONDS_PER_YEAR
+        self.volatility = volatility
+        self._drift = -0.5 * volatility * volatility * dt
+        self._diffusion = volatility * math.sqrt(dt)
+
+    def step_at(self, monotonic: float) -> int:
+        """Index of the tick in force at clock reading ``monotonic``."""
+        return max(0, math.floor((monotonic - self._origin) / self.interval + _STEP_EPSILON))
+
+    def step_time(self, step: int) -> float:
+        """Clock (monotonic) time at which tick ``step`` happens."""
+        return self._origin + step * self.interval
+
+    def current_step(self) -> int:
+        return max(self._step, self.step_at(self._clock.monotonic()))
+
+    def mid(self) -> Decimal:
+        """The current mid, rounded to the tick."""
+        self._advance_to(self.current_step())
+        if self._mid_decimal is None:
+            mid = Decimal(self._mid).quantize(self.tick, rounding=ROUND_HALF_EVEN)
+            self._mid_decimal = max(mid, self.tick)
+        return self._mid_decimal
+
+    def quote(self, spread_bps: Decimal) -> tuple[Decimal, Decimal]:
+        """Current (bid, ask) = mid -/+ half the spread, rounded outwards to the tick."""
+        mid = self.mid()
+        cached = self._quotes.get(spread_bps)
+        if cached is None:
+            half = mid * spread_bps / (2 * _BPS)
+            bid = max((mid - half).quantize(self.tick, rounding=ROUND_FLOOR), self.tick)
+            ask = max((mid + half).quantize(self.tick, rounding=ROUND_CEILING), bid)
+            cached = self._quotes[spread_bps] = (bid, ask)
+        return cached
+
+    def set_mid(self, mid: Decimal) -> None:
+        """Move the mid to ``mid`` now (a price shock); the walk continues from there."""
+        if not mid > 0:
+            raise ValueError("mid must be positive")
+        self._advance_to(self.current_step())
+        self._mid = float(mid)
+        self._invalidate()
+
+    def _advance_to(self, step: int) -> None:
+        if step <= self._step:
+            return
+        mid, gauss, drift, diffusion = self._mid, self._rng.gauss, self._drift, self._diffusion
+        for _ in range(step - self._step):
+            mid *= math.exp(drift + diffusion * gauss(0.0, 1.0))
+        self._mid = mid
+        self._step = step
+        self._invalidate()
+
+    def _invalidate(self) -> None:
+        self._mid_decimal = None
+        self._quotes.clear()
+
+
+class SimFaults:
+    """Queue of injected failures, consumed by the venue's next matching requests.
+
+    ``rate_limit`` and ``transient`` apply to any operation (``create_order`` by default, or
+    ``"any"``); ``accept_then_timeout``, ``timeout_before_accept``, ``reject_insufficient_funds``
+    and ``reject_invalid`` apply to ``create_order`` only.
+    """
+
+    def __init__(self) -> None:
+        self._queue: list[list[str | int]] = []
+
+    def inject(self, kind: FaultKind, count: int = 1, *, operation: Operation = "create_order") -> None:
+        """Make the next ``count`` ``operation`` requests fail with ``kind``."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {kind!r}; one of {sorted(FAULT_KINDS)}")
+        if operation not in OPERATIONS:
+            raise ValueError(f"unknown operation {operation!r}; one of {sorted(OPERATIONS)}")
+        if kind in ORDER_FAULTS and operation != "create_order":
+            raise ValueError(f"fault {kind!r} applies to create_order only")
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        self._queue.append([kind, operation, count])
+
+    def clear(self) -> None:
+        """Drop every pending fault."""
+        self._queue.clear()
+
+    @property
+    def pending(self) -> int:
+        """Number of faults not yet consumed."""
+        return sum(int(entry[2]) for entry in self._queue)
+
+    def take(self, operation: str) -> str | None:
+        """Consume and return the first pending fault for ``operation``, if any."""
+        for index, entry in enumerate(self._queue):
+            kind, target, remaining = entry
+            if target in (operation, "any"):
+                if int(remaining) <= 1:
+                    del self._queue[index]
+                else:
+                    entry[2] = int(remaining) - 1
+                return str(kind)
+        return None
+
+
+class _RequestLimiter:
+    """The venue's own token bucket: a request above the limit is refused, not delayed."""
+
+    def __init__(self, rate: float, burst: int, clock: Clock) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._last = clock.monotonic()
+
+    def admit(self) -> float | None:
+        """Take a token; None if admitted, else the seconds until a token is available."""
+        now = self._clock.monotonic()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return None
+        return (1.0 - self._tokens) / self.rate
+
+
+class _SimVenue:
+    """What both simulated venues share: price stream, accounting, limiter, latency, faults."""
+
+    name: str
+
+    def __init__(self, name: str, settings: SimSettings, market: SimMarketData, clock: Clock,
+                 *, history_limit: int = 10_000, order_limit: int = 100_000) -> None:
+        self.name = name
+        self.settings = settings
+        self.symbol = settings.symbol
+        self.base, self.quote_asset, self.settle = split_symbol(settings.symbol)
+        self.faults = SimFaults()
+        self._market = market
+        self._clock = clock
+        self._spread_bps = settings.spread_bps
+        self._half_latency = settings.latency_ms / 2000.0
+        self._limiter = _RequestLimiter(settings.requests_per_second,
+                                        max(1, round(settings.requests_per_second)), clock)
+        self._positions: dict[str, Decimal] = {}
+        self._history: deque[Fill] = deque(maxlen=history_limit)
+        self._order_limit = order_limit
+        # Unique across restarts: a restarted daemon starts at a later wall-clock millisecond.
+        self.run_tag = f"{int(clock.time() * 1000):x}.{settings.seed}"
+        self._trade_seq = 0
+        self._sink: VenueEventSink | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._running = False
+        self._stalled = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """True while started and every stream task is alive."""
+        return self._running and all(not task.done() for task in self._tasks)
+
+    @property
+    def market(self) -> SimMarketData:
+        """The shared price process of this venue's base asset."""
+        return self._market
+
+    async def start(self, sink: VenueEventSink) -> None:
+        """Start the price stream (and the venue's other streams) into ``sink``."""
+        if self._running:
+            raise RuntimeError(f"venue {self.name} already started")
+        self._sink = sink
+        self._running = True
+        self._tasks = [asyncio.create_task(self._price_stream(sink), name=f"{self.name}-prices")]
+        self._tasks.extend(self._start_streams(sink))
+
+    async def close(self) -> None:
+        """Cancel the stream tasks and wait for them to finish. Idempotent."""
+        self._running = False
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._sink = None
+
+    def _start_streams(self, sink: VenueEventSink) -> list[asyncio.Task[None]]:
+        return []
+
+    # -- prices ----------------------------------------------------------------------------
+
+    def quote(self) -> tuple[Decimal, Decimal]:
+        """This venue's current (bid, ask)."""
+        return self._market.quote(self._spread_bps)
+
+    def stall_prices(self, stalled: bool = True) -> None:
+        """Stop (True) or resume (False) the price stream; the market keeps moving."""
+        self._stalled = stalled
+
+    async def push_price(self, bid: Decimal, ask: Decimal) -> PriceUpdate:
+        """Deliver an arbitrary (even NaN, crossed or wild) price on the stream now.
+
+        Only the stream sees it; fills keep using the simulated market.
+        """
+        if self._sink is None:
+            raise RuntimeError(f"venue {self.name} is not started")
+        update = PriceUpdate(venue=self.name, symbol=self.symbol, bid=bid, ask=ask,
+                             ts=self._clock.time(), received_at=self._clock.monotonic())
+        await self._sink.on_price(update)
+        return update
+
+    async def _price_stream(self, sink: VenueEventSink) -> None:
+        market, clock = self._market, self._clock
+        next_step = market.current_step()
+        while True:
+            delay = market.step_time(next_step) - clock.monotonic()
+            if delay > 0:
+                await clock.sleep(delay)
+            if not self._stalled:
+                bid, ask = self.quote()
+                update = PriceUpdate(venue=self.name, symbol=self.symbol, bid=bid, ask=ask,
+                                     ts=clock.time(), received_at=clock.monotonic())
+                await self._deliver(sink, sink.on_price(update), "price")
+            next_step = max(next_step, market.current_step()) + 1
+
+    async def _deliver(self, sink: VenueEventSink, call: Awaitable[None], what: str) -> None:
+        """Await a sink call; a failing sink is reported, never kills the stream."""
+        try:
+            await call
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            sink.on_venue_error(self.name, "sink_error", f"{what}: {exc!r}")
+
+    # -- account ---------------------------------------------------------------------------
+
+    def seed_position(self, symbol: str, amount: Decimal) -> None:
+        """Set a position (derivative symbol) or balance (asset) without trading.
+
+        Lets the daemon align a paper venue with its ledger after a restart.
+        """
+        self._positions[symbol] = amount
+
+    async def fetch_positions(self) -> dict[str, Decimal]:
+        """Signed positions: by symbol for derivatives, by asset for balances (incl. fees)."""
+        return await self._round_trip("fetch_positions", lambda: dict(self._positions))
+
+    async def fetch_fills_since(self, since: float | None) -> list[Fill]:
+        """Retained trades of this account with ``ts >= since``, oldest first."""
+        return await self._round_trip(
+            "fetch_fills_since",
+            lambda: [fill for fill in self._history if since is None or fill.ts >= since])
+
+    def _next_trade_id(self) -> str:
+        self._trade_seq += 1
+        return f"{self.run_tag}-{self._trade_seq}"
+
+    def _book_fill(self, fill: Fill) -> None:
+        """Apply a fill to the account (same accounting as the ledger) and keep it."""
+        positions = self._positions
+        signed = fill.signed_amount
+        if is_derivative(fill.symbol):
+            positions[fill.symbol] = positions.get(fill.symbol, ZERO) + signed
+        else:
+            base, quote, _ = split_symbol(fill.symbol)
+            positions[base] = positions.get(base, ZERO) + signed
+            positions[quote] = positions.get(quote, ZERO) - signed * fill.price
+        if fill.fee and fill.fee_currency:
+            positions[fill.fee_currency] = positions.get(fill.fee_currency, ZERO) - fill.fee
+        self._history.append(fill)
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def _leg(self) -> None:
+        """One network leg (half the configured latency)."""
+        if self._half_latency > 0:
+            await self._clock.sleep(self._half_latency)
+
+    def _admit(self, operation: str) -> str | None:
+        """Venue-side admission: rate limit and injected request faults.
+
+        Returns an order fault to be handled by the caller, raises request faults.
+        """
+        retry_after = self._limiter.admit()
+        if retry_after is not None:
+            raise RateLimited(f"{self.name}: request rate limit exceeded", retry_after=retry_after)
+        fault = self.faults.take(operation)
+        if fault == "rate_limit":
+            raise RateLimited(f"{self.name}: injected rate limit", retry_after=1.0 / self._limiter.rate)
+        if fault == "transient":
+            raise TransientVenueError(f"{self.name}: injected transient error")
+        return fault
+
+    async def _round_trip(self, operation: str, handler: Callable[[], _T]) -> _T:
+        """Request leg, admission, ``handler`` at the venue, response leg (also for errors)."""
+        await self._leg()
+        try:
+            self._admit(operation)
+            result = handler()
+        except VenueError:
+            await self._leg()
+            raise
+        await self._leg()
+        return result
+
+
+class SimSpotVenue(_SimVenue):
+    """Inventory venue: prices plus synthetic client fills on the desk's account.
+
+    Takes no hedge orders: :meth:`create_order` raises :class:`~hedgerd.errors.InvalidOrder`.
+    """
+
+    def __init__(self, name: str, settings: SimSettings, market: SimMarketData, clock: Clock,
+                 *, history_limit: int = 10_000) -> None:
+        super().__init__(name, settings, market, clock, history_limit=history_limit)
+        self._flow_rng = random.Random(f"hedgerd-flow/{name}/{settings.seed}")
+        self._flow_rate = settings.flow_rate
+        self._flow_mean_size = settings.flow_mean_size
+        self._flow_changed = asyncio.Event()
+        self._positions = {self.base: ZERO, self.quote_asset: ZERO}
+
+    def set_flow(self, rate: float, mean_size: Decimal | None = None) -> None:
+        """Change the client flow intensity (fills/s) and mean size from the next arrival."""
+        if rate < 0:
+            raise ValueError("rate must be >= 0")
+        self._flow_rate = rate
+        if mean_size is not None:
+            if not mean_size > 0:
+                raise ValueError("mean_size must be > 0")
+            self._flow_mean_size = mean_size
+        self._flow_changed.set()
+
+    def _start_streams(self, sink: VenueEventSink) -> list[asyncio.Task[None]]:
+        return [asyncio.create_task(self._client_flow(sink), name=f"{self.name}-flow")]
+
+    async def _client_flow(self, sink: VenueEventSink) -> None:
+        rng, clock = self._flow_rng, self._clock
+        while True:
+            if self._flow_rate <= 0:
+                self._flow_changed.clear()
+                await self._flow_changed.wait()
+                continue
+            await clock.sleep(rng.expovariate(self._flow_rate))
+            fill = self._client_fill(rng)
+            self._book_fill(fill)
+            await self._deliver(sink, sink.on_fill(fill), "fill")
+
+    def _client_fill(self, rng: random.Random) -> Fill:
+        side = Side.BUY if rng.random() < 0.5 else Side.SELL
+        raw = Decimal(rng.expovariate(1.0 / float(self._flow_mean_size)))
+        amount = max(raw.quantize(SPOT_AMOUNT_STEP, rounding=ROUND_HALF_EVEN), SPOT_AMOUNT_STEP)
+        bid, ask = self.quote()
+        return Fill(venue=self.name, trade_id=self._next_trade_id(), symbol=self.symbol, side=side,
+                    amount=amount, price=bid if side is Side.BUY else ask, ts=self._clock.time(),
+                    received_at=self._clock.monotonic())
+
+    async def load_markets(self) -> dict[str, MarketInfo]:
+        """The spot instrument."""
+        info = MarketInfo(symbol=self.symbol, base=self.base, quote=self.quote_asset,
+                          amount_step=SPOT_AMOUNT_STEP, price_step=self._market.tick,
+                          min_amount=SPOT_AMOUNT_STEP)
+        return await self._round_trip("load_markets", lambda: {self.symbol: info})
+
+    async def create_order(self, intent: HedgeIntent, amount: Decimal, price: Decimal | None) -> OrderReport:
+        """Always refused: the simulated spot venue is not a hedge venue."""
+        def refuse() -> OrderReport:
+            raise InvalidOrder(f"{self.name} is an inventory venue and takes no hedge orders")
+        return await self._round_trip("create_order", refuse)
+
+    async def fetch_order(self, symbol: str, client_order_id: str) -> OrderReport | None:
+        return await self._round_trip("fetch_order", lambda: None)
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[OrderReport]:
+        return await self._round_trip("fetch_open_orders", list)
+
+    async def cancel_order(self, symbol: str, client_order_id: str) -> OrderReport | None:
+        return await self._round_trip("cancel_order", lambda: None)
+
+
+class SimPerpVenue(_SimVenue):
+    """Hedge venue: a linear perpetual that fills our orders at the bid/ask with a taker fee.
+
+    Market orders fill fully; IOC limit orders fill fully when marketable, else expire. A
+    reduce-only order never increases the position (it is rejected, or capped and the rest
+    expires). Fills and order updates are also delivered on a separate stream task.
+    """
+
+    def __init__(self, name: str, settings: SimSettings, market: SimMarketData, clock: Clock,
+                 *, history_limit: int = 10_000, order_limit: int = 100_000) -> None:
+        super().__init__(name, settings, market, clock, history_limit=history_limit,
+                         order_limit=order_limit)
+        self.fee_currency = self.settle or self.quote_asset
+        self.market_info = MarketInfo(symbol=self.symbol, base=self.base, quote=self.quote_asset,
+                                      amount_step=PERP_AMOUNT_STEP, price_step=market.tick,
+                                      min_amount=PERP_AMOUNT_STEP, min_notional=PERP_MIN_NOTIONAL,
+                                      contract_size=Decimal(1))
+        self._taker_fee = settings.taker_fee_bps / _BPS
+        self._orders: OrderedDict[str, OrderReport] = OrderedDict()
+        self._order_seq = 0
+        self._events: asyncio.Queue[Fill | OrderReport] = asyncio.Queue()
+        self._positions = {self.symbol: ZERO}
+
+    def position(self, symbol: str | None = None) -> Decimal:
+        """Signed position (base units) without a venue request."""
+        return self._positions.get(symbol or self.symbol, ZERO)
+
+    def _start_streams(self, sink: VenueEventSink) -> list[asyncio.Task[None]]:
+        return [asyncio.create_task(self._user_stream(sink), name=f"{self.name}-user")]
+
+    async def _user_stream(self, sink: VenueEventSink) -> None:
+        while True:
+            event = await self._events.get()
+            if isinstance(event, Fill):
+                await self._deliver(sink, sink.on_fill(event), "fill")
+            else:
+                await self._deliver(sink, sink.on_order_update(self.name, event), "order update")
+
+    async def load_markets(self) -> dict[str, MarketInfo]:
+        """The perpetual instrument."""
+        return await self._round_trip("load_markets", lambda: {self.symbol: self.market_info})
+
+    async def create_order(self, intent: HedgeIntent, amount: Decimal, price: Decimal | None) -> OrderReport:
+        """Place and match ``intent`` (``amount`` in contracts = base units here).
+
+        Raises :class:`RateLimited` above the venue's request limit, :class:`InvalidOrder` for
+        a duplicate client order id or a malformed order, and the injected faults.
+        """
+        await self._leg()
+        try:
+            fault = self._admit("create_order")
+            if fault == "timeout_before_accept":
+                raise OrderOutcomeUnknown(
+                    f"{self.name}: timeout, order {intent.client_order_id} never reached the venue")
+            report = self._place(intent, amount, price, fault)
+        except VenueError:
+            await self._leg()
+            raise
+        await self._leg()
+        if fault == "accept_then_timeout":
+            raise OrderOutcomeUnknown(f"{self.name}: timeout after sending {intent.client_order_id}")
+        return report
+
+    def _place(self, intent: HedgeIntent, amount: Decimal, price: Decimal | None,
+               fault: str | None) -> OrderReport:
+        client_id = intent.client_order_id
+        if client_id in self._orders:
+            raise InvalidOrder("duplicate clientOrderId")
+        self._validate(intent, amount, price)
+        if fault == "reject_insufficient_funds":
+            raise InsufficientFunds(f"{self.name}: margin is insufficient (injected)")
+        if fault == "reject_invalid":
+            raise InvalidOrder(f"{self.name}: order rejected (injected)")
+
+        bid, ask = self.quote()
+        fill_price = ask if intent.side is Side.BUY else bid
+        fill_amount = amount * self.market_info.contract_size
+        if intent.order_type is OrderType.LIMIT_IOC:
+            assert price is not None
+            marketable = price >= ask if intent.side is Side.BUY else price <= bid
+            if not marketable:
+                fill_amount = ZERO
+        if intent.reduce_only:
+            position = self._positions.get(self.symbol, ZERO)
+            if position * intent.side.sign >= 0:
+                raise InvalidOrder("ReduceOnly Order is rejected: it would increase the position")
+            fill_amount = min(fill_amount, abs(position))
+
+        self._order_seq += 1
+        venue_order_id = f"{self.run_tag}-o{self._order_seq}"
+        now = self._clock.time()
+        fills: tuple[Fill, ...] = ()
+        fee = ZERO
+        if fill_amount > 0:
+            fee = (fill_amount * fill_price * self._taker_fee).quantize(FEE_QUANTUM)
+            fill = Fill(venue=self.name, trade_id=self._next_trade_id(), symbol=self.symbol, side=intent.side,
+                        amount=fill_amount, price=fill_price, fee=fee, fee_currency=self.fee_currency, ts=now,
+                        received_at=self._clock.monotonic(), client_order_id=client_id)
+            self._book_fill(fill)
+            fills = (fill,)
+        status = OrderStatus.FILLED if fill_amount == amount else OrderStatus.EXPIRED
+        report = OrderReport(client_order_id=client_id, symbol=self.symbol, status=status, filled=fill_amount,
+                             average_price=fill_price if fills else None, fee=fee,
+                             venue_order_id=venue_order_id, ts=now, fills=fills)
+        self._orders[client_id] = report
+        while len(self._orders) > self._order_limit:
+            self._orders.popitem(last=False)
+        if self._running:
+            for fill in fills:
+                self._events.put_nowait(fill)
+            self._events.put_nowait(report)
+        return report
+
+    def _validate(self, intent: HedgeIntent, amount: Decimal, price: Decimal | None) -> None:
+        info = self.market_info
+        if intent.symbol != self.symbol:
+            raise InvalidOrder(f"{self.name}: unknown symbol {intent.symbol!r}")
+        if not amount > 0 or amount % info.amount_step != 0:
+            raise InvalidOrder(
+                f"{self.name}: amount {amount} is not a positive multiple of {info.amount_step}")
+        if amount < info.min_amount:
+            raise InvalidOrder(f"{self.name}: amount {amount} below minimum {info.min_amount}")
+        if intent.order_type is OrderType.LIMIT_IOC:
+            if price is None or not price > 0:
+                raise InvalidOrder(f"{self.name}: IOC order needs a positive limit price")
+            if price % info.price_step != 0:
+                raise InvalidOrder(f"{self.name}: price {price} is not a multiple of {info.price_step}")
+        if not intent.reduce_only:
+            mid = self._market.mid()
+            if amount * info.contract_size * mid < info.min_notional:
+                raise InvalidOrder(f"{self.name}: notional below {info.min_notional}")
+
+    async def fetch_order(self, symbol: str, client_order_id: str) -> OrderReport | None:
+        """The order with that client id, or None if the venue never received it."""
+        return await self._round_trip("fetch_order", lambda: self._orders.get(client_order_id))
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[OrderReport]:
+        """Orders not yet final (market and IOC orders are final at once)."""
+        return await self._round_trip(
+            "fetch_open_orders",
+            lambda: [r for r in self._orders.values()
+                     if not r.status.is_final and (symbol is None or r.symbol == symbol)])
+
+    async def cancel_order(self, symbol: str, client_order_id: str) -> OrderReport | None:
+        """Cancel an open order; None if it is unknown or already final."""
+        def cancel() -> OrderReport | None:
+            report = self._orders.get(client_order_id)
+            if report is None or report.status.is_final:
+                return None
+            canceled = OrderReport(client_order_id=report.client_order_id, symbol=report.symbol,
+                                   status=OrderStatus.CANCELED, filled=report.filled,
+                                   average_price=report.average_price, fee=report.fee,
+                                   venue_order_id=report.venue_order_id, ts=self._clock.time(),
+                                   fills=report.fills)
+            self._orders[client_order_id] = canceled
+            return canceled
+        return await self._round_trip("cancel_order", cancel)
+
+
+def build_sim_venues(configs: list[VenueConfig], clock: Clock) -> dict[str, Venue]:
+    """Build every ``kind = "sim"`` venue in ``configs``, by name.
+
+    Venues trading the same base asset share one :class:`SimMarketData`, whose parameters
+    (seed, initial price, volatility, tick interval) come from the lowest-seeded of them.
+    Role ``inventory`` gives a :class:`SimSpotVenue`, role ``hedge`` a :class:`SimPerpVenue`.
+    """
+    sims = [config for config in configs if config.kind is VenueKind.SIM]
+    groups: dict[str, list[VenueConfig]] = {}
+    for config in sims:
+        groups.setdefault(split_symbol(config.sim.symbol)[0], []).append(config)
+    markets = {base: SimMarketData(base, min(group, key=lambda c: c.sim.seed).sim, clock)
+               for base, group in groups.items()}
+    venues: dict[str, Venue] = {}
+    for config in sims:
+        market = markets[split_symbol(config.sim.symbol)[0]]
+        if config.role is VenueRole.HEDGE:
+            venues[config.name] = SimPerpVenue(config.name, config.sim, market, clock)
+        else:
+            venues[config.name] = SimSpotVenue(config.name, config.sim, market, clock)
+    return venues

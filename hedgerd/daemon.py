@@ -1,0 +1,137 @@
+"""The running daemon: engine + admin server + POSIX signals + config reload.
+
+Signals: SIGUSR1 halts trading, SIGUSR2 resumes it, SIGHUP reloads the config file (safe
+fields only; an invalid file keeps the old config), SIGTERM/SIGINT stop gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from hedgerd.admin import AdminServer
+from hedgerd.clock import Clock, RealClock
+from hedgerd.config import Settings, load_settings, reload_diff
+from hedgerd.connectors import build_venues
+from hedgerd.engine import HedgeEngine
+from hedgerd.errors import ConfigError
+from hedgerd.ledger import InventoryLedger
+from hedgerd.log import configure_logging
+from hedgerd.metrics import Metrics
+
+log = structlog.get_logger("hedgerd.daemon")
+
+SHUTDOWN_BUDGET = 8.0  # seconds; SIGTERM must exit within 10 s
+
+
+class Daemon:
+    """Owns every long-lived component of one hedgerd process."""
+
+    def __init__(self, settings: Settings, *, config_file: Path | None = None,
+                 clock: Clock | None = None, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.config_file = config_file
+        self.clock = clock or RealClock()
+        self.metrics = metrics or Metrics()
+        self.ledger = InventoryLedger(settings.ledger.path, synchronous=settings.ledger.synchronous,
+                                      batch_max=settings.ledger.batch_max, metrics=self.metrics)
+        self.venues = build_venues(settings, self.clock)
+        self.engine = HedgeEngine(settings, self.venues, self.ledger, self.clock, self.metrics)
+        self.admin = AdminServer(self)
+        self._stop = asyncio.Event()
+
+    def refresh_gauges(self) -> None:
+        """Update time-dependent gauges right before a scrape."""
+        for state in self.engine.hedges.values():
+            cfg = state.config
+            self.metrics.price_age.labels(cfg.symbol).set(self.engine.price_age(cfg.venue, cfg.symbol))
+        ready, _ = self.engine.readiness()
+        self.metrics.ready.set(1 if ready else 0)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Start everything, serve until asked to stop, then shut down within the budget."""
+        self.metrics.up_since.set(self.clock.time())
+        await self.admin.start()
+        loop = asyncio.get_running_loop()
+        self._install_signals(loop)
+        try:
+            await self.engine.start()
+            await self._stop.wait()
+        finally:
+            log.info("shutting_down")
+            try:
+                await asyncio.wait_for(self.engine.stop(), timeout=SHUTDOWN_BUDGET)
+            except TimeoutError:
+                log.error("shutdown_timeout", budget=SHUTDOWN_BUDGET)
+            await self.admin.stop()
+            self._remove_signals(loop)
+
+    # ----------------------------------------------------------------- signals
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        handlers: dict[signal.Signals, Any] = {
+            signal.SIGTERM: self.request_stop,
+            signal.SIGINT: self.request_stop,
+            signal.SIGUSR1: lambda: self._signal_kill(),
+            signal.SIGUSR2: lambda: self._signal_resume(),
+            signal.SIGHUP: lambda: self.reload(),
+        }
+        for sig, handler in handlers.items():
+            loop.add_signal_handler(sig, handler)
+
+    @staticmethod
+    def _remove_signals(loop: asyncio.AbstractEventLoop) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+
+    def _signal_kill(self) -> None:
+        self.engine.engage("operator kill via SIGUSR1", "signal:SIGUSR1")
+
+    def _signal_resume(self) -> None:
+        ok, detail = self.engine.resume("signal:SIGUSR2")
+        log.warning("resume_requested", source="signal:SIGUSR2", ok=ok, detail=detail)
+
+    # ----------------------------------------------------------------- reload
+    def reload(self) -> bool:
+        """Re-read the config; apply safe changes, keep the old config on any error."""
+        try:
+            new = load_settings(self.config_file)
+        except ConfigError as exc:
+            log.error("reload_rejected", path=exc.path, reason=exc.reason)
+            return False
+        applied, rejected = reload_diff(self.settings, new)
+        if rejected:
+            log.error("reload_rejected", reason="fields need a restart", fields=rejected)
+            return False
+        self.apply(new)
+        log.warning("config_reloaded", changed=applied)
+        return True
+
+    def apply(self, new: Settings) -> None:
+        """Adopt ``new`` settings whose differences are all safe to change live."""
+        self.settings = new
+        engine = self.engine
+        engine.settings = new
+        by_underlying = {h.underlying: h for h in new.hedges}
+        for underlying, state in engine.hedges.items():
+            state.config = by_underlying[underlying]
+            state.executor.config = new.executor
+            rl = new.executor.rate_limit_for(state.config.venue)
+            state.executor.bucket.set_rate(rl.requests_per_second)
+            self.metrics.hedge_band.labels(underlying).set(float(state.config.threshold))
+        engine.price_guard.max_jump = new.risk.max_price_jump
+        configure_logging(new.logging.format, new.logging.level)
+        engine.evaluate_soon()
+
+
+async def run_daemon(settings: Settings, config_file: Path | None = None) -> int:
+    """Entry point of ``hedgerd run``; returns the process exit code."""
+    daemon = Daemon(settings, config_file=config_file)
+    await daemon.run()
+    return 0

@@ -1,0 +1,472 @@
+"""The hedging engine: venue events in, hedge orders out.
+
+:class:`HedgeEngine` is the :class:`~hedgerd.connectors.base.VenueEventSink` of every venue.
+A fill is journaled (durable) before the risk loop sees it; every fill and price wakes the
+risk loop, which computes net delta per underlying (inventory x ratio + perp position +
+in-flight hedge quantity), asks the pure :mod:`hedgerd.policy` what to do, and hands a durable
+:class:`~hedgerd.models.HedgeIntent` to the venue's :class:`~hedgerd.executor.HedgeExecutor`.
+The :class:`~hedgerd.killswitch.KillSwitch` gates every order, right before it is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import structlog
+
+from hedgerd.clock import Clock
+from hedgerd.config import HedgeConfig, Mode, Settings, VenueRole
+from hedgerd.connectors.base import Venue
+from hedgerd.errors import ConfigError, VenueError
+from hedgerd.executor import HedgeExecutor, TokenBucket
+from hedgerd.killswitch import KillSwitch, evaluate_auto_triggers
+from hedgerd.ledger import InventoryLedger, LedgerError
+from hedgerd.metrics import Metrics
+from hedgerd.models import ZERO, Fill, HedgeIntent, MarketInfo, OrderReport, PriceUpdate, TradingState
+from hedgerd.policy import FixedThresholdPolicy, HedgeLimits, HedgePolicy
+from hedgerd.risk import DeltaSnapshot, PriceGuard, inventory_delta, make_snapshot
+
+log = structlog.get_logger("hedgerd.engine")
+
+
+@dataclass
+class _HedgeState:
+    """Runtime state of one configured hedge (one underlying)."""
+
+    config: HedgeConfig
+    executor: HedgeExecutor
+    market: MarketInfo | None
+    pending: bool = False  # an intent is being created or executed
+    first_unacted_fill_at: float | None = None
+    snapshot: DeltaSnapshot | None = None
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+
+class HedgeEngine:
+    """Ledger + risk loop + kill switch + executors, fed by venue events."""
+
+    def __init__(self, settings: Settings, venues: dict[str, Venue], ledger: InventoryLedger,
+                 clock: Clock, metrics: Metrics, policy: HedgePolicy | None = None) -> None:
+        self.settings = settings
+        self.venues = venues
+        self.ledger = ledger
+        self.clock = clock
+        self.metrics = metrics
+        self.policy: HedgePolicy = policy or FixedThresholdPolicy()
+        self.kill_switch = KillSwitch()
+        self.kill_switch.add_listener(self._on_trading_state_change)
+        self.price_guard = PriceGuard(max_jump=settings.risk.max_price_jump)
+        self.prices: dict[tuple[str, str], PriceUpdate] = {}
+        self._price_seen_at: dict[tuple[str, str], float] = {}
+        self.hedges: dict[str, _HedgeState] = {}
+        self.markets: dict[str, dict[str, MarketInfo]] = {}
+        self.consecutive_order_errors = 0
+        self.started_at = clock.monotonic()
+        self.reconciled = False
+        self.intake_open = False
+        self.ledger_failed: str | None = None
+        self._wake = asyncio.Event()
+        self._risk_task: asyncio.Task[None] | None = None
+        self._cancel_task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # ----------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        """Open the ledger, load markets, reconcile, start streams and the risk loop."""
+        await self.ledger.open()
+        self._sync_latches()
+        for name, venue in self.venues.items():
+            if self.venue_config(name).role is VenueRole.HEDGE:
+                self.markets[name] = await venue.load_markets()
+        for index, cfg in enumerate(self.settings.hedges):
+            markets = self.markets.get(cfg.venue, {})
+            market = markets.get(cfg.symbol)
+            if market is None:
+                raise ConfigError(f"hedges.{index}.symbol",
+                                  f"instrument {cfg.symbol!r} is not listed on venue {cfg.venue!r}")
+            rl = self.settings.executor.rate_limit_for(cfg.venue)
+            executor = self._executor_for(cfg.venue, rl.requests_per_second, rl.burst)
+            self.hedges[cfg.underlying] = _HedgeState(config=cfg, executor=executor, market=market)
+            self.metrics.hedge_band.labels(cfg.underlying).set(float(cfg.threshold))
+        await self._reconcile()
+        self.intake_open = True
+        for venue in self.venues.values():
+            await venue.start(self)
+        self._risk_task = asyncio.create_task(self._risk_loop(), name="risk-loop")
+        self._publish_trading_state()
+        log.info("engine_started", mode=self.settings.mode.value, hedges=list(self.hedges),
+                 venues=list(self.venues), trading_state=self.kill_switch.state.name)
+
+    def _executor_for(self, venue_name: str, rate: float, burst: int) -> HedgeExecutor:
+        for state in self.hedges.values():
+            if state.config.venue == venue_name:
+                return state.executor
+        bucket = TokenBucket(rate, burst, self.clock)
+        return HedgeExecutor(
+            venue=self.venues[venue_name], ledger=self.ledger, markets=self.markets[venue_name],
+            config=self.settings.executor, bucket=bucket, clock=self.clock, metrics=self.metrics,
+            gate=self._gate, on_result=self._on_order_result)
+
+    async def _reconcile(self) -> None:
+        """Resolve intents left open by a previous run before any new hedge is decided."""
+        for executor in self._executors():
+            await executor.recover()
+        if self.settings.mode is Mode.PAPER:
+            # Simulated venues start empty: align their positions with the journal.
+            for state in self.hedges.values():
+                venue = self.venues[state.config.venue]
+                seed = getattr(venue, "seed_position", None)
+                if seed is not None:
+                    seed(state.config.symbol, self.ledger.position(state.config.venue, state.config.symbol))
+        self.reconciled = True
+        log.info("reconciled", open_intents=len(self.ledger.open_intents()),
+                 positions={f"{v}:{a}": str(q) for (v, a), q in self.ledger.positions().items()})
+
+    async def stop(self) -> None:
+        """Stop intake, settle or cancel in-flight orders, flush the ledger."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self.intake_open = False
+        inventory = [v for n, v in self.venues.items() if self.venue_config(n).role is VenueRole.INVENTORY]
+        await asyncio.gather(*(v.close() for v in inventory), return_exceptions=True)
+        if self._risk_task is not None:
+            self._risk_task.cancel()
+            await asyncio.gather(self._risk_task, return_exceptions=True)
+        tasks = [t for h in self.hedges.values() for t in h.tasks]
+        if tasks:
+            _, still = await asyncio.wait(tasks, timeout=self.settings.executor.order_timeout)
+            for t in still:
+                t.cancel()
+            await asyncio.gather(*still, return_exceptions=True)
+        if self.settings.executor.cancel_on_shutdown:
+            for executor in self._executors():
+                try:
+                    await asyncio.wait_for(executor.cancel_all(), timeout=3.0)
+                except (TimeoutError, VenueError, LedgerError) as exc:
+                    log.warning("cancel_on_shutdown_failed", error=repr(exc))
+        hedge = [v for n, v in self.venues.items() if self.venue_config(n).role is VenueRole.HEDGE]
+        await asyncio.gather(*(v.close() for v in hedge), return_exceptions=True)
+        await self.ledger.close()
+        log.info("engine_stopped", fills=self.ledger.fill_count)
+
+    def _executors(self) -> list[HedgeExecutor]:
+        """Each executor once (several underlyings may hedge on one venue)."""
+        return list({id(h.executor): h.executor for h in self.hedges.values()}.values())
+
+    def venue_config(self, name: str) -> Any:
+        return next(v for v in self.settings.venues if v.name == name)
+
+    # ----------------------------------------------------------------- venue events
+    async def on_fill(self, fill: Fill) -> None:
+        """Journal a fill (durable) and wake the risk loop."""
+        if self.ledger_failed:
+            return
+        try:
+            new = await self.ledger.record_fill(fill)
+        except LedgerError as exc:
+            self._ledger_failure(exc)
+            raise
+        if not new:
+            return
+        if fill.client_order_id is None:
+            for state in self.hedges.values():
+                if state.first_unacted_fill_at is None and any(
+                        s.venue == fill.venue for s in state.config.inventory):
+                    state.first_unacted_fill_at = fill.received_at or self.clock.monotonic()
+        self._wake.set()
+
+    async def on_price(self, price: PriceUpdate) -> None:
+        """Validate and store a best bid/ask; wild or invalid prices are counted and dropped."""
+        reason = self.price_guard.check(price)
+        key = (price.venue, price.symbol)
+        if reason is not None:
+            self.metrics.wild_prices.labels(price.symbol, reason.split(":")[0]).inc()
+            self.metrics.venue_errors.labels(price.venue, "bad_price").inc()
+            log.warning("price_rejected", venue=price.venue, symbol=price.symbol, reason=reason,
+                        bid=str(price.bid), ask=str(price.ask))
+            return
+        self.prices[key] = price
+        self._price_seen_at[key] = self.clock.monotonic()
+        self._wake.set()
+
+    async def on_order_update(self, venue: str, report: OrderReport) -> None:
+        """Hand a streamed update of one of our orders to its executor, which journals it.
+
+        Fills of our orders also arrive as fills on the trade stream; the ledger dedupes them.
+        """
+        for executor in self._executors():
+            if executor.venue.name == venue:
+                await executor.on_order_update(report)
+        self._wake.set()
+
+    def on_venue_error(self, venue: str, kind: str, detail: str) -> None:
+        self.metrics.venue_errors.labels(venue, kind).inc()
+        log.warning("venue_error", venue=venue, kind=kind, detail=detail)
+
+    # ----------------------------------------------------------------- kill switch
+    def engage(self, reason: str, source: str) -> bool:
+        """Halt trading (idempotent)."""
+        changed = self.kill_switch.engage(reason, source, self.clock.time())
+        if changed:
+            self.metrics.kill_switch_engagements.labels(source.split(":")[0]).inc()
+        return changed
+
+    def reduce(self, reason: str, source: str) -> bool:
+        return self.kill_switch.reduce(reason, source, self.clock.time())
+
+    def resume(self, source: str) -> tuple[bool, str]:
+        """Deliberately leave HALTED/REDUCING; refused while a latch (kill file, config) holds."""
+        self._sync_latches()
+        if self.ledger_failed:
+            return False, f"ledger failed: {self.ledger_failed}"
+        ok = self.kill_switch.resume(source, self.clock.time())
+        if ok:
+            self.consecutive_order_errors = 0
+            self.price_guard.reset()  # a genuine big move while halted becomes the new reference
+            self._wake.set()
+            return True, "resumed"
+        if self.kill_switch.state is TradingState.ACTIVE:
+            return True, "already active"
+        return False, self.kill_switch.resume_refusal()
+
+    def _sync_latches(self) -> None:
+        ks = self.settings.kill_switch
+        self.kill_switch.set_latch("config", ks.engaged, self.clock.time())
+        self.kill_switch.set_latch("kill_file", bool(ks.kill_file and ks.kill_file.exists()),
+                                   self.clock.time())
+
+    def _gate(self, intent: HedgeIntent) -> str | None:
+        if self.ledger_failed:
+            return "ledger failed"
+        if self._stopping:
+            return "shutting down"
+        if not self.kill_switch.allows(intent.reduce_only):
+            return f"trading {self.kill_switch.state.name.lower()}: {self.kill_switch.reason}"
+        return None
+
+    def _on_order_result(self, ok: bool, kind: str) -> None:
+        if ok:
+            self.consecutive_order_errors = 0
+        else:
+            self.consecutive_order_errors += 1
+        self._wake.set()
+
+    def _on_trading_state_change(self, ks: KillSwitch) -> None:
+        self._publish_trading_state()
+        log.warning("trading_state", state=ks.state.name, reason=ks.reason, source=ks.source)
+        if (ks.state is TradingState.HALTED and self.settings.kill_switch.cancel_open_orders_on_halt
+                and self.hedges and (self._cancel_task is None or self._cancel_task.done())):
+            self._cancel_task = asyncio.create_task(self._cancel_all_open(), name="cancel-on-halt")
+
+    def _publish_trading_state(self) -> None:
+        ks = self.kill_switch
+        self.metrics.trading_state.set(int(ks.state))
+        self.metrics.kill_reason.clear()
+        self.metrics.kill_reason.labels(ks.state.name.lower(), ks.reason[:200], ks.source).set(1)
+
+    async def _cancel_all_open(self) -> None:
+        for executor in self._executors():
+            try:
+                await executor.cancel_all()
+            except (VenueError, LedgerError) as exc:
+                log.warning("cancel_on_halt_failed", error=repr(exc))
+
+    def _ledger_failure(self, exc: LedgerError) -> None:
+        if self.ledger_failed is None:
+            self.ledger_failed = str(exc)
+            self.metrics.ledger_errors.inc()
+            log.error("ledger_failed", error=str(exc))
+            self.engage(f"ledger failure: {exc}", "auto:ledger")
+
+    # ----------------------------------------------------------------- risk loop
+    async def _risk_loop(self) -> None:
+        tick = self.settings.risk.safety_tick
+        last_refresh = self.clock.monotonic()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=tick)
+            self._wake.clear()
+            try:
+                if self.clock.monotonic() - last_refresh >= tick:
+                    last_refresh = self.clock.monotonic()
+                    for executor in self._executors():
+                        await executor.refresh_open()
+                await self.evaluate()
+            except LedgerError as exc:
+                self._ledger_failure(exc)
+            except Exception:  # a bug must halt trading, not kill the loop silently
+                log.exception("risk_loop_error")
+                self.engage("internal error in risk loop (see logs)", "auto:internal")
+
+    def evaluate_soon(self) -> None:
+        """Wake the risk loop now (after a config change, a resume, ...)."""
+        self._wake.set()
+
+    def price_age(self, venue: str, symbol: str) -> float:
+        """Seconds since the last accepted price (since start if none yet)."""
+        seen = self._price_seen_at.get((venue, symbol), self.started_at)
+        return self.clock.monotonic() - seen
+
+    def snapshot(self, state: _HedgeState) -> DeltaSnapshot:
+        cfg = state.config
+        positions = self.ledger.positions()
+        inventory = inventory_delta(positions, [(s.venue, s.asset) for s in cfg.inventory])
+        price = self.prices.get((cfg.venue, cfg.symbol))
+        return make_snapshot(
+            underlying=cfg.underlying, inventory=inventory, hedge_ratio=cfg.hedge_ratio,
+            perp_position=self.ledger.position(cfg.venue, cfg.symbol),
+            in_flight=state.executor.in_flight(cfg.symbol),
+            mid=price.mid if price else None)
+
+    async def evaluate(self) -> None:
+        """One pass of the risk loop over every underlying."""
+        self._sync_latches()
+        snapshots = {u: self.snapshot(s) for u, s in self.hedges.items()}
+        for underlying, snap in snapshots.items():
+            state = self.hedges[underlying]
+            state.snapshot = snap
+            self.metrics.net_delta.labels(underlying).set(float(snap.net_delta))
+            self.metrics.in_flight.labels(underlying).set(float(snap.in_flight))
+            if snap.notional is not None:
+                self.metrics.net_delta_notional.labels(underlying).set(float(snap.notional))
+        for (venue, asset), qty in self.ledger.positions().items():
+            self.metrics.inventory.labels(venue, asset).set(float(qty))
+        self._check_auto_triggers(snapshots)
+        if not self.reconciled or self._stopping or self.ledger_failed:
+            return
+        for underlying, snap in snapshots.items():
+            state = self.hedges[underlying]
+            if state.pending or state.executor.has_open(state.config.symbol):
+                continue
+            await self._decide(state, snap)
+
+    def _check_auto_triggers(self, snapshots: dict[str, DeltaSnapshot]) -> None:
+        ages: dict[str, tuple[float, float]] = {}
+        notionals: dict[str, tuple[Decimal, Decimal]] = {}
+        for underlying, state in self.hedges.items():
+            cfg = state.config
+            age = self.price_age(cfg.venue, cfg.symbol)
+            ages[cfg.symbol] = (age, cfg.max_price_age)
+            self.metrics.price_age.labels(cfg.symbol).set(age if math.isfinite(age) else -1)
+            snap = snapshots[underlying]
+            if snap.notional is not None:
+                notionals[underlying] = (abs(snap.notional), cfg.max_delta_notional)
+        reason = evaluate_auto_triggers(
+            price_ages=ages, delta_notionals=notionals,
+            consecutive_errors=self.consecutive_order_errors,
+            max_consecutive_errors=self.settings.kill_switch.max_consecutive_errors)
+        if reason is not None and self.kill_switch.state is not TradingState.HALTED:
+            self.engage(reason, "auto")
+
+    async def _decide(self, state: _HedgeState, snap: DeltaSnapshot) -> None:
+        cfg = state.config
+        limits = HedgeLimits(threshold=cfg.threshold, target=cfg.target, min_order=cfg.min_order,
+                             max_order=cfg.max_order, max_position=cfg.max_position)
+        price = self.prices.get((cfg.venue, cfg.symbol))
+        if price is None:
+            return
+        decision = self.policy.decide(snap.net_delta, snap.perp_position, limits, state.market,
+                                      price=price.mid)
+        if decision is None:
+            state.first_unacted_fill_at = None
+            return
+        if not self.kill_switch.allows(decision.reduce_only):
+            return
+        state.pending = True
+        try:
+            intent = await self.ledger.new_intent(
+                underlying=cfg.underlying, venue=cfg.venue, symbol=cfg.symbol, side=decision.side,
+                amount=decision.amount, created_at=self.clock.time(), reduce_only=decision.reduce_only,
+                order_type=self.settings.executor.order_type, reason=decision.reason,
+                client_id_prefix=self.settings.executor.client_id_prefix)
+        except BaseException:
+            state.pending = False
+            raise
+        received_at = state.first_unacted_fill_at
+        state.first_unacted_fill_at = None
+        log.info("hedge_decision", underlying=cfg.underlying, client_order_id=intent.client_order_id,
+                 side=decision.side.value, amount=str(decision.amount), reduce_only=decision.reduce_only,
+                 reason=decision.reason, inventory=str(snap.inventory), hedge_ratio=str(snap.hedge_ratio),
+                 perp_position=str(snap.perp_position), in_flight=str(snap.in_flight),
+                 net_delta=str(snap.net_delta), mid=str(price.mid), threshold=str(cfg.threshold),
+                 target=str(cfg.target), policy=self.policy.name)
+        task = asyncio.create_task(self._execute(state, intent, price.mid, received_at),
+                                   name=f"hedge-{intent.client_order_id}")
+        state.tasks.add(task)
+        task.add_done_callback(state.tasks.discard)
+
+    async def _execute(self, state: _HedgeState, intent: HedgeIntent, mid: Decimal,
+                       received_at: float | None) -> None:
+        try:
+            await state.executor.execute(intent, reference_price=mid, received_at=received_at)
+        except LedgerError as exc:
+            self._ledger_failure(exc)
+        except Exception:
+            log.exception("execute_failed", client_order_id=intent.client_order_id)
+            self._on_order_result(False, "internal")
+        finally:
+            state.pending = False
+            self._wake.set()
+
+    # ----------------------------------------------------------------- views
+    def readiness(self) -> tuple[bool, list[str]]:
+        """Whether the daemon is ready to hedge, and why not."""
+        problems: list[str] = []
+        if not self.reconciled:
+            problems.append("startup reconciliation not done")
+        if self.ledger_failed:
+            problems.append(f"ledger failed: {self.ledger_failed}")
+        for name, venue in self.venues.items():
+            if not venue.connected:
+                problems.append(f"venue {name} not connected")
+        for state in self.hedges.values():
+            cfg = state.config
+            if (cfg.venue, cfg.symbol) not in self.prices:
+                problems.append(f"no price yet for {cfg.symbol}")
+            elif self.price_age(cfg.venue, cfg.symbol) > cfg.max_price_age:
+                problems.append(f"price for {cfg.symbol} is stale")
+        return not problems, problems
+
+    def status(self) -> dict[str, Any]:
+        """JSON-able view for ``/status`` (never contains secrets)."""
+        ks = self.kill_switch
+        underlyings: dict[str, Any] = {}
+        for underlying, state in self.hedges.items():
+            snap = self.snapshot(state)
+            underlyings[underlying] = {
+                "net_delta": str(snap.net_delta), "inventory": str(snap.inventory),
+                "hedge_ratio": str(snap.hedge_ratio), "perp_position": str(snap.perp_position),
+                "in_flight": str(snap.in_flight),
+                "notional": None if snap.notional is None else str(snap.notional),
+                "threshold": str(state.config.threshold), "hedge_venue": state.config.venue,
+                "hedge_symbol": state.config.symbol,
+                "price_age_seconds": round(self.price_age(state.config.venue, state.config.symbol), 3),
+            }
+        ready, problems = self.readiness()
+        return {
+            "mode": self.settings.mode.value,
+            "trading_state": ks.state.name.lower(),
+            "reason": ks.reason,
+            "source": ks.source,
+            "since": ks.since,
+            "latches": sorted(ks.latches),
+            "ready": ready,
+            "not_ready": problems,
+            "underlyings": underlyings,
+            "positions": {f"{v}:{a}": str(q) for (v, a), q in sorted(self.ledger.positions().items())},
+            "open_orders": [
+                {"client_order_id": i.client_order_id, "venue": i.venue, "symbol": i.symbol,
+                 "side": i.side.value, "amount": str(i.amount),
+                 "status": (self.ledger.order_state(i.client_order_id) or ("?", ZERO))[0]}
+                for i in self.ledger.open_intents()
+            ],
+            "fills": self.ledger.fill_count,
+            "duplicate_fills": self.ledger.duplicate_fills,
+            "consecutive_order_errors": self.consecutive_order_errors,
+        }

@@ -1,0 +1,702 @@
+"""Rate-limited hedge order execution that never places the same order twice.
+
+:class:`TokenBucket` paces every request to a venue. :class:`HedgeExecutor` turns a durable
+:class:`~hedgerd.models.HedgeIntent` into one venue order under the intent's client order id:
+
+* sizes it to the market (contracts, amount step, minimums) and caps IOC limits at the
+  configured slippage;
+* asks the kill-switch gate right before every send;
+* on a timeout or any other unknown outcome, looks the order up by client order id before
+  any retry, and resends (with the same id) only when the venue has certainly not seen it;
+* backs off on transient errors, honours Retry-After and lowers its request rate on rate
+  limits, and never retries a fatal rejection;
+* journals every order state transition and fill in the ledger, and reports the quantity it
+  has in flight so the risk loop does not hedge the same delta twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Protocol
+
+import structlog
+
+from hedgerd.clock import Clock
+from hedgerd.config import ExecutorConfig
+from hedgerd.connectors.base import Venue
+from hedgerd.errors import (
+    FatalOrderError,
+    OrderNotFound,
+    RateLimited,
+    TransientVenueError,
+    VenueError,
+)
+from hedgerd.metrics import Metrics
+from hedgerd.models import ZERO, Fill, HedgeIntent, MarketInfo, OrderReport, OrderStatus, OrderType
+from hedgerd.policy import round_down, round_price
+
+log = structlog.get_logger("hedgerd.executor")
+
+_EPSILON = 1e-9
+_MAX_BACKOFF_EXPONENT = 30
+_DETAIL_MAX = 200
+# Rate-limit reaction: multiply the rate by this on a rate-limit error, never below
+# nominal * floor; each successful request gives back this fraction of the nominal rate.
+_THROTTLE_FACTOR = 0.5
+_THROTTLE_FLOOR = 0.1
+_RESTORE_STEP = 0.1
+
+# Forward order of the state machine; UNKNOWN sits with NEW (no venue answer yet).
+_RANK = {
+    OrderStatus.NEW: 0,
+    OrderStatus.UNKNOWN: 0,
+    OrderStatus.SUBMITTED: 1,
+    OrderStatus.PARTIALLY_FILLED: 2,
+    OrderStatus.FILLED: 3,
+    OrderStatus.CANCELED: 3,
+    OrderStatus.REJECTED: 3,
+    OrderStatus.EXPIRED: 3,
+}
+
+
+class TokenBucket:
+    """A token bucket on the injected clock: ``rate`` tokens per second, ``burst`` capacity.
+
+    Waiters are served first come, first served; a waiter computes how long it must wait and
+    sleeps once (it re-checks afterwards only in case the rate or a pause changed meanwhile).
+    """
+
+    def __init__(self, rate: float, burst: int, clock: Clock) -> None:
+        if not rate > 0:
+            raise ValueError(f"rate must be positive, got {rate}")
+        if burst < 1:
+            raise ValueError(f"burst must be at least 1, got {burst}")
+        self._clock = clock
+        self._nominal_rate = float(rate)
+        self._rate = float(rate)
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._updated = clock.monotonic()
+        self._paused_until = -math.inf
+        self._lock = asyncio.Lock()
+
+    @property
+    def rate(self) -> float:
+        """Current rate in tokens per second (lower than nominal while throttled)."""
+        return self._rate
+
+    @property
+    def nominal_rate(self) -> float:
+        """The configured rate, the ceiling :meth:`restore` climbs back to."""
+        return self._nominal_rate
+
+    @property
+    def burst(self) -> int:
+        return int(self._burst)
+
+    @property
+    def paused_until(self) -> float:
+        """Monotonic time before which no token is handed out (``-inf`` when not paused)."""
+        return self._paused_until
+
+    def _refill(self, now: float) -> None:
+        # Tokens do not accrue while paused.
+        start = max(self._updated, self._paused_until)
+        if now > start:
+            self._tokens = min(self._burst, self._tokens + (now - start) * self._rate)
+        self._updated = max(self._updated, now)
+
+    async def acquire(self, weight: float = 1.0) -> float:
+        """Take ``weight`` tokens, waiting as needed; returns the seconds waited.
+
+        A weight above the burst waits for a full bucket and leaves it in debt.
+        """
+        if not weight > 0:
+            raise ValueError(f"weight must be positive, got {weight}")
+        started = self._clock.monotonic()
+        need = min(float(weight), self._burst)
+        async with self._lock:
+            while True:
+                now = self._clock.monotonic()
+                self._refill(now)
+                wait = max(0.0, self._paused_until - now)
+                deficit = need - self._tokens
+                if deficit > _EPSILON:
+                    wait += deficit / self._rate
+                if wait <= _EPSILON:
+                    self._tokens -= weight
+                    break
+                await self._clock.sleep(wait)
+        return max(0.0, self._clock.monotonic() - started)
+
+    def set_rate(self, rate: float) -> None:
+        """Change the configured rate (e.g. on config reload); also ends any throttling."""
+        if not rate > 0:
+            raise ValueError(f"rate must be positive, got {rate}")
+        self._refill(self._clock.monotonic())
+        self._nominal_rate = float(rate)
+        self._rate = float(rate)
+
+    def throttle(self, factor: float = _THROTTLE_FACTOR, floor: float = _THROTTLE_FLOOR) -> float:
+        """Lower the current rate by ``factor``, not below ``nominal * floor``; returns the new rate."""
+        self._refill(self._clock.monotonic())
+        self._rate = max(self._rate * factor, self._nominal_rate * floor)
+        return self._rate
+
+    def restore(self, step: float = _RESTORE_STEP) -> float:
+        """Raise a throttled rate by ``step * nominal``, up to nominal; returns the new rate."""
+        if self._rate < self._nominal_rate:
+            self._refill(self._clock.monotonic())
+            self._rate = min(self._nominal_rate, self._rate + step * self._nominal_rate)
+        return self._rate
+
+    def pause_until(self, monotonic_ts: float) -> None:
+        """Hand out no token before ``monotonic_ts`` (honours Retry-After).
+
+        The bucket is drained to at most one token, so requests resume one at a time at the
+        current rate instead of in a burst.
+        """
+        self._refill(self._clock.monotonic())
+        if monotonic_ts > self._paused_until:
+            self._paused_until = monotonic_ts
+            self._tokens = min(self._tokens, 1.0)
+
+
+class OrderJournal(Protocol):
+    """The part of :class:`hedgerd.ledger.InventoryLedger` the executor uses."""
+
+    async def record_fill(self, fill: Fill) -> bool: ...
+
+    async def record_order_state(self, client_order_id: str, status: OrderStatus, filled: Decimal = ...,
+                                 average_price: Decimal | None = ..., venue_order_id: str | None = ...,
+                                 ts: float = ..., detail: str = ...) -> None: ...
+
+    def filled_for(self, client_order_id: str) -> Decimal: ...
+
+    def order_state(self, client_order_id: str) -> tuple[OrderStatus, Decimal] | None: ...
+
+    def open_intents(self) -> list[HedgeIntent]: ...
+
+
+class _LookupFailed(Exception):
+    """Every attempt to look an order up failed; its outcome stays unknown."""
+
+
+@dataclass(eq=False)
+class _Order:
+    """What the executor knows of one of its orders."""
+
+    intent: HedgeIntent
+    contracts: Decimal
+    base_amount: Decimal  # what was (or will be) requested, in base units
+    status: OrderStatus = OrderStatus.NEW
+    reported_filled: Decimal = ZERO  # base units, as last reported by the venue
+    maybe_live: bool = False  # an order with this client id may exist at the venue
+    acknowledged: bool = False  # the venue has reported on it at least once
+    executing: bool = False  # execute() is working on it
+    last_sent_at: float = 0.0  # wall-clock time of the last send (intent creation if recovered)
+    last_report: OrderReport | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def _error_kind(exc: BaseException) -> str:
+    if isinstance(exc, VenueError):
+        return exc.kind
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    return "unexpected"
+
+
+def _detail(exc: BaseException) -> str:
+    text = f"{_error_kind(exc)}: {exc}" if str(exc) else _error_kind(exc)
+    return text[:_DETAIL_MAX]
+
+
+def _can_advance(current: OrderStatus, current_filled: Decimal,
+                 new: OrderStatus, new_filled: Decimal) -> bool:
+    """Whether moving from ``current`` to ``new`` is a forward step of the state machine."""
+    if current.is_final or new is OrderStatus.NEW:
+        return False
+    if new is OrderStatus.UNKNOWN:
+        return current is OrderStatus.NEW
+    if new is current:
+        return new_filled > current_filled
+    return _RANK[new] >= _RANK[current]
+
+
+class HedgeExecutor:
+    """Places hedge orders on one venue, paced by ``bucket``, journaled in ``ledger``.
+
+    ``gate(intent)`` is asked right before every send and returns a denial reason or None;
+    ``on_result(ok, error_kind)`` is called once per executed intent that reached the point of
+    sending (success, fatal rejection, retries exhausted, or outcome left unknown).
+    ``config`` may be replaced at runtime (config reload); it is read on every use.
+    """
+
+    def __init__(self, venue: Venue, ledger: OrderJournal, markets: dict[str, MarketInfo],
+                 config: ExecutorConfig, bucket: TokenBucket, clock: Clock, metrics: Metrics,
+                 gate: Callable[[HedgeIntent], str | None], on_result: Callable[[bool, str], None],
+                 *, rng: random.Random | None = None) -> None:
+        self.venue = venue
+        self.ledger = ledger
+        self.markets = markets
+        self.config = config
+        self.bucket = bucket
+        self.clock = clock
+        self.metrics = metrics
+        self._gate = gate
+        self._on_result = on_result
+        self._rng = rng if rng is not None else random.Random()
+        self._orders: dict[str, _Order] = {}
+
+    # ------------------------------------------------------------------ queries
+    def in_flight(self, symbol: str) -> Decimal:
+        """Signed base units of this executor's orders on ``symbol`` not yet landed in the ledger.
+
+        An order counts from the moment :meth:`execute` has sized it (it may be sent any
+        moment) until its fills are all journaled: a live or UNKNOWN order counts its whole
+        requested amount less the fills journaled, a final one the fills it reported that have
+        not been journaled yet. An order that ended without being sent counts zero.
+        """
+        total = ZERO
+        for order in self._live_orders(symbol):
+            total += order.intent.side.sign * self._outstanding(order)
+        return total
+
+    def has_open(self, symbol: str) -> bool:
+        """True while any order of this executor on ``symbol`` is not settled."""
+        return bool(self._live_orders(symbol))
+
+    def open_orders(self) -> list[OrderReport]:
+        """Snapshot of every unsettled order (for status pages)."""
+        return [
+            OrderReport(client_order_id=o.intent.client_order_id, symbol=o.intent.symbol, status=o.status,
+                        filled=o.reported_filled,
+                        venue_order_id=o.last_report.venue_order_id if o.last_report else None)
+            for o in self._live_orders(None)
+        ]
+
+    def _outstanding(self, order: _Order) -> Decimal:
+        if not (order.maybe_live or order.executing):
+            return ZERO
+        landed = self.ledger.filled_for(order.intent.client_order_id)
+        expected = order.reported_filled if order.status.is_final else order.base_amount
+        return max(expected - landed, ZERO)
+
+    def _settled(self, order: _Order) -> bool:
+        """Nothing can exist at the venue, or everything it can fill has landed in the ledger."""
+        return not order.executing and (not order.maybe_live or self._outstanding(order) <= 0)
+
+    def _live_orders(self, symbol: str | None) -> list[_Order]:
+        """Unsettled orders (on ``symbol`` if given); settled ones are forgotten on the way."""
+        live: list[_Order] = []
+        for cid, order in list(self._orders.items()):
+            if self._settled(order):
+                del self._orders[cid]
+            elif symbol is None or order.intent.symbol == symbol:
+                live.append(order)
+        return live
+
+    # ------------------------------------------------------------------ execute
+    async def execute(self, intent: HedgeIntent, *, reference_price: Decimal | None = None,
+                      received_at: float | None = None) -> OrderReport:
+        """Place the order for ``intent`` and return the venue's last report on it.
+
+        ``reference_price`` (best bid/ask or mid) caps IOC limits and checks the minimum
+        notional; ``received_at`` (clock monotonic) is when the triggering fill arrived, for
+        the decision-latency histogram. Ledger errors propagate.
+
+        Executing an intent again is safe: an order already final is not resent, and one that
+        may exist at the venue is looked up before anything is sent.
+        """
+        cid = intent.client_order_id
+        existing = self._orders.get(cid)
+        if existing is not None and existing.executing:
+            raise RuntimeError(f"order {cid} is already being executed")
+        market = self.markets.get(intent.symbol)
+        contracts, base_amount = self._size(intent, market)
+        order = _Order(intent=intent, contracts=contracts, base_amount=base_amount,
+                       last_sent_at=intent.created_at, executing=True)
+        if existing is not None:  # e.g. recovered: keep what is known of it
+            order.status, order.reported_filled = existing.status, existing.reported_filled
+            order.maybe_live, order.acknowledged = existing.maybe_live, existing.acknowledged
+            order.last_report = existing.last_report
+        else:
+            journaled = self.ledger.order_state(cid)
+            if journaled is not None and journaled[0] is not OrderStatus.NEW:
+                order.status, order.reported_filled = journaled
+                order.maybe_live = not order.status.is_final or order.reported_filled > 0
+                order.acknowledged = order.status in (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED)
+        self._orders[cid] = order
+        try:
+            if order.status.is_final:
+                return order.last_report or OrderReport(cid, intent.symbol, order.status,
+                                                        order.reported_filled)
+            refusal = self._precheck(intent, market, contracts, reference_price)
+            if refusal is not None:
+                label, detail = refusal
+                log.warning("order_not_sent", client_order_id=cid, symbol=intent.symbol, reason=detail,
+                            amount=str(intent.amount), contracts=str(contracts))
+                await self._journal(order, OrderStatus.REJECTED, detail=detail, metric_status=label)
+                return OrderReport(cid, intent.symbol, OrderStatus.REJECTED)
+            try:
+                limit = self._limit_price(intent, market, reference_price)
+            except ValueError as exc:
+                log.warning("order_not_sent", client_order_id=cid, symbol=intent.symbol, reason=str(exc))
+                await self._journal(order, OrderStatus.REJECTED, detail=str(exc)[:_DETAIL_MAX],
+                                    metric_status="bad_price")
+                return OrderReport(cid, intent.symbol, OrderStatus.REJECTED)
+            return await self._run(order, limit, received_at)
+        finally:
+            order.executing = False
+            if self._settled(order):
+                self._orders.pop(cid, None)
+
+    def _size(self, intent: HedgeIntent, market: MarketInfo | None) -> tuple[Decimal, Decimal]:
+        """(contracts to request, the same in base units)."""
+        if market is None:
+            return intent.amount, intent.amount
+        contract_size = market.contract_size if market.contract_size > 0 else Decimal(1)
+        contracts = round_down(intent.amount / contract_size, market.amount_step)
+        if market.max_amount is not None and contracts > market.max_amount:
+            contracts = round_down(market.max_amount, market.amount_step)
+        return contracts, contracts * contract_size
+
+    def _precheck(self, intent: HedgeIntent, market: MarketInfo | None, contracts: Decimal,
+                  reference_price: Decimal | None) -> tuple[str, str] | None:
+        """(metric label, detail) when the order must not be sent at all."""
+        if market is None:
+            return "no_market", f"no market info for {intent.symbol}"
+        if contracts <= 0 or contracts < market.min_amount:
+            return "below_minimum", "below venue minimum"
+        price = intent.limit_price if intent.limit_price is not None else reference_price
+        if (price is not None and market.min_notional > 0
+                and contracts * market.contract_size * price < market.min_notional):
+            return "below_minimum", "below venue minimum"
+        if intent.order_type is OrderType.LIMIT_IOC and price is None:
+            return "no_price", "limit order without a reference price"
+        return None
+
+    def _limit_price(self, intent: HedgeIntent, market: MarketInfo | None,
+                     reference_price: Decimal | None) -> Decimal | None:
+        if intent.order_type is not OrderType.LIMIT_IOC:
+            return None
+        step = market.price_step if market is not None else None
+        if intent.limit_price is not None:
+            return round_price(intent.limit_price, step, intent.side)
+        assert reference_price is not None  # checked by _precheck
+        slippage = self.config.max_slippage_bps / Decimal(10_000)
+        cap = reference_price * (1 + intent.side.sign * slippage)
+        return round_price(cap, step, intent.side)
+
+    async def _run(self, order: _Order, limit: Decimal | None, received_at: float | None) -> OrderReport:
+        """The send / look-up / retry loop of one order."""
+        intent = order.intent
+        cid = intent.client_order_id
+        sends = 0
+        needs_lookup = order.maybe_live  # re-executing an order that may already exist
+        last_kind = ""
+        latency_pending = received_at is not None
+        while True:
+            if needs_lookup:
+                needs_lookup = False
+                try:
+                    found = await self._lookup(order, self.config.max_retries + 1)
+                except _LookupFailed as exc:
+                    return await self._give_up_unknown(order, f"lookup failed: {exc}")
+                if found is not None:
+                    return await self._finish(order, found)
+                log.info("order_not_at_venue", client_order_id=cid, sends=sends)
+            if sends > self.config.max_retries:
+                return await self._give_up(order, last_kind, sends)
+            await self._acquire()
+            reason = self._gate(intent)
+            if reason is not None:
+                return await self._denied(order, reason)
+            if latency_pending and received_at is not None:
+                self.metrics.decision_latency.observe(max(0.0, self.clock.monotonic() - received_at))
+                latency_pending = False
+            sends += 1
+            was_live = order.maybe_live
+            order.maybe_live = True
+            order.last_sent_at = self.clock.time()
+            log.info("order_send", client_order_id=cid, venue=self.venue.name, symbol=intent.symbol,
+                     side=intent.side.value, contracts=str(order.contracts),
+                     price=str(limit) if limit is not None else None, attempt=sends,
+                     reduce_only=intent.reduce_only)
+            try:
+                report = await asyncio.wait_for(self.venue.create_order(intent, order.contracts, limit),
+                                                timeout=self.config.order_timeout)
+            except RateLimited as exc:
+                order.maybe_live = was_live
+                last_kind = exc.kind
+                self._count_error(exc, "create", cid)
+                self._on_rate_limited(exc, sends - 1)
+            except TransientVenueError as exc:
+                order.maybe_live = was_live
+                last_kind = exc.kind
+                self._count_error(exc, "create", cid)
+                if sends <= self.config.max_retries:
+                    await self.clock.sleep(self._backoff(sends - 1))
+            except FatalOrderError as exc:
+                order.maybe_live = was_live
+                self._count_error(exc, "create", cid)
+                return await self._fatal(order, exc)
+            except Exception as exc:  # timeout, OrderOutcomeUnknown, anything unexpected
+                last_kind = "unknown_outcome"
+                self._count_error(exc, "create", cid)
+                await self._journal(order, OrderStatus.UNKNOWN, detail=_detail(exc))
+                needs_lookup = True
+            else:
+                self.bucket.restore()
+                return await self._finish(order, report)
+
+    async def _finish(self, order: _Order, report: OrderReport) -> OrderReport:
+        """Journal a venue report, follow a still-open order until final, report the result."""
+        await self._apply_report(order, report)
+        polls = 0
+        while not order.status.is_final and polls < self.config.max_retries:
+            await self.clock.sleep(self._backoff(polls))
+            polls += 1
+            try:
+                found = await self._lookup(order, 1)
+            except _LookupFailed:
+                break
+            if found is None:
+                break
+            await self._apply_report(order, found)
+        last = order.last_report or report
+        ok = order.status is not OrderStatus.REJECTED
+        log.info("order_result", client_order_id=order.intent.client_order_id, status=order.status.value,
+                 filled=str(order.reported_filled),
+                 average_price=str(last.average_price) if last.average_price is not None else None)
+        self._on_result(ok, "" if ok else "rejected")
+        return last
+
+    async def _fatal(self, order: _Order, exc: FatalOrderError) -> OrderReport:
+        cid = order.intent.client_order_id
+        if order.maybe_live:
+            # An earlier send may have landed after all (a duplicate client id is rejected as
+            # invalid): look before concluding the order does not exist.
+            try:
+                found = await self._lookup(order, self.config.max_retries + 1)
+            except _LookupFailed as lookup_exc:
+                return await self._give_up_unknown(order, f"lookup failed: {lookup_exc}")
+            if found is not None:
+                return await self._finish(order, found)
+        log.error("order_rejected", client_order_id=cid, kind=exc.kind, detail=_detail(exc))
+        await self._journal(order, OrderStatus.REJECTED, detail=_detail(exc))
+        self._on_result(False, exc.kind)
+        return OrderReport(cid, order.intent.symbol, OrderStatus.REJECTED)
+
+    async def _denied(self, order: _Order, reason: str) -> OrderReport:
+        cid = order.intent.client_order_id
+        if order.maybe_live:
+            return await self._give_up_unknown(order, f"gate: {reason}")
+        log.warning("order_gated", client_order_id=cid, reason=reason)
+        await self._journal(order, OrderStatus.CANCELED, detail=reason[:_DETAIL_MAX], metric_status="gated")
+        return OrderReport(cid, order.intent.symbol, OrderStatus.CANCELED)
+
+    async def _give_up(self, order: _Order, kind: str, sends: int) -> OrderReport:
+        """Retries exhausted."""
+        if order.maybe_live:
+            return await self._give_up_unknown(order, f"retries exhausted after {sends} sends")
+        cid = order.intent.client_order_id
+        detail = f"gave up after {sends} attempts: {kind}"
+        log.error("order_abandoned", client_order_id=cid, detail=detail)
+        await self._journal(order, OrderStatus.REJECTED, detail=detail)
+        self._on_result(False, kind or "transient")
+        return OrderReport(cid, order.intent.symbol, OrderStatus.REJECTED)
+
+    async def _give_up_unknown(self, order: _Order, why: str) -> OrderReport:
+        """Stop with the outcome unknown: the order stays UNKNOWN and in flight in full."""
+        cid = order.intent.client_order_id
+        if order.status is OrderStatus.NEW:
+            await self._journal(order, OrderStatus.UNKNOWN, detail=why[:_DETAIL_MAX])
+        log.error("order_outcome_unknown", client_order_id=cid, status=order.status.value, reason=why)
+        self.metrics.hedge_orders.labels(self.venue.name, order.intent.symbol, "unknown").inc()
+        self._on_result(False, "unknown_outcome")
+        return order.last_report or OrderReport(cid, order.intent.symbol, OrderStatus.UNKNOWN)
+
+    # ------------------------------------------------------------------ venue requests
+    async def _acquire(self) -> None:
+        waited = await self.bucket.acquire()
+        self.metrics.rate_limit_wait.labels(self.venue.name).observe(waited)
+
+    async def _lookup(self, order: _Order, attempts: int) -> OrderReport | None:
+        """The venue's report on ``order`` by client id, None if it never saw it.
+
+        Retries errors with back-off up to ``attempts`` tries; raises :class:`_LookupFailed`.
+        """
+        intent = order.intent
+        cid = intent.client_order_id
+        last: BaseException | None = None
+        for n in range(attempts):
+            await self._acquire()
+            try:
+                report = await asyncio.wait_for(self.venue.fetch_order(intent.symbol, cid),
+                                                timeout=self.config.order_timeout)
+            except OrderNotFound:
+                report = None
+            except RateLimited as exc:
+                last = exc
+                self._count_error(exc, "fetch_order", cid)
+                self._on_rate_limited(exc, n)
+                continue
+            except Exception as exc:
+                last = exc
+                self._count_error(exc, "fetch_order", cid)
+                if n + 1 < attempts:
+                    await self.clock.sleep(self._backoff(n))
+                continue
+            self.bucket.restore()
+            log.info("order_lookup", client_order_id=cid, found=report is not None,
+                     status=report.status.value if report is not None else None)
+            return report
+        raise _LookupFailed(_detail(last) if last is not None else "no attempt")
+
+    def _on_rate_limited(self, exc: RateLimited, retry: int) -> None:
+        retry_after = exc.retry_after
+        delay = retry_after if retry_after is not None and retry_after >= 0 else self._backoff(retry)
+        self.bucket.pause_until(self.clock.monotonic() + delay)
+        rate = self.bucket.throttle()
+        log.warning("rate_limited", venue=self.venue.name, retry_after=delay, rate=rate)
+
+    def _backoff(self, retry: int) -> float:
+        """Exponential back-off with jitter, within [backoff_initial, backoff_max]."""
+        initial, ceiling = self.config.backoff_initial, self.config.backoff_max
+        delay = min(ceiling, initial * 2.0 ** min(retry, _MAX_BACKOFF_EXPONENT))
+        return self._rng.uniform(max(min(initial, delay), delay / 2), delay)
+
+    def _count_error(self, exc: BaseException, request: str, cid: str) -> None:
+        kind = _error_kind(exc)
+        self.metrics.venue_errors.labels(self.venue.name, kind).inc()
+        log.warning("venue_error", venue=self.venue.name, request=request, client_order_id=cid, kind=kind,
+                    detail=_detail(exc))
+
+    # ------------------------------------------------------------------ journal
+    async def _journal(self, order: _Order, status: OrderStatus, *, filled: Decimal | None = None,
+                       average_price: Decimal | None = None, venue_order_id: str | None = None,
+                       ts: float = 0.0, detail: str = "", metric_status: str | None = None) -> bool:
+        async with order.lock:  # check and write as one step against concurrent updates
+            new_filled = order.reported_filled if filled is None else filled
+            if not _can_advance(order.status, order.reported_filled, status, new_filled):
+                return False
+            await self.ledger.record_order_state(order.intent.client_order_id, status, new_filled,
+                                                 average_price, venue_order_id, ts or self.clock.time(),
+                                                 detail)
+            order.status = status
+            order.reported_filled = max(order.reported_filled, new_filled)
+        log.info("order_state", client_order_id=order.intent.client_order_id, status=status.value,
+                 filled=str(order.reported_filled), detail=detail or None)
+        if status.is_final:
+            self.metrics.hedge_orders.labels(self.venue.name, order.intent.symbol,
+                                             metric_status or status.value).inc()
+        return True
+
+    async def _apply_report(self, order: _Order, report: OrderReport) -> None:
+        """Journal a venue report's fills (the ledger dedupes) and state transition."""
+        cid = order.intent.client_order_id
+        order.maybe_live = True
+        order.acknowledged = True
+        fees = ZERO
+        for fill in report.fills:
+            own = fill if fill.client_order_id else replace(fill, client_order_id=cid)
+            if await self.ledger.record_fill(own) and own.fee > 0:
+                fees += own.fee
+        if fees > 0:
+            self.metrics.hedge_fees.labels(self.venue.name).inc(float(fees))
+        advanced = await self._journal(order, report.status, filled=report.filled,
+                                       average_price=report.average_price,
+                                       venue_order_id=report.venue_order_id, ts=report.ts)
+        if advanced or order.last_report is None:
+            order.last_report = report
+
+    async def on_order_update(self, report: OrderReport) -> None:
+        """Journal a streamed update of one of this executor's orders (others are ignored)."""
+        order = self._orders.get(report.client_order_id)
+        if order is not None:
+            await self._apply_report(order, report)
+
+    # ------------------------------------------------------------------ maintenance
+    async def _resolve(self, order: _Order, attempts: int) -> None:
+        """Look an unsettled order up and journal what the venue says; keep it on errors."""
+        cid = order.intent.client_order_id
+        try:
+            found = await self._lookup(order, attempts)
+        except _LookupFailed as exc:
+            log.warning("order_unresolved", client_order_id=cid, status=order.status.value, reason=str(exc))
+            return
+        if found is not None:
+            await self._apply_report(order, found)
+            return
+        age = self.clock.time() - order.last_sent_at
+        if not order.acknowledged and age >= self.config.order_timeout:
+            log.warning("order_never_reached_venue", client_order_id=cid, age=round(age, 3))
+            await self._journal(order, OrderStatus.CANCELED, detail="never reached the venue")
+            order.maybe_live = False
+        else:
+            log.warning("order_not_found", client_order_id=cid, status=order.status.value, age=round(age, 3))
+
+    async def recover(self) -> None:
+        """After a restart: resolve this venue's intents the ledger still has open.
+
+        Each is looked up by client order id. Found: its state and fills are journaled. Not
+        found and older than ``order_timeout``: journaled CANCELED. Otherwise (errors, too
+        young) it stays tracked and counts as in flight, so the daemon cannot hedge it twice.
+        """
+        for intent in self.ledger.open_intents():
+            cid = intent.client_order_id
+            if intent.venue != self.venue.name or cid in self._orders:
+                continue
+            contracts, base_amount = self._size(intent, self.markets.get(intent.symbol))
+            state = self.ledger.order_state(cid)
+            order = _Order(intent=intent, contracts=contracts, base_amount=base_amount, maybe_live=True,
+                           last_sent_at=intent.created_at)
+            if state is not None:
+                order.status, order.reported_filled = state
+                order.acknowledged = state[0] in (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED)
+            self._orders[cid] = order
+            log.info("order_recovering", client_order_id=cid, status=order.status.value)
+            await self._resolve(order, self.config.max_retries + 1)
+        self._live_orders(None)
+
+    async def refresh_open(self) -> None:
+        """Look up every unsettled order not being executed (e.g. on the safety tick).
+
+        Resolves orders left UNKNOWN or open: an UNKNOWN one the venue has not seen once
+        ``order_timeout`` has passed since its last send is journaled CANCELED.
+        """
+        for order in list(self._live_orders(None)):
+            if not order.executing and order.maybe_live and not order.status.is_final:
+                await self._resolve(order, 1)
+        self._live_orders(None)
+
+    async def cancel_all(self) -> None:
+        """Cancel every open order of this executor by client order id and journal the results."""
+        for order in list(self._live_orders(None)):
+            if order.status.is_final or not order.maybe_live:
+                continue
+            intent = order.intent
+            cid = intent.client_order_id
+            await self._acquire()
+            try:
+                report = await asyncio.wait_for(self.venue.cancel_order(intent.symbol, cid),
+                                                timeout=self.config.order_timeout)
+            except OrderNotFound:
+                report = None
+            except Exception as exc:
+                self._count_error(exc, "cancel_order", cid)
+                continue
+            log.info("order_cancel", client_order_id=cid, gone=report is None,
+                     status=report.status.value if report is not None else None)
+            if report is not None:
+                await self._apply_report(order, report)
+            else:
+                await self._resolve(order, 1)
+        self._live_orders(None)

@@ -1,0 +1,1101 @@
+"""Inventory ledger: a durable SQLite (WAL) journal of fills, hedge intents and order states.
+
+Positions per (venue, asset) are held in memory and served without I/O. Every write goes
+through one dedicated writer thread with its own connection, which commits queued writes in
+batches (group commit, up to ``batch_max`` per transaction); a caller's ``await`` resolves only
+after the transaction holding its write has committed, so whatever the risk loop acts on is
+on disk (safe against a process crash with ``synchronous=NORMAL``, against power loss with
+``FULL``).
+
+Storage layout (schema version 1). Every Decimal is stored as TEXT, exactly:
+
+* ``fills``: the journal, ``UNIQUE(venue, trade_id)``; a duplicate is ignored and counted.
+* ``intents`` and ``order_events``: hedge intents and the order state changes of each client
+  order id; ``intents`` also carries the last state, so open intents reload with one query.
+* ``positions``, ``venue_totals``, ``order_fills``: a snapshot of the aggregates derived from
+  the journal, updated in the same transaction as the fills, so opening costs O(assets)
+  instead of O(fills). On open the snapshot's fill count is checked against the journal and
+  the snapshot is rebuilt from the journal if they differ; :meth:`InventoryLedger.verify`
+  recomputes everything from the journal.
+
+Memory stays flat in the number of fills: trade ids live only in the UNIQUE index on disk
+(duplicates inside one batch are caught in memory), and per-order lookups use bounded caches
+backed by the database.
+
+All public methods must be called from the thread running the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import decimal
+import fcntl
+import logging
+import os
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from hedgerd.metrics import Metrics
+from hedgerd.models import Fill, HedgeIntent, OrderStatus, OrderType, Side, split_symbol
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+ZERO = Decimal(0)
+CLIENT_ID_MAX_LEN = 36
+CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+_PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_-]{0,8}$")  # 8 + 8 (ledger id) + 1 + 19 (int64) = 36
+_SYNCHRONOUS_LEVELS = {"NORMAL": 1, "FULL": 2}
+_CACHE_SIZE = 16_384  # per-order entries kept in memory; misses read the database
+
+# Position arithmetic: wide enough that sums of exchange-precision amounts never round.
+_ARITHMETIC = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN,
+                              traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow])
+
+_BUY = Side.BUY
+_FILL_COLUMNS = ("venue, trade_id, symbol, side, amount, price, fee, fee_currency, ts, received_at, "
+                 "client_order_id")
+_FILL_ROW = "(?,?,?,?,?,?,?,?,?,?,?)"
+_FILL_WIDTH = 11
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS fills (
+    fill_id         INTEGER PRIMARY KEY,
+    venue           TEXT NOT NULL,
+    trade_id        TEXT NOT NULL,
+    symbol          TEXT NOT NULL,
+    side            TEXT NOT NULL,
+    amount          TEXT NOT NULL,
+    price           TEXT NOT NULL,
+    fee             TEXT NOT NULL,
+    fee_currency    TEXT,
+    ts              REAL NOT NULL,
+    received_at     REAL NOT NULL,
+    client_order_id TEXT,
+    UNIQUE (venue, trade_id)
+);
+CREATE TABLE IF NOT EXISTS intents (
+    intent_id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    client_order_id TEXT UNIQUE,
+    underlying      TEXT NOT NULL,
+    venue           TEXT NOT NULL,
+    symbol          TEXT NOT NULL,
+    side            TEXT NOT NULL,
+    amount          TEXT NOT NULL,
+    created_at      REAL NOT NULL,
+    reduce_only     INTEGER NOT NULL,
+    order_type      TEXT NOT NULL,
+    limit_price     TEXT,
+    reason          TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    filled          TEXT NOT NULL,
+    is_open         INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS intents_open ON intents (intent_id) WHERE is_open = 1;
+CREATE TABLE IF NOT EXISTS order_events (
+    event_id        INTEGER PRIMARY KEY,
+    client_order_id TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    filled          TEXT NOT NULL,
+    average_price   TEXT,
+    venue_order_id  TEXT,
+    ts              REAL NOT NULL,
+    detail          TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS order_events_by_client_id ON order_events (client_order_id, event_id);
+CREATE TABLE IF NOT EXISTS positions (
+    venue  TEXT NOT NULL,
+    asset  TEXT NOT NULL,
+    amount TEXT NOT NULL,
+    PRIMARY KEY (venue, asset)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS venue_totals (
+    venue        TEXT PRIMARY KEY,
+    fills        INTEGER NOT NULL,
+    fees         TEXT NOT NULL,
+    last_fill_ts REAL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS order_fills (
+    client_order_id TEXT PRIMARY KEY,
+    filled          TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+_UPSERT_POSITION = ("INSERT INTO positions (venue, asset, amount) VALUES (?, ?, ?) "
+                    "ON CONFLICT (venue, asset) DO UPDATE SET amount = excluded.amount")
+_UPSERT_VENUE = ("INSERT INTO venue_totals (venue, fills, fees, last_fill_ts) VALUES (?, ?, ?, ?) "
+                 "ON CONFLICT (venue) DO UPDATE SET fills = excluded.fills, fees = excluded.fees, "
+                 "last_fill_ts = excluded.last_fill_ts")
+_UPSERT_ORDER_FILL = ("INSERT INTO order_fills (client_order_id, filled) VALUES (?, ?) "
+                      "ON CONFLICT (client_order_id) DO UPDATE SET filled = excluded.filled")
+_INSERT_EVENT = ("INSERT INTO order_events (client_order_id, status, filled, average_price, venue_order_id, "
+                 "ts, detail) VALUES (?, ?, ?, ?, ?, ?, ?)")
+_INTENT_COLUMNS = ("intent_id, client_order_id, underlying, venue, symbol, side, amount, created_at, "
+                   "reduce_only, order_type, limit_price, reason")
+
+K = TypeVar("K")
+V = TypeVar("V")
+T = TypeVar("T")
+
+
+class LedgerError(Exception):
+    """The ledger cannot be used: an I/O failure (read-only file, disk full), a corrupt or
+    foreign file, or use after close. The message says which."""
+
+
+class _LRU(Generic[K, V]):
+    """A bounded mapping that forgets the least recently used entry."""
+
+    def __init__(self, capacity: int) -> None:
+        self._data: OrderedDict[K, V] = OrderedDict()
+        self._capacity = capacity
+
+    def get(self, key: K) -> V | None:
+        value = self._data.get(key)
+        if value is not None:
+            self._data.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._data[key] = value
+        self._data.move_to_end(key)
+        if len(self._data) > self._capacity:
+            self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+@dataclass(slots=True)
+class _VenueTotals:
+    fills: int = 0
+    fees: Decimal = ZERO
+    last_fill_ts: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _IntentRequest:
+    underlying: str
+    venue: str
+    symbol: str
+    side: Side
+    amount: Decimal
+    created_at: float
+    reduce_only: bool
+    order_type: OrderType
+    limit_price: Decimal | None
+    reason: str
+    prefix: str
+
+
+@dataclass(frozen=True, slots=True)
+class _StateRequest:
+    client_order_id: str
+    status: OrderStatus
+    filled: Decimal
+    average_price: Decimal | None
+    venue_order_id: str | None
+    ts: float
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class _CallRequest:
+    fn: Callable[[sqlite3.Connection], Any]
+
+
+_Op = tuple[Any, "asyncio.Future[Any]"]
+
+
+@dataclass(slots=True)
+class _Snapshot:
+    """Aggregates derived from the fills journal."""
+
+    positions: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    venues: dict[str, _VenueTotals] = field(default_factory=dict)
+    order_fills: dict[str, Decimal] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _OpenResult:
+    ledger_id: str
+    snapshot: _Snapshot
+    open_intents: list[tuple[HedgeIntent, OrderStatus, Decimal]]
+    rebuilt: bool
+    synchronous: str
+    journal_mode: str
+
+
+@dataclass(slots=True)
+class _BatchOutcome:
+    """What one committed transaction changed, handed from the writer to the event loop."""
+
+    futures: list[asyncio.Future[Any]]
+    results: list[Any]
+    new_fills: int = 0
+    duplicates: int = 0
+    positions: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    venues: dict[str, _VenueTotals] = field(default_factory=dict)
+    order_fills: dict[str, Decimal] = field(default_factory=dict)
+    fills_by_symbol: dict[tuple[str, str], int] = field(default_factory=dict)
+    intents: list[HedgeIntent] = field(default_factory=list)
+    states: list[tuple[str, OrderStatus, Decimal]] = field(default_factory=list)
+
+
+def _intent_from_row(row: Sequence[Any]) -> HedgeIntent:
+    return HedgeIntent(
+        intent_id=int(row[0]), client_order_id=str(row[1]), underlying=row[2], venue=row[3], symbol=row[4],
+        side=Side(row[5]), amount=Decimal(row[6]), created_at=float(row[7]), reduce_only=bool(row[8]),
+        order_type=OrderType(row[9]), limit_price=None if row[10] is None else Decimal(row[10]),
+        reason=row[11])
+
+
+def _check_finite(name: str, value: Decimal) -> None:
+    if not value.is_finite():
+        raise ValueError(f"{name} must be finite, got {value}")
+
+
+def aggregate_journal(conn: sqlite3.Connection) -> _Snapshot:
+    """Recompute positions, venue totals and per-order fills from the whole fills journal."""
+    snapshot = _Snapshot()
+    positions = snapshot.positions
+    symbols: dict[str, tuple[str, str] | None] = {}
+    with decimal.localcontext(_ARITHMETIC):
+        rows = conn.execute("SELECT venue, symbol, side, amount, price, fee, fee_currency, ts, "
+                            "client_order_id FROM fills ORDER BY fill_id")
+        for venue, symbol, side, amount_text, price_text, fee_text, fee_currency, ts, cid in rows:
+            amount = Decimal(amount_text)
+            signed = amount if side == "buy" else -amount
+            if symbol in symbols:
+                pair = symbols[symbol]
+            else:
+                pair = symbols[symbol] = _spot_pair(symbol)
+            if pair is None:
+                key = (venue, symbol)
+                positions[key] = positions.get(key, ZERO) + signed
+            else:
+                base_key, quote_key = (venue, pair[0]), (venue, pair[1])
+                positions[base_key] = positions.get(base_key, ZERO) + signed
+                positions[quote_key] = positions.get(quote_key, ZERO) - signed * Decimal(price_text)
+            totals = snapshot.venues.get(venue)
+            if totals is None:
+                totals = snapshot.venues[venue] = _VenueTotals()
+            totals.fills += 1
+            if totals.last_fill_ts is None or ts > totals.last_fill_ts:
+                totals.last_fill_ts = ts
+            fee = Decimal(fee_text)
+            if fee:
+                totals.fees += fee
+                if fee_currency:
+                    fee_key = (venue, fee_currency)
+                    positions[fee_key] = positions.get(fee_key, ZERO) - fee
+            if cid is not None:
+                snapshot.order_fills[cid] = snapshot.order_fills.get(cid, ZERO) + amount
+    return snapshot
+
+
+def _spot_pair(symbol: str) -> tuple[str, str] | None:
+    """(base, quote) of a spot symbol; None for a derivative (positions keyed by symbol)."""
+    base, quote, settle = split_symbol(symbol)
+    return None if settle is not None else (base, quote)
+
+
+class InventoryLedger:
+    """Durable journal of fills, hedge intents and order states, with in-memory positions.
+
+    Position accounting: a spot fill on ``BASE/QUOTE`` moves (venue, BASE) by the signed amount
+    and (venue, QUOTE) by minus signed amount x price; a derivative fill moves (venue, symbol) by
+    the signed amount (base units); a fee with a fee currency is subtracted from
+    (venue, fee_currency). ``fees_paid`` sums fee amounts per venue as reported, whatever their
+    currency.
+    """
+
+    def __init__(self, path: Path, *, synchronous: str = "NORMAL", batch_max: int = 512,
+                 metrics: Metrics | None = None) -> None:
+        level = synchronous.upper()
+        if level not in _SYNCHRONOUS_LEVELS:
+            raise ValueError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
+        if batch_max < 1:
+            raise ValueError("batch_max must be at least 1")
+        self.path = Path(path)
+        self.synchronous = level
+        self.batch_max = batch_max
+        self.metrics = metrics
+        self.ledger_id = ""
+        #: synchronous level and journal mode as read back from the writer connection
+        self.synchronous_in_effect = ""
+        self.journal_mode = ""
+        #: True when the last open rebuilt the snapshot tables from the whole journal
+        self.rebuilt_from_journal = False
+        #: transactions committed by the writer, and the most writes one of them carried
+        self.commits = 0
+        self.largest_batch = 0
+        self.duplicate_fills = 0
+        self.fill_count = 0
+
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: deque[_Op] = deque()
+        self._wake = threading.Event()
+        self._stop = False
+        self._opened = False
+        self._closed = False
+        self._failure: LedgerError | None = None
+        self._thread: threading.Thread | None = None
+        self._thread_done: asyncio.Future[None] | None = None
+        self._lock_fd: int | None = None
+        self._reader: sqlite3.Connection | None = None
+
+        # event-loop side view, updated after each commit
+        self._positions: dict[tuple[str, str], Decimal] = {}
+        self._venues: dict[str, _VenueTotals] = {}
+        self._filled_cache: _LRU[str, Decimal] = _LRU(_CACHE_SIZE)
+        self._state_cache: _LRU[str, tuple[OrderStatus, Decimal]] = _LRU(_CACHE_SIZE)
+        self._open_intents: dict[str, HedgeIntent] = {}
+        self._open_states: dict[str, tuple[OrderStatus, Decimal]] = {}
+        self._fill_counters: dict[tuple[str, str], Any] = {}
+        self._inventory_gauges: dict[tuple[str, str], Any] = {}
+
+        # writer-thread side state (touched only by the writer thread once it runs)
+        self._conn: sqlite3.Connection | None = None
+        self._w_positions: dict[tuple[str, str], Decimal] = {}
+        self._w_venues: dict[str, _VenueTotals] = {}
+        self._w_order_fills: _LRU[str, Decimal] = _LRU(_CACHE_SIZE)
+        self._w_symbols: dict[str, tuple[str, str] | None] = {}
+        self._w_last_fill_id = 0
+        self._w_ledger_id = ""
+        self._w_rows_per_statement = 1
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        """Lock the file, check its integrity, create the schema, start the writer thread and
+        load positions and open intents. Raises :class:`LedgerError` on a corrupt or foreign
+        file, a read-only file or a ledger already open elsewhere."""
+        if self._opened:
+            raise LedgerError("ledger already opened")
+        self._opened = True
+        self._loop = loop = asyncio.get_running_loop()
+        self._lock_fd = self._acquire_file_lock()
+        opened: asyncio.Future[_OpenResult] = loop.create_future()
+        self._thread_done = loop.create_future()
+        self._thread = threading.Thread(target=self._writer_main, args=(opened,),
+                                        name=f"ledger-writer:{self.path.name}", daemon=True)
+        self._thread.start()
+        try:
+            result = await opened
+        except BaseException:
+            self._closed = True
+            await self._thread_done
+            self._release_file_lock()
+            raise
+        self.ledger_id = result.ledger_id
+        self.synchronous_in_effect = result.synchronous
+        self.journal_mode = result.journal_mode
+        self.rebuilt_from_journal = result.rebuilt
+        snapshot = result.snapshot
+        self._positions = dict(snapshot.positions)
+        self._venues = {v: _VenueTotals(t.fills, t.fees, t.last_fill_ts) for v, t in snapshot.venues.items()}
+        self.fill_count = sum(t.fills for t in self._venues.values())
+        for intent, status, filled in result.open_intents:
+            self._open_intents[intent.client_order_id] = intent
+            self._open_states[intent.client_order_id] = (status, filled)
+        for cid, filled in snapshot.order_fills.items():
+            if cid in self._open_intents:
+                self._filled_cache.put(cid, filled)
+        self._reader = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                       check_same_thread=False)
+        if self.metrics is not None:
+            for key, amount in self._positions.items():
+                self._inventory_gauge(key).set(float(amount))
+
+    async def close(self) -> None:
+        """Commit everything queued, stop the writer thread, checkpoint and close the file."""
+        if not self._opened or self._closed:
+            self._closed = True
+            return
+        self._closed = True
+        self._stop = True
+        self._wake.set()
+        if self._thread_done is not None:
+            await self._thread_done
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        self._release_file_lock()
+
+    async def __aenter__(self) -> InventoryLedger:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def failure(self) -> LedgerError | None:
+        """The write failure that stopped the ledger, if any."""
+        return self._failure
+
+    # ------------------------------------------------------------------ writes
+
+    def submit_fill(self, fill: Fill) -> asyncio.Future[bool]:
+        """Queue ``fill`` for the next group commit; the future resolves once it is durable
+        (True if new, False for a duplicate). ``record_fill`` is ``await submit_fill(fill)``;
+        this form lets a producer pipeline many fills before awaiting them."""
+        if self._closed or self._failure is not None or self._loop is None:
+            raise self._unwritable()
+        amount = fill.amount
+        if not (amount.is_finite() and fill.price.is_finite() and fill.fee.is_finite()) \
+                or amount <= ZERO or fill.price < ZERO:
+            raise ValueError(f"invalid fill amounts: {fill!r}")
+        future: asyncio.Future[bool] = self._loop.create_future()
+        self._queue.append((fill, future))
+        if not self._wake.is_set():
+            self._wake.set()
+        return future
+
+    async def record_fill(self, fill: Fill) -> bool:
+        """Journal a fill; True if new, False if (venue, trade_id) was already recorded.
+        Returns after the commit that made it durable; positions are updated by then."""
+        return await self.submit_fill(fill)
+
+    async def new_intent(self, *, underlying: str, venue: str, symbol: str, side: Side, amount: Decimal,
+                         created_at: float, reduce_only: bool = False,
+                         order_type: OrderType = OrderType.MARKET, limit_price: Decimal | None = None,
+                         reason: str = "", client_id_prefix: str = "hgd") -> HedgeIntent:
+        """Journal a hedge intent (and its NEW order state) and return it with its intent id and
+        client order id ``f"{prefix}{ledger_id}x{intent_id}"``; durable before it returns."""
+        if not _PREFIX_PATTERN.match(client_id_prefix):
+            raise ValueError(f"client id prefix must be 0-8 of [A-Za-z0-9_-], got {client_id_prefix!r}")
+        _check_finite("amount", amount)
+        if amount <= ZERO:
+            raise ValueError(f"intent amount must be positive, got {amount}")
+        if limit_price is not None:
+            _check_finite("limit_price", limit_price)
+        request = _IntentRequest(underlying, venue, symbol, Side(side), amount, float(created_at),
+                                 bool(reduce_only), OrderType(order_type), limit_price, reason,
+                                 client_id_prefix)
+        intent: HedgeIntent = await self._submit(request)
+        return intent
+
+    async def record_order_state(self, client_order_id: str, status: OrderStatus, filled: Decimal = ZERO,
+                                 average_price: Decimal | None = None, venue_order_id: str | None = None,
+                                 ts: float = 0.0, detail: str = "") -> None:
+        """Append an order state change for ``client_order_id``; durable before it returns."""
+        filled = Decimal(filled)
+        _check_finite("filled", filled)
+        if average_price is not None:
+            _check_finite("average_price", average_price)
+        await self._submit(_StateRequest(client_order_id, OrderStatus(status), filled, average_price,
+                                         venue_order_id, float(ts), detail))
+
+    async def verify(self) -> None:
+        """Recompute every aggregate from the whole journal (in a worker thread) and compare it
+        with the snapshot tables and the in-memory view; raise LedgerError if they differ."""
+        if self._loop is None or self._closed:
+            raise self._unwritable()
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+
+        def compute() -> tuple[_Snapshot, _Snapshot]:
+            conn = sqlite3.connect(uri, uri=True)
+            try:
+                conn.execute("BEGIN")  # one consistent read snapshot for both
+                journal = aggregate_journal(conn)
+                stored = _load_snapshot(conn)
+                conn.execute("COMMIT")
+                return journal, stored
+            finally:
+                conn.close()
+
+        journal, stored = await asyncio.to_thread(compute)
+        problems = _compare(journal, stored, "snapshot tables")
+        if self.fill_count == sum(t.fills for t in journal.venues.values()):  # memory is at the same point
+            live = _Snapshot(dict(self._positions), self._venues, {})
+            problems += _compare(journal, live, "memory", check_orders=False)
+        if problems:
+            raise LedgerError("ledger inconsistent: " + "; ".join(problems[:5]))
+
+    async def _submit(self, request: object) -> Any:
+        if self._closed or self._failure is not None or self._loop is None:
+            raise self._unwritable()
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._queue.append((request, future))
+        if not self._wake.is_set():
+            self._wake.set()
+        return await future
+
+    async def _writer_call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on the writer thread's connection after the writes queued before it
+        (maintenance and test hook)."""
+        result: T = await self._submit(_CallRequest(fn))
+        return result
+
+    def _unwritable(self) -> LedgerError:
+        if self._failure is not None:
+            return LedgerError(f"ledger unusable after an earlier failure: {self._failure}")
+        if self._closed:
+            return LedgerError("ledger closed")
+        return LedgerError("ledger not open")
+
+    # ------------------------------------------------------------------ reads (no I/O on hits)
+
+    def position(self, venue: str, asset: str) -> Decimal:
+        """Signed position of ``asset`` on ``venue`` (base units; derivatives keyed by symbol)."""
+        return self._positions.get((venue, asset), ZERO)
+
+    def positions(self) -> dict[tuple[str, str], Decimal]:
+        """A copy of every (venue, asset) position."""
+        return dict(self._positions)
+
+    def fees_paid(self, venue: str) -> Decimal:
+        """Sum of fees of the journaled fills of ``venue``."""
+        totals = self._venues.get(venue)
+        return totals.fees if totals is not None else ZERO
+
+    def last_fill_ts(self, venue: str) -> float | None:
+        """Latest venue timestamp among the journaled fills of ``venue``."""
+        totals = self._venues.get(venue)
+        return totals.last_fill_ts if totals is not None else None
+
+    def filled_for(self, client_order_id: str) -> Decimal:
+        """Sum of the amounts of journaled fills carrying ``client_order_id``."""
+        cached = self._filled_cache.get(client_order_id)
+        if cached is not None:
+            return cached
+        row = self._read_one("SELECT filled FROM order_fills WHERE client_order_id = ?", client_order_id)
+        filled = Decimal(row[0]) if row is not None else ZERO
+        self._filled_cache.put(client_order_id, filled)
+        return filled
+
+    def order_state(self, client_order_id: str) -> tuple[OrderStatus, Decimal] | None:
+        """Last recorded (status, filled) of ``client_order_id``, or None if never recorded."""
+        state = self._open_states.get(client_order_id) or self._state_cache.get(client_order_id)
+        if state is not None:
+            return state
+        row = self._read_one("SELECT status, filled FROM order_events WHERE client_order_id = ? "
+                             "ORDER BY event_id DESC LIMIT 1", client_order_id)
+        if row is None:
+            return None
+        state = (OrderStatus(row[0]), Decimal(row[1]))
+        self._state_cache.put(client_order_id, state)
+        return state
+
+    def open_intents(self) -> list[HedgeIntent]:
+        """Intents whose last order state is not final, oldest first."""
+        return list(self._open_intents.values())
+
+    def _read_one(self, sql: str, *params: object) -> tuple[Any, ...] | None:
+        if self._reader is None:
+            raise self._unwritable()
+        try:
+            row: tuple[Any, ...] | None = self._reader.execute(sql, params).fetchone()
+        except sqlite3.Error as exc:
+            raise LedgerError(f"ledger read failed: {exc}") from exc
+        return row
+
+    # ------------------------------------------------------------------ event-loop callbacks
+
+    def _apply(self, outcome: _BatchOutcome) -> None:
+        """Runs on the event loop after a commit: update the view, then wake the callers."""
+        self.commits += 1
+        if len(outcome.futures) > self.largest_batch:
+            self.largest_batch = len(outcome.futures)
+        self._positions.update(outcome.positions)
+        self._venues.update(outcome.venues)
+        self.fill_count += outcome.new_fills
+        for cid, filled in outcome.order_fills.items():
+            self._filled_cache.put(cid, filled)
+        for intent in outcome.intents:
+            cid = intent.client_order_id
+            self._open_intents[cid] = intent
+            self._open_states[cid] = (OrderStatus.NEW, ZERO)
+        for cid, status, filled in outcome.states:
+            if cid in self._open_states:
+                if status.is_final:
+                    del self._open_states[cid]
+                    del self._open_intents[cid]
+                    self._state_cache.put(cid, (status, filled))
+                else:
+                    self._open_states[cid] = (status, filled)
+            else:
+                self._state_cache.put(cid, (status, filled))
+        if outcome.duplicates:
+            self.duplicate_fills += outcome.duplicates
+        metrics = self.metrics
+        if metrics is not None:
+            if outcome.duplicates:
+                metrics.duplicate_fills.inc(outcome.duplicates)
+            for key, count in outcome.fills_by_symbol.items():
+                counter = self._fill_counters.get(key)
+                if counter is None:
+                    counter = self._fill_counters[key] = metrics.fills.labels(*key)
+                counter.inc(count)
+            for key, amount in outcome.positions.items():
+                self._inventory_gauge(key).set(float(amount))
+        for future, result in zip(outcome.futures, outcome.results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+    def _fail(self, futures: list[asyncio.Future[Any]], error: LedgerError) -> None:
+        for future in futures:
+            if not future.done():
+                failure = LedgerError(str(error))
+                failure.__cause__ = error.__cause__
+                future.set_exception(failure)
+
+    def _inventory_gauge(self, key: tuple[str, str]) -> Any:
+        gauge = self._inventory_gauges.get(key)
+        if gauge is None:
+            assert self.metrics is not None
+            gauge = self._inventory_gauges[key] = self.metrics.inventory.labels(*key)
+        return gauge
+
+    def _post(self, callback: Callable[..., None], *args: Any) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # event loop already closed: nobody is waiting
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    # ------------------------------------------------------------------ file lock
+
+    def _acquire_file_lock(self) -> int:
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise LedgerError(f"ledger open failed: cannot create {lock_path}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            raise LedgerError(f"ledger {self.path} is in use by another process or ledger instance") from exc
+        return fd
+
+    def _release_file_lock(self) -> None:
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # ------------------------------------------------------------------ writer thread
+
+    def _open_connection(self) -> sqlite3.Connection:
+        """The writer's connection (overridable in tests to simulate failing storage)."""
+        return sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, cached_statements=64)
+
+    def _writer_main(self, opened: asyncio.Future[_OpenResult]) -> None:
+        decimal.setcontext(_ARITHMETIC.copy())
+        try:
+            try:
+                result = self._open_storage()
+            except LedgerError as exc:
+                self._close_connection()
+                self._post(_settle_exception, opened, exc)
+                return
+            self._post(_settle_result, opened, result)
+            self._run_writer()
+            self._close_connection(checkpoint=self._failure is None)
+        finally:
+            assert self._thread_done is not None
+            self._post(_settle_result, self._thread_done, None)
+
+    def _open_storage(self) -> _OpenResult:
+        try:
+            self._conn = conn = self._open_connection()
+            conn.execute("PRAGMA busy_timeout = 5000")
+            check = [row[0] for row in conn.execute("PRAGMA quick_check(20)")]
+            if check != ["ok"]:
+                raise LedgerError(f"ledger corrupt: {self.path}: {'; '.join(map(str, check))}")
+            mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+            if mode != "wal":
+                raise LedgerError(f"ledger open failed: {self.path}: cannot switch to WAL "
+                                  f"(journal mode {mode})")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            level = int(conn.execute("PRAGMA synchronous").fetchone()[0])
+            synchronous = {v: k for k, v in _SYNCHRONOUS_LEVELS.items()}.get(level, str(level))
+            conn.execute("PRAGMA cache_size = -16000")
+            conn.execute("PRAGMA temp_store = MEMORY")
+            conn.execute("BEGIN IMMEDIATE")
+        except LedgerError:
+            raise
+        except sqlite3.Error as exc:
+            raise _classify_open_error(self.path, exc) from exc
+        try:
+            return self._prepare_schema(synchronous, mode)
+        except LedgerError:
+            self._rollback()
+            raise
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise _classify_open_error(self.path, exc) from exc
+
+    def _prepare_schema(self, synchronous: str, mode: str) -> _OpenResult:
+        conn = self._conn
+        assert conn is not None
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        version = int(meta.get("schema_version", SCHEMA_VERSION))
+        if version != SCHEMA_VERSION:
+            raise LedgerError(f"ledger schema version {version} is not supported (expected {SCHEMA_VERSION})")
+        ledger_id = meta.get("ledger_id")
+        if ledger_id is None:
+            ledger_id = secrets.token_hex(4)
+            conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
+                             [("schema_version", str(SCHEMA_VERSION)), ("ledger_id", ledger_id)])
+        self._w_ledger_id = ledger_id
+        # a write on every open, so a read-only file fails here and not at the first fill
+        conn.execute("INSERT INTO meta (key, value) VALUES ('last_opened_at', ?) "
+                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (repr(time.time()),))
+        snapshot = _load_snapshot(conn)
+        journal_count = int(conn.execute("SELECT count(*) FROM fills").fetchone()[0])
+        snapshot_count = sum(t.fills for t in snapshot.venues.values())
+        rebuilt = False
+        if journal_count != snapshot_count:
+            log.warning("ledger snapshot covers %d fills but the journal holds %d; rebuilding it from "
+                        "the journal", snapshot_count, journal_count)
+            snapshot = aggregate_journal(conn)
+            conn.execute("DELETE FROM positions")
+            conn.execute("DELETE FROM venue_totals")
+            conn.execute("DELETE FROM order_fills")
+            self._write_snapshot(snapshot.positions, snapshot.venues, snapshot.order_fills)
+            rebuilt = True
+        conn.execute("COMMIT")
+        self._w_last_fill_id = int(conn.execute("SELECT coalesce(max(fill_id), 0) FROM fills").fetchone()[0])
+        self._w_positions = dict(snapshot.positions)
+        self._w_venues = {v: _VenueTotals(t.fills, t.fees, t.last_fill_ts)
+                          for v, t in snapshot.venues.items()}
+        variables = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        rows = 1
+        while rows * 2 * _FILL_WIDTH <= variables and rows < 1024:
+            rows *= 2
+        self._w_rows_per_statement = rows
+        open_intents = [
+            (_intent_from_row(row[:12]), OrderStatus(row[12]), Decimal(row[13]))
+            for row in conn.execute(f"SELECT {_INTENT_COLUMNS}, status, filled FROM intents "
+                                    "WHERE is_open = 1 ORDER BY intent_id")]
+        return _OpenResult(ledger_id, snapshot, open_intents, rebuilt, synchronous, mode)
+
+    def _close_connection(self, checkpoint: bool = False) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if checkpoint:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+
+    def _rollback(self) -> None:
+        if self._conn is not None and self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+
+    def _run_writer(self) -> None:
+        queue = self._queue
+        wake = self._wake
+        batch_max = self.batch_max
+        while True:
+            wake.wait()
+            wake.clear()
+            while queue:
+                count = min(len(queue), batch_max)
+                batch = [queue.popleft() for _ in range(count)]
+                if self._failure is not None:
+                    self._post(self._fail, [op[1] for op in batch], self._failure)
+                    continue
+                self._process(batch)
+            if self._stop and not queue:
+                return
+
+    def _process(self, batch: list[_Op]) -> None:
+        fills: list[Fill] = []
+        fill_futures: list[asyncio.Future[Any]] = []
+        others: list[_Op] = []
+        calls: list[_Op] = []
+        for op in batch:
+            payload = op[0]
+            if type(payload) is Fill:
+                fills.append(payload)
+                fill_futures.append(op[1])
+            elif type(payload) is _CallRequest:
+                calls.append(op)
+            else:
+                others.append(op)
+        if fills or others:
+            outcome = _BatchOutcome(futures=fill_futures, results=[])
+            try:
+                self._commit(fills, others, outcome)
+            except Exception as exc:  # any failure to commit stops the ledger: nothing may go unjournaled
+                self._rollback()
+                error = LedgerError(f"ledger write failed: {exc}")
+                error.__cause__ = exc
+                self._failure = error
+                log.error("ledger write failed, refusing further writes: %s", exc)
+                self._post(self._fail, [op[1] for op in batch if type(op[0]) is not _CallRequest], error)
+            else:
+                self._post(self._apply, outcome)
+        for request, future in calls:
+            try:
+                value = request.fn(self._conn)
+            except Exception as exc:
+                self._post(_settle_exception, future, exc)
+            else:
+                self._post(_settle_result, future, value)
+
+    def _commit(self, fills: list[Fill], others: list[_Op], outcome: _BatchOutcome) -> None:
+        conn = self._conn
+        assert conn is not None
+        conn.execute("BEGIN")
+        if fills:
+            self._insert_fills(conn, fills, outcome)
+        for request, future in others:
+            outcome.futures.append(future)
+            if type(request) is _StateRequest:
+                outcome.results.append(None)
+                self._insert_state(conn, request, outcome)
+            else:
+                outcome.results.append(self._insert_intent(conn, request, outcome))
+        conn.execute("COMMIT")
+        # only now does the writer's own view move forward
+        self._w_positions.update(outcome.positions)
+        self._w_venues.update(outcome.venues)
+        for cid, filled in outcome.order_fills.items():
+            self._w_order_fills.put(cid, filled)
+        self._w_last_fill_id += outcome.new_fills
+
+    def _insert_fills(self, conn: sqlite3.Connection, fills: list[Fill], outcome: _BatchOutcome) -> None:
+        results = [True] * len(fills)
+        outcome.results = results
+        keys = [(f.venue, f.trade_id) for f in fills]
+        unique = fills
+        if len(set(keys)) != len(keys):  # the same trade twice in one batch: keep the first
+            seen: set[tuple[str, str]] = set()
+            unique = []
+            for index, (fill, key) in enumerate(zip(fills, keys, strict=True)):
+                if key in seen:
+                    results[index] = False
+                else:
+                    seen.add(key)
+                    unique.append(fill)
+        params: list[Any] = []
+        extend = params.extend
+        for f in unique:
+            extend((f.venue, f.trade_id, f.symbol, "buy" if f.side is _BUY else "sell", str(f.amount),
+                    str(f.price), str(f.fee), f.fee_currency, f.ts, f.received_at, f.client_order_id))
+        inserted_count = 0
+        start = 0
+        remaining = len(unique)
+        rows = self._w_rows_per_statement
+        while remaining:
+            while rows > remaining:
+                rows //= 2
+            sql = f"INSERT OR IGNORE INTO fills ({_FILL_COLUMNS}) VALUES " + ",".join([_FILL_ROW] * rows)
+            cursor = conn.execute(sql, params[start * _FILL_WIDTH:(start + rows) * _FILL_WIDTH])
+            inserted_count += cursor.rowcount
+            start += rows
+            remaining -= rows
+        inserted = unique
+        if inserted_count != len(unique):  # some were already journaled: find which ones are new
+            new_keys = set(conn.execute("SELECT venue, trade_id FROM fills WHERE fill_id > ?",
+                                        (self._w_last_fill_id,)).fetchall())
+            inserted = []
+            for index, key in enumerate(keys):
+                if not results[index]:
+                    continue
+                if key in new_keys:
+                    new_keys.discard(key)
+                    inserted.append(fills[index])
+                else:
+                    results[index] = False
+        outcome.new_fills = len(inserted)
+        outcome.duplicates = len(fills) - len(inserted)
+        if inserted:
+            self._account(conn, inserted, outcome)
+
+    def _account(self, conn: sqlite3.Connection, fills: Iterable[Fill], outcome: _BatchOutcome) -> None:
+        """Aggregate the batch's new fills into absolute positions/totals and upsert them."""
+        by_symbol: dict[tuple[str, str], list[Any]] = {}  # -> [signed base, signed notional, count, max ts]
+        fees: dict[tuple[str, str | None], Decimal] = {}
+        order_fills: dict[str, Decimal] = {}
+        for f in fills:
+            key = (f.venue, f.symbol)
+            signed = f.amount if f.side is _BUY else -f.amount
+            entry = by_symbol.get(key)
+            if entry is None:
+                by_symbol[key] = [signed, signed * f.price, 1, f.ts]
+            else:
+                entry[0] += signed
+                entry[1] += signed * f.price
+                entry[2] += 1
+                if f.ts > entry[3]:
+                    entry[3] = f.ts
+            if f.fee:
+                fee_key = (f.venue, f.fee_currency)
+                fees[fee_key] = fees.get(fee_key, ZERO) + f.fee
+            if f.client_order_id is not None:
+                cid = f.client_order_id
+                order_fills[cid] = order_fills.get(cid, ZERO) + f.amount
+
+        positions = outcome.positions
+        venues = outcome.venues
+        w_positions = self._w_positions
+
+        def move(position_key: tuple[str, str], delta: Decimal) -> None:
+            current = positions.get(position_key)
+            if current is None:
+                current = w_positions.get(position_key, ZERO)
+            positions[position_key] = current + delta
+
+        def venue_totals(venue: str) -> _VenueTotals:
+            totals = venues.get(venue)
+            if totals is None:
+                old = self._w_venues.get(venue)
+                totals = venues[venue] = (_VenueTotals(old.fills, old.fees, old.last_fill_ts)
+                                          if old is not None else _VenueTotals())
+            return totals
+
+        symbols = self._w_symbols
+        for (venue, symbol), (base_delta, notional, count, max_ts) in by_symbol.items():
+            if symbol in symbols:
+                pair = symbols[symbol]
+            else:
+                pair = symbols[symbol] = _spot_pair(symbol)
+            if pair is None:
+                move((venue, symbol), base_delta)
+            else:
+                move((venue, pair[0]), base_delta)
+                move((venue, pair[1]), -notional)
+            totals = venue_totals(venue)
+            totals.fills += count
+            if totals.last_fill_ts is None or max_ts > totals.last_fill_ts:
+                totals.last_fill_ts = max_ts
+            outcome.fills_by_symbol[(venue, symbol)] = count
+        for (venue, currency), fee in fees.items():
+            venue_totals(venue).fees += fee
+            if currency:
+                move((venue, currency), -fee)
+        for cid, amount in order_fills.items():
+            previous = self._w_order_fills.get(cid)
+            if previous is None:
+                row = conn.execute("SELECT filled FROM order_fills WHERE client_order_id = ?",
+                                   (cid,)).fetchone()
+                previous = Decimal(row[0]) if row is not None else ZERO
+            outcome.order_fills[cid] = previous + amount
+        self._write_snapshot(positions, venues, outcome.order_fills)
+
+    def _write_snapshot(self, positions: dict[tuple[str, str], Decimal], venues: dict[str, _VenueTotals],
+                        order_fills: dict[str, Decimal]) -> None:
+        conn = self._conn
+        assert conn is not None
+        if positions:
+            conn.executemany(_UPSERT_POSITION, [(v, a, str(amount)) for (v, a), amount in positions.items()])
+        if venues:
+            conn.executemany(_UPSERT_VENUE,
+                             [(v, t.fills, str(t.fees), t.last_fill_ts) for v, t in venues.items()])
+        if order_fills:
+            conn.executemany(_UPSERT_ORDER_FILL, [(cid, str(filled)) for cid, filled in order_fills.items()])
+
+    def _insert_intent(self, conn: sqlite3.Connection, request: _IntentRequest,
+                       outcome: _BatchOutcome) -> HedgeIntent:
+        cursor = conn.execute(
+            "INSERT INTO intents (underlying, venue, symbol, side, amount, created_at, reduce_only, "
+            "order_type, limit_price, reason, status, filled, is_open) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '0', 1)",
+            (request.underlying, request.venue, request.symbol, request.side.value, str(request.amount),
+             request.created_at, int(request.reduce_only), request.order_type.value,
+             None if request.limit_price is None else str(request.limit_price), request.reason,
+             OrderStatus.NEW.value))
+        intent_id = cursor.lastrowid
+        assert intent_id is not None
+        client_order_id = f"{request.prefix}{self._w_ledger_id}x{intent_id}"
+        if len(client_order_id) > CLIENT_ID_MAX_LEN or not CLIENT_ID_PATTERN.match(client_order_id):
+            raise LedgerError(f"client order id {client_order_id!r} is not a valid venue client id")
+        conn.execute("UPDATE intents SET client_order_id = ? WHERE intent_id = ?",
+                     (client_order_id, intent_id))
+        conn.execute(_INSERT_EVENT, (client_order_id, OrderStatus.NEW.value, "0", None, None,
+                                     request.created_at, request.reason))
+        intent = HedgeIntent(
+            intent_id=intent_id, client_order_id=client_order_id, underlying=request.underlying,
+            venue=request.venue, symbol=request.symbol, side=request.side, amount=request.amount,
+            created_at=request.created_at, reduce_only=request.reduce_only, order_type=request.order_type,
+            limit_price=request.limit_price, reason=request.reason)
+        outcome.intents.append(intent)
+        return intent
+
+    def _insert_state(self, conn: sqlite3.Connection, request: _StateRequest, outcome: _BatchOutcome) -> None:
+        filled_text = str(request.filled)
+        conn.execute(_INSERT_EVENT, (
+            request.client_order_id, request.status.value, filled_text,
+            None if request.average_price is None else str(request.average_price), request.venue_order_id,
+            request.ts, request.detail))
+        conn.execute("UPDATE intents SET status = ?, filled = ?, is_open = ? WHERE client_order_id = ?",
+                     (request.status.value, filled_text, 0 if request.status.is_final else 1,
+                      request.client_order_id))
+        outcome.states.append((request.client_order_id, request.status, request.filled))
+
+
+def _load_snapshot(conn: sqlite3.Connection) -> _Snapshot:
+    snapshot = _Snapshot()
+    for venue, asset, amount in conn.execute("SELECT venue, asset, amount FROM positions"):
+        snapshot.positions[(venue, asset)] = Decimal(amount)
+    for venue, fills, fees, last_ts in conn.execute("SELECT venue, fills, fees, last_fill_ts "
+                                                    "FROM venue_totals"):
+        snapshot.venues[venue] = _VenueTotals(int(fills), Decimal(fees), last_ts)
+    for cid, filled in conn.execute("SELECT client_order_id, filled FROM order_fills"):
+        snapshot.order_fills[cid] = Decimal(filled)
+    return snapshot
+
+
+def _compare(expected: _Snapshot, actual: _Snapshot, where: str, *, check_orders: bool = True) -> list[str]:
+    problems: list[str] = []
+    for key in sorted(set(expected.positions) | set(actual.positions)):
+        want, got = expected.positions.get(key, ZERO), actual.positions.get(key, ZERO)
+        if want != got:
+            problems.append(f"{where}: position {key} is {got}, journal says {want}")
+    for venue in sorted(set(expected.venues) | set(actual.venues)):
+        want_t, got_t = expected.venues.get(venue, _VenueTotals()), actual.venues.get(venue, _VenueTotals())
+        if (want_t.fills, want_t.fees, want_t.last_fill_ts) != (got_t.fills, got_t.fees, got_t.last_fill_ts):
+            problems.append(f"{where}: totals of {venue} are {got_t}, journal says {want_t}")
+    if check_orders:
+        for cid in sorted(set(expected.order_fills) | set(actual.order_fills)):
+            want, got = expected.order_fills.get(cid, ZERO), actual.order_fills.get(cid, ZERO)
+            if want != got:
+                problems.append(f"{where}: filled for {cid} is {got}, journal says {want}")
+    return problems
+
+
+def _classify_open_error(path: Path, exc: sqlite3.Error) -> LedgerError:
+    message = str(exc)
+    if "not a database" in message:
+        return LedgerError(f"ledger file is not a SQLite database: {path}: {message}")
+    if "malformed" in message or "corrupt" in message:
+        return LedgerError(f"ledger corrupt: {path}: {message}")
+    if "readonly" in message or "read-only" in message:
+        return LedgerError(f"ledger write failed: {path} is read-only: {message}")
+    return LedgerError(f"ledger open failed: {path}: {message}")
+
+
+def _settle_result(future: asyncio.Future[Any], value: object) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _settle_exception(future: asyncio.Future[Any], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)

@@ -1,0 +1,188 @@
+"""Domain types shared by every stage of the pipeline.
+
+Every amount and price is a :class:`~decimal.Decimal`. Amounts on fills and orders are
+always positive; the direction is carried by :class:`Side`. Signed quantities (positions,
+net delta) are positive for long exposure.
+
+Symbols follow ccxt's unified notation: ``BTC/USDT`` for spot, ``BTC/USDT:USDT`` for a
+linear perpetual settled in USDT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import IntEnum, StrEnum
+
+ZERO = Decimal(0)
+
+
+class Side(StrEnum):
+    """Order or fill direction."""
+
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def sign(self) -> int:
+        """+1 for buy, -1 for sell."""
+        return 1 if self is Side.BUY else -1
+
+    @property
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+    @classmethod
+    def for_delta(cls, signed_amount: Decimal) -> Side:
+        """The side that moves a position by ``signed_amount`` (positive -> buy)."""
+        return cls.BUY if signed_amount > 0 else cls.SELL
+
+
+def split_symbol(symbol: str) -> tuple[str, str, str | None]:
+    """Split a ccxt unified symbol into (base, quote, settle); settle is None for spot."""
+    pair, _, settle = symbol.partition(":")
+    base, sep, quote = pair.partition("/")
+    if not sep or not base or not quote:
+        raise ValueError(f"not a unified symbol: {symbol!r}")
+    return base, quote, settle or None
+
+
+def is_derivative(symbol: str) -> bool:
+    """True for ccxt derivative symbols (``BASE/QUOTE:SETTLE``)."""
+    return ":" in symbol
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One trade on a venue, ours (a hedge fill) or the desk's (inventory flow).
+
+    ``ts`` is the venue's timestamp in epoch seconds; ``received_at`` is the engine clock's
+    monotonic reading when the daemon received it (used for decision latency).
+    ``client_order_id`` is set when the fill belongs to an order this daemon placed.
+    """
+
+    venue: str
+    trade_id: str
+    symbol: str
+    side: Side
+    amount: Decimal
+    price: Decimal
+    fee: Decimal = ZERO
+    fee_currency: str | None = None
+    ts: float = 0.0
+    received_at: float = 0.0
+    client_order_id: str | None = None
+
+    @property
+    def signed_amount(self) -> Decimal:
+        return self.amount if self.side is Side.BUY else -self.amount
+
+
+@dataclass(frozen=True, slots=True)
+class PriceUpdate:
+    """Best bid/ask for a symbol on a venue."""
+
+    venue: str
+    symbol: str
+    bid: Decimal
+    ask: Decimal
+    ts: float
+    received_at: float = 0.0
+
+    @property
+    def mid(self) -> Decimal:
+        return (self.bid + self.ask) / 2
+
+
+class OrderStatus(StrEnum):
+    """Order state machine: NEW -> SUBMITTED -> PARTIALLY_FILLED -> one final state."""
+
+    NEW = "new"
+    SUBMITTED = "submitted"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    UNKNOWN = "unknown"  # sent, outcome not known yet (timeout); never final
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL
+
+
+_FINAL = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED})
+
+
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT_IOC = "limit_ioc"
+
+
+@dataclass(frozen=True, slots=True)
+class MarketInfo:
+    """What the executor needs to know of an instrument (from ccxt ``load_markets``).
+
+    ``amount_step``/``price_step`` are tick sizes; amounts are in contracts, and
+    ``contract_size`` converts contracts to base units (1 for most linear perps).
+    """
+
+    symbol: str
+    base: str
+    quote: str
+    amount_step: Decimal
+    price_step: Decimal
+    min_amount: Decimal = ZERO
+    max_amount: Decimal | None = None
+    min_notional: Decimal = ZERO
+    contract_size: Decimal = Decimal(1)
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeIntent:
+    """A durable decision to trade, journaled before any order is sent.
+
+    ``intent_id`` is assigned by the ledger; ``client_order_id`` is derived from it, so a
+    retry or a restart always reuses the same id and the venue can never hold it twice.
+    ``amount`` is in base units of the underlying (positive); ``side`` gives the direction.
+    """
+
+    intent_id: int
+    client_order_id: str
+    underlying: str
+    venue: str
+    symbol: str
+    side: Side
+    amount: Decimal
+    created_at: float
+    reduce_only: bool = False
+    order_type: OrderType = OrderType.MARKET
+    limit_price: Decimal | None = None
+    reason: str = ""
+
+    @property
+    def signed_amount(self) -> Decimal:
+        return self.amount if self.side is Side.BUY else -self.amount
+
+
+@dataclass(frozen=True, slots=True)
+class OrderReport:
+    """A venue's answer about one of our orders."""
+
+    client_order_id: str
+    symbol: str
+    status: OrderStatus
+    filled: Decimal = ZERO
+    average_price: Decimal | None = None
+    fee: Decimal = ZERO
+    venue_order_id: str | None = None
+    ts: float = 0.0
+    fills: tuple[Fill, ...] = field(default=())
+
+
+class TradingState(IntEnum):
+    """Kill-switch states; the integer is the ``hedgerd_trading_state`` metric value."""
+
+    ACTIVE = 0
+    REDUCING = 1
+    HALTED = 2

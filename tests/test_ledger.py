@@ -1,0 +1,491 @@
+"""InventoryLedger: dedupe, accounting, rebuild after restart, intents, group commit, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from hedgerd.ledger import InventoryLedger, LedgerError
+from hedgerd.metrics import Metrics
+from hedgerd.models import Fill, HedgeIntent, OrderStatus, OrderType, Side, is_derivative, split_symbol
+
+D = Decimal
+
+
+def make_fill(trade_id: str, *, venue: str = "spot", symbol: str = "BTC/USDT", side: Side = Side.BUY,
+              amount: str = "1", price: str = "100", fee: str = "0", fee_currency: str | None = None,
+              ts: float = 1.0, client_order_id: str | None = None) -> Fill:
+    return Fill(venue=venue, trade_id=trade_id, symbol=symbol, side=side, amount=D(amount), price=D(price),
+                fee=D(fee), fee_currency=fee_currency, ts=ts, client_order_id=client_order_id)
+
+
+def expected_positions(fills: Iterable[Fill]) -> dict[tuple[str, str], Decimal]:
+    """Reference accounting, written independently of the ledger's batched aggregation."""
+    positions: dict[tuple[str, str], Decimal] = {}
+
+    def move(key: tuple[str, str], delta: Decimal) -> None:
+        positions[key] = positions.get(key, D(0)) + delta
+
+    for f in fills:
+        if is_derivative(f.symbol):
+            move((f.venue, f.symbol), f.signed_amount)
+        else:
+            base, quote, _ = split_symbol(f.symbol)
+            move((f.venue, base), f.signed_amount)
+            move((f.venue, quote), -f.signed_amount * f.price)
+        if f.fee and f.fee_currency:
+            move((f.venue, f.fee_currency), -f.fee)
+    return positions
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "ledger.sqlite"
+
+
+@pytest.fixture
+async def ledger(path: Path) -> AsyncIterator[InventoryLedger]:
+    ledger = InventoryLedger(path)
+    await ledger.open()
+    yield ledger
+    await ledger.close()
+
+
+async def reopen(ledger: InventoryLedger, **kwargs: object) -> InventoryLedger:
+    await ledger.close()
+    again = InventoryLedger(ledger.path, **kwargs)  # type: ignore[arg-type]
+    await again.open()
+    return again
+
+
+# ---------------------------------------------------------------- dedupe
+
+
+async def test_duplicate_trade_is_ignored_and_counted(path: Path) -> None:
+    metrics = Metrics()
+    ledger = InventoryLedger(path, metrics=metrics)
+    await ledger.open()
+    fill = make_fill("t1", amount="2", price="50")
+    assert await ledger.record_fill(fill) is True
+    assert await ledger.record_fill(fill) is False
+    assert ledger.duplicate_fills == 1
+    assert ledger.fill_count == 1
+    assert ledger.position("spot", "BTC") == D(2)
+    assert metrics.registry.get_sample_value("hedgerd_ledger_duplicate_fills_total") == 1.0
+    sample = metrics.registry.get_sample_value
+    assert sample("hedgerd_fills_total", {"venue": "spot", "symbol": "BTC/USDT"}) == 1.0
+    assert sample("hedgerd_inventory", {"venue": "spot", "asset": "USDT"}) == -100.0
+    await ledger.close()
+
+
+async def test_same_trade_id_on_another_venue_is_not_a_duplicate(ledger: InventoryLedger) -> None:
+    assert await ledger.record_fill(make_fill("t1", venue="a"))
+    assert await ledger.record_fill(make_fill("t1", venue="b"))
+    assert ledger.duplicate_fills == 0
+
+
+async def test_duplicate_within_one_batch_keeps_the_first(ledger: InventoryLedger) -> None:
+    first = make_fill("t1", amount="1")
+    second = make_fill("t1", amount="5")  # a replay carrying the same trade id
+    results = await asyncio.gather(ledger.record_fill(first), ledger.record_fill(second),
+                                   ledger.record_fill(make_fill("t2")))
+    assert list(results) == [True, False, True]
+    assert ledger.position("spot", "BTC") == D(2)
+    assert ledger.duplicate_fills == 1
+
+
+async def test_duplicate_across_restart(ledger: InventoryLedger) -> None:
+    fills = [make_fill(f"t{i}", amount="0.5") for i in range(5)]
+    for fill in fills:
+        await ledger.record_fill(fill)
+    ledger = await reopen(ledger)
+    try:
+        results = await asyncio.gather(*(ledger.record_fill(f) for f in [*fills, make_fill("t-new")]))
+        assert results == [False] * 5 + [True]
+        assert ledger.duplicate_fills == 5
+        assert ledger.fill_count == 6
+        assert ledger.position("spot", "BTC") == D("3.5")
+    finally:
+        await ledger.close()
+
+
+async def test_fill_is_on_disk_when_record_fill_returns(ledger: InventoryLedger) -> None:
+    await ledger.record_fill(make_fill("t1", amount="0.125", price="60000.10"))
+    with sqlite3.connect(ledger.path) as other:
+        rows = other.execute("SELECT trade_id, amount, price FROM fills").fetchall()
+    assert rows == [("t1", "0.125", "60000.10")]
+
+
+# ---------------------------------------------------------------- accounting
+
+
+async def test_spot_fill_moves_base_and_quote(ledger: InventoryLedger) -> None:
+    await ledger.record_fill(make_fill("b", side=Side.BUY, amount="0.5", price="60000"))
+    await ledger.record_fill(make_fill("s", side=Side.SELL, amount="0.2", price="61000"))
+    assert ledger.position("spot", "BTC") == D("0.3")
+    assert ledger.position("spot", "USDT") == D("-30000") + D("12200")
+    assert ledger.position("spot", "BTC/USDT") == 0
+
+
+async def test_derivative_fill_moves_the_symbol_only(ledger: InventoryLedger) -> None:
+    await ledger.record_fill(make_fill("p1", venue="perp", symbol="BTC/USDT:USDT", side=Side.SELL,
+                                       amount="2", price="60000"))
+    await ledger.record_fill(make_fill("p2", venue="perp", symbol="BTC/USDT:USDT", side=Side.BUY,
+                                       amount="0.75", price="59000"))
+    assert ledger.positions() == {("perp", "BTC/USDT:USDT"): D("-1.25")}
+
+
+async def test_fees_are_charged_to_the_fee_currency(ledger: InventoryLedger) -> None:
+    await ledger.record_fill(make_fill("b", amount="1", price="100", fee="0.001", fee_currency="BTC"))
+    await ledger.record_fill(make_fill("p", venue="perp", symbol="BTC/USDT:USDT", side=Side.SELL, amount="1",
+                                       price="100", fee="0.05", fee_currency="USDT"))
+    await ledger.record_fill(make_fill("x", venue="perp", symbol="BTC/USDT:USDT", amount="1",
+                                       price="100", fee="0.02"))  # no currency: counted, not moved
+    assert ledger.position("spot", "BTC") == D("0.999")
+    assert ledger.position("spot", "USDT") == D("-100")
+    assert ledger.position("perp", "USDT") == D("-0.05")
+    assert ledger.position("perp", "BTC/USDT:USDT") == 0
+    assert ledger.fees_paid("spot") == D("0.001")
+    assert ledger.fees_paid("perp") == D("0.07")
+    assert ledger.fees_paid("nowhere") == 0
+
+
+async def test_invalid_amounts_are_refused(ledger: InventoryLedger) -> None:
+    for bad in (make_fill("n", amount="NaN"), make_fill("z", amount="0"), make_fill("p", price="-1"),
+                make_fill("f", fee="Infinity")):
+        with pytest.raises(ValueError):
+            await ledger.record_fill(bad)
+    assert ledger.fill_count == 0
+
+
+async def test_rebuild_after_restart_equals_live_state(path: Path) -> None:
+    rng = random.Random(7)
+    instruments = [("spot-a", "BTC/USDT"), ("spot-a", "ETH/USDT"), ("spot-b", "BTC/USDC"),
+                   ("perp", "BTC/USDT:USDT")]
+    fills: list[Fill] = []
+    for i in range(3000):
+        venue, symbol = rng.choice(instruments)
+        fee_currency = rng.choice([None, "USDT", split_symbol(symbol)[0]])
+        fills.append(Fill(venue=venue, trade_id=f"t{i}", symbol=symbol, side=rng.choice(list(Side)),
+                          amount=D(rng.randint(1, 10**8)) / 10**8, price=D(rng.randint(10**6, 10**8)) / 100,
+                          fee=D(rng.randint(0, 1000)) / 10**6, fee_currency=fee_currency, ts=1000.0 + i))
+    replays = rng.sample(fills, 200)
+    ledger = InventoryLedger(path, batch_max=128)
+    await ledger.open()
+    results = await asyncio.gather(*(ledger.record_fill(f) for f in fills + replays))
+    assert sum(results) == len(fills)
+    live = ledger.positions()
+    assert live == {k: v for k, v in expected_positions(fills).items()}
+    live_fees = {v: ledger.fees_paid(v) for v, _ in instruments}
+    live_last_ts = {v: ledger.last_fill_ts(v) for v, _ in instruments}
+    await ledger.verify()
+
+    ledger = await reopen(ledger)
+    try:
+        assert not ledger.rebuilt_from_journal
+        assert ledger.positions() == live
+        assert {v: ledger.fees_paid(v) for v, _ in instruments} == live_fees
+        assert {v: ledger.last_fill_ts(v) for v, _ in instruments} == live_last_ts
+        assert live_last_ts["perp"] == max(f.ts for f in fills if f.venue == "perp")
+        assert ledger.fill_count == len(fills)
+        assert ledger.duplicate_fills == 0
+        await ledger.verify()
+    finally:
+        await ledger.close()
+
+
+async def test_snapshot_out_of_step_with_journal_is_rebuilt(ledger: InventoryLedger) -> None:
+    fills = [make_fill(f"t{i}", amount="0.1", price="10", fee="0.01", fee_currency="USDT") for i in range(10)]
+    for fill in fills:
+        await ledger.record_fill(fill)
+    live = ledger.positions()
+    await ledger.close()
+    with sqlite3.connect(ledger.path) as conn:
+        conn.execute("DELETE FROM venue_totals")
+        conn.execute("DELETE FROM positions")
+    ledger = InventoryLedger(ledger.path)
+    await ledger.open()
+    try:
+        assert ledger.rebuilt_from_journal
+        assert ledger.positions() == live == expected_positions(fills)
+        assert ledger.fill_count == 10
+        assert ledger.fees_paid("spot") == D("0.1")
+        await ledger.verify()
+    finally:
+        await ledger.close()
+
+
+async def test_verify_detects_a_tampered_snapshot(ledger: InventoryLedger) -> None:
+    await ledger.record_fill(make_fill("t1"))
+    await ledger.close()
+    with sqlite3.connect(ledger.path) as conn:
+        conn.execute("UPDATE positions SET amount = '7' WHERE asset = 'BTC'")
+    ledger = InventoryLedger(ledger.path)
+    await ledger.open()
+    try:
+        with pytest.raises(LedgerError, match="inconsistent"):
+            await ledger.verify()
+    finally:
+        await ledger.close()
+
+
+# ---------------------------------------------------------------- intents and order states
+
+
+async def new_intent(ledger: InventoryLedger, **overrides: object) -> HedgeIntent:
+    fields: dict[str, object] = {"underlying": "BTC", "venue": "perp", "symbol": "BTC/USDT:USDT",
+                                 "side": Side.SELL, "amount": D("0.25"), "created_at": 1700000000.5}
+    fields.update(overrides)
+    return await ledger.new_intent(**fields)  # type: ignore[arg-type]
+
+
+async def test_intent_and_order_states_survive_restart(ledger: InventoryLedger) -> None:
+    limit = await new_intent(ledger, reduce_only=True, order_type=OrderType.LIMIT_IOC,
+                             limit_price=D("59999.5"), reason="delta 0.31 > band 0.05")
+    market = await new_intent(ledger, side=Side.BUY, amount=D("0.1"))
+    done = await new_intent(ledger, amount=D("0.2"))
+    assert ledger.order_state(limit.client_order_id) == (OrderStatus.NEW, D(0))
+    await ledger.record_order_state(limit.client_order_id, OrderStatus.SUBMITTED, venue_order_id="42", ts=2.0)
+    await ledger.record_order_state(limit.client_order_id, OrderStatus.PARTIALLY_FILLED, D("0.1"),
+                                    average_price=D("60000"), ts=3.0)
+    await ledger.record_order_state(market.client_order_id, OrderStatus.UNKNOWN, detail="timeout")
+    await ledger.record_order_state(done.client_order_id, OrderStatus.FILLED, D("0.2"))
+    assert ledger.open_intents() == [limit, market]
+
+    ledger = await reopen(ledger)
+    try:
+        assert ledger.open_intents() == [limit, market]
+        reloaded = ledger.open_intents()[0]
+        assert (reloaded.limit_price, reloaded.order_type, reloaded.reduce_only, reloaded.reason) == (
+            D("59999.5"), OrderType.LIMIT_IOC, True, "delta 0.31 > band 0.05")
+        assert ledger.order_state(limit.client_order_id) == (OrderStatus.PARTIALLY_FILLED, D("0.1"))
+        assert ledger.order_state(market.client_order_id) == (OrderStatus.UNKNOWN, D(0))
+        assert ledger.order_state(done.client_order_id) == (OrderStatus.FILLED, D("0.2"))
+        assert ledger.order_state("never-seen") is None
+        await ledger.record_order_state(limit.client_order_id, OrderStatus.CANCELED, D("0.1"))
+        assert ledger.open_intents() == [market]
+        assert ledger.order_state(limit.client_order_id) == (OrderStatus.CANCELED, D("0.1"))
+    finally:
+        await ledger.close()
+
+
+async def test_client_order_ids_are_well_formed_and_unique_across_restarts(path: Path) -> None:
+    seen: set[str] = set()
+    ledger_ids: set[str] = set()
+    ledger = InventoryLedger(path)
+    for _ in range(3):
+        await ledger.open()
+        ledger_ids.add(ledger.ledger_id)
+        for _ in range(5):
+            intent = await new_intent(ledger, client_id_prefix="hgd")
+            assert intent.client_order_id == f"hgd{ledger.ledger_id}x{intent.intent_id}"
+            assert re.fullmatch(r"[A-Za-z0-9_-]+", intent.client_order_id)
+            assert len(intent.client_order_id) <= 36
+            seen.add(intent.client_order_id)
+        await ledger.close()
+        ledger = InventoryLedger(path)
+    assert len(seen) == 15
+    assert len(ledger_ids) == 1
+    assert re.fullmatch(r"[0-9a-f]{8}", ledger_ids.pop())
+
+    other = InventoryLedger(path.with_name("other.sqlite"))
+    await other.open()
+    try:
+        intent = await new_intent(other, client_id_prefix="abcdefgh")
+        assert intent.client_order_id not in seen
+        assert len(intent.client_order_id) <= 36
+    finally:
+        await other.close()
+
+
+async def test_intent_arguments_are_validated(ledger: InventoryLedger) -> None:
+    with pytest.raises(ValueError):
+        await new_intent(ledger, client_id_prefix="too-long-prefix")
+    with pytest.raises(ValueError):
+        await new_intent(ledger, client_id_prefix="bad.char")
+    with pytest.raises(ValueError):
+        await new_intent(ledger, amount=D(0))
+    assert ledger.open_intents() == []
+
+
+async def test_filled_for_sums_fills_by_client_id_across_restart(ledger: InventoryLedger) -> None:
+    intent = await new_intent(ledger)
+    finished = await new_intent(ledger)
+    cid = intent.client_order_id
+    for i, amount in enumerate(["0.1", "0.05", "0.025"]):
+        await ledger.record_fill(make_fill(f"h{i}", venue="perp", symbol="BTC/USDT:USDT", side=Side.SELL,
+                                           amount=amount, client_order_id=cid))
+    await ledger.record_fill(make_fill("h0", venue="perp", symbol="BTC/USDT:USDT", side=Side.SELL,
+                                       amount="0.1", client_order_id=cid))  # replay: not counted
+    await ledger.record_fill(make_fill("f0", venue="perp", symbol="BTC/USDT:USDT", side=Side.SELL,
+                                       amount="0.2", client_order_id=finished.client_order_id))
+    await ledger.record_order_state(finished.client_order_id, OrderStatus.FILLED, D("0.2"))
+    assert ledger.filled_for(cid) == D("0.175")
+    assert ledger.filled_for("unknown") == 0
+
+    ledger = await reopen(ledger)
+    try:
+        assert ledger.filled_for(cid) == D("0.175")
+        assert ledger.filled_for(finished.client_order_id) == D("0.2")  # not open: read from disk
+        await ledger.record_fill(make_fill("h3", venue="perp", symbol="BTC/USDT:USDT", side=Side.SELL,
+                                           amount="0.075", client_order_id=cid))
+        assert ledger.filled_for(cid) == D("0.25")
+    finally:
+        await ledger.close()
+
+
+# ---------------------------------------------------------------- group commit and settings
+
+
+async def test_concurrent_fills_are_committed_in_batches(path: Path) -> None:
+    ledger = InventoryLedger(path, batch_max=512)
+    await ledger.open()
+    try:
+        results = await asyncio.gather(*(ledger.record_fill(make_fill(f"t{i}")) for i in range(1000)))
+        assert all(results)
+        assert ledger.fill_count == 1000
+        assert 2 <= ledger.commits <= 100
+        assert ledger.largest_batch <= 512
+    finally:
+        await ledger.close()
+
+
+async def test_batch_max_caps_a_transaction(path: Path) -> None:
+    ledger = InventoryLedger(path, batch_max=64)
+    await ledger.open()
+    try:
+        await asyncio.gather(*(ledger.record_fill(make_fill(f"t{i}")) for i in range(1000)))
+        assert ledger.commits >= 1000 // 64
+        assert ledger.largest_batch == 64
+        assert ledger.position("spot", "BTC") == 1000
+    finally:
+        await ledger.close()
+
+
+@pytest.mark.parametrize(("setting", "level"), [("NORMAL", 1), ("FULL", 2), ("full", 2)])
+async def test_synchronous_setting_is_applied(path: Path, setting: str, level: int) -> None:
+    ledger = InventoryLedger(path, synchronous=setting)
+    await ledger.open()
+    try:
+        assert ledger.synchronous_in_effect == setting.upper()
+        assert ledger.journal_mode == "wal"
+        read_back = await ledger._writer_call(lambda c: c.execute("PRAGMA synchronous").fetchone()[0])
+        assert read_back == level
+    finally:
+        await ledger.close()
+
+
+def test_unknown_synchronous_setting_is_refused(path: Path) -> None:
+    with pytest.raises(ValueError):
+        InventoryLedger(path, synchronous="OFF")
+
+
+# ---------------------------------------------------------------- lifecycle and failures
+
+
+async def test_use_before_open_and_after_close_raises(path: Path) -> None:
+    ledger = InventoryLedger(path)
+    with pytest.raises(LedgerError, match="not open"):
+        await ledger.record_fill(make_fill("t1"))
+    await ledger.open()
+    pending = [ledger.submit_fill(make_fill(f"t{i}")) for i in range(100)]
+    await ledger.close()  # flushes what was queued
+    assert all(f.done() and f.result() for f in pending)
+    with pytest.raises(LedgerError, match="closed"):
+        await ledger.record_fill(make_fill("late"))
+    with pytest.raises(LedgerError, match="closed"):
+        await ledger.record_order_state("x", OrderStatus.CANCELED)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM fills").fetchone()[0] == 100
+
+
+async def test_second_instance_on_the_same_file_is_refused(ledger: InventoryLedger) -> None:
+    with pytest.raises(LedgerError, match="in use"):
+        await InventoryLedger(ledger.path).open()
+
+
+async def test_disk_full_fails_pending_writes_and_stops_the_ledger(ledger: InventoryLedger) -> None:
+    await ledger.record_fill(make_fill("before", amount="3"))
+    await ledger.new_intent(underlying="BTC", venue="perp", symbol="BTC/USDT:USDT", side=Side.SELL,
+                            amount=D(1), created_at=0.0)
+    pages = await ledger._writer_call(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
+    await ledger._writer_call(lambda c: c.execute(f"PRAGMA max_page_count = {pages}"))
+    batch = [make_fill(f"big-{i}-" + "x" * 200) for i in range(500)]
+    results = await asyncio.gather(*(ledger.record_fill(f) for f in batch), return_exceptions=True)
+    errors = [r for r in results if isinstance(r, LedgerError)]
+    assert errors, "filling the database must fail"
+    assert all(r is True or isinstance(r, LedgerError) for r in results)
+    assert "ledger write failed" in str(errors[0]) and "full" in str(errors[0])
+    committed = sum(1 for r in results if r is True)
+    assert ledger.failure is not None
+    with pytest.raises(LedgerError):
+        await ledger.record_fill(make_fill("after"))
+    with pytest.raises(LedgerError):
+        await ledger.new_intent(underlying="BTC", venue="perp", symbol="BTC/USDT:USDT", side=Side.SELL,
+                                amount=D(1), created_at=0.0)
+    assert ledger.position("spot", "BTC") == 3 + committed
+    assert len(ledger.open_intents()) == 1
+
+    ledger = await reopen(ledger)  # what was acknowledged is exactly what is on disk
+    try:
+        assert ledger.position("spot", "BTC") == 3 + committed
+        assert ledger.fill_count == 1 + committed
+        assert len(ledger.open_intents()) == 1
+    finally:
+        await ledger.close()
+
+
+async def test_read_only_database_fails_writes(ledger: InventoryLedger) -> None:
+    await ledger._writer_call(lambda c: c.execute("PRAGMA query_only = ON"))
+    with pytest.raises(LedgerError, match=r"ledger write failed: .*readonly"):
+        await ledger.record_fill(make_fill("t1"))
+    with pytest.raises(LedgerError):
+        await ledger.record_fill(make_fill("t2"))
+    assert ledger.fill_count == 0
+
+
+class _ReadOnlyLedger(InventoryLedger):
+    """Opens its file read-only, as if the file or its directory were not writable."""
+
+    def _open_connection(self) -> sqlite3.Connection:
+        return sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
+                               check_same_thread=False)
+
+
+async def test_read_only_file_is_refused_on_open(ledger: InventoryLedger) -> None:
+    await ledger.record_fill(make_fill("t1"))
+    await ledger.close()
+    read_only = _ReadOnlyLedger(ledger.path)
+    with pytest.raises(LedgerError, match="read-only"):
+        await read_only.open()
+    with pytest.raises(LedgerError):
+        await read_only.record_fill(make_fill("t2"))
+
+
+def overwrite_middle_page(path: Path, page: int = 4096) -> None:
+    data = bytearray(path.read_bytes())
+    middle = (len(data) // page // 2) * page
+    assert middle > page
+    data[middle:middle + page] = random.Random(1).randbytes(page)
+    path.write_bytes(bytes(data))
+
+
+async def test_corrupted_file_is_detected_on_open(ledger: InventoryLedger) -> None:
+    await asyncio.gather(*(ledger.record_fill(make_fill(f"trade-{i:06d}")) for i in range(3000)))
+    await ledger.close()
+    overwrite_middle_page(ledger.path)
+    with pytest.raises(LedgerError, match="ledger corrupt"):
+        await InventoryLedger(ledger.path).open()
+
+
+async def test_file_that_is_not_a_database_is_refused(path: Path) -> None:
+    await asyncio.to_thread(path.write_text, "these are not the pages you are looking for\n" * 200)
+    with pytest.raises(LedgerError, match="not a SQLite database"):
+        await InventoryLedger(path).open()
