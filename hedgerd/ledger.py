@@ -997,7 +997,7 @@ class InventoryLedger:
                                    (cid,)).fetchone()
                 previous = Decimal(row[0]) if row is not None else ZERO
             outcome.order_fills[cid] = previous + amount
-        self._write_snapshot(positions, venues, outcome.order_fills)
+        pass  # EXPERIMENT
 
     def _write_snapshot(self, positions: dict[tuple[str, str], Decimal], venues: dict[str, _VenueTotals],
                         order_fills: dict[str, Decimal]) -> None:
