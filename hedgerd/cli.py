@@ -46,8 +46,8 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--reason", default="operator kill via CLI")
             p.add_argument("--reducing", action="store_true",
                            help="only allow orders that reduce the hedge position instead of halting")
-    sim = sub.add_parser("venue-sim", help="run the local Binance-protocol exchange simulator")
-    sim.add_argument("args", nargs=argparse.REMAINDER)
+    sub.add_parser("venue-sim", help="run the local Binance-protocol exchange simulator (see venue-sim --help)",
+                   add_help=False)
     return parser
 
 
@@ -119,10 +119,11 @@ def _run(settings: Settings, config: Path | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point."""
-    args = _parser().parse_args(argv)
-    if args.command == "venue-sim":
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["venue-sim"]:
         venue_sim = importlib.import_module("hedgerd.venue_sim")
-        return int(venue_sim.main(list(args.args)) or 0)
+        return int(venue_sim.main(argv[1:]) or 0)
+    args = _parser().parse_args(argv)
     try:
         settings = _load(args.config)
     except ConfigError as exc:

@@ -286,6 +286,47 @@ class RiskConfig(_Section):
                                     description="fractional jump in one tick rejected as wild")
 
 
+class ReconcileConfig(_Section):
+    """Startup reconciliation of the ledger against the venues, before the first hedge."""
+
+    tolerance: Decimal = Field(default=Decimal("0.00001"), ge=0,
+                               description="|ledger - venue| per position above which they disagree")
+    adopt_venue_positions: bool = Field(
+        default=False, description="on disagreement, journal the venue's figure instead of starting HALTED")
+    adopt_on_first_start: bool = Field(
+        default=True, description="a position the ledger has never seen is taken from the venue")
+    unknown_open_orders: Literal["cancel", "keep"] = Field(
+        default="cancel", description="open orders with our client id prefix that the ledger does not know")
+    backfill_overlap: float = Field(default=10.0, ge=0, description="seconds re-fetched before the last fill")
+
+
+class AdaptivePolicyConfig(_Section):
+    """Parameters of the adaptive policy (cost-aware cube-root band, see :mod:`hedgerd.policy`)."""
+
+    risk_aversion: float = Field(default=1.0, gt=0,
+                                 description="penalty per unit of hedged-PnL variance, 1/quote")
+    cost_bps: Decimal = Field(default=Decimal(6), ge=0, description="taker fee + half spread, bps of notional")
+    order_cost: Decimal = Field(default=Decimal(0), ge=0, description="fixed cost per hedge order, quote units")
+    flow_half_life: float = Field(default=900.0, gt=0, description="seconds, client flow variance EWMA")
+    price_half_life: float = Field(default=1800.0, gt=0, description="seconds, price variance EWMA")
+    warmup: float = Field(default=60.0, ge=0, description="seconds of prices before the band is used")
+    min_band: Decimal = Field(default=Decimal("0.001"), ge=0, description="base units")
+    max_band: Decimal = Field(default=Decimal(5), gt=0, description="base units")
+
+    @model_validator(mode="after")
+    def _band_range(self) -> AdaptivePolicyConfig:
+        if self.min_band > self.max_band:
+            raise _FieldProblems([("min_band", f"must not exceed max_band ({self.max_band})")])
+        return self
+
+
+class PolicyConfig(_Section):
+    """Which hedge policy decides orders: ``fixed`` (``hedges.*.threshold``) or ``adaptive``."""
+
+    name: Literal["fixed", "adaptive"] = "fixed"
+    adaptive: AdaptivePolicyConfig = Field(default_factory=AdaptivePolicyConfig)
+
+
 def default_venues() -> list[VenueConfig]:
     return [
         VenueConfig(name="sim-spot", kind=VenueKind.SIM, role=VenueRole.INVENTORY,
@@ -373,6 +414,8 @@ class Settings(BaseSettings):
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -27,8 +27,17 @@ from hedgerd.executor import HedgeExecutor, TokenBucket
 from hedgerd.killswitch import KillSwitch, evaluate_auto_triggers
 from hedgerd.ledger import InventoryLedger, LedgerError
 from hedgerd.metrics import Metrics
-from hedgerd.models import ZERO, Fill, HedgeIntent, MarketInfo, OrderReport, PriceUpdate, TradingState
-from hedgerd.policy import FixedThresholdPolicy, HedgeLimits, HedgePolicy
+from hedgerd.models import (
+    ZERO,
+    Fill,
+    HedgeIntent,
+    MarketInfo,
+    OrderReport,
+    PriceUpdate,
+    TradingState,
+    split_symbol,
+)
+from hedgerd.policy import HedgeLimits, HedgePolicy, build_policy
 from hedgerd.risk import DeltaSnapshot, PriceGuard, inventory_delta, make_snapshot
 
 log = structlog.get_logger("hedgerd.engine")
@@ -57,7 +66,8 @@ class HedgeEngine:
         self.ledger = ledger
         self.clock = clock
         self.metrics = metrics
-        self.policy: HedgePolicy = policy or FixedThresholdPolicy()
+        self._injected_policy = policy  # if given, shared by every underlying (tests)
+        self.policies: dict[str, HedgePolicy] = {}  # one instance per underlying, from settings.policy
         self.kill_switch = KillSwitch()
         self.kill_switch.add_listener(self._on_trading_state_change)
         self.price_guard = PriceGuard(max_jump=settings.risk.max_price_jump)
@@ -93,6 +103,7 @@ class HedgeEngine:
             executor = self._executor_for(cfg.venue, rl.requests_per_second, rl.burst)
             self.hedges[cfg.underlying] = _HedgeState(config=cfg, executor=executor, market=market)
             self.metrics.hedge_band.labels(cfg.underlying).set(float(cfg.threshold))
+            self.metrics.hedge_fees.labels(cfg.venue)  # export 0 before the first fee
         await self._reconcile()
         self.intake_open = True
         for venue in self.venues.values():
@@ -113,19 +124,80 @@ class HedgeEngine:
             gate=self._gate, on_result=self._on_order_result)
 
     async def _reconcile(self) -> None:
-        """Resolve intents left open by a previous run before any new hedge is decided."""
+        """Bring the ledger in line with the venues before any new hedge is decided.
+
+        In order: seed simulated venues from the journal (paper), backfill fills missed while
+        down, resolve intents left open, handle unknown open orders with our prefix, then
+        compare positions. A disagreement beyond tolerance starts HALTED with the difference
+        in the reason (or journals the venue's figure when ``reconcile.adopt_venue_positions``).
+        """
+        cfg = self.settings.reconcile
+        self._seed_sim_venues()
+        for name, venue in self.venues.items():
+            last = self.ledger.last_fill_ts(name)
+            if last is None:
+                continue  # a fresh ledger adopts balances below instead of replaying history
+            for fill in await venue.fetch_fills_since(max(0.0, last - cfg.backfill_overlap)):
+                await self.ledger.record_fill(fill)
         for executor in self._executors():
             await executor.recover()
-        if self.settings.mode is Mode.PAPER:
-            # Simulated venues start empty: align their positions with the journal.
-            for state in self.hedges.values():
-                venue = self.venues[state.config.venue]
-                seed = getattr(venue, "seed_position", None)
-                if seed is not None:
-                    seed(state.config.symbol, self.ledger.position(state.config.venue, state.config.symbol))
+        await self._handle_unknown_open_orders()
+        problems = await self._compare_positions()
         self.reconciled = True
-        log.info("reconciled", open_intents=len(self.ledger.open_intents()),
+        if problems:
+            self.engage("reconciliation mismatch: " + "; ".join(problems), "auto:reconcile")
+        log.info("reconciled", open_intents=len(self.ledger.open_intents()), mismatches=problems,
                  positions={f"{v}:{a}": str(q) for (v, a), q in self.ledger.positions().items()})
+
+    def _seed_sim_venues(self) -> None:
+        """Simulated venues restart empty: align them with the journal (paper mode only)."""
+        if self.settings.mode is not Mode.PAPER:
+            return
+        for (venue_name, asset), qty in self.ledger.positions().items():
+            seed = getattr(self.venues.get(venue_name), "seed_position", None)
+            if seed is not None:
+                seed(asset, qty)
+
+    async def _handle_unknown_open_orders(self) -> None:
+        prefix = self.settings.executor.client_id_prefix
+        for executor in self._executors():
+            for report in await executor.venue.fetch_open_orders():
+                cid = report.client_order_id
+                if not cid.startswith(prefix) or self.ledger.order_state(cid) is not None:
+                    continue  # not ours, or already resolved by recover()
+                if self.settings.reconcile.unknown_open_orders == "cancel":
+                    await executor.venue.cancel_order(report.symbol, cid)
+                    log.warning("unknown_open_order_canceled", venue=executor.venue.name, client_order_id=cid)
+                else:
+                    log.warning("unknown_open_order_kept", venue=executor.venue.name, client_order_id=cid)
+
+    async def _compare_positions(self) -> list[str]:
+        """Differences between ledger and venue for every hedged or inventory position."""
+        cfg = self.settings.reconcile
+        wanted: dict[str, set[str]] = {}
+        for state in self.hedges.values():
+            wanted.setdefault(state.config.venue, set()).add(state.config.symbol)
+            for source in state.config.inventory:
+                wanted.setdefault(source.venue, set()).add(source.asset)
+        known = self.ledger.positions()
+        problems: list[str] = []
+        for venue_name, keys in sorted(wanted.items()):
+            at_venue = await self.venues[venue_name].fetch_positions()
+            for key in sorted(keys):
+                venue_qty = at_venue.get(key, ZERO)
+                ledger_qty = self.ledger.position(venue_name, key)
+                diff = venue_qty - ledger_qty
+                if abs(diff) <= cfg.tolerance:
+                    continue
+                first_sight = (venue_name, key) not in known
+                if cfg.adopt_venue_positions or (first_sight and cfg.adopt_on_first_start):
+                    await self.ledger.record_adjustment(
+                        venue_name, key, diff, "adopted venue position at startup", self.clock.time())
+                    log.warning("position_adopted", venue=venue_name, asset=key, ledger=str(ledger_qty),
+                                venue_position=str(venue_qty))
+                else:
+                    problems.append(f"{venue_name}:{key} ledger {ledger_qty} venue {venue_qty}")
+        return problems
 
     async def stop(self) -> None:
         """Stop intake, settle or cancel in-flight orders, flush the ledger."""
@@ -179,6 +251,9 @@ class HedgeEngine:
                 if state.first_unacted_fill_at is None and any(
                         s.venue == fill.venue for s in state.config.inventory):
                     state.first_unacted_fill_at = fill.received_at or self.clock.monotonic()
+                moved = _inventory_move(fill, state.config)
+                if moved:
+                    self.policy_for(state.config.underlying).observe_flow(self.clock.monotonic(), moved)
         self._wake.set()
 
     async def on_price(self, price: PriceUpdate) -> None:
@@ -193,6 +268,9 @@ class HedgeEngine:
             return
         self.prices[key] = price
         self._price_seen_at[key] = self.clock.monotonic()
+        for state in self.hedges.values():
+            if (state.config.venue, state.config.symbol) == key:
+                self.policy_for(state.config.underlying).observe_price(self._price_seen_at[key], price.mid)
         self._wake.set()
 
     async def on_order_update(self, venue: str, report: OrderReport) -> None:
@@ -304,6 +382,13 @@ class HedgeEngine:
                 log.exception("risk_loop_error")
                 self.engage("internal error in risk loop (see logs)", "auto:internal")
 
+    def policy_for(self, underlying: str) -> HedgePolicy:
+        """The policy instance deciding ``underlying`` (built from ``settings.policy`` on first use)."""
+        policy = self.policies.get(underlying)
+        if policy is None:
+            policy = self.policies[underlying] = self._injected_policy or build_policy(self.settings.policy)
+        return policy
+
     def evaluate_soon(self) -> None:
         """Wake the risk loop now (after a config change, a resume, ...)."""
         self._wake.set()
@@ -371,8 +456,8 @@ class HedgeEngine:
         price = self.prices.get((cfg.venue, cfg.symbol))
         if price is None:
             return
-        decision = self.policy.decide(snap.net_delta, snap.perp_position, limits, state.market,
-                                      price=price.mid)
+        policy = self.policy_for(cfg.underlying)
+        decision = policy.decide(snap.net_delta, snap.perp_position, limits, state.market, price=price.mid)
         if decision is None:
             state.first_unacted_fill_at = None
             return
@@ -395,7 +480,7 @@ class HedgeEngine:
                  reason=decision.reason, inventory=str(snap.inventory), hedge_ratio=str(snap.hedge_ratio),
                  perp_position=str(snap.perp_position), in_flight=str(snap.in_flight),
                  net_delta=str(snap.net_delta), mid=str(price.mid), threshold=str(cfg.threshold),
-                 target=str(cfg.target), policy=self.policy.name)
+                 target=str(cfg.target), policy=policy.name)
         task = asyncio.create_task(self._execute(state, intent, price.mid, received_at),
                                    name=f"hedge-{intent.client_order_id}")
         state.tasks.add(task)
@@ -470,3 +555,19 @@ class HedgeEngine:
             "duplicate_fills": self.ledger.duplicate_fills,
             "consecutive_order_errors": self.consecutive_order_errors,
         }
+
+
+def _inventory_move(fill: Fill, config: HedgeConfig) -> Decimal:
+    """How much a client fill moves the hedge's net delta (signed base units x hedge ratio)."""
+    base, quote, settle = split_symbol(fill.symbol)
+    moved = ZERO
+    for source in config.inventory:
+        if source.venue != fill.venue:
+            continue
+        if settle is not None:
+            moved += fill.signed_amount if source.asset == fill.symbol else ZERO
+        elif source.asset == base:
+            moved += fill.signed_amount
+        elif source.asset == quote:
+            moved -= fill.signed_amount * fill.price
+    return moved * config.hedge_ratio

@@ -604,13 +604,8 @@ class HedgeExecutor:
         cid = order.intent.client_order_id
         order.maybe_live = True
         order.acknowledged = True
-        fees = ZERO
-        for fill in report.fills:
-            own = fill if fill.client_order_id else replace(fill, client_order_id=cid)
-            if await self.ledger.record_fill(own) and own.fee > 0:
-                fees += own.fee
-        if fees > 0:
-            self.metrics.hedge_fees.labels(self.venue.name).inc(float(fees))
+        for fill in report.fills:  # the ledger counts hedge fees of the fills that are new to it
+            await self.ledger.record_fill(fill if fill.client_order_id else replace(fill, client_order_id=cid))
         advanced = await self._journal(order, report.status, filled=report.filled,
                                        average_price=report.average_price,
                                        venue_order_id=report.venue_order_id, ts=report.ts)

@@ -12,11 +12,14 @@ Storage layout (schema version 1). Every Decimal is stored as TEXT, exactly:
 * ``fills``: the journal, ``UNIQUE(venue, trade_id)``; a duplicate is ignored and counted.
 * ``intents`` and ``order_events``: hedge intents and the order state changes of each client
   order id; ``intents`` also carries the last state, so open intents reload with one query.
-* ``positions``, ``venue_totals``, ``order_fills``: a snapshot of the aggregates derived from
-  the journal, updated in the same transaction as the fills, so opening costs O(assets)
+* ``adjustments``: manual position corrections (e.g. a venue position adopted at startup).
+* ``positions``, ``venue_totals``, ``order_fills``: a snapshot of the aggregates derived from the
+  journal, updated in the same transaction as the fills, so opening costs O(assets)
   instead of O(fills). On open the snapshot's fill count is checked against the journal and
   the snapshot is rebuilt from the journal if they differ; :meth:`InventoryLedger.verify`
   recomputes everything from the journal.
+
+A sidecar ``<file>.lock`` (flock) keeps a second ledger instance off the same file.
 
 Memory stays flat in the number of fills: trade ids live only in the UNIQUE index on disk
 (duplicates inside one batch are caught in memory), and per-order lookups use bounded caches
@@ -117,6 +120,14 @@ CREATE TABLE IF NOT EXISTS order_events (
     detail          TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS order_events_by_client_id ON order_events (client_order_id, event_id);
+CREATE TABLE IF NOT EXISTS adjustments (
+    adjustment_id INTEGER PRIMARY KEY,
+    venue         TEXT NOT NULL,
+    asset         TEXT NOT NULL,
+    delta         TEXT NOT NULL,
+    reason        TEXT NOT NULL,
+    ts            REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS positions (
     venue  TEXT NOT NULL,
     asset  TEXT NOT NULL,
@@ -144,8 +155,9 @@ _UPSERT_ORDER_FILL = ("INSERT INTO order_fills (client_order_id, filled) VALUES 
                       "ON CONFLICT (client_order_id) DO UPDATE SET filled = excluded.filled")
 _INSERT_EVENT = ("INSERT INTO order_events (client_order_id, status, filled, average_price, venue_order_id, "
                  "ts, detail) VALUES (?, ?, ?, ?, ?, ?, ?)")
-_INTENT_COLUMNS = ("intent_id, client_order_id, underlying, venue, symbol, side, amount, created_at, "
-                   "reduce_only, order_type, limit_price, reason")
+_INTENT_FIELDS = ("intent_id", "client_order_id", "underlying", "venue", "symbol", "side", "amount", "created_at",
+                  "reduce_only", "order_type", "limit_price", "reason")
+_INTENT_COLUMNS = ", ".join(_INTENT_FIELDS)
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -214,6 +226,15 @@ class _StateRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class _AdjustmentRequest:
+    venue: str
+    asset: str
+    delta: Decimal
+    reason: str
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
 class _CallRequest:
     fn: Callable[[sqlite3.Connection], Any]
 
@@ -234,7 +255,7 @@ class _Snapshot:
 class _OpenResult:
     ledger_id: str
     snapshot: _Snapshot
-    open_intents: list[tuple[HedgeIntent, OrderStatus, Decimal]]
+    open_intents: list[tuple[HedgeIntent, OrderStatus, Decimal, Decimal]]  # intent, status, reported, journaled
     rebuilt: bool
     synchronous: str
     journal_mode: str
@@ -252,7 +273,9 @@ class _BatchOutcome:
     venues: dict[str, _VenueTotals] = field(default_factory=dict)
     order_fills: dict[str, Decimal] = field(default_factory=dict)
     fills_by_symbol: dict[tuple[str, str], int] = field(default_factory=dict)
+    hedge_fees: dict[str, Decimal] = field(default_factory=dict)  # fees of our own (client id) fills
     intents: list[HedgeIntent] = field(default_factory=list)
+    reopened: list[HedgeIntent] = field(default_factory=list)
     states: list[tuple[str, OrderStatus, Decimal]] = field(default_factory=list)
 
 
@@ -305,6 +328,8 @@ def aggregate_journal(conn: sqlite3.Connection) -> _Snapshot:
                     positions[fee_key] = positions.get(fee_key, ZERO) - fee
             if cid is not None:
                 snapshot.order_fills[cid] = snapshot.order_fills.get(cid, ZERO) + amount
+        for venue, asset, delta in conn.execute("SELECT venue, asset, delta FROM adjustments"):
+            positions[(venue, asset)] = positions.get((venue, asset), ZERO) + Decimal(delta)
     return snapshot
 
 
@@ -348,10 +373,12 @@ class InventoryLedger:
         self.fill_count = 0
 
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._create_future: Callable[[], asyncio.Future[Any]] = _no_loop
         self._queue: deque[_Op] = deque()
         self._wake = threading.Event()
         self._stop = False
-        self._opened = False
+        self._opened = False  # open() was called
+        self._accepting = False  # between a successful open() and close() or a write failure
         self._closed = False
         self._failure: LedgerError | None = None
         self._thread: threading.Thread | None = None
@@ -388,10 +415,16 @@ class InventoryLedger:
         if self._opened:
             raise LedgerError("ledger already opened")
         self._opened = True
-        self._loop = loop = asyncio.get_running_loop()
-        self._lock_fd = self._acquire_file_lock()
+        loop = asyncio.get_running_loop()
+        try:
+            self._lock_fd = self._acquire_file_lock()
+        except LedgerError:
+            self._closed = True
+            raise
+        self._loop = loop
+        self._create_future = loop.create_future
         opened: asyncio.Future[_OpenResult] = loop.create_future()
-        self._thread_done = loop.create_future()
+        self._thread_done = thread_done = loop.create_future()
         self._thread = threading.Thread(target=self._writer_main, args=(opened,),
                                         name=f"ledger-writer:{self.path.name}", daemon=True)
         self._thread.start()
@@ -399,7 +432,9 @@ class InventoryLedger:
             result = await opened
         except BaseException:
             self._closed = True
-            await self._thread_done
+            self._stop = True
+            self._wake.set()
+            await asyncio.shield(thread_done)
             self._release_file_lock()
             raise
         self.ledger_id = result.ledger_id
@@ -410,17 +445,16 @@ class InventoryLedger:
         self._positions = dict(snapshot.positions)
         self._venues = {v: _VenueTotals(t.fills, t.fees, t.last_fill_ts) for v, t in snapshot.venues.items()}
         self.fill_count = sum(t.fills for t in self._venues.values())
-        for intent, status, filled in result.open_intents:
+        for intent, status, reported, journaled in result.open_intents:
             self._open_intents[intent.client_order_id] = intent
-            self._open_states[intent.client_order_id] = (status, filled)
-        for cid, filled in snapshot.order_fills.items():
-            if cid in self._open_intents:
-                self._filled_cache.put(cid, filled)
+            self._open_states[intent.client_order_id] = (status, reported)
+            self._filled_cache.put(intent.client_order_id, journaled)
         self._reader = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
                                        check_same_thread=False)
         if self.metrics is not None:
             for key, amount in self._positions.items():
                 self._inventory_gauge(key).set(float(amount))
+        self._accepting = True
 
     async def close(self) -> None:
         """Commit everything queued, stop the writer thread, checkpoint and close the file."""
@@ -428,6 +462,7 @@ class InventoryLedger:
             self._closed = True
             return
         self._closed = True
+        self._accepting = False
         self._stop = True
         self._wake.set()
         if self._thread_done is not None:
@@ -454,14 +489,15 @@ class InventoryLedger:
     def submit_fill(self, fill: Fill) -> asyncio.Future[bool]:
         """Queue ``fill`` for the next group commit; the future resolves once it is durable
         (True if new, False for a duplicate). ``record_fill`` is ``await submit_fill(fill)``;
-        this form lets a producer pipeline many fills before awaiting them."""
-        if self._closed or self._failure is not None or self._loop is None:
+        this form lets a producer pipeline many fills before awaiting them. A fill whose
+        awaiting caller is cancelled is still journaled."""
+        if not self._accepting:
             raise self._unwritable()
         amount = fill.amount
         if not (amount.is_finite() and fill.price.is_finite() and fill.fee.is_finite()) \
                 or amount <= ZERO or fill.price < ZERO:
             raise ValueError(f"invalid fill amounts: {fill!r}")
-        future: asyncio.Future[bool] = self._loop.create_future()
+        future: asyncio.Future[bool] = self._create_future()
         self._queue.append((fill, future))
         if not self._wake.is_set():
             self._wake.set()
@@ -502,10 +538,18 @@ class InventoryLedger:
         await self._submit(_StateRequest(client_order_id, OrderStatus(status), filled, average_price,
                                          venue_order_id, float(ts), detail))
 
+    async def record_adjustment(self, venue: str, asset: str, delta: Decimal, reason: str, ts: float) -> None:
+        """Journal a manual position correction (e.g. adopting a venue's position at startup):
+        moves (venue, asset) by ``delta``; durable before it returns. Not a fill: fill counts,
+        fees and trade-id dedupe are untouched."""
+        delta = Decimal(delta)
+        _check_finite("delta", delta)
+        await self._submit(_AdjustmentRequest(venue, asset, delta, reason, float(ts)))
+
     async def verify(self) -> None:
         """Recompute every aggregate from the whole journal (in a worker thread) and compare it
         with the snapshot tables and the in-memory view; raise LedgerError if they differ."""
-        if self._loop is None or self._closed:
+        if not self.ledger_id or self._closed:
             raise self._unwritable()
         uri = f"{self.path.resolve().as_uri()}?mode=ro"
 
@@ -529,8 +573,9 @@ class InventoryLedger:
             raise LedgerError("ledger inconsistent: " + "; ".join(problems[:5]))
 
     async def _submit(self, request: object) -> Any:
-        if self._closed or self._failure is not None or self._loop is None:
+        if not self._accepting:
             raise self._unwritable()
+        assert self._loop is not None
         future: asyncio.Future[Any] = self._loop.create_future()
         self._queue.append((request, future))
         if not self._wake.is_set():
@@ -546,7 +591,7 @@ class InventoryLedger:
     def _unwritable(self) -> LedgerError:
         if self._failure is not None:
             return LedgerError(f"ledger unusable after an earlier failure: {self._failure}")
-        if self._closed:
+        if self._closed and self.ledger_id:  # opened successfully, then closed
             return LedgerError("ledger closed")
         return LedgerError("ledger not open")
 
@@ -622,10 +667,14 @@ class InventoryLedger:
             cid = intent.client_order_id
             self._open_intents[cid] = intent
             self._open_states[cid] = (OrderStatus.NEW, ZERO)
+            if self._filled_cache.get(cid) is None:
+                self._filled_cache.put(cid, ZERO)
+        for intent in outcome.reopened:  # a non-final state after a final one
+            self._open_intents[intent.client_order_id] = intent
         for cid, status, filled in outcome.states:
-            if cid in self._open_states:
+            if cid in self._open_intents:
                 if status.is_final:
-                    del self._open_states[cid]
+                    self._open_states.pop(cid, None)
                     del self._open_intents[cid]
                     self._state_cache.put(cid, (status, filled))
                 else:
@@ -634,6 +683,9 @@ class InventoryLedger:
                 self._state_cache.put(cid, (status, filled))
         if outcome.duplicates:
             self.duplicate_fills += outcome.duplicates
+        for future, result in zip(outcome.futures, outcome.results, strict=True):
+            if not future.done():
+                future.set_result(result)
         metrics = self.metrics
         if metrics is not None:
             if outcome.duplicates:
@@ -645,9 +697,8 @@ class InventoryLedger:
                 counter.inc(count)
             for key, amount in outcome.positions.items():
                 self._inventory_gauge(key).set(float(amount))
-        for future, result in zip(outcome.futures, outcome.results, strict=True):
-            if not future.done():
-                future.set_result(result)
+            for venue, fee in outcome.hedge_fees.items():
+                metrics.hedge_fees.labels(venue).inc(float(fee))
 
     def _fail(self, futures: list[asyncio.Future[Any]], error: LedgerError) -> None:
         for future in futures:
@@ -702,9 +753,12 @@ class InventoryLedger:
         try:
             try:
                 result = self._open_storage()
-            except LedgerError as exc:
+            except Exception as exc:
+                error = exc if isinstance(exc, LedgerError) else LedgerError(f"ledger open failed: {exc!r}")
+                if error is not exc:
+                    error.__cause__ = exc
                 self._close_connection()
-                self._post(_settle_exception, opened, exc)
+                self._post(_settle_exception, opened, error)
                 return
             self._post(_settle_result, opened, result)
             self._run_writer()
@@ -727,7 +781,11 @@ class InventoryLedger:
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             level = int(conn.execute("PRAGMA synchronous").fetchone()[0])
             synchronous = {v: k for k, v in _SYNCHRONOUS_LEVELS.items()}.get(level, str(level))
-            conn.execute("PRAGMA cache_size = -16000")
+            conn.execute("PRAGMA cache_size = -16000")  # 16 MiB page cache: memory bounded, not per fill
+            # Checkpoint every 16k WAL pages (64 MiB) rather than 1k: a page rewritten by many commits
+            # (the unique index under random trade ids) is copied back once; NORMAL also fsyncs less.
+            conn.execute("PRAGMA wal_autocheckpoint = 16384")
+            conn.execute("PRAGMA journal_size_limit = 67108864")
             conn.execute("PRAGMA temp_store = MEMORY")
             conn.execute("BEGIN IMMEDIATE")
         except LedgerError:
@@ -762,7 +820,7 @@ class InventoryLedger:
         # a write on every open, so a read-only file fails here and not at the first fill
         conn.execute("INSERT INTO meta (key, value) VALUES ('last_opened_at', ?) "
                      "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (repr(time.time()),))
-        snapshot = _load_snapshot(conn)
+        snapshot = _load_snapshot(conn, with_orders=False)
         journal_count = int(conn.execute("SELECT count(*) FROM fills").fetchone()[0])
         snapshot_count = sum(t.fills for t in snapshot.venues.values())
         rebuilt = False
@@ -786,9 +844,11 @@ class InventoryLedger:
             rows *= 2
         self._w_rows_per_statement = rows
         open_intents = [
-            (_intent_from_row(row[:12]), OrderStatus(row[12]), Decimal(row[13]))
-            for row in conn.execute(f"SELECT {_INTENT_COLUMNS}, status, filled FROM intents "
-                                    "WHERE is_open = 1 ORDER BY intent_id")]
+            (_intent_from_row(row[:12]), OrderStatus(row[12]), Decimal(row[13]), Decimal(row[14] or 0))
+            for row in conn.execute(
+                f"SELECT {', '.join('i.' + name for name in _INTENT_FIELDS)}, i.status, i.filled, "
+                "o.filled FROM intents AS i LEFT JOIN order_fills AS o USING (client_order_id) "
+                "WHERE i.is_open = 1 ORDER BY i.intent_id")]
         return _OpenResult(ledger_id, snapshot, open_intents, rebuilt, synchronous, mode)
 
     def _close_connection(self, checkpoint: bool = False) -> None:
@@ -819,7 +879,10 @@ class InventoryLedger:
                 if self._failure is not None:
                     self._post(self._fail, [op[1] for op in batch], self._failure)
                     continue
-                self._process(batch)
+                try:
+                    self._process(batch)
+                except Exception as exc:  # a bug rather than I/O: still never leave a caller hanging
+                    self._stop_writes(exc, [op[1] for op in batch])
             if self._stop and not queue:
                 return
 
@@ -842,12 +905,7 @@ class InventoryLedger:
             try:
                 self._commit(fills, others, outcome)
             except Exception as exc:  # any failure to commit stops the ledger: nothing may go unjournaled
-                self._rollback()
-                error = LedgerError(f"ledger write failed: {exc}")
-                error.__cause__ = exc
-                self._failure = error
-                log.error("ledger write failed, refusing further writes: %s", exc)
-                self._post(self._fail, [op[1] for op in batch if type(op[0]) is not _CallRequest], error)
+                self._stop_writes(exc, [op[1] for op in batch if type(op[0]) is not _CallRequest])
             else:
                 self._post(self._apply, outcome)
         for request, future in calls:
@@ -857,6 +915,16 @@ class InventoryLedger:
                 self._post(_settle_exception, future, exc)
             else:
                 self._post(_settle_result, future, value)
+
+    def _stop_writes(self, exc: Exception, futures: list[asyncio.Future[Any]]) -> None:
+        """Roll back, remember the failure (every later write is refused) and fail ``futures``."""
+        self._rollback()
+        error = LedgerError(f"ledger write failed: {exc}")
+        error.__cause__ = exc
+        self._failure = error
+        self._accepting = False
+        log.error("ledger write failed, refusing further writes: %s", exc)
+        self._post(self._fail, futures, error)
 
     def _commit(self, fills: list[Fill], others: list[_Op], outcome: _BatchOutcome) -> None:
         conn = self._conn
@@ -869,8 +937,15 @@ class InventoryLedger:
             if type(request) is _StateRequest:
                 outcome.results.append(None)
                 self._insert_state(conn, request, outcome)
+            elif type(request) is _AdjustmentRequest:
+                outcome.results.append(None)
+                conn.execute("INSERT INTO adjustments (venue, asset, delta, reason, ts) VALUES (?, ?, ?, ?, ?)",
+                             (request.venue, request.asset, str(request.delta), request.reason, request.ts))
+                self._move(outcome, (request.venue, request.asset), request.delta)
             else:
                 outcome.results.append(self._insert_intent(conn, request, outcome))
+        if outcome.positions or outcome.venues or outcome.order_fills:
+            self._write_snapshot(outcome.positions, outcome.venues, outcome.order_fills)
         conn.execute("COMMIT")
         # only now does the writer's own view move forward
         self._w_positions.update(outcome.positions)
@@ -914,6 +989,9 @@ class InventoryLedger:
         if inserted_count != len(unique):  # some were already journaled: find which ones are new
             new_keys = set(conn.execute("SELECT venue, trade_id FROM fills WHERE fill_id > ?",
                                         (self._w_last_fill_id,)).fetchall())
+            if len(new_keys) != inserted_count:
+                raise LedgerError(f"journal out of step: {inserted_count} fills inserted, "
+                                  f"{len(new_keys)} found after fill id {self._w_last_fill_id}")
             inserted = []
             for index, key in enumerate(keys):
                 if not results[index]:
@@ -951,16 +1029,13 @@ class InventoryLedger:
             if f.client_order_id is not None:
                 cid = f.client_order_id
                 order_fills[cid] = order_fills.get(cid, ZERO) + f.amount
+                if f.fee:
+                    outcome.hedge_fees[f.venue] = outcome.hedge_fees.get(f.venue, ZERO) + f.fee
 
-        positions = outcome.positions
         venues = outcome.venues
-        w_positions = self._w_positions
 
         def move(position_key: tuple[str, str], delta: Decimal) -> None:
-            current = positions.get(position_key)
-            if current is None:
-                current = w_positions.get(position_key, ZERO)
-            positions[position_key] = current + delta
+            self._move(outcome, position_key, delta)
 
         def venue_totals(venue: str) -> _VenueTotals:
             totals = venues.get(venue)
@@ -997,7 +1072,13 @@ class InventoryLedger:
                                    (cid,)).fetchone()
                 previous = Decimal(row[0]) if row is not None else ZERO
             outcome.order_fills[cid] = previous + amount
-        pass  # EXPERIMENT
+
+    def _move(self, outcome: _BatchOutcome, key: tuple[str, str], delta: Decimal) -> None:
+        """Move position ``key`` by ``delta`` within the batch (absolute value in the outcome)."""
+        current = outcome.positions.get(key)
+        if current is None:
+            current = self._w_positions.get(key, ZERO)
+        outcome.positions[key] = current + delta
 
     def _write_snapshot(self, positions: dict[tuple[str, str], Decimal], venues: dict[str, _VenueTotals],
                         order_fills: dict[str, Decimal]) -> None:
@@ -1039,6 +1120,11 @@ class InventoryLedger:
         return intent
 
     def _insert_state(self, conn: sqlite3.Connection, request: _StateRequest, outcome: _BatchOutcome) -> None:
+        if not request.status.is_final:
+            closed = conn.execute(f"SELECT {_INTENT_COLUMNS} FROM intents WHERE client_order_id = ? AND is_open = 0",
+                                  (request.client_order_id,)).fetchone()
+            if closed is not None:
+                outcome.reopened.append(_intent_from_row(closed))
         filled_text = str(request.filled)
         conn.execute(_INSERT_EVENT, (
             request.client_order_id, request.status.value, filled_text,
@@ -1050,15 +1136,16 @@ class InventoryLedger:
         outcome.states.append((request.client_order_id, request.status, request.filled))
 
 
-def _load_snapshot(conn: sqlite3.Connection) -> _Snapshot:
+def _load_snapshot(conn: sqlite3.Connection, *, with_orders: bool = True) -> _Snapshot:
     snapshot = _Snapshot()
     for venue, asset, amount in conn.execute("SELECT venue, asset, amount FROM positions"):
         snapshot.positions[(venue, asset)] = Decimal(amount)
     for venue, fills, fees, last_ts in conn.execute("SELECT venue, fills, fees, last_fill_ts "
                                                     "FROM venue_totals"):
         snapshot.venues[venue] = _VenueTotals(int(fills), Decimal(fees), last_ts)
-    for cid, filled in conn.execute("SELECT client_order_id, filled FROM order_fills"):
-        snapshot.order_fills[cid] = Decimal(filled)
+    if with_orders:
+        for cid, filled in conn.execute("SELECT client_order_id, filled FROM order_fills"):
+            snapshot.order_fills[cid] = Decimal(filled)
     return snapshot
 
 
@@ -1089,6 +1176,10 @@ def _classify_open_error(path: Path, exc: sqlite3.Error) -> LedgerError:
     if "readonly" in message or "read-only" in message:
         return LedgerError(f"ledger write failed: {path} is read-only: {message}")
     return LedgerError(f"ledger open failed: {path}: {message}")
+
+
+def _no_loop() -> asyncio.Future[Any]:
+    raise LedgerError("ledger not open")
 
 
 def _settle_result(future: asyncio.Future[Any], value: object) -> None:

@@ -68,6 +68,21 @@ async def reopen(ledger: InventoryLedger, **kwargs: object) -> InventoryLedger:
 # ---------------------------------------------------------------- dedupe
 
 
+async def test_hedge_fees_counted_once_per_new_own_fill(path: Path) -> None:
+    metrics = Metrics()
+    ledger = InventoryLedger(path, metrics=metrics)
+    await ledger.open()
+    own = make_fill("h1", venue="perp", symbol="BTC/USDT:USDT", fee="0.25", fee_currency="USDT",
+                    client_order_id="hgdabcx1")
+    flow = make_fill("c1", venue="spot", fee="0.5", fee_currency="USDT")
+    assert await ledger.record_fill(own) is True
+    assert await ledger.record_fill(own) is False  # the stream echo of the order report
+    assert await ledger.record_fill(flow) is True  # client flow: not a hedge fee
+    await ledger.close()
+    assert metrics.registry.get_sample_value("hedgerd_hedge_fees_total", {"venue": "perp"}) == 0.25
+    assert metrics.registry.get_sample_value("hedgerd_hedge_fees_total", {"venue": "spot"}) is None
+
+
 async def test_duplicate_trade_is_ignored_and_counted(path: Path) -> None:
     metrics = Metrics()
     ledger = InventoryLedger(path, metrics=metrics)
@@ -222,6 +237,27 @@ async def test_snapshot_out_of_step_with_journal_is_rebuilt(ledger: InventoryLed
         await ledger.close()
 
 
+async def test_adjustment_moves_a_position_and_survives_rebuild(ledger: InventoryLedger) -> None:
+    await ledger.record_fill(make_fill("t1", venue="perp", symbol="BTC/USDT:USDT", amount="1"))
+    await ledger.record_adjustment("perp", "BTC/USDT:USDT", D("-0.25"), "adopted venue position", 5.0)
+    await ledger.record_adjustment("spot", "ETH", D("3"), "adopted venue position", 5.0)
+    assert ledger.position("perp", "BTC/USDT:USDT") == D("0.75")
+    assert ledger.position("spot", "ETH") == 3
+    assert ledger.fill_count == 1
+    await ledger.verify()
+    await ledger.close()
+    with sqlite3.connect(ledger.path) as conn:  # force a rebuild from the journal on open
+        conn.execute("DELETE FROM venue_totals")
+    ledger = InventoryLedger(ledger.path)
+    await ledger.open()
+    try:
+        assert ledger.rebuilt_from_journal
+        assert ledger.positions() == {("perp", "BTC/USDT:USDT"): D("0.75"), ("spot", "ETH"): D(3)}
+        await ledger.verify()
+    finally:
+        await ledger.close()
+
+
 async def test_verify_detects_a_tampered_snapshot(ledger: InventoryLedger) -> None:
     await ledger.record_fill(make_fill("t1"))
     await ledger.close()
@@ -274,6 +310,36 @@ async def test_intent_and_order_states_survive_restart(ledger: InventoryLedger) 
         assert ledger.order_state(limit.client_order_id) == (OrderStatus.CANCELED, D("0.1"))
     finally:
         await ledger.close()
+
+
+async def test_a_late_non_final_state_reopens_an_intent(ledger: InventoryLedger) -> None:
+    intent = await new_intent(ledger)
+    await ledger.record_order_state(intent.client_order_id, OrderStatus.CANCELED)
+    assert ledger.open_intents() == []
+    await ledger.record_order_state(intent.client_order_id, OrderStatus.UNKNOWN, detail="venue disagrees")
+    assert ledger.open_intents() == [intent]
+    ledger = await reopen(ledger)
+    try:
+        assert ledger.open_intents() == [intent]
+        assert ledger.order_state(intent.client_order_id) == (OrderStatus.UNKNOWN, D(0))
+    finally:
+        await ledger.close()
+
+
+async def test_intents_states_and_fills_mixed_in_one_batch(ledger: InventoryLedger) -> None:
+    intents = await asyncio.gather(*(new_intent(ledger, amount=D(i + 1)) for i in range(20)),
+                                   *(ledger.record_fill(make_fill(f"t{i}")) for i in range(200)))
+    created = [i for i in intents if isinstance(i, HedgeIntent)]
+    assert len({i.intent_id for i in created}) == 20
+    await asyncio.gather(*(ledger.record_order_state(i.client_order_id, OrderStatus.FILLED, i.amount)
+                           for i in created[:10]),
+                         *(ledger.record_fill(make_fill(f"h{i.intent_id}", venue="perp", symbol="BTC/USDT:USDT",
+                                                        amount=str(i.amount), client_order_id=i.client_order_id))
+                           for i in created))
+    assert ledger.open_intents() == created[10:]
+    assert all(ledger.filled_for(i.client_order_id) == i.amount for i in created)
+    assert ledger.position("perp", "BTC/USDT:USDT") == sum(D(i + 1) for i in range(20))
+    assert ledger.commits < 220
 
 
 async def test_client_order_ids_are_well_formed_and_unique_across_restarts(path: Path) -> None:
@@ -407,8 +473,12 @@ async def test_use_before_open_and_after_close_raises(path: Path) -> None:
 
 
 async def test_second_instance_on_the_same_file_is_refused(ledger: InventoryLedger) -> None:
+    second = InventoryLedger(ledger.path)
     with pytest.raises(LedgerError, match="in use"):
-        await InventoryLedger(ledger.path).open()
+        await second.open()
+    with pytest.raises(LedgerError, match="not open"):
+        await second.record_fill(make_fill("t1"))
+    assert await ledger.record_fill(make_fill("t1"))
 
 
 async def test_disk_full_fails_pending_writes_and_stops_the_ledger(ledger: InventoryLedger) -> None:
@@ -465,7 +535,7 @@ async def test_read_only_file_is_refused_on_open(ledger: InventoryLedger) -> Non
     read_only = _ReadOnlyLedger(ledger.path)
     with pytest.raises(LedgerError, match="read-only"):
         await read_only.open()
-    with pytest.raises(LedgerError):
+    with pytest.raises(LedgerError, match="not open"):
         await read_only.record_fill(make_fill("t2"))
 
 
@@ -489,3 +559,17 @@ async def test_file_that_is_not_a_database_is_refused(path: Path) -> None:
     await asyncio.to_thread(path.write_text, "these are not the pages you are looking for\n" * 200)
     with pytest.raises(LedgerError, match="not a SQLite database"):
         await InventoryLedger(path).open()
+
+
+class _BrokenStorageLedger(InventoryLedger):
+    def _open_connection(self) -> sqlite3.Connection:
+        raise RuntimeError("storage driver exploded")
+
+
+async def test_unexpected_error_while_opening_is_reported_not_hung(path: Path) -> None:
+    broken = _BrokenStorageLedger(path)
+    with pytest.raises(LedgerError, match=r"ledger open failed: .*exploded"):
+        await asyncio.wait_for(broken.open(), timeout=10)
+    healthy = InventoryLedger(path)  # the file lock was released
+    await healthy.open()
+    await healthy.close()

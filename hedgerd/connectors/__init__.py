@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-
 from hedgerd.clock import Clock
 from hedgerd.config import Settings, VenueKind
 from hedgerd.connectors.base import Venue
@@ -17,7 +15,8 @@ def build_venues(settings: Settings, clock: Clock) -> dict[str, Venue]:
         build_sim_venues([v for v in settings.venues if v.kind is VenueKind.SIM], clock))
     ccxt_configs = [v for v in settings.venues if v.kind is VenueKind.CCXT]
     if ccxt_configs:
-        ccxt_venue = importlib.import_module("hedgerd.connectors.ccxt_venue")
+        from hedgerd.connectors.ccxt_venue import build_ccxt_venue
+
         for cfg in ccxt_configs:
-            venues[cfg.name] = ccxt_venue.build_ccxt_venue(cfg, settings, clock)
+            venues[cfg.name] = build_ccxt_venue(cfg, settings, clock)
     return venues

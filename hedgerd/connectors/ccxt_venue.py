@@ -1,0 +1,1222 @@
+"""Real exchanges through ccxt: REST via ``ccxt.async_support``, streams via ``ccxt.pro``.
+
+:class:`CcxtVenue` implements :class:`~hedgerd.connectors.base.Venue` on top of one ccxt
+exchange object. Everything ccxt returns crosses into hedgerd through the pure converters in
+this module (:func:`trade_to_fill`, :func:`ticker_to_price`, :func:`order_to_report`,
+:func:`market_info_from_ccxt`, :func:`position_amount`), which turn floats into ``Decimal``
+via ``str`` and reject malformed payloads; every ccxt exception leaves through
+:func:`map_ccxt_error` as a :class:`~hedgerd.errors.VenueError` with secrets stripped.
+
+Streams (one task each, reconnecting with jittered exponential back-off on the injected clock):
+
+* fills: ``watch_my_trades(symbol)`` per symbol; after every (re)subscription the fills since
+  the last seen trade minus an overlap are backfilled with ``fetch_my_trades`` (the ledger
+  dedupes by trade id);
+* prices: ``watch_bids_asks(symbols)`` or ``watch_ticker(symbol)``, whichever ``has`` offers;
+* order updates: ``watch_orders(symbol)`` per symbol (our orders only);
+* positions (derivatives): ``watch_positions(symbols)``, kept in :attr:`CcxtVenue.streamed_positions`.
+
+A stream that is unsupported, or that failed ``max_stream_failures`` times in a row, is
+replaced by REST polling (``fetch_my_trades`` / ``fetch_bids_asks`` or ``fetch_ticker`` /
+``fetch_positions``) for ``poll_period`` seconds before streaming is tried again.
+
+Trade ids are qualified by symbol (``"BTC/USDT#123"``) because exchanges such as Binance number
+trades per symbol while the ledger dedupes by (venue, trade id). Fills carry our client order
+id when the trade names one with our prefix, or when its venue order id is known (from our
+own orders, or looked up once per unknown order on venues we trade on: Binance's REST trades
+do not carry client ids). The start-up backfill only covers ``start()`` minus the overlap;
+fills from before (daemon down) are for the engine's reconciliation via ``fetch_fills_since``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import re
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from decimal import Decimal, InvalidOperation
+from functools import partial
+from typing import TYPE_CHECKING, Any, Literal
+
+import ccxt
+import structlog
+
+from hedgerd import errors as herr
+from hedgerd.clock import Clock
+from hedgerd.config import VenueConfig, VenueRole
+from hedgerd.connectors.base import VenueEventSink
+from hedgerd.models import (
+    ZERO,
+    Fill,
+    HedgeIntent,
+    MarketInfo,
+    OrderReport,
+    OrderStatus,
+    OrderType,
+    PriceUpdate,
+    Side,
+    is_derivative,
+)
+
+if TYPE_CHECKING:
+    from hedgerd.config import Settings
+
+log = structlog.get_logger("hedgerd.ccxt")
+
+Operation = Literal["create", "read", "cancel"]
+
+#: Exchanges whose ``fetch_order`` / ``cancel_order`` accept a client order id parameter, and its name.
+CLIENT_ID_LOOKUP_PARAM: dict[str, str] = {
+    "binance": "origClientOrderId",
+    "binanceusdm": "origClientOrderId",
+    "binancecoinm": "origClientOrderId",
+    "okx": "clOrdId",
+    "bybit": "orderLinkId",
+}
+#: Extra parameters some exchanges need on ``fetch_order`` by client id.
+_FETCH_ORDER_EXTRA: dict[str, dict[str, Any]] = {"bybit": {"acknowledged": True}}
+#: Where exchanges put the client order id in a raw trade or order payload.
+_CLIENT_ID_INFO_KEYS = ("clientOrderId", "clOrdId", "orderLinkId", "newClientOrderId", "c")
+
+_CCXT_STATUS = {
+    "canceled": OrderStatus.CANCELED,
+    "cancelled": OrderStatus.CANCELED,
+    "expired": OrderStatus.EXPIRED,
+    "rejected": OrderStatus.REJECTED,
+}
+#: Longest time range one ``fetch_my_trades`` query may cover (Binance USD-M: 7 days).
+BACKFILL_WINDOW_MS = 7 * 24 * 3600 * 1000
+_FALLBACK_STEP = Decimal("1e-8")  # SIGNIFICANT_DIGITS markets: ccxt's *_to_precision does the rounding
+
+
+class MalformedMessage(ValueError):
+    """A ccxt payload that cannot be trusted (missing field, wrong type, NaN, unknown symbol...)."""
+
+
+# --------------------------------------------------------------------------- secrets & errors
+_URL_QUERY = re.compile(r"((?:https?|wss?)://[^\s?#\"']+)[?#][^\s\"']*")
+_SENSITIVE_PAIR = re.compile(
+    r"(?i)\b(signature|sign|apikey|api_key|api-key|x-mbx-apikey|secret|password|passphrase|listenkey|token)"
+    r"(\"?\s*[=:]\s*\"?)[^\s&\"',}]+")
+_LONG_TOKEN = re.compile(r"\b[A-Za-z0-9]{32,}\b")
+_MAX_MESSAGE = 500
+
+
+def sanitize_message(text: str, secrets: Iterable[str] = ()) -> str:
+    """Strip what could leak credentials from an error text.
+
+    Query strings (signatures, api keys) are removed from URLs, ``key=value`` pairs with
+    sensitive names are masked, long opaque tokens (listen keys, signatures) are masked, and
+    any literal credential passed in ``secrets`` is masked.
+    """
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "<redacted>")
+    text = _URL_QUERY.sub(r"\1?<redacted>", text)
+    text = _SENSITIVE_PAIR.sub(r"\1\2<redacted>", text)
+    text = _LONG_TOKEN.sub("<redacted>", text)
+    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "..."
+
+
+def retry_after_from_headers(headers: Any) -> float | None:
+    """Seconds from a ``Retry-After`` header (case-insensitive); None if absent or not a number."""
+    if not isinstance(headers, Mapping):
+        return None
+    for key, value in headers.items():
+        if isinstance(key, str) and key.lower() == "retry-after":
+            try:
+                seconds = float(value)
+            except (TypeError, ValueError):
+                return None
+            return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    return None
+
+
+def map_ccxt_error(exc: BaseException, operation: Operation, *, retry_after: float | None = None,
+                   secrets: Iterable[str] = ()) -> herr.VenueError:
+    """Translate a ccxt (or transport) exception into the hedgerd error taxonomy.
+
+    The check order matters because ccxt's classes inherit from each other (``OrderNotFound``
+    is an ``InvalidOrder``; ``RateLimitExceeded`` and ``RequestTimeout`` are ``NetworkError``\\ s).
+    On ``create`` anything that may have reached the matching engine (timeouts, 5xx,
+    dropped connections, garbled responses) is :class:`~hedgerd.errors.OrderOutcomeUnknown`;
+    on reads and cancels the same is :class:`~hedgerd.errors.TransientVenueError`.
+    """
+    message = f"{type(exc).__name__}: {sanitize_message(str(exc), secrets)}"
+    creating = operation == "create"
+    if isinstance(exc, ccxt.OrderNotFound):
+        return herr.OrderNotFound(message)
+    if isinstance(exc, ccxt.RateLimitExceeded | ccxt.DDoSProtection):
+        return herr.RateLimited(message, retry_after)
+    if isinstance(exc, ccxt.InsufficientFunds):
+        return herr.InsufficientFunds(message)
+    if isinstance(exc, ccxt.AuthenticationError):  # PermissionDenied, AccountSuspended...
+        return herr.AuthError(message)
+    if isinstance(exc, ccxt.InvalidNonce):  # timestamp outside recvWindow: certainly rejected
+        return herr.TransientVenueError(message)
+    if isinstance(exc, ccxt.NetworkError | ccxt.BadResponse):
+        return herr.OrderOutcomeUnknown(message) if creating else herr.TransientVenueError(message)
+    if isinstance(exc, ccxt.InvalidOrder | ccxt.BadRequest | ccxt.ArgumentsRequired | ccxt.NotSupported
+                  | ccxt.OperationRejected):
+        return herr.InvalidOrder(message)
+    if isinstance(exc, ccxt.ExchangeError):  # the venue answered with an error we do not know
+        return herr.FatalOrderError(message) if creating else herr.TransientVenueError(message)
+    # OperationFailed and transport errors that escaped ccxt's wrapping
+    return herr.OrderOutcomeUnknown(message) if creating else herr.TransientVenueError(message)
+
+
+# --------------------------------------------------------------------------- converters
+def to_decimal(value: Any, field: str, *, positive: bool = False, non_negative: bool = False) -> Decimal:
+    """A finite Decimal from a ccxt number or numeric string (``Decimal(str(x))``, never float math)."""
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        raise MalformedMessage(f"{field}: expected a number, got {type(value).__name__}")
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise MalformedMessage(f"{field}: not a number: {str(value)[:40]!r}") from None
+    if not number.is_finite():
+        raise MalformedMessage(f"{field}: not finite: {value!r}")
+    if positive and number <= 0:
+        raise MalformedMessage(f"{field}: must be positive, got {number}")
+    if non_negative and number < 0:
+        raise MalformedMessage(f"{field}: must not be negative, got {number}")
+    return number
+
+
+def _optional_decimal(value: Any, field: str, **kwargs: bool) -> Decimal | None:
+    return None if value is None else to_decimal(value, field, **kwargs)
+
+
+def _timestamp_seconds(value: Any, field: str) -> float:
+    ms = to_decimal(value, field, non_negative=True)
+    return float(ms) / 1000.0
+
+
+def _precision_step(value: Any, field: str, precision_mode: int) -> Decimal:
+    if precision_mode == ccxt.TICK_SIZE:
+        return to_decimal(value, field, positive=True)
+    if precision_mode == ccxt.DECIMAL_PLACES:
+        places = to_decimal(value, field, non_negative=True)
+        if places != places.to_integral_value():
+            raise MalformedMessage(f"{field}: decimal places must be an integer, got {places}")
+        return Decimal(1).scaleb(-int(places))
+    return _FALLBACK_STEP
+
+
+def _sub_mapping(parent: Any, key: str) -> Mapping[str, Any]:
+    child = parent.get(key) if isinstance(parent, Mapping) else None
+    return child if isinstance(child, Mapping) else {}
+
+
+def market_info_from_ccxt(market: Mapping[str, Any], precision_mode: int) -> MarketInfo:
+    """:class:`MarketInfo` from a ccxt market (precision per ``exchange.precisionMode``).
+
+    Amount limits are in contracts for derivatives; ``contract_size`` converts to base units.
+    With ``SIGNIFICANT_DIGITS`` precision no tick size exists, so a tiny step is used and the
+    rounding is left to ccxt's ``amount_to_precision``.
+    """
+    symbol = market.get("symbol")
+    base, quote = market.get("base"), market.get("quote")
+    if not (isinstance(symbol, str) and isinstance(base, str) and isinstance(quote, str)):
+        raise MalformedMessage("market: symbol, base and quote must be strings")
+    precision = market.get("precision")
+    if not isinstance(precision, Mapping):
+        raise MalformedMessage(f"{symbol}: no precision")
+    limits = market.get("limits")
+    amount_limits = _sub_mapping(limits, "amount")
+    cost_limits = _sub_mapping(limits, "cost")
+    contract_size = market.get("contractSize")
+    return MarketInfo(
+        symbol=symbol, base=base, quote=quote,
+        amount_step=_precision_step(precision.get("amount"), f"{symbol}.precision.amount", precision_mode),
+        price_step=_precision_step(precision.get("price"), f"{symbol}.precision.price", precision_mode),
+        min_amount=_optional_decimal(amount_limits.get("min"), f"{symbol}.limits.amount.min",
+                                     non_negative=True) or ZERO,
+        max_amount=_optional_decimal(amount_limits.get("max"), f"{symbol}.limits.amount.max", positive=True),
+        min_notional=_optional_decimal(cost_limits.get("min"), f"{symbol}.limits.cost.min",
+                                       non_negative=True) or ZERO,
+        contract_size=(Decimal(1) if contract_size is None
+                       else to_decimal(contract_size, f"{symbol}.contractSize", positive=True)),
+    )
+
+
+def client_order_id_of(payload: Mapping[str, Any]) -> str | None:
+    """The client order id of a ccxt trade or order: unified field first, then the raw ``info``."""
+    value = payload.get("clientOrderId")
+    if isinstance(value, str) and value:
+        return value
+    info = payload.get("info")
+    if isinstance(info, Mapping):
+        for key in _CLIENT_ID_INFO_KEYS:
+            value = info.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return None
+
+
+def _side(value: Any, field: str) -> Side:
+    if value not in ("buy", "sell"):
+        raise MalformedMessage(f"{field}: expected 'buy' or 'sell', got {str(value)[:20]!r}")
+    return Side(value)
+
+
+def _fee(payload: Mapping[str, Any], field: str) -> tuple[Decimal, str | None]:
+    fee = payload.get("fee")
+    if fee is None:
+        return ZERO, None
+    if not isinstance(fee, Mapping):
+        raise MalformedMessage(f"{field}: expected a mapping")
+    cost = _optional_decimal(fee.get("cost"), f"{field}.cost") or ZERO
+    currency = fee.get("currency")
+    if currency is not None and not isinstance(currency, str):
+        raise MalformedMessage(f"{field}.currency: expected a string")
+    return cost, currency
+
+
+def qualified_trade_id(symbol: str, trade_id: str) -> str:
+    """Venue-unique trade id: exchanges number trades per symbol."""
+    return f"{symbol}#{trade_id}"
+
+
+def trade_to_fill(venue: str, trade: Mapping[str, Any], markets: Mapping[str, MarketInfo], received_at: float,
+                  *, expected_symbol: str | None = None, defaults: Mapping[str, Any] | None = None,
+                  client_order_id: str | None = None) -> Fill:
+    """A :class:`Fill` in base units from a ccxt trade; raises :class:`MalformedMessage`.
+
+    ``defaults`` fills ``symbol``/``side``/``timestamp`` a trade embedded in an order may lack;
+    ``client_order_id`` overrides what the trade itself carries.
+    """
+    if not isinstance(trade, Mapping):
+        raise MalformedMessage(f"trade: expected a mapping, got {type(trade).__name__}")
+    defaults = defaults or {}
+
+    def pick(key: str) -> Any:
+        value = trade.get(key)
+        return defaults.get(key) if value is None else value
+
+    raw_id = trade.get("id")
+    if isinstance(raw_id, int) and not isinstance(raw_id, bool):
+        raw_id = str(raw_id)
+    if not isinstance(raw_id, str) or not raw_id:
+        raise MalformedMessage("trade.id: missing")
+    symbol = pick("symbol")
+    if not isinstance(symbol, str):
+        raise MalformedMessage(f"trade {raw_id}: symbol missing")
+    market = markets.get(symbol)
+    if market is None or (expected_symbol is not None and symbol != expected_symbol):
+        raise MalformedMessage(f"trade {raw_id}: unknown symbol {symbol[:40]!r}")
+    contracts = to_decimal(trade.get("amount"), f"trade {raw_id}.amount", positive=True)
+    fee, fee_currency = _fee(trade, f"trade {raw_id}.fee")
+    cid = client_order_id if client_order_id is not None else client_order_id_of(trade)
+    return Fill(
+        venue=venue, trade_id=qualified_trade_id(symbol, raw_id), symbol=symbol,
+        side=_side(pick("side"), f"trade {raw_id}.side"),
+        amount=contracts * market.contract_size,
+        price=to_decimal(trade.get("price"), f"trade {raw_id}.price", positive=True),
+        fee=fee, fee_currency=fee_currency,
+        ts=_timestamp_seconds(pick("timestamp"), f"trade {raw_id}.timestamp"),
+        received_at=received_at, client_order_id=cid,
+    )
+
+
+def ticker_to_price(venue: str, symbol: str, ticker: Mapping[str, Any], received_at: float,
+                    now: float) -> PriceUpdate:
+    """Best bid/ask from a ccxt ticker (``timestamp`` missing → ``now``); raises MalformedMessage."""
+    if not isinstance(ticker, Mapping):
+        raise MalformedMessage(f"ticker {symbol}: expected a mapping")
+    ts_raw = ticker.get("timestamp")
+    return PriceUpdate(
+        venue=venue, symbol=symbol,
+        bid=to_decimal(ticker.get("bid"), f"ticker {symbol}.bid", positive=True),
+        ask=to_decimal(ticker.get("ask"), f"ticker {symbol}.ask", positive=True),
+        ts=now if ts_raw is None else _timestamp_seconds(ts_raw, f"ticker {symbol}.timestamp"),
+        received_at=received_at)
+
+
+def order_status(order: Mapping[str, Any], filled: Decimal) -> OrderStatus:
+    """ccxt's order status → :class:`OrderStatus` (``open`` splits on the filled amount)."""
+    status = order.get("status")
+    if status == "closed":
+        return OrderStatus.FILLED
+    if status in _CCXT_STATUS:
+        return _CCXT_STATUS[status]
+    if status in ("open", None):  # None: acknowledged without a state (e.g. an ACK response)
+        return OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.SUBMITTED
+    raise MalformedMessage(f"order status: unknown {str(status)[:20]!r}")
+
+
+def order_to_report(venue: str, order: Mapping[str, Any], market: MarketInfo, received_at: float, *,
+                    client_order_id: str | None = None, fills: Sequence[Fill] = ()) -> OrderReport:
+    """An :class:`OrderReport` (filled in base units) from a ccxt order; raises MalformedMessage.
+
+    ``client_order_id`` defaults to the one the order carries ("" if none).
+
+    Trades embedded in the order (``order['trades']``) become its fills unless ``fills`` is given.
+    """
+    if not isinstance(order, Mapping):
+        raise MalformedMessage(f"order: expected a mapping, got {type(order).__name__}")
+    cid = client_order_id if client_order_id is not None else (client_order_id_of(order) or "")
+    symbol = order.get("symbol")
+    if symbol != market.symbol:
+        raise MalformedMessage(f"order {cid}: symbol {str(symbol)[:40]!r} is not {market.symbol}")
+    filled = (_optional_decimal(order.get("filled"), f"order {cid}.filled", non_negative=True)
+              or ZERO) * market.contract_size
+    average = _optional_decimal(order.get("average"), f"order {cid}.average", positive=True)
+    if average is None and filled > 0:
+        average = _optional_decimal(order.get("price"), f"order {cid}.price", positive=True)
+    fee, _ = _fee(order, f"order {cid}.fee")
+    venue_order_id = order.get("id")
+    if not isinstance(venue_order_id, str | int) or isinstance(venue_order_id, bool) or venue_order_id == "":
+        raise MalformedMessage(f"order {cid}: no venue order id")
+    ts_raw = order.get("lastTradeTimestamp") or order.get("timestamp")
+    ts = 0.0 if ts_raw is None else _timestamp_seconds(ts_raw, f"order {cid}.timestamp")
+    if not fills:
+        trades = order.get("trades") or ()
+        if not isinstance(trades, Sequence):
+            raise MalformedMessage(f"order {cid}: trades must be a list")
+        defaults = {"symbol": market.symbol, "side": order.get("side"),
+                    "timestamp": order.get("lastTradeTimestamp") or order.get("timestamp")}
+        fills = [trade_to_fill(venue, t, {market.symbol: market}, received_at, expected_symbol=market.symbol,
+                               defaults=defaults, client_order_id=cid) for t in trades]
+    if not fee and fills:
+        fee = sum((f.fee for f in fills), ZERO)
+    return OrderReport(
+        client_order_id=cid, symbol=market.symbol, status=order_status(order, filled), filled=filled,
+        average_price=average, fee=fee,
+        venue_order_id=str(venue_order_id),
+        ts=ts, fills=tuple(fills))
+
+
+def position_amount(position: Mapping[str, Any], market: MarketInfo) -> Decimal:
+    """Signed base-unit position from a ccxt position (``contracts * contractSize``, short negative)."""
+    if not isinstance(position, Mapping):
+        raise MalformedMessage("position: expected a mapping")
+    contracts = _optional_decimal(position.get("contracts"), f"position {market.symbol}.contracts") or ZERO
+    side = position.get("side")
+    if side not in ("long", "short", None):
+        raise MalformedMessage(f"position {market.symbol}: unknown side {str(side)[:20]!r}")
+    size_raw = position.get("contractSize")
+    size = market.contract_size if size_raw is None else to_decimal(
+        size_raw, f"position {market.symbol}.contractSize", positive=True)
+    amount = abs(contracts) * size
+    if side == "short" or (side is None and contracts < 0):
+        return -amount
+    return amount
+
+
+def deep_merge(target: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``override`` into ``target`` recursively (in place) and return it."""
+    for key, value in override.items():
+        current = target.get(key)
+        if isinstance(value, Mapping) and isinstance(current, dict):
+            deep_merge(current, value)
+        else:
+            target[key] = dict(value) if isinstance(value, Mapping) else value
+    return target
+
+
+# --------------------------------------------------------------------------- the venue
+@dataclass
+class _Stream:
+    """One streaming loop: ``watch`` (None = unsupported) and its REST ``poll`` fallback."""
+
+    key: str
+    watch: Callable[[], Awaitable[Any]] | None
+    handle: Callable[[Any], Awaitable[bool]]
+    poll: Callable[[], Awaitable[bool]] | None
+    poll_interval: float
+    resync: Callable[[], Awaitable[bool]] | None = None
+    essential: bool = True
+    healthy: bool = False
+    mode: str = "stream"
+
+
+class _Bounded(OrderedDict[str, Any]):
+    """Insertion-ordered map that forgets its oldest entries beyond ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def put(self, key: str, value: Any = None) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
+
+
+class CcxtVenue:
+    """A :class:`~hedgerd.connectors.base.Venue` backed by a ccxt (pro) exchange object.
+
+    ``exchange`` is a ``ccxt.pro`` / ``ccxt.async_support`` instance (or a test double);
+    ``symbols`` are the unified symbols this venue streams fills and prices for.
+    ``own_client_id_prefix``: client order ids not starting with it are not attributed to us
+    (desk orders on an inventory venue keep ``client_order_id=None``).
+    ``resolve_client_ids``: fetch the order behind a trade that lacks a client id (one request
+    per unknown order; on for venues we place orders on).
+    """
+
+    def __init__(self, name: str, exchange: Any, clock: Clock, *, symbols: Sequence[str],
+                 own_client_id_prefix: str | None = None, secrets: Sequence[str] = (),
+                 stream_orders: bool = True, stream_positions: bool = True, resolve_client_ids: bool = True,
+                 poll_interval: float = 1.0, positions_poll_interval: float = 5.0,
+                 backoff_initial: float = 0.5, backoff_max: float = 30.0, max_stream_failures: int = 5,
+                 poll_period: float = 60.0, backfill_overlap: float = 10.0, resubscribe_delay: float = 0.5,
+                 backfill_page_limit: int = 500, backfill_max_pages: int = 20,
+                 rng: random.Random | None = None) -> None:
+        if not symbols:
+            raise ValueError(f"venue {name}: no symbols to serve")
+        self.name = name
+        self.exchange = exchange
+        self.clock = clock
+        self.symbols: tuple[str, ...] = tuple(dict.fromkeys(symbols))
+        self.own_client_id_prefix = own_client_id_prefix
+        self.stream_orders = stream_orders
+        self.stream_positions = stream_positions
+        self.resolve_client_ids = resolve_client_ids
+        self.poll_interval = poll_interval
+        self.positions_poll_interval = positions_poll_interval
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.max_stream_failures = max_stream_failures
+        self.poll_period = poll_period
+        self.backfill_overlap = backfill_overlap
+        self.resubscribe_delay = resubscribe_delay
+        self.backfill_page_limit = backfill_page_limit
+        self.backfill_max_pages = backfill_max_pages
+        self._secrets = tuple(s for s in secrets if s)
+        self._rng = rng or random.Random()
+        self._markets: dict[str, MarketInfo] = {}
+        self._sink: VenueEventSink | None = None
+        self._streams: list[_Stream] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
+        self._closed = False
+        self._started_wall = 0.0
+        self._last_fill_ts: dict[str, float] = {}
+        self._redeliver_from: dict[str, float] = {}  # ts of fills the sink failed on, by symbol
+        self._delivered = _Bounded(20_000)  # qualified trade ids already accepted by the sink
+        self._cid_by_order_id = _Bounded(10_000)
+        self._malformed_reported = _Bounded(1_000)
+        self._order_fills = _Bounded(1_000)  # venue order id -> (filled, fills)
+        self._no_order_trades: set[str] = set()  # symbols where fetch_order_trades is unsupported
+        #: Latest positions seen on the positions stream (or its polling fallback), base units.
+        self.streamed_positions: dict[str, Decimal] = {}
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def connected(self) -> bool:
+        """True once started and while the fills and price streams (or their polling) are healthy."""
+        return (self._started and not self._closed
+                and all(s.healthy for s in self._streams if s.essential))
+
+    def stream_modes(self) -> dict[str, str]:
+        """``{stream key: "stream" | "poll"}`` for status and tests."""
+        return {s.key: s.mode for s in self._streams}
+
+    def _has(self, feature: str) -> bool:
+        has = getattr(self.exchange, "has", None)
+        return bool(has.get(feature)) if isinstance(has, Mapping) else False
+
+    @property
+    def _derivative_symbols(self) -> list[str]:
+        return [s for s in self.symbols if is_derivative(s)]
+
+    # ----------------------------------------------------------------- plumbing
+    def _map_error(self, exc: BaseException, operation: Operation) -> herr.VenueError:
+        retry_after = None
+        if isinstance(exc, ccxt.RateLimitExceeded | ccxt.DDoSProtection):
+            retry_after = retry_after_from_headers(getattr(self.exchange, "last_response_headers", None))
+        return map_ccxt_error(exc, operation, retry_after=retry_after, secrets=self._secrets)
+
+    async def _call(self, operation: Operation, method: str, *args: Any) -> Any:
+        """Await ``exchange.<method>(*args)``, translating every failure into a VenueError."""
+        try:
+            return await getattr(self.exchange, method)(*args)
+        except (ccxt.BaseError, OSError, TimeoutError) as exc:
+            raise self._map_error(exc, operation) from None
+
+    def _report(self, kind: str, detail: str) -> None:
+        detail = sanitize_message(detail, self._secrets)
+        if kind == "malformed":  # backfill and polling see the same bad record again and again
+            if detail in self._malformed_reported:
+                return
+            self._malformed_reported.put(detail)
+        if self._sink is not None:
+            self._sink.on_venue_error(self.name, kind, detail)
+        else:
+            log.warning("venue_error", venue=self.name, kind=kind, detail=detail)
+
+    def _market(self, symbol: str) -> MarketInfo:
+        market = self._markets.get(symbol)
+        if market is None:
+            raise herr.InvalidOrder(f"{symbol!r} is not listed on venue {self.name}")
+        return market
+
+    async def _ensure_markets(self) -> None:
+        if not self._markets:
+            await self.load_markets()
+
+    def _own_cid(self, cid: str | None) -> str | None:
+        if cid is None or self.own_client_id_prefix is None or cid.startswith(self.own_client_id_prefix):
+            return cid
+        return None
+
+    def _trade_to_fill(self, trade: Any, received_at: float, expected_symbol: str | None) -> Fill:
+        fill = trade_to_fill(self.name, trade, self._markets, received_at, expected_symbol=expected_symbol)
+        cid = self._own_cid(fill.client_order_id)
+        order_id = _order_id_of(trade)
+        if cid is None and order_id is not None:
+            cid = self._own_cid(self._cid_by_order_id.get(order_id) or None)
+        return fill if cid == fill.client_order_id else replace(fill, client_order_id=cid)
+
+    async def _learn_client_ids(self, trades: Sequence[Any], symbol: str) -> None:
+        """Look up the client id of orders behind trades that do not carry one (REST trades on Binance).
+
+        A hedge fill journaled without its client order id would leave the executor counting
+        it as still in flight, so on venues we trade on every unknown order is fetched once.
+        """
+        if not self.resolve_client_ids:
+            return
+        unknown = {oid for t in trades if isinstance(t, Mapping) and client_order_id_of(t) is None
+                   and (oid := _order_id_of(t)) is not None and oid not in self._cid_by_order_id}
+        for order_id in sorted(unknown):
+            try:
+                order = await self._call("read", "fetch_order", order_id, symbol)
+            except herr.OrderNotFound:
+                order = None
+            cid = client_order_id_of(order) if isinstance(order, Mapping) else None
+            self._cid_by_order_id.put(order_id, cid or "")
+
+    def _order_report(self, order: Any, *, client_order_id: str | None = None,
+                      fills: Sequence[Fill] = ()) -> OrderReport:
+        if not isinstance(order, Mapping):
+            raise MalformedMessage(f"order: expected a mapping, got {type(order).__name__}")
+        symbol = order.get("symbol")
+        market = self._markets.get(symbol) if isinstance(symbol, str) else None
+        if market is None:
+            raise MalformedMessage(f"order: unknown symbol {str(symbol)[:40]!r}")
+        report = order_to_report(self.name, order, market, self.clock.monotonic(),
+                                 client_order_id=client_order_id, fills=fills)
+        if report.venue_order_id is not None:
+            self._cid_by_order_id.put(report.venue_order_id, report.client_order_id)
+        return report
+
+    def _backoff(self, failures: int) -> float:
+        delay = min(self.backoff_max, self.backoff_initial * 2.0 ** max(0, failures - 1))
+        return delay * (0.5 + 0.5 * self._rng.random())
+
+    # ----------------------------------------------------------------- markets
+    async def load_markets(self) -> dict[str, MarketInfo]:
+        """Instrument metadata for every listed market ccxt can describe (malformed ones skipped)."""
+        raw = await self._call("read", "load_markets")
+        if not isinstance(raw, Mapping):
+            raise herr.TransientVenueError(f"{self.name}: load_markets returned {type(raw).__name__}")
+        mode = getattr(self.exchange, "precisionMode", ccxt.TICK_SIZE)
+        markets: dict[str, MarketInfo] = {}
+        for symbol, market in raw.items():
+            try:
+                info = market_info_from_ccxt(market, mode)
+            except MalformedMessage:
+                continue
+            markets[symbol] = info
+        self._markets = markets
+        return dict(markets)
+
+    # ----------------------------------------------------------------- orders
+    def _to_precision(self, method: str, symbol: str, value: Decimal) -> float:
+        try:
+            text = getattr(self.exchange, method)(symbol, float(value))
+        except ccxt.BaseError as exc:
+            raise self._map_error(exc, "create") from None
+        try:
+            number = to_decimal(text, f"{symbol} precision", positive=True)
+        except MalformedMessage:
+            raise herr.InvalidOrder(f"{symbol}: {value} rounds to {text!r}") from None
+        return float(number)
+
+    async def create_order(self, intent: HedgeIntent, amount: Decimal, price: Decimal | None) -> OrderReport:
+        """Send ``intent`` (amount in contracts) as a market or IOC limit order with its client id."""
+        await self._ensure_markets()
+        symbol = intent.symbol
+        self._market(symbol)
+        if amount <= 0:
+            raise herr.InvalidOrder(f"{intent.client_order_id}: amount must be positive, got {amount}")
+        contracts = self._to_precision("amount_to_precision", symbol, amount)
+        params: dict[str, Any] = {"clientOrderId": intent.client_order_id}
+        limit: float | None = None
+        order_type = "market"
+        if intent.order_type is OrderType.LIMIT_IOC:
+            if price is None or price <= 0:
+                raise herr.InvalidOrder(f"{intent.client_order_id}: an IOC limit order needs a price")
+            order_type = "limit"
+            limit = self._to_precision("price_to_precision", symbol, price)
+            params["timeInForce"] = "IOC"
+        if intent.reduce_only and is_derivative(symbol):
+            params["reduceOnly"] = True
+        order = await self._call("create", "create_order", symbol, order_type, intent.side.value, contracts,
+                                 limit, params)
+        try:
+            return self._order_report(_with_symbol(order, symbol), client_order_id=intent.client_order_id)
+        except MalformedMessage as exc:
+            # Accepted, but we cannot read the answer: the caller must look the order up.
+            raise herr.OrderOutcomeUnknown(f"{intent.client_order_id}: unreadable response: {exc}") from None
+
+    def _client_id_params(self, client_order_id: str) -> dict[str, Any] | None:
+        param = CLIENT_ID_LOOKUP_PARAM.get(str(getattr(self.exchange, "id", "")))
+        return None if param is None else {param: client_order_id}
+
+    async def _find_order(self, symbol: str, client_order_id: str) -> Any:
+        """The raw ccxt order with that client id, by direct lookup or by scanning; None if unknown."""
+        params = self._client_id_params(client_order_id)
+        if params is not None:
+            params.update(_FETCH_ORDER_EXTRA.get(str(self.exchange.id), {}))
+            try:
+                return await self._call("read", "fetch_order", None, symbol, params)
+            except herr.OrderNotFound:
+                return None
+        methods = ["fetch_open_orders"]
+        methods.append("fetch_closed_orders" if self._has("fetchClosedOrders") else "fetch_orders")
+        for method in methods:
+            try:
+                orders = await self._call("read", method, symbol)
+            except herr.OrderNotFound:
+                continue
+            for order in orders or ():
+                if isinstance(order, Mapping) and client_order_id_of(order) == client_order_id:
+                    return order
+        return None
+
+    async def _fills_of(self, order: Mapping[str, Any], symbol: str, cid: str) -> tuple[Fill, ...]:
+        """Trades of a (partly) filled order, cached per filled amount; best effort."""
+        order_id = order.get("id")
+        try:
+            filled = _optional_decimal(order.get("filled"), "order.filled") or ZERO
+        except MalformedMessage:
+            return ()
+        if order.get("trades") or order_id is None or filled <= 0:
+            return ()
+        key = str(order_id)
+        cached: tuple[Decimal, tuple[Fill, ...]] | None = self._order_fills.get(key)
+        if cached is not None and cached[0] == filled:
+            return cached[1]
+        try:
+            trades: Any = None
+            if self._has("fetchOrderTrades") and symbol not in self._no_order_trades:
+                try:
+                    trades = await self._call("read", "fetch_order_trades", key, symbol)
+                except herr.InvalidOrder:  # NotSupported for this market type (binanceusdm)
+                    self._no_order_trades.add(symbol)
+            if trades is None:
+                since = order.get("timestamp")
+                trades = [t for t in await self._call("read", "fetch_my_trades", symbol, since)
+                          if isinstance(t, Mapping) and str(t.get("order")) == key]
+        except herr.VenueError as exc:
+            self._report("backfill", f"trades of order {cid}: {exc}")
+            return ()
+        received = self.clock.monotonic()
+        fills: list[Fill] = []
+        defaults = {"side": order.get("side"), "timestamp": order.get("timestamp")}
+        for trade in trades or ():
+            try:
+                fills.append(trade_to_fill(self.name, trade, self._markets, received, expected_symbol=symbol,
+                                           defaults=defaults, client_order_id=cid))
+            except MalformedMessage as exc:
+                self._report("malformed", str(exc))
+        result = tuple(sorted(fills, key=lambda f: (f.ts, f.trade_id)))
+        self._order_fills.put(key, (filled, result))
+        return result
+
+    async def fetch_order(self, symbol: str, client_order_id: str) -> OrderReport | None:
+        """Look an order up by client id (with its fills when filled); None if the venue never saw it."""
+        await self._ensure_markets()
+        self._market(symbol)
+        order = await self._find_order(symbol, client_order_id)
+        if order is None:
+            return None
+        order = _with_symbol(order, symbol)
+        fills = await self._fills_of(order, symbol, client_order_id)
+        try:
+            return self._order_report(order, client_order_id=client_order_id, fills=fills)
+        except MalformedMessage as exc:
+            self._report("malformed", str(exc))
+            raise herr.TransientVenueError(f"{client_order_id}: unreadable order: {exc}") from None
+
+    async def cancel_order(self, symbol: str, client_order_id: str) -> OrderReport | None:
+        """Cancel by client id; None if the order is unknown or already gone (filled/canceled)."""
+        await self._ensure_markets()
+        self._market(symbol)
+        params = self._client_id_params(client_order_id)
+        order_id: str | None = None
+        if params is None:
+            found = await self._find_order(symbol, client_order_id)
+            if not isinstance(found, Mapping) or found.get("id") is None:
+                return None
+            order_id = str(found["id"])
+            params = {}
+        try:
+            order = await self._call("cancel", "cancel_order", order_id, symbol, params)
+        except herr.OrderNotFound:
+            return None
+        try:
+            return self._order_report(_with_symbol(order, symbol), client_order_id=client_order_id)
+        except MalformedMessage as exc:
+            self._report("malformed", str(exc))
+            return OrderReport(client_order_id=client_order_id, symbol=symbol, status=OrderStatus.UNKNOWN)
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[OrderReport]:
+        """Open orders on ``symbol`` (default: every served symbol); ``client_order_id`` "" if none."""
+        await self._ensure_markets()
+        reports: list[OrderReport] = []
+        for sym in ([symbol] if symbol else self.symbols):
+            for order in await self._call("read", "fetch_open_orders", sym) or ():
+                try:
+                    reports.append(self._order_report(_with_symbol(order, sym)))
+                except MalformedMessage as exc:
+                    self._report("malformed", str(exc))
+        return reports
+
+    # ----------------------------------------------------------------- positions & fills
+    async def fetch_positions(self) -> dict[str, Decimal]:
+        """Signed base units: derivatives by symbol (``fetch_positions``), spot assets by name (balances).
+
+        A malformed position raises :class:`~hedgerd.errors.TransientVenueError` rather than
+        being skipped, so reconciliation never mistakes it for a flat position.
+        """
+        await self._ensure_markets()
+        result: dict[str, Decimal] = {}
+        derivatives = self._derivative_symbols
+        if derivatives:
+            for symbol in derivatives:
+                result[symbol] = ZERO
+            for position in await self._call("read", "fetch_positions", derivatives) or ():
+                held = position.get("symbol") if isinstance(position, Mapping) else None
+                if not isinstance(held, str) or held not in result:
+                    continue
+                try:
+                    result[held] += position_amount(position, self._markets[held])
+                except MalformedMessage as exc:
+                    self._report("malformed", str(exc))
+                    raise herr.TransientVenueError(f"{self.name}: malformed position: {exc}") from None
+        spot = [s for s in self.symbols if not is_derivative(s)]
+        if spot:
+            balance = await self._call("read", "fetch_balance")
+            totals = balance.get("total") if isinstance(balance, Mapping) else None
+            if not isinstance(totals, Mapping):
+                raise herr.TransientVenueError(f"{self.name}: balance without totals")
+            for symbol in spot:
+                market = self._markets.get(symbol)
+                if market is not None:
+                    result.setdefault(market.base, ZERO)
+                    result.setdefault(market.quote, ZERO)
+            for asset, total in totals.items():
+                if total is None:
+                    continue
+                try:
+                    result[str(asset)] = to_decimal(total, f"balance {asset}")
+                except MalformedMessage as exc:
+                    self._report("malformed", str(exc))
+                    raise herr.TransientVenueError(f"{self.name}: malformed balance: {exc}") from None
+        return result
+
+    async def _fetch_trades(self, symbol: str, since: float | None) -> list[Fill]:
+        """Our trades on ``symbol`` since ``since`` (epoch seconds), malformed ones skipped.
+
+        Pages forward from the newest trade of a full page; after a short page the cursor
+        jumps one :data:`BACKFILL_WINDOW_MS` (exchanges such as Binance USD-M answer at most
+        7 days per query) until it passes now, within ``backfill_max_pages`` requests.
+        """
+        if since is None:
+            return await self._trades_to_fills(await self._call("read", "fetch_my_trades", symbol), symbol)
+        cursor = max(0, int(since * 1000))
+        now_ms = int(self.clock.time() * 1000)
+        fills: dict[str, Fill] = {}
+        for _ in range(self.backfill_max_pages):
+            batch = list(await self._call("read", "fetch_my_trades", symbol, cursor,
+                                          self.backfill_page_limit) or ())
+            page = await self._trades_to_fills(batch, symbol)
+            fresh = [f for f in page if f.trade_id not in fills]
+            fills.update((f.trade_id, f) for f in fresh)
+            if len(batch) >= self.backfill_page_limit:
+                newest = max((int(f.ts * 1000) for f in page), default=cursor)
+                cursor = newest if fresh and newest > cursor else max(newest, cursor) + 1
+            elif cursor + BACKFILL_WINDOW_MS < now_ms:
+                cursor += BACKFILL_WINDOW_MS
+            else:
+                break
+        return list(fills.values())
+
+    async def _trades_to_fills(self, trades: Any, symbol: str) -> list[Fill]:
+        trades = list(trades or ())
+        await self._learn_client_ids(trades, symbol)
+        received = self.clock.monotonic()
+        fills: list[Fill] = []
+        for trade in trades:
+            try:
+                fills.append(self._trade_to_fill(trade, received, symbol))
+            except MalformedMessage as exc:
+                self._report("malformed", str(exc))
+        return fills
+
+    async def fetch_fills_since(self, since: float | None) -> list[Fill]:
+        """Our account's fills on the served symbols since ``since`` (epoch seconds), oldest first."""
+        await self._ensure_markets()
+        fills: list[Fill] = []
+        for symbol in self.symbols:
+            fills.extend(await self._fetch_trades(symbol, since))
+        return sorted(fills, key=lambda f: (f.ts, f.trade_id))
+
+    # ----------------------------------------------------------------- streaming
+    async def start(self, sink: VenueEventSink) -> None:
+        """Load markets (if needed) and start the stream loops; returns without waiting for data."""
+        if self._started:
+            return
+        self._sink = sink
+        await self._ensure_markets()
+        missing = [s for s in self.symbols if s not in self._markets]
+        if missing:
+            raise herr.ConfigError(f"venues.{self.name}", f"not listed on {self.exchange.id}: {missing}")
+        self._started_wall = self.clock.time()
+        self._streams = self._build_streams()
+        self._started = True
+        self._tasks = [asyncio.create_task(self._run(stream), name=f"{self.name}-{stream.key}")
+                       for stream in self._streams]
+
+    def _build_streams(self) -> list[_Stream]:
+        streams: list[_Stream] = []
+        watch_trades = self._has("watchMyTrades")
+        ex = self.exchange
+        for symbol in self.symbols:
+            streams.append(_Stream(
+                key=f"fills:{symbol}",
+                watch=partial(ex.watch_my_trades, symbol) if watch_trades else None,
+                handle=partial(self._deliver_trades, symbol=symbol),
+                poll=partial(self._backfill, symbol), poll_interval=self.poll_interval,
+                resync=partial(self._backfill, symbol)))
+        if self._has("watchBidsAsks"):
+            streams.append(_Stream(key="prices", watch=partial(ex.watch_bids_asks, list(self.symbols)),
+                                   handle=self._deliver_tickers, poll=self._poll_prices,
+                                   poll_interval=self.poll_interval))
+        else:
+            watch_ticker = self._has("watchTicker")
+            for symbol in self.symbols:
+                streams.append(_Stream(
+                    key=f"prices:{symbol}",
+                    watch=partial(ex.watch_ticker, symbol) if watch_ticker else None,
+                    handle=partial(self._deliver_ticker, symbol),
+                    poll=partial(self._poll_prices, [symbol]), poll_interval=self.poll_interval))
+        if self.stream_orders and self._has("watchOrders"):
+            for symbol in self.symbols:
+                streams.append(_Stream(key=f"orders:{symbol}", watch=partial(ex.watch_orders, symbol),
+                                       handle=self._deliver_orders, poll=None,
+                                       poll_interval=self.poll_interval, essential=False))
+        derivatives = self._derivative_symbols
+        if self.stream_positions and derivatives:
+            streams.append(_Stream(
+                key="positions",
+                watch=partial(ex.watch_positions, derivatives) if self._has("watchPositions") else None,
+                handle=self._store_positions, poll=self._poll_positions,
+                poll_interval=self.positions_poll_interval, essential=False))
+        return streams
+
+    async def _run(self, stream: _Stream) -> None:
+        """Stream with reconnect/back-off; fall back to polling when unsupported or failing."""
+        failures = 0
+        resync = True  # also right after the first subscription: covers the start-up gap
+        while not self._closed:
+            if stream.watch is None or failures >= self.max_stream_failures:
+                if stream.poll is None:
+                    if stream.watch is None:
+                        return
+                else:
+                    await self._poll_phase(stream)
+                    failures, resync = 0, True
+                    continue
+            watch_task = asyncio.ensure_future(stream.watch())
+            try:
+                if resync:
+                    resync = not await self._after_subscribe(stream, watch_task)
+                message = await watch_task
+            except asyncio.CancelledError:
+                watch_task.cancel()
+                raise
+            except ccxt.NotSupported as exc:
+                self._report("stream", f"{stream.key}: not supported, polling: {exc}")
+                stream.watch = None
+                continue
+            except Exception as exc:
+                if self._closed:
+                    return
+                failures += 1
+                stream.healthy = False
+                self._report("stream", f"{stream.key} failed ({failures} in a row): "
+                             f"{type(exc).__name__}: {exc}")
+                resync = True
+                await self.clock.sleep(self._backoff(failures))
+                continue
+            failures = 0
+            stream.healthy = True
+            try:
+                ok = await stream.handle(message)
+            except Exception as exc:  # the sink failed: resync so nothing is lost
+                self._report("sink", f"{stream.key}: {type(exc).__name__}: {exc}")
+                ok = False
+            if not ok:
+                resync = True
+
+    async def _after_subscribe(self, stream: _Stream, watch_task: asyncio.Future[Any]) -> bool:
+        """Give a (re)subscription time to connect, mark it healthy, backfill what was missed.
+
+        Backfill is retried with back-off until it succeeds or the watch yields (then the caller
+        keeps the resync pending). Returns True once resynced.
+        """
+        await self.clock.sleep(self.resubscribe_delay)
+        if watch_task.done() and watch_task.exception() is not None:
+            return False  # the loop reports it
+        stream.healthy = True
+        if stream.resync is None:
+            return True
+        attempt = 0
+        while not self._closed:
+            if await stream.resync():
+                return True
+            if watch_task.done():
+                return False
+            attempt += 1
+            await self.clock.sleep(self._backoff(attempt))
+        return False
+
+    async def _poll_phase(self, stream: _Stream) -> None:
+        """REST polling for ``poll_period`` (forever when the stream is unsupported)."""
+        assert stream.poll is not None
+        stream.mode = "poll"
+        forever = stream.watch is None
+        deadline = self.clock.monotonic() + self.poll_period
+        try:
+            while not self._closed and (forever or self.clock.monotonic() < deadline):
+                try:
+                    stream.healthy = await stream.poll()
+                except Exception as exc:
+                    stream.healthy = False
+                    self._report("poll", f"{stream.key}: {type(exc).__name__}: {exc}")
+                await self.clock.sleep(stream.poll_interval)
+        finally:
+            stream.mode = "stream"
+
+    async def _deliver_trades(self, trades: Any, *, symbol: str) -> bool:
+        """Convert and deliver streamed trades; False if the sink failed on one."""
+        if isinstance(trades, Mapping) or not isinstance(trades, Iterable):
+            self._report("malformed", f"fills {symbol}: expected a list of trades")
+            return True
+        return await self._deliver_fills(await self._trades_to_fills(trades, symbol))
+
+    async def _deliver_fills(self, fills: Iterable[Fill]) -> bool:
+        assert self._sink is not None
+        for fill in sorted(fills, key=lambda f: (f.ts, f.trade_id)):
+            if fill.trade_id in self._delivered:
+                continue
+            try:
+                await self._sink.on_fill(fill)
+            except Exception as exc:
+                self._report("sink", f"fill {fill.trade_id}: {type(exc).__name__}: {exc}")
+                floor = self._redeliver_from.get(fill.symbol)
+                self._redeliver_from[fill.symbol] = fill.ts if floor is None else min(floor, fill.ts)
+                return False
+            self._delivered.put(fill.trade_id)
+            if fill.ts > self._last_fill_ts.get(fill.symbol, 0.0):
+                self._last_fill_ts[fill.symbol] = fill.ts
+        return True
+
+    async def _backfill(self, symbol: str) -> bool:
+        """Fetch and deliver fills since the last seen one minus the overlap; False on failure."""
+        since = self._last_fill_ts.get(symbol, self._started_wall) - self.backfill_overlap
+        floor = self._redeliver_from.pop(symbol, None)
+        if floor is not None:
+            since = min(since, floor)
+        try:
+            fills = await self._fetch_trades(symbol, since)
+        except herr.VenueError as exc:
+            self._report("backfill", f"{symbol}: {exc}")
+            self._redeliver_from[symbol] = since
+            return False
+        return await self._deliver_fills(fills)
+
+    async def _deliver_tickers(self, tickers: Any) -> bool:
+        assert self._sink is not None
+        if not isinstance(tickers, Mapping):
+            self._report("malformed", "prices: expected a mapping of tickers")
+            return True
+        received, now = self.clock.monotonic(), self.clock.time()
+        for symbol, ticker in tickers.items():
+            if symbol not in self.symbols:
+                continue
+            try:
+                price = ticker_to_price(self.name, symbol, ticker, received, now)
+            except MalformedMessage as exc:
+                self._report("malformed", str(exc))
+                continue
+            await self._sink.on_price(price)
+        return True
+
+    async def _deliver_ticker(self, symbol: str, ticker: Any) -> bool:
+        return await self._deliver_tickers({symbol: ticker})
+
+    async def _poll_prices(self, symbols: Sequence[str] | None = None) -> bool:
+        wanted = list(symbols or self.symbols)
+        if self._has("fetchBidsAsks"):
+            tickers = await self._call("read", "fetch_bids_asks", wanted)
+        else:
+            tickers = {s: await self._call("read", "fetch_ticker", s) for s in wanted}
+        return await self._deliver_tickers(tickers)
+
+    async def _deliver_orders(self, orders: Any) -> bool:
+        assert self._sink is not None
+        if isinstance(orders, Mapping) or not isinstance(orders, Iterable):
+            self._report("malformed", "orders: expected a list of orders")
+            return True
+        for order in orders:
+            cid = client_order_id_of(order) if isinstance(order, Mapping) else None
+            if cid is None or self._own_cid(cid) is None:
+                continue
+            try:
+                report = self._order_report(order, client_order_id=cid)
+            except MalformedMessage as exc:
+                self._report("malformed", str(exc))
+                continue
+            await self._sink.on_order_update(self.name, report)
+        return True
+
+    async def _store_positions(self, positions: Any) -> bool:
+        if isinstance(positions, Mapping) or not isinstance(positions, Iterable):
+            self._report("malformed", "positions: expected a list")
+            return True
+        updates: dict[str, Decimal] = {}
+        for position in positions:
+            symbol = position.get("symbol") if isinstance(position, Mapping) else None
+            if symbol not in self.symbols or not isinstance(symbol, str):
+                continue
+            try:
+                updates[symbol] = updates.get(symbol, ZERO) + position_amount(position, self._markets[symbol])
+            except MalformedMessage as exc:
+                self._report("malformed", str(exc))
+        self.streamed_positions.update(updates)
+        return True
+
+    async def _poll_positions(self) -> bool:
+        positions = await self.fetch_positions()
+        self.streamed_positions.update({s: q for s, q in positions.items() if is_derivative(s)})
+        return True
+
+    async def close(self) -> None:
+        """Stop the stream loops and close the exchange's HTTP and websocket connections."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        closer = getattr(self.exchange, "close", None)
+        if closer is not None:
+            try:
+                await closer()
+            except Exception as exc:  # closing must not fail shutdown
+                log.warning("venue_close_failed", venue=self.name,
+                            error=sanitize_message(repr(exc), self._secrets))
+
+
+def _order_id_of(trade: Any) -> str | None:
+    order_id = trade.get("order") if isinstance(trade, Mapping) else None
+    if isinstance(order_id, bool) or not isinstance(order_id, str | int) or order_id == "":
+        return None
+    return str(order_id)
+
+
+def _with_symbol(order: Any, symbol: str) -> Any:
+    """Orders from some endpoints omit the symbol we asked about; fill it in."""
+    if isinstance(order, Mapping) and order.get("symbol") is None:
+        return {**order, "symbol": symbol}
+    return order
+
+
+# --------------------------------------------------------------------------- construction
+def venue_symbols(cfg: VenueConfig, settings: Settings) -> list[str]:
+    """The unified symbols a ccxt venue serves.
+
+    ``cfg.options["symbols"]`` (a list) wins when given. Otherwise a hedge venue serves the
+    ``symbol`` of every hedge whose ``venue`` is this venue, and an inventory venue serves
+    ``"<asset>/USDT"`` for every inventory source on this venue.
+    """
+    path = _venue_path(cfg, settings)
+    explicit = cfg.options.get("symbols")
+    if explicit is not None:
+        if not isinstance(explicit, list) or not all(isinstance(s, str) and "/" in s for s in explicit):
+            raise herr.ConfigError(f"{path}.options.symbols", "must be a list of unified symbols")
+        symbols = list(explicit)
+    elif cfg.role is VenueRole.HEDGE:
+        symbols = [h.symbol for h in settings.hedges if h.venue == cfg.name]
+    else:
+        symbols = [f"{src.asset}/USDT" for h in settings.hedges for src in h.inventory
+                   if src.venue == cfg.name]
+    symbols = list(dict.fromkeys(symbols))
+    if not symbols:
+        raise herr.ConfigError(path, f"no hedge or inventory uses venue {cfg.name!r} "
+                               "(set options.symbols to stream something anyway)")
+    return symbols
+
+
+def _venue_path(cfg: VenueConfig, settings: Settings) -> str:
+    for index, venue in enumerate(settings.venues):
+        if venue.name == cfg.name:
+            return f"venues.{index}"
+    return f"venues.{cfg.name}"
+
+
+def create_exchange(cfg: VenueConfig, *, timeout: float | None = None, path: str | None = None) -> Any:
+    """A ``ccxt.pro`` exchange (``ccxt.async_support`` if pro lacks it) configured from ``cfg``.
+
+    ``cfg.options`` go to ccxt (minus hedgerd's own ``symbols`` key); sandbox mode is applied
+    before ``cfg.urls`` is deep-merged into ``exchange.urls`` (then ccxt's per-market error
+    tables are made host-independent). Credentials are never logged.
+    """
+    import ccxt.async_support as ccxt_async
+    import ccxt.pro as ccxt_pro
+
+    exchange_id = cfg.exchange or ""
+    cls = getattr(ccxt_pro, exchange_id, None) or getattr(ccxt_async, exchange_id, None)
+    if not isinstance(cls, type):
+        raise herr.ConfigError(f"{path or 'venues.' + cfg.name}.exchange",
+                               f"unknown ccxt exchange id {exchange_id!r}")
+    params: dict[str, Any] = {
+        "enableRateLimit": True,
+        "options": {k: v for k, v in cfg.options.items() if k != "symbols"},
+    }
+    if timeout is not None:
+        params["timeout"] = int(timeout * 1000)
+    for key, secret in (("apiKey", cfg.api_key), ("secret", cfg.secret), ("password", cfg.password)):
+        if secret is not None and secret.get_secret_value():
+            params[key] = secret.get_secret_value()
+    exchange = cls(params)
+    if cfg.sandbox:
+        exchange.set_sandbox_mode(True)
+    if cfg.urls:
+        from hedgerd.venue_sim.urls import align_ccxt_exceptions
+
+        deep_merge(exchange.urls, cfg.urls)
+        # ccxt picks Binance's market-specific error tables by host name; keep them on other hosts
+        align_ccxt_exceptions(exchange)
+    return exchange
+
+
+def build_ccxt_venue(cfg: VenueConfig, settings: Settings, clock: Clock) -> CcxtVenue:
+    """The connector for one ``kind = "ccxt"`` venue (see :func:`venue_symbols` for what it streams)."""
+    symbols = venue_symbols(cfg, settings)
+    exchange = create_exchange(cfg, timeout=settings.executor.order_timeout, path=_venue_path(cfg, settings))
+    secrets = [s.get_secret_value() for s in (cfg.api_key, cfg.secret, cfg.password) if s is not None]
+    hedge = cfg.role is VenueRole.HEDGE
+    return CcxtVenue(cfg.name, exchange, clock, symbols=symbols,
+                     own_client_id_prefix=settings.executor.client_id_prefix, secrets=secrets,
+                     stream_orders=hedge, stream_positions=hedge, resolve_client_ids=hedge)

@@ -1,0 +1,61 @@
+"""Local exchange simulator speaking Binance's spot and USD-M futures wire protocol.
+
+Point the unmodified ccxt ``binance`` / ``binanceusdm`` classes (REST and pro) at it::
+
+    async with start_venue_sim(port=0, seed=1) as sim:
+        ex = ccxt.pro.binanceusdm(sim.ccxt_config())      # or ccxt_config(sim.base_url, sim.ws_url)
+        await ex.load_markets()
+        ...
+        sim.engine.trades("usdm")                           # the venue's own trade history
+        sim.faults.order_timeout_next = 1                   # accept-then-timeout on the next order
+
+Run standalone with ``python -m hedgerd.venue_sim --port 8901``.
+"""
+
+from hedgerd.venue_sim.engine import (
+    SPOT,
+    USDM,
+    ApiError,
+    Engine,
+    EngineConfig,
+    InstrumentConfig,
+    MarketKind,
+    Order,
+    Position,
+    Trade,
+)
+from hedgerd.venue_sim.faults import FaultConfig
+from hedgerd.venue_sim.server import SimConfig, VenueSim, main, run_server, start_venue_sim
+from hedgerd.venue_sim.urls import (
+    DEFAULT_API_KEY,
+    DEFAULT_SECRET,
+    align_ccxt_exceptions,
+    ccxt_config,
+    ccxt_options,
+    ccxt_urls,
+)
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "DEFAULT_SECRET",
+    "SPOT",
+    "USDM",
+    "ApiError",
+    "Engine",
+    "EngineConfig",
+    "FaultConfig",
+    "InstrumentConfig",
+    "MarketKind",
+    "Order",
+    "Position",
+    "SimConfig",
+    "Trade",
+    "VenueSim",
+    "align_ccxt_exceptions",
+    "ccxt_config",
+    "ccxt_options",
+    "ccxt_urls",
+    "main",
+    "run_server",
+    "start_venue_sim",
+]

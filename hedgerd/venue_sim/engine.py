@@ -1,0 +1,1005 @@
+"""Matching engine, accounts and synthetic market of the Binance-protocol venue simulator.
+
+Pure state machine: no I/O and no asyncio. Time comes in as epoch milliseconds from an
+injected callable, randomness from a seeded :class:`random.Random`. Two account kinds are
+kept side by side: ``spot`` (balances per asset, fees in the received asset) and ``usdm``
+(USDT-margined perpetuals, one-way position mode, fees and PnL in USDT).
+
+The market is a synthetic book rebuilt around a geometric-Brownian-motion mid per symbol
+(shared by spot and perp). Market and IOC/FOK limit orders walk its levels; GTC limit
+orders rest and fill as makers when the mid moves through them. Synthetic client flow
+fills the spot account at a Poisson rate, so inventory moves as on a market-making desk.
+
+Every state change is reported to listeners as :class:`OrderEvent` / :class:`AccountEvent`
+(the server turns them into user-data stream messages).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from typing import Literal
+
+MarketKind = Literal["spot", "usdm"]
+SPOT: MarketKind = "spot"
+USDM: MarketKind = "usdm"
+KINDS: tuple[MarketKind, ...] = (SPOT, USDM)
+
+ZERO = Decimal(0)
+ONE = Decimal(1)
+FEE_QUANTUM = Decimal("1e-8")
+SECONDS_PER_YEAR = 365.0 * 24 * 3600
+CLIENT_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+ALLOWED_CLIENT_ID = set(CLIENT_ID_CHARS + ".:/_-")
+
+
+def wall_ms() -> int:
+    """Current wall-clock time in epoch milliseconds."""
+    return int(time.time() * 1000)
+
+
+class ApiError(Exception):
+    """A request rejected the way Binance rejects it: error code, message and HTTP status."""
+
+    def __init__(self, code: int, msg: str, http_status: int = 400) -> None:
+        super().__init__(f"{code}: {msg}")
+        self.code = code
+        self.msg = msg
+        self.http_status = http_status
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class InstrumentConfig:
+    """One symbol listed on both the spot and the USD-M market."""
+
+    symbol: str
+    base: str
+    quote: str
+    initial_price: Decimal
+    volatility: float = 0.8
+    spot_tick: Decimal = Decimal("0.01")
+    spot_step: Decimal = Decimal("0.00001")
+    spot_min_notional: Decimal = Decimal(5)
+    usdm_tick: Decimal = Decimal("0.10")
+    usdm_step: Decimal = Decimal("0.001")
+    usdm_min_notional: Decimal = Decimal(100)
+    level_qty: Decimal = Decimal("0.5")
+    flow_mean_size: Decimal = Decimal("0.05")
+
+
+def default_instruments() -> tuple[InstrumentConfig, ...]:
+    """BTCUSDT and ETHUSDT with Binance-like filters."""
+    return (
+        InstrumentConfig(symbol="BTCUSDT", base="BTC", quote="USDT", initial_price=Decimal(60000),
+                         volatility=0.8),
+        InstrumentConfig(symbol="ETHUSDT", base="ETH", quote="USDT", initial_price=Decimal(3000),
+                         volatility=0.9, spot_step=Decimal("0.0001"), usdm_tick=Decimal("0.01"),
+                         usdm_min_notional=Decimal(20), level_qty=Decimal(8),
+                         flow_mean_size=Decimal("0.5")),
+    )
+
+
+def _default_spot_balances() -> dict[str, Decimal]:
+    return {"USDT": Decimal(1_000_000), "BTC": Decimal(10), "ETH": Decimal(100)}
+
+
+@dataclass
+class EngineConfig:
+    """Parameters of the simulated exchange (all mutable before the engine is built)."""
+
+    seed: int = 1
+    instruments: tuple[InstrumentConfig, ...] = field(default_factory=default_instruments)
+    spread_bps: Decimal = Decimal(2)
+    level_gap_bps: Decimal = Decimal(1)
+    book_levels: int = 20
+    spot_maker_fee: Decimal = Decimal("0.001")
+    spot_taker_fee: Decimal = Decimal("0.001")
+    usdm_maker_fee: Decimal = Decimal("0.0002")
+    usdm_taker_fee: Decimal = Decimal("0.0005")
+    spot_balances: dict[str, Decimal] = field(default_factory=_default_spot_balances)
+    usdm_wallet: Decimal = Decimal(1_000_000)
+    default_leverage: int = 20
+    max_leverage: int = 125
+    flow_rate: float = 0.0
+    flow_symbols: tuple[str, ...] = ("BTCUSDT",)
+    duplicate_client_id_scope: Literal["open", "all"] = "open"
+
+
+# --------------------------------------------------------------------------- market model
+
+
+@dataclass(frozen=True)
+class SymbolFilters:
+    """Exchange filters of one symbol on one market kind."""
+
+    tick_size: Decimal
+    step_size: Decimal
+    min_qty: Decimal
+    max_qty: Decimal
+    min_price: Decimal
+    max_price: Decimal
+    min_notional: Decimal
+
+
+@dataclass(frozen=True)
+class BookLevel:
+    price: Decimal
+    qty: Decimal
+
+
+@dataclass(frozen=True)
+class Book:
+    """A snapshot of the synthetic order book (bids descending, asks ascending)."""
+
+    bids: tuple[BookLevel, ...]
+    asks: tuple[BookLevel, ...]
+    update_id: int
+
+    @property
+    def best_bid(self) -> BookLevel:
+        return self.bids[0]
+
+    @property
+    def best_ask(self) -> BookLevel:
+        return self.asks[0]
+
+
+@dataclass
+class PriceModel:
+    """GBM mid price of one symbol plus its rolling session statistics."""
+
+    mid: float
+    volatility: float
+    open: float
+    high: float
+    low: float
+    update_id: int = 1
+
+    def step(self, dt_seconds: float, rng: random.Random) -> None:
+        """Advance the mid by ``dt_seconds`` of zero-drift GBM."""
+        if dt_seconds <= 0:
+            return
+        sigma = self.volatility
+        dt = dt_seconds / SECONDS_PER_YEAR
+        self.mid *= math.exp(-0.5 * sigma * sigma * dt + sigma * math.sqrt(dt) * rng.gauss(0.0, 1.0))
+        self.high = max(self.high, self.mid)
+        self.low = min(self.low, self.mid)
+        self.update_id += 1
+
+    def set(self, mid: float) -> None:
+        self.mid = mid
+        self.high = max(self.high, mid)
+        self.low = min(self.low, mid)
+        self.update_id += 1
+
+
+def quantize_down(value: Decimal, step: Decimal) -> Decimal:
+    """Largest multiple of ``step`` not above ``value``."""
+    return (value / step).to_integral_value(rounding=ROUND_FLOOR) * step
+
+
+def quantize_up(value: Decimal, step: Decimal) -> Decimal:
+    """Smallest multiple of ``step`` not below ``value``."""
+    return (value / step).to_integral_value(rounding=ROUND_CEILING) * step
+
+
+def is_multiple(value: Decimal, step: Decimal) -> bool:
+    return step == 0 or value % step == 0
+
+
+# --------------------------------------------------------------------------- orders and trades
+
+
+@dataclass
+class Order:
+    """One order of the account; mutated in place as it fills (snapshots go to listeners)."""
+
+    kind: MarketKind
+    symbol: str
+    order_id: int
+    client_order_id: str
+    side: str
+    type: str
+    time_in_force: str
+    price: Decimal
+    orig_qty: Decimal
+    time: int
+    update_time: int
+    reduce_only: bool = False
+    orig_quote_qty: Decimal = ZERO
+    executed_qty: Decimal = ZERO
+    cum_quote: Decimal = ZERO
+    status: str = "NEW"
+    is_client_flow: bool = False
+    locked_asset: str | None = None
+    locked_amount: Decimal = ZERO
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in ("NEW", "PARTIALLY_FILLED")
+
+    @property
+    def avg_price(self) -> Decimal:
+        if self.executed_qty == 0:
+            return ZERO
+        return self.cum_quote / self.executed_qty
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.orig_qty - self.executed_qty
+
+
+@dataclass(frozen=True)
+class Trade:
+    """One fill of the account (``is_client_flow``: a synthetic desk fill, not our order)."""
+
+    kind: MarketKind
+    symbol: str
+    trade_id: int
+    order_id: int
+    client_order_id: str
+    side: str
+    price: Decimal
+    qty: Decimal
+    quote_qty: Decimal
+    commission: Decimal
+    commission_asset: str
+    time: int
+    is_maker: bool
+    realized_pnl: Decimal = ZERO
+    is_client_flow: bool = False
+
+
+@dataclass
+class Position:
+    """One-way USD-M position (``amount`` signed, base units)."""
+
+    symbol: str
+    amount: Decimal = ZERO
+    entry_price: Decimal = ZERO
+    realized_pnl: Decimal = ZERO
+    update_time: int = 0
+
+
+@dataclass(frozen=True)
+class OrderEvent:
+    """An order changed: execution type NEW, TRADE, CANCELED or EXPIRED."""
+
+    kind: MarketKind
+    order: Order
+    execution_type: str
+    time: int
+    trade: Trade | None = None
+
+
+@dataclass(frozen=True)
+class AccountEvent:
+    """Balances (spot assets) or wallet and positions (usdm symbols) changed."""
+
+    kind: MarketKind
+    time: int
+    assets: tuple[str, ...]
+    symbols: tuple[str, ...] = ()
+    reason: str = "ORDER"
+
+
+UserEvent = OrderEvent | AccountEvent
+
+
+@dataclass
+class TickerStats:
+    """Rolling statistics for the 24h ticker of one symbol on one market kind."""
+
+    volume: Decimal = ZERO
+    quote_volume: Decimal = ZERO
+    count: int = 0
+    first_id: int = -1
+    last_id: int = -1
+    last_qty: Decimal = ZERO
+
+
+@dataclass
+class _Fill:
+    price: Decimal
+    qty: Decimal
+
+
+# --------------------------------------------------------------------------- engine
+
+
+class Engine:
+    """The simulated exchange: markets, books, both accounts, orders and trade history."""
+
+    def __init__(self, config: EngineConfig | None = None, now_ms: Callable[[], int] = wall_ms) -> None:
+        self.config = config or EngineConfig()
+        self._now_ms = now_ms
+        self._rng = random.Random(self.config.seed)
+        self.instruments: dict[str, InstrumentConfig] = {i.symbol: i for i in self.config.instruments}
+        self._prices: dict[str, PriceModel] = {
+            i.symbol: PriceModel(mid=float(i.initial_price), volatility=i.volatility,
+                                 open=float(i.initial_price), high=float(i.initial_price),
+                                 low=float(i.initial_price))
+            for i in self.config.instruments
+        }
+        self._filters: dict[tuple[MarketKind, str], SymbolFilters] = {}
+        for inst in self.config.instruments:
+            self._filters[(SPOT, inst.symbol)] = SymbolFilters(
+                tick_size=inst.spot_tick, step_size=inst.spot_step, min_qty=inst.spot_step,
+                max_qty=Decimal(9000), min_price=inst.spot_tick, max_price=Decimal(1_000_000),
+                min_notional=inst.spot_min_notional)
+            self._filters[(USDM, inst.symbol)] = SymbolFilters(
+                tick_size=inst.usdm_tick, step_size=inst.usdm_step, min_qty=inst.usdm_step,
+                max_qty=Decimal(1000), min_price=inst.usdm_tick, max_price=Decimal(1_000_000),
+                min_notional=inst.usdm_min_notional)
+        self._free: dict[str, Decimal] = dict(self.config.spot_balances)
+        self._locked: dict[str, Decimal] = {asset: ZERO for asset in self._free}
+        for inst in self.config.instruments:
+            for asset in (inst.base, inst.quote):
+                self._free.setdefault(asset, ZERO)
+                self._locked.setdefault(asset, ZERO)
+        self.usdm_wallet = self.config.usdm_wallet
+        self._positions: dict[str, Position] = {s: Position(symbol=s) for s in self.instruments}
+        self._leverage: dict[str, int] = {s: self.config.default_leverage for s in self.instruments}
+        self._margin_type: dict[str, str] = {s: "cross" for s in self.instruments}
+        self._orders: dict[MarketKind, dict[int, Order]] = {SPOT: {}, USDM: {}}
+        self._trades: dict[MarketKind, list[Trade]] = {SPOT: [], USDM: []}
+        self._stats: dict[tuple[MarketKind, str], TickerStats] = {
+            (k, s): TickerStats() for k in KINDS for s in self.instruments
+        }
+        self._next_order_id: dict[MarketKind, int] = {SPOT: 10_000_001, USDM: 80_000_001}
+        self._next_trade_id: dict[MarketKind, int] = {SPOT: 1_000_001, USDM: 5_000_001}
+        self.flow_rate = self.config.flow_rate
+        self.flow_symbols = tuple(s for s in self.config.flow_symbols if s in self.instruments)
+        self._listeners: list[Callable[[UserEvent], None]] = []
+        self._last_advance = now_ms()
+        self.started_at = self._last_advance
+
+    # ------------------------------------------------------------------ listeners and time
+
+    def add_listener(self, listener: Callable[[UserEvent], None]) -> None:
+        """Register a callback receiving every :class:`OrderEvent` and :class:`AccountEvent`."""
+        self._listeners.append(listener)
+
+    def _emit(self, event: UserEvent) -> None:
+        for listener in list(self._listeners):
+            listener(event)
+
+    def now(self) -> int:
+        """The engine clock, epoch milliseconds."""
+        return self._now_ms()
+
+    # ------------------------------------------------------------------ market data
+
+    def symbols(self) -> list[str]:
+        """Listed symbols (Binance ids, e.g. ``BTCUSDT``), the same on both market kinds."""
+        return list(self.instruments)
+
+    def instrument(self, symbol: str) -> InstrumentConfig:
+        """The instrument of ``symbol``; ApiError -1121 (Invalid symbol) if it is not listed."""
+        try:
+            return self.instruments[symbol]
+        except KeyError:
+            raise ApiError(-1121, "Invalid symbol.") from None
+
+    def filters(self, kind: MarketKind, symbol: str) -> SymbolFilters:
+        """Tick, step, min quantity and min notional of ``symbol`` on ``kind``."""
+        self.instrument(symbol)
+        return self._filters[(kind, symbol)]
+
+    def price_model(self, symbol: str) -> PriceModel:
+        self.instrument(symbol)
+        return self._prices[symbol]
+
+    def mid(self, kind: MarketKind, symbol: str) -> Decimal:
+        """The mid price rounded to the symbol's tick on ``kind``."""
+        tick = self.filters(kind, symbol).tick_size
+        return quantize_down(Decimal(repr(self._prices[symbol].mid)), tick)
+
+    def mark_price(self, symbol: str) -> Decimal:
+        """USD-M mark price (the mid on the perp tick)."""
+        return self.mid(USDM, symbol)
+
+    def book(self, kind: MarketKind, symbol: str, depth: int | None = None) -> Book:
+        """The synthetic book around the current mid (rebuilt on every call, never depleted)."""
+        model = self.price_model(symbol)
+        filters = self._filters[(kind, symbol)]
+        tick = filters.tick_size
+        inst = self.instruments[symbol]
+        mid = Decimal(repr(model.mid))
+        half_spread = mid * self.config.spread_bps / Decimal(20_000)
+        best_bid = quantize_down(mid - half_spread, tick)
+        best_ask = quantize_up(mid + half_spread, tick)
+        if best_ask <= best_bid:
+            best_ask = best_bid + tick
+        gap = max(tick, quantize_down(mid * self.config.level_gap_bps / Decimal(10_000), tick))
+        levels = depth if depth is not None else self.config.book_levels
+        levels = max(1, min(levels, self.config.book_levels))
+        bids: list[BookLevel] = []
+        asks: list[BookLevel] = []
+        for i in range(levels):
+            qty = quantize_down(inst.level_qty * (ONE + Decimal(i) / 2), filters.step_size)
+            bid_price = best_bid - gap * i
+            if bid_price > 0:
+                bids.append(BookLevel(bid_price, qty))
+            asks.append(BookLevel(best_ask + gap * i, qty))
+        return Book(bids=tuple(bids), asks=tuple(asks), update_id=model.update_id)
+
+    def ticker_stats(self, kind: MarketKind, symbol: str) -> TickerStats:
+        self.instrument(symbol)
+        return self._stats[(kind, symbol)]
+
+    def set_mid(self, symbol: str, price: Decimal) -> None:
+        """Move a symbol's mid (a price jump); resting orders that now cross are filled."""
+        if price <= 0:
+            raise ValueError("mid price must be positive")
+        self.price_model(symbol).set(float(price))
+        self._match_resting(self.now())
+
+    def advance(self, now_ms: int | None = None) -> None:
+        """Step every GBM mid to ``now_ms``, fill crossing resting orders, run client flow."""
+        now = self.now() if now_ms is None else now_ms
+        dt = (now - self._last_advance) / 1000.0
+        if dt <= 0:
+            return
+        self._last_advance = now
+        for model in self._prices.values():
+            model.step(dt, self._rng)
+        self._match_resting(now)
+        self._run_flow(dt, now)
+
+    # ------------------------------------------------------------------ accounts
+
+    def spot_balances(self) -> dict[str, tuple[Decimal, Decimal]]:
+        """Asset -> (free, locked)."""
+        return {asset: (self._free[asset], self._locked.get(asset, ZERO)) for asset in self._free}
+
+    def spot_balance(self, asset: str) -> tuple[Decimal, Decimal]:
+        return self._free.get(asset, ZERO), self._locked.get(asset, ZERO)
+
+    def set_spot_balance(self, asset: str, free: Decimal) -> None:
+        """Overwrite the free balance of an asset (test setup)."""
+        self._free[asset] = free
+        self._locked.setdefault(asset, ZERO)
+        self._emit(AccountEvent(kind=SPOT, time=self.now(), assets=(asset,), reason="DEPOSIT"))
+
+    def positions(self) -> dict[str, Position]:
+        """USD-M positions by symbol (flat ones included)."""
+        return dict(self._positions)
+
+    def position(self, symbol: str) -> Position:
+        self.instrument(symbol)
+        return self._positions[symbol]
+
+    def leverage(self, symbol: str) -> int:
+        self.instrument(symbol)
+        return self._leverage[symbol]
+
+    def margin_type(self, symbol: str) -> str:
+        self.instrument(symbol)
+        return self._margin_type[symbol]
+
+    def set_leverage(self, symbol: str, leverage: int) -> int:
+        """Change a symbol's leverage (1..max_leverage); ApiError -4028 otherwise."""
+        self.instrument(symbol)
+        if not 1 <= leverage <= self.config.max_leverage:
+            raise ApiError(-4028, f"Leverage {leverage} is not valid")
+        self._leverage[symbol] = leverage
+        return leverage
+
+    def set_margin_type(self, symbol: str, margin_type: str) -> None:
+        self.instrument(symbol)
+        wanted = margin_type.lower()
+        if wanted not in ("cross", "crossed", "isolated"):
+            raise ApiError(-1116, "Invalid marginType.")
+        wanted = "cross" if wanted.startswith("cross") else "isolated"
+        if self._margin_type[symbol] == wanted:
+            raise ApiError(-4046, "No need to change margin type.")
+        self._margin_type[symbol] = wanted
+
+    def unrealized_pnl(self, symbol: str) -> Decimal:
+        """Position amount times (mark - entry), USDT."""
+        pos = self.position(symbol)
+        if pos.amount == 0:
+            return ZERO
+        return pos.amount * (self.mark_price(symbol) - pos.entry_price)
+
+    def position_initial_margin(self, symbol: str) -> Decimal:
+        pos = self.position(symbol)
+        return abs(pos.amount) * self.mark_price(symbol) / self._leverage[symbol]
+
+    def open_order_initial_margin(self, symbol: str | None = None) -> Decimal:
+        total = ZERO
+        for order in self._orders[USDM].values():
+            if order.is_open and (symbol is None or order.symbol == symbol):
+                total += order.remaining * order.price / self._leverage[order.symbol]
+        return total
+
+    def usdm_totals(self) -> dict[str, Decimal]:
+        """Wallet, unrealized PnL, margins and available balance of the USD-M account."""
+        upnl = sum((self.unrealized_pnl(s) for s in self.instruments), ZERO)
+        pim = sum((self.position_initial_margin(s) for s in self.instruments), ZERO)
+        oim = self.open_order_initial_margin()
+        maint = sum((abs(p.amount) * self.mark_price(s) * Decimal("0.004")
+                     for s, p in self._positions.items()), ZERO)
+        available = self.usdm_wallet + upnl - pim - oim
+        return {
+            "wallet": self.usdm_wallet,
+            "unrealized": upnl,
+            "margin_balance": self.usdm_wallet + upnl,
+            "position_im": pim,
+            "open_order_im": oim,
+            "initial_margin": pim + oim,
+            "maint_margin": maint,
+            "available": available,
+        }
+
+    # ------------------------------------------------------------------ queries
+
+    def orders(self, kind: MarketKind) -> list[Order]:
+        """Every order of ``kind`` ever accepted, oldest first."""
+        return list(self._orders[kind].values())
+
+    def trades(self, kind: MarketKind, symbol: str | None = None) -> list[Trade]:
+        """The complete trade history of ``kind``, oldest first."""
+        return [t for t in self._trades[kind] if symbol is None or t.symbol == symbol]
+
+    def open_orders(self, kind: MarketKind, symbol: str | None = None) -> list[Order]:
+        """Orders still resting (NEW or PARTIALLY_FILLED)."""
+        if symbol is not None:
+            self.instrument(symbol)
+        return [o for o in self._orders[kind].values()
+                if o.is_open and (symbol is None or o.symbol == symbol)]
+
+    def get_order(self, kind: MarketKind, symbol: str, order_id: int | None = None,
+                  client_order_id: str | None = None) -> Order:
+        """Look an order up by id or client id (the most recent one for a reused client id)."""
+        self.instrument(symbol)
+        if order_id is not None:
+            order = self._orders[kind].get(order_id)
+            if order is not None and order.symbol == symbol and (
+                    client_order_id is None or order.client_order_id == client_order_id):
+                return order
+            raise ApiError(-2013, "Order does not exist.")
+        if client_order_id is None:
+            raise ApiError(-1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were "
+                                  "empty/null!")
+        for order in reversed(self._orders[kind].values()):
+            if order.symbol == symbol and order.client_order_id == client_order_id:
+                return order
+        raise ApiError(-2013, "Order does not exist.")
+
+    def my_trades(self, kind: MarketKind, symbol: str, *, order_id: int | None = None,
+                  start_time: int | None = None, end_time: int | None = None,
+                  from_id: int | None = None, limit: int = 500) -> list[Trade]:
+        """Trades as ``myTrades`` / ``userTrades`` return them (ascending ids)."""
+        self.instrument(symbol)
+        limit = max(1, min(limit, 1000))
+        rows = [t for t in self._trades[kind] if t.symbol == symbol]
+        if order_id is not None:
+            rows = [t for t in rows if t.order_id == order_id]
+        if from_id is not None:
+            return [t for t in rows if t.trade_id >= from_id][:limit]
+        if start_time is not None:
+            rows = [t for t in rows if t.time >= start_time]
+        if end_time is not None:
+            rows = [t for t in rows if t.time <= end_time]
+        if start_time is not None:
+            return rows[:limit]
+        return rows[-limit:]
+
+    # ------------------------------------------------------------------ order entry
+
+    def place_order(self, kind: MarketKind, *, symbol: str, side: str, order_type: str,
+                    quantity: Decimal | None = None, price: Decimal | None = None,
+                    time_in_force: str | None = None, client_order_id: str | None = None,
+                    reduce_only: bool = False, quote_order_qty: Decimal | None = None) -> Order:
+        """Validate, accept and execute an order; raises :class:`ApiError` like Binance does."""
+        now = self.now()
+        inst = self.instrument(symbol)
+        filters = self._filters[(kind, symbol)]
+        if side not in ("BUY", "SELL"):
+            raise ApiError(-1117, "Invalid side.")
+        allowed_types = ("MARKET", "LIMIT", "LIMIT_MAKER") if kind == SPOT else ("MARKET", "LIMIT")
+        if order_type not in allowed_types:
+            raise ApiError(-1116, "Invalid orderType.")
+        if kind == SPOT and reduce_only:
+            raise ApiError(-1106, "Parameter 'reduceOnly' sent when not required.")
+        tif = "GTC"
+        if order_type == "LIMIT":
+            if time_in_force is None:
+                raise ApiError(-1102, "Mandatory parameter 'timeInForce' was not sent, was empty/null, "
+                                      "or malformed.")
+            allowed_tif = ("GTC", "IOC", "FOK") if kind == SPOT else ("GTC", "IOC", "FOK", "GTX")
+            if time_in_force not in allowed_tif:
+                raise ApiError(-1115, "Invalid timeInForce.")
+            tif = time_in_force
+        elif order_type == "MARKET":
+            tif = "GTC"
+            if time_in_force is not None and kind == SPOT:
+                raise ApiError(-1106, "Parameter 'timeInForce' sent when not required.")
+        if order_type in ("LIMIT", "LIMIT_MAKER"):
+            if price is None:
+                raise ApiError(-1102, "Mandatory parameter 'price' was not sent, was empty/null, or "
+                                      "malformed.")
+            if price <= 0 or price < filters.min_price or price > filters.max_price \
+                    or not is_multiple(price, filters.tick_size):
+                raise ApiError(-1013, "Filter failure: PRICE_FILTER")
+        if quote_order_qty is not None:
+            if kind != SPOT or order_type != "MARKET" or quantity is not None:
+                raise ApiError(-1106, "Parameter 'quoteOrderQty' sent when not required.")
+            if quote_order_qty <= 0:
+                raise ApiError(-1013, "Invalid quoteOrderQty.")
+        else:
+            if quantity is None:
+                raise ApiError(-1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or "
+                                      "malformed.")
+            if quantity <= 0 or quantity < filters.min_qty or quantity > filters.max_qty \
+                    or not is_multiple(quantity - filters.min_qty, filters.step_size):
+                raise ApiError(-1013, "Filter failure: LOT_SIZE")
+        if client_order_id is not None:
+            if not 1 <= len(client_order_id) <= 36 or not set(client_order_id) <= ALLOWED_CLIENT_ID:
+                raise ApiError(-1100, "Illegal characters found in parameter 'newClientOrderId'; legal "
+                                      "range is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
+            if self._client_id_taken(kind, client_order_id):
+                if kind == SPOT:
+                    raise ApiError(-2010, "Duplicate order sent.")
+                raise ApiError(-4116, "ClientOrderId is duplicated.")
+        else:
+            client_order_id = self._random_client_id()
+
+        book = self.book(kind, symbol)
+        reference = price if price is not None else (
+            book.best_ask.price if side == "BUY" else book.best_bid.price)
+        if quantity is not None:
+            notional = quantity * reference
+            if notional < filters.min_notional and not reduce_only:
+                if kind == SPOT:
+                    raise ApiError(-1013, "Filter failure: NOTIONAL")
+                raise ApiError(-4164, f"Order's notional must be no smaller than "
+                                      f"{filters.min_notional:f} (unless you choose reduce only).")
+        elif quote_order_qty is not None and quote_order_qty < filters.min_notional:
+            raise ApiError(-1013, "Filter failure: NOTIONAL")
+
+        # what would trade right now against the book
+        limit_price = price if order_type in ("LIMIT", "LIMIT_MAKER") else None
+        if kind == USDM and reduce_only:
+            quantity = self._reduce_only_quantity(symbol, side, quantity)
+        fills = self._walk(book, side, quantity, limit_price, quote_order_qty, filters.step_size)
+        crosses = bool(fills)
+        if order_type == "LIMIT_MAKER" and crosses:
+            raise ApiError(-2010, "Order would immediately match and take.")
+        post_only_expired = kind == USDM and tif == "GTX" and crosses
+        fok_expired = tif == "FOK" and sum((f.qty for f in fills), ZERO) < (quantity or ZERO)
+        if post_only_expired or fok_expired:
+            fills = []
+        filled_qty = sum((f.qty for f in fills), ZERO)
+        rests = order_type in ("LIMIT", "LIMIT_MAKER") and tif in ("GTC", "GTX") and not post_only_expired
+        if quantity is None:
+            quantity = filled_qty
+        resting_qty = quantity - filled_qty if rests else ZERO
+
+        # funds
+        if kind == SPOT:
+            self._check_spot_funds(inst, side, fills, resting_qty, price)
+        else:
+            self._check_margin(symbol, side, fills, resting_qty, price)
+
+        order = Order(kind=kind, symbol=symbol, order_id=self._take_order_id(kind),
+                      client_order_id=client_order_id, side=side, type=order_type,
+                      time_in_force=tif, price=price if price is not None else ZERO,
+                      orig_qty=quantity, time=now, update_time=now, reduce_only=reduce_only,
+                      orig_quote_qty=quote_order_qty or ZERO)
+        self._orders[kind][order.order_id] = order
+        self._emit(OrderEvent(kind=kind, order=replace(order), execution_type="NEW", time=now))
+        for fill in fills:
+            self._execute(order, fill.price, fill.qty, is_maker=False, now=now)
+        if order.remaining > 0 and not rests:
+            order.status = "EXPIRED"
+            order.update_time = now
+            self._emit(OrderEvent(kind=kind, order=replace(order), execution_type="EXPIRED", time=now))
+        elif order.remaining > 0 and kind == SPOT:
+            self._lock_for(order)
+        if fills:
+            self._emit_account(kind, symbol, now)
+        return order
+
+    def cancel_order(self, kind: MarketKind, symbol: str, order_id: int | None = None,
+                     client_order_id: str | None = None) -> Order:
+        """Cancel an open order; final or unknown orders give -2011 as on Binance."""
+        try:
+            order = self.get_order(kind, symbol, order_id, client_order_id)
+        except ApiError as exc:
+            if exc.code == -2013:
+                raise ApiError(-2011, "Unknown order sent.") from None
+            raise
+        if not order.is_open:
+            raise ApiError(-2011, "Unknown order sent.")
+        now = self.now()
+        self._unlock(order)
+        order.status = "CANCELED"
+        order.update_time = now
+        self._emit(OrderEvent(kind=kind, order=replace(order), execution_type="CANCELED", time=now))
+        return order
+
+    def cancel_all(self, kind: MarketKind, symbol: str) -> list[Order]:
+        """Cancel every open order of ``symbol``; returns the cancelled orders."""
+        return [self.cancel_order(kind, symbol, o.order_id) for o in self.open_orders(kind, symbol)]
+
+    # ------------------------------------------------------------------ client flow
+
+    def client_fill(self, symbol: str, side: str, qty: Decimal, now_ms: int | None = None) -> Trade | None:
+        """A desk client trades with the spot account: ``side`` is the account's side.
+
+        Fills a synthetic maker order at the best bid (account buys) or ask (account sells).
+        Returns None when the account lacks the funds for it.
+        """
+        now = self.now() if now_ms is None else now_ms
+        inst = self.instrument(symbol)
+        filters = self._filters[(SPOT, symbol)]
+        qty = quantize_down(qty, filters.step_size)
+        if qty < filters.min_qty:
+            return None
+        book = self.book(SPOT, symbol)
+        price = book.best_bid.price if side == "BUY" else book.best_ask.price
+        if side == "BUY" and self._free[inst.quote] < qty * price:
+            return None
+        if side == "SELL" and self._free[inst.base] < qty:
+            return None
+        order = Order(kind=SPOT, symbol=symbol, order_id=self._take_order_id(SPOT),
+                      client_order_id=f"desk-{self._random_client_id()[:16]}", side=side, type="LIMIT",
+                      time_in_force="GTC", price=price, orig_qty=qty, time=now, update_time=now,
+                      is_client_flow=True)
+        self._orders[SPOT][order.order_id] = order
+        trade = self._execute(order, price, qty, is_maker=True, now=now)
+        self._emit_account(SPOT, symbol, now)
+        return trade
+
+    def _run_flow(self, dt_seconds: float, now: int) -> None:
+        if self.flow_rate <= 0 or not self.flow_symbols:
+            return
+        count = self._poisson(self.flow_rate * dt_seconds)
+        for _ in range(count):
+            symbol = self._rng.choice(self.flow_symbols)
+            mean = float(self.instruments[symbol].flow_mean_size)
+            size = Decimal(repr(self._rng.expovariate(1.0 / mean)))
+            side = "BUY" if self._rng.random() < 0.5 else "SELL"
+            self.client_fill(symbol, side, size, now_ms=now)
+
+    def _poisson(self, lam: float) -> int:
+        if lam <= 0:
+            return 0
+        threshold = math.exp(-lam)
+        k = 0
+        p = self._rng.random()
+        while p > threshold:
+            k += 1
+            p *= self._rng.random()
+        return k
+
+    # ------------------------------------------------------------------ internals
+
+    def _take_order_id(self, kind: MarketKind) -> int:
+        value = self._next_order_id[kind]
+        self._next_order_id[kind] = value + 1
+        return value
+
+    def _take_trade_id(self, kind: MarketKind) -> int:
+        value = self._next_trade_id[kind]
+        self._next_trade_id[kind] = value + 1
+        return value
+
+    def _random_client_id(self) -> str:
+        return "".join(self._rng.choice(CLIENT_ID_CHARS) for _ in range(22))
+
+    def _client_id_taken(self, kind: MarketKind, client_order_id: str) -> bool:
+        for order in self._orders[kind].values():
+            if order.client_order_id == client_order_id and (
+                    self.config.duplicate_client_id_scope == "all" or order.is_open):
+                return True
+        return False
+
+    def _walk(self, book: Book, side: str, quantity: Decimal | None, limit_price: Decimal | None,
+              quote_limit: Decimal | None, step: Decimal) -> list[_Fill]:
+        levels = book.asks if side == "BUY" else book.bids
+        fills: list[_Fill] = []
+        remaining = quantity
+        quote_left = quote_limit
+        for level in levels:
+            if limit_price is not None and (
+                    (side == "BUY" and level.price > limit_price)
+                    or (side == "SELL" and level.price < limit_price)):
+                break
+            take = level.qty
+            if remaining is not None:
+                take = min(take, remaining)
+            if quote_left is not None:
+                take = min(take, quantize_down(quote_left / level.price, step))
+            if take <= 0:
+                break
+            fills.append(_Fill(level.price, take))
+            if remaining is not None:
+                remaining -= take
+                if remaining <= 0:
+                    break
+            if quote_left is not None:
+                quote_left -= take * level.price
+        return fills
+
+    def _reduce_only_quantity(self, symbol: str, side: str, quantity: Decimal | None) -> Decimal:
+        pos = self._positions[symbol]
+        reduces = (pos.amount > 0 and side == "SELL") or (pos.amount < 0 and side == "BUY")
+        if not reduces or quantity is None:
+            raise ApiError(-2022, "ReduceOnly Order is rejected.")
+        return min(quantity, abs(pos.amount))
+
+    def _check_spot_funds(self, inst: InstrumentConfig, side: str, fills: list[_Fill],
+                          resting_qty: Decimal, price: Decimal | None) -> None:
+        if side == "BUY":
+            need = sum((f.price * f.qty for f in fills), ZERO)
+            if resting_qty > 0 and price is not None:
+                need += resting_qty * price
+            have = self._free[inst.quote]
+        else:
+            need = sum((f.qty for f in fills), ZERO) + resting_qty
+            have = self._free[inst.base]
+        if need > have:
+            raise ApiError(-2010, "Account has insufficient balance for requested action.")
+
+    def _check_margin(self, symbol: str, side: str, fills: list[_Fill], resting_qty: Decimal,
+                      price: Decimal | None) -> None:
+        pos = self._positions[symbol]
+        sign = ONE if side == "BUY" else -ONE
+        filled = sum((f.qty for f in fills), ZERO)
+        new_abs = abs(pos.amount + sign * filled)
+        leverage = Decimal(self._leverage[symbol])
+        mark = self.mark_price(symbol)
+        extra = max(ZERO, new_abs - abs(pos.amount)) * mark / leverage
+        if resting_qty > 0 and price is not None:
+            extra += resting_qty * price / leverage
+        fee = sum((f.price * f.qty for f in fills), ZERO) * self.config.usdm_taker_fee
+        if extra > 0 and extra + fee > self.usdm_totals()["available"]:
+            raise ApiError(-2019, "Margin is insufficient.")
+
+    def _lock_for(self, order: Order) -> None:
+        inst = self.instruments[order.symbol]
+        if order.side == "BUY":
+            asset, amount = inst.quote, order.remaining * order.price
+        else:
+            asset, amount = inst.base, order.remaining
+        self._free[asset] -= amount
+        self._locked[asset] += amount
+        order.locked_asset = asset
+        order.locked_amount = amount
+        self._emit(AccountEvent(kind=SPOT, time=order.update_time, assets=(asset,)))
+
+    def _unlock(self, order: Order) -> None:
+        if order.kind != SPOT or order.locked_asset is None or order.locked_amount == 0:
+            return
+        asset = order.locked_asset
+        self._free[asset] += order.locked_amount
+        self._locked[asset] -= order.locked_amount
+        order.locked_amount = ZERO
+        self._emit(AccountEvent(kind=SPOT, time=self.now(), assets=(asset,)))
+
+    def _execute(self, order: Order, price: Decimal, qty: Decimal, *, is_maker: bool, now: int) -> Trade:
+        kind = order.kind
+        if kind == SPOT:
+            trade = self._settle_spot(order, price, qty, is_maker, now)
+        else:
+            trade = self._settle_usdm(order, price, qty, is_maker, now)
+        order.executed_qty += qty
+        order.cum_quote += price * qty
+        order.update_time = now
+        order.status = "FILLED" if order.remaining <= 0 else "PARTIALLY_FILLED"
+        self._trades[kind].append(trade)
+        stats = self._stats[(kind, order.symbol)]
+        stats.volume += qty
+        stats.quote_volume += price * qty
+        stats.count += 1
+        stats.last_qty = qty
+        if stats.first_id < 0:
+            stats.first_id = trade.trade_id
+        stats.last_id = trade.trade_id
+        self._emit(OrderEvent(kind=kind, order=replace(order), execution_type="TRADE", time=now,
+                              trade=trade))
+        return trade
+
+    def _settle_spot(self, order: Order, price: Decimal, qty: Decimal, is_maker: bool, now: int) -> Trade:
+        inst = self.instruments[order.symbol]
+        rate = self.config.spot_maker_fee if is_maker else self.config.spot_taker_fee
+        quote_qty = price * qty
+        locked_use = ZERO
+        if order.locked_asset is not None:
+            locked_use = quote_qty if order.side == "BUY" else qty
+            locked_use = min(locked_use, order.locked_amount)
+            order.locked_amount -= locked_use
+            self._locked[order.locked_asset] -= locked_use
+            self._free[order.locked_asset] += locked_use
+        if order.side == "BUY":
+            commission = (qty * rate).quantize(FEE_QUANTUM, rounding=ROUND_HALF_EVEN)
+            commission_asset = inst.base
+            self._free[inst.quote] -= quote_qty
+            self._free[inst.base] += qty - commission
+        else:
+            commission = (quote_qty * rate).quantize(FEE_QUANTUM, rounding=ROUND_HALF_EVEN)
+            commission_asset = inst.quote
+            self._free[inst.base] -= qty
+            self._free[inst.quote] += quote_qty - commission
+        return Trade(kind=SPOT, symbol=order.symbol, trade_id=self._take_trade_id(SPOT),
+                     order_id=order.order_id, client_order_id=order.client_order_id, side=order.side,
+                     price=price, qty=qty, quote_qty=quote_qty, commission=commission,
+                     commission_asset=commission_asset, time=now, is_maker=is_maker,
+                     is_client_flow=order.is_client_flow)
+
+    def _settle_usdm(self, order: Order, price: Decimal, qty: Decimal, is_maker: bool, now: int) -> Trade:
+        inst = self.instruments[order.symbol]
+        rate = self.config.usdm_maker_fee if is_maker else self.config.usdm_taker_fee
+        quote_qty = price * qty
+        commission = (quote_qty * rate).quantize(FEE_QUANTUM, rounding=ROUND_HALF_EVEN)
+        pos = self._positions[order.symbol]
+        signed = qty if order.side == "BUY" else -qty
+        realized = ZERO
+        if pos.amount == 0 or (pos.amount > 0) == (signed > 0):
+            total = abs(pos.amount) + qty
+            pos.entry_price = (abs(pos.amount) * pos.entry_price + qty * price) / total
+            pos.amount += signed
+        else:
+            closed = min(qty, abs(pos.amount))
+            direction = ONE if pos.amount > 0 else -ONE
+            realized = closed * (price - pos.entry_price) * direction
+            pos.amount += signed
+            if pos.amount == 0:
+                pos.entry_price = ZERO
+            elif (pos.amount > 0) == (signed > 0):
+                pos.entry_price = price
+        pos.entry_price = pos.entry_price.quantize(Decimal("1e-8"), rounding=ROUND_DOWN) \
+            if pos.entry_price else ZERO
+        pos.realized_pnl += realized
+        pos.update_time = now
+        self.usdm_wallet += realized - commission
+        return Trade(kind=USDM, symbol=order.symbol, trade_id=self._take_trade_id(USDM),
+                     order_id=order.order_id, client_order_id=order.client_order_id, side=order.side,
+                     price=price, qty=qty, quote_qty=quote_qty, commission=commission,
+                     commission_asset=inst.quote, time=now, is_maker=is_maker, realized_pnl=realized,
+                     is_client_flow=order.is_client_flow)
+
+    def _emit_account(self, kind: MarketKind, symbol: str, now: int) -> None:
+        inst = self.instruments[symbol]
+        if kind == SPOT:
+            self._emit(AccountEvent(kind=SPOT, time=now, assets=(inst.base, inst.quote)))
+        else:
+            self._emit(AccountEvent(kind=USDM, time=now, assets=(inst.quote,), symbols=(symbol,)))
+
+    def _match_resting(self, now: int) -> None:
+        for kind in KINDS:
+            for order in [o for o in self._orders[kind].values() if o.is_open]:
+                book = self.book(kind, order.symbol, depth=1)
+                crossed = (order.side == "BUY" and book.best_ask.price <= order.price) or (
+                    order.side == "SELL" and book.best_bid.price >= order.price)
+                if not crossed:
+                    continue
+                qty = order.remaining
+                if kind == USDM and order.reduce_only:
+                    pos = self._positions[order.symbol]
+                    reduces = (pos.amount > 0 and order.side == "SELL") or (
+                        pos.amount < 0 and order.side == "BUY")
+                    qty = min(qty, abs(pos.amount)) if reduces else ZERO
+                if qty > 0:
+                    self._execute(order, order.price, qty, is_maker=True, now=now)
+                if order.remaining > 0:
+                    self._unlock(order)
+                    order.status = "EXPIRED"
+                    order.update_time = now
+                    self._emit(OrderEvent(kind=kind, order=replace(order), execution_type="EXPIRED",
+                                          time=now))
+                else:
+                    self._unlock(order)
+                if qty > 0:
+                    self._emit_account(kind, order.symbol, now)
