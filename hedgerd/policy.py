@@ -449,6 +449,7 @@ class AdaptiveBandPolicy:
     def __init__(self, params: AdaptiveParams | None = None) -> None:
         self.params = params or AdaptiveParams()
         self._flow = EwmaRate(self.params.flow_half_life)
+        self._flow_abs = EwmaRate(self.params.flow_half_life)  # same weights: ratio = overshoot
         self._returns = EwmaRate(self.params.price_half_life)
         self._last_mid: float | None = None
         self.band: Band | None = None
@@ -460,18 +461,21 @@ class AdaptiveBandPolicy:
         if not value > 0 or not math.isfinite(value):
             return
         self._flow.start(ts)
+        self._flow_abs.start(ts)
         if self._last_mid is None:
             self._returns.start(ts)
         else:
             log_return = math.log(value / self._last_mid)
             self._returns.add(ts, log_return * log_return)
         self._flow.advance(ts)
+        self._flow_abs.advance(ts)
         self._last_mid = value
 
     def observe_flow(self, ts: float, signed_amount: Decimal) -> None:
         """A client fill, in base units as it moves net delta: updates the flow variance."""
         size = float(signed_amount)
         self._flow.add(ts, size * size)
+        self._flow_abs.add(ts, abs(size))
         self._returns.advance(ts)
 
     def estimates(self) -> tuple[float, float] | None:
@@ -480,6 +484,13 @@ class AdaptiveBandPolicy:
         if flow is None or returns is None or self._returns.observed_for < self.params.warmup:
             return None
         return flow, returns
+
+    def mean_overshoot(self) -> float:
+        """Expected overshoot of a fill across the trigger, ``E[q^2] / (2 E[|q|])`` (renewal theory)."""
+        squares, sizes = self._flow.rate(), self._flow_abs.rate()
+        if squares is None or not sizes:
+            return 0.0
+        return squares / (2.0 * sizes)
 
     def current_band(self, price: Decimal | None = None) -> Band | None:
         """The band for the current estimates at ``price`` (last observed mid if None)."""
@@ -492,6 +503,8 @@ class AdaptiveBandPolicy:
         trigger, rebalance = optimal_band(
             cost_per_unit=mid * float(params.cost_bps / _BPS), order_cost=float(params.order_cost),
             flow_variance=flow_variance, risk_penalty=params.risk_aversion * mid * mid * return_variance)
+        # Fills jump across the trigger: the band is crossed on average at trigger + overshoot.
+        trigger = max(trigger - self.mean_overshoot(), rebalance)
         top = float(params.max_band)
         trigger_d = _to_decimal(min(max(trigger, float(params.min_band)), top))
         rebalance_d = min(_to_decimal(min(rebalance, top)), trigger_d)
