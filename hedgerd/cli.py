@@ -1,4 +1,4 @@
-"""Command line: ``hedgerd run | check-config | status | kill | resume | venue-sim``.
+"""Command line: ``hedgerd run | check-config | status | kill | resume | simulate | venue-sim``.
 
 Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or usage.
 """
@@ -18,7 +18,14 @@ from typing import Any
 
 import structlog
 
-from hedgerd.config import Settings, load_settings, render_settings, secret_values, settings_notes
+from hedgerd.config import (
+    Settings,
+    load_settings,
+    masked_settings_dict,
+    render_settings,
+    secret_values,
+    settings_notes,
+)
 from hedgerd.errors import ConfigError
 from hedgerd.log import configure_logging, redact, register_secrets
 
@@ -46,6 +53,16 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--reason", default="operator kill via CLI")
             p.add_argument("--reducing", action="store_true",
                            help="only allow orders that reduce the hedge position instead of halting")
+    simulate = with_config(sub.add_parser(
+        "simulate", help="run the engine on simulated time against simulated venues and print hedging figures"))
+    simulate.add_argument("--scenario", type=Path, default=None,
+                          help="scenario TOML file (default: the built-in day; see hedgerd.simulate)")
+    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--duration", default="24h", help="simulated time, e.g. 24h, 90m, 3600s")
+    simulate.add_argument("--policy", choices=("fixed", "adaptive"), default=None,
+                          help="hedge policy (default: policy.name from the config)")
+    simulate.add_argument("--json", action="store_true", help="print the figures as JSON")
+    simulate.add_argument("--plot", type=Path, default=None, help="write net delta and cost over time (PNG)")
     sub.add_parser("venue-sim", help="run the local Binance-protocol exchange simulator (see venue-sim --help)",
                    add_help=False)
     return parser
@@ -93,6 +110,7 @@ def _run(settings: Settings, config: Path | None) -> int:
 
     configure_logging(settings.logging.format, settings.logging.level)
     log = structlog.get_logger("hedgerd")
+    log.debug("effective_config", config=masked_settings_dict(settings), config_file=str(config or ""))
     try:
         import uvloop
 
@@ -143,6 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                               {"reason": args.reason, "reducing": args.reducing})
     if args.command == "resume":
         return _admin_request(settings, args.url, "POST", "/resume", {})
+    if args.command == "simulate":
+        from hedgerd.simulate import run_cli
+
+        return run_cli(settings, scenario_file=args.scenario, seed=args.seed, duration=args.duration,
+                       policy=args.policy, as_json=args.json, plot=args.plot)
     return EXIT_CONFIG
 
 

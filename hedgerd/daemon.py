@@ -61,15 +61,30 @@ class Daemon:
         await self.admin.start()
         loop = asyncio.get_running_loop()
         self._install_signals(loop)
+        # Startup (reconciliation against slow venues) can take long: a stop request cuts it short.
+        starting = asyncio.create_task(self.engine.start(), name="engine-start")
+        stop_requested = asyncio.create_task(self._stop.wait(), name="stop-requested")
         try:
-            await self.engine.start()
-            await self._stop.wait()
+            await asyncio.wait({starting, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
+            if starting.done():
+                starting.result()  # a startup failure propagates
+                await stop_requested
+            else:
+                log.warning("startup_interrupted")
         finally:
+            stop_requested.cancel()
+            if not starting.done():
+                starting.cancel()
+                await asyncio.gather(starting, return_exceptions=True)
             log.info("shutting_down")
             try:
                 await asyncio.wait_for(self.engine.stop(), timeout=SHUTDOWN_BUDGET)
             except TimeoutError:
                 log.error("shutdown_timeout", budget=SHUTDOWN_BUDGET)
+                try:  # whatever else overran, the journal must be flushed and closed
+                    await asyncio.wait_for(self.ledger.close(), timeout=1.0)
+                except TimeoutError:
+                    log.error("ledger_close_timeout")
             await self.admin.stop()
             self._remove_signals(loop)
 

@@ -22,7 +22,7 @@ import structlog
 from hedgerd.clock import Clock
 from hedgerd.config import HedgeConfig, Mode, Settings, VenueRole
 from hedgerd.connectors.base import Venue
-from hedgerd.errors import ConfigError, VenueError
+from hedgerd.errors import ConfigError, TransientVenueError, VenueError
 from hedgerd.executor import HedgeExecutor, TokenBucket
 from hedgerd.killswitch import KillSwitch, evaluate_auto_triggers
 from hedgerd.ledger import InventoryLedger, LedgerError
@@ -38,9 +38,20 @@ from hedgerd.models import (
     split_symbol,
 )
 from hedgerd.policy import HedgeLimits, HedgePolicy, build_policy
-from hedgerd.risk import DeltaSnapshot, PriceGuard, inventory_delta, make_snapshot
+from hedgerd.risk import (
+    DeltaSnapshot,
+    PriceGuard,
+    hedge_book_pnl,
+    inventory_delta,
+    make_snapshot,
+    untraded_quantity,
+)
 
 log = structlog.get_logger("hedgerd.engine")
+
+_RECONCILE_ATTEMPTS = 5  # startup reconciliation passes before a transient venue error is fatal
+_SNAPSHOT_ATTEMPTS = 10  # tries for a positions snapshot no fill landed during
+_SHUTDOWN_SETTLE = 4.0  # seconds stop() waits for in-flight orders at most (SIGTERM must exit within 10 s)
 
 
 @dataclass
@@ -76,8 +87,11 @@ class HedgeEngine:
         self.hedges: dict[str, _HedgeState] = {}
         self.markets: dict[str, dict[str, MarketInfo]] = {}
         self.consecutive_order_errors = 0
+        self.realized_pnl: dict[str, Decimal] = {}  # underlying -> hedged-book PnL (quote), see risk.py
+        self._untraded: dict[str, tuple[Decimal, Decimal]] = {}  # underlying -> (untraded qty, mark)
         self.started_at = clock.monotonic()
         self.reconciled = False
+        self.reconcile_mismatch: str | None = None  # until an operator resumes: /readyz not ready
         self.intake_open = False
         self.ledger_failed: str | None = None
         self._wake = asyncio.Event()
@@ -106,6 +120,9 @@ class HedgeEngine:
             self.metrics.hedge_fees.labels(cfg.venue)  # export 0 before the first fee
         await self._reconcile()
         self.intake_open = True
+        # A price that never arrives is stale max_price_age after the streams start, not after
+        # construction: loading markets and reconciling may take longer than that.
+        self.started_at = self.clock.monotonic()
         for venue in self.venues.values():
             await venue.start(self)
         self._risk_task = asyncio.create_task(self._risk_loop(), name="risk-loop")
@@ -130,11 +147,32 @@ class HedgeEngine:
         down, resolve intents left open, handle unknown open orders with our prefix, then
         compare positions. A disagreement beyond tolerance starts HALTED with the difference
         in the reason (or journals the venue's figure when ``reconcile.adopt_venue_positions``).
+        Every step is idempotent, so a transient venue error retries the whole pass.
         """
-        cfg = self.settings.reconcile
         self._seed_sim_venues()
+        for attempt in range(1, _RECONCILE_ATTEMPTS + 1):
+            try:
+                problems = await self._reconcile_once()
+                break
+            except TransientVenueError as exc:
+                if attempt == _RECONCILE_ATTEMPTS:
+                    raise
+                log.warning("reconcile_retry", attempt=attempt, error=str(exc))
+                await self.clock.sleep(min(2.0 ** attempt, 10.0))
+        self.reconciled = True
+        if problems:
+            self.reconcile_mismatch = "reconciliation mismatch: " + "; ".join(problems)
+            self.engage(self.reconcile_mismatch, "auto:reconcile")
+        log.info("reconciled", open_intents=len(self.ledger.open_intents()), mismatches=problems,
+                 positions={f"{v}:{a}": str(q) for (v, a), q in self.ledger.positions().items()})
+
+    async def _reconcile_once(self) -> list[str]:
+        cfg = self.settings.reconcile
         for name, venue in self.venues.items():
+            # The fill cursor; without a journaled fill, the time the venue's positions were adopted.
             last = self.ledger.last_fill_ts(name)
+            if last is None:
+                last = self.ledger.last_adjustment_ts(name)
             if last is None:
                 continue  # a fresh ledger adopts balances below instead of replaying history
             for fill in await venue.fetch_fills_since(max(0.0, last - cfg.backfill_overlap)):
@@ -142,12 +180,7 @@ class HedgeEngine:
         for executor in self._executors():
             await executor.recover()
         await self._handle_unknown_open_orders()
-        problems = await self._compare_positions()
-        self.reconciled = True
-        if problems:
-            self.engage("reconciliation mismatch: " + "; ".join(problems), "auto:reconcile")
-        log.info("reconciled", open_intents=len(self.ledger.open_intents()), mismatches=problems,
-                 positions={f"{v}:{a}": str(q) for (v, a), q in self.ledger.positions().items()})
+        return await self._compare_positions()
 
     def _seed_sim_venues(self) -> None:
         """Simulated venues restart empty: align them with the journal (paper mode only)."""
@@ -182,15 +215,18 @@ class HedgeEngine:
         known = self.ledger.positions()
         problems: list[str] = []
         for venue_name, keys in sorted(wanted.items()):
-            at_venue = await self.venues[venue_name].fetch_positions()
+            at_venue = await self._venue_snapshot(venue_name)
             for key in sorted(keys):
                 venue_qty = at_venue.get(key, ZERO)
                 ledger_qty = self.ledger.position(venue_name, key)
                 diff = venue_qty - ledger_qty
-                if abs(diff) <= cfg.tolerance:
-                    continue
                 first_sight = (venue_name, key) not in known
-                if cfg.adopt_venue_positions or (first_sight and cfg.adopt_on_first_start):
+                adopt_first = first_sight and cfg.adopt_on_first_start
+                if abs(diff) <= cfg.tolerance and not adopt_first:
+                    continue
+                # A first-sight adoption is journaled even when zero: the position becomes known
+                # (later restarts compare instead of adopting) and its time is the fill cursor.
+                if cfg.adopt_venue_positions or adopt_first:
                     await self.ledger.record_adjustment(
                         venue_name, key, diff, "adopted venue position at startup", self.clock.time())
                     log.warning("position_adopted", venue=venue_name, asset=key, ledger=str(ledger_qty),
@@ -198,6 +234,29 @@ class HedgeEngine:
                 else:
                     problems.append(f"{venue_name}:{key} ledger {ledger_qty} venue {venue_qty}")
         return problems
+
+    async def _venue_snapshot(self, venue_name: str) -> dict[str, Decimal]:
+        """The venue's positions, with every fill they already include journaled.
+
+        The fills of the last ``backfill_overlap`` seconds are fetched before and after the
+        positions; once both lists agree no fill landed in between, so journaling them (the
+        ledger dedupes) puts the ledger exactly at the point the positions describe. Client
+        flow during a restart then cannot fake a mismatch, and fills already inside an adopted
+        balance are not replayed on top of it by a later backfill.
+        """
+        venue = self.venues[venue_name]
+        since = max(0.0, self.clock.time() - self.settings.reconcile.backfill_overlap)
+        before = await venue.fetch_fills_since(since)
+        for _ in range(_SNAPSHOT_ATTEMPTS):
+            positions = await venue.fetch_positions()
+            after = await venue.fetch_fills_since(since)
+            if {f.trade_id for f in after} == {f.trade_id for f in before}:
+                for fill in after:
+                    await self.ledger.record_fill(fill)
+                return positions
+            before = after
+        # Which of the fills that kept landing the positions include is unknowable: try again later.
+        raise TransientVenueError(f"{venue_name}: fills kept landing during {_SNAPSHOT_ATTEMPTS} position snapshots")
 
     async def stop(self) -> None:
         """Stop intake, settle or cancel in-flight orders, flush the ledger."""
@@ -212,7 +271,8 @@ class HedgeEngine:
             await asyncio.gather(self._risk_task, return_exceptions=True)
         tasks = [t for h in self.hedges.values() for t in h.tasks]
         if tasks:
-            _, still = await asyncio.wait(tasks, timeout=self.settings.executor.order_timeout)
+            settle = min(self.settings.executor.order_timeout, _SHUTDOWN_SETTLE)
+            _, still = await asyncio.wait(tasks, timeout=settle)
             for t in still:
                 t.cancel()
             await asyncio.gather(*still, return_exceptions=True)
@@ -306,6 +366,7 @@ class HedgeEngine:
         ok = self.kill_switch.resume(source, self.clock.time())
         if ok:
             self.consecutive_order_errors = 0
+            self.reconcile_mismatch = None  # the operator has looked at it
             self.price_guard.reset()  # a genuine big move while halted becomes the new reference
             self._wake.set()
             return True, "resumed"
@@ -368,7 +429,7 @@ class HedgeEngine:
         last_refresh = self.clock.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=tick)
+                await asyncio.wait_for(self._wake.wait(), timeout=self._next_wait(tick))
             self._wake.clear()
             try:
                 if self.clock.monotonic() - last_refresh >= tick:
@@ -381,6 +442,18 @@ class HedgeEngine:
             except Exception:  # a bug must halt trading, not kill the loop silently
                 log.exception("risk_loop_error")
                 self.engage("internal error in risk loop (see logs)", "auto:internal")
+
+    def _next_wait(self, tick: float) -> float:
+        """Seconds the risk loop may sleep: the safety tick, or less so that a price going
+        stale halts at its max age rather than up to a tick later."""
+        now = self.clock.monotonic()
+        wait = tick
+        for state in self.hedges.values():
+            cfg = state.config
+            stale_in = self._price_seen_at.get((cfg.venue, cfg.symbol), self.started_at) + cfg.max_price_age - now
+            if stale_in >= 0:
+                wait = min(wait, stale_in + 0.01)
+        return wait
 
     def policy_for(self, underlying: str) -> HedgePolicy:
         """The policy instance deciding ``underlying`` (built from ``settings.policy`` on first use)."""
@@ -434,6 +507,8 @@ class HedgeEngine:
     def _check_auto_triggers(self, snapshots: dict[str, DeltaSnapshot]) -> None:
         ages: dict[str, tuple[float, float]] = {}
         notionals: dict[str, tuple[Decimal, Decimal]] = {}
+        trades = self.ledger.trade_totals()
+        book_pnl = ZERO  # summed over the underlyings with a price; a loss is its negative
         for underlying, state in self.hedges.items():
             cfg = state.config
             age = self.price_age(cfg.venue, cfg.symbol)
@@ -442,10 +517,21 @@ class HedgeEngine:
             snap = snapshots[underlying]
             if snap.notional is not None:
                 notionals[underlying] = (abs(snap.notional), cfg.max_delta_notional)
+            if snap.mid is not None:
+                sources, hedge = [(s.venue, s.asset) for s in cfg.inventory], (cfg.venue, cfg.symbol)
+                untraded = self._untraded.get(underlying)
+                if untraded is None:  # adopted balances are valued from the first price seen
+                    untraded = self._untraded[underlying] = (untraded_quantity(
+                        self.ledger.positions(), trades, inventory=sources, hedge=hedge), snap.mid)
+                pnl = hedge_book_pnl(trades, inventory=sources, hedge=hedge, mid=snap.mid, untraded=untraded)
+                self.realized_pnl[underlying] = pnl
+                self.metrics.realized_pnl.labels(underlying).set(float(pnl))
+                book_pnl += pnl
         reason = evaluate_auto_triggers(
             price_ages=ages, delta_notionals=notionals,
             consecutive_errors=self.consecutive_order_errors,
-            max_consecutive_errors=self.settings.kill_switch.max_consecutive_errors)
+            max_consecutive_errors=self.settings.kill_switch.max_consecutive_errors,
+            realized_loss=-book_pnl, max_realized_loss=self.settings.kill_switch.max_realized_loss)
         if reason is not None and self.kill_switch.state is not TradingState.HALTED:
             self.engage(reason, "auto")
 
@@ -505,6 +591,8 @@ class HedgeEngine:
         problems: list[str] = []
         if not self.reconciled:
             problems.append("startup reconciliation not done")
+        elif self.reconcile_mismatch:
+            problems.append(self.reconcile_mismatch)
         if self.ledger_failed:
             problems.append(f"ledger failed: {self.ledger_failed}")
         for name, venue in self.venues.items():
@@ -532,6 +620,7 @@ class HedgeEngine:
                 "threshold": str(state.config.threshold), "hedge_venue": state.config.venue,
                 "hedge_symbol": state.config.symbol,
                 "price_age_seconds": round(self.price_age(state.config.venue, state.config.symbol), 3),
+                "realized_pnl": str(self.realized_pnl[underlying]) if underlying in self.realized_pnl else None,
             }
         ready, problems = self.readiness()
         return {

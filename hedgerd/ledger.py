@@ -13,11 +13,14 @@ Storage layout (schema version 1). Every Decimal is stored as TEXT, exactly:
 * ``intents`` and ``order_events``: hedge intents and the order state changes of each client
   order id; ``intents`` also carries the last state, so open intents reload with one query.
 * ``adjustments``: manual position corrections (e.g. a venue position adopted at startup).
-* ``positions``, ``venue_totals``, ``order_fills``: a snapshot of the aggregates derived from the
-  journal, updated in the same transaction as the fills, so opening costs O(assets)
-  instead of O(fills). On open the snapshot's fill count is checked against the journal and
-  the snapshot is rebuilt from the journal if they differ; :meth:`InventoryLedger.verify`
-  recomputes everything from the journal.
+* ``positions``, ``venue_totals``, ``order_fills``, ``trade_totals``: a snapshot of the aggregates
+  derived from the journal (``trade_totals``: per venue and symbol, the fill count, net base
+  amount, net quote notional and quote fees that :mod:`hedgerd.risk` turns into hedged-book
+  PnL), updated in the same transaction as the fills, so opening costs O(assets) instead of
+  O(fills). On open the snapshot's fill counts (``venue_totals`` and ``trade_totals``) are
+  checked against the journal and the snapshot is rebuilt from the journal if either differs
+  (so a ledger written before ``trade_totals`` existed gets it on its next open);
+  :meth:`InventoryLedger.verify` recomputes everything from the journal.
 
 A sidecar ``<file>.lock`` (flock) keeps a second ledger instance off the same file.
 
@@ -50,6 +53,7 @@ from typing import Any, Generic, TypeVar
 
 from hedgerd.metrics import Metrics
 from hedgerd.models import Fill, HedgeIntent, OrderStatus, OrderType, Side, split_symbol
+from hedgerd.risk import TradeTotals
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +148,15 @@ CREATE TABLE IF NOT EXISTS order_fills (
     client_order_id TEXT PRIMARY KEY,
     filled          TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS trade_totals (
+    venue    TEXT NOT NULL,
+    symbol   TEXT NOT NULL,
+    fills    INTEGER NOT NULL,
+    amount   TEXT NOT NULL,
+    notional TEXT NOT NULL,
+    fees     TEXT NOT NULL,
+    PRIMARY KEY (venue, symbol)
+) WITHOUT ROWID;
 """
 
 _UPSERT_POSITION = ("INSERT INTO positions (venue, asset, amount) VALUES (?, ?, ?) "
@@ -151,6 +164,9 @@ _UPSERT_POSITION = ("INSERT INTO positions (venue, asset, amount) VALUES (?, ?, 
 _UPSERT_VENUE = ("INSERT INTO venue_totals (venue, fills, fees, last_fill_ts) VALUES (?, ?, ?, ?) "
                  "ON CONFLICT (venue) DO UPDATE SET fills = excluded.fills, fees = excluded.fees, "
                  "last_fill_ts = excluded.last_fill_ts")
+_UPSERT_TRADES = ("INSERT INTO trade_totals (venue, symbol, fills, amount, notional, fees) VALUES (?, ?, ?, ?, ?, ?) "
+                  "ON CONFLICT (venue, symbol) DO UPDATE SET fills = excluded.fills, amount = excluded.amount, "
+                  "notional = excluded.notional, fees = excluded.fees")
 _UPSERT_ORDER_FILL = ("INSERT INTO order_fills (client_order_id, filled) VALUES (?, ?) "
                       "ON CONFLICT (client_order_id) DO UPDATE SET filled = excluded.filled")
 _INSERT_EVENT = ("INSERT INTO order_events (client_order_id, status, filled, average_price, venue_order_id, "
@@ -249,6 +265,7 @@ class _Snapshot:
     positions: dict[tuple[str, str], Decimal] = field(default_factory=dict)
     venues: dict[str, _VenueTotals] = field(default_factory=dict)
     order_fills: dict[str, Decimal] = field(default_factory=dict)
+    trades: dict[tuple[str, str], TradeTotals] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -272,6 +289,7 @@ class _BatchOutcome:
     positions: dict[tuple[str, str], Decimal] = field(default_factory=dict)
     venues: dict[str, _VenueTotals] = field(default_factory=dict)
     order_fills: dict[str, Decimal] = field(default_factory=dict)
+    trades: dict[tuple[str, str], TradeTotals] = field(default_factory=dict)
     fills_by_symbol: dict[tuple[str, str], int] = field(default_factory=dict)
     hedge_fees: dict[str, Decimal] = field(default_factory=dict)  # fees of our own (client id) fills
     intents: list[HedgeIntent] = field(default_factory=list)
@@ -290,6 +308,26 @@ def _intent_from_row(row: Sequence[Any]) -> HedgeIntent:
 def _check_finite(name: str, value: Decimal) -> None:
     if not value.is_finite():
         raise ValueError(f"{name} must be finite, got {value}")
+
+
+def _fee_split(symbol: str, fee: Decimal, fee_currency: str | None) -> tuple[Decimal, Decimal]:
+    """(fee in base units, fee in quote units) of a fill, as :class:`TradeTotals` counts them."""
+    if not fee:
+        return ZERO, ZERO
+    base, quote, settle = split_symbol(symbol)
+    if fee_currency is None or fee_currency in (quote, settle):
+        return ZERO, fee
+    if fee_currency == base:
+        return fee, ZERO
+    return ZERO, ZERO  # another currency (e.g. an exchange token): not valued
+
+
+def _add_trades(totals: TradeTotals | None, fills: int, amount: Decimal, notional: Decimal,
+                fees: Decimal) -> TradeTotals:
+    if totals is None:
+        return TradeTotals(fills, amount, notional, fees)
+    return TradeTotals(totals.fills + fills, totals.amount + amount, totals.notional + notional,
+                       totals.fees + fees)
 
 
 def aggregate_journal(conn: sqlite3.Connection) -> _Snapshot:
@@ -328,6 +366,10 @@ def aggregate_journal(conn: sqlite3.Connection) -> _Snapshot:
                     positions[fee_key] = positions.get(fee_key, ZERO) - fee
             if cid is not None:
                 snapshot.order_fills[cid] = snapshot.order_fills.get(cid, ZERO) + amount
+            base_fee, quote_fee = _fee_split(symbol, fee, fee_currency)
+            trade_key = (venue, symbol)
+            snapshot.trades[trade_key] = _add_trades(snapshot.trades.get(trade_key), 1, signed - base_fee,
+                                                     signed * Decimal(price_text), quote_fee)
         for venue, asset, delta in conn.execute("SELECT venue, asset, delta FROM adjustments"):
             positions[(venue, asset)] = positions.get((venue, asset), ZERO) + Decimal(delta)
     return snapshot
@@ -389,6 +431,7 @@ class InventoryLedger:
         # event-loop side view, updated after each commit
         self._positions: dict[tuple[str, str], Decimal] = {}
         self._venues: dict[str, _VenueTotals] = {}
+        self._trades: dict[tuple[str, str], TradeTotals] = {}
         self._filled_cache: _LRU[str, Decimal] = _LRU(_CACHE_SIZE)
         self._state_cache: _LRU[str, tuple[OrderStatus, Decimal]] = _LRU(_CACHE_SIZE)
         self._open_intents: dict[str, HedgeIntent] = {}
@@ -400,6 +443,7 @@ class InventoryLedger:
         self._conn: sqlite3.Connection | None = None
         self._w_positions: dict[tuple[str, str], Decimal] = {}
         self._w_venues: dict[str, _VenueTotals] = {}
+        self._w_trades: dict[tuple[str, str], TradeTotals] = {}
         self._w_order_fills: _LRU[str, Decimal] = _LRU(_CACHE_SIZE)
         self._w_symbols: dict[str, tuple[str, str] | None] = {}
         self._w_last_fill_id = 0
@@ -445,6 +489,7 @@ class InventoryLedger:
         self._positions = dict(snapshot.positions)
         self._venues = {v: _VenueTotals(t.fills, t.fees, t.last_fill_ts) for v, t in snapshot.venues.items()}
         self.fill_count = sum(t.fills for t in self._venues.values())
+        self._trades = dict(snapshot.trades)
         for intent, status, reported, journaled in result.open_intents:
             self._open_intents[intent.client_order_id] = intent
             self._open_states[intent.client_order_id] = (status, reported)
@@ -567,7 +612,7 @@ class InventoryLedger:
         journal, stored = await asyncio.to_thread(compute)
         problems = _compare(journal, stored, "snapshot tables")
         if self.fill_count == sum(t.fills for t in journal.venues.values()):  # memory is at the same point
-            live = _Snapshot(dict(self._positions), self._venues, {})
+            live = _Snapshot(dict(self._positions), self._venues, {}, dict(self._trades))
             problems += _compare(journal, live, "memory", check_orders=False)
         if problems:
             raise LedgerError("ledger inconsistent: " + "; ".join(problems[:5]))
@@ -610,10 +655,19 @@ class InventoryLedger:
         totals = self._venues.get(venue)
         return totals.fees if totals is not None else ZERO
 
+    def trade_totals(self) -> dict[tuple[str, str], TradeTotals]:
+        """Per (venue, symbol): what its journaled fills add up to (for PnL, see :mod:`hedgerd.risk`)."""
+        return dict(self._trades)
+
     def last_fill_ts(self, venue: str) -> float | None:
         """Latest venue timestamp among the journaled fills of ``venue``."""
         totals = self._venues.get(venue)
         return totals.last_fill_ts if totals is not None else None
+
+    def last_adjustment_ts(self, venue: str) -> float | None:
+        """Time of the latest position adjustment journaled for ``venue`` (e.g. a startup adoption)."""
+        row = self._read_one("SELECT MAX(ts) FROM adjustments WHERE venue = ?", venue)
+        return None if row is None or row[0] is None else float(row[0])
 
     def filled_for(self, client_order_id: str) -> Decimal:
         """Sum of the amounts of journaled fills carrying ``client_order_id``."""
@@ -660,6 +714,7 @@ class InventoryLedger:
             self.largest_batch = len(outcome.futures)
         self._positions.update(outcome.positions)
         self._venues.update(outcome.venues)
+        self._trades.update(outcome.trades)
         self.fill_count += outcome.new_fills
         for cid, filled in outcome.order_fills.items():
             self._filled_cache.put(cid, filled)
@@ -773,7 +828,9 @@ class InventoryLedger:
             conn.execute("PRAGMA busy_timeout = 5000")
             check = [row[0] for row in conn.execute("PRAGMA quick_check(20)")]
             if check != ["ok"]:
-                raise LedgerError(f"ledger corrupt: {self.path}: {'; '.join(map(str, check))}")
+                problems = [line for row in check for line in str(row).splitlines() if line.strip()]
+                more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+                raise LedgerError(f"ledger corrupt: {self.path}: {'; '.join(problems[:3])}{more}")
             mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
             if mode != "wal":
                 raise LedgerError(f"ledger open failed: {self.path}: cannot switch to WAL "
@@ -823,21 +880,24 @@ class InventoryLedger:
         snapshot = _load_snapshot(conn, with_orders=False)
         journal_count = int(conn.execute("SELECT count(*) FROM fills").fetchone()[0])
         snapshot_count = sum(t.fills for t in snapshot.venues.values())
+        trades_count = sum(t.fills for t in snapshot.trades.values())
         rebuilt = False
-        if journal_count != snapshot_count:
+        if journal_count != snapshot_count or journal_count != trades_count:
             log.warning("ledger snapshot covers %d fills but the journal holds %d; rebuilding it from "
                         "the journal", snapshot_count, journal_count)
             snapshot = aggregate_journal(conn)
             conn.execute("DELETE FROM positions")
             conn.execute("DELETE FROM venue_totals")
             conn.execute("DELETE FROM order_fills")
-            self._write_snapshot(snapshot.positions, snapshot.venues, snapshot.order_fills)
+            conn.execute("DELETE FROM trade_totals")
+            self._write_snapshot(snapshot.positions, snapshot.venues, snapshot.order_fills, snapshot.trades)
             rebuilt = True
         conn.execute("COMMIT")
         self._w_last_fill_id = int(conn.execute("SELECT coalesce(max(fill_id), 0) FROM fills").fetchone()[0])
         self._w_positions = dict(snapshot.positions)
         self._w_venues = {v: _VenueTotals(t.fills, t.fees, t.last_fill_ts)
                           for v, t in snapshot.venues.items()}
+        self._w_trades = dict(snapshot.trades)
         variables = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         rows = 1
         while rows * 2 * _FILL_WIDTH <= variables and rows < 1024:
@@ -944,12 +1004,13 @@ class InventoryLedger:
                 self._move(outcome, (request.venue, request.asset), request.delta)
             else:
                 outcome.results.append(self._insert_intent(conn, request, outcome))
-        if outcome.positions or outcome.venues or outcome.order_fills:
-            self._write_snapshot(outcome.positions, outcome.venues, outcome.order_fills)
+        if outcome.positions or outcome.venues or outcome.order_fills or outcome.trades:
+            self._write_snapshot(outcome.positions, outcome.venues, outcome.order_fills, outcome.trades)
         conn.execute("COMMIT")
         # only now does the writer's own view move forward
         self._w_positions.update(outcome.positions)
         self._w_venues.update(outcome.venues)
+        self._w_trades.update(outcome.trades)
         for cid, filled in outcome.order_fills.items():
             self._w_order_fills.put(cid, filled)
         self._w_last_fill_id += outcome.new_fills
@@ -1010,6 +1071,7 @@ class InventoryLedger:
         """Aggregate the batch's new fills into absolute positions/totals and upsert them."""
         by_symbol: dict[tuple[str, str], list[Any]] = {}  # -> [signed base, signed notional, count, max ts]
         fees: dict[tuple[str, str | None], Decimal] = {}
+        split_fees: dict[tuple[str, str], list[Decimal]] = {}  # -> [base fees, quote fees]
         order_fills: dict[str, Decimal] = {}
         for f in fills:
             key = (f.venue, f.symbol)
@@ -1026,6 +1088,10 @@ class InventoryLedger:
             if f.fee:
                 fee_key = (f.venue, f.fee_currency)
                 fees[fee_key] = fees.get(fee_key, ZERO) + f.fee
+                base_fee, quote_fee = _fee_split(f.symbol, f.fee, f.fee_currency)
+                split = split_fees.setdefault(key, [ZERO, ZERO])
+                split[0] += base_fee
+                split[1] += quote_fee
             if f.client_order_id is not None:
                 cid = f.client_order_id
                 order_fills[cid] = order_fills.get(cid, ZERO) + f.amount
@@ -1061,6 +1127,9 @@ class InventoryLedger:
             if totals.last_fill_ts is None or max_ts > totals.last_fill_ts:
                 totals.last_fill_ts = max_ts
             outcome.fills_by_symbol[(venue, symbol)] = count
+            base_fee, quote_fee = split_fees.get((venue, symbol), (ZERO, ZERO))
+            outcome.trades[(venue, symbol)] = _add_trades(self._w_trades.get((venue, symbol)), count,
+                                                          base_delta - base_fee, notional, quote_fee)
         for (venue, currency), fee in fees.items():
             venue_totals(venue).fees += fee
             if currency:
@@ -1081,7 +1150,8 @@ class InventoryLedger:
         outcome.positions[key] = current + delta
 
     def _write_snapshot(self, positions: dict[tuple[str, str], Decimal], venues: dict[str, _VenueTotals],
-                        order_fills: dict[str, Decimal]) -> None:
+                        order_fills: dict[str, Decimal],
+                        trades: dict[tuple[str, str], TradeTotals] | None = None) -> None:
         conn = self._conn
         assert conn is not None
         if positions:
@@ -1091,6 +1161,9 @@ class InventoryLedger:
                              [(v, t.fills, str(t.fees), t.last_fill_ts) for v, t in venues.items()])
         if order_fills:
             conn.executemany(_UPSERT_ORDER_FILL, [(cid, str(filled)) for cid, filled in order_fills.items()])
+        if trades:
+            conn.executemany(_UPSERT_TRADES, [(v, s, t.fills, str(t.amount), str(t.notional), str(t.fees))
+                                              for (v, s), t in trades.items()])
 
     def _insert_intent(self, conn: sqlite3.Connection, request: _IntentRequest,
                        outcome: _BatchOutcome) -> HedgeIntent:
@@ -1143,6 +1216,9 @@ def _load_snapshot(conn: sqlite3.Connection, *, with_orders: bool = True) -> _Sn
     for venue, fills, fees, last_ts in conn.execute("SELECT venue, fills, fees, last_fill_ts "
                                                     "FROM venue_totals"):
         snapshot.venues[venue] = _VenueTotals(int(fills), Decimal(fees), last_ts)
+    for venue, symbol, fills, amount, notional, fees in conn.execute(
+            "SELECT venue, symbol, fills, amount, notional, fees FROM trade_totals"):
+        snapshot.trades[(venue, symbol)] = TradeTotals(int(fills), Decimal(amount), Decimal(notional), Decimal(fees))
     if with_orders:
         for cid, filled in conn.execute("SELECT client_order_id, filled FROM order_fills"):
             snapshot.order_fills[cid] = Decimal(filled)
@@ -1159,6 +1235,10 @@ def _compare(expected: _Snapshot, actual: _Snapshot, where: str, *, check_orders
         want_t, got_t = expected.venues.get(venue, _VenueTotals()), actual.venues.get(venue, _VenueTotals())
         if (want_t.fills, want_t.fees, want_t.last_fill_ts) != (got_t.fills, got_t.fees, got_t.last_fill_ts):
             problems.append(f"{where}: totals of {venue} are {got_t}, journal says {want_t}")
+    for key in sorted(set(expected.trades) | set(actual.trades)):
+        want_tr, got_tr = expected.trades.get(key), actual.trades.get(key)
+        if want_tr != got_tr:
+            problems.append(f"{where}: trade totals of {key} are {got_tr}, journal says {want_tr}")
     if check_orders:
         for cid in sorted(set(expected.order_fills) | set(actual.order_fills)):
             want, got = expected.order_fills.get(cid, ZERO), actual.order_fills.get(cid, ZERO)

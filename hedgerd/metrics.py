@@ -32,6 +32,9 @@ class Metrics:
                                     ["venue", "symbol", "status"], registry=r)
         self.hedge_fees = Counter("hedgerd_hedge_fees", "Fees paid on hedge fills (quote units)",
                                   ["venue"], registry=r)
+        self.realized_pnl = Gauge("hedgerd_realized_pnl",
+                                  "Hedged-book PnL since the ledger began, marked at the hedge mid, net of fees "
+                                  "(quote units; see hedgerd.risk.hedge_book_pnl)", ["underlying"], registry=r)
         self.trading_state = Gauge("hedgerd_trading_state", "0 active, 1 reducing, 2 halted", registry=r)
         self.kill_reason = Gauge("hedgerd_kill_reason", "1 for the current kill-switch reason and source",
                                  ["state", "reason", "source"], registry=r)

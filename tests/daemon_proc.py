@@ -131,7 +131,7 @@ def running_daemon(workdir: Path, *, args: list[str] | None = None, env: dict[st
     daemon = DaemonProcess(proc=proc, port=port, workdir=workdir, log_path=log_path)
     try:
         if wait_ready:
-            daemon.wait_for(lambda: daemon.get("/healthz")[0] == 200, 20, "/healthz")
+            daemon.wait_for(lambda: daemon.get("/healthz")[0] == 200, 60, "/healthz")
         yield daemon
     finally:
         if proc.poll() is None:

@@ -89,6 +89,12 @@ _CCXT_STATUS = {
 }
 #: Longest time range one ``fetch_my_trades`` query may cover (Binance USD-M: 7 days).
 BACKFILL_WINDOW_MS = 7 * 24 * 3600 * 1000
+#: Seconds a fills stream may stay quiet after a message before a catch-up backfill (daemon venues).
+CATCH_UP_DELAY = 1.0
+#: Seconds between the unconditional fills backfills of daemon venues (see ``safety_backfill_interval``).
+SAFETY_BACKFILL_INTERVAL = 5.0
+#: Seconds no request is sent after a rate-limit answer that carries no Retry-After.
+RATE_LIMIT_PAUSE = 1.0
 _FALLBACK_STEP = Decimal("1e-8")  # SIGNIFICANT_DIGITS markets: ccxt's *_to_precision does the rounding
 
 
@@ -281,6 +287,26 @@ def qualified_trade_id(symbol: str, trade_id: str) -> str:
     return f"{symbol}#{trade_id}"
 
 
+#: Fields a Binance user-data trade execution (``executionReport`` / ``ORDER_TRADE_UPDATE`` with
+#: ``x == "TRADE"``) must carry itself: without them ccxt fills in the order's quantity (``q``), the
+#: order price (``p``) or a side guessed from the maker flag, which would journal a wrong fill.
+_BINANCE_EXECUTION_FIELDS = ("S", "l", "L", "t", "T")
+
+
+def _check_raw_execution(info: Any, trade_id: str) -> None:
+    """Reject a Binance websocket trade execution whose own side/quantity/price/id/time is missing."""
+    if not isinstance(info, Mapping) or info.get("x") != "TRADE":
+        return
+    for key in _BINANCE_EXECUTION_FIELDS:
+        value = info.get(key)
+        if value is None or value == "" or isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise MalformedMessage(f"trade {trade_id}: execution field {key!r} missing or not a scalar")
+    if info["S"] not in ("BUY", "SELL"):
+        raise MalformedMessage(f"trade {trade_id}: execution side {str(info['S'])[:20]!r}")
+    to_decimal(info["l"], f"trade {trade_id}.l", positive=True)
+    to_decimal(info["L"], f"trade {trade_id}.L", positive=True)
+
+
 def trade_to_fill(venue: str, trade: Mapping[str, Any], markets: Mapping[str, MarketInfo], received_at: float,
                   *, expected_symbol: str | None = None, defaults: Mapping[str, Any] | None = None,
                   client_order_id: str | None = None) -> Fill:
@@ -309,6 +335,10 @@ def trade_to_fill(venue: str, trade: Mapping[str, Any], markets: Mapping[str, Ma
     if market is None or (expected_symbol is not None and symbol != expected_symbol):
         raise MalformedMessage(f"trade {raw_id}: unknown symbol {symbol[:40]!r}")
     contracts = to_decimal(trade.get("amount"), f"trade {raw_id}.amount", positive=True)
+    if market.max_amount is not None and contracts > market.max_amount:
+        raise MalformedMessage(f"trade {raw_id}.amount: {contracts} exceeds the market's maximum order "
+                               f"amount {market.max_amount}")
+    _check_raw_execution(trade.get("info"), raw_id)
     fee, fee_currency = _fee(trade, f"trade {raw_id}.fee")
     cid = client_order_id if client_order_id is not None else client_order_id_of(trade)
     return Fill(
@@ -429,6 +459,7 @@ class _Stream:
     poll: Callable[[], Awaitable[bool]] | None
     poll_interval: float
     resync: Callable[[], Awaitable[bool]] | None = None
+    confirm: Callable[[], Awaitable[bool]] | None = None  # once the first message proves a subscription live
     essential: bool = True
     healthy: bool = False
     mode: str = "stream"
@@ -457,6 +488,12 @@ class CcxtVenue:
     (desk orders on an inventory venue keep ``client_order_id=None``).
     ``resolve_client_ids``: fetch the order behind a trade that lacks a client id (one request
     per unknown order; on for venues we place orders on).
+    ``catch_up_delay``: seconds of quiet after a fills message before one backfill (0 = off).
+    ``backfill_when_live``: after a (re)subscription's backfill, backfill once more from the same
+    point when the first message proves the subscription live (covers a slow handshake).
+    ``safety_backfill_interval``: every so many seconds fetch the fills since the previous such
+    fetch (minus the overlap) whatever the streams say (0 = off): a stream that died without
+    an error, or a message a client library lost, cannot keep a fill out of the ledger.
     """
 
     def __init__(self, name: str, exchange: Any, clock: Clock, *, symbols: Sequence[str],
@@ -465,7 +502,8 @@ class CcxtVenue:
                  poll_interval: float = 1.0, positions_poll_interval: float = 5.0,
                  backoff_initial: float = 0.5, backoff_max: float = 30.0, max_stream_failures: int = 5,
                  poll_period: float = 60.0, backfill_overlap: float = 10.0, resubscribe_delay: float = 0.5,
-                 backfill_page_limit: int = 500, backfill_max_pages: int = 20,
+                 backfill_page_limit: int = 500, backfill_max_pages: int = 20, catch_up_delay: float = 0.0,
+                 backfill_when_live: bool = False, safety_backfill_interval: float = 0.0,
                  rng: random.Random | None = None) -> None:
         if not symbols:
             raise ValueError(f"venue {name}: no symbols to serve")
@@ -487,6 +525,9 @@ class CcxtVenue:
         self.resubscribe_delay = resubscribe_delay
         self.backfill_page_limit = backfill_page_limit
         self.backfill_max_pages = backfill_max_pages
+        self.catch_up_delay = catch_up_delay
+        self.backfill_when_live = backfill_when_live
+        self.safety_backfill_interval = safety_backfill_interval
         self._secrets = tuple(s for s in secrets if s)
         self._rng = rng or random.Random()
         self._markets: dict[str, MarketInfo] = {}
@@ -495,9 +536,13 @@ class CcxtVenue:
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self._closed = False
+        self._parser_guarded = False
         self._started_wall = 0.0
         self._last_fill_ts: dict[str, float] = {}
         self._redeliver_from: dict[str, float] = {}  # ts of fills the sink failed on, by symbol
+        self._resync_since: dict[str, float] = {}  # where the last backfill of each symbol started
+        self._safety_since: dict[str, float] = {}  # wall time of the last safety backfill, by symbol
+        self._rate_limited_until = -math.inf  # clock monotonic; see _call
         self._delivered = _Bounded(20_000)  # qualified trade ids already accepted by the sink
         self._cid_by_order_id = _Bounded(10_000)
         self._malformed_reported = _Bounded(1_000)
@@ -533,11 +578,25 @@ class CcxtVenue:
         return map_ccxt_error(exc, operation, retry_after=retry_after, secrets=self._secrets)
 
     async def _call(self, operation: Operation, method: str, *args: Any) -> Any:
-        """Await ``exchange.<method>(*args)``, translating every failure into a VenueError."""
+        """Await ``exchange.<method>(*args)``, translating every failure into a VenueError.
+
+        After a rate-limit answer nothing is sent to the venue until its Retry-After (or
+        :data:`RATE_LIMIT_PAUSE`) has elapsed: every request of this connector raises
+        :class:`~hedgerd.errors.RateLimited` with the time left instead (requests ignoring a 429
+        earn a ban on Binance), whichever task makes it.
+        """
+        remaining = self._rate_limited_until - self.clock.monotonic()
+        if remaining > 0:
+            raise herr.RateLimited(f"{self.name}: not sent, backing off {remaining:.2f}s after a rate limit",
+                                   remaining)
         try:
             return await getattr(self.exchange, method)(*args)
         except (ccxt.BaseError, OSError, TimeoutError) as exc:
-            raise self._map_error(exc, operation) from None
+            error = self._map_error(exc, operation)
+            if isinstance(error, herr.RateLimited):
+                pause = error.retry_after if error.retry_after is not None else RATE_LIMIT_PAUSE
+                self._rate_limited_until = max(self._rate_limited_until, self.clock.monotonic() + pause)
+            raise error from None
 
     def _report(self, kind: str, detail: str) -> None:
         detail = sanitize_message(detail, self._secrets)
@@ -880,10 +939,35 @@ class CcxtVenue:
         if missing:
             raise herr.ConfigError(f"venues.{self.name}", f"not listed on {self.exchange.id}: {missing}")
         self._started_wall = self.clock.time()
+        self._guard_message_parser()
         self._streams = self._build_streams()
         self._started = True
         self._tasks = [asyncio.create_task(self._run(stream), name=f"{self.name}-{stream.key}")
                        for stream in self._streams]
+        if self.safety_backfill_interval > 0:
+            self._tasks.append(asyncio.create_task(self._safety_backfills(), name=f"{self.name}-safety-backfill"))
+
+    def _guard_message_parser(self) -> None:
+        """Count a websocket message that ccxt's own parser raises on (a frame that is a JSON list,
+        a field of the wrong type) as malformed, instead of an unhandled error in an asyncio callback.
+
+        ccxt binds ``exchange.handle_message`` when it opens a websocket client, so this runs
+        before any stream is subscribed.
+        """
+        parse = getattr(self.exchange, "handle_message", None)
+        if not callable(parse) or self._parser_guarded:
+            return
+
+        def guarded(client: Any, message: Any) -> Any:
+            try:
+                return parse(client, message)
+            except Exception as exc:
+                self._report("malformed", f"stream message {str(message)[:60]!r} not parseable: "
+                                          f"{type(exc).__name__}: {exc}")
+                return None
+
+        self.exchange.handle_message = guarded
+        self._parser_guarded = True
 
     def _build_streams(self) -> list[_Stream]:
         streams: list[_Stream] = []
@@ -895,7 +979,8 @@ class CcxtVenue:
                 watch=partial(ex.watch_my_trades, symbol) if watch_trades else None,
                 handle=partial(self._deliver_trades, symbol=symbol),
                 poll=partial(self._backfill, symbol), poll_interval=self.poll_interval,
-                resync=partial(self._backfill, symbol)))
+                resync=partial(self._backfill, symbol),
+                confirm=partial(self._confirm_backfill, symbol) if self.backfill_when_live else None))
         if self._has("watchBidsAsks"):
             streams.append(_Stream(key="prices", watch=partial(ex.watch_bids_asks, list(self.symbols)),
                                    handle=self._deliver_tickers, poll=self._poll_prices,
@@ -926,6 +1011,8 @@ class CcxtVenue:
         """Stream with reconnect/back-off; fall back to polling when unsupported or failing."""
         failures = 0
         resync = True  # also right after the first subscription: covers the start-up gap
+        catch_up = False
+        confirm = False  # resynced, waiting for the first message of the new subscription
         while not self._closed:
             if stream.watch is None or failures >= self.max_stream_failures:
                 if stream.poll is None:
@@ -939,6 +1026,9 @@ class CcxtVenue:
             try:
                 if resync:
                     resync = not await self._after_subscribe(stream, watch_task)
+                    confirm = not resync
+                elif catch_up:
+                    await self._catch_up_when_quiet(stream, watch_task)
                 message = await watch_task
             except asyncio.CancelledError:
                 watch_task.cancel()
@@ -966,6 +1056,29 @@ class CcxtVenue:
                 ok = False
             if not ok:
                 resync = True
+            elif confirm:
+                # The subscription may have gone live only after the resync's backfill (a slow
+                # handshake): what landed in between was neither streamed nor backfilled.
+                confirm = False
+                if stream.confirm is not None and not await stream.confirm():
+                    resync = True
+            catch_up = stream.resync is not None and self.catch_up_delay > 0
+
+    async def _catch_up_when_quiet(self, stream: _Stream, watch_task: asyncio.Future[Any]) -> None:
+        """Resync once if the stream stays quiet ``catch_up_delay`` seconds after a message.
+
+        ccxt signals only messages that arrive while a watch is pending; those landing while
+        the previous one was being handled wait in its cache for the next message, which on
+        a quiet market may never come. A backfill (the ledger dedupes) delivers them.
+        """
+        assert stream.resync is not None
+        timer = asyncio.ensure_future(self.clock.sleep(self.catch_up_delay))
+        try:
+            await asyncio.wait({watch_task, timer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+        if not watch_task.done():
+            await stream.resync()
 
     async def _after_subscribe(self, stream: _Stream, watch_task: asyncio.Future[Any]) -> bool:
         """Give a (re)subscription time to connect, mark it healthy, backfill what was missed.
@@ -1036,6 +1149,7 @@ class CcxtVenue:
         floor = self._redeliver_from.pop(symbol, None)
         if floor is not None:
             since = min(since, floor)
+        self._resync_since[symbol] = since
         try:
             fills = await self._fetch_trades(symbol, since)
         except herr.VenueError as exc:
@@ -1043,6 +1157,29 @@ class CcxtVenue:
             self._redeliver_from[symbol] = since
             return False
         return await self._deliver_fills(fills)
+
+    async def _safety_backfills(self) -> None:
+        """Every ``safety_backfill_interval``: deliver each symbol's fills since the previous run."""
+        while not self._closed:
+            await self.clock.sleep(self.safety_backfill_interval)
+            for symbol in self.symbols:
+                started = self.clock.time()
+                since = self._safety_since.get(symbol, self._started_wall) - self.backfill_overlap
+                try:
+                    fills = await self._fetch_trades(symbol, since)
+                except herr.VenueError as exc:
+                    self._report("backfill", f"{symbol} (safety): {exc}")
+                    continue
+                if await self._deliver_fills(fills):
+                    self._safety_since[symbol] = started
+
+    async def _confirm_backfill(self, symbol: str) -> bool:
+        """Backfill again, from where the resync's backfill started, once the stream is proven live."""
+        floor = self._resync_since.get(symbol)
+        if floor is not None:
+            current = self._redeliver_from.get(symbol)
+            self._redeliver_from[symbol] = floor if current is None else min(current, floor)
+        return await self._backfill(symbol)
 
     async def _deliver_tickers(self, tickers: Any) -> bool:
         assert self._sink is not None
@@ -1219,4 +1356,9 @@ def build_ccxt_venue(cfg: VenueConfig, settings: Settings, clock: Clock) -> Ccxt
     hedge = cfg.role is VenueRole.HEDGE
     return CcxtVenue(cfg.name, exchange, clock, symbols=symbols,
                      own_client_id_prefix=settings.executor.client_id_prefix, secrets=secrets,
-                     stream_orders=hedge, stream_positions=hedge, resolve_client_ids=hedge)
+                     stream_orders=hedge, stream_positions=hedge, resolve_client_ids=hedge,
+                     # the start-up backfill must not reach further back than the engine's
+                     # reconciliation snapshot, which journals the fills an adopted balance includes
+                     backfill_overlap=settings.reconcile.backfill_overlap,
+                     catch_up_delay=CATCH_UP_DELAY, backfill_when_live=True,
+                     safety_backfill_interval=SAFETY_BACKFILL_INTERVAL)

@@ -1,0 +1,285 @@
+"""Reaction latency: client fill received -> hedge order handed to the venue client.
+
+Usage: python bench/latency.py [--rates 500,2000,10000] [--seconds 3] [--loops asyncio,uvloop]
+                               [--delivery stream,concurrent] [--log-level warning] [--dir DIR]
+
+The real :class:`~hedgerd.engine.HedgeEngine` runs on the real clock with the real durable
+ledger (SQLite WAL, ``synchronous=NORMAL``, group commit, on disk in ``--dir``), risk loop,
+kill-switch gate and executor. Both venues are in-process stubs: the inventory venue does
+nothing (the bench feeds its fills), the hedge venue's ``create_order`` records the hand-off
+time (``time.perf_counter``) and answers FILLED at once.
+
+Every client fill is a buy of 0.01 BTC and the hedge threshold is below that, so each fill
+needs hedging; the order handed off next after a fill was journaled and evaluated covers it
+(orders carry the whole unhedged amount, so fill *i* is covered by the first order that brings
+the cumulative hedged amount to ``(i + 1) x 0.01``). Latency of a fill = that order's hand-off
+time - the time the fill arrived (was produced; in ``stream`` mode it may then wait behind
+earlier fills, as in a connector's stream loop). Fills arrive
+at ``rate`` per second on a fixed schedule (the producer releases every fill whose time has
+come, then sleeps: bursts of ~rate/1000 fills per event-loop tick at high rates).
+
+Delivery modes: ``stream`` awaits ``engine.on_fill`` for one fill after the other, like the
+connectors' stream loops (one durable commit per fill on the path, throughput bounded by the
+commit latency); ``concurrent`` hands each fill to the engine in its own task (the ledger
+group-commits what arrives together). The executor's token bucket is opened wide (the bench
+measures the daemon, not an exchange rate limit). One order per underlying is in flight at a
+time (engine design), so fills arriving during an order cycle wait for the next order.
+Reported: p50/p99/p99.9 latency (us) over the measured window (after a 0.5 s warm-up), fills
+per second actually journaled, orders per second, and the fills still unhedged at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import logging
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import structlog
+
+from hedgerd.clock import RealClock
+from hedgerd.config import (
+    ExecutorConfig,
+    HedgeConfig,
+    InventorySource,
+    KillSwitchConfig,
+    LedgerConfig,
+    RateLimitConfig,
+    Settings,
+)
+from hedgerd.connectors.base import VenueEventSink
+from hedgerd.engine import HedgeEngine
+from hedgerd.ledger import InventoryLedger
+from hedgerd.metrics import Metrics
+from hedgerd.models import Fill, HedgeIntent, MarketInfo, OrderReport, OrderStatus, PriceUpdate, Side
+
+FILL_SIZE = Decimal("0.01")
+PRICE = Decimal(60000)
+SPOT, PERP = "sim-spot", "sim-perp"
+PERP_SYMBOL = "BTC/USDT:USDT"
+WARMUP = 0.5
+
+
+class StubVenue:
+    """A venue that answers at once: no network, no latency."""
+
+    def __init__(self, name: str, on_order: Callable[[HedgeIntent, Decimal], None] | None = None) -> None:
+        self.name = name
+        self._on_order = on_order
+        self.position = Decimal(0)
+        self._seq = 0
+
+    @property
+    def connected(self) -> bool:
+        return True
+
+    async def start(self, sink: VenueEventSink) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def load_markets(self) -> dict[str, MarketInfo]:
+        return {PERP_SYMBOL: MarketInfo(symbol=PERP_SYMBOL, base="BTC", quote="USDT", amount_step=Decimal("0.001"),
+                                        price_step=Decimal("0.1"), min_amount=Decimal("0.001"),
+                                        min_notional=Decimal(5), contract_size=Decimal(1))}
+
+    async def fetch_positions(self) -> dict[str, Decimal]:
+        return {PERP_SYMBOL: self.position} if self._on_order else {}
+
+    async def fetch_fills_since(self, since: float | None) -> list[Fill]:
+        return []
+
+    async def create_order(self, intent: HedgeIntent, amount: Decimal, price: Decimal | None) -> OrderReport:
+        assert self._on_order is not None
+        self._on_order(intent, amount)  # the hand-off
+        self._seq += 1
+        self.position += intent.side.sign * amount
+        fill = Fill(venue=self.name, trade_id=f"h{self._seq}", symbol=PERP_SYMBOL, side=intent.side, amount=amount,
+                    price=PRICE, ts=time.time(), client_order_id=intent.client_order_id)
+        return OrderReport(client_order_id=intent.client_order_id, symbol=PERP_SYMBOL, status=OrderStatus.FILLED,
+                           filled=amount, average_price=PRICE, venue_order_id=f"o{self._seq}", ts=fill.ts,
+                           fills=(fill,))
+
+    async def fetch_order(self, symbol: str, client_order_id: str) -> OrderReport | None:
+        return None
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[OrderReport]:
+        return []
+
+    async def cancel_order(self, symbol: str, client_order_id: str) -> OrderReport | None:
+        return None
+
+
+def bench_settings(ledger_path: Path) -> Settings:
+    base = Settings()
+    hedge = HedgeConfig(underlying="BTC", inventory=[InventorySource(venue=SPOT, asset="BTC")], venue=PERP,
+                        symbol=PERP_SYMBOL, threshold=Decimal("0.005"), min_order=Decimal("0.001"),
+                        max_order=Decimal(1_000_000), max_position=Decimal(1_000_000),
+                        max_delta_notional=Decimal(10) ** 12)
+    wide = RateLimitConfig(requests_per_second=1_000_000.0, burst=1_000_000)
+    return base.model_copy(update={
+        "hedges": [hedge],
+        "executor": ExecutorConfig(default_rate_limit=wide),
+        "kill_switch": KillSwitchConfig(kill_file=None),
+        "ledger": LedgerConfig(path=ledger_path, synchronous="NORMAL"),
+    })
+
+
+async def measure(rate: float, seconds: float, delivery: str, workdir: Path) -> dict[str, Any]:
+    """One run at ``rate`` fills/s; returns the latency figures."""
+    handoffs: list[float] = []
+    covered: list[int] = []  # cumulative number of fills covered by the orders handed off so far
+    hedged = [Decimal(0)]
+
+    def on_order(intent: HedgeIntent, amount: Decimal) -> None:
+        handoffs.append(time.perf_counter())
+        hedged[0] += amount
+        covered.append(int(hedged[0] / FILL_SIZE))
+
+    path = Path(tempfile.mkdtemp(dir=workdir)) / "ledger.sqlite"
+    settings = bench_settings(path)
+    venues: dict[str, Any] = {SPOT: StubVenue(SPOT), PERP: StubVenue(PERP, on_order)}
+    engine = HedgeEngine(settings, venues, InventoryLedger(path, metrics=None), RealClock(), Metrics())
+    await engine.start()
+
+    async def prices() -> None:
+        while True:
+            await engine.on_price(PriceUpdate(venue=PERP, symbol=PERP_SYMBOL, bid=PRICE - 1, ask=PRICE + 1,
+                                              ts=time.time(), received_at=time.monotonic()))
+            await asyncio.sleep(0.1)
+
+    price_task = asyncio.create_task(prices())
+    await asyncio.sleep(0.05)
+    received: list[float] = []
+    journaled: list[float] = []
+    queue: asyncio.Queue[Fill | None] = asyncio.Queue()
+    pending: set[asyncio.Task[None]] = set()
+
+    async def deliver(fill: Fill) -> None:
+        await engine.on_fill(fill)
+        journaled.append(time.perf_counter())
+
+    async def stream() -> None:  # a connector's stream loop: one fill after the other
+        while (fill := await queue.get()) is not None:
+            await deliver(fill)
+
+    consumer = asyncio.create_task(stream()) if delivery == "stream" else None
+    total = int(rate * (seconds + WARMUP))
+    started = time.perf_counter()
+    for i in range(total):
+        due = started + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        fill = Fill(venue=SPOT, trade_id=f"c{i}", symbol="BTC/USDT", side=Side.BUY, amount=FILL_SIZE, price=PRICE,
+                    ts=time.time(), received_at=time.monotonic())
+        received.append(time.perf_counter())  # the fill arrives (e.g. off the websocket)
+        if consumer is not None:
+            queue.put_nowait(fill)
+        else:
+            task = asyncio.create_task(deliver(fill))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+    offered_until = time.perf_counter()
+    if consumer is not None:
+        queue.put_nowait(None)
+        await consumer
+    if pending:
+        await asyncio.gather(*pending)
+    drained = time.perf_counter()
+    await asyncio.sleep(0.05)  # let the last orders go out
+    price_task.cancel()
+    await engine.stop()
+
+    # fills are journaled in arrival order (stream) or nearly so (tasks start in creation order)
+    latencies: list[float] = []
+    unhedged = 0
+    measured_from = started + WARMUP
+    for index, at in enumerate(received):
+        if at < measured_from:
+            continue
+        order = bisect.bisect_left(covered, index + 1)
+        if order >= len(handoffs):
+            unhedged += 1
+            continue
+        latencies.append(handoffs[order] - at)
+    window = [t for t in journaled if t >= measured_from]
+    span = (max(window) - measured_from) if window else 0.0
+    orders_in_window = sum(1 for t in handoffs if t >= measured_from)
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        if not latencies:
+            return float("nan")
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1e6
+
+    return {
+        "rate": rate, "delivery": delivery, "fills": len(latencies), "unhedged": unhedged,
+        "p50": pct(0.50), "p99": pct(0.99), "p999": pct(0.999),
+        "mean": statistics.fmean(latencies) * 1e6 if latencies else float("nan"),
+        "achieved": len(window) / span if span > 0 else 0.0,
+        "orders_per_s": orders_in_window / span if span > 0 else 0.0,
+        "offered_s": offered_until - started, "drain_s": drained - offered_until,
+    }
+
+
+def run_level(loop_name: str, rate: float, seconds: float, delivery: str, workdir: Path) -> dict[str, Any]:
+    if loop_name == "uvloop":
+        import uvloop
+
+        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    else:
+        factory = asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        result = runner.run(measure(rate, seconds, delivery, workdir))
+    result["loop"] = loop_name
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rates", default="500,2000,10000")
+    parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per level (after warm-up)")
+    parser.add_argument("--loops", default="asyncio,uvloop")
+    parser.add_argument("--delivery", default="stream,concurrent")
+    parser.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
+                        help="structlog level (the daemon runs at info: JSON lines to a pipe)")
+    parser.add_argument("--dir", type=Path, default=None, help="where the ledger files go (default: a tmp dir)")
+    args = parser.parse_args()
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True),
+                    structlog.processors.JSONRenderer()],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[args.log_level.upper()]),
+        logger_factory=structlog.PrintLoggerFactory(file=open("/dev/null", "w")),  # noqa: SIM115
+        cache_logger_on_first_use=True)
+    workdir = Path(tempfile.mkdtemp(prefix="hedgerd-latency-", dir=args.dir))
+    print(f"ledger files in {workdir} (durable: synchronous=NORMAL, WAL); log level {args.log_level}")
+    print(f"{'loop':<8} {'delivery':<10} {'offered/s':>9} {'achieved/s':>10} {'orders/s':>8} {'p50 us':>8} "
+          f"{'p99 us':>8} {'p99.9 us':>9} {'n':>6} {'left':>5}")
+    try:
+        for loop_name in args.loops.split(","):
+            for delivery in args.delivery.split(","):
+                for rate in (float(r) for r in args.rates.split(",")):
+                    r = run_level(loop_name, rate, args.seconds, delivery, workdir)
+                    print(f"{loop_name:<8} {delivery:<10} {rate:>9.0f} {r['achieved']:>10.0f} "
+                          f"{r['orders_per_s']:>8.0f} {r['p50']:>8.0f} {r['p99']:>8.0f} {r['p999']:>9.0f} "
+                          f"{r['fills']:>6} {r['unhedged']:>5}", flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
