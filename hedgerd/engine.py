@@ -367,12 +367,24 @@ class HedgeEngine:
         if ok:
             self.consecutive_order_errors = 0
             self.reconcile_mismatch = None  # the operator has looked at it
-            self.price_guard.reset()  # a genuine big move while halted becomes the new reference
+            self._reset_stale_price_anchors()
             self._wake.set()
             return True, "resumed"
         if self.kill_switch.state is TradingState.ACTIVE:
             return True, "already active"
         return False, self.kill_switch.resume_refusal()
+
+    def _reset_stale_price_anchors(self) -> None:
+        """On a deliberate resume, a stale feed's next sane price becomes the new reference.
+
+        Only stale anchors are dropped (a genuine big move while halted stops rejecting), so a
+        wild tick on a live feed right after the resume is still rejected.
+        """
+        max_age = max((h.config.max_price_age for h in self.hedges.values()), default=0.0)
+        now = self.clock.monotonic()
+        for (venue, symbol), seen in list(self._price_seen_at.items()):
+            if now - seen > max_age:
+                self.price_guard.reset(venue, symbol)
 
     def _sync_latches(self) -> None:
         ks = self.settings.kill_switch

@@ -50,6 +50,10 @@ _DETAIL_MAX = 200
 _THROTTLE_FACTOR = 0.5
 _THROTTLE_FLOOR = 0.1
 _RESTORE_STEP = 0.1
+# An order sent ``order_timeout`` ago can no longer execute: the connector makes the venue drop
+# requests older than that (Binance's recvWindow), plus this much for clock skew (Binance also
+# refuses timestamps more than 1 s ahead of its clock).
+LANDING_GRACE = 1.0
 
 # Forward order of the state machine; UNKNOWN sits with NEW (no venue answer yet).
 _RANK = {
@@ -405,12 +409,21 @@ class HedgeExecutor:
         while True:
             if needs_lookup:
                 needs_lookup = False
+                looked_at = self.clock.time()
                 try:
                     found = await self._lookup(order, self.config.max_retries + 1)
                 except _LookupFailed as exc:
                     return await self._give_up_unknown(order, f"lookup failed: {exc}")
                 if found is not None:
                     return await self._finish(order, found)
+                landed_by = self._landed_by(order)
+                if looked_at < landed_by:
+                    # The send may still be on its way: resending now could execute it twice (a
+                    # venue refuses a reused client id only while the first order is open).
+                    log.info("order_not_at_venue_yet", client_order_id=cid, wait=round(landed_by - looked_at, 3))
+                    await self.clock.sleep(max(0.0, landed_by - self.clock.time()))
+                    needs_lookup = True
+                    continue
                 log.info("order_not_at_venue", client_order_id=cid, sends=sends)
             if sends > self.config.max_retries:
                 return await self._give_up(order, last_kind, sends)
@@ -619,9 +632,14 @@ class HedgeExecutor:
             await self._apply_report(order, report)
 
     # ------------------------------------------------------------------ maintenance
+    def _landed_by(self, order: _Order) -> float:
+        """Wall time after which the order's last send can no longer reach the venue's book."""
+        return order.last_sent_at + self.config.order_timeout + LANDING_GRACE
+
     async def _resolve(self, order: _Order, attempts: int) -> None:
         """Look an unsettled order up and journal what the venue says; keep it on errors."""
         cid = order.intent.client_order_id
+        looked_at = self.clock.time()
         try:
             found = await self._lookup(order, attempts)
         except _LookupFailed as exc:
@@ -630,8 +648,8 @@ class HedgeExecutor:
         if found is not None:
             await self._apply_report(order, found)
             return
-        age = self.clock.time() - order.last_sent_at
-        if not order.acknowledged and age >= self.config.order_timeout:
+        age = looked_at - order.last_sent_at
+        if not order.acknowledged and looked_at >= self._landed_by(order):
             log.warning("order_never_reached_venue", client_order_id=cid, age=round(age, 3))
             await self._journal(order, OrderStatus.CANCELED, detail="never reached the venue")
             order.maybe_live = False

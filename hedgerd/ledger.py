@@ -22,6 +22,12 @@ Storage layout (schema version 1). Every Decimal is stored as TEXT, exactly:
   (so a ledger written before ``trade_totals`` existed gets it on its next open);
   :meth:`InventoryLedger.verify` recomputes everything from the journal.
 
+The writer never checkpoints inside a commit (``wal_autocheckpoint=0``): a checkpointer thread
+copies the WAL back into the database every ``checkpoint_interval`` seconds from its own
+connection (PASSIVE, so it never waits for or blocks the writer); when the log outgrows
+``wal_size_limit`` the writer, between transactions, copies the last few frames so its next
+commit rewinds the WAL, and ``close`` checkpoints and truncates it.
+
 A sidecar ``<file>.lock`` (flock) keeps a second ledger instance off the same file.
 
 Memory stays flat in the number of fills: trade ids live only in the UNIQUE index on disk
@@ -64,6 +70,8 @@ CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
 _PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_-]{0,8}$")  # 8 + 8 (ledger id) + 1 + 19 (int64) = 36
 _SYNCHRONOUS_LEVELS = {"NORMAL": 1, "FULL": 2}
 _CACHE_SIZE = 16_384  # per-order entries kept in memory; misses read the database
+CHECKPOINT_INTERVAL = 0.05  # seconds between background WAL checkpoints (small: each fsync stays short)
+WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes: a larger WAL is brought back to the start (and truncated to this)
 
 # Position arithmetic: wide enough that sums of exchange-precision amounts never round.
 _ARITHMETIC = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN,
@@ -392,12 +400,17 @@ class InventoryLedger:
     """
 
     def __init__(self, path: Path, *, synchronous: str = "NORMAL", batch_max: int = 512,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, checkpoint_interval: float = CHECKPOINT_INTERVAL,
+                 wal_size_limit: int = WAL_SIZE_LIMIT) -> None:
         level = synchronous.upper()
         if level not in _SYNCHRONOUS_LEVELS:
             raise ValueError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
         if batch_max < 1:
             raise ValueError("batch_max must be at least 1")
+        if not checkpoint_interval > 0:
+            raise ValueError("checkpoint_interval must be positive")
+        if wal_size_limit < 1:
+            raise ValueError("wal_size_limit must be positive")
         self.path = Path(path)
         self.synchronous = level
         self.batch_max = batch_max
@@ -411,6 +424,11 @@ class InventoryLedger:
         #: transactions committed by the writer, and the most writes one of them carried
         self.commits = 0
         self.largest_batch = 0
+        #: WAL checkpoints run by the background checkpointer, and WAL resets the writer forced
+        self.checkpoints = 0
+        self.wal_resets = 0
+        self.checkpoint_interval = checkpoint_interval
+        self.wal_size_limit = wal_size_limit
         self.duplicate_fills = 0
         self.fill_count = 0
 
@@ -424,6 +442,9 @@ class InventoryLedger:
         self._closed = False
         self._failure: LedgerError | None = None
         self._thread: threading.Thread | None = None
+        self._checkpointer: threading.Thread | None = None
+        self._checkpointer_stop = threading.Event()
+        self._wal_reset_due = 0.0  # monotonic time the checkpointer asked the writer to reset the WAL
         self._thread_done: asyncio.Future[None] | None = None
         self._lock_fd: int | None = None
         self._reader: sqlite3.Connection | None = None
@@ -816,7 +837,14 @@ class InventoryLedger:
                 self._post(_settle_exception, opened, error)
                 return
             self._post(_settle_result, opened, result)
-            self._run_writer()
+            self._checkpointer = threading.Thread(target=self._run_checkpointer,
+                                                  name=f"ledger-checkpoint:{self.path.name}", daemon=True)
+            self._checkpointer.start()
+            try:
+                self._run_writer()
+            finally:
+                self._checkpointer_stop.set()
+                self._checkpointer.join()
             self._close_connection(checkpoint=self._failure is None)
         finally:
             assert self._thread_done is not None
@@ -839,10 +867,10 @@ class InventoryLedger:
             level = int(conn.execute("PRAGMA synchronous").fetchone()[0])
             synchronous = {v: k for k, v in _SYNCHRONOUS_LEVELS.items()}.get(level, str(level))
             conn.execute("PRAGMA cache_size = -16000")  # 16 MiB page cache: memory bounded, not per fill
-            # Checkpoint every 16k WAL pages (64 MiB) rather than 1k: a page rewritten by many commits
-            # (the unique index under random trade ids) is copied back once; NORMAL also fsyncs less.
-            conn.execute("PRAGMA wal_autocheckpoint = 16384")
-            conn.execute("PRAGMA journal_size_limit = 67108864")
+            # No checkpoint inside a COMMIT: copying the WAL back (and its fsyncs) would stall every
+            # caller of that commit. The checkpointer thread does it on its own connection instead.
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+            conn.execute(f"PRAGMA journal_size_limit = {int(self.wal_size_limit)}")
             conn.execute("PRAGMA temp_store = MEMORY")
             conn.execute("BEGIN IMMEDIATE")
         except LedgerError:
@@ -930,6 +958,7 @@ class InventoryLedger:
         queue = self._queue
         wake = self._wake
         batch_max = self.batch_max
+        overdue = self.checkpoint_interval
         while True:
             wake.wait()
             wake.clear()
@@ -943,8 +972,60 @@ class InventoryLedger:
                     self._process(batch)
                 except Exception as exc:  # a bug rather than I/O: still never leave a caller hanging
                     self._stop_writes(exc, [op[1] for op in batch])
+                due = self._wal_reset_due
+                if due and (not queue or time.monotonic() - due > overdue):
+                    self._reset_wal()
+            if self._wal_reset_due and not queue:  # woken by the checkpointer while idle
+                self._reset_wal()
             if self._stop and not queue:
                 return
+
+    def _reset_wal(self) -> None:
+        """Let the next write start the WAL over (writer thread, between transactions).
+
+        Under a steady stream of commits the background checkpoints never catch up with the
+        last frame, and SQLite only rewinds the WAL when a write begins with every frame
+        copied back. Here no frame can be added meanwhile, and the checkpointer has already
+        copied all but the most recent ones, so this is short; the next commit rewinds the
+        log (and truncates the file to ``wal_size_limit``)."""
+        self._wal_reset_due = 0.0
+        conn = self._conn
+        if conn is None or self._failure is not None:
+            return
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:  # the WAL still holds every commit: not a durability problem
+            log.warning("ledger WAL checkpoint on the writer failed: %s", exc)
+        else:
+            self.wal_resets += 1
+
+    def _run_checkpointer(self) -> None:
+        """Checkpoint the WAL every ``checkpoint_interval`` seconds from a connection of its own
+        (PASSIVE: never waits for, nor blocks, the writer); ask the writer for a reset when the
+        log holds more than ``wal_size_limit`` bytes."""
+        stop = self._checkpointer_stop
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            log.warning("ledger checkpointer cannot open %s: %s", self.path, exc)
+            return
+        try:
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            frame_size = int(conn.execute("PRAGMA page_size").fetchone()[0]) + 24
+            while not stop.wait(self.checkpoint_interval):
+                try:
+                    _, log_frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error as exc:
+                    log.warning("ledger WAL checkpoint failed: %s", exc)
+                    continue
+                self.checkpoints += 1
+                if log_frames * frame_size > self.wal_size_limit and not self._wal_reset_due:
+                    self._wal_reset_due = time.monotonic()
+                    self._wake.set()
+        except sqlite3.Error as exc:
+            log.warning("ledger checkpointer stopped: %s", exc)
+        finally:
+            conn.close()
 
     def _process(self, batch: list[_Op]) -> None:
         fills: list[Fill] = []

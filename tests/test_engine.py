@@ -322,6 +322,22 @@ async def test_stale_price_engages_the_kill_switch(tmp_path: Path) -> None:
         assert h.trading_state() is TradingState.HALTED, "left HALTED by itself"
 
 
+async def test_resume_accepts_a_stale_feeds_new_level_but_not_a_wild_tick_on_a_live_feed(tmp_path: Path) -> None:
+    async with running_engine(make_settings(tmp_path, hedge={"max_price_age": 0.5})) as h:
+        bid, ask = h.perp.quote()
+        h.perp.stall_prices()
+        await h.perp.push_price(bid * 2, ask * 2)  # a 100% jump: rejected, the feed goes stale
+        await eventually(lambda: h.trading_state() is TradingState.HALTED, "the stale-price halt")
+        assert h.sample("hedgerd_rejected_prices_total", symbol=PERP, reason="wild_jump") == 1
+        ok, _ = h.engine.resume("test")
+        assert ok
+        await h.perp.push_price(bid * 2, ask * 2)  # the move was real: the stale anchor was dropped
+        assert h.engine.prices[("sim-perp", PERP)].bid == bid * 2
+        await h.perp.push_price(bid, ask)  # a live feed keeps its anchor: a 50% drop is rejected
+        assert h.engine.prices[("sim-perp", PERP)].bid == bid * 2
+        assert h.sample("hedgerd_rejected_prices_total", symbol=PERP, reason="wild_jump") == 2
+
+
 async def test_resume_is_refused_while_the_kill_file_exists(tmp_path: Path) -> None:
     async with running_engine(make_settings(tmp_path)) as h:
         kill_file = tmp_path / "KILL"

@@ -13,7 +13,7 @@ import pytest
 
 from hedgerd.config import ExecutorConfig
 from hedgerd.errors import FatalOrderError, InsufficientFunds, InvalidOrder, RateLimited, TransientVenueError
-from hedgerd.executor import HedgeExecutor, TokenBucket
+from hedgerd.executor import LANDING_GRACE, HedgeExecutor, TokenBucket
 from hedgerd.ledger import InventoryLedger
 from hedgerd.metrics import Metrics
 from hedgerd.models import HedgeIntent, MarketInfo, OrderStatus, OrderType, Side
@@ -362,7 +362,8 @@ async def test_timeout_before_accept_resends_with_the_same_client_id(rig: Rig) -
     intent = await rig.intent()
     report = await rig.executor.execute(intent, received_at=rig.clock.monotonic())
     assert report.status is OrderStatus.FILLED
-    assert [c.method for c in rig.venue.calls] == ["create", "fetch", "create"]
+    # not found: looked up again once the first send can no longer land, then resent
+    assert [c.method for c in rig.venue.calls] == ["create", "fetch", "fetch", "create"]
     assert {c.client_order_id for c in rig.venue.calls} == {intent.client_order_id}
     assert len(rig.venue.orders) == 1
     assert rig.venue.position == intent.amount
@@ -380,12 +381,12 @@ async def test_caller_side_timeout_is_an_unknown_outcome() -> None:
 
 
 async def test_late_landing_request_is_not_placed_twice(rig: Rig) -> None:
-    # The lookup misses the order, the resend meets it as a duplicate client id: look again.
+    # The lookup misses the order; no resend before the send can no longer land: look again.
     rig.venue.create_faults.append(Fault.ACCEPT_LATE)
     intent = await rig.intent()
     report = await rig.executor.execute(intent)
     assert report.status is OrderStatus.FILLED
-    assert [c.method for c in rig.venue.calls] == ["create", "fetch", "create", "fetch"]
+    assert [c.method for c in rig.venue.calls] == ["create", "fetch", "fetch"]
     assert len(rig.venue.orders) == 1
     assert rig.venue.position == intent.amount
     assert rig.results == [(True, "")]
@@ -495,7 +496,7 @@ async def test_recover_after_restart(rig: Rig) -> None:
     assert restarted.in_flight(SYMBOL) == -fresh.amount
     assert len(rig.venue.calls_of("create")) == 1  # recovery never places orders
 
-    rig.clock.advance(rig.config.order_timeout)
+    rig.clock.advance(rig.config.order_timeout + LANDING_GRACE)
     await restarted.refresh_open()
     assert rig.ledger.order_state(fresh.client_order_id) == (OrderStatus.CANCELED, 0)
     assert restarted.in_flight(SYMBOL) == 0

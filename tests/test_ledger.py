@@ -6,7 +6,7 @@ import asyncio
 import random
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from decimal import Decimal
 from pathlib import Path
 
@@ -433,6 +433,67 @@ async def test_batch_max_caps_a_transaction(path: Path) -> None:
         assert ledger.position("spot", "BTC") == 1000
     finally:
         await ledger.close()
+
+
+def wal_size(path: Path) -> int:
+    wal = path.with_name(path.name + "-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+async def wait_for(condition: Callable[[], bool], *, rounds: int = 1000) -> None:
+    """Yield until ``condition`` holds (a hang guard, not a timing assertion)."""
+    for _ in range(rounds):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition never held")
+
+
+async def test_writer_does_not_checkpoint_and_the_checkpointer_keeps_the_wal_bounded(path: Path) -> None:
+    limit = 64 * 1024
+    ledger = InventoryLedger(path, checkpoint_interval=0.01, wal_size_limit=limit)
+    await ledger.open()
+    try:
+        assert await ledger._writer_call(lambda c: c.execute("PRAGMA wal_autocheckpoint").fetchone()[0]) == 0
+        assert await ledger._writer_call(lambda c: c.execute("PRAGMA journal_size_limit").fetchone()[0]) == limit
+        for i in range(300):  # one commit each: several times the limit of WAL
+            assert await ledger.record_fill(make_fill(f"t{i}"))
+        await wait_for(lambda: ledger.checkpoints >= 2 and ledger.wal_resets >= 1)
+        extra = iter(range(10**6))
+
+        async def bounded() -> bool:  # a commit after a reset rewinds the log and trims the file
+            await ledger.record_fill(make_fill(f"x{next(extra)}"))
+            return wal_size(path) <= limit
+
+        for _ in range(1000):
+            if await bounded():
+                break
+            await asyncio.sleep(0.01)
+        assert wal_size(path) <= limit
+        assert ledger.position("spot", "BTC") == 300 + next(extra)
+    finally:
+        await ledger.close()
+
+
+async def test_close_checkpoints_and_truncates_the_wal(path: Path) -> None:
+    ledger = InventoryLedger(path, checkpoint_interval=3600)  # no background checkpoint in this test
+    await ledger.open()
+    await asyncio.gather(*(ledger.record_fill(make_fill(f"t{i}")) for i in range(200)))
+    assert wal_size(path) > 0
+    await ledger.close()
+    assert wal_size(path) == 0
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT count(*) FROM fills").fetchone()[0] == 200
+    finally:
+        conn.close()
+
+
+def test_checkpoint_settings_are_validated(path: Path) -> None:
+    with pytest.raises(ValueError, match="checkpoint_interval"):
+        InventoryLedger(path, checkpoint_interval=0)
+    with pytest.raises(ValueError, match="wal_size_limit"):
+        InventoryLedger(path, wal_size_limit=0)
 
 
 @pytest.mark.parametrize(("setting", "level"), [("NORMAL", 1), ("FULL", 2), ("full", 2)])

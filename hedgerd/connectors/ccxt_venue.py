@@ -1333,6 +1333,10 @@ def create_exchange(cfg: VenueConfig, *, timeout: float | None = None, path: str
     }
     if timeout is not None:
         params["timeout"] = int(timeout * 1000)
+        if exchange_id.startswith("binance") and "recvWindow" not in params["options"]:
+            # The venue drops a signed request older than this: an order we stopped waiting
+            # for cannot execute later (the executor resends only after that; Binance max 60 s).
+            params["options"]["recvWindow"] = min(60_000, max(1, int(timeout * 1000)))
     for key, secret in (("apiKey", cfg.api_key), ("secret", cfg.secret), ("password", cfg.password)):
         if secret is not None and secret.get_secret_value():
             params[key] = secret.get_secret_value()

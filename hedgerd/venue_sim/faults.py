@@ -54,6 +54,8 @@ class FaultConfig:
     """A held-back message is delivered after this long even if no other trade follows."""
     market_data_paused: bool = False
     """Stop sending market-data stream messages (connections stay open)."""
+    user_data_paused: bool = False
+    """Drop user-data stream events (connections stay open): a stream that died silently."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -750,6 +750,8 @@ class VenueSim:
             self._deliver_user(kind, item)
 
     def _deliver_user(self, kind: MarketKind, payload: Json) -> None:
+        if self.faults.user_data_paused:
+            return  # a silently dead user-data stream: connections stay open, events are lost
         text = json.dumps(payload)
         for conn in list(self._conns):
             if conn.kind != kind:
@@ -885,7 +887,9 @@ class VenueSim:
             return self._rate_limited(admission, headers, ip, route.limiter, now)
         await self._inject_latency()
         kind: MarketKind = SPOT if route.limiter == "spot" else USDM
-        ctx = RequestContext(params=params, kind=kind, now=now, ip=ip,
+        # processing time (after the injected latency): Binance's matching engine checks the
+        # recvWindow when it gets to the request, so a request delayed too long is refused
+        ctx = RequestContext(params=params, kind=kind, now=self.engine.now(), ip=ip,
                              api_key=request.headers.get("X-MBX-APIKEY"))
         try:
             self._authenticate(route, ctx, raw_query, raw_body)
