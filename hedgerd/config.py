@@ -217,9 +217,33 @@ class HedgeConfig(_Section):
         return self
 
 
+RATE_LIMITED_ENDPOINTS = ("create_order", "fetch_order", "cancel_order")
+
+
 class RateLimitConfig(_Section):
+    """A venue's token bucket: ``requests_per_second`` tokens refill a bucket of ``burst``.
+
+    Each request takes its endpoint's weight in tokens (default 1), e.g. to mirror a venue's
+    request-weight table: ``weights = { fetch_order = 2, cancel_order = 1 }``.
+    """
+
     requests_per_second: float = Field(default=10.0, gt=0)
     burst: int = Field(default=10, ge=1)
+    weights: dict[str, float] = Field(default_factory=dict, description="tokens per request, by endpoint")
+
+    @field_validator("weights")
+    @classmethod
+    def _known_positive_weights(cls, v: dict[str, float]) -> dict[str, float]:
+        for endpoint, weight in v.items():
+            if endpoint not in RATE_LIMITED_ENDPOINTS:
+                raise ValueError(f"unknown endpoint {endpoint!r}; one of {', '.join(RATE_LIMITED_ENDPOINTS)}")
+            if not weight > 0:
+                raise ValueError(f"weight of {endpoint} must be positive")
+        return v
+
+    def weight(self, endpoint: str) -> float:
+        """Tokens one request to ``endpoint`` takes."""
+        return self.weights.get(endpoint, 1.0)
 
 
 class ExecutorConfig(_Section):

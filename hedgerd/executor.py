@@ -427,7 +427,7 @@ class HedgeExecutor:
                 log.info("order_not_at_venue", client_order_id=cid, sends=sends)
             if sends > self.config.max_retries:
                 return await self._give_up(order, last_kind, sends)
-            await self._acquire()
+            await self._acquire("create_order")
             reason = self._gate(intent)
             if reason is not None:
                 return await self._denied(order, reason)
@@ -537,8 +537,9 @@ class HedgeExecutor:
         return order.last_report or OrderReport(cid, order.intent.symbol, OrderStatus.UNKNOWN)
 
     # ------------------------------------------------------------------ venue requests
-    async def _acquire(self) -> None:
-        waited = await self.bucket.acquire()
+    async def _acquire(self, endpoint: str) -> None:
+        weight = self.config.rate_limit_for(self.venue.name).weight(endpoint)
+        waited = await self.bucket.acquire(weight)
         self.metrics.rate_limit_wait.labels(self.venue.name).observe(waited)
 
     async def _lookup(self, order: _Order, attempts: int) -> OrderReport | None:
@@ -550,7 +551,7 @@ class HedgeExecutor:
         cid = intent.client_order_id
         last: BaseException | None = None
         for n in range(attempts):
-            await self._acquire()
+            await self._acquire("fetch_order")
             try:
                 report = await asyncio.wait_for(self.venue.fetch_order(intent.symbol, cid),
                                                 timeout=self.config.order_timeout)
@@ -697,7 +698,7 @@ class HedgeExecutor:
                 continue
             intent = order.intent
             cid = intent.client_order_id
-            await self._acquire()
+            await self._acquire("cancel_order")
             try:
                 report = await asyncio.wait_for(self.venue.cancel_order(intent.symbol, cid),
                                                 timeout=self.config.order_timeout)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from hedgerd.config import ExecutorConfig
+from hedgerd.config import ExecutorConfig, RateLimitConfig
 from hedgerd.errors import FatalOrderError, InsufficientFunds, InvalidOrder, RateLimited, TransientVenueError
 from hedgerd.executor import LANDING_GRACE, HedgeExecutor, TokenBucket
 from hedgerd.ledger import InventoryLedger
@@ -577,3 +577,22 @@ async def test_real_ledger_journals_orders_and_recovers_after_restart(tmp_path: 
         assert len(rig.venue.calls_of("create")) == 2  # one per intent, never a duplicate
     finally:
         await reopened.close()
+
+
+async def test_endpoint_weights_take_that_many_tokens() -> None:
+    """Bucket of 5 at 10/s: two creates of weight 4 must wait ~0.3 s; of weight 1, not at all."""
+    waits = {}
+    for weight in (1, 4):
+        rig = make_rig(default_rate_limit=RateLimitConfig(weights={"create_order": weight}))
+        for amount in ("0.01", "0.02"):
+            await rig.executor.execute(await rig.intent(amount=amount), reference_price=Decimal(60000))
+        waits[weight] = rig.sample("hedgerd_rate_limit_wait_seconds_sum", venue="perp")
+    assert waits[1] == 0
+    assert waits[4] == pytest.approx(0.3, abs=0.05)
+
+
+def test_endpoint_weights_are_validated() -> None:
+    with pytest.raises(ValueError, match="unknown endpoint"):
+        RateLimitConfig(weights={"fetch_balance": 1})
+    with pytest.raises(ValueError, match="must be positive"):
+        RateLimitConfig(weights={"fetch_order": 0})
