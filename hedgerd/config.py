@@ -907,10 +907,15 @@ def render_settings(settings: Settings, fmt: Literal["toml", "json"] = "toml") -
     if fmt == "json":
         return json.dumps(data, indent=2, default=str) + "\n"
     if fmt == "toml":
-        lines = [f"# effective hedgerd configuration; secrets are shown as {MASK}"]
-        _toml_table(lines, (), data, array_item=False)
-        return "\n".join(lines) + "\n"
+        return f"# effective hedgerd configuration; secrets are shown as {MASK}\n" + toml_dumps(data)
     raise ValueError(f"unknown format {fmt!r} (toml or json)")
+
+
+def toml_dumps(data: Mapping[str, Any]) -> str:
+    """``data`` as TOML that :func:`load_settings` reads back; ``None`` values are left out."""
+    lines: list[str] = []
+    _toml_table(lines, (), data, array_item=False)
+    return "\n".join(lines).lstrip("\n") + "\n"
 
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")

@@ -327,6 +327,7 @@ def test_live_daemon_hedges_through_ccxt_and_reconciles_after_restart(tmp_path: 
              "client fills while the daemon is down")
         sim.post("/_sim/flow", {"rate": 0})
         missed = [t for t in sim.get("/_sim/trades?kind=spot") if t["id"] not in spot_ids_before]
+        hedge_needed = abs(sim.net_delta()) > THRESHOLD  # the missed flow may net inside the band
 
         with live_daemon(tmp_path, config) as d:
             wait(lambda: readyz(d)[0] == 200, 60, "/readyz ready after restart", d)
@@ -342,7 +343,8 @@ def test_live_daemon_hedges_through_ccxt_and_reconciles_after_restart(tmp_path: 
                  lambda: _compare(d, sim))
             stop(d)
         orders_all = assert_orders_exactly_once(sim, ledger)
-        assert len(orders_all) > len(orders_first), "the missed flow was not hedged after the restart"
+        if hedge_needed:  # otherwise _agrees above already showed delta inside the band
+            assert len(orders_all) > len(orders_first), "the missed flow was not hedged after the restart"
 
 
 def _compare(d: DaemonProcess, sim: SimThread) -> str:

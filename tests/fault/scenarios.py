@@ -62,7 +62,7 @@ def _quiet(_: str) -> None:
 
 
 # =========================================================================== crash mid-hedge
-CRASH_MODES = ("after_send", "after_decision", "random")
+CRASH_MODES = ("answer_pending", "after_decision", "after_send", "random")
 
 
 @dataclass
@@ -160,7 +160,7 @@ def crash_scenario(workdir: Path, *, restarts: int = 5, seed: int = 1, flow_rate
                         result.notes.append("the last run did not settle within 60 s")
                     continue
                 mode = CRASH_MODES[cycle % len(CRASH_MODES)]
-                _kill_at(mode, daemon, follower, rng)
+                _kill_at(mode, daemon, sim, follower, rng)
                 result.kill_modes.append(mode)
                 say(f"cycle {cycle}: killed ({mode})")
             time.sleep(rng.uniform(0.2, 1.0))  # client flow goes on while the daemon is down
@@ -188,18 +188,25 @@ def crash_scenario(workdir: Path, *, restarts: int = 5, seed: int = 1, flow_rate
     return result
 
 
-def _kill_at(mode: str, daemon: Any, follower: LogFollower, rng: random.Random) -> None:
+def _kill_at(mode: str, daemon: Any, sim: Any, follower: LogFollower, rng: random.Random) -> None:
     """SIGKILL the daemon at a point of its hedging cycle chosen by ``mode``, after it hedged a while.
 
-    ``after_send``: within 0.8 s after an order left (not yet at the venue, executed there
-    with the answer on its way, or answered and being journaled); ``after_decision``: right
-    after a hedge intent was journaled; ``random``: anywhere.
+    ``answer_pending``: the venue executes the next order, holds its answer and loses its
+    user-data events, the kill comes meanwhile; ``after_send``: within 0.3 s after an order left (before or after the
+    venue got it); ``after_decision``: right after a hedge intent was journaled, before it is
+    sent; ``random``: anywhere.
     """
     time.sleep(rng.uniform(0.5, 2.0))
     follower.poll()
-    if mode == "after_send":
+    if mode == "answer_pending":  # and the user-data streams lose its execution reports
+        held = int(sim.stats()["faults_timeout"])
+        sim.set_faults(order_timeout_next=1, order_timeout_mode="hang", hang_seconds=3.0, user_data_paused=True)
+        wait_until(lambda: int(sim.stats()["faults_timeout"]) > held, 30, "an executed order's answer held",
+                   on_timeout=daemon.log_tail)
+        time.sleep(rng.uniform(0.0, 1.0))
+    elif mode == "after_send":
         follower.wait_for(lambda e: e.get("event") == "order_send", 20, "order_send", daemon.proc)
-        time.sleep(rng.uniform(0.0, 0.8))
+        time.sleep(rng.uniform(0.0, 0.3))
     elif mode == "after_decision":
         follower.wait_for(lambda e: e.get("event") == "hedge_decision", 20, "hedge_decision", daemon.proc)
         time.sleep(rng.uniform(0.0, 0.02))
@@ -209,6 +216,7 @@ def _kill_at(mode: str, daemon: Any, follower: LogFollower, rng: random.Random) 
         raise AssertionError(f"daemon died before the kill:\n{daemon.log_tail()}")
     daemon.proc.kill()
     daemon.proc.wait()
+    sim.set_faults(user_data_paused=False)
 
 
 def _check_reconciliation(daemon: Any, sim: Any, reconciled: dict[str, Any], result: CrashResult,

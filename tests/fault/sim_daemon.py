@@ -6,7 +6,7 @@
 * :func:`ccxt_daemon_config` writes a TOML config with two ccxt venues pointed at it;
 * :func:`engine_settings` / :func:`running_engine` build an in-process :class:`HedgeEngine` on
   the embedded simulated venues (no subprocess) for scenarios that need direct hooks;
-* :func:`toml_dumps`, :func:`wait_until`, :func:`log_events` are small utilities.
+* :func:`wait_until`, :func:`log_events` are small utilities.
 """
 
 from __future__ import annotations
@@ -28,7 +28,16 @@ from typing import Any, TypeVar
 
 from hedgerd import venue_sim
 from hedgerd.clock import RealClock
-from hedgerd.config import HedgeConfig, InventorySource, Settings, SimSettings, VenueConfig, VenueKind, VenueRole
+from hedgerd.config import (
+    HedgeConfig,
+    InventorySource,
+    Settings,
+    SimSettings,
+    VenueConfig,
+    VenueKind,
+    VenueRole,
+    toml_dumps,
+)
 from hedgerd.connectors.base import Venue
 from hedgerd.connectors.sim import build_sim_venues
 from hedgerd.engine import HedgeEngine
@@ -125,39 +134,6 @@ def sim_thread(*, api_key: str = venue_sim.DEFAULT_API_KEY, secret: str = venue_
 
 
 # --------------------------------------------------------------------------- configs
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, Decimal):
-        return json.dumps(str(value))
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} as TOML")
-
-
-def toml_dumps(data: Mapping[str, Any]) -> str:
-    """Minimal TOML: top-level scalars, one level of tables, arrays of tables (nested values inline)."""
-    lines: list[str] = []
-    tables: list[str] = []
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            tables.append(f"\n[{key}]")
-            tables += [f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()]
-        elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
-            for item in value:
-                tables.append(f"\n[[{key}]]")
-                tables += [f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in item.items()]
-        else:
-            lines.append(f"{key} = {_toml_value(value)}")
-    return "\n".join(lines + tables) + "\n"
-
-
 def ccxt_daemon_config(sim: SimThread, *, mode: str = "live", hedge_symbol: str = PERP,
                        max_price_age: float = 3.0, threshold: str = "0.05", log_level: str = "info",
                        extra: Mapping[str, Any] | None = None) -> dict[str, Any]:

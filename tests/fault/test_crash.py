@@ -32,6 +32,7 @@ def test_kill_9_mid_hedge_places_nothing_twice_and_loses_no_fill(tmp_path: Path)
     report = format_table(result.rows()) + "\n" + "\n".join(result.notes)
     assert result.restarts == 5, report
     assert result.recovered_orders >= 1, "no kill caught an order in flight:\n" + report
+    assert result.recovered_filled >= 1, "no kill came between a venue fill and its journal:\n" + report
     assert result.hedge_orders > 0, report
     assert result.duplicate_orders == 0, report
     assert result.missing_fills == 0, report
