@@ -68,12 +68,20 @@ def kill_rows(args: argparse.Namespace, workdir: Path) -> list[Row]:
     return kill_under_load_scenario(workdir, observe=args.kill_observe, say=_say).rows()
 
 
+def input_rows(args: argparse.Namespace, workdir: Path) -> list[Row]:
+    """Stale/wild prices, malformed messages, operator mistakes, disk and secrets (bench/faults_input.py)."""
+    from bench.faults_input import input_fault_rows
+
+    return input_fault_rows(workdir)
+
+
 #: (name for --only, function). Append scenarios here; each returns its rows.
 SCENARIOS: list[tuple[str, ScenarioFn]] = [
     ("crash", crash_rows),
     ("ws", ws_rows),
     ("unknown", unknown_rows),
     ("kill", kill_rows),
+    ("input", input_rows),
 ]
 
 
