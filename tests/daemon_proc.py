@@ -102,6 +102,17 @@ class DaemonProcess:
         self.proc.send_signal(sig)
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """SIGTERM ``proc`` if it still runs, SIGKILL it after ``timeout`` seconds, and reap it."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def daemon_env(workdir: Path, port: int, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEDGERD_")}
     env.update({
@@ -134,10 +145,4 @@ def running_daemon(workdir: Path, *, args: list[str] | None = None, env: dict[st
             daemon.wait_for(lambda: daemon.get("/healthz")[0] == 200, 60, "/healthz")
         yield daemon
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)

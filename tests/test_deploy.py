@@ -19,7 +19,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -35,7 +34,7 @@ from typing import Any
 import pytest
 
 from hedgerd.config import VenueKind, credential_secret_file, load_settings
-from tests.daemon_proc import TOKEN, DaemonProcess, free_port, running_daemon
+from tests.daemon_proc import TOKEN, DaemonProcess, free_port, running_daemon, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -378,12 +377,7 @@ def prometheus(daemon: DaemonProcess, tmp_path_factory: pytest.TempPathFactory) 
         wait_until(ready, 20, "Prometheus /-/ready", log_path)
         yield prom
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from tests.daemon_proc import DaemonProcess, running_daemon
+from tests.daemon_proc import DaemonProcess, running_daemon, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -227,13 +226,7 @@ def running_sim(workdir: Path, config: Mapping[str, Any] | None = None,
         wait_until(listening, startup_timeout, "the venue simulator to listen")
         yield SimProcess(proc=proc, base_url=base_url, log_path=log_path)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
 
 
 def sim_main(argv: Sequence[str]) -> int:
