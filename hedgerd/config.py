@@ -257,6 +257,10 @@ class ExecutorConfig(_Section):
     default_rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     client_id_prefix: str = Field(default="hgd", pattern=r"^[A-Za-z0-9]{1,8}$")
     cancel_on_shutdown: bool = True
+    max_orders_in_flight: int = Field(
+        default=4, ge=1, le=64,
+        description="hedge orders per underlying that may be unsettled at once; each new one is sized on "
+                    "net delta including the others (1: wait for each order to settle before the next)")
 
     @model_validator(mode="after")
     def _backoff_consistent(self) -> ExecutorConfig:
@@ -292,6 +296,9 @@ class LedgerConfig(_Section):
     path: Path = Path("var/hedgerd.sqlite")
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     batch_max: int = Field(default=512, ge=1)
+    commit_on: Literal["auto", "loop", "thread"] = Field(
+        default="auto", description="where commits run: the event loop (no fsync, lowest latency) or a writer "
+                                    "thread (fsyncs off the loop); auto = loop with NORMAL, thread with FULL")
 
 
 class LoggingConfig(_Section):
@@ -1025,6 +1032,7 @@ SAFE_RELOAD_FIELDS: tuple[str, ...] = (
     "executor.max_retries",
     "executor.backoff_initial",
     "executor.backoff_max",
+    "executor.max_orders_in_flight",
     "kill_switch.**",
     "logging.level",
     "risk.**",

@@ -37,8 +37,10 @@ class Daemon:
         self.config_file = config_file
         self.clock = clock or RealClock()
         self.metrics = metrics or Metrics()
+        commit_on = settings.ledger.commit_on
         self.ledger = InventoryLedger(settings.ledger.path, synchronous=settings.ledger.synchronous,
-                                      batch_max=settings.ledger.batch_max, metrics=self.metrics)
+                                      batch_max=settings.ledger.batch_max, metrics=self.metrics,
+                                      commit_on=None if commit_on == "auto" else commit_on)
         self.venues = build_venues(settings, self.clock)
         self.engine = HedgeEngine(settings, self.venues, self.ledger, self.clock, self.metrics)
         self.admin = AdminServer(self)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -37,12 +38,12 @@ from hedgerd.models import (
     TradingState,
     split_symbol,
 )
-from hedgerd.policy import HedgeLimits, HedgePolicy, build_policy
+from hedgerd.policy import HedgeLimits, HedgePolicy, build_policy, reduces_position
 from hedgerd.risk import (
     DeltaSnapshot,
     PriceGuard,
+    book_keys,
     hedge_book_pnl,
-    inventory_delta,
     make_snapshot,
     untraded_quantity,
 )
@@ -61,10 +62,22 @@ class _HedgeState:
     config: HedgeConfig
     executor: HedgeExecutor
     market: MarketInfo | None
-    pending: bool = False  # an intent is being created or executed
+    pending: bool = False  # an intent is being created (not yet counted in the executor's in-flight)
     first_unacted_fill_at: float | None = None
     snapshot: DeltaSnapshot | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    limits: tuple[HedgeConfig, HedgeLimits] | None = None  # built from this config
+
+
+@dataclass(frozen=True)
+class _UnderlyingGauges:
+    """The labelled metric children the risk loop sets on every pass (looked up once)."""
+
+    net_delta: Any
+    in_flight: Any
+    net_delta_notional: Any
+    realized_pnl: Any
+    price_age: Any
 
 
 class HedgeEngine:
@@ -89,6 +102,8 @@ class HedgeEngine:
         self.consecutive_order_errors = 0
         self.realized_pnl: dict[str, Decimal] = {}  # underlying -> hedged-book PnL (quote), see risk.py
         self._untraded: dict[str, tuple[Decimal, Decimal]] = {}  # underlying -> (untraded qty, mark)
+        self._book_keys: dict[str, tuple[int, list[tuple[str, str]]]] = {}  # underlying -> (#symbols, its book)
+        self._gauge_cache: dict[str, _UnderlyingGauges] = {}
         self.started_at = clock.monotonic()
         self.reconciled = False
         self.reconcile_mismatch: str | None = None  # until an operator resumes: /readyz not ready
@@ -441,7 +456,8 @@ class HedgeEngine:
         last_refresh = self.clock.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._next_wait(tick))
+                async with asyncio.timeout(self._next_wait(tick)):  # no extra task, unlike wait_for
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 if self.clock.monotonic() - last_refresh >= tick:
@@ -485,8 +501,8 @@ class HedgeEngine:
 
     def snapshot(self, state: _HedgeState) -> DeltaSnapshot:
         cfg = state.config
-        positions = self.ledger.positions()
-        inventory = inventory_delta(positions, [(s.venue, s.asset) for s in cfg.inventory])
+        position = self.ledger.position
+        inventory = sum((position(s.venue, s.asset) for s in cfg.inventory), ZERO)
         price = self.prices.get((cfg.venue, cfg.symbol))
         return make_snapshot(
             underlying=cfg.underlying, inventory=inventory, hedge_ratio=cfg.hedge_ratio,
@@ -501,18 +517,21 @@ class HedgeEngine:
         for underlying, snap in snapshots.items():
             state = self.hedges[underlying]
             state.snapshot = snap
-            self.metrics.net_delta.labels(underlying).set(float(snap.net_delta))
-            self.metrics.in_flight.labels(underlying).set(float(snap.in_flight))
+            gauges = self._gauges(underlying)
+            gauges.net_delta.set(float(snap.net_delta))
+            gauges.in_flight.set(float(snap.in_flight))
             if snap.notional is not None:
-                self.metrics.net_delta_notional.labels(underlying).set(float(snap.notional))
-        for (venue, asset), qty in self.ledger.positions().items():
-            self.metrics.inventory.labels(venue, asset).set(float(qty))
+                gauges.net_delta_notional.set(float(snap.notional))
+        if self.ledger.metrics is not self.metrics:  # the ledger keeps them current itself otherwise
+            for (venue, asset), qty in self.ledger.positions().items():
+                self.metrics.inventory.labels(venue, asset).set(float(qty))
         self._check_auto_triggers(snapshots)
         if not self.reconciled or self._stopping or self.ledger_failed:
             return
         for underlying, snap in snapshots.items():
             state = self.hedges[underlying]
-            if state.pending or state.executor.has_open(state.config.symbol):
+            if (state.pending or state.executor.open_count(state.config.symbol)
+                    >= self.settings.executor.max_orders_in_flight):
                 continue
             await self._decide(state, snap)
 
@@ -525,7 +544,8 @@ class HedgeEngine:
             cfg = state.config
             age = self.price_age(cfg.venue, cfg.symbol)
             ages[cfg.symbol] = (age, cfg.max_price_age)
-            self.metrics.price_age.labels(cfg.symbol).set(age if math.isfinite(age) else -1)
+            gauges = self._gauges(underlying)
+            gauges.price_age.set(age if math.isfinite(age) else -1)
             snap = snapshots[underlying]
             if snap.notional is not None:
                 notionals[underlying] = (abs(snap.notional), cfg.max_delta_notional)
@@ -535,9 +555,13 @@ class HedgeEngine:
                 if untraded is None:  # adopted balances are valued from the first price seen
                     untraded = self._untraded[underlying] = (untraded_quantity(
                         self.ledger.positions(), trades, inventory=sources, hedge=hedge), snap.mid)
-                pnl = hedge_book_pnl(trades, inventory=sources, hedge=hedge, mid=snap.mid, untraded=untraded)
+                book = self._book_keys.get(underlying)
+                if book is None or book[0] != len(trades):  # a symbol traded for the first time
+                    book = self._book_keys[underlying] = (len(trades), book_keys(trades, sources, hedge))
+                pnl = hedge_book_pnl({k: trades[k] for k in book[1]}, inventory=sources, hedge=hedge,
+                                     mid=snap.mid, untraded=untraded)
                 self.realized_pnl[underlying] = pnl
-                self.metrics.realized_pnl.labels(underlying).set(float(pnl))
+                gauges.realized_pnl.set(float(pnl))
                 book_pnl += pnl
         reason = evaluate_auto_triggers(
             price_ages=ages, delta_notionals=notionals,
@@ -547,18 +571,37 @@ class HedgeEngine:
         if reason is not None and self.kill_switch.state is not TradingState.HALTED:
             self.engage(reason, "auto")
 
+    def _gauges(self, underlying: str) -> _UnderlyingGauges:
+        gauges = self._gauge_cache.get(underlying)
+        if gauges is None:
+            m = self.metrics
+            symbol = self.hedges[underlying].config.symbol
+            gauges = self._gauge_cache[underlying] = _UnderlyingGauges(
+                net_delta=m.net_delta.labels(underlying), in_flight=m.in_flight.labels(underlying),
+                net_delta_notional=m.net_delta_notional.labels(underlying),
+                realized_pnl=m.realized_pnl.labels(underlying), price_age=m.price_age.labels(symbol))
+        return gauges
+
     async def _decide(self, state: _HedgeState, snap: DeltaSnapshot) -> None:
         cfg = state.config
-        limits = HedgeLimits(threshold=cfg.threshold, target=cfg.target, min_order=cfg.min_order,
-                             max_order=cfg.max_order, max_position=cfg.max_position)
+        if state.limits is None or state.limits[0] is not cfg:  # built once per (reloaded) config
+            state.limits = (cfg, HedgeLimits(threshold=cfg.threshold, target=cfg.target, min_order=cfg.min_order,
+                                             max_order=cfg.max_order, max_position=cfg.max_position))
+        limits = state.limits[1]
         price = self.prices.get((cfg.venue, cfg.symbol))
         if price is None:
             return
         policy = self.policy_for(cfg.underlying)
-        decision = policy.decide(snap.net_delta, snap.perp_position, limits, state.market, price=price.mid)
+        # Limits apply to the position once the orders in flight have filled; an order is
+        # reduce-only only if it shrinks the position both before and after they fill.
+        projected = snap.perp_position + snap.in_flight
+        decision = policy.decide(snap.net_delta, projected, limits, state.market, price=price.mid)
         if decision is None:
             state.first_unacted_fill_at = None
             return
+        if decision.reduce_only and snap.in_flight and not reduces_position(
+                snap.perp_position, decision.side.sign * decision.amount):
+            decision = replace(decision, reduce_only=False)
         if not self.kill_switch.allows(decision.reduce_only):
             return
         state.pending = True
@@ -568,10 +611,10 @@ class HedgeEngine:
                 amount=decision.amount, created_at=self.clock.time(), reduce_only=decision.reduce_only,
                 order_type=self.settings.executor.order_type, reason=decision.reason,
                 client_id_prefix=self.settings.executor.client_id_prefix)
-        except BaseException:
+            task = state.executor.start(intent, reference_price=price.mid,
+                                        received_at=state.first_unacted_fill_at)
+        finally:
             state.pending = False
-            raise
-        received_at = state.first_unacted_fill_at
         state.first_unacted_fill_at = None
         log.info("hedge_decision", underlying=cfg.underlying, client_order_id=intent.client_order_id,
                  side=decision.side.value, amount=str(decision.amount), reduce_only=decision.reduce_only,
@@ -579,23 +622,20 @@ class HedgeEngine:
                  perp_position=str(snap.perp_position), in_flight=str(snap.in_flight),
                  net_delta=str(snap.net_delta), mid=str(price.mid), threshold=str(cfg.threshold),
                  target=str(cfg.target), policy=policy.name)
-        task = asyncio.create_task(self._execute(state, intent, price.mid, received_at),
-                                   name=f"hedge-{intent.client_order_id}")
         state.tasks.add(task)
         task.add_done_callback(state.tasks.discard)
+        task.add_done_callback(functools.partial(self._execution_done, intent))
 
-    async def _execute(self, state: _HedgeState, intent: HedgeIntent, mid: Decimal,
-                       received_at: float | None) -> None:
-        try:
-            await state.executor.execute(intent, reference_price=mid, received_at=received_at)
-        except LedgerError as exc:
+    def _execution_done(self, intent: HedgeIntent, task: asyncio.Task[OrderReport]) -> None:
+        self._wake.set()
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, LedgerError):
             self._ledger_failure(exc)
-        except Exception:
-            log.exception("execute_failed", client_order_id=intent.client_order_id)
+        elif exc is not None:
+            log.error("execute_failed", client_order_id=intent.client_order_id, exc_info=exc)
             self._on_order_result(False, "internal")
-        finally:
-            state.pending = False
-            self._wake.set()
 
     # ----------------------------------------------------------------- views
     def readiness(self) -> tuple[bool, list[str]]:

@@ -276,6 +276,10 @@ class HedgeExecutor:
         """True while any order of this executor on ``symbol`` is not settled."""
         return bool(self._live_orders(symbol))
 
+    def open_count(self, symbol: str) -> int:
+        """Number of this executor's orders on ``symbol`` not settled yet."""
+        return len(self._live_orders(symbol))
+
     def open_orders(self) -> list[OrderReport]:
         """Snapshot of every unsettled order (for status pages)."""
         return [
@@ -318,6 +322,26 @@ class HedgeExecutor:
         Executing an intent again is safe: an order already final is not resent, and one that
         may exist at the venue is looked up before anything is sent.
         """
+        order = self._register(intent)
+        return await self._execute(order, reference_price, received_at)
+
+    def start(self, intent: HedgeIntent, *, reference_price: Decimal | None = None,
+              received_at: float | None = None) -> asyncio.Task[OrderReport]:
+        """:meth:`execute` in a task of its own; the order counts in :meth:`in_flight` (and
+        :meth:`open_count`) as soon as this returns, before the task first runs."""
+        order = self._register(intent)
+        task = asyncio.create_task(self._execute(order, reference_price, received_at),
+                                   name=f"hedge-{intent.client_order_id}")
+        task.add_done_callback(lambda _: self._release(order))  # also when cancelled before it ran
+        return task
+
+    def _release(self, order: _Order) -> None:
+        order.executing = False
+        if self._settled(order):
+            self._orders.pop(order.intent.client_order_id, None)
+
+    def _register(self, intent: HedgeIntent) -> _Order:
+        """Size ``intent`` and track it as executing (synchronous: no other task runs between)."""
         cid = intent.client_order_id
         existing = self._orders.get(cid)
         if existing is not None and existing.executing:
@@ -337,6 +361,14 @@ class HedgeExecutor:
                 order.maybe_live = not order.status.is_final or order.reported_filled > 0
                 order.acknowledged = order.status in (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED)
         self._orders[cid] = order
+        return order
+
+    async def _execute(self, order: _Order, reference_price: Decimal | None,
+                       received_at: float | None) -> OrderReport:
+        intent = order.intent
+        cid = intent.client_order_id
+        market = self.markets.get(intent.symbol)
+        contracts = order.contracts
         try:
             if order.status.is_final:
                 return order.last_report or OrderReport(cid, intent.symbol, order.status,
@@ -357,9 +389,7 @@ class HedgeExecutor:
                 return OrderReport(cid, intent.symbol, OrderStatus.REJECTED)
             return await self._run(order, limit, received_at)
         finally:
-            order.executing = False
-            if self._settled(order):
-                self._orders.pop(cid, None)
+            self._release(order)
 
     def _size(self, intent: HedgeIntent, market: MarketInfo | None) -> tuple[Decimal, Decimal]:
         """(contracts to request, the same in base units)."""
@@ -443,8 +473,8 @@ class HedgeExecutor:
                      price=str(limit) if limit is not None else None, attempt=sends,
                      reduce_only=intent.reduce_only)
             try:
-                report = await asyncio.wait_for(self.venue.create_order(intent, order.contracts, limit),
-                                                timeout=self.config.order_timeout)
+                async with asyncio.timeout(self.config.order_timeout):  # no extra task, unlike wait_for
+                    report = await self.venue.create_order(intent, order.contracts, limit)
             except RateLimited as exc:
                 order.maybe_live = was_live
                 last_kind = exc.kind
@@ -618,11 +648,14 @@ class HedgeExecutor:
         cid = order.intent.client_order_id
         order.maybe_live = True
         order.acknowledged = True
-        for fill in report.fills:  # the ledger counts hedge fees of the fills that are new to it
-            await self.ledger.record_fill(fill if fill.client_order_id else replace(fill, client_order_id=cid))
-        advanced = await self._journal(order, report.status, filled=report.filled,
-                                       average_price=report.average_price,
-                                       venue_order_id=report.venue_order_id, ts=report.ts)
+        # The fills (the ledger counts hedge fees of those new to it) are queued ahead of the
+        # state change, so they commit before it or in the same transaction.
+        journaling = [self.ledger.record_fill(fill if fill.client_order_id else replace(fill, client_order_id=cid))
+                      for fill in report.fills]
+        results = await asyncio.gather(*journaling, self._journal(
+            order, report.status, filled=report.filled, average_price=report.average_price,
+            venue_order_id=report.venue_order_id, ts=report.ts))
+        advanced = bool(results[-1])
         if advanced or order.last_report is None:
             order.last_report = report
 

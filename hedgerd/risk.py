@@ -208,20 +208,27 @@ def trade_pnl(totals: TradeTotals, mid: Decimal) -> Decimal:
     return totals.amount * mid - totals.notional - totals.fees
 
 
-def _book_trades(trades: Mapping[tuple[str, str], TradeTotals], inventory: Iterable[tuple[str, str]],
-                 hedge: tuple[str, str]) -> list[TradeTotals]:
-    """The trade totals that belong to one underlying's book (see :func:`hedge_book_pnl`)."""
+def book_keys(trades: Iterable[tuple[str, str]], inventory: Iterable[tuple[str, str]],
+              hedge: tuple[str, str]) -> list[tuple[str, str]]:
+    """The ``(venue, symbol)`` keys among ``trades`` that belong to one underlying's book
+    (see :func:`hedge_book_pnl`)."""
     quote = split_symbol(hedge[1])[1]
     sources = set(inventory)
-    book: list[TradeTotals] = []
-    for (venue, symbol), totals in trades.items():
+    book: list[tuple[str, str]] = []
+    for venue, symbol in trades:
         if (venue, symbol) == hedge or (venue, symbol) in sources:  # a derivative source is keyed by symbol
-            book.append(totals)
+            book.append((venue, symbol))
             continue
         base, symbol_quote, settle = split_symbol(symbol)
         if settle is None and symbol_quote == quote and (venue, base) in sources:
-            book.append(totals)
+            book.append((venue, symbol))
     return book
+
+
+def _book_trades(trades: Mapping[tuple[str, str], TradeTotals], inventory: Iterable[tuple[str, str]],
+                 hedge: tuple[str, str]) -> list[TradeTotals]:
+    """The trade totals that belong to one underlying's book."""
+    return [trades[key] for key in book_keys(trades, inventory, hedge)]
 
 
 def untraded_quantity(positions: Mapping[tuple[str, str], Decimal], trades: Mapping[tuple[str, str], TradeTotals],

@@ -256,6 +256,45 @@ async def test_in_flight_quantity_prevents_a_second_hedge(tmp_path: Path) -> Non
         assert h.net_delta() == 0
 
 
+@pytest.mark.parametrize("max_in_flight", [1, 2])
+async def test_new_flow_during_a_slow_order_is_hedged_by_a_second_order_sized_net_of_the_first(
+        tmp_path: Path, max_in_flight: int) -> None:
+    settings = make_settings(tmp_path, perp={"latency_ms": 400.0},
+                             executor={"max_orders_in_flight": max_in_flight})
+    async with running_engine(settings) as h:
+        await h.client_fill(Side.BUY, "0.5")
+        await eventually(lambda: len(h.attempts) == 1, "the first hedge order on its way")
+        await h.client_fill(Side.BUY, "0.3")  # beyond the band again, with -0.5 still in flight
+        await asyncio.sleep(0.1)
+        first_done = h.attempts[0].outcome == "ok"
+        if max_in_flight == 1:
+            assert len(h.attempts) == 1, "a second order while the first is unsettled"
+        else:
+            await eventually(lambda: len(h.attempts) == 2, "a second order while the first is in flight")
+            assert not first_done, "the first order had already landed: the test proves nothing"
+            assert h.attempts[1].intent.amount == Decimal("0.3"), "the second order ignores the first in flight"
+        await eventually(h.in_band, "both hedges landing")
+        await asyncio.sleep(QUIET)
+        assert len(h.attempts) == len(h.venue_orders()) == 2
+        assert h.perp.position() == Decimal("-0.8") == h.ledger.position("sim-perp", PERP)
+        assert h.net_delta() == 0
+
+
+async def test_max_position_counts_orders_in_flight(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, perp={"latency_ms": 400.0}, hedge={"max_position": "0.6", "max_order": "0.6"},
+                             executor={"max_orders_in_flight": 3})
+    async with running_engine(settings) as h:
+        await h.client_fill(Side.BUY, "0.5")
+        await eventually(lambda: len(h.attempts) == 1, "the first hedge order on its way")
+        await h.client_fill(Side.BUY, "0.5")
+        await eventually(lambda: len(h.attempts) == 2, "a second, clamped order")
+        assert h.attempts[1].intent.amount == Decimal("0.1"), "max_position ignored the order in flight"
+        await eventually(h.settled, "both orders settled")
+        await asyncio.sleep(QUIET)
+        assert len(h.attempts) == 2
+        assert h.perp.position() == Decimal("-0.6")
+
+
 async def test_halted_sends_nothing_and_resume_hedges(tmp_path: Path) -> None:
     async with running_engine(make_settings(tmp_path)) as h:
         assert h.engine.engage("test halt", "test")

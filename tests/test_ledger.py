@@ -6,6 +6,7 @@ import asyncio
 import random
 import re
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from decimal import Decimal
 from pathlib import Path
@@ -43,6 +44,20 @@ def expected_positions(fills: Iterable[Fill]) -> dict[tuple[str, str], Decimal]:
         if f.fee and f.fee_currency:
             move((f.venue, f.fee_currency), -f.fee)
     return positions
+
+
+@pytest.fixture(params=["loop", "thread"], autouse=True)
+def commit_on(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with commits on the event loop and on the writer thread."""
+    mode: str = request.param
+    original = InventoryLedger.__init__
+
+    def init(self: InventoryLedger, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("commit_on", mode)
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(InventoryLedger, "__init__", init)
+    return mode
 
 
 @pytest.fixture
@@ -487,6 +502,103 @@ async def test_close_checkpoints_and_truncates_the_wal(path: Path) -> None:
         assert conn.execute("SELECT count(*) FROM fills").fetchone()[0] == 200
     finally:
         conn.close()
+
+
+async def test_commits_run_where_the_mode_says(path: Path, commit_on: str) -> None:
+    ledger = InventoryLedger(path)
+    assert ledger.commit_on_loop is (commit_on == "loop")
+    await ledger.open()
+    try:
+        where = await ledger._writer_call(lambda c: threading.current_thread().name)
+        assert (where == threading.current_thread().name) is (commit_on == "loop")
+        before = ledger.commits
+        await asyncio.gather(*(ledger.record_fill(make_fill(f"t{i}")) for i in range(50)))
+        assert ledger.fill_count == 50
+        if commit_on == "loop":  # writes queued in one event-loop iteration share one transaction
+            assert ledger.commits - before == 1
+            assert ledger.largest_batch == 50
+    finally:
+        await ledger.close()
+
+
+def test_commit_mode_defaults_to_the_loop_only_without_fsync(path: Path) -> None:
+    assert InventoryLedger(path, synchronous="NORMAL", commit_on=None).commit_on_loop
+    assert not InventoryLedger(path, synchronous="FULL", commit_on=None).commit_on_loop
+    with pytest.raises(ValueError, match="commit_on"):
+        InventoryLedger(path, commit_on="elsewhere")
+
+
+def crash_image(path: Path, to: Path) -> Path:
+    """Copy a ledger's database and WAL as a crash at this instant would leave them."""
+    for suffix in ("", "-wal"):
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            to.with_name(to.name + suffix).write_bytes(source.read_bytes())
+    return to
+
+
+async def test_aggregates_written_late_are_caught_up_from_the_journal_after_a_crash(path: Path) -> None:
+    ledger = InventoryLedger(path, snapshot_interval=3600)  # aggregates only written at open and close
+    await ledger.open()
+    try:
+        fills = [make_fill(f"t{i}", side=Side.BUY if i % 3 else Side.SELL, amount=f"0.{i % 7 + 1}",
+                           price=str(100 + i), fee="0.01", fee_currency="USDT") for i in range(60)]
+        fills.append(make_fill("p1", venue="perp", symbol="BTC/USDT:USDT", side=Side.SELL, amount="2",
+                               client_order_id="hgdx1"))
+        for fill in fills:
+            await ledger.record_fill(fill)
+        live_positions, live_trades = ledger.positions(), ledger.trade_totals()
+        image = crash_image(path, path.with_name("crashed.sqlite"))
+    finally:
+        await ledger.close()
+    crashed = InventoryLedger(image)
+    await crashed.open()
+    try:
+        assert crashed.replayed_fills == len(fills)
+        assert not crashed.rebuilt_from_journal
+        assert crashed.positions() == live_positions == expected_positions(fills)
+        assert crashed.trade_totals() == live_trades
+        assert crashed.filled_for("hgdx1") == D(2)
+        assert crashed.fill_count == len(fills)
+        assert not await crashed.record_fill(fills[5])  # still deduped
+        await crashed.verify()
+    finally:
+        await crashed.close()
+    again = InventoryLedger(image)
+    await again.open()
+    try:
+        assert again.replayed_fills == 0  # the catch-up was written back
+        assert again.positions() == live_positions
+    finally:
+        await again.close()
+
+
+async def test_verify_and_adjustments_write_lagging_aggregates(path: Path) -> None:
+    ledger = InventoryLedger(path, snapshot_interval=3600)
+    await ledger.open()
+    try:
+        for i in range(10):
+            await ledger.record_fill(make_fill(f"t{i}"))
+
+        def covered(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("SELECT value FROM meta WHERE key = 'snapshot_fill_id'").fetchone()[0])
+
+        assert await ledger._writer_call(covered) == 0  # written at open, before any fill
+        await ledger.verify()
+        assert await ledger._writer_call(covered) == 10
+        await ledger.record_fill(make_fill("t10"))
+        await ledger.record_adjustment("spot", "BTC", D("0.5"), "test", 1.0)
+        assert await ledger._writer_call(covered) == 11  # an adjustment writes them in its transaction
+        image = crash_image(path, path.with_name("crashed.sqlite"))
+    finally:
+        await ledger.close()
+    crashed = InventoryLedger(image)
+    await crashed.open()
+    try:
+        assert crashed.replayed_fills == 0
+        assert crashed.position("spot", "BTC") == D("11.5")
+    finally:
+        await crashed.close()
 
 
 def test_checkpoint_settings_are_validated(path: Path) -> None:
