@@ -43,7 +43,7 @@ from hedgerd.risk import (
     DeltaSnapshot,
     PriceGuard,
     book_keys,
-    hedge_book_pnl,
+    book_pnl,
     make_snapshot,
     untraded_quantity,
 )
@@ -104,6 +104,7 @@ class HedgeEngine:
         self._untraded: dict[str, tuple[Decimal, Decimal]] = {}  # underlying -> (untraded qty, mark)
         self._book_keys: dict[str, tuple[int, list[tuple[str, str]]]] = {}  # underlying -> (#symbols, its book)
         self._gauge_cache: dict[str, _UnderlyingGauges] = {}
+        self._inventory_gauges: dict[tuple[str, str], Any] = {}
         self.started_at = clock.monotonic()
         self.reconciled = False
         self.reconcile_mismatch: str | None = None  # until an operator resumes: /readyz not ready
@@ -346,7 +347,7 @@ class HedgeEngine:
         for state in self.hedges.values():
             if (state.config.venue, state.config.symbol) == key:
                 self.policy_for(state.config.underlying).observe_price(self._price_seen_at[key], price.mid)
-        self._wake.set()
+                self._wake.set()  # prices no hedge is sized on (e.g. the inventory venue's) change nothing
 
     async def on_order_update(self, venue: str, report: OrderReport) -> None:
         """Hand a streamed update of one of our orders to its executor, which journals it.
@@ -523,8 +524,12 @@ class HedgeEngine:
             if snap.notional is not None:
                 gauges.net_delta_notional.set(float(snap.notional))
         if self.ledger.metrics is not self.metrics:  # the ledger keeps them current itself otherwise
-            for (venue, asset), qty in self.ledger.positions().items():
-                self.metrics.inventory.labels(venue, asset).set(float(qty))
+            inventory_gauges = self._inventory_gauges
+            for key, qty in self.ledger.positions().items():
+                gauge = inventory_gauges.get(key)
+                if gauge is None:
+                    gauge = inventory_gauges[key] = self.metrics.inventory.labels(*key)
+                gauge.set(float(qty))
         self._check_auto_triggers(snapshots)
         if not self.reconciled or self._stopping or self.ledger_failed:
             return
@@ -539,7 +544,7 @@ class HedgeEngine:
         ages: dict[str, tuple[float, float]] = {}
         notionals: dict[str, tuple[Decimal, Decimal]] = {}
         trades = self.ledger.trade_totals()
-        book_pnl = ZERO  # summed over the underlyings with a price; a loss is its negative
+        total_pnl = ZERO  # summed over the underlyings with a price; a loss is its negative
         for underlying, state in self.hedges.items():
             cfg = state.config
             age = self.price_age(cfg.venue, cfg.symbol)
@@ -558,16 +563,15 @@ class HedgeEngine:
                 book = self._book_keys.get(underlying)
                 if book is None or book[0] != len(trades):  # a symbol traded for the first time
                     book = self._book_keys[underlying] = (len(trades), book_keys(trades, sources, hedge))
-                pnl = hedge_book_pnl({k: trades[k] for k in book[1]}, inventory=sources, hedge=hedge,
-                                     mid=snap.mid, untraded=untraded)
+                pnl = book_pnl([trades[k] for k in book[1]], mid=snap.mid, untraded=untraded)
                 self.realized_pnl[underlying] = pnl
                 gauges.realized_pnl.set(float(pnl))
-                book_pnl += pnl
+                total_pnl += pnl
         reason = evaluate_auto_triggers(
             price_ages=ages, delta_notionals=notionals,
             consecutive_errors=self.consecutive_order_errors,
             max_consecutive_errors=self.settings.kill_switch.max_consecutive_errors,
-            realized_loss=-book_pnl, max_realized_loss=self.settings.kill_switch.max_realized_loss)
+            realized_loss=-total_pnl, max_realized_loss=self.settings.kill_switch.max_realized_loss)
         if reason is not None and self.kill_switch.state is not TradingState.HALTED:
             self.engage(reason, "auto")
 

@@ -260,6 +260,12 @@ def hedge_book_pnl(trades: Mapping[tuple[str, str], TradeTotals], *, inventory: 
     :func:`untraded_quantity`), valued from ``mark`` on, adding ``quantity x (mid - mark)``.
     Without it, a hedge of an adopted balance would look like an open position.
     """
-    total = sum((trade_pnl(t, mid) for t in _book_trades(trades, inventory, hedge)), ZERO)
+    return book_pnl(_book_trades(trades, inventory, hedge), mid=mid, untraded=untraded)
+
+
+def book_pnl(book: Iterable[TradeTotals], *, mid: Decimal,
+             untraded: tuple[Decimal, Decimal] = (ZERO, ZERO)) -> Decimal:
+    """:func:`hedge_book_pnl` of a book's trade totals already picked (see :func:`book_keys`)."""
+    total = sum((trade_pnl(t, mid) for t in book), ZERO)
     quantity, mark = untraded
     return total + quantity * (mid - mark) if quantity else total
