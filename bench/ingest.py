@@ -2,7 +2,8 @@
 
 Usage: python bench/ingest.py [--fills N] [--throughput-fills N] [--runs R] [--dir DIR]
 
-Throughput: fresh ledger per run, every fill awaited until durable (its group commit done).
+Throughput: fresh ledger per run, every fill awaited until durable (its group commit done), for
+each --modes pair of synchronous level and where commits run (the event loop or a writer thread).
   concurrent  -- 1000 producer tasks, each awaiting record_fill() in turn
   pipelined   -- one producer using submit_fill(), keeping up to 4 x batch_max fills in flight
   sequential  -- one producer, one fill in flight: every fill is its own commit (latency bound)
@@ -111,10 +112,10 @@ def generation_only(n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
-async def timed_run(workdir: Path, synchronous: str, n: int,
+async def timed_run(workdir: Path, synchronous: str, commit_on: str, n: int,
                     scenario: Callable[[InventoryLedger, int], Awaitable[None]]) -> tuple[float, int]:
     path = workdir / f"run-{synchronous}-{time.monotonic_ns()}.sqlite"
-    ledger = InventoryLedger(path, synchronous=synchronous, metrics=Metrics())
+    ledger = InventoryLedger(path, synchronous=synchronous, metrics=Metrics(), commit_on=commit_on)
     await ledger.open()
     started = time.perf_counter()
     await scenario(ledger, n)
@@ -127,7 +128,7 @@ async def timed_run(workdir: Path, synchronous: str, n: int,
     return n / elapsed, commits
 
 
-async def throughput(workdir: Path, n: int, runs: int) -> None:
+async def throughput(workdir: Path, n: int, runs: int, modes: list[tuple[str, str]]) -> None:
     scenarios: list[tuple[str, Callable[[InventoryLedger, int], Awaitable[None]], int]] = [
         ("concurrent, 1000 producers", concurrent, n),
         ("concurrent, random ids", concurrent_random_ids, n),
@@ -136,17 +137,17 @@ async def throughput(workdir: Path, n: int, runs: int) -> None:
     ]
     print(f"fill generation alone (no ledger): {generation_only(n):>10,.0f} fills/s")
     print()
-    print(f"{'scenario':<28} {'sync':<7} {'fills/run':>10} {'median fills/s':>15} {'min':>10} {'max':>10}"
-          f" {'fills/commit':>13}")
-    for synchronous in ("NORMAL", "FULL"):
+    print(f"{'scenario':<28} {'sync/commit on':<15} {'fills/run':>10} {'median fills/s':>15} {'min':>10} "
+          f"{'max':>10} {'fills/commit':>13}")
+    for synchronous, commit_on in modes:
         for name, scenario, count in scenarios:
             rates: list[float] = []
             per_commit: list[float] = []
             for _ in range(runs):
-                rate, commits = await timed_run(workdir, synchronous, count, scenario)
+                rate, commits = await timed_run(workdir, synchronous, commit_on, count, scenario)
                 rates.append(rate)
                 per_commit.append(count / max(commits, 1))
-            print(f"{name:<28} {synchronous:<7} {count:>10,} {statistics.median(rates):>15,.0f} "
+            print(f"{name:<28} {synchronous + '/' + commit_on:<15} {count:>10,} {statistics.median(rates):>15,.0f} "
                   f"{min(rates):>10,.0f} {max(rates):>10,.0f} {statistics.median(per_commit):>13.1f}",
                   flush=True)
 
@@ -196,13 +197,17 @@ async def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="directory for ledger files (default: a temp dir)")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--modes", default="NORMAL/loop,NORMAL/thread,FULL/thread",
+                        help="synchronous/commit_on pairs (commit_on: loop = on the event loop, thread = writer "
+                             "thread; the ledger's default is loop with NORMAL, thread with FULL)")
     args = parser.parse_args()
+    modes = [(m.split("/")[0].upper(), m.split("/")[1]) for m in args.modes.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="hedgerd-ingest-", dir=args.dir))
     print(f"hedgerd ledger ingest - Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, "
           f"batch_max 512, ledger files in {workdir}")
     try:
         if not args.skip_throughput:
-            await throughput(workdir, args.throughput_fills, args.runs)
+            await throughput(workdir, args.throughput_fills, args.runs, modes)
         if not args.skip_memory:
             await memory(workdir, args.fills)
     finally:
