@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -313,24 +314,37 @@ class HedgeEngine:
     # ----------------------------------------------------------------- venue events
     async def on_fill(self, fill: Fill) -> None:
         """Journal a fill (durable) and wake the risk loop."""
-        if self.ledger_failed:
+        await self.on_fills((fill,))
+
+    async def on_fills(self, fills: Sequence[Fill]) -> None:
+        """Journal fills that arrived together (one group commit) and wake the risk loop once."""
+        if self.ledger_failed or not fills:
             return
+        submitted: list[asyncio.Future[bool]] = []
         try:
-            new = await self.ledger.record_fill(fill)
+            try:
+                for fill in fills:
+                    submitted.append(self.ledger.submit_fill(fill))
+            finally:  # an invalid fill: the ones before it are still journaled before this returns
+                results = await asyncio.gather(*submitted)
         except LedgerError as exc:
             self._ledger_failure(exc)
             raise
-        if not new:
-            return
-        if fill.client_order_id is None:
-            for state in self.hedges.values():
-                if state.first_unacted_fill_at is None and any(
-                        s.venue == fill.venue for s in state.config.inventory):
-                    state.first_unacted_fill_at = fill.received_at or self.clock.monotonic()
-                moved = _inventory_move(fill, state.config)
-                if moved:
-                    self.policy_for(state.config.underlying).observe_flow(self.clock.monotonic(), moved)
-        self._wake.set()
+        woken = False
+        for fill, new in zip(fills, results, strict=False):
+            if not new:
+                continue
+            woken = True
+            if fill.client_order_id is None:
+                for state in self.hedges.values():
+                    if state.first_unacted_fill_at is None and any(
+                            s.venue == fill.venue for s in state.config.inventory):
+                        state.first_unacted_fill_at = fill.received_at or self.clock.monotonic()
+                    moved = _inventory_move(fill, state.config)
+                    if moved:
+                        self.policy_for(state.config.underlying).observe_flow(self.clock.monotonic(), moved)
+        if woken:
+            self._wake.set()
 
     async def on_price(self, price: PriceUpdate) -> None:
         """Validate and store a best bid/ask; wild or invalid prices are counted and dropped."""

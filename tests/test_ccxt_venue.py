@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -78,10 +78,13 @@ class RecordingSink:
         self.fail_next_fill = False
 
     async def on_fill(self, fill: Fill) -> None:
+        await self.on_fills((fill,))
+
+    async def on_fills(self, fills: Sequence[Fill]) -> None:
         if self.fail_next_fill:
             self.fail_next_fill = False
             raise RuntimeError("ledger down")
-        self.fills.append(fill)
+        self.fills.extend(fills)
 
     async def on_price(self, price: PriceUpdate) -> None:
         self.prices.append(price)

@@ -12,7 +12,7 @@ import contextlib
 import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -293,6 +293,25 @@ async def test_max_position_counts_orders_in_flight(tmp_path: Path) -> None:
         await asyncio.sleep(QUIET)
         assert len(h.attempts) == 2
         assert h.perp.position() == Decimal("-0.6")
+
+
+async def test_fills_arriving_together_are_journaled_in_one_commit_and_hedged_once(tmp_path: Path) -> None:
+    async with running_engine(make_settings(tmp_path, perp={"latency_ms": 50.0})) as h:
+        bid, _ = h.spot.quote()
+        fills = [Fill(venue="sim-spot", trade_id=f"batch-{i}", symbol=SPOT, side=Side.BUY, amount=Decimal("0.1"),
+                      price=bid, ts=time.time(), received_at=time.monotonic()) for i in range(5)]
+        commits = h.ledger.commits
+        await h.engine.on_fills([*fills, fills[2]])  # a stream message carrying a duplicate
+        assert h.ledger.commits == commits + 1
+        assert h.ledger.duplicate_fills == 1
+        assert h.ledger.position("sim-spot", "BTC") == Decimal("0.5")
+        await eventually(h.in_band, "the batch hedged")
+        await asyncio.sleep(QUIET)
+        assert len(h.attempts) == 1 and h.perp.position() == Decimal("-0.5")
+        bad = replace(fills[0], trade_id="bad", amount=Decimal(-1))
+        with pytest.raises(ValueError, match="invalid fill"):
+            await h.engine.on_fills([replace(fills[0], trade_id="good"), bad])
+        assert h.ledger.position("sim-spot", "BTC") == Decimal("0.6"), "the valid fill before it was lost"
 
 
 async def test_halted_sends_nothing_and_resume_hedges(tmp_path: Path) -> None:

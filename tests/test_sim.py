@@ -7,7 +7,7 @@ import gc
 import heapq
 import itertools
 import math
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -111,6 +111,10 @@ class RecordingSink:
             self.fail_next_fill = False
             raise RuntimeError("disk full")
         self.events.append(fill)
+
+    async def on_fills(self, fills: Sequence[Fill]) -> None:
+        for fill in fills:
+            await self.on_fill(fill)
 
     async def on_price(self, price: PriceUpdate) -> None:
         self.events.append(price)

@@ -7,6 +7,7 @@ executor's requests through :class:`Venue`. Every error it raises is a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Protocol
 
@@ -18,6 +19,11 @@ class VenueEventSink(Protocol):
 
     async def on_fill(self, fill: Fill) -> None:
         """A trade happened (our hedge fill or inventory flow). Returns once it is durable."""
+        ...
+
+    async def on_fills(self, fills: Sequence[Fill]) -> None:
+        """Trades that arrived together (one stream message, one backfill page), oldest first;
+        journaled together, returns once all are durable. If it raises, redeliver them all."""
         ...
 
     async def on_price(self, price: PriceUpdate) -> None:

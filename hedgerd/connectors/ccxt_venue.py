@@ -1127,17 +1127,21 @@ class CcxtVenue:
         return await self._deliver_fills(await self._trades_to_fills(trades, symbol))
 
     async def _deliver_fills(self, fills: Iterable[Fill]) -> bool:
+        """Hand the fills not delivered yet to the sink in one batch (one group commit)."""
         assert self._sink is not None
-        for fill in sorted(fills, key=lambda f: (f.ts, f.trade_id)):
-            if fill.trade_id in self._delivered:
-                continue
-            try:
-                await self._sink.on_fill(fill)
-            except Exception as exc:
-                self._report("sink", f"fill {fill.trade_id}: {type(exc).__name__}: {exc}")
+        batch = [f for f in sorted(fills, key=lambda f: (f.ts, f.trade_id)) if f.trade_id not in self._delivered]
+        if not batch:
+            return True
+        try:
+            await self._sink.on_fills(batch)
+        except Exception as exc:  # none may be assumed journaled: the next backfill redelivers them
+            ids = ", ".join(f.trade_id for f in batch[:3]) + (f" (+{len(batch) - 3} more)" if len(batch) > 3 else "")
+            self._report("sink", f"fills {ids}: {type(exc).__name__}: {exc}")
+            for fill in batch:
                 floor = self._redeliver_from.get(fill.symbol)
                 self._redeliver_from[fill.symbol] = fill.ts if floor is None else min(floor, fill.ts)
-                return False
+            return False
+        for fill in batch:
             self._delivered.put(fill.trade_id)
             if fill.ts > self._last_fill_ts.get(fill.symbol, 0.0):
                 self._last_fill_ts[fill.symbol] = fill.ts

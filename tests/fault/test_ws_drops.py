@@ -8,6 +8,7 @@ safety backfill) and trade-id dedupe must leave the ledger with exactly the venu
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 
@@ -40,6 +41,9 @@ class _Sink:
 
     async def on_fill(self, fill: Fill) -> None:
         self.fills.append(fill)
+
+    async def on_fills(self, fills: Sequence[Fill]) -> None:
+        self.fills.extend(fills)
 
     async def on_price(self, price: PriceUpdate) -> None:
         return None
