@@ -343,6 +343,13 @@ class AdaptivePolicyConfig(_Section):
     warmup: float = Field(default=60.0, ge=0, description="seconds of prices before the band is used")
     min_band: Decimal = Field(default=Decimal("0.001"), ge=0, description="base units")
     max_band: Decimal = Field(default=Decimal(5), gt=0, description="base units")
+    fast_half_life: float = Field(default=60.0, gt=0,
+                                  description="seconds, fast EWMAs that take over after a regime shift")
+    shift_z: float = Field(default=3.0, ge=0,
+                           description="standard errors between fast and slow EWMA that signal a shift")
+    flow_drift: bool = Field(default=True, description="trade deeper into the band when the flow is one-sided")
+    drift_half_life: float = Field(default=15.0, gt=0, description="seconds, EWMA of signed client flow")
+    drift_z: float = Field(default=3.0, ge=0, description="standard errors a flow drift must exceed to count")
 
     @model_validator(mode="after")
     def _band_range(self) -> AdaptivePolicyConfig:

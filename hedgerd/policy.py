@@ -66,11 +66,37 @@ client fill sizes per second of elapsed time; ``sigma_P^2`` is ``P^2`` times the
 squared log returns of the mid. Both have configurable half-lives, so the band breathes with the
 market (wider when flow is heavy or prices calm, narrower when prices are volatile).
 
+Regime shifts (:class:`ShiftAwareRate`). A long half-life is precise but lags a shift of
+volatility or flow intensity by about a half-life, during which the band is wrong in the costly
+direction. Each estimate therefore also runs a fast EWMA (``fast_half_life``) and uses it when the
+two disagree by more than ``shift_z`` standard errors of the fast one, else the slow one. The
+standard error: an EWMA rate ``R = sum_i w_i v_i / W`` with weights ``w = exp(-k age)``
+(``k = ln 2 / half-life``, ``W = integral w dt = 1/k`` once warm) of values arriving as a
+point process with second-moment rate ``m2 = lambda E[v^2]`` has
+``Var R = m2 integral w^2 dt / W^2 = m2 k / 2``; ``m2`` is itself estimated by a fast EWMA of
+``v^2``. In a steady regime the test rarely fires and the slow estimate's precision is kept.
+
+Flow drift (one-sided bursts). With a drift ``mu`` (base/s) on top of the diffusion the flow
+pushes ``x`` towards one edge; trading back to ``+r`` on that side only buys the next trade.
+Take the side the flow pushes to be ``+``. A cycle "from ``rho`` until ``x`` hits ``H``" has
+``E[duration] = (H - rho) / mu`` and, solving ``s^2/2 g'' + mu g' = -x^2`` with ``g(H) = 0``
+(the opposite barrier ignored: the drift dominates), ``E[integral x^2 dt] = G(rho) - G(H)`` with
+``G(x) = -x^3/(3 mu) + s^2 x^2 / (2 mu^2) - s^4 x / (2 mu^3)``. With order size ``q = H - rho``
+and centre ``m = (H + rho)/2`` the time average is
+``E[x^2] = m^2 + q^2/12 - s^2 m / mu + s^4 / (2 mu^2)`` and the cost rate
+``c mu + K mu / q`` (the ``c mu`` part is paid by any policy that keeps up). Minimising:
+``m = s^2 / (2 mu)`` and ``q^3 = 6 K mu / a``, i.e. on the pushed side trade back to
+``rho = s^2 / (2 |mu|) - q / 2`` — through the target when the drift is strong. The policy uses
+``min(r, rho)`` there (a weak drift leaves the band as it was), never below ``-H``. ``mu`` is an
+EWMA rate of signed fills with a short half-life (``drift_half_life``), shrunk towards zero by
+``drift_z`` standard errors (``sqrt(m2 k / 2)`` as above) so that balanced flow shows no drift.
+
 Limits of the model: fills are jumps, not a diffusion (a band of a few fill sizes is crossed
-with an overshoot), and one-sided bursts add a drift the band ignores (it widens with the burst's
-flow variance where a drift calls for trading through the target). An exact compound-Poisson
-version of ``J`` (exponential sizes) moves the trigger in by about one mean fill; in simulation
-it did not improve the cost-vs-risk frontier, so the closed form above is used.
+with an overshoot). An exact compound-Poisson version of ``J`` (exponential sizes) moves the
+trigger in by about one mean fill; in simulation it did not improve the cost-vs-risk frontier,
+so the closed form above is used. With a fixed cost per order the best band in one steady
+regime saves far less than the ``1 - 1/sqrt(2)`` of the pure proportional-cost diffusion
+(trading back to zero is itself the optimum when ``K`` dominates).
 """
 
 from __future__ import annotations
@@ -398,6 +424,121 @@ class EwmaRate:
         return self._total / self._weight if self._weight > 0 else None
 
 
+def ewma_rate_error(second_moment_rate: float, half_life: float) -> float:
+    """Standard error of an :class:`EwmaRate` once warm: ``sqrt(m2 k / 2)`` (module doc).
+
+    ``second_moment_rate`` is ``m2``, the rate of the squared values (itself an EWMA rate).
+    """
+    return math.sqrt(max(second_moment_rate, 0.0) * _LN2 / half_life / 2.0)
+
+
+class ShiftAwareRate:
+    """A slow :class:`EwmaRate` that defers to a fast one after a regime shift.
+
+    :meth:`rate` is the fast estimate when it differs from the slow one by more than
+    ``shift_z`` of its standard errors (:func:`ewma_rate_error`), else the slow estimate:
+    precise in a steady regime, quick after a shift of volatility or flow intensity.
+    Same interface as :class:`EwmaRate`.
+    """
+
+    def __init__(self, half_life: float, fast_half_life: float, shift_z: float) -> None:
+        if not shift_z >= 0:
+            raise ValueError("shift_z must be >= 0")
+        self.slow = EwmaRate(half_life)
+        self.fast = EwmaRate(fast_half_life)
+        self._fast_squares = EwmaRate(fast_half_life)
+        self.shift_z = shift_z
+
+    def start(self, ts: float) -> None:
+        """Begin measuring elapsed time at ``ts`` (no-op once started)."""
+        for ewma in (self.slow, self.fast, self._fast_squares):
+            ewma.start(ts)
+
+    def advance(self, ts: float) -> None:
+        """Move the estimators' clock to ``ts``."""
+        for ewma in (self.slow, self.fast, self._fast_squares):
+            ewma.advance(ts)
+
+    def add(self, ts: float, value: float) -> None:
+        """Accumulate ``value`` observed at ``ts``."""
+        self.slow.add(ts, value)
+        self.fast.add(ts, value)
+        self._fast_squares.add(ts, value * value)
+
+    @property
+    def observed_for(self) -> float:
+        """Seconds since :meth:`start` (0 before)."""
+        return self.slow.observed_for
+
+    @property
+    def shifted(self) -> bool:
+        """True when the fast estimate is significantly away from the slow one."""
+        slow, fast, squares = self.slow.rate(), self.fast.rate(), self._fast_squares.rate()
+        if slow is None or fast is None or squares is None:
+            return False
+        return abs(fast - slow) > self.shift_z * ewma_rate_error(squares, self.fast.half_life)
+
+    def rate(self) -> float | None:
+        """The fast estimate after a detected shift, else the slow one (None before any time)."""
+        return self.fast.rate() if self.shifted else self.slow.rate()
+
+
+class FlowDrift:
+    """Significant drift of the client flow (base units per second, signed).
+
+    An :class:`EwmaRate` of signed fill sizes, shrunk towards zero by ``z`` standard errors
+    (:func:`ewma_rate_error` of the squared sizes): balanced flow reads as no drift, a burst
+    of one-sided fills as a drift within a few half-lives.
+    """
+
+    def __init__(self, half_life: float, z: float) -> None:
+        if not z >= 0:
+            raise ValueError("drift z must be >= 0")
+        self._signed = EwmaRate(half_life)
+        self._squares = EwmaRate(half_life)
+        self.z = z
+
+    def start(self, ts: float) -> None:
+        """Begin measuring elapsed time at ``ts`` (no-op once started)."""
+        self._signed.start(ts)
+        self._squares.start(ts)
+
+    def advance(self, ts: float) -> None:
+        """Move the estimators' clock to ``ts``."""
+        self._signed.advance(ts)
+        self._squares.advance(ts)
+
+    def add(self, ts: float, signed_size: float) -> None:
+        """A client fill of ``signed_size`` (as it moves net delta) at ``ts``."""
+        self._signed.add(ts, signed_size)
+        self._squares.add(ts, signed_size * signed_size)
+
+    def rate(self) -> float:
+        """The shrunk drift: 0.0 unless the flow is significantly one-sided."""
+        mean, squares = self._signed.rate(), self._squares.rate()
+        if mean is None or squares is None:
+            return 0.0
+        excess = abs(mean) - self.z * ewma_rate_error(squares, self._signed.half_life)
+        return math.copysign(excess, mean) if excess > 0 else 0.0
+
+
+def drift_rebalance(*, order_cost: float, flow_variance: float, drift: float, risk_penalty: float) -> float:
+    """Where to trade back to on the side a drifting flow pushes (module doc), in base units.
+
+    ``rho = s^2 / (2 |mu|) - q / 2`` with ``q = (6 K |mu| / a)^(1/3)``, measured towards the pushed
+    side (negative: through the target). No drift gives +inf (no change to the band).
+    """
+    if order_cost < 0 or flow_variance < 0 or risk_penalty < 0:
+        raise ValueError("drift band inputs must be >= 0")
+    speed = abs(drift)
+    if speed == 0:
+        return math.inf
+    if risk_penalty == 0:
+        return -math.inf
+    size = math.cbrt(6.0 * order_cost * speed / risk_penalty)
+    return flow_variance / (2.0 * speed) - size / 2.0
+
+
 @dataclass(frozen=True, slots=True)
 class AdaptiveParams:
     """Parameters of :class:`AdaptiveBandPolicy` (the ``[policy.adaptive]`` config section).
@@ -406,6 +547,9 @@ class AdaptiveParams:
     of notional; ``order_cost`` is a fixed cost per order in quote units; ``warmup`` is the
     seconds of observation before the estimates are trusted (until then the fixed threshold
     applies); the band's trigger is clamped to ``[min_band, max_band]`` (base units).
+    ``fast_half_life`` and ``shift_z`` drive the regime-shift test of :class:`ShiftAwareRate`;
+    ``drift_half_life`` and ``drift_z`` the flow drift (:class:`FlowDrift`), used only when
+    ``flow_drift`` is on. Half-lives are in seconds.
     """
 
     risk_aversion: float = 1.0
@@ -416,6 +560,11 @@ class AdaptiveParams:
     warmup: float = 60.0
     min_band: Decimal = Decimal("0.001")
     max_band: Decimal = Decimal(5)
+    fast_half_life: float = 60.0
+    shift_z: float = 3.0
+    flow_drift: bool = True
+    drift_half_life: float = 15.0
+    drift_z: float = 3.0
 
     def __post_init__(self) -> None:
         if not self.risk_aversion > 0:
@@ -424,38 +573,61 @@ class AdaptiveParams:
             raise ValueError("cost_bps, order_cost and warmup must be >= 0")
         if self.min_band < 0 or self.max_band < self.min_band:
             raise ValueError("need 0 <= min_band <= max_band")
+        half_lives = (self.flow_half_life, self.price_half_life, self.fast_half_life, self.drift_half_life)
+        if not all(h > 0 for h in half_lives):
+            raise ValueError("half-lives must be > 0")
+        if not (self.shift_z >= 0 and self.drift_z >= 0):
+            raise ValueError("shift_z and drift_z must be >= 0")
 
     @classmethod
     def from_config(cls, config: AdaptivePolicyConfig) -> AdaptiveParams:
         return cls(risk_aversion=config.risk_aversion, cost_bps=config.cost_bps, order_cost=config.order_cost,
                    flow_half_life=config.flow_half_life, price_half_life=config.price_half_life,
-                   warmup=config.warmup, min_band=config.min_band, max_band=config.max_band)
+                   warmup=config.warmup, min_band=config.min_band, max_band=config.max_band,
+                   fast_half_life=config.fast_half_life, shift_z=config.shift_z, flow_drift=config.flow_drift,
+                   drift_half_life=config.drift_half_life, drift_z=config.drift_z)
 
 
 @dataclass(frozen=True, slots=True)
 class Band:
-    """A no-trade band around target: hedge when ``|deviation| > trigger``, back to ``rebalance``."""
+    """A no-trade band around target: hedge when ``|deviation| > trigger``, back to ``rebalance``.
+
+    ``rebalance`` is measured towards the side the deviation is on. When the client flow drifts
+    (``pushed_side`` +1: pushing the deviation up, -1: down, 0: no significant drift), a
+    deviation on the pushed side goes back to ``pushed_rebalance`` instead, which may be
+    negative (through the target) but never below ``-trigger``.
+    """
 
     trigger: Decimal
     rebalance: Decimal
+    pushed_side: int = 0
+    pushed_rebalance: Decimal | None = None
+
+    def back_to(self, deviation_sign: int) -> Decimal:
+        """The rebalance point (signed, relative to target) for a deviation of that sign."""
+        if self.pushed_side != 0 and deviation_sign == self.pushed_side and self.pushed_rebalance is not None:
+            return self.pushed_rebalance * deviation_sign
+        return self.rebalance * deviation_sign
 
 
 class AdaptiveBandPolicy:
     """Cost-aware no-trade band whose width follows the cube-root law (see module doc).
 
     Hedges when ``|net_delta - target|`` exceeds the band's trigger, back to the band's
-    rebalance point on the same side (the band edge without fixed costs). Until ``warmup``
-    seconds of prices have been observed it behaves like :class:`FixedThresholdPolicy`.
-    Estimates are fed by :meth:`observe_price` and :meth:`observe_flow` (timestamps from the
-    engine's monotonic clock); ``decide`` reads no clock.
+    rebalance point on the same side (the band edge without fixed costs), or deeper on the side
+    a drifting flow pushes (:class:`Band`). Until ``warmup`` seconds of prices have been
+    observed it behaves like :class:`FixedThresholdPolicy`. Estimates are fed by
+    :meth:`observe_price` and :meth:`observe_flow` (timestamps from the engine's monotonic
+    clock); ``decide`` reads no clock.
     """
 
     name = "adaptive"
 
     def __init__(self, params: AdaptiveParams | None = None) -> None:
-        self.params = params or AdaptiveParams()
-        self._flow = EwmaRate(self.params.flow_half_life)
-        self._returns = EwmaRate(self.params.price_half_life)
+        self.params = params = params or AdaptiveParams()
+        self._flow = ShiftAwareRate(params.flow_half_life, params.fast_half_life, params.shift_z)
+        self._returns = ShiftAwareRate(params.price_half_life, params.fast_half_life, params.shift_z)
+        self._drift = FlowDrift(params.drift_half_life, params.drift_z)
         self._last_mid: float | None = None
         self.band: Band | None = None
         """The band of the last decision (None while warming up)."""
@@ -466,19 +638,26 @@ class AdaptiveBandPolicy:
         if not value > 0 or not math.isfinite(value):
             return
         self._flow.start(ts)
+        self._drift.start(ts)
         if self._last_mid is None:
             self._returns.start(ts)
         else:
             log_return = math.log(value / self._last_mid)
             self._returns.add(ts, log_return * log_return)
         self._flow.advance(ts)
+        self._drift.advance(ts)
         self._last_mid = value
 
     def observe_flow(self, ts: float, signed_amount: Decimal) -> None:
-        """A client fill, in base units as it moves net delta: updates the flow variance."""
+        """A client fill, in base units as it moves net delta: updates flow variance and drift."""
         size = float(signed_amount)
         self._flow.add(ts, size * size)
+        self._drift.add(ts, size)
         self._returns.advance(ts)
+
+    def drift(self) -> float:
+        """The client flow's significant drift (base/s, signed; 0.0 when off or balanced)."""
+        return self._drift.rate() if self.params.flow_drift else 0.0
 
     def estimates(self) -> tuple[float, float] | None:
         """``(flow variance rate s^2, log-return variance rate)`` once warmed up, else None."""
@@ -495,26 +674,35 @@ class AdaptiveBandPolicy:
             return None
         flow_variance, return_variance = estimates
         params = self.params
+        risk_penalty = params.risk_aversion * mid * mid * return_variance
         trigger, rebalance = optimal_band(
             cost_per_unit=mid * float(params.cost_bps / _BPS), order_cost=float(params.order_cost),
-            flow_variance=flow_variance, risk_penalty=params.risk_aversion * mid * mid * return_variance)
+            flow_variance=flow_variance, risk_penalty=risk_penalty)
         top = float(params.max_band)
         trigger_d = _to_decimal(min(max(trigger, float(params.min_band)), top))
-        rebalance_d = min(_to_decimal(min(rebalance, top)), trigger_d)
-        return Band(trigger=trigger_d, rebalance=max(rebalance_d, ZERO))
+        rebalance_d = max(min(_to_decimal(min(rebalance, top)), trigger_d), ZERO)
+        drift = self.drift()
+        if drift == 0:
+            return Band(trigger=trigger_d, rebalance=rebalance_d)
+        through = drift_rebalance(order_cost=float(params.order_cost), flow_variance=flow_variance,
+                                  drift=drift, risk_penalty=risk_penalty)
+        pushed = max(min(float(rebalance_d), through), -float(trigger_d))
+        return Band(trigger=trigger_d, rebalance=rebalance_d, pushed_side=1 if drift > 0 else -1,
+                    pushed_rebalance=_to_decimal(pushed))
 
     def decide(self, net_delta: Decimal, perp_position: Decimal, limits: HedgeLimits,
                market: MarketInfo | None, *, price: Decimal | None = None) -> HedgeDecision | None:
         band = self.current_band(price)
         self.band = band
-        if band is None:
-            trigger, rebalance, label = limits.threshold, ZERO, "warming up, fixed threshold"
-        else:
-            trigger, rebalance, label = band.trigger, band.rebalance, "adaptive band"
         deviation = net_delta - limits.target
+        side = 1 if deviation > 0 else -1
+        if band is None:
+            trigger, back_to, label = limits.threshold, ZERO, "warming up, fixed threshold"
+        else:
+            trigger, back_to = band.trigger, band.back_to(side)
+            label = "adaptive band" if band.pushed_side != side else "adaptive band, flow drifting this way"
         if abs(deviation) <= trigger:
             return None
-        back_to = rebalance if deviation > 0 else -rebalance
         sized = size_order(back_to - deviation, perp_position, limits, market, price=price)
         if sized.hold_reason is not None:
             return None

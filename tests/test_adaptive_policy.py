@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import random
+import statistics
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from hedgerd.clock import RealClock
 from hedgerd.config import AdaptivePolicyConfig, PolicyConfig, Settings, load_settings
@@ -22,9 +25,13 @@ from hedgerd.policy import (
     AdaptiveParams,
     EwmaRate,
     FixedThresholdPolicy,
+    FlowDrift,
     HedgeLimits,
     HedgePolicy,
+    ShiftAwareRate,
     build_policy,
+    drift_rebalance,
+    ewma_rate_error,
     optimal_band,
 )
 
@@ -286,3 +293,125 @@ def test_engine_keeps_one_policy_per_underlying_from_config(tmp_path: Path) -> N
     shared = HedgeEngine(settings, {}, InventoryLedger(tmp_path / "m.sqlite"), RealClock(), Metrics(),
                          policy=injected)
     assert shared.policy_for("BTC") is injected and shared.policy_for("ETH") is injected
+
+
+# ------------------------------------------------------------------------------ regime shifts and flow drift
+
+def test_ewma_rate_error_matches_the_spread_of_the_estimate() -> None:
+    # Poisson arrivals of +/-1 at 2/s: m2 = 2, so the standard error is sqrt(2 k / 2) = sqrt(k).
+    half_life = 20.0
+    estimates = []
+    for seed in range(200):
+        rng = random.Random(seed)
+        ewma = EwmaRate(half_life)
+        ewma.start(0.0)
+        ts = 0.0
+        while ts < 400.0:
+            ts += rng.expovariate(2.0)
+            ewma.add(ts, 1.0 if rng.random() < 0.5 else -1.0)
+        ewma.advance(400.0)
+        rate = ewma.rate()
+        assert rate is not None
+        estimates.append(rate)
+    expected = ewma_rate_error(2.0, half_life)
+    assert expected == pytest.approx(math.sqrt(math.log(2) / half_life))
+    assert statistics.pstdev(estimates) == pytest.approx(expected, rel=0.15)
+
+
+def test_shift_aware_rate_keeps_the_slow_estimate_in_a_steady_regime_and_follows_a_shift() -> None:
+    rate = ShiftAwareRate(half_life=300.0, fast_half_life=30.0, shift_z=3.0)
+    rate.start(0.0)
+    for i in range(1, 3_001):
+        rate.add(float(i), 1.0)
+    assert not rate.shifted
+    assert rate.rate() == rate.slow.rate()
+    for i in range(3_001, 3_121):  # the value quadruples for 4 fast half-lives
+        rate.add(float(i), 4.0)
+    slow, fast = rate.slow.rate(), rate.fast.rate()
+    assert slow is not None and fast is not None
+    assert rate.shifted and rate.rate() == fast
+    assert fast == pytest.approx(4.0, rel=0.1) and slow < 2.0
+    with pytest.raises(ValueError):
+        ShiftAwareRate(300.0, 30.0, -1.0)
+
+
+def test_flow_drift_reads_zero_for_balanced_flow_and_the_sign_of_a_burst() -> None:
+    drift = FlowDrift(half_life=15.0, z=3.0)
+    drift.start(0.0)
+    for i in range(1, 601):
+        drift.add(float(i), 0.05 if i % 2 else -0.05)
+    assert drift.rate() == 0.0
+    for i in range(601, 661):  # 60 s of sells to the desk at 0.05/s
+        drift.add(float(i), -0.05)
+    assert drift.rate() < 0
+    # the shrunk drift stays below the true rate: shrinkage by z standard errors
+    assert abs(drift.rate()) < 0.05
+
+
+def test_drift_rebalance_centres_the_cycle_and_is_neutral_without_drift() -> None:
+    k, s2, mu, a = 1.0, 0.004, 0.07, 3.0
+    rho = drift_rebalance(order_cost=k, flow_variance=s2, drift=mu, risk_penalty=a)
+    size = (6 * k * mu / a) ** (1 / 3)
+    assert rho == pytest.approx(s2 / (2 * mu) - size / 2, rel=1e-12)
+    assert rho < 0  # a strong drift: trade through the target
+    assert drift_rebalance(order_cost=k, flow_variance=s2, drift=-mu, risk_penalty=a) == rho  # symmetric
+    assert drift_rebalance(order_cost=k, flow_variance=s2, drift=0.0, risk_penalty=a) == math.inf
+
+    # the centre s^2 / (2 mu) minimises the time-averaged x^2 of the drift cycle (module doc)
+    def mean_square(centre: float) -> float:
+        return centre ** 2 + size ** 2 / 12 - s2 * centre / mu + s2 ** 2 / (2 * mu ** 2)
+    best = s2 / (2 * mu)
+    assert all(mean_square(best) <= mean_square(best + d) for d in (-0.01, -0.001, 0.001, 0.01))
+    with pytest.raises(ValueError):
+        drift_rebalance(order_cost=-1.0, flow_variance=s2, drift=mu, risk_penalty=a)
+
+
+def burst(policy: AdaptiveBandPolicy, *, start: float, seconds: int, fill: str, mid: float = 60_000.0) -> None:
+    """One-sided client flow (``fill`` signed) every half second, with a flat price each second."""
+    for i in range(seconds * 2):
+        ts = start + (i + 1) / 2
+        if i % 2 == 1:
+            policy.observe_price(ts, D(repr(mid)))
+        policy.observe_flow(ts, D(fill))
+
+
+def test_one_sided_flow_trades_through_the_target_on_the_pushed_side_only() -> None:
+    policy = AdaptiveBandPolicy(AdaptiveParams(risk_aversion=0.5, order_cost=D(1), warmup=10.0))
+    mid = feed(policy, seconds=1_200, vol=0.8, fill="0.05")
+    steady = policy.current_band(D(60000))
+    assert steady is not None and steady.pushed_side == 0
+    burst(policy, start=1_200, seconds=40, fill="0.05", mid=mid)
+    band = policy.current_band(D(60000))
+    assert band is not None and band.pushed_side == 1 and band.pushed_rebalance is not None
+    assert -band.trigger <= band.pushed_rebalance < band.rebalance
+    outside = band.trigger + D("0.05")
+    decision = policy.decide(outside, D(0), limits(), market(), price=D(60000))
+    assert decision is not None and decision.side is Side.SELL
+    assert outside - decision.amount < band.rebalance  # deeper than the usual rebalance point
+    assert outside - decision.amount >= band.pushed_rebalance
+    # against the flow the usual rebalance point applies
+    decision = policy.decide(-outside, D(0), limits(), market(), price=D(60000))
+    assert decision is not None and -outside + decision.amount <= -band.rebalance
+
+
+def test_flow_drift_can_be_switched_off() -> None:
+    policy = AdaptiveBandPolicy(AdaptiveParams(risk_aversion=0.5, order_cost=D(1), warmup=10.0, flow_drift=False))
+    mid = feed(policy, seconds=1_200, vol=0.8, fill="0.05")
+    burst(policy, start=1_200, seconds=40, fill="0.05", mid=mid)
+    band = policy.current_band(D(60000))
+    assert band is not None and band.pushed_side == 0 and policy.drift() == 0.0
+
+
+def test_new_params_are_validated_and_read_from_config() -> None:
+    for bad in ({"fast_half_life": 0.0}, {"drift_half_life": -1.0}, {"shift_z": -0.1}, {"drift_z": -2.0}):
+        with pytest.raises(ValueError):
+            AdaptiveParams(**bad)  # type: ignore[arg-type]
+    config = AdaptivePolicyConfig(fast_half_life=45.0, shift_z=2.5, flow_drift=False, drift_half_life=20.0,
+                                  drift_z=4.0)
+    params = AdaptiveParams.from_config(config)
+    assert (params.fast_half_life, params.shift_z, params.flow_drift, params.drift_half_life, params.drift_z) \
+        == (45.0, 2.5, False, 20.0, 4.0)
+    with pytest.raises(ValidationError):
+        AdaptivePolicyConfig(fast_half_life=0.0)
+    with pytest.raises(ValidationError):
+        AdaptivePolicyConfig(drift_z=-1.0)
