@@ -1,7 +1,8 @@
 """Reaction latency: client fill received -> hedge order handed to the venue client.
 
 Usage: python bench/latency.py [--rates 500,2000,10000] [--seconds 3] [--loops asyncio,uvloop]
-                               [--delivery stream,concurrent] [--log-level warning] [--dir DIR]
+                               [--delivery stream,concurrent] [--fills-per-order 1,10]
+                               [--log-level warning] [--dir DIR]
 
 The real :class:`~hedgerd.engine.HedgeEngine` runs on the real clock with the real durable
 ledger (SQLite WAL, ``synchronous=NORMAL``, group commit, on disk in ``--dir``), risk loop,
@@ -9,14 +10,18 @@ kill-switch gate and executor. Both venues are in-process stubs: the inventory v
 nothing (the bench feeds its fills), the hedge venue's ``create_order`` records the hand-off
 time (``time.perf_counter``) and answers FILLED at once.
 
-Every client fill is a buy of 0.01 BTC and the hedge threshold is below that, so each fill
-needs hedging; the order handed off next after a fill was journaled and evaluated covers it
-(orders carry the whole unhedged amount, so fill *i* is covered by the first order that brings
-the cumulative hedged amount to ``(i + 1) x 0.01``). Latency of a fill = that order's hand-off
-time - the time the fill arrived (was produced; in ``stream`` mode it may then wait behind
-earlier fills, as in a connector's stream loop). Fills arrive
-at ``rate`` per second on a fixed schedule (the producer releases every fill whose time has
-come, then sleeps: bursts of ~rate/1000 fills per event-loop tick at high rates).
+Every client fill is a buy of 0.01 BTC; the hedge threshold is crossed every K fills
+(``--fills-per-order``, threshold = (K - 1/2) x 0.01) and the fixed policy hedges back to zero.
+K = 1: every fill needs hedging, one order per fill (2,000 orders/s at 2,000 fills/s, far beyond
+any venue's order rate limit: the worst case). Orders carry the whole unhedged amount, so fill
+*i* is covered by the first order that brings the cumulative hedged amount to
+``(i + 1) x 0.01``; the latency of a fill = that order's hand-off time - the time the fill
+arrived (was produced; in ``stream`` mode it may then wait behind earlier fills). K > 1: the
+latency of each order from the arrival of the fill that took delta out of the band (the K-th
+since the previous order); the other fills were waiting for the band to fill, not for the
+daemon. Fills arrive at ``rate`` per second on a fixed schedule (the producer releases every
+fill whose time has come, then sleeps: bursts of ~rate/1000 fills per event-loop tick at high
+rates).
 
 Delivery modes: ``stream`` is a connector's stream loop: it awaits ``engine.on_fills`` with
 every fill that arrived since its previous call (as ccxt.pro's ``watch_my_trades`` returns
@@ -34,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import itertools
 import logging
 import shutil
 import statistics
@@ -123,10 +129,11 @@ class StubVenue:
         return None
 
 
-def bench_settings(ledger_path: Path) -> Settings:
+def bench_settings(ledger_path: Path, fills_per_order: int = 1) -> Settings:
     base = Settings()
     hedge = HedgeConfig(underlying="BTC", inventory=[InventorySource(venue=SPOT, asset="BTC")], venue=PERP,
-                        symbol=PERP_SYMBOL, threshold=Decimal("0.005"), min_order=Decimal("0.001"),
+                        symbol=PERP_SYMBOL, threshold=FILL_SIZE * fills_per_order - FILL_SIZE / 2,
+                        min_order=Decimal("0.001"),
                         max_order=Decimal(1_000_000), max_position=Decimal(1_000_000),
                         max_delta_notional=Decimal(10) ** 12)
     wide = RateLimitConfig(requests_per_second=1_000_000.0, burst=1_000_000)
@@ -138,7 +145,8 @@ def bench_settings(ledger_path: Path) -> Settings:
     })
 
 
-async def measure(rate: float, seconds: float, delivery: str, workdir: Path) -> dict[str, Any]:
+async def measure(rate: float, seconds: float, delivery: str, workdir: Path,
+                  fills_per_order: int = 1) -> dict[str, Any]:
     """One run at ``rate`` fills/s; returns the latency figures."""
     handoffs: list[float] = []
     covered: list[int] = []  # cumulative number of fills covered by the orders handed off so far
@@ -150,7 +158,7 @@ async def measure(rate: float, seconds: float, delivery: str, workdir: Path) -> 
         covered.append(int(hedged[0] / FILL_SIZE))
 
     path = Path(tempfile.mkdtemp(dir=workdir)) / "ledger.sqlite"
-    settings = bench_settings(path)
+    settings = bench_settings(path, fills_per_order)
     venues: dict[str, Any] = {SPOT: StubVenue(SPOT), PERP: StubVenue(PERP, on_order)}
     engine = HedgeEngine(settings, venues, InventoryLedger(path, metrics=None), RealClock(), Metrics())
     await engine.start()
@@ -222,14 +230,23 @@ async def measure(rate: float, seconds: float, delivery: str, workdir: Path) -> 
     latencies: list[float] = []
     unhedged = 0
     measured_from = started + WARMUP
-    for index, at in enumerate(received):
-        if at < measured_from:
-            continue
-        order = bisect.bisect_left(covered, index + 1)
-        if order >= len(handoffs):
-            unhedged += 1
-            continue
-        latencies.append(handoffs[order] - at)
+    if fills_per_order == 1:  # every fill needs an order: each one's wait for the first order covering it
+        for index, at in enumerate(received):
+            if at < measured_from:
+                continue
+            order = bisect.bisect_left(covered, index + 1)
+            if order >= len(handoffs):
+                unhedged += 1
+                continue
+            latencies.append(handoffs[order] - at)
+    else:  # the reaction to the fill that took delta out of the band: the K-th after the last order
+        previous = 0
+        for order, count in enumerate(covered):
+            trigger = min(previous + fills_per_order, count) - 1
+            previous = count
+            if trigger >= 0 and received[trigger] >= measured_from:
+                latencies.append(handoffs[order] - received[trigger])
+        unhedged = len(received) - (covered[-1] if covered else 0)
     window = [t for t in journaled if t >= measured_from]
     span = (max(window) - measured_from) if window else 0.0
     orders_in_window = sum(1 for t in handoffs if t >= measured_from)
@@ -250,7 +267,8 @@ async def measure(rate: float, seconds: float, delivery: str, workdir: Path) -> 
     }
 
 
-def run_level(loop_name: str, rate: float, seconds: float, delivery: str, workdir: Path) -> dict[str, Any]:
+def run_level(loop_name: str, rate: float, seconds: float, delivery: str, workdir: Path,
+              fills_per_order: int) -> dict[str, Any]:
     if loop_name == "uvloop":
         import uvloop
 
@@ -258,7 +276,7 @@ def run_level(loop_name: str, rate: float, seconds: float, delivery: str, workdi
     else:
         factory = asyncio.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
-        result = runner.run(measure(rate, seconds, delivery, workdir))
+        result = runner.run(measure(rate, seconds, delivery, workdir, fills_per_order))
     result["loop"] = loop_name
     return result
 
@@ -269,6 +287,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per level (after warm-up)")
     parser.add_argument("--loops", default="asyncio,uvloop")
     parser.add_argument("--delivery", default="stream,concurrent")
+    parser.add_argument("--fills-per-order", default="1",
+                        help="comma list: the hedge threshold is crossed every K fills (K=1: every fill needs its "
+                             "own order; K>1 reports the reaction to the fill that crossed it)")
     parser.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
                         help="structlog level (the daemon runs at info: JSON lines to a pipe)")
     parser.add_argument("--dir", type=Path, default=None, help="where the ledger files go (default: a tmp dir)")
@@ -281,16 +302,16 @@ def main() -> int:
         cache_logger_on_first_use=True)
     workdir = Path(tempfile.mkdtemp(prefix="hedgerd-latency-", dir=args.dir))
     print(f"ledger files in {workdir} (durable: synchronous=NORMAL, WAL); log level {args.log_level}")
-    print(f"{'loop':<8} {'delivery':<10} {'offered/s':>9} {'achieved/s':>10} {'orders/s':>8} {'p50 us':>8} "
+    print(f"{'loop':<8} {'delivery':<10} {'K':>3} {'offered/s':>9} {'achieved/s':>10} {'orders/s':>8} {'p50 us':>8} "
           f"{'p99 us':>8} {'p99.9 us':>9} {'n':>6} {'left':>5}")
     try:
-        for loop_name in args.loops.split(","):
-            for delivery in args.delivery.split(","):
-                for rate in (float(r) for r in args.rates.split(",")):
-                    r = run_level(loop_name, rate, args.seconds, delivery, workdir)
-                    print(f"{loop_name:<8} {delivery:<10} {rate:>9.0f} {r['achieved']:>10.0f} "
-                          f"{r['orders_per_s']:>8.0f} {r['p50']:>8.0f} {r['p99']:>8.0f} {r['p999']:>9.0f} "
-                          f"{r['fills']:>6} {r['unhedged']:>5}", flush=True)
+        for fills_per_order in (int(k) for k in args.fills_per_order.split(",")):
+            for loop_name, delivery, rate in itertools.product(
+                    args.loops.split(","), args.delivery.split(","), (float(r) for r in args.rates.split(","))):
+                r = run_level(loop_name, rate, args.seconds, delivery, workdir, fills_per_order)
+                print(f"{loop_name:<8} {delivery:<10} {fills_per_order:>3} {rate:>9.0f} {r['achieved']:>10.0f} "
+                      f"{r['orders_per_s']:>8.0f} {r['p50']:>8.0f} {r['p99']:>8.0f} {r['p999']:>9.0f} "
+                      f"{r['fills']:>6} {r['unhedged']:>5}", flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0

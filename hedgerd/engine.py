@@ -326,7 +326,8 @@ class HedgeEngine:
                 for fill in fills:
                     submitted.append(self.ledger.submit_fill(fill))
             finally:  # an invalid fill: the ones before it are still journaled before this returns
-                results = await asyncio.gather(*submitted)
+                # (one future is awaited directly: gather would add an event-loop hop)
+                results = [await submitted[0]] if len(submitted) == 1 else await asyncio.gather(*submitted)
         except LedgerError as exc:
             self._ledger_failure(exc)
             raise
