@@ -12,8 +12,17 @@ fractions of the run). Risk is the standard deviation of the hedged PnL, cost th
 Printed: both frontiers side by side (means over seeds); for every adaptive point whose risk
 lies inside the fixed frontier of the same seed, the fixed policy's cost at that same risk
 (interpolated log-log between the two neighbouring thresholds) and the saving
-``1 - adaptive cost / fixed cost``; then the headline: per seed, both frontiers interpolated at
-8 risk levels log-spaced over their common range, savings averaged over levels and seeds.
+``1 - adaptive cost / fixed cost``. Then the two headline readings the goal allows, each
+computed per seed on both frontiers interpolated at the same 8 levels, log-spaced over the
+range the two frontiers have in common, and averaged over levels and seeds:
+
+* cost saving at equal risk: at each risk level, ``1 - adaptive cost / fixed cost``;
+* risk reduction at equal cost: at each cost level, ``1 - adaptive risk / fixed risk``.
+
+Interpolation (:func:`loglog_interpolate`) is the same for both: sweep points sorted along the
+level's axis, the first pair of neighbours that brackets the level, a straight line between them
+in log-log; no hull is taken, so a sweep that is not monotone is read on its first bracketing
+segment (the script reports such sweeps). Outside a frontier's range there is no value.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import multiprocessing
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -62,16 +72,65 @@ def _run(job: tuple[str, float, int, float, Path | None, Path | None]) -> Point:
     return Point(policy, parameter, seed, result.hedged_pnl_std, result.hedging_cost, result.hedge_orders)
 
 
-def fixed_cost_at(frontier: list[Point], risk: float) -> float | None:
-    """A frontier's cost at ``risk``, interpolated log-log; None outside its range."""
-    points = sorted(frontier, key=lambda p: p.risk)
-    for low, high in itertools.pairwise(points):
-        if low.risk <= risk <= high.risk and low.risk > 0 and low.cost > 0 and high.cost > 0:
-            if high.risk == low.risk:
-                return min(low.cost, high.cost)
-            weight = (math.log(risk) - math.log(low.risk)) / (math.log(high.risk) - math.log(low.risk))
-            return math.exp(math.log(low.cost) + weight * (math.log(high.cost) - math.log(low.cost)))
+def loglog_interpolate(curve: Sequence[tuple[float, float]], x: float) -> float | None:
+    """``y`` at ``x`` on a curve of sweep points ``(x, y)``, interpolated log-log.
+
+    Points are sorted by ``x``; the first pair of neighbours with ``x`` between them (and positive
+    values) is used; if they share the same ``x``, the lower ``y``. None outside the curve's range.
+    """
+    ordered = sorted(curve, key=lambda point: point[0])
+    for (x_low, y_low), (x_high, y_high) in itertools.pairwise(ordered):
+        if x_low <= x <= x_high and x_low > 0 and y_low > 0 and y_high > 0:
+            if x_high == x_low:
+                return min(y_low, y_high)
+            weight = (math.log(x) - math.log(x_low)) / (math.log(x_high) - math.log(x_low))
+            return math.exp(math.log(y_low) + weight * (math.log(y_high) - math.log(y_low)))
     return None
+
+
+def cost_at_risk(frontier: Sequence[Point], risk: float) -> float | None:
+    """A frontier's cost at ``risk``, interpolated log-log; None outside its range."""
+    return loglog_interpolate([(p.risk, p.cost) for p in frontier], risk)
+
+
+def risk_at_cost(frontier: Sequence[Point], cost: float) -> float | None:
+    """A frontier's risk at ``cost``, interpolated log-log; None outside its range."""
+    return loglog_interpolate([(p.cost, p.risk) for p in frontier], cost)
+
+
+@dataclass(frozen=True)
+class LevelGains:
+    """Gains of one curve over a reference at common log-spaced levels of ``x``."""
+
+    low: float
+    high: float
+    gains: list[float]  # 1 - y / reference y, one per level where both curves have a value
+
+
+def gains_at_common_levels(reference: Sequence[tuple[float, float]], candidate: Sequence[tuple[float, float]],
+                           levels: int = GRID) -> LevelGains | None:
+    """``1 - candidate y / reference y`` at ``levels`` values of ``x`` log-spaced over the common range.
+
+    Both curves are ``(x, y)`` sweep points read with :func:`loglog_interpolate`; None if their
+    ``x`` ranges do not overlap (or the overlap is not positive).
+    """
+    low = max(min(x for x, _ in reference), min(x for x, _ in candidate))
+    high = min(max(x for x, _ in reference), max(x for x, _ in candidate))
+    if not 0 < low < high:
+        return None
+    gains = []
+    for i in range(levels):
+        level = low * (high / low) ** (i / (levels - 1))
+        y_reference, y_candidate = loglog_interpolate(reference, level), loglog_interpolate(candidate, level)
+        if y_reference and y_candidate:
+            gains.append(1.0 - y_candidate / y_reference)
+    return LevelGains(low, high, gains)
+
+
+def non_monotone_pairs(curve: Sequence[tuple[float, float]]) -> int:
+    """Pairs of neighbouring sweep points (sorted by ``x``) where ``y`` rises as ``x`` grows."""
+    ordered = sorted(curve, key=lambda point: point[0])
+    return sum(1 for (_, y_low), (_, y_high) in itertools.pairwise(ordered) if y_high > y_low)
 
 
 def main() -> int:
@@ -107,7 +166,7 @@ def main() -> int:
     for p in points:
         if p.policy != "adaptive":
             continue
-        reference = fixed_cost_at(by_seed_fixed[p.seed], p.risk)
+        reference = cost_at_risk(by_seed_fixed[p.seed], p.risk)
         if reference is not None:
             savings[p.parameter].append(1.0 - p.cost / reference)
             fixed_at[p.parameter].append(reference)
@@ -134,34 +193,49 @@ def main() -> int:
                      f"{mean_of('adaptive', a, 'orders'):>6.0f} {ref} {sav} {len(s):>2}")
         print(f"{left} | {right}")
     all_savings = [s for values in savings.values() for s in values]
+    point_reductions = []
+    for p in points:
+        fixed_risk = risk_at_cost(by_seed_fixed[p.seed], p.cost) if p.policy == "adaptive" else None
+        if fixed_risk is not None:
+            point_reductions.append(1.0 - p.risk / fixed_risk)
     if all_savings:
         print(f"\nat the adaptive points: mean saving {statistics.fmean(all_savings):.1%}, "
               f"median {statistics.median(all_savings):.1%} over {len(all_savings)} points")
-    # Both frontiers interpolated at the same risk levels (log-spaced over their common range),
-    # so that the average does not depend on where the sweeps happen to land.
-    grid_savings: list[float] = []
-    per_seed: list[str] = []
-    for seed in seeds:
-        adaptive = [p for p in points if p.policy == "adaptive" and p.seed == seed]
-        fixed = by_seed_fixed[seed]
-        low = max(min(p.risk for p in fixed), min(p.risk for p in adaptive))
-        high = min(max(p.risk for p in fixed), max(p.risk for p in adaptive))
-        if not 0 < low < high:
-            continue
-        levels = [low * (high / low) ** (i / (GRID - 1)) for i in range(GRID)]
-        seed_savings = []
-        for level in levels:
-            cost_fixed, cost_adaptive = fixed_cost_at(fixed, level), fixed_cost_at(adaptive, level)
-            if cost_fixed and cost_adaptive:
-                seed_savings.append(1.0 - cost_adaptive / cost_fixed)
-        grid_savings += seed_savings
-        per_seed.append(f"seed {seed}: {statistics.fmean(seed_savings):.1%} over risk {low:.0f}-{high:.0f}")
-    if grid_savings:
-        print(f"cost saving of adaptive at equal risk ({GRID} common risk levels per seed): "
-              f"mean {statistics.fmean(grid_savings):.1%}, median {statistics.median(grid_savings):.1%} "
-              f"(goal: >= 25%)\n  " + "; ".join(per_seed))
-    else:
-        print("\nthe frontiers do not overlap in risk: widen the sweeps")
+    if point_reductions:
+        print(f"at the adaptive points: mean risk reduction at equal cost {statistics.fmean(point_reductions):.1%}, "
+              f"median {statistics.median(point_reductions):.1%} over {len(point_reductions)} points")
+    # Both frontiers interpolated at the same levels (log-spaced over their common range), so
+    # that the average does not depend on where the sweeps happen to land: risk levels for the
+    # cost saving, cost levels for the risk reduction.
+    readings = {"risk": ("cost saving of adaptive at equal risk", "risk", "(goal: >= 25%)"),
+                "cost": ("risk reduction of adaptive at equal cost", "cost", "(the goal's other reading)")}
+    not_monotone: list[str] = []
+    for axis, (title, unit, goal) in readings.items():
+        pooled: list[float] = []
+        per_seed: list[str] = []
+        for seed in seeds:
+            curves = {}
+            for policy in ("fixed", "adaptive"):
+                sweep = [p for p in points if p.policy == policy and p.seed == seed]
+                curves[policy] = ([(p.risk, p.cost) for p in sweep] if axis == "risk"
+                                  else [(p.cost, p.risk) for p in sweep])
+                if axis == "risk" and (bad := non_monotone_pairs(curves[policy])):
+                    not_monotone.append(f"seed {seed} {policy} ({bad})")
+            reading = gains_at_common_levels(curves["fixed"], curves["adaptive"])
+            if reading is None or not reading.gains:
+                per_seed.append(f"seed {seed}: no common {unit} range")
+                continue
+            pooled += reading.gains
+            per_seed.append(f"seed {seed}: {statistics.fmean(reading.gains):.1%} over {unit} "
+                            f"{reading.low:.0f}-{reading.high:.0f}")
+        if pooled:
+            print(f"{title} ({GRID} common {unit} levels per seed): mean {statistics.fmean(pooled):.1%}, "
+                  f"median {statistics.median(pooled):.1%} {goal}\n  " + "; ".join(per_seed))
+        else:
+            print(f"\nthe frontiers do not overlap in {unit}: widen the sweeps")
+    if not_monotone:
+        print("sweeps where cost does not fall as risk grows (neighbouring pairs; read on their first "
+              "bracketing segment): " + ", ".join(not_monotone))
     print(f"wall time {wall:.0f} s", file=sys.stderr)
     return 0
 

@@ -635,12 +635,16 @@ class HedgeEngine:
         finally:
             state.pending = False
         state.first_unacted_fill_at = None
-        log.info("hedge_decision", underlying=cfg.underlying, client_order_id=intent.client_order_id,
-                 side=decision.side.value, amount=str(decision.amount), reduce_only=decision.reduce_only,
-                 reason=decision.reason, inventory=str(snap.inventory), hedge_ratio=str(snap.hedge_ratio),
-                 perp_position=str(snap.perp_position), in_flight=str(snap.in_flight),
-                 net_delta=str(snap.net_delta), mid=str(price.mid), threshold=str(cfg.threshold),
-                 target=str(cfg.target), policy=policy.name)
+
+        def log_decision() -> None:  # after the order's task has handed it off (it runs first)
+            log.info("hedge_decision", underlying=cfg.underlying, client_order_id=intent.client_order_id,
+                     side=decision.side.value, amount=str(decision.amount), reduce_only=decision.reduce_only,
+                     reason=decision.reason, inventory=str(snap.inventory), hedge_ratio=str(snap.hedge_ratio),
+                     perp_position=str(snap.perp_position), in_flight=str(snap.in_flight),
+                     net_delta=str(snap.net_delta), mid=str(price.mid), threshold=str(cfg.threshold),
+                     target=str(cfg.target), policy=policy.name)
+
+        asyncio.get_running_loop().call_soon(log_decision)
         state.tasks.add(task)
         task.add_done_callback(state.tasks.discard)
         task.add_done_callback(functools.partial(self._execution_done, intent))

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import random
 from collections.abc import Callable
@@ -468,10 +469,11 @@ class HedgeExecutor:
             was_live = order.maybe_live
             order.maybe_live = True
             order.last_sent_at = self.clock.time()
-            log.info("order_send", client_order_id=cid, venue=self.venue.name, symbol=intent.symbol,
-                     side=intent.side.value, contracts=str(order.contracts),
-                     price=str(limit) if limit is not None else None, attempt=sends,
-                     reduce_only=intent.reduce_only)
+            # logged as soon as the send has started (the request is on its way), not before it
+            asyncio.get_running_loop().call_soon(functools.partial(
+                log.info, "order_send", client_order_id=cid, venue=self.venue.name, symbol=intent.symbol,
+                side=intent.side.value, contracts=str(order.contracts),
+                price=str(limit) if limit is not None else None, attempt=sends, reduce_only=intent.reduce_only))
             try:
                 async with asyncio.timeout(self.config.order_timeout):  # no extra task, unlike wait_for
                     report = await self.venue.create_order(intent, order.contracts, limit)
