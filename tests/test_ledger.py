@@ -505,10 +505,8 @@ async def test_close_checkpoints_and_truncates_the_wal(path: Path) -> None:
 
 
 async def test_commits_run_where_the_mode_says(path: Path, commit_on: str) -> None:
-    ledger = InventoryLedger(path)
-    assert ledger.commit_on_loop is (commit_on == "loop")
-    await ledger.open()
-    try:
+    async with InventoryLedger(path) as ledger:
+        assert ledger.commit_on_loop is (commit_on == "loop")
         where = await ledger._writer_call(lambda c: threading.current_thread().name)
         assert (where == threading.current_thread().name) is (commit_on == "loop")
         before = ledger.commits
@@ -517,8 +515,6 @@ async def test_commits_run_where_the_mode_says(path: Path, commit_on: str) -> No
         if commit_on == "loop":  # writes queued in one event-loop iteration share one transaction
             assert ledger.commits - before == 1
             assert ledger.largest_batch == 50
-    finally:
-        await ledger.close()
 
 
 def test_commit_mode_defaults_to_the_loop_only_without_fsync(path: Path) -> None:
@@ -538,22 +534,16 @@ def crash_image(path: Path, to: Path) -> Path:
 
 
 async def test_aggregates_written_late_are_caught_up_from_the_journal_after_a_crash(path: Path) -> None:
-    ledger = InventoryLedger(path, snapshot_interval=3600)  # aggregates only written at open and close
-    await ledger.open()
-    try:
-        fills = [make_fill(f"t{i}", side=Side.BUY if i % 3 else Side.SELL, amount=f"0.{i % 7 + 1}",
-                           price=str(100 + i), fee="0.01", fee_currency="USDT") for i in range(60)]
-        fills.append(make_fill("p1", venue="perp", symbol="BTC/USDT:USDT", side=Side.SELL, amount="2",
-                               client_order_id="hgdx1"))
+    fills = [make_fill(f"t{i}", side=Side.BUY if i % 3 else Side.SELL, amount=f"0.{i % 7 + 1}",
+                       price=str(100 + i), fee="0.01", fee_currency="USDT") for i in range(60)]
+    fills.append(make_fill("p1", venue="perp", symbol="BTC/USDT:USDT", side=Side.SELL, amount="2",
+                           client_order_id="hgdx1"))
+    async with InventoryLedger(path, snapshot_interval=3600) as ledger:  # aggregates written at open/close
         for fill in fills:
             await ledger.record_fill(fill)
         live_positions, live_trades = ledger.positions(), ledger.trade_totals()
         image = crash_image(path, path.with_name("crashed.sqlite"))
-    finally:
-        await ledger.close()
-    crashed = InventoryLedger(image)
-    await crashed.open()
-    try:
+    async with InventoryLedger(image) as crashed:
         assert crashed.replayed_fills == len(fills)
         assert not crashed.rebuilt_from_journal
         assert crashed.positions() == live_positions == expected_positions(fills)
@@ -562,27 +552,18 @@ async def test_aggregates_written_late_are_caught_up_from_the_journal_after_a_cr
         assert crashed.fill_count == len(fills)
         assert not await crashed.record_fill(fills[5])  # still deduped
         await crashed.verify()
-    finally:
-        await crashed.close()
-    again = InventoryLedger(image)
-    await again.open()
-    try:
+    async with InventoryLedger(image) as again:
         assert again.replayed_fills == 0  # the catch-up was written back
         assert again.positions() == live_positions
-    finally:
-        await again.close()
 
 
 async def test_verify_and_adjustments_write_lagging_aggregates(path: Path) -> None:
-    ledger = InventoryLedger(path, snapshot_interval=3600)
-    await ledger.open()
-    try:
+    def covered(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("SELECT value FROM meta WHERE key = 'snapshot_fill_id'").fetchone()[0])
+
+    async with InventoryLedger(path, snapshot_interval=3600) as ledger:
         for i in range(10):
             await ledger.record_fill(make_fill(f"t{i}"))
-
-        def covered(conn: sqlite3.Connection) -> int:
-            return int(conn.execute("SELECT value FROM meta WHERE key = 'snapshot_fill_id'").fetchone()[0])
-
         assert await ledger._writer_call(covered) == 0  # written at open, before any fill
         await ledger.verify()
         assert await ledger._writer_call(covered) == 10
@@ -590,15 +571,9 @@ async def test_verify_and_adjustments_write_lagging_aggregates(path: Path) -> No
         await ledger.record_adjustment("spot", "BTC", D("0.5"), "test", 1.0)
         assert await ledger._writer_call(covered) == 11  # an adjustment writes them in its transaction
         image = crash_image(path, path.with_name("crashed.sqlite"))
-    finally:
-        await ledger.close()
-    crashed = InventoryLedger(image)
-    await crashed.open()
-    try:
+    async with InventoryLedger(image) as crashed:
         assert crashed.replayed_fills == 0
         assert crashed.position("spot", "BTC") == D("11.5")
-    finally:
-        await crashed.close()
 
 
 def test_checkpoint_settings_are_validated(path: Path) -> None:
