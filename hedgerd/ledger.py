@@ -318,6 +318,7 @@ class _BatchOutcome:
     intents: list[HedgeIntent] = field(default_factory=list)
     reopened: list[HedgeIntent] = field(default_factory=list)
     states: list[tuple[str, OrderStatus, Decimal]] = field(default_factory=list)
+    seconds: float = 0.0  # BEGIN to COMMIT
 
 
 def _intent_from_row(row: Sequence[Any]) -> HedgeIntent:
@@ -860,6 +861,7 @@ class InventoryLedger:
                 future.set_result(result)
         metrics = self.metrics
         if metrics is not None:
+            metrics.ledger_commit.observe(outcome.seconds)
             if outcome.duplicates:
                 metrics.duplicate_fills.inc(outcome.duplicates)
             for key, count in outcome.fills_by_symbol.items():
@@ -1253,6 +1255,7 @@ class InventoryLedger:
     def _commit(self, fills: list[Fill], others: list[_Op], outcome: _BatchOutcome) -> None:
         conn = self._conn
         assert conn is not None
+        started = time.perf_counter()
         conn.execute("BEGIN")
         if fills:
             self._insert_fills(conn, fills, outcome)
@@ -1282,6 +1285,7 @@ class InventoryLedger:
                 self._write_aggregates(self._w_last_fill_id + outcome.new_fills)
                 flushed = True
         conn.execute("COMMIT")
+        outcome.seconds = time.perf_counter() - started
         # only now does the writer's own view move forward
         if flushed:
             self._w_dirty = _Snapshot()

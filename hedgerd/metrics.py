@@ -55,6 +55,9 @@ class Metrics:
         self.wild_prices = Counter("hedgerd_rejected_prices", "Prices rejected as invalid or wild",
                                    ["symbol", "reason"], registry=r)
         self.ledger_errors = Counter("hedgerd_ledger_errors", "Ledger write or open failures", registry=r)
+        self.ledger_commit = Histogram("hedgerd_ledger_commit_seconds",
+                                       "Duration of one ledger transaction (group commit), BEGIN to COMMIT",
+                                       buckets=LATENCY_BUCKETS, registry=r)
         self.up_since = Gauge("hedgerd_start_time_seconds", "Unix time the daemon started", registry=r)
         self.ready = Gauge("hedgerd_ready", "1 when venues are connected, the ledger open and prices fresh",
                            registry=r)

@@ -96,6 +96,9 @@ async def test_hedge_fees_counted_once_per_new_own_fill(path: Path) -> None:
     await ledger.close()
     assert metrics.registry.get_sample_value("hedgerd_hedge_fees_total", {"venue": "perp"}) == 0.25
     assert metrics.registry.get_sample_value("hedgerd_hedge_fees_total", {"venue": "spot"}) is None
+    # every transaction's duration is observed (3 fill commits here)
+    assert metrics.registry.get_sample_value("hedgerd_ledger_commit_seconds_count") == ledger.commits == 3
+    assert metrics.registry.get_sample_value("hedgerd_ledger_commit_seconds_sum") > 0
 
 
 async def test_duplicate_trade_is_ignored_and_counted(path: Path) -> None:
