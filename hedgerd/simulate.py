@@ -8,12 +8,13 @@ Only time is simulated:
 * :class:`VirtualTimeLoop` is an asyncio event loop whose ``time()`` is virtual: when no
   callback is ready it jumps straight to the next timer instead of sleeping, so
   ``asyncio.sleep``/``wait_for`` in the engine and the venues work unchanged; the built-in
-  day takes about half a minute here, mostly spent in the ledger's durable commits.
-* The ledger's writer thread answers through ``call_soon_threadsafe``. Those answers go to an
-  inbox that the loop drains one at a time, only when nothing else is ready, and virtual time
-  never moves while a ledger call is outstanding (:class:`SimulationLedger` brackets every
-  awaitable ledger call). With ``batch_max = 1`` every write gets its own answer, in order, so
-  a run is a deterministic function of the seed.
+  day takes about 20 s here, mostly in the engine's risk loop and the ledger's commits.
+* The ledger commits on the event loop (``commit_on="loop"``): a write is answered by a
+  callback scheduled at once, so a run is a deterministic function of the seed whatever the
+  ``batch_max``. Work handed to threads (``run_in_executor``/``asyncio.to_thread``: the ledger's
+  open, close and WAL resets) holds virtual time until it is done; answers posted from other
+  threads (``call_soon_threadsafe``) go to an inbox that the loop drains one at a time, only
+  when nothing else is ready.
 * :class:`SimulatedClock` implements :class:`~hedgerd.clock.Clock` over ``loop.time()``
   (monotonic) plus a fixed simulated epoch (``time()``).
 
@@ -85,13 +86,14 @@ import threading
 import time
 import tomllib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import Executor
 from contextvars import Context
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import wraps
 from pathlib import Path
-from typing import Any, Literal, TextIO, TypeVar
+from typing import Any, Literal, TextIO, TypeVar, TypeVarTuple
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -122,6 +124,7 @@ STALL_TIMEOUT = 30.0
 """Real seconds to wait for the ledger thread before declaring the simulation stuck."""
 
 _T = TypeVar("_T")
+_Ts = TypeVarTuple("_Ts")
 _Callback = Callable[..., object]
 
 
@@ -181,6 +184,19 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
                 self._external -= 1
         return release
 
+    def hold_time_until_done(self) -> Callable[[asyncio.Future[Any]], None]:
+        """Hold time now; returns a future done-callback that releases it (once)."""
+        release = self.hold_time()
+        return lambda _: release()
+
+    def run_in_executor(self, executor: Executor | None, func: Callable[[*_Ts], _T],
+                        *args: *_Ts) -> asyncio.Future[_T]:
+        """As usual, and virtual time stands still until the job is done (``asyncio.to_thread``
+        included): work in a thread takes no simulated time."""
+        future = super().run_in_executor(executor, func, *args)
+        future.add_done_callback(self.hold_time_until_done())
+        return future
+
     @contextlib.contextmanager
     def external_work(self) -> Iterator[None]:
         """Context manager form of :meth:`hold_time`."""
@@ -226,24 +242,31 @@ def _poll(selector: selectors.BaseSelector) -> list[tuple[selectors.SelectorKey,
 
 
 class _VirtualSelector(selectors.BaseSelector):
-    """Delegates to a real selector; a blocking ``select`` becomes a virtual-time step."""
+    """Delegates to a real selector; a blocking ``select`` becomes a virtual-time step.
+
+    ``real_io`` is True while anything besides the loop's self-pipe is registered."""
 
     def __init__(self, loop: VirtualTimeLoop, inner: selectors.BaseSelector) -> None:
         self._loop = loop
         self._inner = inner
+        self.real_io = False
+
+    def _registered(self, key: selectors.SelectorKey) -> selectors.SelectorKey:
+        self.real_io = len(self._inner.get_map()) > 1
+        return key
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        return self._inner.register(fileobj, events, data)
+        return self._registered(self._inner.register(fileobj, events, data))
 
     def unregister(self, fileobj: Any) -> selectors.SelectorKey:
-        return self._inner.unregister(fileobj)
+        return self._registered(self._inner.unregister(fileobj))
 
     def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._inner.modify(fileobj, events, data)
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         if timeout is not None and timeout <= 0:
-            return _poll(self._inner)
+            return self._inner.select(0) if self.real_io else []
         return self._loop._idle(timeout, self._inner)
 
     def close(self) -> None:
@@ -263,29 +286,33 @@ class SimulatedClock:
     def __init__(self, loop: asyncio.AbstractEventLoop, epoch: float = SIM_EPOCH) -> None:
         self._loop = loop
         self._offset = epoch - loop.time()
+        self.monotonic: Callable[[], float] = loop.time  # the loop's own method: one call, not two
 
     def time(self) -> float:
         return self._offset + self._loop.time()
 
-    def monotonic(self) -> float:
-        return self._loop.time()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+    def sleep(self, seconds: float) -> Coroutine[Any, Any, None]:
+        return asyncio.sleep(seconds)
 
 
 class SimulationLedger(InventoryLedger):
-    """The real ledger; every awaitable call holds virtual time until the writer answers.
+    """The real ledger, with answers in virtual time: no ledger call lets virtual time move.
 
-    Use ``batch_max = 1`` so that each write is answered on its own (deterministic runs).
+    Committing on the event loop (``commit_on="loop"``, what :func:`run_simulation` uses), a
+    write is answered by a callback that is already scheduled, and the work the ledger hands to
+    threads (open, close, WAL resets) goes through ``run_in_executor``, which
+    :class:`VirtualTimeLoop` brackets; nothing more is needed, and group commits stay
+    deterministic. With a writer thread (``commit_on="thread"``) every awaitable call holds
+    virtual time until the writer answers; use ``batch_max = 1`` there, so that each write is
+    answered on its own (batches would depend on thread timing).
     """
 
     def submit_fill(self, fill: Fill) -> asyncio.Future[bool]:
         future = super().submit_fill(fill)
-        loop = asyncio.get_running_loop()
-        if isinstance(loop, VirtualTimeLoop):
-            release = loop.hold_time()
-            future.add_done_callback(lambda _: release())
+        if not self.commit_on_loop:
+            loop = asyncio.get_running_loop()
+            if isinstance(loop, VirtualTimeLoop):
+                future.add_done_callback(loop.hold_time_until_done())
         return future
 
 
@@ -293,15 +320,16 @@ def _holding_time(method: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(method)
     async def held(self: InventoryLedger, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
-        if not isinstance(loop, VirtualTimeLoop):
+        if self.commit_on_loop or not isinstance(loop, VirtualTimeLoop):
             return await method(self, *args, **kwargs)
         with loop.external_work():
             return await method(self, *args, **kwargs)
     return held
 
 
-# Every public coroutine method of the ledger (open, close, new_intent, record_order_state, ...;
-# record_fill goes through submit_fill) holds virtual time, including ones added later.
+# With a writer thread, every public coroutine method of the ledger (open, close, new_intent,
+# record_order_state, ...; record_fill goes through submit_fill) holds virtual time, including
+# ones added later.
 for _name, _method in inspect.getmembers(InventoryLedger, inspect.iscoroutinefunction):
     if not _name.startswith("_") and _name != "record_fill":
         setattr(SimulationLedger, _name, _holding_time(_method))
@@ -491,7 +519,7 @@ def simulation_settings(settings: Settings, scenario: Scenario, *, seed: int, le
                        latency_ms=0.0)
     data["venues"] = [v for v in data["venues"] if v["name"] in names]
     data["mode"] = Mode.PAPER
-    data["ledger"].update(path=ledger_path, batch_max=1)
+    data["ledger"].update(path=ledger_path, commit_on="loop")  # deterministic group commits
     data["kill_switch"]["kill_file"] = None
     data["executor"]["rate_limits"] = {k: v for k, v in data["executor"]["rate_limits"].items() if k in names}
     limits = scenario.limits
@@ -720,8 +748,10 @@ async def _simulate(settings: Settings, scenario: Scenario, *, seed: int, durati
     clock = SimulatedClock(loop)
     started_wall = time.perf_counter()
     venues, market, spot = build_scenario_venues(settings, scenario, clock)
-    ledger = SimulationLedger(settings.ledger.path, synchronous=settings.ledger.synchronous, batch_max=1)
-    engine = _SimulationEngine(settings, venues, ledger, clock, Metrics())
+    metrics = Metrics()
+    ledger = SimulationLedger(settings.ledger.path, synchronous=settings.ledger.synchronous,
+                              batch_max=settings.ledger.batch_max, metrics=metrics, commit_on="loop")
+    engine = _SimulationEngine(settings, venues, ledger, clock, metrics)
     start = clock.monotonic()
     recorder = _Recorder(settings, market, scenario.costs.order_cost, start, samples, duration)
     engine.recorder = recorder

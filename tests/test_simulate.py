@@ -175,7 +175,7 @@ def test_simulation_settings_apply_the_scenario(tmp_path: Path) -> None:
     assert spot.sim.seed == perp.sim.seed == 7
     assert spot.sim.flow_rate == DEFAULT_SCENARIO.flow.rate and perp.sim.flow_rate == 0
     assert perp.sim.taker_fee_bps == DEFAULT_SCENARIO.costs.taker_fee_bps
-    assert settings.ledger.batch_max == 1 and settings.kill_switch.kill_file is None
+    assert settings.ledger.commit_on == "loop" and settings.kill_switch.kill_file is None
     assert settings.policy.name == "adaptive"
     assert settings.policy.adaptive.order_cost == DEFAULT_SCENARIO.costs.order_cost
     assert settings.policy.adaptive.cost_bps == (DEFAULT_SCENARIO.costs.taker_fee_bps

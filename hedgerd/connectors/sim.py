@@ -275,6 +275,7 @@ class _SimVenue:
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
         self._stalled = False
+        self._unstalled = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -319,6 +320,10 @@ class _SimVenue:
     def stall_prices(self, stalled: bool = True) -> None:
         """Stop (True) or resume (False) the price stream; the market keeps moving."""
         self._stalled = stalled
+        if stalled:
+            self._unstalled.clear()
+        else:
+            self._unstalled.set()
 
     async def push_price(self, bid: Decimal, ask: Decimal) -> PriceUpdate:
         """Deliver an arbitrary (even NaN, crossed or wild) price on the stream now.
@@ -336,6 +341,10 @@ class _SimVenue:
         market, clock = self._market, self._clock
         next_step = market.current_step()
         while True:
+            if self._stalled:  # no wake-up per tick while stalled: resume at the tick after the unstall
+                await self._unstalled.wait()
+                next_step = max(next_step, market.current_step() + 1)
+                continue
             delay = market.step_time(next_step) - clock.monotonic()
             if delay > 0:
                 await clock.sleep(delay)
