@@ -471,9 +471,10 @@ class HedgeEngine:
         tick = self.settings.risk.safety_tick
         last_refresh = self.clock.monotonic()
         while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._next_wait(tick)):  # no extra task, unlike wait_for
-                    await self._wake.wait()
+            if not self._wake.is_set():  # else no timer to arm and cancel
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._next_wait(tick)):  # no extra task, unlike wait_for
+                        await self._wake.wait()
             self._wake.clear()
             try:
                 if self.clock.monotonic() - last_refresh >= tick:
