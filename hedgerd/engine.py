@@ -53,6 +53,7 @@ log = structlog.get_logger("hedgerd.engine")
 
 _RECONCILE_ATTEMPTS = 5  # startup reconciliation passes before a transient venue error is fatal
 _SNAPSHOT_ATTEMPTS = 10  # tries for a positions snapshot no fill landed during
+_REJECT_LOG_INTERVAL = 10.0  # seconds between log lines about rejected prices of one feed and kind
 _SHUTDOWN_SETTLE = 4.0  # seconds stop() waits for in-flight orders at most (SIGTERM must exit within 10 s)
 
 
@@ -106,6 +107,7 @@ class HedgeEngine:
         self._book_keys: dict[str, tuple[int, list[tuple[str, str]]]] = {}  # underlying -> (#symbols, its book)
         self._gauge_cache: dict[str, _UnderlyingGauges] = {}
         self._inventory_gauges: dict[tuple[str, str], Any] = {}
+        self._rejections_logged: dict[tuple[str, str, str], tuple[float, int]] = {}  # -> (logged at, suppressed)
         self.started_at = clock.monotonic()
         self.reconciled = False
         self.reconcile_mismatch: str | None = None  # until an operator resumes: /readyz not ready
@@ -352,10 +354,20 @@ class HedgeEngine:
         reason = self.price_guard.check(price)
         key = (price.venue, price.symbol)
         if reason is not None:
-            self.metrics.wild_prices.labels(price.symbol, reason.split(":")[0]).inc()
+            kind = reason.split(":")[0]
+            self.metrics.wild_prices.labels(price.symbol, kind).inc()
             self.metrics.venue_errors.labels(price.venue, "bad_price").inc()
-            log.warning("price_rejected", venue=price.venue, symbol=price.symbol, reason=reason,
-                        bid=str(price.bid), ask=str(price.ask))
+            # One line per feed and kind of rejection every _REJECT_LOG_INTERVAL (a stuck feed sends
+            # the same bad tick several times a second); the metrics count every one.
+            log_key = (price.venue, price.symbol, kind)
+            now = self.clock.monotonic()
+            logged_at, suppressed = self._rejections_logged.get(log_key, (-math.inf, 0))
+            if now - logged_at >= _REJECT_LOG_INTERVAL:
+                self._rejections_logged[log_key] = (now, 0)
+                log.warning("price_rejected", venue=price.venue, symbol=price.symbol, reason=reason,
+                            bid=str(price.bid), ask=str(price.ask), suppressed_since_last=suppressed or None)
+            else:
+                self._rejections_logged[log_key] = (logged_at, suppressed + 1)
             return
         self.prices[key] = price
         self._price_seen_at[key] = self.clock.monotonic()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from hedgerd.clock import RealClock
 from hedgerd.config import (
@@ -38,7 +39,7 @@ from hedgerd.engine import HedgeEngine
 from hedgerd.errors import RateLimited
 from hedgerd.ledger import InventoryLedger
 from hedgerd.metrics import Metrics
-from hedgerd.models import Fill, HedgeIntent, OrderReport, OrderStatus, Side, TradingState
+from hedgerd.models import Fill, HedgeIntent, OrderReport, OrderStatus, PriceUpdate, Side, TradingState
 
 SPOT, PERP = "BTC/USDT", "BTC/USDT:USDT"
 THRESHOLD = Decimal("0.05")
@@ -394,6 +395,21 @@ async def test_resume_accepts_a_stale_feeds_new_level_but_not_a_wild_tick_on_a_l
         await h.perp.push_price(bid, ask)  # a live feed keeps its anchor: a 50% drop is rejected
         assert h.engine.prices[("sim-perp", PERP)].bid == bid * 2
         assert h.sample("hedgerd_rejected_prices_total", symbol=PERP, reason="wild_jump") == 2
+
+
+async def test_a_stuck_bad_feed_is_counted_every_time_but_logged_once_per_interval(tmp_path: Path) -> None:
+    async with running_engine(make_settings(tmp_path)) as h:
+        bid, ask = h.perp.quote()
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(8):  # the same wild tick, again and again
+                await h.engine.on_price(PriceUpdate(venue="sim-perp", symbol=PERP, bid=bid * 3, ask=ask * 3,
+                                                    ts=time.time(), received_at=time.monotonic()))
+            await h.engine.on_price(PriceUpdate(venue="sim-perp", symbol=PERP, bid=ask, ask=bid,  # crossed
+                                                ts=time.time(), received_at=time.monotonic()))
+        assert h.sample("hedgerd_rejected_prices_total", symbol=PERP, reason="wild_jump") == 8
+        lines = [e for e in logs if e["event"] == "price_rejected"]
+        assert [e["reason"].split(":")[0] for e in lines] == ["wild_jump", "crossed"]  # one per kind
+        assert h.sample("hedgerd_venue_errors_total", venue="sim-perp", kind="bad_price") == 9
 
 
 async def test_resume_is_refused_while_the_kill_file_exists(tmp_path: Path) -> None:
