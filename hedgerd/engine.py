@@ -617,8 +617,7 @@ class HedgeEngine:
     async def _decide(self, state: _HedgeState, snap: DeltaSnapshot) -> None:
         cfg = state.config
         if state.limits is None or state.limits[0] is not cfg:  # built once per (reloaded) config
-            state.limits = (cfg, HedgeLimits(threshold=cfg.threshold, target=cfg.target, min_order=cfg.min_order,
-                                             max_order=cfg.max_order, max_position=cfg.max_position))
+            state.limits = (cfg, HedgeLimits.from_config(cfg))
         limits = state.limits[1]
         price = self.prices.get((cfg.venue, cfg.symbol))
         if price is None:
