@@ -182,6 +182,7 @@ CREATE TABLE IF NOT EXISTS trade_totals (
 ) WITHOUT ROWID;
 """
 
+_SET_META = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 _UPSERT_POSITION = ("INSERT INTO positions (venue, asset, amount) VALUES (?, ?, ?) "
                     "ON CONFLICT (venue, asset) DO UPDATE SET amount = excluded.amount")
 _UPSERT_VENUE = ("INSERT INTO venue_totals (venue, fills, fees, last_fill_ts) VALUES (?, ?, ?, ?) "
@@ -1018,8 +1019,7 @@ class InventoryLedger:
                              [("schema_version", str(SCHEMA_VERSION)), ("ledger_id", ledger_id)])
         self._w_ledger_id = ledger_id
         # a write on every open, so a read-only file fails here and not at the first fill
-        conn.execute("INSERT INTO meta (key, value) VALUES ('last_opened_at', ?) "
-                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (repr(time.time()),))
+        conn.execute(_SET_META, ("last_opened_at", repr(time.time())))
         snapshot = _load_snapshot(conn, with_orders=False)
         journal_count = int(conn.execute("SELECT count(*) FROM fills").fetchone()[0])
         last_fill_id = int(conn.execute("SELECT coalesce(max(fill_id), 0) FROM fills").fetchone()[0])
@@ -1039,8 +1039,7 @@ class InventoryLedger:
             conn.execute("DELETE FROM trade_totals")
             self._write_snapshot(snapshot.positions, snapshot.venues, snapshot.order_fills, snapshot.trades)
             rebuilt = True
-        conn.execute("INSERT INTO meta (key, value) VALUES ('snapshot_fill_id', ?) "
-                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(last_fill_id),))
+        conn.execute(_SET_META, ("snapshot_fill_id", str(last_fill_id)))
         conn.execute("COMMIT")
         self._w_snapshot_at = time.monotonic()
         self._w_last_fill_id = last_fill_id
@@ -1303,8 +1302,7 @@ class InventoryLedger:
         dirty = self._w_dirty
         self._write_snapshot(dirty.positions, dirty.venues, {}, dirty.trades)
         assert self._conn is not None
-        self._conn.execute("INSERT INTO meta (key, value) VALUES ('snapshot_fill_id', ?) "
-                           "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(covered_fill_id),))
+        self._conn.execute(_SET_META, ("snapshot_fill_id", str(covered_fill_id)))
 
     def _flush_aggregates(self, conn: sqlite3.Connection) -> None:
         """Bring the aggregate tables up to the journal in a transaction of their own (writer side)."""
