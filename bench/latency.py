@@ -2,7 +2,7 @@
 
 Usage: python bench/latency.py [--rates 500,2000,10000] [--seconds 3] [--loops asyncio,uvloop]
                                [--delivery stream,concurrent] [--fills-per-order 1,10]
-                               [--log-level warning] [--dir DIR]
+                               [--log-level warning] [--dir DIR] [--stages]
 
 The real :class:`~hedgerd.engine.HedgeEngine` runs on the real clock with the real durable
 ledger (SQLite WAL, ``synchronous=NORMAL``, group commit, on disk in ``--dir``), risk loop,
@@ -76,6 +76,10 @@ PRICE = Decimal(60000)
 SPOT, PERP = "sim-spot", "sim-perp"
 PERP_SYMBOL = "BTC/USDT:USDT"
 WARMUP = 0.5
+# --stages: where a reaction's time goes, in path order (each a separate distribution: the
+# percentiles of the parts do not add up to the total's)
+STAGES = ("arrival -> delivered", "fill commit", "fills durable -> intent asked", "intent commit",
+          "intent durable -> hand-off")
 
 
 class StubVenue:
@@ -152,15 +156,37 @@ async def measure(rate: float, seconds: float, delivery: str, workdir: Path,
     covered: list[int] = []  # cumulative number of fills covered by the orders handed off so far
     hedged = [Decimal(0)]
 
+    # Stage marks (--stages): the last fill commit to return, the last intent made durable.
+    marks = {"fills_durable": 0.0, "intent_durable": 0.0}
+    stages: dict[str, list[float]] = {name: [] for name in STAGES}
+
     def on_order(intent: HedgeIntent, amount: Decimal) -> None:
-        handoffs.append(time.perf_counter())
+        now = time.perf_counter()
+        handoffs.append(now)
+        if marks["intent_durable"]:
+            stages["intent durable -> hand-off"].append(now - marks["intent_durable"])
+            marks["intent_durable"] = 0.0
         hedged[0] += amount
         covered.append(int(hedged[0] / FILL_SIZE))
 
     path = Path(tempfile.mkdtemp(dir=workdir)) / "ledger.sqlite"
     settings = bench_settings(path, fills_per_order)
     venues: dict[str, Any] = {SPOT: StubVenue(SPOT), PERP: StubVenue(PERP, on_order)}
-    engine = HedgeEngine(settings, venues, InventoryLedger(path, metrics=None), RealClock(), Metrics())
+    ledger = InventoryLedger(path, metrics=None)
+    engine = HedgeEngine(settings, venues, ledger, RealClock(), Metrics())
+    make_intent = ledger.new_intent
+
+    async def timed_new_intent(**kwargs: Any) -> HedgeIntent:
+        asked = time.perf_counter()
+        if marks["fills_durable"]:
+            stages["fills durable -> intent asked"].append(asked - marks["fills_durable"])
+            marks["fills_durable"] = 0.0
+        intent = await make_intent(**kwargs)
+        marks["intent_durable"] = time.perf_counter()
+        stages["intent commit"].append(marks["intent_durable"] - asked)
+        return intent
+
+    ledger.new_intent = timed_new_intent  # type: ignore[method-assign]
     await engine.start()
 
     async def prices() -> None:
@@ -172,18 +198,26 @@ async def measure(rate: float, seconds: float, delivery: str, workdir: Path,
     price_task = asyncio.create_task(prices())
     await asyncio.sleep(0.05)
     received: list[float] = []
+    arrived: dict[str, float] = {}
     journaled: list[float] = []
     queue: asyncio.Queue[Fill | None] = asyncio.Queue()
     pending: set[asyncio.Task[None]] = set()
 
     async def deliver(fill: Fill) -> None:
+        called = time.perf_counter()
         await engine.on_fill(fill)
-        journaled.append(time.perf_counter())
+        journaled_at(called, [fill])
 
     async def deliver_batch(fills: list[Fill]) -> None:
+        called = time.perf_counter()
         await engine.on_fills(fills)
-        done = time.perf_counter()
+        journaled_at(called, fills)
+
+    def journaled_at(called: float, fills: list[Fill]) -> None:
+        done = marks["fills_durable"] = time.perf_counter()
         journaled.extend(done for _ in fills)
+        stages["fill commit"].append(done - called)
+        stages["arrival -> delivered"].extend(called - arrived[f.trade_id] for f in fills)
 
     async def stream() -> None:
         # A connector's stream loop: ccxt.pro's watch_my_trades returns every trade received
@@ -209,6 +243,7 @@ async def measure(rate: float, seconds: float, delivery: str, workdir: Path,
         fill = Fill(venue=SPOT, trade_id=f"c{i}", symbol="BTC/USDT", side=Side.BUY, amount=FILL_SIZE, price=PRICE,
                     ts=time.time(), received_at=time.monotonic())
         received.append(time.perf_counter())  # the fill arrives (e.g. off the websocket)
+        arrived[fill.trade_id] = received[-1]
         if consumer is not None:
             queue.put_nowait(fill)
         else:
@@ -252,19 +287,23 @@ async def measure(rate: float, seconds: float, delivery: str, workdir: Path,
     orders_in_window = sum(1 for t in handoffs if t >= measured_from)
     latencies.sort()
 
-    def pct(q: float) -> float:
-        if not latencies:
-            return float("nan")
-        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1e6
-
     return {
         "rate": rate, "delivery": delivery, "fills": len(latencies), "unhedged": unhedged,
-        "p50": pct(0.50), "p99": pct(0.99), "p999": pct(0.999),
+        "p50": quantile_us(latencies, 0.50), "p99": quantile_us(latencies, 0.99),
+        "p999": quantile_us(latencies, 0.999),
         "mean": statistics.fmean(latencies) * 1e6 if latencies else float("nan"),
         "achieved": len(window) / span if span > 0 else 0.0,
         "orders_per_s": orders_in_window / span if span > 0 else 0.0,
         "offered_s": offered_until - started, "drain_s": drained - offered_until,
+        "stages": {name: sorted(values) for name, values in stages.items()},
     }
+
+
+def quantile_us(ordered: list[float], q: float) -> float:
+    """The ``q`` quantile (nearest rank) of sorted seconds, in microseconds."""
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e6
 
 
 def run_level(loop_name: str, rate: float, seconds: float, delivery: str, workdir: Path,
@@ -293,6 +332,8 @@ def main() -> int:
     parser.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
                         help="structlog level (the daemon runs at info: JSON lines to a pipe)")
     parser.add_argument("--dir", type=Path, default=None, help="where the ledger files go (default: a tmp dir)")
+    parser.add_argument("--stages", action="store_true",
+                        help="also print p50/p99/p99.9 of each stage on the path (warm-up included)")
     args = parser.parse_args()
     structlog.configure(
         processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -312,6 +353,10 @@ def main() -> int:
                 print(f"{loop_name:<8} {delivery:<10} {fills_per_order:>3} {rate:>9.0f} {r['achieved']:>10.0f} "
                       f"{r['orders_per_s']:>8.0f} {r['p50']:>8.0f} {r['p99']:>8.0f} {r['p999']:>9.0f} "
                       f"{r['fills']:>6} {r['unhedged']:>5}", flush=True)
+                if args.stages:
+                    for name, values in r["stages"].items():
+                        print(f"    {name:<38} {quantile_us(values, 0.5):>8.0f} {quantile_us(values, 0.99):>8.0f} "
+                              f"{quantile_us(values, 0.999):>9.0f} {len(values):>6}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
