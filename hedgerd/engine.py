@@ -63,7 +63,6 @@ class _HedgeState:
     config: HedgeConfig
     executor: HedgeExecutor
     market: MarketInfo | None
-    pending: bool = False  # an intent is being created (not yet counted in the executor's in-flight)
     first_unacted_fill_at: float | None = None
     snapshot: DeltaSnapshot | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -584,10 +583,9 @@ class HedgeEngine:
             return
         for underlying, snap in snapshots.items():
             state = self.hedges[underlying]
-            if (state.pending or state.executor.open_count(state.config.symbol)
-                    >= self.settings.executor.max_orders_in_flight):
+            if state.executor.open_count(state.config.symbol) >= self.settings.executor.max_orders_in_flight:
                 continue
-            await self._decide(state, snap)
+            self._decide(state, snap)
 
     def _check_auto_triggers(self, snapshots: dict[str, DeltaSnapshot]) -> None:
         ages: dict[str, tuple[float, float]] = {}
@@ -634,7 +632,7 @@ class HedgeEngine:
                 realized_pnl=_GaugeChild(m.realized_pnl.labels(underlying)))
         return gauges
 
-    async def _decide(self, state: _HedgeState, snap: DeltaSnapshot) -> None:
+    def _decide(self, state: _HedgeState, snap: DeltaSnapshot) -> None:
         cfg = state.config
         if state.limits is None or state.limits[0] is not cfg:  # built once per (reloaded) config
             state.limits = (cfg, HedgeLimits.from_config(cfg))
@@ -655,17 +653,15 @@ class HedgeEngine:
             decision = replace(decision, reduce_only=False)
         if not self.kill_switch.allows(decision.reduce_only):
             return
-        state.pending = True
-        try:
-            intent = await self.ledger.new_intent(
-                underlying=cfg.underlying, venue=cfg.venue, symbol=cfg.symbol, side=decision.side,
-                amount=decision.amount, created_at=self.clock.time(), reduce_only=decision.reduce_only,
-                order_type=self.settings.executor.order_type, reason=decision.reason,
-                client_id_prefix=self.settings.executor.client_id_prefix)
-            task = state.executor.start(intent, reference_price=price.mid,
-                                        received_at=state.first_unacted_fill_at)
-        finally:
-            state.pending = False
+        # The order counts as in flight from here; its task sends nothing before the intent
+        # is durable (the commit is already scheduled, this pass does not wait for it).
+        intent, durable = self.ledger.submit_intent(
+            underlying=cfg.underlying, venue=cfg.venue, symbol=cfg.symbol, side=decision.side,
+            amount=decision.amount, created_at=self.clock.time(), reduce_only=decision.reduce_only,
+            order_type=self.settings.executor.order_type, reason=decision.reason,
+            client_id_prefix=self.settings.executor.client_id_prefix)
+        task = state.executor.start(intent, durable=durable, reference_price=price.mid,
+                                    received_at=state.first_unacted_fill_at)
         state.first_unacted_fill_at = None
 
         def log_decision() -> None:  # after the order's task has handed it off (it runs first)

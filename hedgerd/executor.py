@@ -20,10 +20,10 @@ import asyncio
 import functools
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
@@ -42,6 +42,7 @@ from hedgerd.models import ZERO, Fill, HedgeIntent, MarketInfo, OrderReport, Ord
 from hedgerd.policy import round_down, round_price
 
 log = structlog.get_logger("hedgerd.executor")
+T = TypeVar("T")
 
 _EPSILON = 1e-9
 _MAX_BACKOFF_EXPONENT = 30
@@ -326,13 +327,20 @@ class HedgeExecutor:
         order = self._register(intent)
         return await self._execute(order, reference_price, received_at)
 
-    def start(self, intent: HedgeIntent, *, reference_price: Decimal | None = None,
+    def start(self, intent: HedgeIntent, *, durable: Awaitable[object] | None = None,
+              reference_price: Decimal | None = None,
               received_at: float | None = None) -> asyncio.Task[OrderReport]:
         """:meth:`execute` in a task of its own; the order counts in :meth:`in_flight` (and
-        :meth:`open_count`) as soon as this returns, before the task first runs."""
+        :meth:`open_count`) as soon as this returns, before the task first runs.
+
+        ``durable`` (from :meth:`hedgerd.ledger.InventoryLedger.submit_intent`) is awaited
+        before anything else: nothing is sent for an intent that is not journaled, and if its
+        commit fails the task fails with that error and the order is dropped unsent."""
         order = self._register(intent)
-        task = asyncio.create_task(self._execute(order, reference_price, received_at),
-                                   name=f"hedge-{intent.client_order_id}")
+        work = self._execute(order, reference_price, received_at)
+        if durable is not None:
+            work = _after(durable, work)
+        task = asyncio.create_task(work, name=f"hedge-{intent.client_order_id}")
         task.add_done_callback(lambda _: self._release(order))  # also when cancelled before it ran
         return task
 
@@ -749,3 +757,13 @@ class HedgeExecutor:
             else:
                 await self._resolve(order, 1)
         self._live_orders(None)
+
+
+async def _after(first: Awaitable[object], then: Coroutine[Any, Any, T]) -> T:
+    """Await ``first``, then ``then`` (closed unstarted if ``first`` fails or is cancelled)."""
+    try:
+        await first
+    except BaseException:
+        then.close()
+        raise
+    return await then

@@ -4,7 +4,11 @@ Positions per (venue, asset) are held in memory and served without I/O. Writes a
 committed in batches (group commit, up to ``batch_max`` per transaction) by one writer with its
 own connection; a caller's ``await`` resolves only after the transaction holding its write has
 committed, so whatever the risk loop acts on is on disk (safe against a process crash with
-``synchronous=NORMAL``, against power loss with ``FULL``). Where the writer runs
+``synchronous=NORMAL``, against power loss with ``FULL``). The ``submit_*`` forms queue a write
+and return its future at once: :meth:`InventoryLedger.submit_intent` also returns the intent
+(id and client order id allocated on the event loop, in queue order), so the risk loop hands it
+to the executor without waiting, and the executor sends nothing before the future resolves.
+Where the writer runs
 (``commit_on``):
 
 * ``"loop"`` (default with ``NORMAL``): on the event loop's thread, in a callback scheduled by
@@ -241,17 +245,7 @@ class _VenueTotals:
 
 @dataclass(frozen=True, slots=True)
 class _IntentRequest:
-    underlying: str
-    venue: str
-    symbol: str
-    side: Side
-    amount: Decimal
-    created_at: float
-    reduce_only: bool
-    order_type: OrderType
-    limit_price: Decimal | None
-    reason: str
-    prefix: str
+    intent: HedgeIntent  # id and client order id allocated on the event loop, in queue order
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +294,7 @@ class _OpenResult:
     rebuilt: bool
     synchronous: str
     journal_mode: str
+    next_intent_id: int
 
 
 @dataclass(slots=True)
@@ -316,7 +311,6 @@ class _BatchOutcome:
     trades: dict[tuple[str, str], TradeTotals] = field(default_factory=dict)
     fills_by_symbol: dict[tuple[str, str], int] = field(default_factory=dict)
     hedge_fees: dict[str, Decimal] = field(default_factory=dict)  # fees of our own (client id) fills
-    intents: list[HedgeIntent] = field(default_factory=list)
     reopened: list[HedgeIntent] = field(default_factory=list)
     states: list[tuple[str, OrderStatus, Decimal]] = field(default_factory=list)
     seconds: float = 0.0  # BEGIN to COMMIT
@@ -506,10 +500,9 @@ class InventoryLedger:
         self._w_order_fills: _LRU[str, Decimal] = _LRU(_CACHE_SIZE)
         self._w_symbols: dict[str, tuple[str, str] | None] = {}
         self._w_last_fill_id = 0
-        self._w_next_intent_id = 1
         self._w_dirty = _Snapshot()  # aggregates changed since they were last written (absolute values)
         self._w_snapshot_at = 0.0
-        self._w_ledger_id = ""
+        self._next_intent_id = 1  # allocated on the event loop (submit_intent), in queue order
         self._w_rows_per_statement = 1
 
     # ------------------------------------------------------------------ lifecycle
@@ -534,6 +527,7 @@ class InventoryLedger:
         self.synchronous_in_effect = result.synchronous
         self.journal_mode = result.journal_mode
         self.rebuilt_from_journal = result.rebuilt
+        self._next_intent_id = result.next_intent_id
         snapshot = result.snapshot
         self._positions = dict(snapshot.positions)
         self._venues = {v: _VenueTotals(t.fills, t.fees, t.last_fill_ts) for v, t in snapshot.venues.items()}
@@ -657,6 +651,26 @@ class InventoryLedger:
                          reason: str = "", client_id_prefix: str = "hgd") -> HedgeIntent:
         """Journal a hedge intent (and its NEW order state) and return it with its intent id and
         client order id ``f"{prefix}{ledger_id}x{intent_id}"``; durable before it returns."""
+        intent, durable = self.submit_intent(
+            underlying=underlying, venue=venue, symbol=symbol, side=side, amount=amount, created_at=created_at,
+            reduce_only=reduce_only, order_type=order_type, limit_price=limit_price, reason=reason,
+            client_id_prefix=client_id_prefix)
+        await durable
+        return intent
+
+    def submit_intent(self, *, underlying: str, venue: str, symbol: str, side: Side, amount: Decimal,
+                      created_at: float, reduce_only: bool = False,
+                      order_type: OrderType = OrderType.MARKET, limit_price: Decimal | None = None,
+                      reason: str = "", client_id_prefix: str = "hgd") -> tuple[HedgeIntent, asyncio.Future[Any]]:
+        """Queue a hedge intent for the next group commit; return it at once (intent id and client
+        order id allocated) with a future that resolves once it is durable.
+
+        Nothing may be sent for the intent before that future has resolved (:meth:`new_intent`
+        awaits it; :meth:`hedgerd.executor.HedgeExecutor.start` takes it as ``durable``). Meanwhile
+        the intent already counts as open (:meth:`open_intents`, :meth:`order_state` NEW); if
+        the commit fails, the future fails and the ledger refuses every later write."""
+        if not self._accepting:
+            raise self._unwritable()
         if not _PREFIX_PATTERN.match(client_id_prefix):
             raise ValueError(f"client id prefix must be 0-8 of [A-Za-z0-9_-], got {client_id_prefix!r}")
         _check_finite("amount", amount)
@@ -664,11 +678,23 @@ class InventoryLedger:
             raise ValueError(f"intent amount must be positive, got {amount}")
         if limit_price is not None:
             _check_finite("limit_price", limit_price)
-        request = _IntentRequest(underlying, venue, symbol, Side(side), amount, float(created_at),
-                                 bool(reduce_only), OrderType(order_type), limit_price, reason,
-                                 client_id_prefix)
-        intent: HedgeIntent = await self._submit(request)
-        return intent
+        intent_id = self._next_intent_id
+        client_order_id = f"{client_id_prefix}{self.ledger_id}x{intent_id}"
+        if len(client_order_id) > CLIENT_ID_MAX_LEN or not CLIENT_ID_PATTERN.match(client_order_id):
+            raise LedgerError(f"client order id {client_order_id!r} is not a valid venue client id")
+        intent = HedgeIntent(
+            intent_id=intent_id, client_order_id=client_order_id, underlying=underlying, venue=venue,
+            symbol=symbol, side=Side(side), amount=amount, created_at=float(created_at),
+            reduce_only=bool(reduce_only), order_type=OrderType(order_type), limit_price=limit_price,
+            reason=reason)
+        self._next_intent_id = intent_id + 1  # never reused, even if this commit fails
+        future: asyncio.Future[Any] = self._create_future()
+        self._queue.append((_IntentRequest(intent), future))
+        self._open_intents[client_order_id] = intent
+        self._open_states[client_order_id] = (OrderStatus.NEW, ZERO)
+        self._filled_cache.put(client_order_id, ZERO)
+        self._kick()
+        return intent, future
 
     async def record_order_state(self, client_order_id: str, status: OrderStatus, filled: Decimal = ZERO,
                                  average_price: Decimal | None = None, venue_order_id: str | None = None,
@@ -837,12 +863,6 @@ class InventoryLedger:
         self.fill_count += outcome.new_fills
         for cid, filled in outcome.order_fills.items():
             self._filled_cache.put(cid, filled)
-        for intent in outcome.intents:
-            cid = intent.client_order_id
-            self._open_intents[cid] = intent
-            self._open_states[cid] = (OrderStatus.NEW, ZERO)
-            if self._filled_cache.get(cid) is None:
-                self._filled_cache.put(cid, ZERO)
         for intent in outcome.reopened:  # a non-final state after a final one
             self._open_intents[intent.client_order_id] = intent
         for cid, status, filled in outcome.states:
@@ -1017,7 +1037,6 @@ class InventoryLedger:
             ledger_id = secrets.token_hex(4)
             conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
                              [("schema_version", str(SCHEMA_VERSION)), ("ledger_id", ledger_id)])
-        self._w_ledger_id = ledger_id
         # a write on every open, so a read-only file fails here and not at the first fill
         conn.execute(_SET_META, ("last_opened_at", repr(time.time())))
         snapshot = _load_snapshot(conn, with_orders=False)
@@ -1044,7 +1063,7 @@ class InventoryLedger:
         self._w_snapshot_at = time.monotonic()
         self._w_last_fill_id = last_fill_id
         # AUTOINCREMENT semantics: never reuse an id, even one whose row is gone
-        self._w_next_intent_id = 1 + int(conn.execute(
+        next_intent_id = 1 + int(conn.execute(
             "SELECT max(coalesce((SELECT max(intent_id) FROM intents), 0), "
             "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'intents'), 0))").fetchone()[0])
         self._w_positions = dict(snapshot.positions)
@@ -1062,7 +1081,7 @@ class InventoryLedger:
                 f"SELECT {', '.join('i.' + name for name in _INTENT_FIELDS)}, i.status, i.filled, "
                 "o.filled FROM intents AS i LEFT JOIN order_fills AS o USING (client_order_id) "
                 "WHERE i.is_open = 1 ORDER BY i.intent_id")]
-        return _OpenResult(ledger_id, snapshot, open_intents, rebuilt, synchronous, mode)
+        return _OpenResult(ledger_id, snapshot, open_intents, rebuilt, synchronous, mode, next_intent_id)
 
     def _replay_tail(self, conn: sqlite3.Connection, snapshot: _Snapshot, covered: int) -> None:
         """Add the fills journaled after the aggregates were last written (``fill_id > covered``)
@@ -1269,7 +1288,7 @@ class InventoryLedger:
                              (request.venue, request.asset, str(request.delta), request.reason, request.ts))
                 self._move(outcome, (request.venue, request.asset), request.delta)
             else:
-                outcome.results.append(self._insert_intent(conn, request, outcome))
+                outcome.results.append(self._insert_intent(conn, request))
         if outcome.order_fills:  # read back on a cache miss: always current
             self._write_snapshot({}, {}, outcome.order_fills)
         dirty = self._w_dirty
@@ -1469,31 +1488,18 @@ class InventoryLedger:
             conn.executemany(_UPSERT_TRADES, [(v, s, t.fills, str(t.amount), str(t.notional), str(t.fees))
                                               for (v, s), t in trades.items()])
 
-    def _insert_intent(self, conn: sqlite3.Connection, request: _IntentRequest,
-                       outcome: _BatchOutcome) -> HedgeIntent:
-        # The id is allocated here (the writer is the only one inserting intents), so the row is
-        # written once, client order id included; a failed commit stops the ledger anyway.
-        intent_id = self._w_next_intent_id
-        client_order_id = f"{request.prefix}{self._w_ledger_id}x{intent_id}"
-        if len(client_order_id) > CLIENT_ID_MAX_LEN or not CLIENT_ID_PATTERN.match(client_order_id):
-            raise LedgerError(f"client order id {client_order_id!r} is not a valid venue client id")
+    def _insert_intent(self, conn: sqlite3.Connection, request: _IntentRequest) -> HedgeIntent:
+        intent = request.intent
         conn.execute(
             "INSERT INTO intents (intent_id, client_order_id, underlying, venue, symbol, side, amount, created_at, "
             "reduce_only, order_type, limit_price, reason, status, filled, is_open) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '0', 1)",
-            (intent_id, client_order_id, request.underlying, request.venue, request.symbol, request.side.value,
-             str(request.amount), request.created_at, int(request.reduce_only), request.order_type.value,
-             None if request.limit_price is None else str(request.limit_price), request.reason,
-             OrderStatus.NEW.value))
-        self._w_next_intent_id = intent_id + 1
-        conn.execute(_INSERT_EVENT, (client_order_id, OrderStatus.NEW.value, "0", None, None,
-                                     request.created_at, request.reason))
-        intent = HedgeIntent(
-            intent_id=intent_id, client_order_id=client_order_id, underlying=request.underlying,
-            venue=request.venue, symbol=request.symbol, side=request.side, amount=request.amount,
-            created_at=request.created_at, reduce_only=request.reduce_only, order_type=request.order_type,
-            limit_price=request.limit_price, reason=request.reason)
-        outcome.intents.append(intent)
+            (intent.intent_id, intent.client_order_id, intent.underlying, intent.venue, intent.symbol,
+             intent.side.value, str(intent.amount), intent.created_at, int(intent.reduce_only),
+             intent.order_type.value, None if intent.limit_price is None else str(intent.limit_price),
+             intent.reason, OrderStatus.NEW.value))
+        conn.execute(_INSERT_EVENT, (intent.client_order_id, OrderStatus.NEW.value, "0", None, None,
+                                     intent.created_at, intent.reason))
         return intent
 
     def _insert_state(self, conn: sqlite3.Connection, request: _StateRequest, outcome: _BatchOutcome) -> None:

@@ -113,7 +113,7 @@ from hedgerd.engine import HedgeEngine
 from hedgerd.errors import ConfigError
 from hedgerd.ledger import InventoryLedger
 from hedgerd.metrics import Metrics
-from hedgerd.models import ZERO, Fill, PriceUpdate, Side, is_derivative, split_symbol
+from hedgerd.models import ZERO, Fill, HedgeIntent, PriceUpdate, Side, is_derivative, split_symbol
 from hedgerd.policy import POLICY_NAMES
 
 SIM_EPOCH = 1_700_000_000.0
@@ -308,7 +308,14 @@ class SimulationLedger(InventoryLedger):
     """
 
     def submit_fill(self, fill: Fill) -> asyncio.Future[bool]:
-        future = super().submit_fill(fill)
+        return self._held(super().submit_fill(fill))
+
+    def submit_intent(self, **kwargs: Any) -> tuple[HedgeIntent, asyncio.Future[Any]]:
+        intent, durable = super().submit_intent(**kwargs)
+        return intent, self._held(durable)
+
+    def _held(self, future: asyncio.Future[_T]) -> asyncio.Future[_T]:
+        """With a writer thread, virtual time waits for ``future`` (the writer's answer)."""
         if not self.commit_on_loop:
             loop = asyncio.get_running_loop()
             if isinstance(loop, VirtualTimeLoop):

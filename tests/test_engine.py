@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -108,7 +109,7 @@ class Harness:
         return self.engine.snapshot(self.state).net_delta
 
     def settled(self) -> bool:
-        return not self.state.pending and not self.state.executor.has_open(PERP)
+        return not self.state.executor.has_open(PERP)
 
     def in_band(self) -> bool:
         return self.settled() and abs(self.net_delta()) <= THRESHOLD
@@ -143,13 +144,14 @@ async def evaluated_with(h: Harness, predicate: Callable[[], bool], what: str) -
 async def running_engine(settings: Settings,
                          create_order: Callable[[SimPerpVenue, HedgeIntent, Decimal, Decimal | None],
                                                 Awaitable[OrderReport]] | None = None,
-                         spot_balances: dict[str, Decimal] | None = None) -> AsyncIterator[Harness]:
+                         spot_balances: dict[str, Decimal] | None = None,
+                         commit_on: str | None = None) -> AsyncIterator[Harness]:
     clock = RealClock()
     metrics = Metrics()
     venues = build_sim_venues(settings.venues, clock)
     spot, perp = venues["sim-spot"], venues["sim-perp"]
     assert isinstance(spot, SimSpotVenue) and isinstance(perp, SimPerpVenue)
-    ledger = InventoryLedger(settings.ledger.path, metrics=metrics)
+    ledger = InventoryLedger(settings.ledger.path, metrics=metrics, commit_on=commit_on)
     engine = HedgeEngine(settings, venues, ledger, clock, metrics)
     h = Harness(engine=engine, spot=spot, perp=perp, metrics=metrics)
     place = create_order or (lambda venue, intent, amount, price: SimPerpVenue.create_order(
@@ -181,6 +183,30 @@ async def running_engine(settings: Settings,
         yield h
     finally:
         await engine.stop()
+
+
+@pytest.mark.parametrize("commit_on", ["loop", "thread"])
+async def test_no_order_reaches_the_venue_before_its_intent_is_on_disk(tmp_path: Path, commit_on: str) -> None:
+    """The risk loop does not wait for the intent's commit; the order's task does."""
+    settings = make_settings(tmp_path, spot={"flow_rate": 60.0, "flow_mean_size": "0.04", "volatility": 0.8},
+                             perp={"volatility": 0.8})
+    on_disk_at_send: list[bool] = []
+
+    async def checking(venue: SimPerpVenue, intent: HedgeIntent, amount: Decimal,
+                       price: Decimal | None) -> OrderReport:
+        # a connection of its own: sees only what is committed
+        with contextlib.closing(sqlite3.connect(f"{settings.ledger.path.resolve().as_uri()}?mode=ro",
+                                                uri=True)) as reader:
+            row = reader.execute("SELECT client_order_id FROM intents WHERE intent_id = ?",
+                                 (intent.intent_id,)).fetchone()
+        on_disk_at_send.append(row == (intent.client_order_id,))
+        return await SimPerpVenue.create_order(venue, intent, amount, price)
+
+    async with running_engine(settings, create_order=checking, commit_on=commit_on) as h:
+        await eventually(lambda: len(on_disk_at_send) >= 10, "ten hedge orders")
+        h.spot.set_flow(0.0)
+        await eventually(h.in_band, "net delta back inside the band")
+    assert len(on_disk_at_send) >= 10 and all(on_disk_at_send)
 
 
 async def test_client_flow_is_hedged_back_inside_the_band(tmp_path: Path) -> None:
@@ -441,7 +467,6 @@ async def test_halting_cancels_open_hedge_orders_when_configured(tmp_path: Path,
         await h.client_fill(Side.BUY, "0.5")
         await eventually(lambda: len(h.attempts) == 1 and h.attempts[0].outcome == "ok", "a resting order")
         cid = h.attempts[0].intent.client_order_id
-        await eventually(lambda: not h.state.pending, "the executor done with the send")
         assert h.state.executor.has_open(PERP)
         h.engine.engage("test halt", "test")
         if cancel_on_halt:

@@ -14,7 +14,7 @@ import pytest
 from hedgerd.config import ExecutorConfig, RateLimitConfig
 from hedgerd.errors import FatalOrderError, InsufficientFunds, InvalidOrder, RateLimited, TransientVenueError
 from hedgerd.executor import LANDING_GRACE, HedgeExecutor, TokenBucket
-from hedgerd.ledger import InventoryLedger
+from hedgerd.ledger import InventoryLedger, LedgerError
 from hedgerd.metrics import Metrics
 from hedgerd.models import HedgeIntent, MarketInfo, OrderStatus, OrderType, Side
 from tests.fakes import FakeClock, FakeVenue, Fault, MemoryLedger
@@ -467,6 +467,36 @@ async def test_in_flight_until_fills_land_in_the_ledger(rig: Rig) -> None:
     assert rig.executor.in_flight(SYMBOL) == 0
     assert not rig.executor.has_open(SYMBOL)
     assert rig.executor.open_orders() == []  # settled orders are forgotten
+
+
+async def test_start_sends_nothing_before_the_intent_is_durable(rig: Rig) -> None:
+    intent = await rig.intent(amount="0.020")
+    durable: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    task = rig.executor.start(intent, durable=durable)
+    assert rig.executor.in_flight(SYMBOL) == intent.amount  # counted at once
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert rig.venue.calls_of("create") == []
+    assert rig.ledger.history(intent.client_order_id) == [OrderStatus.NEW]
+    durable.set_result(None)
+    report = await task
+    assert report.status is OrderStatus.FILLED
+    assert [c.client_order_id for c in rig.venue.calls_of("create")] == [intent.client_order_id]
+    assert rig.executor.in_flight(SYMBOL) == 0
+
+
+async def test_start_drops_the_order_unsent_when_the_intent_commit_fails(rig: Rig) -> None:
+    intent = await rig.intent(amount="0.020")
+    durable: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    task = rig.executor.start(intent, durable=durable)
+    await asyncio.sleep(0)
+    durable.set_exception(LedgerError("ledger write failed: disk I/O error"))
+    with pytest.raises(LedgerError, match="disk I/O"):
+        await task
+    assert rig.venue.calls_of("create") == []
+    assert rig.executor.in_flight(SYMBOL) == 0
+    assert not rig.executor.has_open(SYMBOL)
+    assert rig.results == []  # not an order error: the ledger's failure halts trading on its own
 
 
 # ---------------------------------------------------------------------------- recovery

@@ -389,6 +389,69 @@ async def test_client_order_ids_are_well_formed_and_unique_across_restarts(path:
         await other.close()
 
 
+def intent_rows(path: Path) -> list[tuple[int, str]]:
+    """(intent_id, client_order_id) of every intent on disk, read by a connection of its own."""
+    with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as conn:
+        return [(int(i), str(c)) for i, c in conn.execute(
+            "SELECT intent_id, client_order_id FROM intents ORDER BY intent_id")]
+
+
+async def test_submit_intent_returns_the_intent_at_once_and_its_future_once_durable(
+        ledger: InventoryLedger, commit_on: str) -> None:
+    first = await new_intent(ledger)
+    fields = {"underlying": "BTC", "venue": "perp", "symbol": "BTC/USDT:USDT", "side": Side.BUY,
+              "created_at": 1700000001.0}
+    submitted = [ledger.submit_intent(amount=D(n), **fields) for n in (1, 2, 3)]  # type: ignore[arg-type]
+    intents = [intent for intent, _ in submitted]
+    # allocated in call order, already open, nothing on disk yet
+    assert [i.intent_id for i in intents] == [first.intent_id + 1, first.intent_id + 2, first.intent_id + 3]
+    assert [i.client_order_id for i in intents] == [f"hgd{ledger.ledger_id}x{i.intent_id}" for i in intents]
+    assert ledger.open_intents() == [first, *intents]
+    assert all(ledger.order_state(i.client_order_id) == (OrderStatus.NEW, D(0)) for i in intents)
+    assert all(ledger.filled_for(i.client_order_id) == 0 for i in intents)
+    if commit_on == "loop":  # (a writer thread may already be committing them)
+        assert not any(future.done() for _, future in submitted)
+        assert [cid for _, cid in intent_rows(ledger.path)] == [first.client_order_id]
+
+    assert await asyncio.gather(*(future for _, future in submitted)) == intents
+    assert intent_rows(ledger.path) == [(i.intent_id, i.client_order_id) for i in [first, *intents]]
+    ledger = await reopen(ledger)
+    try:
+        assert ledger.open_intents() == [first, *intents]
+        after = await new_intent(ledger)
+        assert after.intent_id == intents[-1].intent_id + 1
+    finally:
+        await ledger.close()
+
+
+async def test_a_failed_intent_commit_fails_its_future_and_leaves_nothing_on_disk(
+        ledger: InventoryLedger, commit_on: str) -> None:
+    kept = await new_intent(ledger)
+    pages = await ledger._writer_call(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
+    await ledger._writer_call(lambda c: c.execute(f"PRAGMA max_page_count = {pages}"))
+    too_big = ledger.submit_fill(make_fill("big-" + "x" * 100_000))  # more than the file may grow
+    fields = {"underlying": "BTC", "venue": "perp", "symbol": "BTC/USDT:USDT", "side": Side.SELL,
+              "amount": D(1), "created_at": 0.0}
+    try:
+        lost, durable = ledger.submit_intent(**fields)  # type: ignore[arg-type]
+    except LedgerError:  # the writer thread failed on the fill before the intent was queued
+        assert commit_on == "thread"
+    else:  # queued behind the fill: the same transaction fails, and the intent's future with it
+        with pytest.raises(LedgerError, match="ledger write failed"):
+            await durable
+        assert lost.client_order_id not in [cid for _, cid in intent_rows(ledger.path)]
+    with pytest.raises(LedgerError, match="full"):
+        await too_big
+    with pytest.raises(LedgerError):
+        ledger.submit_intent(**fields)  # type: ignore[arg-type]
+    assert intent_rows(ledger.path) == [(kept.intent_id, kept.client_order_id)]
+    ledger = await reopen(ledger)
+    try:
+        assert ledger.open_intents() == [kept]
+    finally:
+        await ledger.close()
+
+
 async def test_intent_arguments_are_validated(ledger: InventoryLedger) -> None:
     with pytest.raises(ValueError):
         await new_intent(ledger, client_id_prefix="too-long-prefix")
