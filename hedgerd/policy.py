@@ -96,7 +96,10 @@ with an overshoot). An exact compound-Poisson version of ``J`` (exponential size
 trigger in by about one mean fill; in simulation it did not improve the cost-vs-risk frontier,
 so the closed form above is used. With a fixed cost per order the best band in one steady
 regime saves far less than the ``1 - 1/sqrt(2)`` of the pure proportional-cost diffusion
-(trading back to zero is itself the optimum when ``K`` dominates).
+(trading back to zero is itself the optimum when ``K`` dominates). Tried in simulation on the
+built-in day and not adopted (no gain on the cost-vs-risk frontier): a faster EWMA that takes
+over the drift when it disagrees with the slow one; a cascade of fast estimators for the
+variances; a shift test on ``ln(fast/slow)`` with the steady-regime error from the slow EWMAs.
 """
 
 from __future__ import annotations
@@ -624,13 +627,25 @@ class AdaptiveBandPolicy:
     name = "adaptive"
 
     def __init__(self, params: AdaptiveParams | None = None) -> None:
-        self.params = params = params or AdaptiveParams()
+        self._params = params = params or AdaptiveParams()
         self._flow = ShiftAwareRate(params.flow_half_life, params.fast_half_life, params.shift_z)
         self._returns = ShiftAwareRate(params.price_half_life, params.fast_half_life, params.shift_z)
         self._drift = FlowDrift(params.drift_half_life, params.drift_z)
         self._last_mid: float | None = None
+        # Constants of current_band, converted once (the same floats as converting per call).
+        self._cost_fraction = float(params.cost_bps / _BPS)
+        self._order_cost = float(params.order_cost)
+        self._min_band, self._max_band = float(params.min_band), float(params.max_band)
+        self._band_inputs: tuple[float, float, float, float] | None = None
+        self._band_output: Band | None = None
         self.band: Band | None = None
         """The band of the last decision (None while warming up)."""
+
+    @property
+    def params(self) -> AdaptiveParams:
+        """The parameters the estimators and constants were built from (fixed: a new config
+        builds a new policy)."""
+        return self._params
 
     def observe_price(self, ts: float, mid: Decimal) -> None:
         """A mid of the hedge instrument: updates the return variance estimate."""
@@ -667,24 +682,36 @@ class AdaptiveBandPolicy:
         return flow, returns
 
     def current_band(self, price: Decimal | None = None) -> Band | None:
-        """The band for the current estimates at ``price`` (last observed mid if None)."""
+        """The band for the current estimates at ``price`` (last observed mid if None).
+
+        A pure function of the estimates, the drift and the mid: the last result is reused while
+        none of them has changed (the risk loop asks on every pass, the estimates move only with
+        observations).
+        """
         estimates = self.estimates()
         mid = float(price) if price is not None and price > 0 else self._last_mid
         if estimates is None or mid is None:
             return None
         flow_variance, return_variance = estimates
-        params = self.params
-        risk_penalty = params.risk_aversion * mid * mid * return_variance
-        trigger, rebalance = optimal_band(
-            cost_per_unit=mid * float(params.cost_bps / _BPS), order_cost=float(params.order_cost),
-            flow_variance=flow_variance, risk_penalty=risk_penalty)
-        top = float(params.max_band)
-        trigger_d = _to_decimal(min(max(trigger, float(params.min_band)), top))
-        rebalance_d = max(min(_to_decimal(min(rebalance, top)), trigger_d), ZERO)
         drift = self.drift()
+        inputs = (flow_variance, return_variance, mid, drift)
+        if inputs == self._band_inputs:
+            return self._band_output
+        band = self._band(flow_variance, return_variance, mid, drift)
+        self._band_inputs, self._band_output = inputs, band
+        return band
+
+    def _band(self, flow_variance: float, return_variance: float, mid: float, drift: float) -> Band:
+        risk_penalty = self.params.risk_aversion * mid * mid * return_variance
+        trigger, rebalance = optimal_band(
+            cost_per_unit=mid * self._cost_fraction, order_cost=self._order_cost,
+            flow_variance=flow_variance, risk_penalty=risk_penalty)
+        top = self._max_band
+        trigger_d = _to_decimal(min(max(trigger, self._min_band), top))
+        rebalance_d = max(min(_to_decimal(min(rebalance, top)), trigger_d), ZERO)
         if drift == 0:
             return Band(trigger=trigger_d, rebalance=rebalance_d)
-        through = drift_rebalance(order_cost=float(params.order_cost), flow_variance=flow_variance,
+        through = drift_rebalance(order_cost=self._order_cost, flow_variance=flow_variance,
                                   drift=drift, risk_penalty=risk_penalty)
         pushed = max(min(float(rebalance_d), through), -float(trigger_d))
         return Band(trigger=trigger_d, rebalance=rebalance_d, pushed_side=1 if drift > 0 else -1,
