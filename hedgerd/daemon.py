@@ -1,7 +1,8 @@
 """The running daemon: engine + admin server + POSIX signals + config reload.
 
-Signals: SIGUSR1 halts trading, SIGUSR2 resumes it, SIGHUP reloads the config file (safe
-fields only; an invalid file keeps the old config), SIGTERM/SIGINT stop gracefully.
+Signals: SIGUSR1 halts trading (a plain handler: sends stop even while the loop is stuck),
+SIGUSR2 resumes it, SIGHUP reloads the config file (safe fields only; an invalid file keeps the
+old config), SIGTERM/SIGINT stop gracefully.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class Daemon:
         self.engine = HedgeEngine(settings, self.venues, self.ledger, self.clock, self.metrics)
         self.admin = AdminServer(self)
         self._stop = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._previous_usr1: Any = signal.SIG_DFL
 
     def refresh_gauges(self) -> None:
         """Update time-dependent gauges right before a scrape."""
@@ -95,20 +98,32 @@ class Daemon:
         handlers: dict[signal.Signals, Any] = {
             signal.SIGTERM: self.request_stop,
             signal.SIGINT: self.request_stop,
-            signal.SIGUSR1: lambda: self._signal_kill(),
             signal.SIGUSR2: lambda: self._signal_resume(),
             signal.SIGHUP: lambda: self.reload(),
         }
         for sig, handler in handlers.items():
             loop.add_signal_handler(sig, handler)
+        # SIGUSR1 (halt) gets a plain Python handler instead: it runs in the main thread as soon
+        # as the interpreter gets control back, even in the middle of a stuck loop callback, and
+        # sets a flag every send checks; a handler added with add_signal_handler would only run
+        # once the loop next polls for I/O, after whatever sends were already queued.
+        self._loop = loop
+        self._previous_usr1 = signal.signal(signal.SIGUSR1, self._on_sigusr1)
 
-    @staticmethod
-    def _remove_signals(loop: asyncio.AbstractEventLoop) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP):
+    def _remove_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        signal.signal(signal.SIGUSR1, self._previous_usr1)
+
+    def _on_sigusr1(self, signum: int, frame: object) -> None:
+        # Only a flag and a thread-safe hand-off here: this may interrupt the loop's own code.
+        self.engine.halt_requested = "operator kill via SIGUSR1"
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._signal_kill)
 
     def _signal_kill(self) -> None:
         self.engine.engage("operator kill via SIGUSR1", "signal:SIGUSR1")
+        self.engine.halt_requested = None  # the kill switch holds it now
 
     def _signal_resume(self) -> None:
         ok, detail = self.engine.resume("signal:SIGUSR2")

@@ -131,6 +131,10 @@ class HedgeEngine:
         self._risk_task: asyncio.Task[None] | None = None
         self._cancel_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self.halt_requested: str | None = None
+        """Set by a signal handler the moment a halt is asked for, before the event loop gets to
+        :meth:`engage` (which it may not for a while if a callback is stuck, e.g. a ledger write
+        held up by the disk); every send is refused from then on."""
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -454,6 +458,8 @@ class HedgeEngine:
             return "ledger failed"
         if self._stopping:
             return "shutting down"
+        if self.halt_requested is not None:
+            return f"halt requested: {self.halt_requested}"
         if not self.kill_switch.allows(intent.reduce_only):
             return f"trading {self.kill_switch.state.name.lower()}: {self.kill_switch.reason}"
         return None
