@@ -176,7 +176,7 @@ class TokenBucket:
 class OrderJournal(Protocol):
     """The part of :class:`hedgerd.ledger.InventoryLedger` the executor uses."""
 
-    async def record_fill(self, fill: Fill) -> bool: ...
+    def submit_fill(self, fill: Fill) -> asyncio.Future[bool]: ...
 
     async def record_order_state(self, client_order_id: str, status: OrderStatus, filled: Decimal = ...,
                                  average_price: Decimal | None = ..., venue_order_id: str | None = ...,
@@ -659,13 +659,19 @@ class HedgeExecutor:
         order.maybe_live = True
         order.acknowledged = True
         # The fills (the ledger counts hedge fees of those new to it) are queued ahead of the
-        # state change, so they commit before it or in the same transaction.
-        journaling = [self.ledger.record_fill(fill if fill.client_order_id else replace(fill, client_order_id=cid))
-                      for fill in report.fills]
-        results = await asyncio.gather(*journaling, self._journal(
-            order, report.status, filled=report.filled, average_price=report.average_price,
-            venue_order_id=report.venue_order_id, ts=report.ts))
-        advanced = bool(results[-1])
+        # state change, so they commit before it or in the same transaction (no task each).
+        journaled = [self.ledger.submit_fill(fill if fill.client_order_id else replace(fill, client_order_id=cid))
+                     for fill in report.fills]
+        try:
+            advanced = await self._journal(
+                order, report.status, filled=report.filled, average_price=report.average_price,
+                venue_order_id=report.venue_order_id, ts=report.ts)
+        finally:
+            # committed by now; a failure of theirs is raised (every one retrieved) here
+            if len(journaled) == 1:
+                await journaled[0]
+            elif journaled:
+                await asyncio.gather(*journaled)
         if advanced or order.last_report is None:
             order.last_report = report
 

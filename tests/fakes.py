@@ -78,6 +78,14 @@ class MemoryLedger:
 
     async def record_fill(self, fill: Fill) -> bool:
         await asyncio.sleep(0)
+        return self._journal_fill(fill)
+
+    def submit_fill(self, fill: Fill) -> asyncio.Future[bool]:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        future.set_result(self._journal_fill(fill))
+        return future
+
+    def _journal_fill(self, fill: Fill) -> bool:
         key = (fill.venue, fill.trade_id)
         if key in self.fills:
             self.duplicate_fills += 1
