@@ -38,7 +38,9 @@ async def test_sigusr1_refuses_sends_before_the_stuck_loop_gets_to_the_kill_swit
 
         def stuck() -> None:  # e.g. a ledger write held up by the disk, with a send queued behind it
             threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGUSR1)).start()
-            time.sleep(0.3)
+            deadline = time.monotonic() + 10.0
+            while engine.halt_requested is None and time.monotonic() < deadline:
+                time.sleep(0.01)  # still inside this callback: the loop cannot poll for anything
 
         loop.call_soon(stuck)
         loop.call_soon(lambda: gate_after_stall.append(engine._gate(intent(reduce_only=True))))
