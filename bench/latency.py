@@ -77,10 +77,11 @@ SPOT, PERP = "sim-spot", "sim-perp"
 PERP_SYMBOL = "BTC/USDT:USDT"
 WARMUP = 0.5
 # --stages: where a reaction's time goes, in path order (each a separate distribution: the
-# percentiles of the parts do not add up to the total's)
-# (the intent's commit and the order's send are one stage: the order's task goes on the moment
-# the intent is durable, before any callback could take a mark)
-STAGES = ("arrival -> delivered", "fill commit", "fills durable -> intent asked", "intent asked -> hand-off")
+# percentiles of the parts do not add up to the total's). The risk pass runs as the fills commit
+# and its intent joins their transaction, so "delivered -> intent asked" is the wait for the
+# flush, the fills' insert and the pass; "intent asked -> hand-off" the intent's insert, the
+# commit and the executor up to the send. "on_fills call" is how long the delivery awaited.
+STAGES = ("arrival -> delivered", "delivered -> intent asked", "intent asked -> hand-off", "on_fills call")
 
 
 class StubVenue:
@@ -157,8 +158,8 @@ async def measure(rate: float, seconds: float, delivery: str, workdir: Path,
     covered: list[int] = []  # cumulative number of fills covered by the orders handed off so far
     hedged = [Decimal(0)]
 
-    # Stage marks (--stages): the last fill commit to return, the last intent asked for.
-    marks = {"fills_durable": 0.0, "intent_asked": 0.0}
+    # Stage marks (--stages): the last delivery call, the last intent asked for.
+    marks = {"delivered": 0.0, "intent_asked": 0.0}
     stages: dict[str, list[float]] = {name: [] for name in STAGES}
 
     def on_order(intent: HedgeIntent, amount: Decimal) -> None:
@@ -179,9 +180,9 @@ async def measure(rate: float, seconds: float, delivery: str, workdir: Path,
 
     def timed_submit_intent(**kwargs: Any) -> tuple[HedgeIntent, asyncio.Future[Any]]:
         asked = time.perf_counter()
-        if marks["fills_durable"]:
-            stages["fills durable -> intent asked"].append(asked - marks["fills_durable"])
-            marks["fills_durable"] = 0.0
+        if marks["delivered"]:
+            stages["delivered -> intent asked"].append(asked - marks["delivered"])
+            marks["delivered"] = 0.0
         marks["intent_asked"] = asked
         return submit_intent(**kwargs)
 
@@ -203,19 +204,19 @@ async def measure(rate: float, seconds: float, delivery: str, workdir: Path,
     pending: set[asyncio.Task[None]] = set()
 
     async def deliver(fill: Fill) -> None:
-        called = time.perf_counter()
+        called = marks["delivered"] = time.perf_counter()
         await engine.on_fill(fill)
         journaled_at(called, [fill])
 
     async def deliver_batch(fills: list[Fill]) -> None:
-        called = time.perf_counter()
+        called = marks["delivered"] = time.perf_counter()
         await engine.on_fills(fills)
         journaled_at(called, fills)
 
     def journaled_at(called: float, fills: list[Fill]) -> None:
-        done = marks["fills_durable"] = time.perf_counter()
+        done = time.perf_counter()
         journaled.extend(done for _ in fills)
-        stages["fill commit"].append(done - called)
+        stages["on_fills call"].append(done - called)
         stages["arrival -> delivered"].extend(called - arrived[f.trade_id] for f in fills)
 
     async def stream() -> None:

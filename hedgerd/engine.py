@@ -1,11 +1,14 @@
 """The hedging engine: venue events in, hedge orders out.
 
 :class:`HedgeEngine` is the :class:`~hedgerd.connectors.base.VenueEventSink` of every venue.
-A fill is journaled (durable) before the risk loop sees it; every fill and price wakes the
-risk loop, which computes net delta per underlying (inventory x ratio + perp position +
-in-flight hedge quantity), asks the pure :mod:`hedgerd.policy` what to do, and hands a durable
-:class:`~hedgerd.models.HedgeIntent` to the venue's :class:`~hedgerd.executor.HedgeExecutor`.
-The :class:`~hedgerd.killswitch.KillSwitch` gates every order, right before it is sent.
+A risk pass computes net delta per underlying (inventory x ratio + perp position + in-flight
+hedge quantity), checks the auto-triggers, asks the pure :mod:`hedgerd.policy` what to do, and
+hands a :class:`~hedgerd.models.HedgeIntent` to the venue's
+:class:`~hedgerd.executor.HedgeExecutor`, which sends nothing before the intent is durable.
+Streamed fills get their pass as they commit (the ledger's fill listener: positions, totals and
+triggers all include them, and the intent joins their transaction when the ledger commits on
+the event loop); prices, order updates and the safety tick wake the risk loop for theirs. The
+:class:`~hedgerd.killswitch.KillSwitch` gates every order, right before it is sent.
 """
 
 from __future__ import annotations
@@ -129,6 +132,8 @@ class HedgeEngine:
         self.ledger_failed: str | None = None
         self._wake = asyncio.Event()
         self._risk_task: asyncio.Task[None] | None = None
+        self._streamed: set[tuple[str, str]] = set()  # (venue, trade id) of fills on_fills is journaling
+        ledger.fill_listener = self._on_journaled
         self._cancel_task: asyncio.Task[None] | None = None
         self._stopping = False
         self.halt_requested: str | None = None
@@ -333,13 +338,21 @@ class HedgeEngine:
 
     # ----------------------------------------------------------------- venue events
     async def on_fill(self, fill: Fill) -> None:
-        """Journal a fill (durable) and wake the risk loop."""
+        """Journal a fill (durable); the risk pass on it runs as it commits."""
         await self.on_fills((fill,))
 
     async def on_fills(self, fills: Sequence[Fill]) -> None:
-        """Journal fills that arrived together (one group commit) and wake the risk loop once."""
+        """Journal fills that arrived together (one group commit); returns once they are durable.
+
+        The risk pass on them runs as they commit (:meth:`_on_journaled`): by the time this
+        returns, any hedge they call for has been decided (committing on the event loop, its
+        intent was journaled in the fills' own transaction).
+        """
         if self.ledger_failed or not fills:
             return
+        streamed = self._streamed
+        keys = [(fill.venue, fill.trade_id) for fill in fills]
+        streamed.update(keys)
         submitted: list[asyncio.Future[bool]] = []
         try:
             try:
@@ -347,25 +360,38 @@ class HedgeEngine:
                     submitted.append(self.ledger.submit_fill(fill))
             finally:  # an invalid fill: the ones before it are still journaled before this returns
                 # (one future is awaited directly: gather would add an event-loop hop)
-                results = [await submitted[0]] if len(submitted) == 1 else await asyncio.gather(*submitted)
+                if len(submitted) == 1:
+                    await submitted[0]
+                elif submitted:
+                    await asyncio.gather(*submitted)
         except LedgerError as exc:
             self._ledger_failure(exc)
             raise
-        woken = False
-        for fill, new in zip(fills, results, strict=False):
-            if not new:
+        finally:
+            streamed.difference_update(keys)
+
+    def _on_journaled(self, fills: list[Fill]) -> None:
+        """The ledger's fill listener: new fills are in its view (inside their transaction when it
+        commits on the event loop). For those that came through :meth:`on_fills`: note client
+        flow for the policy and the decision-latency clock, then run a risk pass right here, so
+        that a hedge intent it decides joins the fills' commit."""
+        streamed = [fill for fill in fills if (fill.venue, fill.trade_id) in self._streamed]
+        if not streamed:
+            return
+        for fill in streamed:
+            if fill.client_order_id is not None:
                 continue
-            woken = True
-            if fill.client_order_id is None:
-                for state in self.hedges.values():
-                    if state.first_unacted_fill_at is None and any(
-                            s.venue == fill.venue for s in state.config.inventory):
-                        state.first_unacted_fill_at = fill.received_at or self.clock.monotonic()
-                    moved = _inventory_move(fill, state.config)
-                    if moved:
-                        self.policy_for(state.config.underlying).observe_flow(self.clock.monotonic(), moved)
-        if woken:
+            for state in self.hedges.values():
+                if state.first_unacted_fill_at is None and any(
+                        s.venue == fill.venue for s in state.config.inventory):
+                    state.first_unacted_fill_at = fill.received_at or self.clock.monotonic()
+                moved = _inventory_move(fill, state.config)
+                if moved:
+                    self.policy_for(state.config.underlying).observe_flow(self.clock.monotonic(), moved)
+        if self._risk_task is None:  # not running yet: its first pass will see them
             self._wake.set()
+            return
+        self._pass_now()
 
     async def on_price(self, price: PriceUpdate) -> None:
         """Validate and store a best bid/ask; wild or invalid prices are counted and dropped."""
@@ -567,6 +593,19 @@ class HedgeEngine:
 
     async def evaluate(self) -> None:
         """One pass of the risk loop over every underlying."""
+        self._evaluate()
+
+    def _pass_now(self) -> None:
+        """A risk pass outside the risk loop's task, with the loop's error handling."""
+        try:
+            self._evaluate()
+        except LedgerError as exc:
+            self._ledger_failure(exc)
+        except Exception:  # a bug must halt trading, never break the caller (the ledger's commit)
+            log.exception("risk_loop_error")
+            self.engage("internal error in risk loop (see logs)", "auto:internal")
+
+    def _evaluate(self) -> None:
         self._sync_latches()
         snapshots = {u: self.snapshot(s) for u, s in self.hedges.items()}
         for underlying, snap in snapshots.items():

@@ -314,6 +314,8 @@ class _BatchOutcome:
     reopened: list[HedgeIntent] = field(default_factory=list)
     states: list[tuple[str, OrderStatus, Decimal]] = field(default_factory=list)
     seconds: float = 0.0  # BEGIN to COMMIT
+    inserted: list[Fill] = field(default_factory=list)  # the new fills, in order
+    view_applied: bool = False  # the event loop's view already has this batch (fill listener)
 
 
 def _intent_from_row(row: Sequence[Any]) -> HedgeIntent:
@@ -503,6 +505,14 @@ class InventoryLedger:
         self._w_dirty = _Snapshot()  # aggregates changed since they were last written (absolute values)
         self._w_snapshot_at = 0.0
         self._next_intent_id = 1  # allocated on the event loop (submit_intent), in queue order
+        self._caller_decimal_context = decimal.getcontext()
+        self.fill_listener: Callable[[list[Fill]], None] | None = None
+        """Called on the event loop with the new fills of each commit, once the view
+        (:meth:`position`, :meth:`trade_totals`, ...) includes them and before any caller's
+        future resolves. Committing on the loop it runs inside the fills' transaction, before
+        COMMIT, and the intents it submits join that transaction; with a writer thread it runs
+        right after the commit. It must not raise; if the commit then fails, every future of
+        the transaction (its intents' included) fails and the ledger refuses further writes."""
         self._w_rows_per_statement = 1
 
     # ------------------------------------------------------------------ lifecycle
@@ -853,10 +863,36 @@ class InventoryLedger:
     # ------------------------------------------------------------------ event-loop callbacks
 
     def _apply(self, outcome: _BatchOutcome) -> None:
-        """Runs on the event loop after a commit: update the view, then wake the callers."""
+        """Runs on the event loop after a commit: update the view (unless the fill listener's
+        turn inside the transaction already did), tell the fill listener, then wake the callers."""
         self.commits += 1
         if len(outcome.futures) > self.largest_batch:
             self.largest_batch = len(outcome.futures)
+        if not outcome.view_applied:
+            self._apply_view(outcome)
+            if outcome.inserted:
+                self._tell_listener(outcome.inserted)
+        for future, result in zip(outcome.futures, outcome.results, strict=True):
+            if not future.done():
+                future.set_result(result)
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.ledger_commit.observe(outcome.seconds)
+            if outcome.duplicates:
+                metrics.duplicate_fills.inc(outcome.duplicates)
+            for key, count in outcome.fills_by_symbol.items():
+                counter = self._fill_counters.get(key)
+                if counter is None:
+                    counter = self._fill_counters[key] = metrics.fills.labels(*key)
+                counter.inc(count)
+            for key, amount in outcome.positions.items():
+                self._inventory_gauge(key).set(float(amount))
+            for venue, fee in outcome.hedge_fees.items():
+                metrics.hedge_fees.labels(venue).inc(float(fee))
+
+    def _apply_view(self, outcome: _BatchOutcome) -> None:
+        """Move the event loop's view (positions, totals, order states) forward by ``outcome``."""
+        outcome.view_applied = True
         self._positions.update(outcome.positions)
         self._venues.update(outcome.venues)
         self._trades.update(outcome.trades)
@@ -877,23 +913,6 @@ class InventoryLedger:
                 self._state_cache.put(cid, (status, filled))
         if outcome.duplicates:
             self.duplicate_fills += outcome.duplicates
-        for future, result in zip(outcome.futures, outcome.results, strict=True):
-            if not future.done():
-                future.set_result(result)
-        metrics = self.metrics
-        if metrics is not None:
-            metrics.ledger_commit.observe(outcome.seconds)
-            if outcome.duplicates:
-                metrics.duplicate_fills.inc(outcome.duplicates)
-            for key, count in outcome.fills_by_symbol.items():
-                counter = self._fill_counters.get(key)
-                if counter is None:
-                    counter = self._fill_counters[key] = metrics.fills.labels(*key)
-                counter.inc(count)
-            for key, amount in outcome.positions.items():
-                self._inventory_gauge(key).set(float(amount))
-            for venue, fee in outcome.hedge_fees.items():
-                metrics.hedge_fees.labels(venue).inc(float(fee))
 
     def _fail(self, futures: list[asyncio.Future[Any]], error: LedgerError) -> None:
         for future in futures:
@@ -1139,11 +1158,15 @@ class InventoryLedger:
 
     def _flush(self) -> None:
         """Loop mode: commit everything queued (scheduled by :meth:`_kick`)."""
-        self._flush_scheduled = False
         if self._maintenance is not None or self._stop:
+            self._flush_scheduled = False
             return  # the WAL reset's completion (or close) commits the queue
-        with decimal.localcontext(_ARITHMETIC):
-            self._drain()
+        self._caller_decimal_context = decimal.getcontext()  # the fill listener runs in it
+        try:
+            with decimal.localcontext(_ARITHMETIC):
+                self._drain()  # writes queued meanwhile (by the fill listener) are drained too
+        finally:
+            self._flush_scheduled = False
         if self._wal_reset_due and not self._queue and self._maintenance is None:
             self._start_wal_reset()
 
@@ -1249,7 +1272,9 @@ class InventoryLedger:
             try:
                 self._commit(fills, others, outcome)
             except Exception as exc:  # any failure to commit stops the ledger: nothing may go unjournaled
-                self._stop_writes(exc, [op[1] for op in batch if type(op[0]) is not _CallRequest])
+                # (outcome.futures also holds the intents the fill listener joined to the transaction)
+                self._stop_writes(exc, list(dict.fromkeys(
+                    [op[1] for op in batch if type(op[0]) is not _CallRequest] + outcome.futures)))
             else:
                 self._post(self._apply, outcome)
         for request, future in calls:
@@ -1289,6 +1314,8 @@ class InventoryLedger:
                 self._move(outcome, (request.venue, request.asset), request.delta)
             else:
                 outcome.results.append(self._insert_intent(conn, request))
+        if outcome.inserted and self.commit_on_loop and self.fill_listener is not None:
+            self._listener_turn(conn, outcome)
         if outcome.order_fills:  # read back on a cache miss: always current
             self._write_snapshot({}, {}, outcome.order_fills)
         dirty = self._w_dirty
@@ -1314,6 +1341,31 @@ class InventoryLedger:
         for cid, filled in outcome.order_fills.items():
             self._w_order_fills.put(cid, filled)
         self._w_last_fill_id += outcome.new_fills
+
+    def _listener_turn(self, conn: sqlite3.Connection, outcome: _BatchOutcome) -> None:
+        """Loop mode, inside the fills' transaction: bring the view forward, let the fill
+        listener act on it, and journal the intents it submitted in this same transaction
+        (when nothing else was waiting in the queue, so the queue's order is kept)."""
+        waiting = len(self._queue)
+        self._apply_view(outcome)
+        with decimal.localcontext(self._caller_decimal_context):  # not the ledger's own arithmetic
+            self._tell_listener(outcome.inserted)
+        if waiting:
+            return
+        queue = self._queue
+        while queue and type(queue[0][0]) is _IntentRequest:
+            request, future = queue.popleft()
+            outcome.futures.append(future)
+            outcome.results.append(self._insert_intent(conn, request))
+
+    def _tell_listener(self, fills: list[Fill]) -> None:
+        listener = self.fill_listener
+        if listener is None:
+            return
+        try:
+            listener(fills)
+        except Exception:  # its bug must neither fail the commit nor leave a caller waiting
+            log.exception("ledger fill listener failed")
 
     def _write_aggregates(self, covered_fill_id: int) -> None:
         """Write the aggregates changed since the last write, and the fill id they now cover
@@ -1386,6 +1438,7 @@ class InventoryLedger:
                 else:
                     results[index] = False
         outcome.new_fills = len(inserted)
+        outcome.inserted = inserted
         outcome.duplicates = len(fills) - len(inserted)
         if inserted:
             self._account(conn, inserted, outcome)

@@ -186,6 +186,24 @@ async def running_engine(settings: Settings,
 
 
 @pytest.mark.parametrize("commit_on", ["loop", "thread"])
+async def test_the_risk_pass_on_a_fill_runs_as_it_commits(tmp_path: Path, commit_on: str) -> None:
+    """When on_fill returns, the hedge is decided; on the loop its intent shares the fill's commit."""
+    settings = make_settings(tmp_path)
+    async with running_engine(settings, commit_on=commit_on) as h:
+        commits = h.ledger.commits
+        await h.client_fill(Side.BUY, "0.3")
+        assert h.state.executor.in_flight(PERP) == Decimal("-0.3")  # decided already, no later wake-up
+        [intent] = h.ledger.open_intents()
+        if commit_on == "loop":
+            assert h.ledger.commits == commits + 1
+            with contextlib.closing(sqlite3.connect(f"{settings.ledger.path.resolve().as_uri()}?mode=ro",
+                                                    uri=True)) as reader:
+                assert reader.execute("SELECT client_order_id FROM intents").fetchall() == [
+                    (intent.client_order_id,)]
+        await eventually(h.in_band, "the hedge filled")
+
+
+@pytest.mark.parametrize("commit_on", ["loop", "thread"])
 async def test_no_order_reaches_the_venue_before_its_intent_is_on_disk(tmp_path: Path, commit_on: str) -> None:
     """The risk loop does not wait for the intent's commit; the order's task does."""
     settings = make_settings(tmp_path, spot={"flow_rate": 60.0, "flow_mean_size": "0.04", "volatility": 0.8},

@@ -10,6 +10,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -448,6 +449,51 @@ async def test_a_failed_intent_commit_fails_its_future_and_leaves_nothing_on_dis
     ledger = await reopen(ledger)
     try:
         assert ledger.open_intents() == [kept]
+    finally:
+        await ledger.close()
+
+
+async def test_the_fill_listener_sees_new_fills_in_the_view_and_its_intents_join_their_commit(
+        ledger: InventoryLedger, commit_on: str) -> None:
+    await ledger.record_fill(make_fill("seen-before", amount="1"))
+    heard: list[tuple[list[str], Decimal]] = []
+    submitted: list[tuple[HedgeIntent, asyncio.Future[Any]]] = []
+
+    def listener(fills: list[Fill]) -> None:
+        heard.append(([f.trade_id for f in fills], ledger.position("spot", "BTC")))
+        submitted.append(ledger.submit_intent(underlying="BTC", venue="perp", symbol="BTC/USDT:USDT",
+                                              side=Side.SELL, amount=D(1), created_at=1.0))
+
+    ledger.fill_listener = listener
+    commits = ledger.commits
+    results = await asyncio.gather(ledger.record_fill(make_fill("a", amount="2")),
+                                   ledger.record_fill(make_fill("seen-before", amount="1")),
+                                   ledger.record_fill(make_fill("b", amount="3")))
+    assert results == [True, False, True]
+    # once per commit, with only the new fills, the view already including them
+    assert heard == [(["a", "b"], D(6))]
+    [(intent, durable)] = submitted
+    if commit_on == "loop":  # inside the fills' transaction: one commit, durable with them
+        assert durable.done() and durable.result() == intent
+        assert ledger.commits == commits + 1
+    assert await durable == intent
+    assert intent.client_order_id in [cid for _, cid in intent_rows(ledger.path)]
+    assert ledger.open_intents() == [intent]
+
+
+async def test_a_failing_fill_listener_neither_fails_the_commit_nor_blocks_callers(
+        ledger: InventoryLedger, caplog: pytest.LogCaptureFixture) -> None:
+    def listener(fills: list[Fill]) -> None:
+        raise RuntimeError("bug in the listener")
+
+    ledger.fill_listener = listener
+    assert await ledger.record_fill(make_fill("a", amount="2")) is True
+    assert ledger.position("spot", "BTC") == 2
+    assert ledger.failure is None
+    assert "ledger fill listener failed" in caplog.text
+    ledger = await reopen(ledger)
+    try:
+        assert ledger.position("spot", "BTC") == 2
     finally:
         await ledger.close()
 
