@@ -645,9 +645,7 @@ class InventoryLedger:
         if not (amount.is_finite() and fill.price.is_finite() and fill.fee.is_finite()) \
                 or amount <= ZERO or fill.price < ZERO:
             raise ValueError(f"invalid fill amounts: {fill!r}")
-        future: asyncio.Future[bool] = self._create_future()
-        self._queue.append((fill, future))
-        self._kick()
+        future: asyncio.Future[bool] = self._enqueue(fill)
         return future
 
     async def record_fill(self, fill: Fill) -> bool:
@@ -698,13 +696,10 @@ class InventoryLedger:
             reduce_only=bool(reduce_only), order_type=OrderType(order_type), limit_price=limit_price,
             reason=reason)
         self._next_intent_id = intent_id + 1  # never reused, even if this commit fails
-        future: asyncio.Future[Any] = self._create_future()
-        self._queue.append((_IntentRequest(intent), future))
         self._open_intents[client_order_id] = intent
         self._open_states[client_order_id] = (OrderStatus.NEW, ZERO)
         self._filled_cache.put(client_order_id, ZERO)
-        self._kick()
-        return intent, future
+        return intent, self._enqueue(_IntentRequest(intent))
 
     async def record_order_state(self, client_order_id: str, status: OrderStatus, filled: Decimal = ZERO,
                                  average_price: Decimal | None = None, venue_order_id: str | None = None,
@@ -758,11 +753,14 @@ class InventoryLedger:
     async def _submit(self, request: object) -> Any:
         if not self._accepting:
             raise self._unwritable()
-        assert self._loop is not None
-        future: asyncio.Future[Any] = self._loop.create_future()
+        return await self._enqueue(request)
+
+    def _enqueue(self, request: object) -> asyncio.Future[Any]:
+        """Queue a write for the next group commit; its future resolves once it is durable."""
+        future: asyncio.Future[Any] = self._create_future()
         self._queue.append((request, future))
         self._kick()
-        return await future
+        return future
 
     def _kick(self) -> None:
         """Have the queue committed: wake the writer thread, or (loop mode) flush at the end of
