@@ -546,11 +546,8 @@ class HedgeEngine:
                     for executor in self._executors():
                         await executor.refresh_open()
                 await self.evaluate()
-            except LedgerError as exc:
-                self._ledger_failure(exc)
-            except Exception:  # a bug must halt trading, not kill the loop silently
-                log.exception("risk_loop_error")
-                self.engage("internal error in risk loop (see logs)", "auto:internal")
+            except Exception as exc:  # a bug must halt trading, not kill the loop silently
+                self._risk_pass_failed(exc)
 
     def _next_wait(self, tick: float) -> float:
         """Seconds the risk loop may sleep: the safety tick, or less so that a price going
@@ -599,11 +596,16 @@ class HedgeEngine:
         """A risk pass outside the risk loop's task, with the loop's error handling."""
         try:
             self._evaluate()
-        except LedgerError as exc:
+        except Exception as exc:  # never break the caller (the ledger's commit)
+            self._risk_pass_failed(exc)
+
+    def _risk_pass_failed(self, exc: Exception) -> None:
+        """A ledger failure halts trading as such; anything else is a bug and halts it too."""
+        if isinstance(exc, LedgerError):
             self._ledger_failure(exc)
-        except Exception:  # a bug must halt trading, never break the caller (the ledger's commit)
-            log.exception("risk_loop_error")
-            self.engage("internal error in risk loop (see logs)", "auto:internal")
+            return
+        log.error("risk_loop_error", exc_info=exc)
+        self.engage("internal error in risk loop (see logs)", "auto:internal")
 
     def _evaluate(self) -> None:
         self._sync_latches()

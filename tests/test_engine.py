@@ -185,6 +185,20 @@ async def running_engine(settings: Settings,
         await engine.stop()
 
 
+async def test_a_bug_in_the_risk_pass_on_a_fill_halts_trading_and_the_fill_stays_journaled(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with running_engine(make_settings(tmp_path)) as h:
+        def broken(snapshots: object) -> None:
+            raise RuntimeError("bug in a trigger")
+
+        monkeypatch.setattr(h.engine, "_check_auto_triggers", broken)
+        fill = await h.client_fill(Side.BUY, "0.3")  # the pass runs inside the fill's commit
+        assert h.ledger.position("sim-spot", "BTC") == fill.amount
+        assert h.trading_state() is TradingState.HALTED
+        assert h.engine.kill_switch.source == "auto:internal"
+        assert h.attempts == []
+
+
 @pytest.mark.parametrize("commit_on", ["loop", "thread"])
 async def test_the_risk_pass_on_a_fill_runs_as_it_commits(tmp_path: Path, commit_on: str) -> None:
     """When on_fill returns, the hedge is decided; on the loop its intent shares the fill's commit."""
