@@ -491,11 +491,12 @@ class HedgeEngine:
         return None
 
     def _on_order_result(self, ok: bool, kind: str) -> None:
+        # No wake-up here: the order's task ends right after this, and its done callback
+        # (_execution_done) wakes the risk loop once, for every way an execution ends.
         if ok:
             self.consecutive_order_errors = 0
         else:
             self.consecutive_order_errors += 1
-        self._wake.set()
 
     def _on_trading_state_change(self, ks: KillSwitch) -> None:
         self._publish_trading_state()
