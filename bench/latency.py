@@ -1,6 +1,7 @@
 """Reaction latency: client fill received -> hedge order handed to the venue client.
 
 Usage: python bench/latency.py [--rates 500,2000,10000] [--seconds 3] [--loops asyncio,uvloop]
+                               [--gc frozen,unfrozen]
                                [--delivery stream,concurrent] [--fills-per-order 1,10]
                                [--log-level warning] [--dir DIR] [--stages]
 
@@ -42,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import gc
 import itertools
 import logging
 import shutil
@@ -69,6 +71,7 @@ from hedgerd.config import (
     Settings,
 )
 from hedgerd.connectors.base import VenueEventSink
+from hedgerd.daemon import freeze_startup_heap
 from hedgerd.engine import HedgeEngine
 from hedgerd.ledger import InventoryLedger
 from hedgerd.metrics import Metrics
@@ -155,7 +158,7 @@ def bench_settings(ledger_path: Path, fills_per_order: int = 1) -> Settings:
 
 
 async def measure(rate: float, seconds: float, delivery: str, workdir: Path,
-                  fills_per_order: int = 1) -> dict[str, Any]:
+                  fills_per_order: int = 1, freeze_heap: bool = True) -> dict[str, Any]:
     """One run at ``rate`` fills/s; returns the latency figures."""
     handoffs: list[float] = []
     covered: list[int] = []  # cumulative number of fills covered by the orders handed off so far
@@ -191,6 +194,8 @@ async def measure(rate: float, seconds: float, delivery: str, workdir: Path,
 
     ledger.submit_intent = timed_submit_intent  # type: ignore[method-assign]
     await engine.start()
+    if freeze_heap:
+        freeze_startup_heap()  # as the daemon does once it has started
 
     async def prices() -> None:
         while True:
@@ -265,6 +270,8 @@ async def measure(rate: float, seconds: float, delivery: str, workdir: Path,
     await asyncio.sleep(0.05)  # let the last orders go out
     price_task.cancel()
     await engine.stop()
+    if freeze_heap:
+        gc.unfreeze()  # back to the GC: the next level (or the caller) starts from its own heap
 
     # fills are journaled in arrival order (stream) or nearly so (tasks start in creation order)
     latencies: list[float] = []
@@ -313,7 +320,7 @@ def quantile_us(ordered: list[float], q: float) -> float:
 
 
 def run_level(loop_name: str, rate: float, seconds: float, delivery: str, workdir: Path,
-              fills_per_order: int) -> dict[str, Any]:
+              fills_per_order: int, freeze_heap: bool = True) -> dict[str, Any]:
     if loop_name == "uvloop":
         import uvloop
 
@@ -321,7 +328,7 @@ def run_level(loop_name: str, rate: float, seconds: float, delivery: str, workdi
     else:
         factory = asyncio.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
-        result = runner.run(measure(rate, seconds, delivery, workdir, fills_per_order))
+        result = runner.run(measure(rate, seconds, delivery, workdir, fills_per_order, freeze_heap))
     result["loop"] = loop_name
     return result
 
@@ -335,6 +342,9 @@ def main() -> int:
     parser.add_argument("--fills-per-order", default="1",
                         help="comma list: the hedge threshold is crossed every K fills (K=1: every fill needs its "
                              "own order; K>1 reports the reaction to the fill that crossed it)")
+    parser.add_argument("--gc", default="frozen",
+                        help="comma list of frozen,unfrozen: whether the startup heap is frozen out of the "
+                             "cyclic GC, as the daemon does (hedgerd.daemon.freeze_startup_heap)")
     parser.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
                         help="structlog level (the daemon runs at info: JSON lines to a pipe)")
     parser.add_argument("--dir", type=Path, default=None, help="where the ledger files go (default: a tmp dir)")
@@ -349,16 +359,19 @@ def main() -> int:
         cache_logger_on_first_use=True)
     workdir = Path(tempfile.mkdtemp(prefix="hedgerd-latency-", dir=args.dir))
     print(f"ledger files in {workdir} (durable: synchronous=NORMAL, WAL); log level {args.log_level}")
-    print(f"{'loop':<8} {'delivery':<10} {'K':>3} {'offered/s':>9} {'achieved/s':>10} {'orders/s':>8} {'p50 us':>8} "
-          f"{'p99 us':>8} {'p99.9 us':>9} {'n':>6} {'left':>5} {'cpu us':>6}")
+    print(f"{'loop':<8} {'gc':<8} {'delivery':<10} {'K':>3} {'offered/s':>9} {'achieved/s':>10} {'orders/s':>8} "
+          f"{'p50 us':>8} {'p99 us':>8} {'p99.9 us':>9} {'n':>6} {'left':>5} {'cpu us':>6}")
     try:
         for fills_per_order in (int(k) for k in args.fills_per_order.split(",")):
-            for loop_name, delivery, rate in itertools.product(
-                    args.loops.split(","), args.delivery.split(","), (float(r) for r in args.rates.split(","))):
-                r = run_level(loop_name, rate, args.seconds, delivery, workdir, fills_per_order)
-                print(f"{loop_name:<8} {delivery:<10} {fills_per_order:>3} {rate:>9.0f} {r['achieved']:>10.0f} "
-                      f"{r['orders_per_s']:>8.0f} {r['p50']:>8.0f} {r['p99']:>8.0f} {r['p999']:>9.0f} "
-                      f"{r['fills']:>6} {r['unhedged']:>5} {r['loop_cpu_us']:>6.0f}", flush=True)
+            for loop_name, heap, delivery, rate in itertools.product(
+                    args.loops.split(","), args.gc.split(","), args.delivery.split(","),
+                    (float(r) for r in args.rates.split(","))):
+                if heap not in ("frozen", "unfrozen"):
+                    parser.error(f"--gc: {heap!r} is neither frozen nor unfrozen")
+                r = run_level(loop_name, rate, args.seconds, delivery, workdir, fills_per_order, heap == "frozen")
+                print(f"{loop_name:<8} {heap:<8} {delivery:<10} {fills_per_order:>3} {rate:>9.0f} "
+                      f"{r['achieved']:>10.0f} {r['orders_per_s']:>8.0f} {r['p50']:>8.0f} {r['p99']:>8.0f} "
+                      f"{r['p999']:>9.0f} {r['fills']:>6} {r['unhedged']:>5} {r['loop_cpu_us']:>6.0f}", flush=True)
                 if args.stages:
                     for name, values in r["stages"].items():
                         print(f"    {name:<38} {quantile_us(values, 0.5):>8.0f} {quantile_us(values, 0.99):>8.0f} "

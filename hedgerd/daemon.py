@@ -8,6 +8,7 @@ old config), SIGTERM/SIGINT stop gracefully.
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,22 @@ from hedgerd.metrics import Metrics
 log = structlog.get_logger("hedgerd.daemon")
 
 SHUTDOWN_BUDGET = 8.0  # seconds; SIGTERM must exit within 10 s
+
+
+def freeze_startup_heap() -> int:
+    """Collect once, then exempt everything alive from the cyclic GC; returns how many objects.
+
+    Called when startup is done. What startup builds (settings, markets, the loaded modules:
+    ccxt alone is ~170,000 GC-tracked objects) lives as long as the process; left in the GC's
+    oldest generation, every full collection walks all of it again, on the event loop: measured
+    here, a 53 ms stall with ccxt loaded (224k objects), 7 ms in paper mode (53k). Frozen, a full
+    collection walks only what was allocated since. Frozen objects are still freed when their
+    last reference goes; only garbage cycles among them would stay, and the collection just
+    before the freeze has removed those.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 class Daemon:
@@ -73,6 +90,7 @@ class Daemon:
             await asyncio.wait({starting, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
             if starting.done():
                 starting.result()  # a startup failure propagates
+                log.info("startup_heap_frozen", objects=freeze_startup_heap())
                 await stop_requested
             else:
                 log.warning("startup_interrupted")

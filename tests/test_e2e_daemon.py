@@ -26,6 +26,8 @@ def test_paper_daemon_hedges_halts_resumes_and_exits_cleanly(tmp_path: Path) -> 
         status = json.loads(d.get("/status")[1])
         assert status["trading_state"] == "active"
         assert status["mode"] == "paper"
+        frozen = [json.loads(line) for line in d.log_path.read_text().splitlines() if "startup_heap_frozen" in line]
+        assert len(frozen) == 1 and frozen[0]["objects"] > 10_000  # startup's heap is out of the cyclic GC
 
         # Halt by signal: no order may be sent while HALTED, although client flow continues.
         d.signal(signal.SIGUSR1)
