@@ -8,7 +8,8 @@ Only time is simulated:
 * :class:`VirtualTimeLoop` is an asyncio event loop whose ``time()`` is virtual: when no
   callback is ready it jumps straight to the next timer instead of sleeping, so
   ``asyncio.sleep``/``wait_for`` in the engine and the venues work unchanged; the built-in
-  day takes about 20 s here, mostly in the engine's risk loop and the ledger's commits.
+  day (seed 1) takes 14 s here with the adaptive policy, 17 s with the fixed one, mostly in
+  the engine's risk passes (one per price tick, fill and order outcome) and the ledger's commits.
 * The ledger commits on the event loop (``commit_on="loop"``): a write is answered by a
   callback scheduled at once, so a run is a deterministic function of the seed whatever the
   ``batch_max``. Work handed to threads (``run_in_executor``/``asyncio.to_thread``: the ledger's
