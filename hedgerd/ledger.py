@@ -49,8 +49,9 @@ and ``close`` checkpoints and truncates it.
 A sidecar ``<file>.lock`` (flock) keeps a second ledger instance off the same file.
 
 Memory stays flat in the number of fills: trade ids live only in the UNIQUE index on disk
-(duplicates inside one batch are caught in memory), and per-order lookups use bounded caches
-backed by the database.
+(duplicates inside one batch are caught in memory, and so are repeats of the last few thousand
+fills of our own orders, which arrive up to three times each), and per-order lookups use
+bounded caches backed by the database.
 
 All public methods must be called from the thread running the event loop.
 """
@@ -88,6 +89,10 @@ CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
 _PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_-]{0,8}$")  # 8 + 8 (ledger id) + 1 + 19 (int64) = 36
 _SYNCHRONOUS_LEVELS = {"NORMAL": 1, "FULL": 2}
 _CACHE_SIZE = 16_384  # per-order entries kept in memory; misses read the database
+#: Trade ids of our own orders' fills journaled lately. Each such fill arrives up to three times
+#: (the order's response, the order stream, the trade stream); a repeat found here is answered as
+#: the duplicate it is without a commit. A repeat older than this goes to the UNIQUE index as before.
+_RECENT_OWN_FILLS = 4_096
 CHECKPOINT_INTERVAL = 0.05  # seconds between background WAL checkpoints (small: each fsync stays short)
 SNAPSHOT_INTERVAL = 1.0  # seconds between writes of the aggregate tables (a crash replays at most this much)
 #: Page size of a new ledger file (an existing file keeps its own). Every commit writes each page
@@ -494,6 +499,7 @@ class InventoryLedger:
         self._trades: dict[tuple[str, str], TradeTotals] = {}
         self._filled_cache: _LRU[str, Decimal] = _LRU(_CACHE_SIZE)
         self._state_cache: _LRU[str, tuple[OrderStatus, Decimal]] = _LRU(_CACHE_SIZE)
+        self._recent_own_fills: _LRU[tuple[str, str], bool] = _LRU(_RECENT_OWN_FILLS)  # committed only
         self._open_intents: dict[str, HedgeIntent] = {}
         self._open_states: dict[str, tuple[OrderStatus, Decimal]] = {}
         self._fill_counters: dict[tuple[str, str], Any] = {}
@@ -650,7 +656,18 @@ class InventoryLedger:
         if not (amount.is_finite() and fill.price.is_finite() and fill.fee.is_finite()) \
                 or amount <= ZERO or fill.price < ZERO:
             raise ValueError(f"invalid fill amounts: {fill!r}")
+        if fill.client_order_id is not None and self._recent_own_fills.get((fill.venue, fill.trade_id)):
+            return self._known_duplicate()
         future: asyncio.Future[bool] = self._enqueue(fill)
+        return future
+
+    def _known_duplicate(self) -> asyncio.Future[bool]:
+        """The answer to a fill already committed: False, as the commit would give, without one."""
+        future: asyncio.Future[bool] = self._create_future()
+        future.set_result(False)
+        self.duplicate_fills += 1
+        if self.metrics is not None:
+            self.metrics.duplicate_fills.inc()
         return future
 
     async def record_fill(self, fill: Fill) -> bool:
@@ -875,6 +892,10 @@ class InventoryLedger:
             self._apply_view(outcome)
             if outcome.inserted:
                 self._tell_listener(outcome.inserted)
+        recent = self._recent_own_fills
+        for fill in outcome.inserted:  # committed by now: a repeat of these needs no commit
+            if fill.client_order_id is not None:
+                recent.put((fill.venue, fill.trade_id), True)
         for future, result in zip(outcome.futures, outcome.results, strict=True):
             if not future.done():
                 future.set_result(result)

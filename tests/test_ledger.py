@@ -8,6 +8,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -97,9 +98,56 @@ async def test_hedge_fees_counted_once_per_new_own_fill(path: Path) -> None:
     await ledger.close()
     assert metrics.registry.get_sample_value("hedgerd_hedge_fees_total", {"venue": "perp"}) == 0.25
     assert metrics.registry.get_sample_value("hedgerd_hedge_fees_total", {"venue": "spot"}) is None
-    # every transaction's duration is observed (3 fill commits here)
-    assert metrics.registry.get_sample_value("hedgerd_ledger_commit_seconds_count") == ledger.commits == 3
+    # every transaction's duration is observed: 2 commits (the echo of an own fill needs none)
+    assert metrics.registry.get_sample_value("hedgerd_ledger_commit_seconds_count") == ledger.commits == 2
     assert metrics.registry.get_sample_value("hedgerd_ledger_commit_seconds_sum") > 0
+
+
+async def test_repeats_of_a_committed_own_fill_are_answered_without_a_commit(path: Path) -> None:
+    metrics = Metrics()
+    ledger = InventoryLedger(path, metrics=metrics)
+    await ledger.open()
+    try:
+        own = make_fill("h1", venue="perp", symbol="BTC/USDT:USDT", client_order_id="hgdabcx1")
+        flow = make_fill("c1")
+        # in flight (not committed yet): a repeat goes to the same commit, which keeps the first
+        assert await asyncio.gather(ledger.record_fill(own), ledger.record_fill(own)) == [True, False]
+        assert await ledger.record_fill(flow) is True
+        commits = ledger.commits
+        # the order stream's and the trade stream's echoes of the order response
+        assert await ledger.record_fill(own) is False
+        assert await ledger.record_fill(replace(own, amount=D(5))) is False  # same trade id: a duplicate
+        assert ledger.commits == commits
+        assert await ledger.record_fill(flow) is False  # client flow is not remembered: the index says so
+        assert ledger.commits == commits + 1
+        assert ledger.duplicate_fills == 4
+        assert metrics.registry.get_sample_value("hedgerd_ledger_duplicate_fills_total") == 4.0
+        assert ledger.position("perp", "BTC/USDT:USDT") == D(1)
+        assert ledger.fill_count == 2
+    finally:
+        await ledger.close()
+
+
+async def test_own_fills_remembered_are_bounded_and_older_repeats_still_dedupe(
+        path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hedgerd import ledger as ledger_module
+
+    monkeypatch.setattr(ledger_module, "_RECENT_OWN_FILLS", 2)
+    ledger = InventoryLedger(path)
+    await ledger.open()
+    try:
+        own = [make_fill(f"h{i}", venue="perp", symbol="BTC/USDT:USDT", client_order_id=f"hgdabcx{i}")
+               for i in range(3)]
+        for fill in own:
+            assert await ledger.record_fill(fill) is True
+        commits = ledger.commits
+        assert [await ledger.record_fill(f) for f in own[1:]] == [False, False]  # the two remembered
+        assert ledger.commits == commits
+        assert await ledger.record_fill(own[0]) is False  # forgotten: the UNIQUE index answers
+        assert ledger.commits == commits + 1
+        assert ledger.fill_count == 3 and ledger.duplicate_fills == 3
+    finally:
+        await ledger.close()
 
 
 async def test_duplicate_trade_is_ignored_and_counted(path: Path) -> None:
