@@ -180,8 +180,9 @@ async def measure(rate: float, seconds: float, delivery: str, workdir: Path,
     path = Path(tempfile.mkdtemp(dir=workdir)) / "ledger.sqlite"
     settings = bench_settings(path, fills_per_order)
     venues: dict[str, Any] = {SPOT: StubVenue(SPOT), PERP: StubVenue(PERP, on_order)}
-    ledger = InventoryLedger(path, metrics=None)
-    engine = HedgeEngine(settings, venues, ledger, RealClock(), Metrics())
+    metrics = Metrics()  # shared by the ledger and the engine, as in the daemon
+    ledger = InventoryLedger(path, metrics=metrics)
+    engine = HedgeEngine(settings, venues, ledger, RealClock(), metrics)
     submit_intent = ledger.submit_intent
 
     def timed_submit_intent(**kwargs: Any) -> tuple[HedgeIntent, asyncio.Future[Any]]:
