@@ -352,6 +352,9 @@ def main() -> int:
     parser.add_argument("--stages", action="store_true",
                         help="also print p50/p99/p99.9 of each stage on the path (warm-up included)")
     args = parser.parse_args()
+    bad_gc = [heap for heap in args.gc.split(",") if heap not in ("frozen", "unfrozen")]
+    if bad_gc:  # before any level runs
+        parser.error(f"--gc: {', '.join(map(repr, bad_gc))} is neither frozen nor unfrozen")
     structlog.configure(
         processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True),
                     structlog.processors.JSONRenderer()],
@@ -367,8 +370,6 @@ def main() -> int:
             for loop_name, heap, delivery, rate in itertools.product(
                     args.loops.split(","), args.gc.split(","), args.delivery.split(","),
                     (float(r) for r in args.rates.split(","))):
-                if heap not in ("frozen", "unfrozen"):
-                    parser.error(f"--gc: {heap!r} is neither frozen nor unfrozen")
                 r = run_level(loop_name, rate, args.seconds, delivery, workdir, fills_per_order, heap == "frozen")
                 print(f"{loop_name:<8} {heap:<8} {delivery:<10} {fills_per_order:>3} {rate:>9.0f} "
                       f"{r['achieved']:>10.0f} {r['orders_per_s']:>8.0f} {r['p50']:>8.0f} {r['p99']:>8.0f} "
