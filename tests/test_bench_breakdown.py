@@ -1,0 +1,65 @@
+"""bench/latency_breakdown.py takes the latency bench's path apart and leaves no patch behind.
+
+A smoke test of the instrumentation's bookkeeping (every order's steps seen in path order, every
+transaction and statement counted, WAL frames found), not a timing.
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+from pathlib import Path
+
+sys.path.append(str(Path(__file__).resolve().parents[1] / "bench"))  # bench/ is scripts, not a package
+
+from latency import StubVenue, measure
+from latency_breakdown import _MARKS, _PATH, _instrumented
+
+from hedgerd.executor import HedgeExecutor
+from hedgerd.ledger import InventoryLedger
+
+RATE, SECONDS = 100.0, 0.3
+OFFERED = int(RATE * (SECONDS + 0.5))  # measured window + warm-up
+
+
+def _patched_methods() -> dict[tuple[type, str], object]:
+    names = [(cls, name) for cls, name, _, _ in _MARKS]
+    names += [(HedgeExecutor, "_execute"), (StubVenue, "create_order"), (InventoryLedger, "_commit")]
+    return {(cls, name): cls.__dict__[name] for cls, name in names}
+
+
+async def test_every_order_is_taken_apart_in_path_order(tmp_path: Path) -> None:
+    before = _patched_methods()
+    orders: list[dict[str, float]] = []
+    wall: dict[str, list[float]] = collections.defaultdict(list)
+    with _instrumented({}, orders, wall, collections.defaultdict(float), collections.defaultdict(list),
+                       collections.defaultdict(list)):
+        result = await measure(RATE, SECONDS, "stream", tmp_path, 1)
+    assert result["unhedged"] == 0
+    # at this rate every fill is delivered alone and needs an order of its own
+    assert len(orders) == OFFERED
+    for order in orders:
+        assert [order[step] for step in _PATH] == sorted(order[step] for step in _PATH)
+    assert not wall  # the path run times no statement
+    assert _patched_methods() == before
+
+
+async def test_transactions_statements_and_frames_are_counted(tmp_path: Path) -> None:
+    before = _patched_methods()
+    orders: list[dict[str, float]] = []
+    wall: dict[str, list[float]] = collections.defaultdict(list)
+    cpu: dict[str, float] = collections.defaultdict(float)
+    transactions: dict[str, list[float]] = collections.defaultdict(list)
+    frames: dict[str, list[int]] = collections.defaultdict(list)
+    with _instrumented(None, orders, wall, cpu, transactions, frames):
+        await measure(RATE, SECONDS, "stream", tmp_path, 1)
+    assert not orders  # the timing run marks no path
+    # each client fill commits with its intent, each order's outcome with its fill
+    assert len(transactions["1 fill + 1 intent"]) == OFFERED
+    assert len(transactions["1 fill + 1 state"]) == OFFERED
+    assert len(wall["BEGIN"]) == len(wall["COMMIT"]) == sum(len(v) for v in transactions.values())
+    assert len(wall["INSERT intents"]) == OFFERED
+    assert all(cpu[label] > 0 for label in wall)
+    # a transaction writes at least one page per table it touches: fills, intents, order_events
+    assert min(frames["1 fill + 1 intent"]) >= 3
+    assert _patched_methods() == before
