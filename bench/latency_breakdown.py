@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import structlog
-from latency import WARMUP, StubVenue, measure
+from latency import WARMUP, StubVenue, measure, quantile_us
 
 from hedgerd import engine as engine_module
 from hedgerd import executor as executor_module
@@ -111,16 +111,25 @@ def _transaction_label(fills: list[Any], others: list[Any], outcome: Any) -> str
 
 
 @contextmanager
-def _instrumented(marks: dict[str, float] | None, orders: list[dict[str, float]], wall: dict[str, list[float]],
-                  cpu: dict[str, float], transactions: dict[str, list[float]],
-                  frames: dict[str, list[int]]) -> Iterator[None]:
-    """Patch the path's methods (``marks`` given) or the ledger's transactions (``marks`` None)
-    for the duration of one run; every patch is undone afterwards."""
+def _patches() -> Iterator[Callable[[type, str, Any], None]]:
+    """Yield ``patch(cls, name, replacement)`` for the duration of one run; every patch is
+    undone afterwards."""
     saved: list[tuple[type, str, Any]] = []
 
     def patch(cls: type, name: str, replacement: Any) -> None:
         saved.append((cls, name, cls.__dict__[name]))
         setattr(cls, name, replacement)
+
+    try:
+        yield patch
+    finally:
+        for cls, name, original in reversed(saved):
+            setattr(cls, name, original)
+
+
+def _mark_path(patch: Callable[[type, str, Any], None], marks: dict[str, float],
+               orders: list[dict[str, float]]) -> None:
+    """Take a mark at each step of the path; an order's marks go to ``orders`` at its hand-off."""
 
     def marking(original: Any, before: str | None, after: str | None) -> Any:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -134,19 +143,6 @@ def _instrumented(marks: dict[str, float] | None, orders: list[dict[str, float]]
             return result
         return wrapper
 
-    try:
-        if marks is not None:
-            _mark_path(patch, marking, marks, orders)
-        else:
-            _time_transactions(patch, wall, cpu, transactions, frames)
-        yield
-    finally:
-        for cls, name, original in reversed(saved):
-            setattr(cls, name, original)
-
-
-def _mark_path(patch: Callable[[type, str, Any], None], marking: Callable[[Any, str | None, str | None], Any],
-               marks: dict[str, float], orders: list[dict[str, float]]) -> None:
     for cls, name, before, after in _MARKS:
         patch(cls, name, marking(cls.__dict__[name], before, after))
 
@@ -173,6 +169,8 @@ def _mark_path(patch: Callable[[type, str, Any], None], marking: Callable[[Any, 
 def _time_transactions(patch: Callable[[type, str, Any], None], wall: dict[str, list[float]],
                        cpu: dict[str, float], transactions: dict[str, list[float]],
                        frames: dict[str, list[int]]) -> None:
+    """Time every transaction and SQL statement of the ledger, and count the WAL frames each
+    transaction appended."""
     original_commit = ledger_module.InventoryLedger.__dict__["_commit"]
 
     def commit(self: Any, fills: list[Any], others: list[Any], outcome: Any) -> None:
@@ -197,8 +195,7 @@ def _time_transactions(patch: Callable[[type, str, Any], None], wall: dict[str, 
 
 
 def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e6 if ordered else float("nan")
+    return quantile_us(sorted(values), q)
 
 
 def main() -> int:
@@ -222,8 +219,12 @@ def main() -> int:
     frames: dict[str, list[int]] = collections.defaultdict(list)
     results = []
     try:
-        for path_marks in (marks, None):
-            with _instrumented(path_marks, orders, wall, cpu, transactions, frames):
+        for mark_path in (True, False):
+            with _patches() as patch:
+                if mark_path:
+                    _mark_path(patch, marks, orders)
+                else:
+                    _time_transactions(patch, wall, cpu, transactions, frames)
                 results.append(asyncio.run(measure(args.rate, args.seconds, "stream", workdir, args.fills_per_order)))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
