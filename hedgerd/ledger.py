@@ -19,11 +19,17 @@ Where the writer runs
 * ``"thread"`` (default with ``FULL``): on a dedicated writer thread, so a commit's fsync never
   stalls the event loop.
 
-Storage layout (schema version 1). Every Decimal is stored as TEXT, exactly:
+Storage layout (schema version 2; a version-1 file is migrated when opened). Every Decimal is
+stored as TEXT, exactly. Each table or index a commit touches costs it at least one WAL page, so
+the tables written on the reaction path (fills, intents, order events) carry no index they can
+do without:
 
 * ``fills``: the journal, ``UNIQUE(venue, trade_id)``; a duplicate is ignored and counted.
-* ``intents`` and ``order_events``: hedge intents and the order state changes of each client
-  order id; ``intents`` also carries the last state, so open intents reload with one query.
+* ``intents``: one row per hedge intent, by intent id (no other index: a client order id is
+  ``<prefix><ledger id>x<intent id>``, so the rowid finds its intent), carrying the order's last
+  state. Open intents reload with one range read from ``meta.open_intents_from`` (no open intent
+  has a smaller id; raised with the aggregates, lowered in the transaction that reopens one).
+* ``order_events``: every order state change after the intent's creation, append-only.
 * ``adjustments``: manual position corrections (e.g. a venue position adopted at startup).
 * ``positions``, ``venue_totals``, ``order_fills``, ``trade_totals``: a snapshot of the aggregates
   derived from the journal (``trade_totals``: per venue and symbol, the fill count, net base
@@ -82,7 +88,7 @@ from hedgerd.risk import TradeTotals
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 ZERO = Decimal(0)
 CLIENT_ID_MAX_LEN = 36
 CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -112,7 +118,26 @@ _FILL_COLUMNS = ("venue, trade_id, symbol, side, amount, price, fee, fee_currenc
 _FILL_ROW = "(?,?,?,?,?,?,?,?,?,?,?)"
 _FILL_WIDTH = 11
 
-_SCHEMA = """
+_CREATE_INTENTS = """
+CREATE TABLE IF NOT EXISTS intents (
+    intent_id       INTEGER PRIMARY KEY,
+    client_order_id TEXT NOT NULL,
+    underlying      TEXT NOT NULL,
+    venue           TEXT NOT NULL,
+    symbol          TEXT NOT NULL,
+    side            TEXT NOT NULL,
+    amount          TEXT NOT NULL,
+    created_at      REAL NOT NULL,
+    reduce_only     INTEGER NOT NULL,
+    order_type      TEXT NOT NULL,
+    limit_price     TEXT,
+    reason          TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    filled          TEXT NOT NULL,
+    is_open         INTEGER NOT NULL
+)
+"""
+_SCHEMA = _CREATE_INTENTS + """;
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -132,24 +157,7 @@ CREATE TABLE IF NOT EXISTS fills (
     client_order_id TEXT,
     UNIQUE (venue, trade_id)
 );
-CREATE TABLE IF NOT EXISTS intents (
-    intent_id       INTEGER PRIMARY KEY AUTOINCREMENT,
-    client_order_id TEXT UNIQUE,
-    underlying      TEXT NOT NULL,
-    venue           TEXT NOT NULL,
-    symbol          TEXT NOT NULL,
-    side            TEXT NOT NULL,
-    amount          TEXT NOT NULL,
-    created_at      REAL NOT NULL,
-    reduce_only     INTEGER NOT NULL,
-    order_type      TEXT NOT NULL,
-    limit_price     TEXT,
-    reason          TEXT NOT NULL,
-    status          TEXT NOT NULL,
-    filled          TEXT NOT NULL,
-    is_open         INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS intents_open ON intents (intent_id) WHERE is_open = 1;
+
 CREATE TABLE IF NOT EXISTS order_events (
     event_id        INTEGER PRIMARY KEY,
     client_order_id TEXT NOT NULL,
@@ -160,7 +168,6 @@ CREATE TABLE IF NOT EXISTS order_events (
     ts              REAL NOT NULL,
     detail          TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS order_events_by_client_id ON order_events (client_order_id, event_id);
 CREATE TABLE IF NOT EXISTS adjustments (
     adjustment_id INTEGER PRIMARY KEY,
     venue         TEXT NOT NULL,
@@ -334,6 +341,39 @@ def _intent_from_row(row: Sequence[Any]) -> HedgeIntent:
         side=Side(row[5]), amount=Decimal(row[6]), created_at=float(row[7]), reduce_only=bool(row[8]),
         order_type=OrderType(row[9]), limit_price=None if row[10] is None else Decimal(row[10]),
         reason=row[11])
+
+
+def _issued_intent_id(client_order_id: str, ledger_id: str) -> int | None:
+    """The intent id inside a client order id this ledger issued (``<prefix><ledger id>x<id>``),
+    or None for any other id. Callers match the row's ``client_order_id`` too, so a look-alike
+    (another prefix, leading zeros) finds nothing."""
+    head, sep, digits = client_order_id.rpartition("x")
+    if not sep or not digits.isascii() or not digits.isdigit() or not head.endswith(ledger_id):
+        return None
+    return int(digits)
+
+
+def _migrate_from_v1(conn: sqlite3.Connection) -> int:
+    """Schema 1 -> 2, inside the opening transaction; returns the last intent id ever issued.
+
+    Version 2 drops what each commit on the reaction path paid for in pages written: the
+    UNIQUE index on ``intents.client_order_id`` (a client id is derived from the intent id,
+    so the rowid finds it), the partial index of open intents (open intents are read from
+    ``meta.open_intents_from`` on), the ``order_events`` index by client id (the intent row
+    carries the last state) and AUTOINCREMENT (its counter is kept in ``meta.intent_id_seq``)."""
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'intents'").fetchone()
+    conn.execute("ALTER TABLE intents RENAME TO intents_v1")
+    conn.execute(_CREATE_INTENTS)
+    conn.execute("INSERT INTO intents SELECT * FROM intents_v1")
+    conn.execute("DROP TABLE intents_v1")  # with its indexes and its sqlite_sequence row
+    conn.execute("DROP INDEX IF EXISTS order_events_by_client_id")
+    last_id = int(conn.execute("SELECT coalesce(max(intent_id), 0) FROM intents").fetchone()[0])
+    seq = max(last_id, 0 if row is None else int(row[0]))
+    first_open = conn.execute("SELECT min(intent_id) FROM intents WHERE is_open = 1").fetchone()[0]
+    conn.executemany(_SET_META, [("schema_version", str(SCHEMA_VERSION)), ("intent_id_seq", str(seq)),
+                                 ("open_intents_from", str(seq + 1 if first_open is None else first_open))])
+    log.warning("ledger schema migrated from version 1 to %d", SCHEMA_VERSION)
+    return seq
 
 
 def _check_finite(name: str, value: Decimal) -> None:
@@ -525,6 +565,10 @@ class InventoryLedger:
         right after the commit. It must not raise; if the commit then fails, every future of
         the transaction (its intents' included) fails and the ledger refuses further writes."""
         self._w_rows_per_statement = 1
+        self._w_ledger_id = ""
+        self._w_next_intent_id = 1
+        self._w_open_ids: set[int] = set()  # intents open in the database (as of the current transaction)
+        self._w_open_from = 1  # meta.open_intents_from: no open intent has a smaller id
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -855,12 +899,19 @@ class InventoryLedger:
         return filled
 
     def order_state(self, client_order_id: str) -> tuple[OrderStatus, Decimal] | None:
-        """Last recorded (status, filled) of ``client_order_id``, or None if never recorded."""
+        """Last recorded (status, filled) of ``client_order_id``, or None if never recorded.
+
+        Answers for the client order ids this ledger issued (from memory, else from the intent
+        row, which carries the last state). States recorded for any other id are journaled in
+        ``order_events`` but answered only while they are among the recent ones in memory."""
         state = self._open_states.get(client_order_id) or self._state_cache.get(client_order_id)
         if state is not None:
             return state
-        row = self._read_one("SELECT status, filled FROM order_events WHERE client_order_id = ? "
-                             "ORDER BY event_id DESC LIMIT 1", client_order_id)
+        intent_id = _issued_intent_id(client_order_id, self.ledger_id)
+        if intent_id is None:
+            return None
+        row = self._read_one("SELECT status, filled FROM intents WHERE intent_id = ? AND client_order_id = ?",
+                             intent_id, client_order_id)
         if row is None:
             return None
         state = (OrderStatus(row[0]), Decimal(row[1]))
@@ -1074,7 +1125,10 @@ class InventoryLedger:
                 conn.execute(statement)
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         version = int(meta.get("schema_version", SCHEMA_VERSION))
-        if version != SCHEMA_VERSION:
+        if version == 1:
+            _migrate_from_v1(conn)
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        elif version != SCHEMA_VERSION:
             raise LedgerError(f"ledger schema version {version} is not supported (expected {SCHEMA_VERSION})")
         ledger_id = meta.get("ledger_id")
         if ledger_id is None:
@@ -1106,10 +1160,10 @@ class InventoryLedger:
         conn.execute("COMMIT")
         self._w_snapshot_at = time.monotonic()
         self._w_last_fill_id = last_fill_id
-        # AUTOINCREMENT semantics: never reuse an id, even one whose row is gone
-        next_intent_id = 1 + int(conn.execute(
-            "SELECT max(coalesce((SELECT max(intent_id) FROM intents), 0), "
-            "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'intents'), 0))").fetchone()[0])
+        # never reuse an id (intents are never deleted; a version-1 file's AUTOINCREMENT counter is kept)
+        next_intent_id = 1 + max(int(meta.get("intent_id_seq", 0)), int(conn.execute(
+            "SELECT coalesce(max(intent_id), 0) FROM intents").fetchone()[0]))
+        open_from = int(meta.get("open_intents_from", 1))
         self._w_positions = dict(snapshot.positions)
         self._w_venues = {v: _VenueTotals(t.fills, t.fees, t.last_fill_ts)
                           for v, t in snapshot.venues.items()}
@@ -1124,7 +1178,11 @@ class InventoryLedger:
             for row in conn.execute(
                 f"SELECT {', '.join('i.' + name for name in _INTENT_FIELDS)}, i.status, i.filled, "
                 "o.filled FROM intents AS i LEFT JOIN order_fills AS o USING (client_order_id) "
-                "WHERE i.is_open = 1 ORDER BY i.intent_id")]
+                "WHERE i.intent_id >= ? AND i.is_open = 1 ORDER BY i.intent_id", (open_from,))]
+        self._w_ledger_id = ledger_id
+        self._w_next_intent_id = next_intent_id
+        self._w_open_ids = {intent.intent_id for intent, *_ in open_intents}
+        self._w_open_from = open_from
         return _OpenResult(ledger_id, snapshot, open_intents, rebuilt, synchronous, mode, next_intent_id)
 
     def _replay_tail(self, conn: sqlite3.Connection, snapshot: _Snapshot, covered: int) -> None:
@@ -1399,11 +1457,23 @@ class InventoryLedger:
         self._write_snapshot(dirty.positions, dirty.venues, {}, dirty.trades)
         assert self._conn is not None
         self._conn.execute(_SET_META, ("snapshot_fill_id", str(covered_fill_id)))
+        self._write_open_floor(self._conn)
+
+    def _open_floor(self) -> int:
+        return min(self._w_open_ids) if self._w_open_ids else self._w_next_intent_id
+
+    def _write_open_floor(self, conn: sqlite3.Connection) -> None:
+        """Raise ``meta.open_intents_from`` to the oldest intent open now (inside the caller's
+        transaction), so opening reads open intents from there instead of scanning them all."""
+        floor = self._open_floor()
+        if floor != self._w_open_from:
+            conn.execute(_SET_META, ("open_intents_from", str(floor)))
+            self._w_open_from = floor
 
     def _flush_aggregates(self, conn: sqlite3.Connection) -> None:
         """Bring the aggregate tables up to the journal in a transaction of their own (writer side)."""
         dirty = self._w_dirty
-        if not (dirty.positions or dirty.venues or dirty.trades):
+        if not (dirty.positions or dirty.venues or dirty.trades) and self._open_floor() == self._w_open_from:
             return
         conn.execute("BEGIN")
         try:
@@ -1576,25 +1646,37 @@ class InventoryLedger:
              intent.side.value, str(intent.amount), intent.created_at, int(intent.reduce_only),
              intent.order_type.value, None if intent.limit_price is None else str(intent.limit_price),
              intent.reason, OrderStatus.NEW.value))
-        conn.execute(_INSERT_EVENT, (intent.client_order_id, OrderStatus.NEW.value, "0", None, None,
-                                     intent.created_at, intent.reason))
+        self._w_open_ids.add(intent.intent_id)
+        self._w_next_intent_id = intent.intent_id + 1
         return intent
 
     def _insert_state(self, conn: sqlite3.Connection, request: _StateRequest, outcome: _BatchOutcome) -> None:
-        if not request.status.is_final:
-            closed = conn.execute(f"SELECT {_INTENT_COLUMNS} FROM intents WHERE client_order_id = ? AND is_open = 0",
-                                  (request.client_order_id,)).fetchone()
-            if closed is not None:
-                outcome.reopened.append(_intent_from_row(closed))
+        cid = request.client_order_id
+        final = request.status.is_final
         filled_text = str(request.filled)
         conn.execute(_INSERT_EVENT, (
-            request.client_order_id, request.status.value, filled_text,
+            cid, request.status.value, filled_text,
             None if request.average_price is None else str(request.average_price), request.venue_order_id,
             request.ts, request.detail))
-        conn.execute("UPDATE intents SET status = ?, filled = ?, is_open = ? WHERE client_order_id = ?",
-                     (request.status.value, filled_text, 0 if request.status.is_final else 1,
-                      request.client_order_id))
-        outcome.states.append((request.client_order_id, request.status, request.filled))
+        intent_id = _issued_intent_id(cid, self._w_ledger_id)
+        if intent_id is not None:  # the intent row carries the last state
+            if not final:
+                closed = conn.execute(f"SELECT {_INTENT_COLUMNS} FROM intents WHERE intent_id = ? "
+                                      "AND client_order_id = ? AND is_open = 0", (intent_id, cid)).fetchone()
+                if closed is not None:
+                    outcome.reopened.append(_intent_from_row(closed))
+                    if intent_id < self._w_open_from:  # reopened below the floor: lower it with the reopening
+                        self._w_open_from = intent_id
+                        conn.execute(_SET_META, ("open_intents_from", str(intent_id)))
+            updated = conn.execute("UPDATE intents SET status = ?, filled = ?, is_open = ? "
+                                   "WHERE intent_id = ? AND client_order_id = ?",
+                                   (request.status.value, filled_text, 0 if final else 1, intent_id, cid)).rowcount
+            if updated:
+                if final:
+                    self._w_open_ids.discard(intent_id)
+                else:
+                    self._w_open_ids.add(intent_id)
+        outcome.states.append((cid, request.status, request.filled))
 
 
 def _load_snapshot(conn: sqlite3.Connection, *, with_orders: bool = True) -> _Snapshot:

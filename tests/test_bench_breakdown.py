@@ -57,6 +57,6 @@ async def test_transactions_statements_and_frames_are_counted(tmp_path: Path) ->
     assert len(wall["BEGIN"]) == len(wall["COMMIT"]) == sum(len(v) for v in transactions.values())
     assert len(wall["INSERT intents"]) == OFFERED
     assert all(cpu[label] > 0 for label in wall)
-    # a transaction writes at least one page per table it touches: fills, intents, order_events
+    # a transaction writes at least one page per table or index it touches: fills, their trade-id index, intents
     assert min(frames["1 fill + 1 intent"]) >= 3
     assert _patched_methods() == before
