@@ -1648,6 +1648,7 @@ class InventoryLedger:
              intent.reason, OrderStatus.NEW.value))
         self._w_open_ids.add(intent.intent_id)
         self._w_next_intent_id = intent.intent_id + 1
+        self._w_order_fills.put(intent.client_order_id, ZERO)  # a new client id: no fill to read back
         return intent
 
     def _insert_state(self, conn: sqlite3.Connection, request: _StateRequest, outcome: _BatchOutcome) -> None:
