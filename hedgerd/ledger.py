@@ -1126,7 +1126,11 @@ class InventoryLedger:
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         version = int(meta.get("schema_version", SCHEMA_VERSION))
         if version == 1:
-            _migrate_from_v1(conn)
+            try:
+                _migrate_from_v1(conn)
+            except sqlite3.Error as exc:  # rolled back by the caller: the file stays at version 1
+                raise LedgerError(f"ledger {self.path}: migrating schema version 1 to {SCHEMA_VERSION} failed "
+                                  f"(the file is unchanged): {exc}") from exc
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         elif version != SCHEMA_VERSION:
             raise LedgerError(f"ledger schema version {version} is not supported (expected {SCHEMA_VERSION})")

@@ -629,6 +629,19 @@ async def test_a_version_1_ledger_is_migrated_on_open(path: Path, caplog: pytest
         await ledger.close()
 
 
+async def test_a_failed_migration_leaves_the_version_1_file_as_it_was(path: Path) -> None:
+    write_v1_ledger(path)
+    with sqlite3.connect(path) as conn:  # version 1 allowed an intent without a client id; 2 does not
+        conn.execute("UPDATE intents SET client_order_id = NULL WHERE intent_id = 3")
+    before = read_rows(path, "SELECT type, name, sql FROM sqlite_master ORDER BY name")
+    ledger = InventoryLedger(path)
+    with pytest.raises(LedgerError, match=r"migrating schema version 1 to 2 failed \(the file is unchanged\): "
+                                          "NOT NULL constraint failed: intents.client_order_id"):
+        await ledger.open()
+    assert read_rows(path, "SELECT type, name, sql FROM sqlite_master ORDER BY name") == before
+    assert read_meta(path)["schema_version"] == "1"
+
+
 async def test_a_ledger_of_an_unknown_schema_version_is_refused(path: Path) -> None:
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
