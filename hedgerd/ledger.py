@@ -157,7 +157,6 @@ CREATE TABLE IF NOT EXISTS fills (
     client_order_id TEXT,
     UNIQUE (venue, trade_id)
 );
-
 CREATE TABLE IF NOT EXISTS order_events (
     event_id        INTEGER PRIMARY KEY,
     client_order_id TEXT NOT NULL,
@@ -353,8 +352,8 @@ def _issued_intent_id(client_order_id: str, ledger_id: str) -> int | None:
     return int(digits)
 
 
-def _migrate_from_v1(conn: sqlite3.Connection) -> int:
-    """Schema 1 -> 2, inside the opening transaction; returns the last intent id ever issued.
+def _migrate_from_v1(conn: sqlite3.Connection) -> None:
+    """Schema 1 -> 2, inside the opening transaction.
 
     Version 2 drops what each commit on the reaction path paid for in pages written: the
     UNIQUE index on ``intents.client_order_id`` (a client id is derived from the intent id,
@@ -373,7 +372,6 @@ def _migrate_from_v1(conn: sqlite3.Connection) -> int:
     conn.executemany(_SET_META, [("schema_version", str(SCHEMA_VERSION)), ("intent_id_seq", str(seq)),
                                  ("open_intents_from", str(seq + 1 if first_open is None else first_open))])
     log.warning("ledger schema migrated from version 1 to %d", SCHEMA_VERSION)
-    return seq
 
 
 def _check_finite(name: str, value: Decimal) -> None:
