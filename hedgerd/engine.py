@@ -7,7 +7,9 @@ hands a :class:`~hedgerd.models.HedgeIntent` to the venue's
 :class:`~hedgerd.executor.HedgeExecutor`, which sends nothing before the intent is durable.
 Streamed fills get their pass as they commit (the ledger's fill listener: positions, totals and
 triggers all include them, and the intent joins their transaction when the ledger commits on
-the event loop); prices, order updates and the safety tick wake the risk loop for theirs. The
+the event loop); prices, order updates and the safety tick wake the risk loop for theirs. An
+order that ends filled as sized (and a fill of one in flight) leaves net delta as the last pass
+saw it: its pass may wait up to 10 ms for the next event's (:meth:`HedgeEngine._order_changed`). The
 :class:`~hedgerd.killswitch.KillSwitch` gates every order, right before it is sent.
 """
 
@@ -37,6 +39,7 @@ from hedgerd.models import (
     HedgeIntent,
     MarketInfo,
     OrderReport,
+    OrderStatus,
     PriceUpdate,
     TradingState,
     split_symbol,
@@ -56,6 +59,9 @@ log = structlog.get_logger("hedgerd.engine")
 _RECONCILE_ATTEMPTS = 5  # startup reconciliation passes before a transient venue error is fatal
 _SNAPSHOT_ATTEMPTS = 10  # tries for a positions snapshot no fill landed during
 _REJECT_LOG_INTERVAL = 10.0  # seconds between log lines about rejected prices of one feed and kind
+# seconds the risk pass after an order that filled as sized may wait for the next one (see
+# HedgeEngine._execution_done)
+_SETTLE_PASS_DELAY = 0.01
 _SHUTDOWN_SETTLE = 4.0  # seconds stop() waits for in-flight orders at most (SIGTERM must exit within 10 s)
 
 
@@ -70,6 +76,7 @@ class _HedgeState:
     snapshot: DeltaSnapshot | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     limits: tuple[HedgeConfig, HedgeLimits] | None = None  # built from this config
+    capped: bool = False  # the last pass decided nothing: max_orders_in_flight were unsettled
 
 
 class _GaugeChild:
@@ -131,6 +138,7 @@ class HedgeEngine:
         self.intake_open = False
         self.ledger_failed: str | None = None
         self._wake = asyncio.Event()
+        self._settle_pass: asyncio.TimerHandle | None = None  # see _execution_done
         self._risk_task: asyncio.Task[None] | None = None
         self._streamed: set[tuple[str, str]] = set()  # (venue, trade id) of fills on_fills is journaling
         ledger.fill_listener = self._on_journaled
@@ -378,6 +386,9 @@ class HedgeEngine:
         streamed = [fill for fill in fills if (fill.venue, fill.trade_id) in self._streamed]
         if not streamed:
             return
+        if all(self._absorbed(fill) for fill in streamed):  # e.g. our hedge fills, ahead of the order's answer
+            self._settle_soon()
+            return
         for fill in streamed:
             if fill.client_order_id is not None:
                 continue
@@ -424,11 +435,15 @@ class HedgeEngine:
         """Hand a streamed update of one of our orders to its executor, which journals it.
 
         Fills of our orders also arrive as fills on the trade stream; the ledger dedupes them.
+        An update that journals nothing new (it repeats what the answer to the send said)
+        changes nothing a risk pass would see.
         """
-        for executor in self._executors():
+        for state in self.hedges.values():
+            executor = state.executor
             if executor.venue.name == venue:
-                await executor.on_order_update(report)
-        self._wake.set()
+                intent = await executor.on_order_update(report)
+                if intent is not None:
+                    self._order_changed(state, intent, report.status)
 
     def on_venue_error(self, venue: str, kind: str, detail: str) -> None:
         self.metrics.venue_errors.labels(venue, kind).inc()
@@ -492,7 +507,8 @@ class HedgeEngine:
 
     def _on_order_result(self, ok: bool, kind: str) -> None:
         # No wake-up here: the order's task ends right after this, and its done callback
-        # (_execution_done) wakes the risk loop once, for every way an execution ends.
+        # (_execution_done) wakes the risk loop once for every way an execution ends (a success
+        # only resets the count: an order filled as sized may wait for the next pass).
         if ok:
             self.consecutive_order_errors = 0
         else:
@@ -609,6 +625,9 @@ class HedgeEngine:
         self.engage("internal error in risk loop (see logs)", "auto:internal")
 
     def _evaluate(self) -> None:
+        if self._settle_pass is not None:  # this is the pass it was waiting for
+            self._settle_pass.cancel()
+            self._settle_pass = None
         self._sync_latches()
         snapshots = {u: self.snapshot(s) for u, s in self.hedges.items()}
         for underlying, snap in snapshots.items():
@@ -631,7 +650,8 @@ class HedgeEngine:
             return
         for underlying, snap in snapshots.items():
             state = self.hedges[underlying]
-            if state.executor.open_count(state.config.symbol) >= self.settings.executor.max_orders_in_flight:
+            state.capped = state.executor.open_count(state.config.symbol) >= self.settings.executor.max_orders_in_flight
+            if state.capped:
                 continue
             self._decide(state, snap)
 
@@ -723,13 +743,46 @@ class HedgeEngine:
         asyncio.get_running_loop().call_soon(log_decision)
         state.tasks.add(task)
         task.add_done_callback(state.tasks.discard)
-        task.add_done_callback(functools.partial(self._execution_done, intent))
+        task.add_done_callback(functools.partial(self._execution_done, state, intent))
 
-    def _execution_done(self, intent: HedgeIntent, task: asyncio.Task[OrderReport]) -> None:
-        self._wake.set()
+    def _order_changed(self, state: _HedgeState, intent: HedgeIntent, status: OrderStatus) -> None:
+        """An order's task ended or a streamed update of it was journaled: the next risk pass
+        must see what changed.
+
+        An order filled exactly as sized changed nothing a decision rests on (its in-flight
+        amount became position), unless the in-flight cap held a decision back. The pass after
+        it may then wait up to ``_SETTLE_PASS_DELAY`` (10 ms) for the next one (at a steady flow a
+        client fill's pass comes first); that bounds only how late the realized-loss trigger
+        and the gauges see the hedge fill. Anything else (a partial fill, a rejection, an
+        error, a cancellation, a capped decision) calls for a pass right away.
+        """
+        if status is OrderStatus.FILLED and not state.capped and state.executor.settled_as_sized(intent):
+            self._settle_soon()
+        else:
+            self._wake.set()
+
+    def _absorbed(self, fill: Fill) -> bool:
+        """A fill of one of our hedge orders in flight, within its size (net delta unchanged),
+        while no decision is held back by the in-flight cap: see :meth:`_order_changed`."""
+        for state in self.hedges.values():
+            if state.config.venue == fill.venue and not state.capped and state.executor.absorbs(fill):
+                return True
+        return False
+
+    def _settle_soon(self) -> None:
+        """A risk pass within ``_SETTLE_PASS_DELAY``, or the next one if it comes sooner."""
+        if self._settle_pass is None and not self._wake.is_set():
+            self._settle_pass = asyncio.get_running_loop().call_later(_SETTLE_PASS_DELAY, self._wake.set)
+
+    def _execution_done(self, state: _HedgeState, intent: HedgeIntent, task: asyncio.Task[OrderReport]) -> None:
         if task.cancelled():
+            self._wake.set()
             return
         exc = task.exception()
+        if exc is None:
+            self._order_changed(state, intent, task.result().status)
+            return
+        self._wake.set()
         if isinstance(exc, LedgerError):
             self._ledger_failure(exc)
         elif exc is not None:

@@ -274,6 +274,22 @@ class HedgeExecutor:
             total += order.intent.side.sign * self._outstanding(order)
         return total
 
+    def settled_as_sized(self, intent: HedgeIntent) -> bool:
+        """True if the ledger holds exactly the amount ``intent``'s order was sized to (in base
+        units): all of what :meth:`in_flight` counted for it has become position."""
+        _, base_amount = self._size(intent, self.markets.get(intent.symbol))
+        return self.ledger.filled_for(intent.client_order_id) == base_amount
+
+    def absorbs(self, fill: Fill) -> bool:
+        """True if ``fill`` (journaled) belongs to an order :meth:`in_flight` counts, within the
+        size it counts: journaling it moved that much from in flight to position."""
+        cid = fill.client_order_id
+        order = self._orders.get(cid) if cid is not None else None
+        if order is None or not (order.maybe_live or order.executing) or order.intent.symbol != fill.symbol:
+            return False
+        expected = order.reported_filled if order.status.is_final else order.base_amount
+        return self.ledger.filled_for(order.intent.client_order_id) <= expected
+
     def has_open(self, symbol: str) -> bool:
         """True while any order of this executor on ``symbol`` is not settled."""
         return bool(self._live_orders(symbol))
@@ -653,8 +669,9 @@ class HedgeExecutor:
                                              metric_status or status.value).inc()
         return True
 
-    async def _apply_report(self, order: _Order, report: OrderReport) -> None:
-        """Journal a venue report's fills (the ledger dedupes) and state transition."""
+    async def _apply_report(self, order: _Order, report: OrderReport) -> bool:
+        """Journal a venue report's fills (the ledger dedupes) and state transition; True if
+        any of it was new to the ledger."""
         cid = order.intent.client_order_id
         order.maybe_live = True
         order.acknowledged = True
@@ -669,17 +686,22 @@ class HedgeExecutor:
         finally:
             # committed by now; a failure of theirs is raised (every one retrieved) here
             if len(journaled) == 1:
-                await journaled[0]
-            elif journaled:
-                await asyncio.gather(*journaled)
+                new_fills = await journaled[0]
+            else:
+                new_fills = any(await asyncio.gather(*journaled)) if journaled else False
         if advanced or order.last_report is None:
             order.last_report = report
+        return advanced or new_fills
 
-    async def on_order_update(self, report: OrderReport) -> None:
-        """Journal a streamed update of one of this executor's orders (others are ignored)."""
+    async def on_order_update(self, report: OrderReport) -> HedgeIntent | None:
+        """Journal a streamed update of one of this executor's orders (others are ignored).
+
+        Returns the order's intent if the update journaled anything new (a fill or a state
+        change), None if it changed nothing (e.g. it repeats the answer to the send)."""
         order = self._orders.get(report.client_order_id)
-        if order is not None:
-            await self._apply_report(order, report)
+        if order is not None and await self._apply_report(order, report):
+            return order.intent
+        return None
 
     # ------------------------------------------------------------------ maintenance
     def _landed_by(self, order: _Order) -> float:

@@ -12,7 +12,7 @@ import contextlib
 import itertools
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import structlog.testing
 
+from hedgerd import engine as engine_module
 from hedgerd.clock import RealClock
 from hedgerd.config import (
     ExecutorConfig,
@@ -337,6 +338,92 @@ async def test_new_flow_during_a_slow_order_is_hedged_by_a_second_order_sized_ne
         assert len(h.attempts) == len(h.venue_orders()) == 2
         assert h.perp.position() == Decimal("-0.8") == h.ledger.position("sim-perp", PERP)
         assert h.net_delta() == 0
+
+
+def event_driven(settings: Settings) -> Settings:
+    """Only fills and orders wake the risk loop: no safety tick, no price going stale soon (the
+    tests stall the price stream once a first price is in)."""
+    hedges = [hedge.model_copy(update={"max_price_age": 600.0}) for hedge in settings.hedges]
+    return settings.model_copy(update={"hedges": hedges, "risk": RiskConfig(safety_tick=600.0)})
+
+
+@contextlib.contextmanager
+def counting_passes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """``[n]``: the risk passes run so far (by any caller)."""
+    count = [0]
+    evaluate = HedgeEngine._evaluate
+
+    def counted(self: HedgeEngine) -> None:
+        count[0] += 1
+        evaluate(self)
+
+    monkeypatch.setattr(HedgeEngine, "_evaluate", counted)
+    yield count
+
+
+async def hedge_done(h: Harness) -> None:
+    """Wait until every hedge order task has ended (its done callbacks have run)."""
+    await eventually(lambda: not h.state.tasks and h.attempts and h.attempts[-1].outcome != "pending",
+                     "the hedge order task ending")
+    await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("settle_delay", [0.01, 600.0])
+async def test_an_order_filled_as_sized_waits_for_the_next_pass_instead_of_running_its_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settle_delay: float) -> None:
+    # Its in-flight amount became position: net delta is what the last pass decided on. The
+    # pass that shows it runs within the settle delay, or with the next event if one comes first.
+    monkeypatch.setattr(engine_module, "_SETTLE_PASS_DELAY", settle_delay)
+    with counting_passes(monkeypatch) as passes:
+        async with running_engine(event_driven(make_settings(tmp_path))) as h:
+            h.perp.stall_prices()
+            await asyncio.sleep(0.05)
+            await h.client_fill(Side.BUY, "0.5")
+            await hedge_done(h)
+            after_order = passes[0]
+            assert h.state.snapshot.net_delta == Decimal("0.5")  # the deciding pass
+            if settle_delay < 1:
+                await eventually(lambda: passes[0] > after_order, "the settle pass", within=5.0)
+            else:
+                await asyncio.sleep(QUIET)
+                assert passes[0] == after_order, "a pass of its own for an order filled as sized"
+                await h.client_fill(Side.SELL, "0.01")  # inside the band: a pass, no order
+                assert passes[0] == after_order + 1
+            snap = h.state.snapshot
+            assert snap.perp_position == Decimal("-0.5") and snap.in_flight == 0
+            assert len(h.attempts) == 1
+
+
+async def _half_filled(venue: SimPerpVenue, intent: HedgeIntent, amount: Decimal,
+                       price: Decimal | None) -> OrderReport:
+    """A venue that fills half of each order and calls it FILLED."""
+    return await SimPerpVenue.create_order(venue, intent, amount / 2, price)
+
+
+async def test_an_order_filled_short_of_its_size_is_re_decided_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine_module, "_SETTLE_PASS_DELAY", 600.0)  # only an immediate pass can act
+    async with running_engine(event_driven(make_settings(tmp_path)), create_order=_half_filled) as h:
+        h.perp.stall_prices()
+        await h.client_fill(Side.BUY, "0.4")
+        await eventually(lambda: len(h.attempts) >= 2, "an order for the unfilled half", within=5.0)
+        assert h.attempts[0].intent.amount == Decimal("0.4")
+        assert h.attempts[1].intent.amount == Decimal("0.2")
+
+
+async def test_a_decision_held_back_by_the_in_flight_cap_is_made_when_the_order_fills(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine_module, "_SETTLE_PASS_DELAY", 600.0)  # only an immediate pass can act
+    settings = make_settings(tmp_path, perp={"latency_ms": 200.0}, executor={"max_orders_in_flight": 1})
+    async with running_engine(event_driven(settings)) as h:
+        h.perp.stall_prices()
+        await h.client_fill(Side.BUY, "0.5")
+        await eventually(lambda: len(h.attempts) == 1, "the first hedge order on its way")
+        await h.client_fill(Side.BUY, "0.3")  # beyond the band, but one order is the cap
+        assert h.state.capped and len(h.attempts) == 1
+        await eventually(lambda: len(h.attempts) == 2, "the held-back order", within=5.0)
+        assert h.attempts[0].outcome == "ok"
+        assert h.attempts[1].intent.amount == Decimal("0.3")
 
 
 async def test_max_position_counts_orders_in_flight(tmp_path: Path) -> None:

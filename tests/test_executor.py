@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any
@@ -467,6 +467,36 @@ async def test_in_flight_until_fills_land_in_the_ledger(rig: Rig) -> None:
     assert rig.executor.in_flight(SYMBOL) == 0
     assert not rig.executor.has_open(SYMBOL)
     assert rig.executor.open_orders() == []  # settled orders are forgotten
+
+
+async def test_what_a_fill_or_a_streamed_update_changes_for_the_risk_loop(rig: Rig) -> None:
+    rig.venue.report_fills = False  # the answer says FILLED; the fills come on the stream
+    intent = await rig.intent(side=Side.BUY, amount="0.030")
+    report = await rig.executor.execute(intent)
+    assert report.status is OrderStatus.FILLED and rig.executor.in_flight(SYMBOL) == intent.amount
+    assert not rig.executor.settled_as_sized(intent)  # nothing landed yet
+    [fill] = rig.venue.unreported_fills
+    await rig.ledger.record_fill(fill)
+    assert rig.executor.absorbs(fill)  # it moved from in flight to position: net delta unchanged
+    assert rig.executor.settled_as_sized(intent)
+    stray = replace(fill, trade_id="stray", client_order_id="someone-else")
+    await rig.ledger.record_fill(stray)
+    assert not rig.executor.absorbs(stray)  # not an order of ours in flight: position moved
+
+    # A streamed update returns the intent only when it journals something new.
+    other = await rig.intent(side=Side.SELL, amount="0.010")
+    await rig.executor.execute(other)
+    [other_fill] = rig.venue.unreported_fills[1:]
+    update = replace(rig.venue.orders[other.client_order_id], fills=(other_fill,))
+    assert await rig.executor.on_order_update(update) == other  # its fill is new
+    assert await rig.executor.on_order_update(update) is None  # a repeat (and now settled)
+    assert await rig.executor.on_order_update(replace(update, client_order_id="unknown")) is None
+    short = await rig.intent(side=Side.SELL, amount="0.010")
+    rig.venue.fill_fraction = Decimal("0.5")
+    await rig.executor.execute(short)
+    half = rig.venue.unreported_fills[-1]
+    await rig.ledger.record_fill(half)
+    assert rig.executor.absorbs(half) and not rig.executor.settled_as_sized(short)
 
 
 async def test_start_sends_nothing_before_the_intent_is_durable(rig: Rig) -> None:
