@@ -176,8 +176,8 @@ def _time_transactions(patch: Callable[[type, str, Any], None], wall: dict[str, 
     def commit(self: Any, fills: list[Any], others: list[Any], outcome: Any) -> None:
         conn = self._conn
         wal = f"{self.path}-wal"
-        size = os.path.getsize(wal) if os.path.exists(wal) else 0
-        resets = self.wal_resets
+        frame_size = ledger_module.PAGE_SIZE + 24
+        before = _wal_end(wal, frame_size)
         self._conn = _TimedConnection(conn, wall, cpu)
         cpu_started = time.thread_time()
         try:
@@ -186,12 +186,32 @@ def _time_transactions(patch: Callable[[type, str, Any], None], wall: dict[str, 
             self._conn = conn
         label = _transaction_label(fills, others, outcome)
         transactions[label].append(time.thread_time() - cpu_started)
-        grown = os.path.getsize(wal) - size
-        if grown > 0 and self.wal_resets == resets:  # the log grew: every frame was appended
-            page_size = ledger_module.PAGE_SIZE
-            frames[label].append(grown // (page_size + 24))
+        after = _wal_end(wal, frame_size)
+        # counted only if the frames were appended at the end of one log generation: not when
+        # SQLite rewound the log (new salts) or wrote over an older, longer log's frames
+        if before is not None and after is not None and after[1] == before[1] and after[0] > before[0]:
+            frames[label].append((after[0] - before[0]) // frame_size)
 
     patch(ledger_module.InventoryLedger, "_commit", commit)
+
+
+def _wal_end(wal: str, frame_size: int) -> tuple[int, bytes] | None:
+    """(file size, salts) of a WAL whose last frame is of its current generation, so that the
+    file ends where the log does; (0, b"") for no log yet; None otherwise."""
+    try:
+        with open(wal, "rb") as file:
+            header = file.read(32)
+            size = os.fstat(file.fileno()).st_size
+            if size == 0:
+                return 0, b""
+            if size < 32 + frame_size or (size - 32) % frame_size:
+                return None
+            file.seek(size - frame_size)
+            last = file.read(24)
+    except FileNotFoundError:
+        return 0, b""
+    salts = header[16:24]  # a frame header carries its log generation's salts at bytes 8-16
+    return (size, salts) if last[8:16] == salts else None
 
 
 def _pct(values: list[float], q: float) -> float:

@@ -7,13 +7,14 @@ transaction and statement counted, WAL frames found), not a timing.
 from __future__ import annotations
 
 import collections
+import sqlite3
 import sys
 from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parents[1] / "bench"))  # bench/ is scripts, not a package
 
 from latency import StubVenue, measure
-from latency_breakdown import _MARKS, _PATH, _mark_path, _patches, _time_transactions
+from latency_breakdown import _MARKS, _PATH, _mark_path, _patches, _time_transactions, _wal_end
 
 from hedgerd.executor import HedgeExecutor
 from hedgerd.ledger import InventoryLedger
@@ -60,3 +61,26 @@ async def test_transactions_statements_and_frames_are_counted(tmp_path: Path) ->
     # a transaction writes at least one page per table or index it touches: fills, their trade-id index, intents
     assert min(frames["1 fill + 1 intent"]) >= 3
     assert _patched_methods() == before
+
+
+def test_frames_are_read_off_a_log_only_where_it_was_appended_to(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    wal, frame = f"{path}-wal", 1024 + 24
+    assert _wal_end(wal, frame) == (0, b"")  # no log yet
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA page_size = 1024")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE t (x BLOB)")
+    for _ in range(20):
+        conn.execute("INSERT INTO t VALUES (randomblob(3000))")
+    end = _wal_end(wal, frame)
+    assert end is not None and end[0] > 20 * 3 * frame
+    before = end
+    conn.execute("INSERT INTO t VALUES (randomblob(3000))")
+    after = _wal_end(wal, frame)
+    assert after is not None and after[1] == before[1] and (after[0] - before[0]) // frame >= 3
+    # checkpointed in full: the next write rewinds the log over its older frames (new salts)
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    conn.execute("INSERT INTO t VALUES (randomblob(10))")
+    assert _wal_end(wal, frame) is None  # the file ends in the older generation's frames
+    conn.close()
