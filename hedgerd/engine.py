@@ -354,7 +354,9 @@ class HedgeEngine:
 
         The risk pass on them runs as they commit (:meth:`_on_journaled`): by the time this
         returns, any hedge they call for has been decided (committing on the event loop, its
-        intent was journaled in the fills' own transaction).
+        intent was journaled in the fills' own transaction). On the loop the batch commits at
+        once, in this call, and this returns only after the orders it started have had their
+        turn (they go to the venue before the caller's next batch is journaled).
         """
         if self.ledger_failed or not fills:
             return
@@ -362,13 +364,18 @@ class HedgeEngine:
         keys = [(fill.venue, fill.trade_id) for fill in fills]
         streamed.update(keys)
         submitted: list[asyncio.Future[bool]] = []
+        committed_here = False
         try:
             try:
                 for fill in fills:
                     submitted.append(self.ledger.submit_fill(fill))
+                # The batch is whole: commit it now rather than an event-loop iteration later.
+                committed_here = self.ledger.flush_now()
             finally:  # an invalid fill: the ones before it are still journaled before this returns
-                # (one future is awaited directly: gather would add an event-loop hop)
-                if len(submitted) == 1:
+                # (done futures and a single one are not gathered: gather adds event-loop hops)
+                if committed_here and all(future.done() for future in submitted):
+                    _raise_first(submitted)
+                elif len(submitted) == 1:
                     await submitted[0]
                 elif submitted:
                     await asyncio.gather(*submitted)
@@ -377,6 +384,8 @@ class HedgeEngine:
             raise
         finally:
             streamed.difference_update(keys)
+        if committed_here:  # the orders its risk pass started go out before the caller's next batch
+            await asyncio.sleep(0)
 
     def _on_journaled(self, fills: list[Fill]) -> None:
         """The ledger's fill listener: new fills are in its view (inside their transaction when it
@@ -848,6 +857,13 @@ class HedgeEngine:
             "duplicate_fills": self.ledger.duplicate_fills,
             "consecutive_order_errors": self.consecutive_order_errors,
         }
+
+
+def _raise_first(futures: list[asyncio.Future[bool]]) -> None:
+    """Raise the first exception of done ``futures`` (each one's is retrieved, as gather would)."""
+    errors = [exc for exc in (future.exception() for future in futures) if exc is not None]
+    if errors:
+        raise errors[0]
 
 
 def _inventory_move(fill: Fill, config: HedgeConfig) -> Decimal:

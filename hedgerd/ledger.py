@@ -527,6 +527,8 @@ class InventoryLedger:
         self._wal_reset_due = 0.0  # monotonic time the checkpointer asked the writer to reset the WAL
         self._thread_done: asyncio.Future[None] | None = None
         self._flush_scheduled = False  # loop mode: a _flush is queued on the event loop
+        self._flush_handle: asyncio.Handle | None = None  # that queued _flush
+        self._flushing = False  # loop mode: _flush is running (flush_now must not re-enter it)
         self._maintenance: asyncio.Future[None] | None = None  # loop mode: a WAL reset running off the loop
         self._lock_fd: int | None = None
         self._reader: sqlite3.Connection | None = None
@@ -835,7 +837,19 @@ class InventoryLedger:
         elif not self._flush_scheduled and self._maintenance is None:
             self._flush_scheduled = True
             assert self._loop is not None
-            self._loop.call_soon(self._flush)
+            self._flush_handle = self._loop.call_soon(self._flush)
+
+    def flush_now(self) -> bool:
+        """Loop mode: commit what is queued right now rather than at the end of this event-loop
+        iteration (a stream's batch, queued whole, needs no later company); the futures resolve
+        before this returns. True if it did; it does nothing in thread mode, inside a commit,
+        with nothing queued, or while a WAL reset holds the queue."""
+        if not self.commit_on_loop or self._flushing or not self._flush_scheduled or self._maintenance is not None:
+            return False
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self._flush()
+        return True
 
     def _kick_from_thread(self) -> None:
         if not self.commit_on_loop:
@@ -1247,11 +1261,14 @@ class InventoryLedger:
             self._flush_scheduled = False
             return  # the WAL reset's completion (or close) commits the queue
         self._caller_decimal_context = decimal.getcontext()  # the fill listener runs in it
+        self._flushing = True
         try:
             with decimal.localcontext(_ARITHMETIC):
                 self._drain()  # writes queued meanwhile (by the fill listener) are drained too
         finally:
+            self._flushing = False
             self._flush_scheduled = False
+            self._flush_handle = None
         if self._wal_reset_due and not self._queue and self._maintenance is None:
             self._start_wal_reset()
 

@@ -218,6 +218,34 @@ async def test_the_risk_pass_on_a_fill_runs_as_it_commits(tmp_path: Path, commit
         await eventually(h.in_band, "the hedge filled")
 
 
+async def test_a_batch_commits_without_an_event_loop_hop_and_its_order_goes_out_before_on_fills_returns(
+        tmp_path: Path) -> None:
+    """A stream's batch is committed right away (not an event-loop iteration later); the order its
+    risk pass starts is handed to the venue before on_fills returns to the stream loop, so a
+    stream with more data buffered cannot hold it back behind its next batch."""
+    async with running_engine(make_settings(tmp_path)) as h:
+        commits = h.ledger.commits
+        iterations = 0
+
+        def count_iteration() -> None:
+            nonlocal iterations
+            iterations += 1
+
+        loop = asyncio.get_running_loop()
+        loop.call_soon(count_iteration)  # runs in the next event-loop iteration
+        bid, _ = h.spot.quote()
+        fills = [Fill(venue="sim-spot", trade_id=f"batch-{i}", symbol=SPOT, side=Side.BUY, amount=Decimal("0.2"),
+                      price=bid, ts=time.time(), received_at=time.monotonic()) for i in range(2)]
+        task = asyncio.ensure_future(h.engine.on_fills(fills))
+        await asyncio.sleep(0)  # the task's first step: queue, commit, decide
+        assert h.ledger.commits == commits + 1
+        assert h.ledger.position("sim-spot", "BTC") == Decimal("0.4")
+        await task
+        assert [a.intent.amount for a in h.attempts] == [Decimal("0.4")]
+        assert iterations == 1
+        await eventually(h.in_band, "the hedge filled")
+
+
 @pytest.mark.parametrize("commit_on", ["loop", "thread"])
 async def test_no_order_reaches_the_venue_before_its_intent_is_on_disk(tmp_path: Path, commit_on: str) -> None:
     """The risk loop does not wait for the intent's commit; the order's task does."""

@@ -890,6 +890,46 @@ async def test_commits_run_where_the_mode_says(path: Path, commit_on: str) -> No
             assert ledger.largest_batch == 50
 
 
+async def test_flush_now_commits_what_is_queued_before_it_returns_on_the_loop(path: Path, commit_on: str) -> None:
+    async with InventoryLedger(path) as ledger:
+        assert not ledger.flush_now()  # nothing queued
+        before = ledger.commits
+        futures = [ledger.submit_fill(make_fill(f"t{i}")) for i in range(3)]
+        intent, durable = ledger.submit_intent(underlying="BTC", venue="perp", symbol="BTC/USDT:USDT",
+                                               side=Side.SELL, amount=D("0.25"), created_at=1.0)
+        flushed = ledger.flush_now()
+        if commit_on == "loop":  # in one transaction, with no event-loop iteration in between
+            assert flushed
+            assert all(f.done() for f in futures) and durable.done()
+            assert [f.result() for f in futures] == [True, True, True]
+            assert ledger.commits == before + 1
+            assert read_rows(path, "SELECT count(*) FROM fills") == [(3,)]
+            assert not ledger.flush_now()  # nothing left; the flush it replaced does not run again
+            await asyncio.sleep(0)
+            assert ledger.commits == before + 1
+        else:  # the writer thread commits: nothing to do here
+            assert not flushed
+            assert await asyncio.gather(*futures) == [True, True, True]
+            await durable
+        assert ledger.position("spot", "BTC") == 3
+        assert ledger.order_state(intent.client_order_id) == (OrderStatus.NEW, 0)
+
+
+async def test_flush_now_inside_a_commit_does_not_reenter_it(path: Path, commit_on: str) -> None:
+    async with InventoryLedger(path) as ledger:
+        answers: list[bool] = []
+
+        def listener(fills: list[Fill]) -> None:  # runs inside the commit (loop mode)
+            if fills[0].trade_id == "t0":
+                ledger.submit_fill(make_fill("t1"))
+                answers.append(ledger.flush_now())
+
+        ledger.fill_listener = listener
+        await ledger.record_fill(make_fill("t0"))
+        await wait_for(lambda: ledger.fill_count == 2)
+        assert answers == [False]
+
+
 def test_commit_mode_defaults_to_the_loop_only_without_fsync(path: Path) -> None:
     assert InventoryLedger(path, synchronous="NORMAL", commit_on=None).commit_on_loop
     assert not InventoryLedger(path, synchronous="FULL", commit_on=None).commit_on_loop
