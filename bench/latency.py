@@ -1,7 +1,7 @@
 """Reaction latency: client fill received -> hedge order handed to the venue client.
 
 Usage: python bench/latency.py [--rates 500,2000,10000] [--seconds 3] [--loops asyncio,uvloop]
-                               [--gc frozen,unfrozen]
+                               [--gc frozen,unfrozen] [--busy-poll 0,0.005]
                                [--delivery stream,concurrent] [--fills-per-order 1,10]
                                [--log-level warning] [--dir DIR] [--stages]
 
@@ -31,6 +31,9 @@ to the engine in its own task (the ledger group-commits what arrives together). 
 token bucket is opened wide (the bench measures the daemon, not an exchange rate limit). Up to
 ``executor.max_orders_in_flight`` (default 4) orders per underlying may be unsettled at once,
 each sized net of the others.
+``--busy-poll`` sets ``risk.busy_poll`` (seconds the event loop spins after each venue event
+instead of sleeping, :mod:`hedgerd.busypoll`; 0 = off, the default). While it spins, the loop
+thread's CPU per fill is the whole core divided by the rate.
 Reported: p50/p99/p99.9 latency (us) over the measured window (after a 0.5 s warm-up), fills
 per second actually journaled, orders per second, the fills still unhedged at the end, and the
 event-loop thread's CPU time per fill (us, warm-up included; the producer's share is in it). On
@@ -141,7 +144,7 @@ class StubVenue:
         return None
 
 
-def bench_settings(ledger_path: Path, fills_per_order: int = 1) -> Settings:
+def bench_settings(ledger_path: Path, fills_per_order: int = 1, busy_poll: float = 0.0) -> Settings:
     base = Settings()
     hedge = HedgeConfig(underlying="BTC", inventory=[InventorySource(venue=SPOT, asset="BTC")], venue=PERP,
                         symbol=PERP_SYMBOL, threshold=FILL_SIZE * fills_per_order - FILL_SIZE / 2,
@@ -154,11 +157,12 @@ def bench_settings(ledger_path: Path, fills_per_order: int = 1) -> Settings:
         "executor": ExecutorConfig(default_rate_limit=wide),
         "kill_switch": KillSwitchConfig(kill_file=None),
         "ledger": LedgerConfig(path=ledger_path, synchronous="NORMAL"),
+        "risk": base.risk.model_copy(update={"busy_poll": busy_poll}),
     })
 
 
 async def measure(rate: float, seconds: float, delivery: str, workdir: Path,
-                  fills_per_order: int = 1, freeze_heap: bool = True) -> dict[str, Any]:
+                  fills_per_order: int = 1, freeze_heap: bool = True, busy_poll: float = 0.0) -> dict[str, Any]:
     """One run at ``rate`` fills/s; returns the latency figures."""
     handoffs: list[float] = []
     covered: list[int] = []  # cumulative number of fills covered by the orders handed off so far
@@ -178,7 +182,7 @@ async def measure(rate: float, seconds: float, delivery: str, workdir: Path,
         covered.append(int(hedged[0] / FILL_SIZE))
 
     path = Path(tempfile.mkdtemp(dir=workdir)) / "ledger.sqlite"
-    settings = bench_settings(path, fills_per_order)
+    settings = bench_settings(path, fills_per_order, busy_poll)
     venues: dict[str, Any] = {SPOT: StubVenue(SPOT), PERP: StubVenue(PERP, on_order)}
     metrics = Metrics()  # shared by the ledger and the engine, as in the daemon
     ledger = InventoryLedger(path, metrics=metrics)
@@ -321,7 +325,7 @@ def quantile_us(ordered: list[float], q: float) -> float:
 
 
 def run_level(loop_name: str, rate: float, seconds: float, delivery: str, workdir: Path,
-              fills_per_order: int, freeze_heap: bool = True) -> dict[str, Any]:
+              fills_per_order: int, freeze_heap: bool = True, busy_poll: float = 0.0) -> dict[str, Any]:
     if loop_name == "uvloop":
         import uvloop
 
@@ -329,7 +333,7 @@ def run_level(loop_name: str, rate: float, seconds: float, delivery: str, workdi
     else:
         factory = asyncio.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
-        result = runner.run(measure(rate, seconds, delivery, workdir, fills_per_order, freeze_heap))
+        result = runner.run(measure(rate, seconds, delivery, workdir, fills_per_order, freeze_heap, busy_poll))
     result["loop"] = loop_name
     return result
 
@@ -346,6 +350,9 @@ def main() -> int:
     parser.add_argument("--gc", default="frozen",
                         help="comma list of frozen,unfrozen: whether the startup heap is frozen out of the "
                              "cyclic GC, as the daemon does (hedgerd.daemon.freeze_startup_heap)")
+    parser.add_argument("--busy-poll", default="0",
+                        help="comma list of risk.busy_poll values, seconds the event loop spins after each venue "
+                             "event instead of sleeping (0 = off)")
     parser.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
                         help="structlog level (the daemon runs at info: JSON lines to a pipe)")
     parser.add_argument("--dir", type=Path, default=None, help="where the ledger files go (default: a tmp dir)")
@@ -355,6 +362,12 @@ def main() -> int:
     bad_gc = [heap for heap in args.gc.split(",") if heap not in ("frozen", "unfrozen")]
     if bad_gc:  # before any level runs
         parser.error(f"--gc: {', '.join(map(repr, bad_gc))} is neither frozen nor unfrozen")
+    try:
+        spins = [float(value) for value in args.busy_poll.split(",")]
+    except ValueError:
+        parser.error(f"--busy-poll: {args.busy_poll!r} is not a comma list of seconds")
+    if any(not 0 <= value <= 3600 for value in spins):
+        parser.error("--busy-poll: seconds from 0 to 3600")
     structlog.configure(
         processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True),
                     structlog.processors.JSONRenderer()],
@@ -363,15 +376,16 @@ def main() -> int:
         cache_logger_on_first_use=True)
     workdir = Path(tempfile.mkdtemp(prefix="hedgerd-latency-", dir=args.dir))
     print(f"ledger files in {workdir} (durable: synchronous=NORMAL, WAL); log level {args.log_level}")
-    print(f"{'loop':<8} {'gc':<8} {'delivery':<10} {'K':>3} {'offered/s':>9} {'achieved/s':>10} {'orders/s':>8} "
-          f"{'p50 us':>8} {'p99 us':>8} {'p99.9 us':>9} {'n':>6} {'left':>5} {'cpu us':>6}")
+    print(f"{'loop':<8} {'gc':<8} {'spin s':>6} {'delivery':<10} {'K':>3} {'offered/s':>9} {'achieved/s':>10} "
+          f"{'orders/s':>8} {'p50 us':>8} {'p99 us':>8} {'p99.9 us':>9} {'n':>6} {'left':>5} {'cpu us':>6}")
     try:
         for fills_per_order in (int(k) for k in args.fills_per_order.split(",")):
-            for loop_name, heap, delivery, rate in itertools.product(
-                    args.loops.split(","), args.gc.split(","), args.delivery.split(","),
-                    (float(r) for r in args.rates.split(","))):
-                r = run_level(loop_name, rate, args.seconds, delivery, workdir, fills_per_order, heap == "frozen")
-                print(f"{loop_name:<8} {heap:<8} {delivery:<10} {fills_per_order:>3} {rate:>9.0f} "
+            for loop_name, heap, spin, delivery, rate in itertools.product(
+                    args.loops.split(","), args.gc.split(","), spins, args.delivery.split(","),
+                    [float(r) for r in args.rates.split(",")]):
+                r = run_level(loop_name, rate, args.seconds, delivery, workdir, fills_per_order, heap == "frozen",
+                              spin)
+                print(f"{loop_name:<8} {heap:<8} {spin:>6g} {delivery:<10} {fills_per_order:>3} {rate:>9.0f} "
                       f"{r['achieved']:>10.0f} {r['orders_per_s']:>8.0f} {r['p50']:>8.0f} {r['p99']:>8.0f} "
                       f"{r['p999']:>9.0f} {r['fills']:>6} {r['unhedged']:>5} {r['loop_cpu_us']:>6.0f}", flush=True)
                 if args.stages:

@@ -315,6 +315,10 @@ class RiskConfig(_Section):
     safety_tick: float = Field(default=1.0, gt=0, description="seconds between unconditional re-evaluations")
     max_price_jump: Decimal = Field(default=Decimal("0.2"), gt=0,
                                     description="fractional jump in one tick rejected as wild")
+    busy_poll: float = Field(
+        default=0.0, ge=0, le=3600,
+        description="seconds the event loop keeps spinning (polling without sleeping) after each venue event: "
+                    "a faster reaction for a CPU core kept busy (see hedgerd.busypoll); 0 sleeps as usual")
 
 
 class ReconcileConfig(_Section):

@@ -25,6 +25,7 @@ from typing import Any
 
 import structlog
 
+from hedgerd.busypoll import BusyPoller
 from hedgerd.clock import Clock
 from hedgerd.config import HedgeConfig, Mode, Settings, VenueRole
 from hedgerd.connectors.base import Venue
@@ -140,6 +141,7 @@ class HedgeEngine:
         self._wake = asyncio.Event()
         self._settle_pass: asyncio.TimerHandle | None = None  # see _execution_done
         self._risk_task: asyncio.Task[None] | None = None
+        self.busy_poller = BusyPoller(lambda: self.settings.risk.busy_poll)
         self._streamed: set[tuple[str, str]] = set()  # (venue, trade id) of fills on_fills is journaling
         ledger.fill_listener = self._on_journaled
         self._cancel_task: asyncio.Task[None] | None = None
@@ -316,6 +318,7 @@ class HedgeEngine:
         self.intake_open = False
         inventory = [v for n, v in self.venues.items() if self.venue_config(n).role is VenueRole.INVENTORY]
         await asyncio.gather(*(v.close() for v in inventory), return_exceptions=True)
+        self.busy_poller.stop()
         if self._risk_task is not None:
             self._risk_task.cancel()
             await asyncio.gather(self._risk_task, return_exceptions=True)
@@ -360,6 +363,7 @@ class HedgeEngine:
         """
         if self.ledger_failed or not fills:
             return
+        self.busy_poller.touch()
         streamed = self._streamed
         keys = [(fill.venue, fill.trade_id) for fill in fills]
         streamed.update(keys)
@@ -415,6 +419,7 @@ class HedgeEngine:
 
     async def on_price(self, price: PriceUpdate) -> None:
         """Validate and store a best bid/ask; wild or invalid prices are counted and dropped."""
+        self.busy_poller.touch()
         reason = self.price_guard.check(price)
         key = (price.venue, price.symbol)
         if reason is not None:
@@ -447,6 +452,7 @@ class HedgeEngine:
         An update that journals nothing new (it repeats what the answer to the send said)
         changes nothing a risk pass would see.
         """
+        self.busy_poller.touch()
         for state in self.hedges.values():
             executor = state.executor
             if executor.venue.name == venue:

@@ -16,6 +16,7 @@ Only time is simulated:
   open, close and WAL resets) holds virtual time until it is done; answers posted from other
   threads (``call_soon_threadsafe``) go to an inbox that the loop drains one at a time, only
   when nothing else is ready.
+* Busy polling (``risk.busy_poll``) is off: spinning on virtual time would only burn wall time.
 * :class:`SimulatedClock` implements :class:`~hedgerd.clock.Clock` over ``loop.time()``
   (monotonic) plus a fixed simulated epoch (``time()``).
 
@@ -528,6 +529,7 @@ def simulation_settings(settings: Settings, scenario: Scenario, *, seed: int, le
     data["venues"] = [v for v in data["venues"] if v["name"] in names]
     data["mode"] = Mode.PAPER
     data["ledger"].update(path=ledger_path, commit_on="loop")  # deterministic group commits
+    data["risk"]["busy_poll"] = 0.0  # spinning on simulated time would only burn the wall clock
     data["kill_switch"]["kill_file"] = None
     data["executor"]["rate_limits"] = {k: v for k, v in data["executor"]["rate_limits"].items() if k in names}
     limits = scenario.limits

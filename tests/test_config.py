@@ -323,6 +323,7 @@ INVALID: list[tuple[str, str | None, dict[str, str], str, str]] = [
      "backoff_max"),
     ("env out of range", None, {"HEDGERD_ADMIN__PORT": "70000"}, "admin.port", "65535"),
     ("env wrong type", None, {"HEDGERD_RISK__SAFETY_TICK": "soon"}, "risk.safety_tick", "number"),
+    ("negative busy poll", "[risk]\nbusy_poll = -0.001\n", {}, "risk.busy_poll", "greater than or equal to 0"),
     ("env unknown section", None, {"HEDGERD_ADMN__PORT": "1"}, "HEDGERD_ADMN__PORT", "unknown setting"),
     ("env single underscore", None, {"HEDGERD_ADMIN_PORT": "1"}, "HEDGERD_ADMIN_PORT",
      "HEDGERD_ADMIN__PORT"),
