@@ -526,8 +526,7 @@ class InventoryLedger:
         self._checkpointer_stop = threading.Event()
         self._wal_reset_due = 0.0  # monotonic time the checkpointer asked the writer to reset the WAL
         self._thread_done: asyncio.Future[None] | None = None
-        self._flush_scheduled = False  # loop mode: a _flush is queued on the event loop
-        self._flush_handle: asyncio.Handle | None = None  # that queued _flush
+        self._flush_handle: asyncio.Handle | None = None  # loop mode: a _flush queued on the event loop
         self._flushing = False  # loop mode: _flush is running (flush_now must not re-enter it)
         self._maintenance: asyncio.Future[None] | None = None  # loop mode: a WAL reset running off the loop
         self._lock_fd: int | None = None
@@ -834,8 +833,7 @@ class InventoryLedger:
         if not self.commit_on_loop:
             if not self._wake.is_set():
                 self._wake.set()
-        elif not self._flush_scheduled and self._maintenance is None:
-            self._flush_scheduled = True
+        elif self._flush_handle is None and self._maintenance is None:
             assert self._loop is not None
             self._flush_handle = self._loop.call_soon(self._flush)
 
@@ -844,10 +842,10 @@ class InventoryLedger:
         iteration (a stream's batch, queued whole, needs no later company); the futures resolve
         before this returns. True if it did; it does nothing in thread mode, inside a commit,
         with nothing queued, or while a WAL reset holds the queue."""
-        if not self.commit_on_loop or self._flushing or not self._flush_scheduled or self._maintenance is not None:
+        handle = self._flush_handle
+        if handle is None or self._flushing or self._maintenance is not None:  # (always None in thread mode)
             return False
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
+        handle.cancel()
         self._flush()
         return True
 
@@ -1258,7 +1256,7 @@ class InventoryLedger:
     def _flush(self) -> None:
         """Loop mode: commit everything queued (scheduled by :meth:`_kick`)."""
         if self._maintenance is not None or self._stop:
-            self._flush_scheduled = False
+            self._flush_handle = None
             return  # the WAL reset's completion (or close) commits the queue
         self._caller_decimal_context = decimal.getcontext()  # the fill listener runs in it
         self._flushing = True
@@ -1267,7 +1265,6 @@ class InventoryLedger:
                 self._drain()  # writes queued meanwhile (by the fill listener) are drained too
         finally:
             self._flushing = False
-            self._flush_scheduled = False
             self._flush_handle = None
         if self._wal_reset_due and not self._queue and self._maintenance is None:
             self._start_wal_reset()
