@@ -102,6 +102,18 @@ async def test_the_engine_spins_after_venue_events_only_when_configured(tmp_path
     assert not poller.spinning
 
 
+async def test_a_config_reload_turns_busy_polling_on_for_the_next_event(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    async with running_engine(settings) as h:
+        poller = h.engine.busy_poller
+        await h.client_fill(Side.BUY, "0.01")
+        assert poller.episodes == 0
+        # what Daemon.apply does on SIGHUP: risk.** changes apply in place
+        h.engine.settings = settings.model_copy(update={"risk": settings.risk.model_copy(update={"busy_poll": 0.2})})
+        await h.client_fill(Side.BUY, "0.01")
+        assert poller.spinning and poller.episodes == 1
+
+
 def test_simulations_never_busy_poll(tmp_path: Path) -> None:
     configured = Settings().model_copy(update={"risk": Settings().risk.model_copy(update={"busy_poll": 1.0})})
     prepared = simulation_settings(configured, DEFAULT_SCENARIO, seed=1, ledger_path=tmp_path / "l.sqlite")
