@@ -1021,6 +1021,9 @@ def settings_notes(settings: Settings) -> list[str]:
         notes.append(f"admin.host = {settings.admin.host!r} is not loopback")
     if settings.kill_switch.engaged:
         notes.append("kill_switch.engaged = true: the daemon starts HALTED")
+    if settings.risk.busy_poll > 0:
+        notes.append(f"risk.busy_poll = {settings.risk.busy_poll:g}: the event loop keeps one CPU core at 100% "
+                     "while venue events come less than that many seconds apart; give the process a whole core")
     return notes
 
 

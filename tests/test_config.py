@@ -262,6 +262,12 @@ def test_credential_names_documented_in_the_live_example() -> None:
             assert credential_secret_file(venue, field) in text
 
 
+def test_busy_polling_is_pointed_out_with_its_cost(load: Loader) -> None:
+    assert not any("busy_poll" in note for note in settings_notes(load()))
+    [note] = [note for note in settings_notes(load("[risk]\nbusy_poll = 0.005\n")) if "busy_poll" in note]
+    assert "0.005" in note and "CPU core" in note
+
+
 def test_paper_mode_accepts_ccxt_venues_without_credentials(load: Loader) -> None:
     settings = load("mode = 'paper'\n" + CCXT_VENUES)
     assert not any(v.has_credentials for v in settings.venues)
