@@ -46,9 +46,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import contextlib
 import gc
 import itertools
-import logging
+import os
 import shutil
 import statistics
 import sys
@@ -61,7 +62,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import structlog
 
 from hedgerd.clock import RealClock
 from hedgerd.config import (
@@ -77,6 +77,7 @@ from hedgerd.connectors.base import VenueEventSink
 from hedgerd.daemon import freeze_startup_heap
 from hedgerd.engine import HedgeEngine
 from hedgerd.ledger import InventoryLedger
+from hedgerd.log import configure_logging
 from hedgerd.metrics import Metrics
 from hedgerd.models import Fill, HedgeIntent, MarketInfo, OrderReport, OrderStatus, PriceUpdate, Side
 
@@ -354,7 +355,8 @@ def main() -> int:
                         help="comma list of risk.busy_poll values, seconds the event loop spins after each venue "
                              "event instead of sleeping (0 = off)")
     parser.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
-                        help="structlog level (the daemon runs at info: JSON lines to a pipe)")
+                        help="log level of the daemon's own logging (hedgerd.log, JSON lines, here to /dev/null); the "
+                             "daemon runs at info")
     parser.add_argument("--dir", type=Path, default=None, help="where the ledger files go (default: a tmp dir)")
     parser.add_argument("--stages", action="store_true",
                         help="also print p50/p99/p99.9 of each stage on the path (warm-up included)")
@@ -368,12 +370,9 @@ def main() -> int:
         parser.error(f"--busy-poll: {args.busy_poll!r} is not a comma list of seconds")
     if any(not 0 <= value <= 3600 for value in spins):
         parser.error("--busy-poll: seconds from 0 to 3600")
-    structlog.configure(
-        processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True),
-                    structlog.processors.JSONRenderer()],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[args.log_level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(file=open("/dev/null", "w")),  # noqa: SIM115
-        cache_logger_on_first_use=True)
+    # the daemon's own logging pipeline (JSON lines), writing to /dev/null instead of stdout
+    with contextlib.redirect_stdout(open(os.devnull, "w")):
+        configure_logging("json", args.log_level)
     workdir = Path(tempfile.mkdtemp(prefix="hedgerd-latency-", dir=args.dir))
     print(f"ledger files in {workdir} (durable: synchronous=NORMAL, WAL); log level {args.log_level}")
     print(f"{'loop':<8} {'gc':<8} {'spin s':>6} {'delivery':<10} {'K':>3} {'offered/s':>9} {'achieved/s':>10} "
