@@ -62,6 +62,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pydantic import ValidationError
 
 from hedgerd.clock import RealClock
 from hedgerd.config import (
@@ -71,6 +72,7 @@ from hedgerd.config import (
     KillSwitchConfig,
     LedgerConfig,
     RateLimitConfig,
+    RiskConfig,
     Settings,
 )
 from hedgerd.connectors.base import VenueEventSink
@@ -364,12 +366,10 @@ def main() -> int:
     bad_gc = [heap for heap in args.gc.split(",") if heap not in ("frozen", "unfrozen")]
     if bad_gc:  # before any level runs
         parser.error(f"--gc: {', '.join(map(repr, bad_gc))} is neither frozen nor unfrozen")
-    try:
-        spins = [float(value) for value in args.busy_poll.split(",")]
-    except ValueError:
-        parser.error(f"--busy-poll: {args.busy_poll!r} is not a comma list of seconds")
-    if any(not 0 <= value <= 3600 for value in spins):
-        parser.error("--busy-poll: seconds from 0 to 3600")
+    try:  # each value checked as the config checks risk.busy_poll
+        spins = [RiskConfig(busy_poll=value).busy_poll for value in args.busy_poll.split(",")]
+    except ValidationError as exc:
+        parser.error(f"--busy-poll {args.busy_poll!r}: {exc.errors()[0]['msg']}")
     # the daemon's own logging pipeline (JSON lines), writing to /dev/null instead of stdout
     with contextlib.redirect_stdout(open(os.devnull, "w")):
         configure_logging("json", args.log_level)

@@ -61,7 +61,7 @@ _RECONCILE_ATTEMPTS = 5  # startup reconciliation passes before a transient venu
 _SNAPSHOT_ATTEMPTS = 10  # tries for a positions snapshot no fill landed during
 _REJECT_LOG_INTERVAL = 10.0  # seconds between log lines about rejected prices of one feed and kind
 # seconds the risk pass after an order that filled as sized may wait for the next one (see
-# HedgeEngine._execution_done)
+# HedgeEngine._order_changed)
 _SETTLE_PASS_DELAY = 0.01
 _SHUTDOWN_SETTLE = 4.0  # seconds stop() waits for in-flight orders at most (SIGTERM must exit within 10 s)
 
@@ -139,7 +139,7 @@ class HedgeEngine:
         self.intake_open = False
         self.ledger_failed: str | None = None
         self._wake = asyncio.Event()
-        self._settle_pass: asyncio.TimerHandle | None = None  # see _execution_done
+        self._settle_pass: asyncio.TimerHandle | None = None  # see _settle_soon
         self._risk_task: asyncio.Task[None] | None = None
         self.busy_poller = BusyPoller(lambda: self.settings.risk.busy_poll)
         self._streamed: set[tuple[str, str]] = set()  # (venue, trade id) of fills on_fills is journaling

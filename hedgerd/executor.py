@@ -210,6 +210,12 @@ class _Order:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
+def _expected_fill(order: _Order) -> Decimal:
+    """Base units an order may still fill in all: what the venue reported once it is final, else
+    the whole size it was sent with."""
+    return order.reported_filled if order.status.is_final else order.base_amount
+
+
 def _error_kind(exc: BaseException) -> str:
     if isinstance(exc, VenueError):
         return exc.kind
@@ -287,8 +293,7 @@ class HedgeExecutor:
         order = self._orders.get(cid) if cid is not None else None
         if order is None or not (order.maybe_live or order.executing) or order.intent.symbol != fill.symbol:
             return False
-        expected = order.reported_filled if order.status.is_final else order.base_amount
-        return self.ledger.filled_for(order.intent.client_order_id) <= expected
+        return self.ledger.filled_for(order.intent.client_order_id) <= _expected_fill(order)
 
     def has_open(self, symbol: str) -> bool:
         """True while any order of this executor on ``symbol`` is not settled."""
@@ -311,8 +316,7 @@ class HedgeExecutor:
         if not (order.maybe_live or order.executing):
             return ZERO
         landed = self.ledger.filled_for(order.intent.client_order_id)
-        expected = order.reported_filled if order.status.is_final else order.base_amount
-        return max(expected - landed, ZERO)
+        return max(_expected_fill(order) - landed, ZERO)
 
     def _settled(self, order: _Order) -> bool:
         """Nothing can exist at the venue, or everything it can fill has landed in the ledger."""
