@@ -3,6 +3,8 @@
 ``GET /metrics``, ``/healthz``, ``/readyz``, ``/status`` are open (bind them to loopback or
 a private interface). ``POST /kill`` and ``POST /resume`` need ``Authorization: Bearer
 <admin.token>``, compared in constant time; with no token configured they are disabled (403).
+Their bodies are validated strictly (:mod:`hedgerd.admin_input`); every answer, errors included,
+is JSON.
 """
 
 from __future__ import annotations
@@ -13,7 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST
+
+from hedgerd.admin_input import BadBody, BodyModel, KillBody, ResumeBody, parse_body
 
 if TYPE_CHECKING:
     from hedgerd.daemon import Daemon
@@ -37,26 +43,26 @@ def _authorized(request: web.Request) -> web.Response | None:
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     expected = token.get_secret_value().encode()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+    # surrogatepass: a header that is not UTF-8 arrives with surrogates; it must fail to match, not raise.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("utf-8", "surrogatepass"),
+                                                             expected):
         return _json({"error": "unauthorized"}, 401)
     return None
 
 
-async def _reason_from(request: web.Request, default: str) -> tuple[str, bool]:
-    """(reason, reducing) from an optional JSON body ``{"reason": "...", "reducing": false}``."""
-    if not request.can_read_body:
-        return default, False
+async def _body(request: web.Request, model: type[BodyModel]) -> BodyModel | web.Response:
+    """The validated body, or the JSON 4xx response refusing it (see :mod:`hedgerd.admin_input`)."""
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise web.HTTPBadRequest(text=json.dumps({"error": f"body is not JSON: {exc}"}),
-                                 content_type="application/json") from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text='{"error": "body must be a JSON object"}', content_type="application/json")
-    reason = body.get("reason", default)
-    if not isinstance(reason, str):
-        raise web.HTTPBadRequest(text='{"error": "reason must be a string"}', content_type="application/json")
-    return reason[:MAX_REASON_CHARS] or default, bool(body.get("reducing", False))
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[DAEMON_KEY].settings.admin.max_body_bytes
+        return _json({"error": f"body larger than admin.max_body_bytes ({limit} bytes) (nothing was changed)"}, 413)
+    except HttpProcessingError as exc:  # e.g. a malformed chunked encoding
+        return _json({"error": f"unreadable body: {exc.message} (nothing was changed)"}, 400)
+    try:
+        return parse_body(raw, request.content_type, request.charset, model)
+    except BadBody as exc:
+        return _json(exc.as_json(), exc.status)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -82,7 +88,10 @@ async def status(request: web.Request) -> web.Response:
 async def kill(request: web.Request) -> web.Response:
     if (denied := _authorized(request)) is not None:
         return denied
-    reason, reducing = await _reason_from(request, "operator kill via HTTP")
+    body = await _body(request, KillBody)
+    if isinstance(body, web.Response):
+        return body
+    reason, reducing = (body.reason or "")[:MAX_REASON_CHARS] or "operator kill via HTTP", body.reducing
     engine = request.app[DAEMON_KEY].engine
     source = f"http:{request.remote}"
     changed = engine.reduce(reason, source) if reducing else engine.engage(reason, source)
@@ -94,6 +103,9 @@ async def kill(request: web.Request) -> web.Response:
 async def resume(request: web.Request) -> web.Response:
     if (denied := _authorized(request)) is not None:
         return denied
+    body = await _body(request, ResumeBody)
+    if isinstance(body, web.Response):
+        return body
     engine = request.app[DAEMON_KEY].engine
     ok, detail = engine.resume(f"http:{request.remote}")
     log.warning("resume_requested", source=f"http:{request.remote}", ok=ok, detail=detail)
@@ -102,9 +114,27 @@ async def resume(request: web.Request) -> web.Response:
                   "detail": detail}, 200 if ok else 409)
 
 
+@web.middleware
+async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every answer is JSON: aiohttp's own 404/405/... become JSON, and a handler that raises is a
+    logged JSON 500 instead of a traceback page (the handlers answer every bad input with a 4xx)."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = _json({"error": exc.reason.lower()}, exc.status)
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except Exception:
+        log.exception("admin_request_failed", method=request.method, path=request.path)
+        return _json({"error": "internal error (logged)"}, 500)
+
+
 def build_app(daemon: Daemon) -> web.Application:
     """The aiohttp application serving ``daemon``."""
-    app = web.Application(client_max_size=daemon.settings.admin.max_body_bytes)
+    app = web.Application(client_max_size=daemon.settings.admin.max_body_bytes, middlewares=[_json_errors])
     app[DAEMON_KEY] = daemon
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
