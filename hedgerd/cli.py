@@ -8,10 +8,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import json
+import importlib.metadata
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from hedgerd.config import (
     secret_values,
     settings_notes,
 )
+from hedgerd.control import control_command, load_admin_config
 from hedgerd.errors import ConfigError
 from hedgerd.log import configure_logging, redact, register_secrets
 
@@ -34,6 +33,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hedgerd", description="Live delta-hedging daemon.")
+    parser.add_argument("--version", action="version", version=f"hedgerd {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -47,8 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     for name, help_text in (("status", "show a running daemon's status"),
                             ("kill", "halt a running daemon's trading"),
                             ("resume", "resume a halted daemon's trading")):
-        p = with_config(sub.add_parser(name, help=help_text))
+        p = with_config(sub.add_parser(
+            name, help=help_text,
+            description=f"{help_text[0].upper()}{help_text[1:]}. Reads only the admin address and token "
+                        "(config file, HEDGERD_ADMIN__*, secrets dir); needs no exchange credentials."))
         p.add_argument("--url", default=None, help="admin base URL (default: from config)")
+        p.add_argument("--json", action="store_true", help="print the daemon's raw JSON answer")
         if name == "kill":
             p.add_argument("--reason", default="operator kill via CLI")
             p.add_argument("--reducing", action="store_true",
@@ -68,6 +72,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("hedgerd")
+    except importlib.metadata.PackageNotFoundError:  # running from a source tree that is not installed
+        from hedgerd import __version__
+
+        return f"{__version__} (not installed)"
+
+
 def _load(config: Path | None) -> Settings:
     settings = load_settings(config)
     register_secrets(secret_values(settings))
@@ -78,30 +91,6 @@ def _print_config_error(exc: ConfigError) -> None:
     problems = getattr(exc, "problems", None) or [(exc.path, exc.reason)]
     for path, reason in problems:
         print(f"hedgerd: config error at {path}: {redact(reason)}", file=sys.stderr)
-
-
-def _admin_request(settings: Settings, url: str | None, method: str, path: str,
-                   body: dict[str, Any] | None = None) -> int:
-    host = settings.admin.host
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    base = url or f"http://{host}:{settings.admin.port}"
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(base.rstrip("/") + path, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    if settings.admin.token is not None:
-        request.add_header("Authorization", f"Bearer {settings.admin.token.get_secret_value()}")
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            print(response.read().decode())
-            return EXIT_OK
-    except urllib.error.HTTPError as exc:
-        print(exc.read().decode(), file=sys.stderr)
-        return EXIT_FAILURE
-    except (urllib.error.URLError, OSError) as exc:
-        print(f"hedgerd: cannot reach the daemon at {base}: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
 
 
 def _run(settings: Settings, config: Path | None) -> int:
@@ -142,6 +131,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         venue_sim = importlib.import_module("hedgerd.venue_sim")
         return int(venue_sim.main(argv[1:]) or 0)
     args = _parser().parse_args(argv)
+    if args.command in ("status", "kill", "resume"):
+        # Emergency controls read the admin section only, so that nothing else can block them.
+        try:
+            admin = load_admin_config(args.config)
+        except ConfigError as exc:
+            _print_config_error(exc)
+            return EXIT_CONFIG
+        return control_command(args.command, admin, url=args.url, as_json=args.json,
+                               reason=getattr(args, "reason", None), reducing=getattr(args, "reducing", False))
     try:
         settings = _load(args.config)
     except ConfigError as exc:
@@ -154,13 +152,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     if args.command == "run":
         return _run(settings, args.config)
-    if args.command == "status":
-        return _admin_request(settings, args.url, "GET", "/status")
-    if args.command == "kill":
-        return _admin_request(settings, args.url, "POST", "/kill",
-                              {"reason": args.reason, "reducing": args.reducing})
-    if args.command == "resume":
-        return _admin_request(settings, args.url, "POST", "/resume", {})
     if args.command == "simulate":
         from hedgerd.simulate import run_cli
 

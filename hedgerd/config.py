@@ -745,13 +745,13 @@ def _unknown_keys(names: Iterable[str], *, origin: Literal["env", "secrets"]) ->
     return problems
 
 
-def _toml_source(path: Path) -> _TomlFileSource:
+def _toml_source(path: Path, settings_cls: type[BaseSettings] = Settings) -> _TomlFileSource:
     if not path.exists():
         raise ConfigError(str(path), "config file not found")
     if not path.is_file():
         raise ConfigError(str(path), "not a regular file")
     try:
-        return _TomlFileSource(Settings, toml_file=path)
+        return _TomlFileSource(settings_cls, toml_file=path)
     except tomllib.TOMLDecodeError as exc:
         error = ConfigError(str(path), f"invalid TOML: {exc}")
     except UnicodeDecodeError:
@@ -761,11 +761,11 @@ def _toml_source(path: Path) -> _TomlFileSource:
     raise error
 
 
-def _secrets_source(directory: Path) -> _SecretsDirSource:
+def _secrets_source(directory: Path, settings_cls: type[BaseSettings] = Settings) -> _SecretsDirSource:
     if not directory.is_dir():
         raise ConfigError(str(directory), "secrets dir not found or not a directory")
     try:
-        return _SecretsDirSource(SecretsSettingsSource(Settings, secrets_dir=directory),
+        return _SecretsDirSource(SecretsSettingsSource(settings_cls, secrets_dir=directory),
                                  secrets_dir=directory, secrets_dir_missing="error")
     except SettingsError as exc:
         error = ConfigError(str(directory), f"secrets dir: {exc}")

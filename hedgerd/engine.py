@@ -847,7 +847,7 @@ class HedgeEngine:
             "trading_state": ks.state.name.lower(),
             "reason": ks.reason,
             "source": ks.source,
-            "since": ks.since,
+            "since": ks.since if ks.history else None,  # never changed: since start, not epoch 0
             "latches": sorted(ks.latches),
             "ready": ready,
             "not_ready": problems,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -77,27 +78,107 @@ def test_status_kill_and_resume_talk_to_a_running_daemon(tmp_path: Path) -> None
     with running_daemon(tmp_path / "daemon") as d:
         env = clean_env(HEDGERD_ADMIN__PORT=str(d.port), HEDGERD_ADMIN__TOKEN=TOKEN)
 
-        status = hedgerd("status", env=env, cwd=tmp_path)
+        status = hedgerd("status", "--json", env=env, cwd=tmp_path)
         assert status.returncode == 0, status.stderr
         assert json.loads(status.stdout)["trading_state"] == "active"
+        assert json.loads(status.stdout)["since"] is None  # never changed: not epoch 0
+
+        readable = hedgerd("status", env=env, cwd=tmp_path)
+        assert readable.returncode == 0, readable.stderr
+        assert readable.stdout.startswith("hedgerd (paper mode): trading ACTIVE since start\n")
+        assert "net delta" in readable.stdout and "(band ±0.05 BTC)" in readable.stdout
+        assert "on sim-perp BTC/USDT:USDT" in readable.stdout and "price age" in readable.stdout
 
         kill = hedgerd("kill", "--reason", "desk maintenance", env=env, cwd=tmp_path)
         assert kill.returncode == 0, kill.stderr
-        answer = json.loads(kill.stdout)
-        assert answer["trading_state"] == "halted" and answer["reason"] == "desk maintenance"
+        assert kill.stdout == "trading HALTED: desk maintenance\n"
         assert d.total("hedgerd_trading_state") == 2  # the daemon really halted
-        status = json.loads(hedgerd("status", env=env, cwd=tmp_path).stdout)
+        status = json.loads(hedgerd("status", "--json", env=env, cwd=tmp_path).stdout)
         assert status["trading_state"] == "halted" and status["reason"] == "desk maintenance"
+        assert isinstance(status["since"], float) and status["since"] > 1e9
+        readable = hedgerd("status", env=env, cwd=tmp_path)
+        assert "trading HALTED since 20" in readable.stdout and "desk maintenance" in readable.stdout
+        again = hedgerd("kill", "--json", env=env, cwd=tmp_path)
+        assert again.returncode == 0 and json.loads(again.stdout)["changed"] is False
 
         resume = hedgerd("resume", env=env, cwd=tmp_path)
         assert resume.returncode == 0, resume.stderr
-        assert json.loads(resume.stdout)["trading_state"] == "active"
+        assert resume.stdout == "trading ACTIVE (resumed)\n"
         assert d.total("hedgerd_trading_state") == 0
 
         wrong = hedgerd("kill", env={**env, "HEDGERD_ADMIN__TOKEN": "wrong-token-0000000"}, cwd=tmp_path)
         assert wrong.returncode == 1
-        assert "unauthorized" in wrong.stderr
+        assert "hedgerd: the daemon refused (401): unauthorized" in wrong.stderr
         assert d.total("hedgerd_trading_state") == 0
+
+
+LIVE_EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "live.example.toml"
+
+
+def test_emergency_controls_work_with_a_live_config_and_no_exchange_credentials(tmp_path: Path) -> None:
+    # The live example names ccxt venues whose credentials this shell does not have: check-config
+    # refuses it, the control commands must not care (issue 18, point 1).
+    assert hedgerd("check-config", "--config", str(LIVE_EXAMPLE), env=clean_env(), cwd=tmp_path).returncode == 2
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "hedgerd_admin__token").write_text(TOKEN + "\n")
+    with running_daemon(tmp_path / "daemon") as d:
+        env = clean_env(HEDGERD_ADMIN__PORT=str(d.port), HEDGERD_SECRETS_DIR=str(secrets))
+        kill = hedgerd("kill", "--config", str(LIVE_EXAMPLE), "--reason", "3 a.m.", env=env, cwd=tmp_path)
+        assert kill.returncode == 0, kill.stderr
+        assert d.total("hedgerd_trading_state") == 2
+        status = hedgerd("status", "--config", str(LIVE_EXAMPLE), env=env, cwd=tmp_path)
+        assert status.returncode == 0 and "trading HALTED" in status.stdout, status.stderr
+        resume = hedgerd("resume", "--config", str(LIVE_EXAMPLE), env=env, cwd=tmp_path)
+        assert resume.returncode == 0, resume.stderr
+        assert d.total("hedgerd_trading_state") == 0
+
+
+@pytest.mark.parametrize("command", [["status"], ["kill", "--reason", "x"], ["resume"]])
+def test_control_commands_read_only_the_admin_section(tmp_path: Path, command: list[str]) -> None:
+    port = free_port()  # nothing listens there: reaching the request proves the config was accepted
+    config = tmp_path / "broken-elsewhere.toml"
+    live = LIVE_EXAMPLE.read_text()
+    assert "\nport = 9108\n" in live
+    config.write_text(live.replace("\nport = 9108\n", f"\nport = {port}\n") + """
+[[hedges]]
+underlying = "ETH"
+venue = "no-such-venue"
+symbol = "ETH/USDT:USDT"
+threshold = -1
+inventory = []
+""")
+    result = hedgerd(*command, "--config", str(config), env=clean_env(), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert f"cannot reach the daemon at http://127.0.0.1:{port}" in result.stderr
+
+
+@pytest.mark.parametrize(("toml", "env", "where"), [
+    ("[admin]\nport = 'not-a-port'\n", {}, "config error at admin.port:"),
+    ("[admin]\nport = 70000\n", {}, "config error at admin.port:"),
+    ("[admin]\nprot = 9108\n", {}, "config error at admin.prot: unknown key"),
+    ("admin = 3\n", {}, "config error at admin:"),
+    ("", {"HEDGERD_ADMIN__PORT": "x"}, "config error at admin.port:"),
+    ("", {"HEDGERD_ADMIN": "{not json"}, "config error at admin:"),
+    ("[admin\n", {}, "invalid TOML"),
+    (None, {}, "config file not found"),
+])
+def test_control_commands_refuse_a_bad_admin_section_or_file_clearly(
+        tmp_path: Path, toml: str | None, env: dict[str, str], where: str) -> None:
+    config = tmp_path / "hedgerd.toml"
+    if toml is not None:
+        config.write_text(toml)
+    for command in ("status", "kill", "resume"):
+        result = hedgerd(command, "--config", str(config), env=clean_env(**env), cwd=tmp_path)
+        assert result.returncode == 2, (command, result.stderr)
+        assert where in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_version_is_the_installed_package_version(tmp_path: Path) -> None:
+    result = hedgerd("--version", env=clean_env(), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"hedgerd {importlib.metadata.version('hedgerd')}\n"
 
 
 @pytest.mark.parametrize("command", [["status"], ["kill", "--reason", "x"], ["resume"]])
