@@ -9,6 +9,7 @@ is JSON.
 
 from __future__ import annotations
 
+import errno
 import hmac
 import json
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from hedgerd.admin_input import BadBody, BodyModel, KillBody, ResumeBody, parse_body
+from hedgerd.errors import ConfigError
 
 if TYPE_CHECKING:
     from hedgerd.daemon import Daemon
@@ -145,6 +147,18 @@ def build_app(daemon: Daemon) -> web.Application:
     return app
 
 
+def _listen_error(host: str, port: int, exc: OSError) -> ConfigError:
+    """A bind failure as the configuration problem it is (exit 2, one line, no traceback)."""
+    if exc.errno == errno.EADDRINUSE:
+        return ConfigError("admin.port", f"cannot listen on {host}:{port}: the port is already in use "
+                                         "(another hedgerd, or another program?); choose another admin.port")
+    if exc.errno == errno.EACCES:
+        return ConfigError("admin.port", f"cannot listen on {host}:{port}: permission denied "
+                                         "(ports below 1024 need privileges)")
+    reason = exc.strerror or str(exc)
+    return ConfigError("admin.host", f"cannot listen on {host}:{port}: {reason}")
+
+
 class AdminServer:
     """Runs :func:`build_app` on the configured host and port."""
 
@@ -158,7 +172,11 @@ class AdminServer:
         self._runner = web.AppRunner(build_app(self._daemon), access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.host, cfg.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.stop()
+            raise _listen_error(cfg.host, cfg.port, exc) from None
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else cfg.port

@@ -109,7 +109,8 @@ def _run(settings: Settings, config: Path | None) -> int:
     try:
         result: int = runner(run_daemon(settings, config))
         return result
-    except ConfigError as exc:
+    except ConfigError as exc:  # found at startup, e.g. the admin port taken: no traceback
+        log.error("config_error", path=exc.path, reason=redact(exc.reason))
         _print_config_error(exc)
         return EXIT_CONFIG
     except LedgerError as exc:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.daemon_proc import TOKEN, free_port, running_daemon
+from tests.daemon_proc import TOKEN, daemon_env, free_port, running_daemon
 
 SECRET_TOKEN = "cli-test-token-7f3a9c2e1b"
 VENUE_KEY = "venue-key-5d8e2a7c4f"
@@ -189,3 +190,25 @@ def test_control_commands_without_a_daemon_fail_clearly(tmp_path: Path, command:
     assert result.returncode == 1
     assert f"cannot reach the daemon at http://127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+@pytest.mark.parametrize(("host", "path", "reason"), [
+    ("127.0.0.1", "admin.port", "the port is already in use"),
+    ("192.0.2.1", "admin.host", "cannot listen on 192.0.2.1:"),  # TEST-NET-1: no interface has it
+])
+def test_an_admin_address_that_cannot_be_bound_is_a_one_line_config_error(
+        tmp_path: Path, host: str, path: str, reason: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        (tmp_path / "secrets").mkdir()
+        env = daemon_env(tmp_path, port, {"HEDGERD_ADMIN__HOST": host})
+        result = hedgerd("run", env=env, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith(f"hedgerd: config error at {path}: ")
+    assert reason in result.stderr and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    logged = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert any(entry["event"] == "config_error" and entry["path"] == path for entry in logged)
+    assert not any("exception" in entry for entry in logged)
