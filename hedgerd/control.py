@@ -9,6 +9,7 @@ not TOML, is still a clear error.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import sys
@@ -19,7 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from hedgerd.config import (
@@ -37,8 +38,13 @@ from hedgerd.errors import ConfigError
 from hedgerd.log import register_secrets
 from hedgerd.status_view import describe_kill, describe_resume, describe_status
 
-EXIT_OK, EXIT_FAILURE = 0, 1
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 REQUEST_TIMEOUT = 5.0  # seconds; a daemon whose loop is stuck still gets SIGUSR1 (see README)
+
+# The admin API is always reached directly: an http_proxy in the operator's shell would send the
+# kill through a proxy that cannot reach this host's loopback, and hand it the admin token.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_HTTP_URL: TypeAdapter[AnyHttpUrl] = TypeAdapter(AnyHttpUrl)
 
 
 class _AdminSources(BaseSettings):
@@ -126,6 +132,12 @@ def control_command(command: str, admin: AdminConfig, *, url: str | None = None,
         method, path, body = "POST", "/kill", {"reason": reason, "reducing": reducing}
     else:
         method, path, body = "POST", "/resume", {}
+    if url is not None:
+        try:
+            _HTTP_URL.validate_python(url)
+        except ValidationError:
+            print(f"hedgerd: --url {url!r} is not an http(s) URL such as http://127.0.0.1:9108", file=sys.stderr)
+            return EXIT_USAGE
     base = (url or admin_base_url(admin)).rstrip("/")
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(base + path, data=data, method=method)
@@ -134,12 +146,16 @@ def control_command(command: str, admin: AdminConfig, *, url: str | None = None,
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:
+        with _DIRECT.open(request, timeout=REQUEST_TIMEOUT) as response:
             raw, code = response.read(), int(response.status)
     except urllib.error.HTTPError as exc:
         raw, code = exc.read(), int(exc.code)
-    except (urllib.error.URLError, OSError) as exc:
-        print(f"hedgerd: cannot reach the daemon at {base}: {exc}", file=sys.stderr)
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        problem = f"no HTTP answer ({type(exc).__name__})" if isinstance(exc, http.client.HTTPException) else exc
+        print(f"hedgerd: cannot reach the daemon at {base}: {problem}", file=sys.stderr)
+        if command == "kill":
+            print("hedgerd: if the daemon runs but does not answer, `kill -USR1 <pid>` halts it, or create "
+                  "the kill file (kill_switch.kill_file)", file=sys.stderr)
         return EXIT_FAILURE
     answer = _answer(raw)
     ok = 200 <= code < 300

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -124,7 +125,10 @@ def test_emergency_controls_work_with_a_live_config_and_no_exchange_credentials(
     secrets.mkdir()
     (secrets / "hedgerd_admin__token").write_text(TOKEN + "\n")
     with running_daemon(tmp_path / "daemon") as d:
-        env = clean_env(HEDGERD_ADMIN__PORT=str(d.port), HEDGERD_SECRETS_DIR=str(secrets))
+        # A proxy in the operator's shell (nothing listens there) must not carry the kill.
+        dead_proxy = f"http://127.0.0.1:{free_port()}"
+        env = clean_env(HEDGERD_ADMIN__PORT=str(d.port), HEDGERD_SECRETS_DIR=str(secrets),
+                        http_proxy=dead_proxy, HTTP_PROXY=dead_proxy, no_proxy="", NO_PROXY="")
         kill = hedgerd("kill", "--config", str(LIVE_EXAMPLE), "--reason", "3 a.m.", env=env, cwd=tmp_path)
         assert kill.returncode == 0, kill.stderr
         assert d.total("hedgerd_trading_state") == 2
@@ -212,3 +216,31 @@ def test_an_admin_address_that_cannot_be_bound_is_a_one_line_config_error(
     logged = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert any(entry["event"] == "config_error" and entry["path"] == path for entry in logged)
     assert not any("exception" in entry for entry in logged)
+
+
+@pytest.mark.parametrize("url", ["notaurl", "http://[bad", "ftp://127.0.0.1:9108", "127.0.0.1:9108", ""])
+def test_a_bad_url_is_a_usage_error(tmp_path: Path, url: str) -> None:
+    result = hedgerd("kill", "--url", url, env=clean_env(), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "is not an http(s) URL" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_server_that_does_not_speak_http_is_reported_not_raised(tmp_path: Path) -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+
+        def answer_like_ssh() -> None:
+            connection, _ = server.accept()
+            with connection:
+                connection.recv(4096)
+                connection.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+
+        thread = threading.Thread(target=answer_like_ssh, daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        result = hedgerd("kill", "--url", url, env=clean_env(), cwd=tmp_path)
+        thread.join(timeout=10)
+    assert result.returncode == 1, result.stderr
+    assert f"cannot reach the daemon at {url}: no HTTP answer" in result.stderr
+    assert "kill -USR1" in result.stderr and "Traceback" not in result.stderr
