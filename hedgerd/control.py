@@ -165,10 +165,16 @@ def control_command(command: str, admin: AdminConfig, *, url: str | None = None,
     elif command == "status" and ok:
         print(describe_status(answer, now()), file=out)
     elif command == "kill" and ok:
-        print(describe_kill(answer), file=out)
+        print(describe_kill(answer, "reducing" if reducing else "halted"), file=out)
     elif command == "resume" and code in (200, 409):
         print(describe_resume(answer), file=out)
     else:
         print(f"hedgerd: the daemon refused ({code}): {answer.get('error', raw.decode(errors='replace'))}",
               file=out)
+        if code == 401 and not token:
+            print("hedgerd: no admin token was found here: set HEDGERD_ADMIN__TOKEN, the secrets file "
+                  "hedgerd_admin__token, or admin.token in the --config file", file=out)
+        if code in (401, 403) and command == "kill":
+            print("hedgerd: `kill -USR1 <pid>` or the kill file (kill_switch.kill_file) halts it without the "
+                  "token", file=out)
     return EXIT_OK if ok else EXIT_FAILURE

@@ -148,14 +148,16 @@ def describe_status(status: dict[str, Any], now: float) -> str:
     return "\n".join(lines)
 
 
-def describe_kill(answer: dict[str, Any]) -> str:
-    """One line for ``POST /kill``'s answer."""
+def describe_kill(answer: dict[str, Any], requested: str = "halted") -> str:
+    """One line for ``POST /kill``'s answer; ``requested`` is the state asked for (halted, reducing)."""
     try:
         view = KillAnswer.model_validate(answer)
     except ValidationError:
         return "the daemon's answer has an unexpected shape; use --json to see it"
-    already = "already " if view.changed is False else ""
-    return f"trading {already}{view.trading_state.upper()}" + (f": {view.reason}" if view.reason else "")
+    state = view.trading_state.upper()
+    if view.changed is False:  # e.g. REDUCING asked while HALTED: the stricter state stays
+        state = f"already {state}" if view.trading_state == requested else f"stays {state}"
+    return f"trading {state}" + (f": {view.reason}" if view.reason else "")
 
 
 def describe_resume(answer: dict[str, Any]) -> str:

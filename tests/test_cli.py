@@ -111,6 +111,10 @@ def test_status_kill_and_resume_talk_to_a_running_daemon(tmp_path: Path) -> None
         wrong = hedgerd("kill", env={**env, "HEDGERD_ADMIN__TOKEN": "wrong-token-0000000"}, cwd=tmp_path)
         assert wrong.returncode == 1
         assert "hedgerd: the daemon refused (401): unauthorized" in wrong.stderr
+        assert "kill -USR1" in wrong.stderr and "no admin token was found" not in wrong.stderr
+        tokenless = {k: v for k, v in env.items() if k != "HEDGERD_ADMIN__TOKEN"}
+        missing = hedgerd("kill", env=tokenless, cwd=tmp_path)
+        assert missing.returncode == 1 and "no admin token was found here" in missing.stderr
         assert d.total("hedgerd_trading_state") == 0
 
 

@@ -137,8 +137,10 @@ def test_status_summary_of_an_unexpected_answer_points_at_json() -> None:
 
 def test_kill_and_resume_one_liners() -> None:
     assert describe_kill({"trading_state": "halted", "reason": "desk", "changed": True}) == "trading HALTED: desk"
-    assert describe_kill({"trading_state": "reducing", "reason": "wind down", "changed": False}) == \
+    assert describe_kill({"trading_state": "reducing", "reason": "wind down", "changed": False}, "reducing") == \
         "trading already REDUCING: wind down"
+    assert describe_kill({"trading_state": "halted", "reason": "desk", "changed": False}, "reducing") == \
+        "trading stays HALTED: desk"
     assert describe_resume({"trading_state": "active", "reason": "", "resumed": True, "detail": "resumed"}) == \
         "trading ACTIVE (resumed)"
     assert describe_resume({"trading_state": "halted", "reason": "kill file", "resumed": False,
