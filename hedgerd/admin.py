@@ -56,15 +56,18 @@ async def _body(request: web.Request, model: type[BodyModel]) -> BodyModel | web
     """The validated body, or the JSON 4xx response refusing it (see :mod:`hedgerd.admin_input`)."""
     try:
         raw = await request.read()
+        return parse_body(raw, request.content_type, request.charset, model)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[DAEMON_KEY].settings.admin.max_body_bytes
-        return _json({"error": f"body larger than admin.max_body_bytes ({limit} bytes) (nothing was changed)"}, 413)
+        refusal = BadBody(413, f"body larger than admin.max_body_bytes ({limit} bytes)")
     except HttpProcessingError as exc:  # e.g. a malformed chunked encoding
-        return _json({"error": f"unreadable body: {exc.message} (nothing was changed)"}, 400)
-    try:
-        return parse_body(raw, request.content_type, request.charset, model)
+        refusal = BadBody(400, f"unreadable body: {exc.message}")
     except BadBody as exc:
-        return _json(exc.as_json(), exc.status)
+        refusal = exc
+    # An authenticated control request that did nothing must be visible in the log (the body is not logged).
+    log.warning("control_request_refused", path=request.path, source=f"http:{request.remote}",
+                status=refusal.status, error=refusal.message)
+    return _json(refusal.as_json(), refusal.status)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given
 from hypothesis import strategies as st
@@ -137,6 +138,18 @@ async def test_a_hostile_resume_body_is_a_json_4xx_and_resumes_nothing(
     answer = await _json_error(await client.post("/resume", data=body, headers=headers), status)
     assert answer.get("field") == field
     assert daemon.engine.kill_switch.state is TradingState.HALTED
+
+
+async def test_a_refused_control_request_is_logged_without_its_body(
+        served: tuple[Daemon, TestClient[Any, Any]]) -> None:
+    _, client = served
+    with structlog.testing.capture_logs() as logs:
+        response = await client.post("/kill", data=b'{"reducing": "false", "reason": "secret-ish words"}',
+                                     headers=JSON)
+    assert response.status == 400
+    refused = [entry for entry in logs if entry["event"] == "control_request_refused"]
+    assert len(refused) == 1 and refused[0]["path"] == "/kill" and refused[0]["status"] == 400
+    assert "reducing" in refused[0]["error"] and "secret-ish words" not in str(logs)
 
 
 async def test_reducing_is_engaged_only_by_a_json_true(served: tuple[Daemon, TestClient[Any, Any]]) -> None:
