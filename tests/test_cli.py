@@ -248,3 +248,14 @@ def test_a_server_that_does_not_speak_http_is_reported_not_raised(tmp_path: Path
     assert result.returncode == 1, result.stderr
     assert f"cannot reach the daemon at {url}: no HTTP answer" in result.stderr
     assert "kill -USR1" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_venue_sim_on_a_port_in_use_is_a_one_line_usage_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = hedgerd("venue-sim", "--port", str(port), env=clean_env(), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"venue-sim: cannot listen on 127.0.0.1:{port}: ")
+    assert "address already in use" in result.stderr and result.stderr.count("\n") == 1
