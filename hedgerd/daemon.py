@@ -159,25 +159,12 @@ class Daemon:
         if rejected:
             log.error("reload_rejected", reason="fields need a restart", fields=rejected)
             return False
-        self.apply(new)
+        # The one place reloaded settings take effect: each component takes its own part.
+        self.settings = new
+        self.engine.apply_settings(new)
+        configure_logging(new.logging.format, new.logging.level)
         log.warning("config_reloaded", changed=applied)
         return True
-
-    def apply(self, new: Settings) -> None:
-        """Adopt ``new`` settings whose differences are all safe to change live."""
-        self.settings = new
-        engine = self.engine
-        engine.settings = new
-        by_underlying = {h.underlying: h for h in new.hedges}
-        for underlying, state in engine.hedges.items():
-            state.config = by_underlying[underlying]
-            state.executor.config = new.executor
-            rl = new.executor.rate_limit_for(state.config.venue)
-            state.executor.bucket.set_rate(rl.requests_per_second)
-            self.metrics.hedge_band.labels(underlying).set(float(state.config.threshold))
-        engine.price_guard.max_jump = new.risk.max_price_jump
-        configure_logging(new.logging.format, new.logging.level)
-        engine.evaluate_soon()
 
 
 async def run_daemon(settings: Settings, config_file: Path | None = None) -> int:

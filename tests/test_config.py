@@ -24,7 +24,6 @@ from hedgerd.config import (
     VenueConfig,
     VenueKind,
     VenueRole,
-    apply_safe_changes,
     credential_env_var,
     credential_secret_file,
     load_settings,
@@ -585,16 +584,7 @@ def test_reload_diff_compares_secrets_by_value_without_showing_them(load: Loader
     assert_no_canary(repr((applied, rejected)))
 
 
-def test_apply_safe_changes_takes_only_safe_fields() -> None:
-    old = Settings()
-    new = with_changes(old, hedges__0__threshold=Decimal("0.2"), admin__port=9999, logging__level="error")
-    merged = apply_safe_changes(old, new)
-    assert merged.hedges[0].threshold == Decimal("0.2")
-    assert merged.logging.level == "error"
-    assert merged.admin.port == old.admin.port
-
-
-def test_apply_safe_changes_refuses_an_invalid_mix() -> None:
+def test_reload_diff_rejects_a_rate_limit_for_a_venue_added_with_it() -> None:
     old = Settings()
     extra = VenueConfig(name="sim-perp-2", role=VenueRole.HEDGE, sim=old.venues[1].sim)
     new = old.model_copy(update={
@@ -602,10 +592,7 @@ def test_apply_safe_changes_refuses_an_invalid_mix() -> None:
         "executor": old.executor.model_copy(update={"rate_limits": {"sim-perp-2": RateLimitConfig()}}),
     })
     applied, rejected = reload_diff(old, new)
-    assert (applied, rejected) == (["executor.rate_limits.sim-perp-2"], ["venues.2"])
-    with pytest.raises(InvalidConfigError) as excinfo:
-        apply_safe_changes(old, new)
-    assert excinfo.value.path == "executor.rate_limits.sim-perp-2"
+    assert (applied, rejected) == (["executor.rate_limits.sim-perp-2"], ["venues.2"])  # the daemon refuses it
 
 
 def test_safe_reload_fields_cover_the_documented_sections() -> None:
@@ -618,7 +605,7 @@ def test_safe_reload_fields_cover_the_documented_sections() -> None:
         assert not any(config._matches(pattern, path) for pattern in SAFE_RELOAD_FIELDS), path
 
 
-def test_apply_safe_changes_with_a_dotted_venue_name() -> None:
+def test_reload_diff_with_a_dotted_venue_name() -> None:
     spot = VenueConfig(name="sim-spot", role=VenueRole.INVENTORY)
     perp = VenueConfig(name="perp.v2", role=VenueRole.HEDGE, sim=config.SimSettings(symbol="BTC/USDT:USDT"))
     old = Settings(venues=[spot, perp], hedges=[HedgeConfig(
@@ -628,4 +615,3 @@ def test_apply_safe_changes_with_a_dotted_venue_name() -> None:
     executor = old.executor.model_copy(update={"rate_limits": {"perp.v2": limit}})
     new = old.model_copy(update={"executor": executor})
     assert reload_diff(old, new) == (["executor.rate_limits.perp.v2"], [])
-    assert apply_safe_changes(old, new).executor.rate_limit_for("perp.v2") == limit
