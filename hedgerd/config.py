@@ -67,6 +67,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from hedgerd.admin_token import GENERATE_HINT, admin_token_weakness
 from hedgerd.errors import ConfigError
 from hedgerd.models import OrderType, is_derivative, split_symbol
 
@@ -291,6 +292,12 @@ class AdminConfig(_Section):
     token: SecretStr | None = None
     max_body_bytes: int = Field(default=4096, ge=64)
 
+    def token_weakness(self) -> str | None:
+        """Why the token must not guard live trading (see :mod:`hedgerd.admin_token`); None when
+        it may, or when there is none (the HTTP controls are then disabled)."""
+        token = self.token.get_secret_value() if self.token is not None else ""
+        return admin_token_weakness(token) if token else None
+
 
 class LedgerConfig(_Section):
     path: Path = Path("var/hedgerd.sqlite")
@@ -484,6 +491,10 @@ class Settings(BaseSettings):
         problems += _executor_problems(self.executor, self.venues)
         if self.mode is Mode.LIVE:
             problems += _live_mode_problems(self.venues, self.hedges)
+            weakness = self.admin.token_weakness()
+            if weakness is not None:
+                problems.append(("admin.token", f"mode = 'live' refuses this admin token: it {weakness}; "
+                                                f"{GENERATE_HINT}"))
         if problems:
             raise _FieldProblems(problems)
         return self
@@ -1017,6 +1028,9 @@ def settings_notes(settings: Settings) -> list[str]:
         notes.append("no hedges configured: nothing will be hedged")
     if settings.admin.token is None:
         notes.append("admin.token is not set: POST /kill and POST /resume are disabled")
+    weakness = settings.admin.token_weakness()
+    if weakness is not None:  # only paper mode gets this far with one
+        notes.append(f"admin.token {weakness}: accepted in paper mode, refused in live mode; {GENERATE_HINT}")
     if settings.admin.host not in ("127.0.0.1", "::1", "localhost"):
         notes.append(f"admin.host = {settings.admin.host!r} is not loopback")
     if settings.kill_switch.engaged:
@@ -1042,7 +1056,9 @@ SAFE_RELOAD_FIELDS: tuple[str, ...] = (
     "hedges.*.hedge_ratio",
     "executor.rate_limits.**",
     "executor.default_rate_limit.**",
-    "executor.order_timeout",
+    # not executor.order_timeout: the ccxt connector gives it to the venue at startup as the
+    # window after which an unanswered order can no longer execute (Binance's recvWindow), and
+    # the executor resends only after that window; a live change would let the two disagree
     "executor.max_retries",
     "executor.backoff_initial",
     "executor.backoff_max",

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 from hedgerd.admin import AdminServer
+from hedgerd.admin_token import GENERATE_HINT
 from hedgerd.clock import Clock, RealClock
 from hedgerd.config import Settings, load_settings, reload_diff
 from hedgerd.connectors import build_venues
@@ -80,6 +81,10 @@ class Daemon:
     async def run(self) -> None:
         """Start everything, serve until asked to stop, then shut down within the budget."""
         self.metrics.up_since.set(self.clock.time())
+        weakness = self.settings.admin.token_weakness()
+        if weakness is not None:  # live mode refuses it when the config is loaded
+            log.warning("admin_token_weak", field="admin.token", problem=weakness, mode=self.settings.mode.value,
+                        detail=f"accepted in paper mode, refused in live mode; {GENERATE_HINT}")
         await self.admin.start()
         loop = asyncio.get_running_loop()
         self._install_signals(loop)

@@ -116,7 +116,6 @@ WIRED: dict[str, Wired] = {
     "hedges.*.max_position": Wired(Decimal(5), limit("max_position")),
     "hedges.*.max_price_age": Wired(9.0, sync(lambda e: state(e).config.max_price_age)),
     "hedges.*.max_delta_notional": Wired(Decimal(500_000), sync(lambda e: state(e).config.max_delta_notional)),
-    "executor.order_timeout": Wired(9.0, executor_config("order_timeout")),
     "executor.max_retries": Wired(2, executor_config("max_retries")),
     "executor.backoff_initial": Wired(0.1, executor_config("backoff_initial")),
     "executor.backoff_max": Wired(2.0, executor_config("backoff_max")),
