@@ -602,8 +602,8 @@ class HedgeExecutor:
         return order.last_report or OrderReport(cid, order.intent.symbol, OrderStatus.UNKNOWN)
 
     def apply_config(self, config: ExecutorConfig) -> None:
-        """Take reloaded executor settings: retries, timeouts and back-off from the next use on,
-        this venue's rate limit (rate, burst, weights) at once."""
+        """Take reloaded executor settings: retries and back-off from their next use on, this
+        venue's rate limit (rate, burst, weights) at once."""
         self.config = config
         limit = config.rate_limit_for(self.venue.name)
         self.bucket.configure(limit.requests_per_second, limit.burst)
