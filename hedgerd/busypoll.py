@@ -44,6 +44,11 @@ class BusyPoller:
         self.spins = 0  # event-loop turns spent spinning (for tests and curiosity)
         self.episodes = 0  # times it started spinning after sleeping
 
+    @property
+    def window(self) -> float:
+        """Seconds it spins after each event, as configured right now (0: it does not)."""
+        return self._window()
+
     def touch(self) -> None:
         """A venue event arrived: spin for the window from now (nothing if the window is 0)."""
         if self._stopped or self._window() <= 0:

@@ -28,7 +28,7 @@ and treating ``-`` and ``_`` alike, because a shell cannot export a name contain
 
 Entry points: :func:`load_settings` (raises :class:`~hedgerd.errors.ConfigError` with the
 offending field's dotted path), :func:`render_settings` (secrets masked), :func:`reload_diff` and
-:func:`apply_safe_changes` (SIGHUP), :func:`settings_notes` (remarks for ``check-config``),
+:func:`reloadable_fields` (SIGHUP), :func:`settings_notes` (remarks for ``check-config``),
 :func:`secret_values` (for log redaction).
 """
 
@@ -44,7 +44,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from enum import Enum, StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -67,6 +67,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from hedgerd.admin_token import GENERATE_HINT, admin_token_weakness
 from hedgerd.errors import ConfigError
 from hedgerd.models import OrderType, is_derivative, split_symbol
 
@@ -291,6 +292,12 @@ class AdminConfig(_Section):
     token: SecretStr | None = None
     max_body_bytes: int = Field(default=4096, ge=64)
 
+    def token_weakness(self) -> str | None:
+        """Why the token must not guard live trading (see :mod:`hedgerd.admin_token`); None when
+        it may, or when there is none (the HTTP controls are then disabled)."""
+        token = self.token.get_secret_value() if self.token is not None else ""
+        return admin_token_weakness(token) if token else None
+
 
 class LedgerConfig(_Section):
     path: Path = Path("var/hedgerd.sqlite")
@@ -484,6 +491,10 @@ class Settings(BaseSettings):
         problems += _executor_problems(self.executor, self.venues)
         if self.mode is Mode.LIVE:
             problems += _live_mode_problems(self.venues, self.hedges)
+            weakness = self.admin.token_weakness()
+            if weakness is not None:
+                problems.append(("admin.token", f"mode = 'live' refuses this admin token: it {weakness}; "
+                                                f"{GENERATE_HINT}"))
         if problems:
             raise _FieldProblems(problems)
         return self
@@ -1017,6 +1028,9 @@ def settings_notes(settings: Settings) -> list[str]:
         notes.append("no hedges configured: nothing will be hedged")
     if settings.admin.token is None:
         notes.append("admin.token is not set: POST /kill and POST /resume are disabled")
+    weakness = settings.admin.token_weakness()
+    if weakness is not None:  # only paper mode gets this far with one
+        notes.append(f"admin.token {weakness}: accepted in paper mode, refused in live mode; {GENERATE_HINT}")
     if settings.admin.host not in ("127.0.0.1", "::1", "localhost"):
         notes.append(f"admin.host = {settings.admin.host!r} is not loopback")
     if settings.kill_switch.engaged:
@@ -1042,7 +1056,9 @@ SAFE_RELOAD_FIELDS: tuple[str, ...] = (
     "hedges.*.hedge_ratio",
     "executor.rate_limits.**",
     "executor.default_rate_limit.**",
-    "executor.order_timeout",
+    # not executor.order_timeout: the ccxt connector gives it to the venue at startup as the
+    # window after which an unanswered order can no longer execute (Binance's recvWindow), and
+    # the executor resends only after that window; a live change would let the two disagree
     "executor.max_retries",
     "executor.backoff_initial",
     "executor.backoff_max",
@@ -1071,6 +1087,25 @@ def _matches(pattern: str, path: _Path | str) -> bool:
             return False
         have = have[:len(want)]
     return len(want) == len(have) and all(w in ("*", h) for w, h in zip(want, have, strict=True))
+
+
+def reloadable_fields() -> list[str]:
+    """Every setting a SIGHUP changes in place: :data:`SAFE_RELOAD_FIELDS` expanded over the
+    schema down to its leaves, ``*`` standing for a list index or dict key (``hedges.*.threshold``)."""
+    found: list[str] = []
+
+    def walk(model: type[BaseModel], path: tuple[str, ...]) -> None:
+        for name, info in model.model_fields.items():
+            here = (*path, name)
+            container = get_origin(info.annotation) in (list, dict)
+            item = get_args(info.annotation)[-1] if container else info.annotation
+            if isinstance(item, type) and issubclass(item, BaseModel):
+                walk(item, (*here, "*") if container else here)
+            elif any(_matches(pattern, here) for pattern in SAFE_RELOAD_FIELDS):
+                found.append(".".join(here))
+
+    walk(Settings, ())
+    return found
 
 
 def _diff(old: Any, new: Any, path: _Path, out: list[_Path]) -> None:
@@ -1108,12 +1143,6 @@ def _classify(old: Settings, new: Settings) -> tuple[list[_Path], list[_Path]]:
     return applied, rejected
 
 
-def changed_fields(old: Settings, new: Settings) -> list[str]:
-    """Dotted paths of the leaves that differ (an added/removed list item or dict key is one path)."""
-    applied, rejected = _classify(old, new)
-    return sorted(_dotted(p) for p in applied + rejected)
-
-
 def reload_diff(old: Settings, new: Settings) -> tuple[list[str], list[str]]:
     """Split the changes from ``old`` to ``new`` into (applied, rejected) dotted paths.
 
@@ -1123,41 +1152,3 @@ def reload_diff(old: Settings, new: Settings) -> tuple[list[str], list[str]]:
     """
     applied, rejected = _classify(old, new)
     return [_dotted(p) for p in applied], [_dotted(p) for p in rejected]
-
-
-_MISSING = object()
-
-
-def _get_path(data: Any, path: _Path) -> Any:
-    for part in path:
-        in_list = isinstance(data, list) and isinstance(part, int) and part < len(data)
-        if not (in_list or (isinstance(data, Mapping) and part in data)):
-            return _MISSING
-        data = data[part]
-    return data
-
-
-def apply_safe_changes(old: Settings, new: Settings) -> Settings:
-    """``old`` with the changes of :func:`reload_diff`'s applied list taken from ``new``.
-
-    Raises :class:`InvalidConfigError` if that combination is invalid (then keep ``old``).
-    """
-    applied, _ = _classify(old, new)
-    data = old.model_dump()
-    source = new.model_dump()
-    for path in applied:
-        container = _get_path(data, path[:-1])
-        value = _get_path(source, path)
-        last = path[-1]
-        if isinstance(container, list) and isinstance(last, int):
-            container[last] = value
-        elif isinstance(container, dict):
-            if value is _MISSING:
-                container.pop(last, None)
-            else:
-                container[last] = value
-    try:
-        return Settings.model_validate(data)
-    except ValidationError as exc:
-        error = config_error_from_validation(exc)
-    raise error

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 from hedgerd.admin import AdminServer
+from hedgerd.admin_token import GENERATE_HINT
 from hedgerd.clock import Clock, RealClock
 from hedgerd.config import Settings, load_settings, reload_diff
 from hedgerd.connectors import build_venues
@@ -80,6 +81,10 @@ class Daemon:
     async def run(self) -> None:
         """Start everything, serve until asked to stop, then shut down within the budget."""
         self.metrics.up_since.set(self.clock.time())
+        weakness = self.settings.admin.token_weakness()
+        if weakness is not None:  # live mode refuses it when the config is loaded
+            log.warning("admin_token_weak", field="admin.token", problem=weakness, mode=self.settings.mode.value,
+                        detail=f"accepted in paper mode, refused in live mode; {GENERATE_HINT}")
         await self.admin.start()
         loop = asyncio.get_running_loop()
         self._install_signals(loop)
@@ -159,25 +164,12 @@ class Daemon:
         if rejected:
             log.error("reload_rejected", reason="fields need a restart", fields=rejected)
             return False
-        self.apply(new)
+        # The one place reloaded settings take effect: each component takes its own part.
+        self.settings = new
+        self.engine.apply_settings(new)
+        configure_logging(new.logging.format, new.logging.level)
         log.warning("config_reloaded", changed=applied)
         return True
-
-    def apply(self, new: Settings) -> None:
-        """Adopt ``new`` settings whose differences are all safe to change live."""
-        self.settings = new
-        engine = self.engine
-        engine.settings = new
-        by_underlying = {h.underlying: h for h in new.hedges}
-        for underlying, state in engine.hedges.items():
-            state.config = by_underlying[underlying]
-            state.executor.config = new.executor
-            rl = new.executor.rate_limit_for(state.config.venue)
-            state.executor.bucket.set_rate(rl.requests_per_second)
-            self.metrics.hedge_band.labels(underlying).set(float(state.config.threshold))
-        engine.price_guard.max_jump = new.risk.max_price_jump
-        configure_logging(new.logging.format, new.logging.level)
-        engine.evaluate_soon()
 
 
 async def run_daemon(settings: Settings, config_file: Path | None = None) -> int:

@@ -558,7 +558,6 @@ class HedgeEngine:
 
     # ----------------------------------------------------------------- risk loop
     async def _risk_loop(self) -> None:
-        tick = self.settings.risk.safety_tick
         last_refresh = self.clock.monotonic()
         loop = asyncio.get_running_loop()
         wake = self._wake
@@ -566,14 +565,15 @@ class HedgeEngine:
             if not wake.is_set():  # else no timer to arm and cancel
                 # A plain timer that sets the wake-up event: cheaper than asyncio.timeout (no
                 # cancellation of the task, no context manager) and equivalent here.
-                timer = loop.call_later(self._next_wait(tick), wake.set)
+                timer = loop.call_later(self._next_wait(), wake.set)
                 try:
                     await wake.wait()
                 finally:
                     timer.cancel()
             wake.clear()
             try:
-                if self.clock.monotonic() - last_refresh >= tick:
+                # read on every turn: a reloaded safety_tick applies from this one on
+                if self.clock.monotonic() - last_refresh >= self.settings.risk.safety_tick:
                     last_refresh = self.clock.monotonic()
                     for executor in self._executors():
                         await executor.refresh_open()
@@ -581,11 +581,11 @@ class HedgeEngine:
             except Exception as exc:  # a bug must halt trading, not kill the loop silently
                 self._risk_pass_failed(exc)
 
-    def _next_wait(self, tick: float) -> float:
+    def _next_wait(self) -> float:
         """Seconds the risk loop may sleep: the safety tick, or less so that a price going
         stale halts at its max age rather than up to a tick later."""
         now = self.clock.monotonic()
-        wait = tick
+        wait = self.settings.risk.safety_tick
         for state in self.hedges.values():
             cfg = state.config
             stale_in = self._price_seen_at.get((cfg.venue, cfg.symbol), self.started_at) + cfg.max_price_age - now
@@ -599,6 +599,23 @@ class HedgeEngine:
         if policy is None:
             policy = self.policies[underlying] = self._injected_policy or build_policy(self.settings.policy)
         return policy
+
+    def apply_settings(self, settings: Settings) -> None:
+        """Take reloaded settings that differ only in fields a reload may change in place
+        (:data:`hedgerd.config.SAFE_RELOAD_FIELDS`, checked by the caller), then re-evaluate.
+
+        Per-hedge limits, the executors (rate limits included), the price guard and the hedge
+        band gauge take theirs here; everything else is read from :attr:`settings` on use.
+        """
+        self.settings = settings
+        by_underlying = {h.underlying: h for h in settings.hedges}
+        for underlying, state in self.hedges.items():
+            state.config = by_underlying[underlying]
+            self.metrics.hedge_band.labels(underlying).set(float(state.config.threshold))
+        for executor in self._executors():
+            executor.apply_config(settings.executor)
+        self.price_guard.max_jump = settings.risk.max_price_jump
+        self.evaluate_soon()
 
     def evaluate_soon(self) -> None:
         """Wake the risk loop now (after a config change, a resume, ...)."""
@@ -715,11 +732,17 @@ class HedgeEngine:
                 realized_pnl=_GaugeChild(m.realized_pnl.labels(underlying)))
         return gauges
 
+    @staticmethod
+    def limits(state: _HedgeState) -> HedgeLimits:
+        """The limits decisions on ``state`` are made with (built once per (reloaded) config)."""
+        cfg = state.config
+        if state.limits is None or state.limits[0] is not cfg:
+            state.limits = (cfg, HedgeLimits.from_config(cfg))
+        return state.limits[1]
+
     def _decide(self, state: _HedgeState, snap: DeltaSnapshot) -> None:
         cfg = state.config
-        if state.limits is None or state.limits[0] is not cfg:  # built once per (reloaded) config
-            state.limits = (cfg, HedgeLimits.from_config(cfg))
-        limits = state.limits[1]
+        limits = self.limits(state)
         price = self.prices.get((cfg.venue, cfg.symbol))
         if price is None:
             return

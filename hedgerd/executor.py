@@ -105,11 +105,6 @@ class TokenBucket:
     def burst(self) -> int:
         return int(self._burst)
 
-    @property
-    def paused_until(self) -> float:
-        """Monotonic time before which no token is handed out (``-inf`` when not paused)."""
-        return self._paused_until
-
     def _refill(self, now: float) -> None:
         # Tokens do not accrue while paused.
         start = max(self._updated, self._paused_until)
@@ -140,13 +135,23 @@ class TokenBucket:
                 await self._clock.sleep(wait)
         return max(0.0, self._clock.monotonic() - started)
 
-    def set_rate(self, rate: float) -> None:
-        """Change the configured rate (e.g. on config reload); also ends any throttling."""
+    def configure(self, rate: float, burst: int) -> None:
+        """Take a new configured rate and burst (config reload).
+
+        A new rate ends any throttling; an unchanged one keeps it (a reload of some other
+        setting must not undo the reaction to a venue's rate-limit error). A smaller burst
+        caps the tokens held at once.
+        """
         if not rate > 0:
             raise ValueError(f"rate must be positive, got {rate}")
+        if burst < 1:
+            raise ValueError(f"burst must be at least 1, got {burst}")
         self._refill(self._clock.monotonic())
-        self._nominal_rate = float(rate)
-        self._rate = float(rate)
+        if float(rate) != self._nominal_rate:
+            self._nominal_rate = float(rate)
+            self._rate = float(rate)
+        self._burst = float(burst)
+        self._tokens = min(self._tokens, self._burst)
 
     def throttle(self, factor: float = _THROTTLE_FACTOR, floor: float = _THROTTLE_FLOOR) -> float:
         """Lower the current rate by ``factor``, not below ``nominal * floor``; returns the new rate."""
@@ -247,7 +252,7 @@ class HedgeExecutor:
     ``gate(intent)`` is asked right before every send and returns a denial reason or None;
     ``on_result(ok, error_kind)`` is called once per executed intent that reached the point of
     sending (success, fatal rejection, retries exhausted, or outcome left unknown).
-    ``config`` may be replaced at runtime (config reload); it is read on every use.
+    :meth:`apply_config` takes reloaded settings; ``config`` is read on every use.
     """
 
     def __init__(self, venue: Venue, ledger: OrderJournal, markets: dict[str, MarketInfo],
@@ -596,10 +601,20 @@ class HedgeExecutor:
         self._on_result(False, "unknown_outcome")
         return order.last_report or OrderReport(cid, order.intent.symbol, OrderStatus.UNKNOWN)
 
+    def apply_config(self, config: ExecutorConfig) -> None:
+        """Take reloaded executor settings: retries and back-off from their next use on, this
+        venue's rate limit (rate, burst, weights) at once."""
+        self.config = config
+        limit = config.rate_limit_for(self.venue.name)
+        self.bucket.configure(limit.requests_per_second, limit.burst)
+
+    def request_weight(self, endpoint: str) -> float:
+        """Tokens one request to ``endpoint`` takes from this venue's bucket."""
+        return self.config.rate_limit_for(self.venue.name).weight(endpoint)
+
     # ------------------------------------------------------------------ venue requests
     async def _acquire(self, endpoint: str) -> None:
-        weight = self.config.rate_limit_for(self.venue.name).weight(endpoint)
-        waited = await self.bucket.acquire(weight)
+        waited = await self.bucket.acquire(self.request_weight(endpoint))
         self.metrics.rate_limit_wait.labels(self.venue.name).observe(waited)
 
     async def _lookup(self, order: _Order, attempts: int) -> OrderReport | None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-TOKEN = "e2e-token-0123456789"
+TOKEN = "e2e-token-0123456789-abcdef0123456789"  # long enough for live mode (32+)
 
 
 def free_port() -> int:

@@ -108,8 +108,9 @@ async def test_a_config_reload_turns_busy_polling_on_for_the_next_event(tmp_path
         poller = h.engine.busy_poller
         await h.client_fill(Side.BUY, "0.01")
         assert poller.episodes == 0
-        # what Daemon.apply does on SIGHUP: risk.** changes apply in place
-        h.engine.settings = settings.model_copy(update={"risk": settings.risk.model_copy(update={"busy_poll": 0.2})})
+        # what Daemon.reload does on SIGHUP: risk.** changes apply in place
+        h.engine.apply_settings(settings.model_copy(
+            update={"risk": settings.risk.model_copy(update={"busy_poll": 0.2})}))
         await h.client_fill(Side.BUY, "0.01")
         assert poller.spinning and poller.episodes == 1
 

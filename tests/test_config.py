@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import tomllib
 from collections.abc import Mapping
 from decimal import Decimal
@@ -24,7 +25,6 @@ from hedgerd.config import (
     VenueConfig,
     VenueKind,
     VenueRole,
-    apply_safe_changes,
     credential_env_var,
     credential_secret_file,
     load_settings,
@@ -39,7 +39,7 @@ from hedgerd.errors import ConfigError
 ROOT = Path(__file__).resolve().parent.parent
 CANARY_KEY = "CANARY-api-key-7f3a9c"
 CANARY_SECRET = "CANARY-secret-b81e44"
-CANARY_TOKEN = "CANARY-token-52d0e1"
+CANARY_TOKEN = "CANARY-token-52d0e1-8c4b7a9f3e6d2c1b"  # long enough for live mode
 
 CCXT_VENUES = """
 [[venues]]
@@ -363,6 +363,14 @@ INVALID: list[tuple[str, str | None, dict[str, str], str, str]] = [
     ("live via env without credentials", CCXT_VENUES, {"HEDGERD_MODE": "live"}, "venues.0.api_key",
      "mode = 'live'"),
     ("live on sim venues", "mode = 'live'\n", {}, "hedges.0.venue", "sim venue"),
+    ("live with the k8s placeholder token", "mode = 'live'\n" + CCXT_VENUES,
+     {**ALL_CCXT_CREDENTIALS, "HEDGERD_ADMIN__TOKEN": "REPLACE-WITH-A-LONG-RANDOM-TOKEN"}, "admin.token",
+     "known placeholder"),
+    ("live with the compose demo token", "mode = 'live'\n" + CCXT_VENUES,
+     {**ALL_CCXT_CREDENTIALS, "HEDGERD_ADMIN__TOKEN": "hedgerd-demo-token"}, "admin.token", "known placeholder"),
+    ("live with a short admin token", "mode = 'live'\n" + CCXT_VENUES,
+     {**ALL_CCXT_CREDENTIALS, "HEDGERD_ADMIN__TOKEN": "0123456789abcdef0123456789abcde"}, "admin.token",
+     "shorter than 32 characters; generate one with `openssl rand -hex 32`"),
     ("credentials for unknown venue", None, {"HEDGERD_CREDENTIALS__NOPE__API_KEY": "k"}, "credentials.nope",
      "no venue named"),
     ("rate limit for unknown venue", "[executor.rate_limits.nope]\nburst = 2\n", {},
@@ -386,6 +394,35 @@ def test_invalid_config_names_the_field(load: Loader, toml: str | None, env: dic
     assert reason.lower() in error.reason.lower(), str(error)
     assert str(error).startswith(f"{path}: ")
     assert "Traceback" not in str(error) and "pydantic" not in str(error)
+
+
+def test_live_mode_accepts_a_long_random_admin_token_or_none(load: Loader) -> None:
+    token = secrets.token_hex(16)  # 32 characters, the minimum
+    settings = load("mode = 'live'\n" + CCXT_VENUES, env={**ALL_CCXT_CREDENTIALS, "HEDGERD_ADMIN__TOKEN": token})
+    assert settings.admin.token is not None and settings.admin.token.get_secret_value() == token
+    assert settings.admin.token_weakness() is None
+    settings = load("mode = 'live'\n" + CCXT_VENUES, env=ALL_CCXT_CREDENTIALS)  # no token: /kill disabled
+    assert settings.admin.token is None and settings.admin.token_weakness() is None
+
+
+@pytest.mark.parametrize("token", ["hedgerd-demo-token", "x7Qz", "REPLACE-WITH-A-LONG-RANDOM-TOKEN"])
+def test_paper_mode_accepts_a_weak_admin_token_with_a_note(load: Loader, token: str) -> None:
+    settings = load(None, secrets={"hedgerd_admin__token": token})
+    notes = [n for n in settings_notes(settings) if n.startswith("admin.token")]
+    assert len(notes) == 1 and "refused in live mode" in notes[0] and "openssl rand -hex 32" in notes[0]
+    assert token not in notes[0]
+    assert not [n for n in settings_notes(load(None, secrets={"hedgerd_admin__token": secrets.token_hex(16)}))
+                if n.startswith("admin.token")]
+
+
+SHORT_CANARY = "CANARY-short-token-9d1e"
+
+
+def test_a_refused_admin_token_is_not_shown(load: Loader) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        load("mode = 'live'\n" + CCXT_VENUES, env={**ALL_CCXT_CREDENTIALS, "HEDGERD_ADMIN__TOKEN": SHORT_CANARY})
+    assert excinfo.value.path == "admin.token"
+    assert SHORT_CANARY not in str(excinfo.value)
 
 
 def test_bad_toml_is_reported_with_file_and_line(load: Loader) -> None:
@@ -550,8 +587,9 @@ def test_reload_diff_splits_safe_and_unsafe_changes() -> None:
     applied, rejected = reload_diff(old, new)
     assert sorted(applied) == sorted([
         "hedges.0.threshold", "hedges.0.max_order", "executor.rate_limits.sim-perp",
-        "executor.order_timeout", "kill_switch.engaged", "logging.level", "risk.safety_tick"])
-    assert sorted(rejected) == ["admin.port", "ledger.synchronous", "logging.format"]
+        "kill_switch.engaged", "logging.level", "risk.safety_tick"])
+    # order_timeout is also the venue's window for a late order (recvWindow), fixed at startup
+    assert sorted(rejected) == ["admin.port", "executor.order_timeout", "ledger.synchronous", "logging.format"]
     assert reload_diff(old, Settings()) == ([], [])
 
 
@@ -585,16 +623,7 @@ def test_reload_diff_compares_secrets_by_value_without_showing_them(load: Loader
     assert_no_canary(repr((applied, rejected)))
 
 
-def test_apply_safe_changes_takes_only_safe_fields() -> None:
-    old = Settings()
-    new = with_changes(old, hedges__0__threshold=Decimal("0.2"), admin__port=9999, logging__level="error")
-    merged = apply_safe_changes(old, new)
-    assert merged.hedges[0].threshold == Decimal("0.2")
-    assert merged.logging.level == "error"
-    assert merged.admin.port == old.admin.port
-
-
-def test_apply_safe_changes_refuses_an_invalid_mix() -> None:
+def test_reload_diff_rejects_a_rate_limit_for_a_venue_added_with_it() -> None:
     old = Settings()
     extra = VenueConfig(name="sim-perp-2", role=VenueRole.HEDGE, sim=old.venues[1].sim)
     new = old.model_copy(update={
@@ -602,10 +631,7 @@ def test_apply_safe_changes_refuses_an_invalid_mix() -> None:
         "executor": old.executor.model_copy(update={"rate_limits": {"sim-perp-2": RateLimitConfig()}}),
     })
     applied, rejected = reload_diff(old, new)
-    assert (applied, rejected) == (["executor.rate_limits.sim-perp-2"], ["venues.2"])
-    with pytest.raises(InvalidConfigError) as excinfo:
-        apply_safe_changes(old, new)
-    assert excinfo.value.path == "executor.rate_limits.sim-perp-2"
+    assert (applied, rejected) == (["executor.rate_limits.sim-perp-2"], ["venues.2"])  # the daemon refuses it
 
 
 def test_safe_reload_fields_cover_the_documented_sections() -> None:
@@ -618,7 +644,7 @@ def test_safe_reload_fields_cover_the_documented_sections() -> None:
         assert not any(config._matches(pattern, path) for pattern in SAFE_RELOAD_FIELDS), path
 
 
-def test_apply_safe_changes_with_a_dotted_venue_name() -> None:
+def test_reload_diff_with_a_dotted_venue_name() -> None:
     spot = VenueConfig(name="sim-spot", role=VenueRole.INVENTORY)
     perp = VenueConfig(name="perp.v2", role=VenueRole.HEDGE, sim=config.SimSettings(symbol="BTC/USDT:USDT"))
     old = Settings(venues=[spot, perp], hedges=[HedgeConfig(
@@ -628,4 +654,3 @@ def test_apply_safe_changes_with_a_dotted_venue_name() -> None:
     executor = old.executor.model_copy(update={"rate_limits": {"perp.v2": limit}})
     new = old.model_copy(update={"executor": executor})
     assert reload_diff(old, new) == (["executor.rate_limits.perp.v2"], [])
-    assert apply_safe_changes(old, new).executor.rate_limit_for("perp.v2") == limit

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -33,7 +34,9 @@ from typing import Any
 
 import pytest
 
-from hedgerd.config import VenueKind, credential_secret_file, load_settings
+from hedgerd.admin_token import MIN_ADMIN_TOKEN_LENGTH
+from hedgerd.config import VenueKind, credential_env_var, credential_secret_file, load_settings, settings_notes
+from hedgerd.errors import ConfigError
 from tests.daemon_proc import TOKEN, DaemonProcess, free_port, running_daemon, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -584,6 +587,38 @@ def test_compose_file_validates_and_wires_the_stack() -> None:
     assert datasource["datasources"][0]["url"] == "http://prometheus:9090"
     gf_env = environment(grafana)
     assert gf_env["GF_AUTH_ANONYMOUS_ENABLED"] == "true" and gf_env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    # no admin/admin: no admin account is created and nobody logs in by password
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in gf_env
+    assert gf_env["GF_SECURITY_DISABLE_INITIAL_ADMIN_CREATION"] == "true"
+    assert gf_env["GF_AUTH_DISABLE_LOGIN_FORM"] == "true" and gf_env["GF_AUTH_BASIC_ENABLED"] == "false"
+
+
+@pytest.mark.tools
+def test_compose_demo_token_is_for_paper_mode_only(tmp_path: Path) -> None:
+    hedgerd = compose_config("docker-compose.yml")["services"]["hedgerd"]
+    demo = load_settings(env=environment(hedgerd), secrets_dir=tmp_path)
+    assert demo.mode.value == "paper"
+    assert any(n.startswith("admin.token is a known placeholder") for n in settings_notes(demo))
+    live = {**environment(hedgerd), **{credential_env_var(v, part): f"value-{v}-{part}"
+                                       for v in ("binance-spot", "binance-usdm") for part in ("api_key", "secret")}}
+    with pytest.raises(ConfigError) as excinfo:
+        load_settings(DEPLOY / "hedgerd.live.example.toml", env={**live, "HEDGERD_MODE": "live"}, secrets_dir=tmp_path)
+    assert excinfo.value.path == "admin.token"
+
+
+@pytest.mark.tools
+def test_compose_grafana_admin_override_requires_a_password() -> None:
+    files = ["-f", str(ROOT / "docker-compose.yml"), "-f", str(DEPLOY / "compose.grafana-admin.yml")]
+    env = {k: v for k, v in os.environ.items() if k != "GRAFANA_ADMIN_PASSWORD"}
+    refused = run([*compose_command(), "--project-directory", str(ROOT), *files, "config"], env=env)
+    assert refused.returncode != 0 and "GRAFANA_ADMIN_PASSWORD" in refused.stdout + refused.stderr
+    password = secrets.token_hex(16)
+    given = run([*compose_command(), "--project-directory", str(ROOT), *files, "config"],
+                env={**env, "GRAFANA_ADMIN_PASSWORD": password})
+    assert given.returncode == 0, given.stdout + given.stderr
+    gf_env = environment(load_yaml(given.stdout)["services"]["grafana"])
+    assert gf_env["GF_SECURITY_ADMIN_PASSWORD"] == password
+    assert gf_env["GF_SECURITY_DISABLE_INITIAL_ADMIN_CREATION"] == "false"
 
 
 @pytest.mark.tools
@@ -600,12 +635,13 @@ def test_compose_live_override_validates_and_provides_every_credential(tmp_path:
     needed = {credential_secret_file(name, part) for name in ccxt_venues for part in ("api_key", "secret")}
     assert needed | {"hedgerd_admin__token"} <= given
 
+    token = secrets.token_hex(32)  # as deploy/README.md generates it
     for name in given:  # the same file names make a valid live configuration
-        (tmp_path / name).write_text(f"placeholder-{name}")
+        (tmp_path / name).write_text(token if name == "hedgerd_admin__token" else f"value-{name}")
     settings = load_settings(live_config, env=environment(hedgerd), secrets_dir=tmp_path)
     assert settings.mode.value == "live"
     assert settings.admin.token is not None
-    assert settings.admin.token.get_secret_value() == "placeholder-hedgerd_admin__token"
+    assert settings.admin.token.get_secret_value() == token  # the file wins over the demo token
 
 
 # -------------------------------------------------------------------------------------- k8s
@@ -656,4 +692,22 @@ def test_k8s_deployment_is_a_single_non_root_daemon_with_probes(final_stage: Doc
     assert service["ports"][0]["targetPort"] in {p["name"] for p in container["ports"]}
     assert docs["ConfigMap"]["data"]["hedgerd.toml"] == (DEPLOY / "hedgerd.toml").read_text(), \
         "configmap.yaml drifted from deploy/hedgerd.toml"
-    assert set(docs["Secret"]["stringData"]) == {"hedgerd_admin__token"}
+    assert not docs["Secret"].get("stringData") and not docs["Secret"].get("data"), \
+        "secret.yaml must not ship a working admin token (or any value)"
+
+
+TOKEN_COMMAND = re.compile(r"openssl rand -(hex|base64) (\d+)")
+
+
+def test_documented_token_commands_make_tokens_live_mode_accepts() -> None:
+    """Every ``openssl rand`` in the deploy files and READMEs makes a token of 32+ characters."""
+    files = [ROOT / "README.md", ROOT / "docker-compose.yml", *DEPLOY.rglob("*.md"), *DEPLOY.rglob("*.y*ml")]
+    found = 0
+    for path in files:
+        for kind, count in TOKEN_COMMAND.findall(path.read_text()):
+            found += 1
+            length = int(count) * 2 if kind == "hex" else math.ceil(int(count) / 3) * 4
+            if "grafana" not in path.name:  # Grafana passwords are not admin tokens
+                assert length >= MIN_ADMIN_TOKEN_LENGTH, f"{path.relative_to(ROOT)}: openssl rand -{kind} {count}"
+    assert found >= 4
+    assert "openssl rand -hex 32" in (K8S / "secret.yaml").read_text()

@@ -94,11 +94,11 @@ async def test_bucket_is_fifo_and_a_heavy_waiter_is_not_overtaken() -> None:
     assert done == ["heavy", "light1", "light2"]
 
 
-async def test_bucket_set_rate_throttle_and_restore() -> None:
+async def test_bucket_configure_throttle_and_restore() -> None:
     clock = FakeClock()
     bucket = TokenBucket(rate=8.0, burst=1, clock=clock)
     await bucket.acquire()
-    bucket.set_rate(2.0)
+    bucket.configure(2.0, 1)
     assert await bucket.acquire() == pytest.approx(1 / 2)
     assert bucket.throttle() == pytest.approx(2.0 / 2)
     assert await bucket.acquire() == pytest.approx(1 / 1.0)
@@ -108,10 +108,36 @@ async def test_bucket_set_rate_throttle_and_restore() -> None:
     for _ in range(20):
         bucket.restore()
     assert bucket.rate == bucket.nominal_rate == 2.0
-    bucket.set_rate(4.0)
+    bucket.configure(4.0, 1)
     assert bucket.rate == bucket.nominal_rate == 4.0
     with pytest.raises(ValueError):
-        bucket.set_rate(0)
+        bucket.configure(0, 1)
+    with pytest.raises(ValueError):
+        bucket.configure(1.0, 0)
+
+
+async def test_bucket_configure_applies_the_burst() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=1.0, burst=2, clock=clock)
+    bucket.configure(1.0, 5)
+    assert bucket.burst == 5
+    clock.advance(10)  # refills up to the new burst, not the old one
+    waits = [await bucket.acquire() for _ in range(5)]
+    assert waits == [0.0] * 5
+    assert await bucket.acquire() == pytest.approx(1.0)
+    bucket.configure(1.0, 1)  # a smaller burst caps what is held
+    clock.advance(10)
+    assert await bucket.acquire() == 0.0
+    assert await bucket.acquire() == pytest.approx(1.0)
+
+
+async def test_bucket_configure_with_the_same_rate_keeps_a_throttle() -> None:
+    bucket = TokenBucket(rate=4.0, burst=1, clock=FakeClock())
+    throttled = bucket.throttle()
+    bucket.configure(4.0, 3)  # e.g. a reload that changed only the burst
+    assert bucket.rate == throttled < bucket.nominal_rate
+    bucket.configure(6.0, 3)  # a new rate is a fresh start
+    assert bucket.rate == bucket.nominal_rate == 6.0
 
 
 # ---------------------------------------------------------------------------- executor rig

@@ -1129,7 +1129,7 @@ def _canary_values() -> dict[str, str]:
     # Dashes keep them out of the "long opaque token" rule of the error sanitizer: only a real
     # redaction of the registered secret values can hide them.
     return {"api key": f"canaryKEY-{secrets.token_hex(8)}", "secret": f"canarySECRET-{secrets.token_hex(8)}",
-            "admin token": f"canaryTOKEN-{secrets.token_hex(8)}"}
+            "admin token": f"canaryTOKEN-{secrets.token_hex(12)}"}  # 36 characters: live mode needs 32
 
 
 def _raw_post(base_url: str, path: str, body: bytes, headers: Mapping[str, str]) -> int:
