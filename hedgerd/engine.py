@@ -861,6 +861,7 @@ class HedgeEngine:
             ],
             "fills": self.ledger.fill_count,
             "duplicate_fills": self.ledger.duplicate_fills,
+            "fill_echoes": self.ledger.fill_echoes,
             "consecutive_order_errors": self.consecutive_order_errors,
         }
 
