@@ -78,7 +78,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -1056,6 +1056,18 @@ class InventoryLedger:
             os.close(fd)
             raise LedgerError(f"ledger {self.path} is in use by another process or ledger instance") from exc
         return fd
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold this ledger file's lock without opening it, e.g. to move an unused ledger's files
+        aside; raises :class:`LedgerError` when another instance has it open."""
+        if self._opened and not self._closed:
+            raise LedgerError("ledger is open: it holds its lock already")
+        self._lock_fd = self._acquire_file_lock()
+        try:
+            yield
+        finally:
+            self._release_file_lock()
 
     def _release_file_lock(self) -> None:
         if self._lock_fd is not None:
