@@ -27,6 +27,7 @@ from hedgerd.config import (
 from hedgerd.control import control_command, load_admin_config
 from hedgerd.errors import ConfigError
 from hedgerd.log import configure_logging, redact, register_secrets
+from hedgerd.policy import POLICY_NAMES
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 
@@ -63,10 +64,17 @@ def _parser() -> argparse.ArgumentParser:
                           help="scenario TOML file (default: the built-in day; see hedgerd.simulate)")
     simulate.add_argument("--seed", type=int, default=1)
     simulate.add_argument("--duration", default="24h", help="simulated time, e.g. 24h, 90m, 3600s")
-    simulate.add_argument("--policy", choices=("fixed", "adaptive"), default=None,
-                          help="hedge policy (default: policy.name from the config)")
-    simulate.add_argument("--json", action="store_true", help="print the figures as JSON")
-    simulate.add_argument("--plot", type=Path, default=None, help="write net delta and cost over time (PNG)")
+    policies = simulate.add_mutually_exclusive_group()
+    policies.add_argument("--policy", type=_policy_list, default=[None], metavar="NAME[,NAME...]",
+                          help=f"hedge policy, or several separated by commas to compare them on the same seed "
+                               f"({', '.join(POLICY_NAMES)}; default: policy.name from the config)")
+    policies.add_argument("--compare", dest="policy", action="store_const", const=list(POLICY_NAMES),
+                          help=f"run every policy ({','.join(POLICY_NAMES)}) and compare them")
+    simulate.add_argument("--json", action="store_true",
+                          help="print the figures as JSON (a list when several policies run)")
+    simulate.add_argument("--plot", type=Path, default=None,
+                          help="write a PNG: price, each policy's net delta and band, cumulative hedging cost "
+                               "(needs matplotlib: pip install 'hedgerd[plot]')")
     sub.add_parser("venue-sim", help="run the local Binance-protocol exchange simulator (see venue-sim --help)",
                    add_help=False)
     return parser
@@ -79,6 +87,16 @@ def _version() -> str:
         from hedgerd import __version__
 
         return f"{__version__} (not installed)"
+
+
+def _policy_list(text: str) -> list[str | None]:
+    """``--policy fixed,adaptive`` -> the named policies in order, each once."""
+    names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    unknown = [name for name in names if name not in POLICY_NAMES]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"unknown policy {', '.join(unknown) or repr(text)} "
+                                         f"(choose from {', '.join(POLICY_NAMES)}, several separated by commas)")
+    return list(names)
 
 
 def _load(config: Path | None) -> Settings:
@@ -154,10 +172,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         return _run(settings, args.config)
     if args.command == "simulate":
-        from hedgerd.simulate import run_cli
+        from hedgerd.simulate_cli import run_cli
 
         return run_cli(settings, scenario_file=args.scenario, seed=args.seed, duration=args.duration,
-                       policy=args.policy, as_json=args.json, plot=args.plot)
+                       policies=args.policy, as_json=args.json, plot=args.plot)
     return EXIT_CONFIG
 
 

@@ -25,6 +25,7 @@ from hedgerd.errors import ConfigError
 from hedgerd.ledger import InventoryLedger
 from hedgerd.log import configure_logging
 from hedgerd.metrics import Metrics
+from hedgerd.paper import archive_previous_run, starts_clean
 
 log = structlog.get_logger("hedgerd.daemon")
 
@@ -78,6 +79,17 @@ class Daemon:
     def request_stop(self) -> None:
         self._stop.set()
 
+    async def _start_paper_run_clean(self) -> None:
+        """Paper mode on simulated venues: archive the previous run's ledger (see hedgerd.paper)."""
+        if not starts_clean(self.settings):
+            return
+        previous = await archive_previous_run(self.settings, self.clock.time())
+        log.info("paper_run_starts_clean", ledger=str(self.settings.ledger.path),
+                 detail="simulated venues restart empty, so each paper run starts with an empty ledger",
+                 previous_archived_to=None if previous is None else str(previous.archived_to),
+                 previous_fills=None if previous is None else previous.fills,
+                 previous_positions=None if previous is None else previous.positions)
+
     async def run(self) -> None:
         """Start everything, serve until asked to stop, then shut down within the budget."""
         self.metrics.up_since.set(self.clock.time())
@@ -85,6 +97,7 @@ class Daemon:
         if weakness is not None:  # live mode refuses it when the config is loaded
             log.warning("admin_token_weak", field="admin.token", problem=weakness, mode=self.settings.mode.value,
                         detail=f"accepted in paper mode, refused in live mode; {GENERATE_HINT}")
+        await self._start_paper_run_clean()
         await self.admin.start()
         loop = asyncio.get_running_loop()
         self._install_signals(loop)

@@ -281,8 +281,11 @@ class HedgeEngine:
                 if cfg.adopt_venue_positions or adopt_first:
                     await self.ledger.record_adjustment(
                         venue_name, key, diff, "adopted venue position at startup", self.clock.time())
-                    log.warning("position_adopted", venue=venue_name, asset=key, ledger=str(ledger_qty),
-                                venue_position=str(venue_qty))
+                    if diff:
+                        log.warning("position_adopted", venue=venue_name, asset=key, ledger=str(ledger_qty),
+                                    venue_position=str(venue_qty))
+                    else:  # nothing to adopt: the ledger agrees, only the first sight is recorded
+                        log.info("position_first_seen", venue=venue_name, asset=key, position=str(venue_qty))
                 else:
                     problems.append(f"{venue_name}:{key} ledger {ledger_qty} venue {venue_qty}")
         return problems
@@ -884,6 +887,7 @@ class HedgeEngine:
             ],
             "fills": self.ledger.fill_count,
             "duplicate_fills": self.ledger.duplicate_fills,
+            "fill_echoes": self.ledger.fill_echoes,
             "consecutive_order_errors": self.consecutive_order_errors,
         }
 

@@ -24,7 +24,9 @@ stored as TEXT, exactly. Each table or index a commit touches costs it at least 
 the tables written on the reaction path (fills, intents, order events) carry no index they can
 do without:
 
-* ``fills``: the journal, ``UNIQUE(venue, trade_id)``; a duplicate is ignored and counted.
+* ``fills``: the journal, ``UNIQUE(venue, trade_id)``; a repeat is ignored and counted, as an
+  echo when it is a fill of an order this ledger issued (its client order id carries the ledger
+  id: the order response, order stream and trade stream each deliver it), else as a duplicate.
 * ``intents``: one row per hedge intent, by intent id (no other index: a client order id is
   ``<prefix><ledger id>x<intent id>``, so the rowid finds its intent), carrying the order's last
   state. Open intents reload with one range read from ``meta.open_intents_from`` (no open intent
@@ -76,7 +78,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -97,7 +99,8 @@ _SYNCHRONOUS_LEVELS = {"NORMAL": 1, "FULL": 2}
 _CACHE_SIZE = 16_384  # per-order entries kept in memory; misses read the database
 #: Trade ids of our own orders' fills journaled lately. Each such fill arrives up to three times
 #: (the order's response, the order stream, the trade stream); a repeat found here is answered as
-#: the duplicate it is without a commit. A repeat older than this goes to the UNIQUE index as before.
+#: the repeat it is (an echo, see ``_is_echo``) without a commit. A repeat older than this goes to
+#: the UNIQUE index as before.
 _RECENT_OWN_FILLS = 4_096
 CHECKPOINT_INTERVAL = 0.05  # seconds between background WAL checkpoints (small: each fsync stays short)
 SNAPSHOT_INTERVAL = 1.0  # seconds between writes of the aggregate tables (a crash replays at most this much)
@@ -320,7 +323,8 @@ class _BatchOutcome:
     futures: list[asyncio.Future[Any]]
     results: list[Any]
     new_fills: int = 0
-    duplicates: int = 0
+    duplicates: int = 0  # repeats of fills that are not our own orders' (see _is_echo)
+    echoes: int = 0  # repeats of our own orders' fills
     positions: dict[tuple[str, str], Decimal] = field(default_factory=dict)
     venues: dict[str, _VenueTotals] = field(default_factory=dict)
     order_fills: dict[str, Decimal] = field(default_factory=dict)
@@ -350,6 +354,13 @@ def _issued_intent_id(client_order_id: str, ledger_id: str) -> int | None:
     if not sep or not digits.isascii() or not digits.isdigit() or not head.endswith(ledger_id):
         return None
     return int(digits)
+
+
+def _is_echo(fill: Fill, ledger_id: str) -> bool:
+    """True when ``fill`` (a repeat) is of an order this ledger issued: its client order id
+    carries this ledger's id. Such a fill arrives up to three times by design."""
+    cid = fill.client_order_id
+    return cid is not None and _issued_intent_id(cid, ledger_id) is not None
 
 
 def _migrate_from_v1(conn: sqlite3.Connection) -> None:
@@ -509,7 +520,9 @@ class InventoryLedger:
         self.checkpoint_interval = checkpoint_interval
         self.snapshot_interval = snapshot_interval
         self.wal_size_limit = wal_size_limit
+        #: repeats of journaled fills: of other fills (duplicates) and of our own orders' (echoes)
         self.duplicate_fills = 0
+        self.fill_echoes = 0
         self.fill_count = 0
 
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -700,17 +713,21 @@ class InventoryLedger:
                 or amount <= ZERO or fill.price < ZERO:
             raise ValueError(f"invalid fill amounts: {fill!r}")
         if fill.client_order_id is not None and self._recent_own_fills.get((fill.venue, fill.trade_id)):
-            return self._known_duplicate()
+            return self._known_repeat(fill)
         future: asyncio.Future[bool] = self._enqueue(fill)
         return future
 
-    def _known_duplicate(self) -> asyncio.Future[bool]:
+    def _known_repeat(self, fill: Fill) -> asyncio.Future[bool]:
         """The answer to a fill already committed: False, as the commit would give, without one."""
         future: asyncio.Future[bool] = self._create_future()
         future.set_result(False)
-        self.duplicate_fills += 1
+        echo = _is_echo(fill, self.ledger_id)
+        if echo:
+            self.fill_echoes += 1
+        else:
+            self.duplicate_fills += 1
         if self.metrics is not None:
-            self.metrics.duplicate_fills.inc()
+            (self.metrics.fill_echoes if echo else self.metrics.duplicate_fills).inc()
         return future
 
     async def record_fill(self, fill: Fill) -> bool:
@@ -965,6 +982,8 @@ class InventoryLedger:
             metrics.ledger_commit.observe(outcome.seconds)
             if outcome.duplicates:
                 metrics.duplicate_fills.inc(outcome.duplicates)
+            if outcome.echoes:
+                metrics.fill_echoes.inc(outcome.echoes)
             for key, count in outcome.fills_by_symbol.items():
                 counter = self._fill_counters.get(key)
                 if counter is None:
@@ -996,8 +1015,8 @@ class InventoryLedger:
                     self._open_states[cid] = (status, filled)
             else:
                 self._state_cache.put(cid, (status, filled))
-        if outcome.duplicates:
-            self.duplicate_fills += outcome.duplicates
+        self.duplicate_fills += outcome.duplicates
+        self.fill_echoes += outcome.echoes
 
     def _fail(self, futures: list[asyncio.Future[Any]], error: LedgerError) -> None:
         for future in futures:
@@ -1037,6 +1056,18 @@ class InventoryLedger:
             os.close(fd)
             raise LedgerError(f"ledger {self.path} is in use by another process or ledger instance") from exc
         return fd
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold this ledger file's lock without opening it, e.g. to move an unused ledger's files
+        aside; raises :class:`LedgerError` when another instance has it open."""
+        if self._opened and not self._closed:
+            raise LedgerError("ledger is open: it holds its lock already")
+        self._lock_fd = self._acquire_file_lock()
+        try:
+            yield
+        finally:
+            self._release_file_lock()
 
     def _release_file_lock(self) -> None:
         if self._lock_fd is not None:
@@ -1550,7 +1581,11 @@ class InventoryLedger:
                     results[index] = False
         outcome.new_fills = len(inserted)
         outcome.inserted = inserted
-        outcome.duplicates = len(fills) - len(inserted)
+        if len(inserted) != len(fills):
+            ledger_id = self._w_ledger_id
+            outcome.echoes = sum(1 for fill, new in zip(fills, results, strict=True)
+                                 if not new and _is_echo(fill, ledger_id))
+            outcome.duplicates = len(fills) - len(inserted) - outcome.echoes
         if inserted:
             self._account(conn, inserted, outcome)
 

@@ -50,8 +50,12 @@ class Metrics:
         self.venue_errors = Counter("hedgerd_venue_errors", "Venue errors by kind", ["venue", "kind"],
                                     registry=r)
         self.duplicate_fills = Counter("hedgerd_ledger_duplicate_fills",
-                                       "Fills ignored because the ledger already had their trade id",
+                                       "Fills ignored because the ledger already had their trade id, other than "
+                                       "echoes of our own hedge fills (e.g. inventory fills replayed by a backfill)",
                                        registry=r)
+        self.fill_echoes = Counter("hedgerd_ledger_fill_echoes",
+                                   "Repeats of our own hedge orders' fills, ignored: each arrives in the order "
+                                   "response, the order stream and the trade stream (normal)", registry=r)
         self.wild_prices = Counter("hedgerd_rejected_prices", "Prices rejected as invalid or wild",
                                    ["symbol", "reason"], registry=r)
         self.ledger_errors = Counter("hedgerd_ledger_errors", "Ledger write or open failures", registry=r)

@@ -65,18 +65,18 @@ inventory venue's own price stream is muted (the engine prices the hedge instrum
 Figures (:class:`SimulationResult`): hedging cost = fees + spread paid (``|fill - mid| x amount``)
 + fixed order costs; residual risk = time-averaged ``|net delta x mid|`` and the standard
 deviation of the hedged mark-to-market PnL (square root of its realised quadratic variation,
-price tick by price tick; costs excluded); number of hedge orders; max ``|net delta|``. Net
-delta here is the actual exposure: inventory x hedge ratio + perp position.
+price tick by price tick; costs excluded), over the whole run: its horizon is the run's
+duration; number of hedge orders; max ``|net delta|``. Net delta here is the actual exposure:
+inventory x hedge ratio + perp position. Sizes are in the hedge symbol's base currency, money in
+its settlement (else quote) currency. Printing and plotting: :mod:`hedgerd.simulate_cli`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import inspect
 import itertools
-import json
 import math
 import os
 import random
@@ -95,7 +95,7 @@ from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import wraps
 from pathlib import Path
-from typing import Any, Literal, TextIO, TypeVar, TypeVarTuple
+from typing import Any, Literal, TypeVar, TypeVarTuple
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -581,7 +581,9 @@ class SimulationResult:
     scenario: str
     policy: str
     seed: int
-    duration_s: float
+    base_currency: str  # sizes (net delta, volume) are in this
+    quote_currency: str  # money (costs, PnL, notional) is in this
+    duration_s: float  # the horizon of the PnL standard deviations
     hedging_cost: float
     fees: float
     spread_paid: float
@@ -766,6 +768,7 @@ async def _simulate(settings: Settings, scenario: Scenario, *, seed: int, durati
     recorder = _Recorder(settings, market, scenario.costs.order_cost, start, samples, duration)
     engine.recorder = recorder
     underlying = settings.hedges[0].underlying
+    base, quote, settle = split_symbol(settings.hedges[0].symbol)
 
     def band() -> float | None:
         current = getattr(engine.policy_for(underlying), "band", None)
@@ -790,7 +793,8 @@ async def _simulate(settings: Settings, scenario: Scenario, *, seed: int, durati
         progress(1.0)
     elapsed = recorder.last_t - start
     return SimulationResult(
-        scenario=scenario.name, policy=engine.policy_for(underlying).name, seed=seed, duration_s=duration,
+        scenario=scenario.name, policy=engine.policy_for(underlying).name, seed=seed, base_currency=base,
+        quote_currency=settle or quote, duration_s=duration,
         hedging_cost=float(recorder.cost()), fees=float(recorder.fees), spread_paid=float(recorder.spread_paid),
         order_costs=float(recorder.order_cost * len(recorder.orders)),
         avg_abs_net_delta_notional=recorder.abs_notional_time / elapsed if elapsed > 0 else 0.0,
@@ -843,111 +847,3 @@ def run_simulation(settings: Settings, scenario: Scenario = DEFAULT_SCENARIO, *,
         with _quiet_logs(log_level), asyncio.Runner(loop_factory=lambda: loop) as runner:
             return runner.run(_simulate(prepared, scenario, seed=seed, duration=duration,
                                         progress=progress, samples=samples))
-
-
-# --------------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------------
-
-class _ProgressBar:
-    """A one-line progress bar on a terminal (stderr), redrawn at most 10 times a second."""
-
-    def __init__(self, stream: TextIO, label: str) -> None:
-        self.stream = stream
-        self.label = label
-        self.started = time.monotonic()
-        self.drawn_at = 0.0
-
-    def __call__(self, fraction: float) -> None:
-        now = time.monotonic()
-        if fraction < 1.0 and now - self.drawn_at < 0.1:
-            return
-        self.drawn_at = now
-        width = 30
-        filled = round(fraction * width)
-        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {fraction:6.1%} "
-                          f"{now - self.started:6.1f}s")
-        if fraction >= 1.0:
-            self.stream.write("\n")
-        self.stream.flush()
-
-
-def format_result(result: SimulationResult) -> str:
-    """A human-readable table of the figures."""
-    rows = [
-        ("scenario", result.scenario),
-        ("policy", result.policy),
-        ("seed", str(result.seed)),
-        ("simulated", f"{result.duration_s / 3600:.2f} h in {result.wall_seconds:.1f} s"),
-        ("hedging cost", f"{result.hedging_cost:,.2f}  (fees {result.fees:,.2f} + spread {result.spread_paid:,.2f}"
-                         f" + order costs {result.order_costs:,.2f})"),
-        ("avg |net delta notional|", f"{result.avg_abs_net_delta_notional:,.2f}"),
-        ("hedged PnL std", f"{result.hedged_pnl_std:,.2f}  (unhedged {result.unhedged_pnl_std:,.2f})"),
-        ("hedge orders", f"{result.hedge_orders}  (volume {result.hedged_volume:.4f})"),
-        ("max |net delta|", f"{result.max_abs_net_delta:.4f}"),
-        ("client fills", str(result.client_fills)),
-        ("trading state", result.trading_state),
-    ]
-    width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
-
-
-def write_plot(result: SimulationResult, path: Path) -> None:
-    """Net delta (with the band) and cumulative hedging cost over time, as a PNG.
-
-    Needs matplotlib (``pip install 'hedgerd[plot]'``); raises RuntimeError without it.
-    """
-    try:  # optional dependency (extra "plot"), imported dynamically: no stubs needed
-        matplotlib: Any = importlib.import_module("matplotlib")
-        matplotlib.use("Agg")
-        plt: Any = importlib.import_module("matplotlib.pyplot")
-    except ImportError as exc:
-        raise RuntimeError("--plot needs matplotlib: pip install 'hedgerd[plot]'") from exc
-    series = result.series
-    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(11, 7))
-    top.plot(series["hours"], series["net_delta"], lw=0.7, label="net delta")
-    band = series["band"]
-    top.plot(series["hours"], band, lw=0.7, color="grey", label="band trigger")
-    top.plot(series["hours"], [-b for b in band], lw=0.7, color="grey")
-    top.set_ylabel("net delta (base)")
-    top.legend(loc="upper left")
-    bottom.plot(series["hours"], series["cost"], lw=0.9, color="tab:red")
-    bottom.set_ylabel("cumulative hedging cost (quote)")
-    bottom.set_xlabel("simulated hours")
-    fig.suptitle(f"{result.scenario}, policy {result.policy}, seed {result.seed}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def run_cli(settings: Settings, *, scenario_file: Path | None, seed: int, duration: str, policy: str | None,
-            as_json: bool, plot: Path | None) -> int:
-    """``hedgerd simulate``: returns the exit code (0 ok, 1 failure, 2 bad arguments/config)."""
-    try:
-        seconds = parse_duration(duration)
-        scenario = load_scenario(scenario_file)
-    except ValueError as exc:
-        print(f"hedgerd: {exc}", file=sys.stderr)
-        return 2
-    except ConfigError as exc:
-        print(f"hedgerd: config error at {exc.path}: {exc.reason}", file=sys.stderr)
-        return 2
-    if plot is not None:
-        try:
-            importlib.import_module("matplotlib")
-        except ImportError:
-            print("hedgerd: --plot needs matplotlib: pip install 'hedgerd[plot]'", file=sys.stderr)
-            return 2
-    progress = _ProgressBar(sys.stderr, f"simulating {duration}") if sys.stderr.isatty() else None
-    try:
-        result = run_simulation(settings, scenario, seed=seed, duration=seconds, policy=policy, progress=progress)
-    except ConfigError as exc:
-        print(f"hedgerd: config error at {exc.path}: {exc.reason}", file=sys.stderr)
-        return 2
-    if plot is not None:
-        write_plot(result, plot)
-    if as_json:
-        print(json.dumps(result.figures(), indent=2))
-    else:
-        print(format_result(result))
-    return 0

@@ -6,10 +6,11 @@ import json
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.daemon_proc import running_daemon
+from tests.daemon_proc import DaemonProcess, running_daemon
 
 pytestmark = pytest.mark.e2e
 
@@ -89,3 +90,38 @@ def test_kill_file_halts_and_blocks_resume_until_removed(tmp_path: Path) -> None
         assert d.total("hedgerd_trading_state") == 2, "leaving HALTED must be deliberate"
         code, body = d.post("/resume")
         assert code == 200 and body["trading_state"] == "active"
+
+
+def _log_events(d: DaemonProcess, since_line: int = 0) -> list[dict[str, Any]]:
+    lines = d.log_path.read_text().splitlines()[since_line:]
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def test_each_paper_run_starts_clean_and_adopts_nothing(tmp_path: Path) -> None:
+    """Issue 18.12/13: two paper runs on one var dir. The simulated venues restart empty, so the
+    second run archives the first run's ledger instead of resuming its positions, and neither
+    run reports an adopted position (all of them are zero at start). Repeats of own hedge fills
+    are echoes, not duplicates."""
+    perp = "sim-perp:BTC/USDT:USDT"
+    with running_daemon(tmp_path) as d:
+        d.wait_for(lambda: _orders(d) >= 2 and json.loads(d.get("/status")[1])["positions"].get(perp, "0") != "0",
+                   30, "a hedge position")
+        assert d.total("hedgerd_ledger_fill_echoes_total") > 0, "own hedge fills arrive more than once"
+        assert d.total("hedgerd_ledger_duplicate_fills_total") == 0, "no replayed feed in a quiet paper run"
+        status = json.loads(d.get("/status")[1])
+        assert status["fill_echoes"] > 0 and status["duplicate_fills"] == 0
+    first_run = _log_events(d)
+    second_start = len(d.log_path.read_text().splitlines())
+    with running_daemon(tmp_path) as d:
+        d.wait_for(lambda: json.loads(d.get("/status")[1])["ready"], 30, "ready")
+        d.wait_for(lambda: _log_events(d, second_start) and any(
+            e["event"] == "reconciled" for e in _log_events(d, second_start)), 30, "reconciliation")
+        second_run = _log_events(d, second_start)
+    assert not [e for e in first_run + second_run if e["event"] == "position_adopted"]
+    starts = [e for e in second_run if e["event"] == "paper_run_starts_clean"]
+    assert len(starts) == 1, second_run
+    archived = Path(str(starts[0]["previous_archived_to"]))
+    assert archived.parent == tmp_path / "paper-archive" and archived.is_file()
+    assert perp in starts[0]["previous_positions"]  # the stale position, left behind
+    reconciled = [e for e in second_run if e["event"] == "reconciled"]
+    assert reconciled[0]["positions"].get(perp, "0") == "0"

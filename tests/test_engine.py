@@ -677,6 +677,18 @@ async def test_stop_is_bounded_with_an_order_hanging_and_closes_the_ledger(tmp_p
             await reopened.close()
 
 
+async def test_a_first_start_warns_only_about_positions_it_adopts_not_zero_ones(tmp_path: Path) -> None:
+    """Issue 18.12: a zero position seen for the first time is recorded quietly, not "adopted"."""
+    with structlog.testing.capture_logs() as logs:
+        async with running_engine(make_settings(tmp_path), spot_balances={"BTC": Decimal(1)}) as h:
+            await eventually(lambda: h.engine.reconciled, "the startup reconciliation")
+    adopted = [(e["venue"], e["asset"]) for e in logs if e["event"] == "position_adopted"]
+    first_seen = [(e["venue"], e["asset"], e["position"]) for e in logs if e["event"] == "position_first_seen"]
+    assert adopted == [("sim-spot", "BTC")]
+    assert ("sim-perp", PERP, "0") in first_seen
+    assert all(e["log_level"] == "warning" for e in logs if e["event"] == "position_adopted")
+
+
 async def test_an_adopted_balance_and_its_hedge_do_not_move_the_pnl_with_the_price(tmp_path: Path) -> None:
     async with running_engine(make_settings(tmp_path), spot_balances={"BTC": Decimal(1)}) as h:
         assert h.ledger.position("sim-spot", "BTC") == 1  # adopted at startup, not a trade

@@ -129,6 +129,40 @@ async def test_repeats_of_a_committed_own_fill_are_answered_without_a_commit(pat
         await ledger.close()
 
 
+async def test_echoes_of_own_hedge_fills_are_counted_apart_from_real_duplicates(path: Path) -> None:
+    """Issue 18.13: an own-order fill repeated by the order stream and the trade stream is an echo
+    (normal); a replayed inventory fill, or a fill of an order another ledger issued, is a duplicate."""
+    metrics = Metrics()
+    ledger = InventoryLedger(path, metrics=metrics)
+    await ledger.open()
+    try:
+        intent = await ledger.new_intent(underlying="BTC", venue="perp", symbol="BTC/USDT:USDT", side=Side.BUY,
+                                         amount=D(1), created_at=1.0)
+        own = make_fill("h1", venue="perp", symbol="BTC/USDT:USDT", client_order_id=intent.client_order_id)
+        stranger = make_fill("h2", venue="perp", symbol="BTC/USDT:USDT", client_order_id="hgd0badc0dex1")
+        flow = make_fill("c1")
+        # in one commit: the order response and the order stream carry the same own fill
+        assert await asyncio.gather(ledger.record_fill(own), ledger.record_fill(own)) == [True, False]
+        assert await ledger.record_fill(own) is False  # the trade stream's copy, answered from memory
+        assert await ledger.record_fill(flow) is True
+        assert await ledger.record_fill(flow) is False  # a backfill replaying client flow
+        assert await ledger.record_fill(stranger) is True
+        assert await ledger.record_fill(stranger) is False  # not an order of this ledger
+        assert (ledger.fill_echoes, ledger.duplicate_fills) == (2, 2)
+        sample = metrics.registry.get_sample_value
+        assert sample("hedgerd_ledger_fill_echoes_total") == 2.0
+        assert sample("hedgerd_ledger_duplicate_fills_total") == 2.0
+        ledger = await reopen(ledger, metrics=metrics)  # older repeats: the UNIQUE index answers
+        assert await ledger.record_fill(own) is False
+        assert await ledger.record_fill(flow) is False
+        assert (ledger.fill_echoes, ledger.duplicate_fills) == (1, 1)
+        assert sample("hedgerd_ledger_fill_echoes_total") == 3.0
+        assert sample("hedgerd_ledger_duplicate_fills_total") == 3.0
+        assert ledger.position("perp", "BTC/USDT:USDT") == D(2)
+    finally:
+        await ledger.close()
+
+
 async def test_own_fills_remembered_are_bounded_and_older_repeats_still_dedupe(
         path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from hedgerd import ledger as ledger_module

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import os
+import sys
 import threading
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,6 +35,7 @@ from hedgerd.simulate import (
     simulation_settings,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
 SHORT = Scenario(
     name="short",
     regimes=(Regime(at=0.5, volatility=1.2, flow_rate=2.0),),
@@ -248,6 +252,82 @@ def test_cli_table_and_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path
     bad.write_text("[market]\nvolatility = -1\n")
     assert cli.main(["simulate", "--seed", "1", "--scenario", str(bad)]) == 2
     assert "scenario.market.volatility" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage_error:
+        cli.main(["simulate", "--duration", "1m", "--policy", "fixed,adaptiv"])
+    assert usage_error.value.code == 2
+    assert "unknown policy adaptiv" in capsys.readouterr().err
+
+
+def test_cli_table_has_units_from_the_config_and_the_std_horizon(capsys: pytest.CaptureFixture[str],
+                                                                  tmp_path: Path) -> None:
+    """Issue 18.14: sizes in the hedge's base currency, money in its settlement currency, and the
+    PnL standard deviation says over which horizon."""
+    assert cli.main(["simulate", "--seed", "1", "--duration", "2m", "--policy", "fixed"]) == 0
+    lines = {line.split("  ")[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert lines["hedging cost"].split("  ", 1)[1].lstrip().split(" ")[1] == "USDT"
+    assert "hedged PnL std over 2 min" in lines and lines["hedged PnL std over 2 min"].count("USDT") == 2
+    assert lines["max |net delta|"].endswith(" BTC") and "BTC)" in lines["hedge orders"]
+    assert lines["avg |net delta notional|"].endswith(" USDT")
+    config = tmp_path / "eth.toml"  # another underlying and quote: the units follow the config
+    config.write_text((ROOT / "config" / "paper.toml").read_text().replace("BTC", "ETH").replace("USDT", "USDC"))
+    assert cli.main(["simulate", "--config", str(config), "--duration", "90m", "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert (figures["base_currency"], figures["quote_currency"], figures["duration_s"]) == ("ETH", "USDC", 5400.0)
+    assert cli.main(["simulate", "--config", str(config), "--duration", "90m"]) == 0
+    out = capsys.readouterr().out
+    assert "hedged PnL std over 1.5 h" in out and "USDC" in out and "ETH" in out
+    assert "BTC" not in out and "USDT" not in out
+
+
+def test_cli_compares_policies_side_by_side_on_one_price_path(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["simulate", "--seed", "2", "--duration", "3m", "--compare", "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    assert [r["policy"] for r in runs] == ["fixed", "adaptive"]
+    assert runs[0]["client_fills"] == runs[1]["client_fills"] and runs[0]["unhedged_pnl_std"] == \
+        runs[1]["unhedged_pnl_std"]  # the same market and flow for both
+    assert cli.main(["simulate", "--seed", "2", "--duration", "3m", "--policy", "adaptive,fixed"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["adaptive", "fixed"]
+    row = next(line for line in lines if line.startswith("hedged PnL std over 3 min (USDT)"))
+    assert len(row.split("(USDT)")[1].split()) == 2
+
+
+def needs_matplotlib() -> None:
+    """The plot tests need the test extra's matplotlib: fail under CI, skip elsewhere."""
     if importlib.util.find_spec("matplotlib") is None:
-        assert cli.main(["simulate", "--duration", "1m", "--plot", str(tmp_path / "x.png")]) == 2
-        assert "matplotlib" in capsys.readouterr().err
+        message = "matplotlib missing: pip install -e '.[test]'"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def test_plot_draws_the_price_and_every_policy_on_shared_scales(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    needs_matplotlib()
+    import matplotlib.pyplot as plt
+
+    figures: list[Any] = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig: (figures.append(fig), close(fig)))
+    path = tmp_path / "day.png"
+    assert cli.main(["simulate", "--seed", "4", "--duration", "10m", "--policy", "fixed,adaptive",
+                     "--plot", str(path)]) == 0
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (fig,) = figures
+    price, fixed, adaptive, cost = fig.axes
+    assert price.get_ylabel() == "mid (USDT)" and len(price.lines[0].get_ydata()) > 100
+    assert fixed.get_ylabel() == adaptive.get_ylabel() == "net delta (BTC)"
+    assert fixed.get_ylim() == adaptive.get_ylim()  # one scale for every policy
+    assert [line.get_label().split(",")[0] for line in (fixed.lines[0], adaptive.lines[0])] == ["net delta"] * 2
+    assert "fixed" in fixed.lines[0].get_label() and "adaptive" in adaptive.lines[0].get_label()
+    assert [line.get_label().split(":")[0] for line in cost.lines] == ["fixed", "adaptive"]
+    assert "USDT" in cost.get_ylabel() and cost.get_xlabel() == "simulated hours"
+    assert {ax.get_xlim() for ax in fig.axes} == {price.get_xlim()}  # one time axis
+
+
+def test_plot_without_matplotlib_says_how_to_install_it(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    assert cli.main(["simulate", "--duration", "1m", "--plot", str(tmp_path / "x.png")]) == 2
+    assert "pip install 'hedgerd[plot]'" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
