@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 import time
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog.testing
@@ -17,11 +20,13 @@ from hedgerd.ledger import InventoryLedger
 from hedgerd.metrics import Metrics
 from hedgerd.models import Fill, MarketInfo, OrderReport, OrderStatus, Side, TradingState
 from tests.fakes import FakeClock
+from tests.test_deploy import PROM_DIR, load_yaml, tool
 from tests.test_engine import PERP, SPOT, eventually, make_settings, running_engine
 
 OURS = "hgd0badc0dex7"  # issued by our ledger (id 0badc0de)
 TWIN = "hgd1234abcdx7"  # our prefix and id form, another ledger: a second daemon on the account
 FORM = own_form("hgd")
+ALERTS = PROM_DIR / "alerts.yml"
 
 
 def issued_by_us(cid: str) -> bool:
@@ -238,3 +243,34 @@ async def test_a_recent_trade_of_another_hedger_seen_by_startup_reconciliation_s
         assert ks.reason.startswith(f"foreign trade twin-9 of order {foreign} on sim-perp")
         assert h.ledger.position("sim-perp", PERP) == Decimal("-0.2")
 
+
+
+# ------------------------------------------------------------------------------ alert rules
+@pytest.mark.tools
+def test_the_alert_rules_fire_on_a_foreign_order_and_on_unowned_hedge_trades_only(tmp_path: Path) -> None:
+    """promtool evaluates the shipped expressions (annotations stripped: promtool compares them
+    verbatim; `promtool check rules` in test_deploy lints them)."""
+    shipped = {r["alert"]: r for g in load_yaml(ALERTS)["groups"] for r in g["rules"] if "alert" in r}
+    rules = [{k: v for k, v in shipped[name].items() if k != "annotations"}
+             for name in ("ForeignHedgeOrders", "UnownedHedgeTrades")]
+    (tmp_path / "rules.yml").write_text(json.dumps({"groups": [{"name": "foreign", "rules": rules}]}))
+    target = {"job": "hedgerd", "instance": "h:9108"}
+
+    def case(alert: str, series: str, values: str, labels: dict[str, str], severity: str) -> dict[str, Any]:
+        return {"interval": "1m", "input_series": [{"series": series, "values": values}],
+                "alert_rule_test": [
+                    {"eval_time": "1m", "alertname": alert, "exp_alerts": []},  # not counting: quiet
+                    {"eval_time": "3m", "alertname": alert,
+                     "exp_alerts": [{"exp_labels": {**target, **labels, "severity": severity}}]}]}
+
+    tests = {"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": [
+        case("ForeignHedgeOrders", 'hedgerd_foreign_orders_total{job="hedgerd",instance="h:9108",venue="perp"}',
+             "0 0 1 1 1", {"venue": "perp"}, "critical"),
+        case("UnownedHedgeTrades",
+             'hedgerd_unowned_hedge_trades_total{job="hedgerd",instance="h:9108",venue="perp",symbol="BTC/USDT:USDT"}',
+             "0 0 2 2 2", {"venue": "perp", "symbol": "BTC/USDT:USDT"}, "warning")]}
+    (tmp_path / "tests.yml").write_text(json.dumps(tests))
+    result = subprocess.run([tool("promtool"), "test", "rules", "tests.yml"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
