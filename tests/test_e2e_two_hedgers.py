@@ -15,7 +15,16 @@ import pytest
 
 from hedgerd.venue_sim import EngineConfig, SimConfig
 from tests.daemon_proc import DaemonProcess
-from tests.test_e2e_live_sim import SimThread, ledger_rows, live_daemon, prepare_workdir, readyz, status, wait
+from tests.test_e2e_live_sim import (
+    SimThread,
+    ledger_rows,
+    live_daemon,
+    log_events,
+    prepare_workdir,
+    readyz,
+    status,
+    wait,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -76,3 +85,30 @@ def test_two_daemons_on_one_account_notice_each_other_and_the_double_hedging_sto
             print(f"first order {first_order - started:.1f} s after the flow started, a halt "
                   f"{detected - first_order:.1f} s after it; orders per daemon {[orders_of(sim, i) for i in ids]}, "
                   f"now {states}")
+
+
+def test_a_second_daemon_started_on_an_account_in_use_halts_at_startup_and_sends_nothing(tmp_path: Path) -> None:
+    engine = EngineConfig(seed=11, flow_rate=0.0, spot_balances={"USDT": Decimal(1_000_000)})
+    with SimThread(SimConfig(port=0, engine=engine)) as sim:
+        dirs = [tmp_path / "a", tmp_path / "b"]
+        configs = [prepare_workdir(workdir, sim.port) for workdir in dirs]
+        with live_daemon(dirs[0], configs[0]) as a:
+            wait(lambda: readyz(a)[0] == 200, 60, "/readyz ready", a)
+            incumbent = ledger_id(dirs[0])
+            sim.post("/_sim/flow", {"rate": 4})
+            wait(lambda: orders_of(sim, incumbent) >= 2, 30, "the first daemon hedging", a)
+            with live_daemon(dirs[1], configs[1]) as b:
+                # Its startup reconciliation fetches the trades of the last seconds: the first
+                # daemon's hedges carry our prefix and a client id its own fresh ledger never issued.
+                wait(lambda: status(b)["source"] == "auto:foreign_order", 30, "the second daemon halted", b,
+                     describe=lambda: str(status(b)["reason"]))
+                view = status(b)
+                assert view["trading_state"] == "halted" and FOREIGN in view["reason"], view
+                [started] = log_events(b, "engine_started")
+                assert started["trading_state"] == "HALTED", "not halted by the startup reconciliation"
+                newcomer = ledger_id(dirs[1])
+                halted_at = orders_of(sim, incumbent)
+                wait(lambda: orders_of(sim, incumbent) > halted_at, 30, "the first daemon hedging on", a)
+                assert orders_of(sim, newcomer) == 0, "the second daemon sent orders"
+                assert status(a)["trading_state"] == "active", status(a)["reason"]
+            sim.post("/_sim/flow", {"rate": 0})
