@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 import structlog.testing
 
+from hedgerd.config import load_settings
 from hedgerd.connectors.sim import SimPerpVenue
+from hedgerd.errors import ConfigError
 from hedgerd.foreign import ForeignOrderWatch, Origin, classify, foreign_reason, own_form
 from hedgerd.ledger import InventoryLedger
 from hedgerd.metrics import Metrics
@@ -243,6 +245,39 @@ async def test_a_recent_trade_of_another_hedger_seen_by_startup_reconciliation_s
         assert ks.reason.startswith(f"foreign trade twin-9 of order {foreign} on sim-perp")
         assert h.ledger.position("sim-perp", PERP) == Decimal("-0.2")
 
+
+
+# ------------------------------------------------------------------------------ one prefix per deployment
+def test_each_deployment_sets_its_prefix_in_its_config_or_environment(tmp_path: Path) -> None:
+    config = tmp_path / "b.toml"
+    config.write_text('[executor]\nclient_id_prefix = "deskb"\n')
+    assert load_settings(config, env={}, secrets_dir=tmp_path).executor.client_id_prefix == "deskb"
+    env = {"HEDGERD_EXECUTOR__CLIENT_ID_PREFIX": "deskc"}
+    assert load_settings(config, env=env, secrets_dir=tmp_path).executor.client_id_prefix == "deskc"
+
+
+@pytest.mark.parametrize("prefix", ["", "desk-b", "desk b", "deskbdeskb", "hgd_", "h\u00e9d"])
+def test_a_prefix_that_cannot_start_our_client_ids_is_refused_naming_the_field(tmp_path: Path, prefix: str) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        load_settings(None, env={"HEDGERD_EXECUTOR__CLIENT_ID_PREFIX": prefix}, secrets_dir=tmp_path)
+    assert excinfo.value.path == "executor.client_id_prefix"
+
+
+async def test_the_engine_watches_for_its_own_configured_prefix(tmp_path: Path) -> None:
+    async with running_engine(make_settings(tmp_path, executor={"client_id_prefix": "deskb"})) as h:
+        bid, _ = h.spot.quote()
+        # Another deployment on the account with the default prefix: not foreign to this one.
+        await h.engine.on_fills([Fill(venue="sim-perp", trade_id="hgd-1", symbol=PERP, side=Side.SELL,
+                                      amount=Decimal("0.2"), price=bid, ts=time.time(),
+                                      client_order_id="hgd1234abcdx1")])
+        assert h.trading_state() is TradingState.ACTIVE
+        assert h.sample("hedgerd_unowned_hedge_trades_total", venue="sim-perp", symbol=PERP) == 1
+        await h.client_fill(Side.BUY, "0.5")
+        await eventually(lambda: bool(h.attempts), "a hedge")
+        assert h.attempts[0].intent.client_order_id.startswith(f"deskb{h.ledger.ledger_id}x")
+        await h.engine.on_order_update("sim-perp", OrderReport("deskb1234abcdx1", PERP, OrderStatus.SUBMITTED))
+        assert h.trading_state() is TradingState.HALTED
+        assert "our client-id prefix 'deskb'" in h.engine.kill_switch.reason
 
 
 # ------------------------------------------------------------------------------ alert rules
