@@ -460,7 +460,8 @@ class HedgeEngine:
 
         Fills of our orders also arrive as fills on the trade stream; the ledger dedupes them.
         An update that journals nothing new (it repeats what the answer to the send said)
-        changes nothing a risk pass would see.
+        changes nothing a risk pass would see. An order with our prefix that our ledger never
+        issued is another hedger's: it halts trading.
         """
         self.busy_poller.touch()
         self.foreign_orders.on_order(venue, report.client_order_id)
