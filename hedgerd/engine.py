@@ -31,6 +31,7 @@ from hedgerd.config import HedgeConfig, Mode, Settings, VenueRole
 from hedgerd.connectors.base import Venue
 from hedgerd.errors import ConfigError, TransientVenueError, VenueError
 from hedgerd.executor import HedgeExecutor, TokenBucket
+from hedgerd.foreign import ForeignOrderWatch
 from hedgerd.killswitch import KillSwitch, evaluate_auto_triggers
 from hedgerd.ledger import InventoryLedger, LedgerError
 from hedgerd.metrics import Metrics
@@ -144,6 +145,12 @@ class HedgeEngine:
         self.busy_poller = BusyPoller(lambda: self.settings.risk.busy_poll)
         self._streamed: set[tuple[str, str]] = set()  # (venue, trade id) of fills on_fills is journaling
         ledger.fill_listener = self._on_journaled
+        # Another hedger trading with our client-id prefix halts this one (see hedgerd.foreign).
+        self.foreign_orders = ForeignOrderWatch(
+            prefix=settings.executor.client_id_prefix,
+            issued=lambda cid: ledger.order_state(cid) is not None,
+            hedged=[(h.venue, h.symbol) for h in settings.hedges], metrics=metrics, clock=clock,
+            halt=lambda reason: self.engage(reason, "auto:foreign_order"))
         self._cancel_task: asyncio.Task[None] | None = None
         self._stopping = False
         self.halt_requested: str | None = None
@@ -204,6 +211,7 @@ class HedgeEngine:
         self._seed_sim_venues()
         for attempt in range(1, _RECONCILE_ATTEMPTS + 1):
             try:
+                await self.foreign_orders.scan_open_orders(e.venue for e in self._executors())
                 problems = await self._reconcile_once()
                 break
             except TransientVenueError as exc:
@@ -396,9 +404,11 @@ class HedgeEngine:
 
     def _on_journaled(self, fills: list[Fill]) -> None:
         """The ledger's fill listener: new fills are in its view (inside their transaction when it
-        commits on the event loop). For those that came through :meth:`on_fills`: note client
-        flow for the policy and the decision-latency clock, then run a risk pass right here, so
-        that a hedge intent it decides joins the fills' commit."""
+        commits on the event loop). Any of them from another hedger trading with our prefix halts
+        first. For those that came through :meth:`on_fills`: note client flow for the policy and
+        the decision-latency clock, then run a risk pass right here, so that a hedge intent it
+        decides joins the fills' commit."""
+        self.foreign_orders.on_fills(fills)
         streamed = [fill for fill in fills if (fill.venue, fill.trade_id) in self._streamed]
         if not streamed:
             return
@@ -453,9 +463,11 @@ class HedgeEngine:
 
         Fills of our orders also arrive as fills on the trade stream; the ledger dedupes them.
         An update that journals nothing new (it repeats what the answer to the send said)
-        changes nothing a risk pass would see.
+        changes nothing a risk pass would see. An order with our prefix that our ledger never
+        issued is another hedger's: it halts trading.
         """
         self.busy_poller.touch()
+        self.foreign_orders.on_order(venue, report.client_order_id)
         for state in self.hedges.values():
             executor = state.executor
             if executor.venue.name == venue:
@@ -487,6 +499,7 @@ class HedgeEngine:
         if ok:
             self.consecutive_order_errors = 0
             self.reconcile_mismatch = None  # the operator has looked at it
+            self.foreign_orders.detected = None
             self._reset_stale_price_anchors()
             self._wake.set()
             return True, "resumed"
@@ -838,6 +851,8 @@ class HedgeEngine:
             problems.append("startup reconciliation not done")
         elif self.reconcile_mismatch:
             problems.append(self.reconcile_mismatch)
+        if self.foreign_orders.detected:
+            problems.append(self.foreign_orders.detected)
         if self.ledger_failed:
             problems.append(f"ledger failed: {self.ledger_failed}")
         for name, venue in self.venues.items():

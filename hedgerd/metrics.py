@@ -56,6 +56,14 @@ class Metrics:
         self.fill_echoes = Counter("hedgerd_ledger_fill_echoes",
                                    "Repeats of our own hedge orders' fills, ignored: each arrives in the order "
                                    "response, the order stream and the trade stream (normal)", registry=r)
+        self.foreign_orders = Counter(
+            "hedgerd_foreign_orders",
+            "Orders with our client-id prefix that this ledger never issued (another hedger on the account: halts)",
+            ["venue"], registry=r)
+        self.unowned_hedge_trades = Counter(
+            "hedgerd_unowned_hedge_trades",
+            "Trades on a hedged instrument not placed by this daemon (manual trades, other bots): counted only",
+            ["venue", "symbol"], registry=r)
         self.wild_prices = Counter("hedgerd_rejected_prices", "Prices rejected as invalid or wild",
                                    ["symbol", "reason"], registry=r)
         self.ledger_errors = Counter("hedgerd_ledger_errors", "Ledger write or open failures", registry=r)
