@@ -1312,19 +1312,24 @@ async def run_server(config: SimConfig, faults: FaultConfig | None = None,
 def build_arg_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hedgerd venue-sim",
-        description="Local exchange speaking Binance spot + USD-M REST/websocket protocol (for ccxt).")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8901)
-    parser.add_argument("--seed", type=int, default=1)
+        description="Local exchange speaking Binance spot + USD-M REST/websocket protocol (for ccxt). "
+                    "Point a ccxt venue at it with sim_base_url = \"http://HOST:PORT\" "
+                    "(see config/venue-sim.toml).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8901, help="REST and websocket port (0 picks a free one)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed of prices and client flow")
     parser.add_argument("--flow-rate", type=float, default=4.0,
                         help="synthetic client fills per second on the spot account (Poisson)")
     parser.add_argument("--flow-symbols", default="BTCUSDT", help="comma-separated symbols with client flow")
-    parser.add_argument("--api-key", default=DEFAULT_API_KEY)
-    parser.add_argument("--secret", default=DEFAULT_SECRET)
+    parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="the only api key accepted")
+    parser.add_argument("--secret", default=DEFAULT_SECRET, help="the secret requests must be signed with")
     parser.add_argument("--tick-interval", type=float, default=0.25, help="seconds between price ticks")
-    parser.add_argument("--spot-weight-limit", type=int, default=6000)
-    parser.add_argument("--usdm-weight-limit", type=int, default=2400)
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--spot-weight-limit", type=int, default=6000,
+                        help="spot request weight allowed per minute (as Binance's X-MBX-USED-WEIGHT)")
+    parser.add_argument("--usdm-weight-limit", type=int, default=2400,
+                        help="USD-M request weight allowed per minute")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     return parser
 
 
