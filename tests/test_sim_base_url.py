@@ -161,3 +161,18 @@ def test_the_readme_section_on_venue_sim_links_the_config_and_the_setting() -> N
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Trying real-venue code paths without an exchange", 1)[1].split("\n## ", 1)[0]
     assert "(config/venue-sim.toml)" in section and "sim_base_url" in section
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--port", "99999"], "--port must be 0 to 65535, not 99999"),
+    (["--tick-interval", "0", "--flow-rate", "-1"], "--flow-rate must be >= 0, not -1.0; --tick-interval must be > 0"),
+    (["--usdm-weight-limit", "0"], "--usdm-weight-limit must be > 0, not 0"),
+])
+def test_venue_sim_refuses_bad_values_naming_them(capsys: pytest.CaptureFixture[str], args: list[str],
+                                                  message: str) -> None:
+    with pytest.raises(SystemExit) as info:
+        venue_sim_main(args)
+    assert info.value.code == 2
+    out = capsys.readouterr()
+    assert message in out.err and out.out == ""
+

@@ -1343,10 +1343,17 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m hedgerd.venue_sim`` / ``hedgerd venue-sim``: run until interrupted."""
-    args = build_arg_parser().parse_args(argv)
-    if args.port < 0 or args.port > 65535 or args.flow_rate < 0 or args.tick_interval <= 0:
-        print("venue-sim: invalid --port, --flow-rate or --tick-interval")
-        return 2
+    parser = build_arg_parser()
+    args = parser.parse_args(argv)
+    problems = [f"{flag} must be {rule}, not {value}" for flag, value, ok, rule in (
+        ("--port", args.port, 0 <= args.port <= 65535, "0 to 65535"),
+        ("--flow-rate", args.flow_rate, args.flow_rate >= 0, ">= 0"),
+        ("--tick-interval", args.tick_interval, args.tick_interval > 0, "> 0"),
+        ("--spot-weight-limit", args.spot_weight_limit, args.spot_weight_limit > 0, "> 0"),
+        ("--usdm-weight-limit", args.usdm_weight_limit, args.usdm_weight_limit > 0, "> 0"),
+    ) if not ok]
+    if problems:
+        parser.error("; ".join(problems))  # usage and the message on stderr, exit 2
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = config_from_args(args)
