@@ -35,6 +35,7 @@ offending field's dotted path), :func:`render_settings` (secrets masked), :func:
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 import json
 import math
 import os
@@ -45,6 +46,7 @@ from decimal import Decimal
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -140,6 +142,8 @@ class VenueConfig(_Section):
     password: SecretStr | None = None
     urls: dict[str, Any] = Field(default_factory=dict, description="ccxt url overrides")
     options: dict[str, Any] = Field(default_factory=dict, description="ccxt options")
+    sim_base_url: str | None = Field(default=None, description=(
+        "root of a `hedgerd venue-sim` (e.g. http://127.0.0.1:8901): every ccxt url of the venue points at it"))
     sim: SimSettings = Field(default_factory=SimSettings)
 
     @field_validator("name")
@@ -149,10 +153,40 @@ class VenueConfig(_Section):
             raise ValueError("must not contain '__' (the environment nesting delimiter)")
         return name
 
+    @field_validator("sim_base_url")
+    @classmethod
+    def _simulator_root(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be the simulator's root, http://host:port (e.g. 'http://127.0.0.1:8901')")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not carry a user or password (the venue's credentials sign its requests)")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError("must be the simulator's root, without a path, query or fragment "
+                             "(each API section's path is added to it)")
+        try:
+            parts.port  # noqa: B018 -- parsing the port is what checks it
+        except ValueError as exc:
+            raise ValueError(f"has an invalid port: {exc}") from None
+        return url.rstrip("/")
+
     @model_validator(mode="after")
     def _ccxt_needs_exchange(self) -> VenueConfig:
         if self.kind is VenueKind.CCXT and not self.exchange:
             raise _FieldProblems([("exchange", "kind = 'ccxt' needs an exchange id (e.g. 'binanceusdm')")])
+        if self.sim_base_url is not None:
+            # imported here: the connector package imports this module
+            from hedgerd.connectors.sim_urls import SIMULATED_EXCHANGES
+
+            if self.kind is not VenueKind.CCXT or self.exchange not in SIMULATED_EXCHANGES:
+                raise _FieldProblems([("sim_base_url", "the simulator speaks Binance spot and USD-M: "
+                                       "it needs kind = 'ccxt' and exchange = "
+                                       + " or ".join(repr(e) for e in SIMULATED_EXCHANGES))])
+            if self.sandbox:
+                raise _FieldProblems([("sim_base_url", "sandbox = true would point the venue at the "
+                                       "exchange's testnet: set one of the two")])
         return self
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
@@ -1017,6 +1051,13 @@ def _toml_table(lines: list[str], path: tuple[str, ...], table: Mapping[str, Any
                 _toml_table(lines, (*path, key), item, array_item=True)
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def settings_notes(settings: Settings) -> list[str]:
     """Remarks about a valid configuration worth showing to the operator (``check-config``)."""
     notes: list[str] = []
@@ -1024,6 +1065,13 @@ def settings_notes(settings: Settings) -> list[str]:
     if settings.mode is Mode.PAPER and ccxt:
         notes.append(f"mode = 'paper' with ccxt venues ({', '.join(ccxt)}): accepted, credentials are "
                      "optional in paper mode")
+    for venue in settings.venues:
+        if venue.sim_base_url is not None:
+            parts = urlsplit(venue.sim_base_url)
+            clear = parts.scheme == "http" and not _is_loopback(parts.hostname or "")
+            notes.append(f"venue {venue.name!r} trades on the exchange simulator at {venue.sim_base_url}, "
+                         "not on the exchange" + (" (plain http to another host: its api key crosses the "
+                                                  "network unencrypted)" if clear else ""))
     if not settings.hedges:
         notes.append("no hedges configured: nothing will be hedged")
     if settings.admin.token is None:

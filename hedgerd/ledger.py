@@ -54,7 +54,8 @@ connection (PASSIVE, so it never waits for or blocks the writer); when the log o
 mode, writes waiting meanwhile), copies the last few frames so the next commit rewinds the WAL,
 and ``close`` checkpoints and truncates it.
 
-A sidecar ``<file>.lock`` (flock) keeps a second ledger instance off the same file.
+A flock on the database file itself keeps a second ledger instance off it, whatever name
+(symlink, hard link, relative path) it is opened by (:mod:`hedgerd.ledger_lock`).
 
 Memory stays flat in the number of fills: trade ids live only in the UNIQUE index on disk
 (duplicates inside one batch are caught in memory, and so are repeats of the last few thousand
@@ -69,9 +70,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import decimal
-import fcntl
 import logging
-import os
 import re
 import secrets
 import sqlite3
@@ -84,6 +83,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from hedgerd.ledger_lock import LedgerFileLock, LedgerLockError
 from hedgerd.metrics import Metrics
 from hedgerd.models import Fill, HedgeIntent, OrderStatus, OrderType, Side, split_symbol
 from hedgerd.risk import TradeTotals
@@ -542,7 +542,7 @@ class InventoryLedger:
         self._flush_handle: asyncio.Handle | None = None  # loop mode: a _flush queued on the event loop
         self._flushing = False  # loop mode: _flush is running (flush_now must not re-enter it)
         self._maintenance: asyncio.Future[None] | None = None  # loop mode: a WAL reset running off the loop
-        self._lock_fd: int | None = None
+        self._file_lock = LedgerFileLock(self.path)
         self._reader: sqlite3.Connection | None = None
 
         # event-loop side view, updated after each commit
@@ -593,7 +593,7 @@ class InventoryLedger:
         self._opened = True
         loop = asyncio.get_running_loop()
         try:
-            self._lock_fd = self._acquire_file_lock()
+            self._acquire_file_lock()
         except LedgerError:
             self._closed = True
             raise
@@ -1043,19 +1043,11 @@ class InventoryLedger:
 
     # ------------------------------------------------------------------ file lock
 
-    def _acquire_file_lock(self) -> int:
-        lock_path = self.path.with_name(self.path.name + ".lock")
+    def _acquire_file_lock(self) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise LedgerError(f"ledger open failed: cannot create {lock_path}: {exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            raise LedgerError(f"ledger {self.path} is in use by another process or ledger instance") from exc
-        return fd
+            self._file_lock.acquire()
+        except LedgerLockError as exc:
+            raise LedgerError(str(exc)) from exc
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -1063,18 +1055,14 @@ class InventoryLedger:
         aside; raises :class:`LedgerError` when another instance has it open."""
         if self._opened and not self._closed:
             raise LedgerError("ledger is open: it holds its lock already")
-        self._lock_fd = self._acquire_file_lock()
+        self._acquire_file_lock()
         try:
             yield
         finally:
             self._release_file_lock()
 
     def _release_file_lock(self) -> None:
-        if self._lock_fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-                os.close(self._lock_fd)
-            self._lock_fd = None
+        self._file_lock.release()
 
     # ------------------------------------------------------------------ writer thread
 

@@ -895,11 +895,12 @@ async def sim() -> Any:
 
 
 def sim_venue(sim: Any, exchange_id: str, symbols: tuple[str, ...], **kwargs: Any) -> CcxtVenue:
-    """The real ccxt.pro class pointed at the simulator through the config's ``urls`` override."""
+    """The real ccxt.pro class pointed at the simulator (on a free port) through the venue's
+    ``sim_base_url``."""
     role = VenueRole.HEDGE if exchange_id == "binanceusdm" else VenueRole.INVENTORY
     cfg = VenueConfig(name=exchange_id, kind=VenueKind.CCXT, role=role, exchange=exchange_id,
                       api_key=SecretStr(sim.config.api_key), secret=SecretStr(sim.config.secret),
-                      urls={"api": sim.ccxt_urls()}, options=venue_sim.ccxt_options())
+                      sim_base_url=sim.base_url, options=venue_sim.ccxt_options())
     options: dict[str, Any] = {"own_client_id_prefix": "hgd", "secrets": [sim.config.secret],
                                "backoff_initial": 0.05, "backoff_max": 0.2, "resubscribe_delay": 0.1,
                                "poll_interval": 0.2, "rng": random.Random(1)}

@@ -126,11 +126,13 @@ def venue_sim(flow_rate: float, seed: int = 5) -> Iterator[SimThread]:
 
 # --------------------------------------------------------------------------- daemon
 def prepare_workdir(workdir: Path, sim_port: int) -> Path:
-    """config/venue-sim.toml on the simulator's port; credentials as files in the secrets dir."""
+    """config/venue-sim.toml on the simulator's port (its one ``sim_base_url`` per venue);
+    credentials as files in the secrets dir."""
     workdir.mkdir(parents=True, exist_ok=True)
     text = (ROOT / "config/venue-sim.toml").read_text()
-    assert text.count("127.0.0.1:8901") >= 2 * 30, "every ccxt url of both venues points at the simulator"
-    text = text.replace("127.0.0.1:8901", f"127.0.0.1:{sim_port}")
+    setting = 'sim_base_url = "http://127.0.0.1:8901"'
+    assert text.count(setting) == 2, "one setting per venue points it at the simulator"
+    text = text.replace(setting, f'sim_base_url = "http://127.0.0.1:{sim_port}"')
     assert "max_price_age = 5.0" in text
     text = text.replace("max_price_age = 5.0", "max_price_age = 30.0")  # a loaded CI box must not halt on it
     config = workdir / "venue-sim.toml"

@@ -48,6 +48,7 @@ from hedgerd import errors as herr
 from hedgerd.clock import Clock
 from hedgerd.config import VenueConfig, VenueRole
 from hedgerd.connectors.base import VenueEventSink
+from hedgerd.connectors.sim_urls import align_ccxt_exceptions, ccxt_urls
 from hedgerd.models import (
     ZERO,
     Fill,
@@ -1319,9 +1320,10 @@ def _venue_path(cfg: VenueConfig, settings: Settings) -> str:
 def create_exchange(cfg: VenueConfig, *, timeout: float | None = None, path: str | None = None) -> Any:
     """A ``ccxt.pro`` exchange (``ccxt.async_support`` if pro lacks it) configured from ``cfg``.
 
-    ``cfg.options`` go to ccxt (minus hedgerd's own ``symbols`` key); sandbox mode is applied
-    before ``cfg.urls`` is deep-merged into ``exchange.urls`` (then ccxt's per-market error
-    tables are made host-independent). Credentials are never logged.
+    ``cfg.options`` go to ccxt (minus hedgerd's own ``symbols`` key); sandbox mode is applied, or
+    with ``cfg.sim_base_url`` every url ccxt calls is replaced by the simulator's, before
+    ``cfg.urls`` is deep-merged into ``exchange.urls`` (then ccxt's per-market error tables are
+    made host-independent). Credentials are never logged.
     """
     import ccxt.async_support as ccxt_async
     import ccxt.pro as ccxt_pro
@@ -1347,10 +1349,13 @@ def create_exchange(cfg: VenueConfig, *, timeout: float | None = None, path: str
     exchange = cls(params)
     if cfg.sandbox:
         exchange.set_sandbox_mode(True)
+    if cfg.sim_base_url is not None:
+        # the whole table is replaced, not merged, so no section is left pointing at the exchange
+        exchange.urls["api"] = ccxt_urls(cfg.sim_base_url)
+        log.warning("venue_on_simulator", venue=cfg.name, sim_base_url=cfg.sim_base_url)
     if cfg.urls:
-        from hedgerd.venue_sim.urls import align_ccxt_exceptions
-
         deep_merge(exchange.urls, cfg.urls)
+    if cfg.urls or cfg.sim_base_url is not None:
         # ccxt picks Binance's market-specific error tables by host name; keep them on other hosts
         align_ccxt_exceptions(exchange)
     return exchange

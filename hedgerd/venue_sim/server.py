@@ -1312,19 +1312,24 @@ async def run_server(config: SimConfig, faults: FaultConfig | None = None,
 def build_arg_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hedgerd venue-sim",
-        description="Local exchange speaking Binance spot + USD-M REST/websocket protocol (for ccxt).")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8901)
-    parser.add_argument("--seed", type=int, default=1)
+        description="Local exchange speaking Binance spot + USD-M REST/websocket protocol (for ccxt). "
+                    "Point a ccxt venue at it with sim_base_url = \"http://HOST:PORT\" "
+                    "(see config/venue-sim.toml).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8901, help="REST and websocket port (0 picks a free one)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed of prices and client flow")
     parser.add_argument("--flow-rate", type=float, default=4.0,
                         help="synthetic client fills per second on the spot account (Poisson)")
     parser.add_argument("--flow-symbols", default="BTCUSDT", help="comma-separated symbols with client flow")
-    parser.add_argument("--api-key", default=DEFAULT_API_KEY)
-    parser.add_argument("--secret", default=DEFAULT_SECRET)
+    parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="the only api key accepted")
+    parser.add_argument("--secret", default=DEFAULT_SECRET, help="the secret requests must be signed with")
     parser.add_argument("--tick-interval", type=float, default=0.25, help="seconds between price ticks")
-    parser.add_argument("--spot-weight-limit", type=int, default=6000)
-    parser.add_argument("--usdm-weight-limit", type=int, default=2400)
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--spot-weight-limit", type=int, default=6000,
+                        help="spot request weight allowed per minute (as Binance's X-MBX-USED-WEIGHT)")
+    parser.add_argument("--usdm-weight-limit", type=int, default=2400,
+                        help="USD-M request weight allowed per minute")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     return parser
 
 
@@ -1338,10 +1343,17 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m hedgerd.venue_sim`` / ``hedgerd venue-sim``: run until interrupted."""
-    args = build_arg_parser().parse_args(argv)
-    if args.port < 0 or args.port > 65535 or args.flow_rate < 0 or args.tick_interval <= 0:
-        print("venue-sim: invalid --port, --flow-rate or --tick-interval")
-        return 2
+    parser = build_arg_parser()
+    args = parser.parse_args(argv)
+    problems = [f"{flag} must be {rule}, not {value}" for flag, value, ok, rule in (
+        ("--port", args.port, 0 <= args.port <= 65535, "0 to 65535"),
+        ("--flow-rate", args.flow_rate, args.flow_rate >= 0, ">= 0"),
+        ("--tick-interval", args.tick_interval, args.tick_interval > 0, "> 0"),
+        ("--spot-weight-limit", args.spot_weight_limit, args.spot_weight_limit > 0, "> 0"),
+        ("--usdm-weight-limit", args.usdm_weight_limit, args.usdm_weight_limit > 0, "> 0"),
+    ) if not ok]
+    if problems:
+        parser.error("; ".join(problems))  # usage and the message on stderr, exit 2
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = config_from_args(args)

@@ -7,88 +7,22 @@ exchange object passed in by the caller::
     # or, on an existing instance:
     ex.urls["api"] = ccxt_urls(sim.base_url, sim.ws_url)
     align_ccxt_exceptions(ex)
+
+The URL table itself is :mod:`hedgerd.connectors.sim_urls` (a venue's ``sim_base_url`` uses it
+too); it is re-exported here for the simulator's callers.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from hedgerd.connectors.sim_urls import align_ccxt_exceptions, ccxt_urls, ws_root_from
+
+__all__ = ["DEFAULT_API_KEY", "DEFAULT_SECRET", "align_ccxt_exceptions", "ccxt_config", "ccxt_options",
+           "ccxt_urls", "ws_root_from"]
+
 DEFAULT_API_KEY = "sim-api-key"
 DEFAULT_SECRET = "sim-secret"
-
-# ccxt's implicit REST API sections -> path prefix on the simulator (the real Binance paths)
-_REST_SECTIONS: dict[str, str] = {
-    "public": "/api/v3",
-    "private": "/api/v3",
-    "v1": "/api/v1",
-    "sapi": "/sapi/v1",
-    "sapiV2": "/sapi/v2",
-    "sapiV3": "/sapi/v3",
-    "sapiV4": "/sapi/v4",
-    "fapiPublic": "/fapi/v1",
-    "fapiPublicV2": "/fapi/v2",
-    "fapiPublicV3": "/fapi/v3",
-    "fapiPrivate": "/fapi/v1",
-    "fapiPrivateV2": "/fapi/v2",
-    "fapiPrivateV3": "/fapi/v3",
-    "fapiData": "/futures/data",
-    "dapiPublic": "/dapi/v1",
-    "dapiPrivate": "/dapi/v1",
-    "dapiPrivateV2": "/dapi/v2",
-    "dapiData": "/dapi-futures/data",
-    "eapiPublic": "/eapi/v1",
-    "eapiPrivate": "/eapi/v1",
-    "papi": "/papi/v1",
-    "papiV2": "/papi/v2",
-}
-
-# websocket bases. ccxt.pro treats a client url containing "/stream" as spot, so the spot base
-# must contain it and the USD-M base must not; USD-M urls get /public, /market or /private
-# inserted before the trailing "/ws".
-SPOT_WS_PATH = "/stream/ws"
-USDM_WS_PATH = "/fws/ws"
-COINM_WS_PATH = "/dws/ws"
-SPOT_WS_API_PATH = "/ws-api/v3"
-USDM_WS_API_PATH = "/ws-fapi/v1"
-COINM_WS_API_PATH = "/ws-dapi/v1"
-
-
-def ws_root_from(base_url: str) -> str:
-    """``http://host:port`` -> ``ws://host:port`` (``https`` -> ``wss``)."""
-    if base_url.startswith("https://"):
-        return "wss://" + base_url[len("https://"):].rstrip("/")
-    if base_url.startswith("http://"):
-        return "ws://" + base_url[len("http://"):].rstrip("/")
-    return base_url.rstrip("/")
-
-
-def ccxt_urls(base_url: str, ws_url: str | None = None) -> dict[str, Any]:
-    """The complete ``exchange.urls['api']`` dict routing every ccxt Binance section to the simulator.
-
-    Every section ccxt 4.5 knows (spot, sapi, USD-M, COIN-M, options, portfolio margin, and the
-    websocket bases) is overridden, so no request of the instance can reach binance.com.
-    ``ws_url`` is the websocket root (``ws://host:port``); derived from ``base_url`` if omitted.
-    """
-    base = base_url.rstrip("/")
-    ws = (ws_url or ws_root_from(base)).rstrip("/")
-    urls: dict[str, Any] = {name: base + path for name, path in _REST_SECTIONS.items()}
-    urls["ws"] = {
-        "spot": ws + SPOT_WS_PATH,
-        "margin": ws + SPOT_WS_PATH,
-        "linear": ws + USDM_WS_PATH,
-        "inverse": ws + COINM_WS_PATH,
-        "stock": ws + "/equity/ws",
-        "option": ws + "/eoptions/public/ws",
-        "optionMarket": ws + "/eoptions/market/ws",
-        "optionPrivate": ws + "/eoptions/private/ws",
-        "papi": ws + "/pm/ws",
-        "ws-api": {
-            "spot": ws + SPOT_WS_API_PATH,
-            "linear": ws + USDM_WS_API_PATH,
-            "inverse": ws + COINM_WS_API_PATH,
-        },
-    }
-    return urls
 
 
 def ccxt_options() -> dict[str, Any]:
@@ -112,31 +46,3 @@ def ccxt_config(base_url: str, ws_url: str | None = None, *, api_key: str = DEFA
         "urls": {"api": ccxt_urls(base_url, ws_url)},
         "options": merged,
     }
-
-
-def align_ccxt_exceptions(exchange: Any) -> None:
-    """Make ccxt map simulator errors to the same exception classes as on the real hosts.
-
-    ccxt picks its market-specific error table (``exceptions['linear']`` etc.) by matching the
-    request url against ``https://fapi.binance.com/`` and friends, so with any other base url
-    only the generic table applies and e.g. ``-2019 Margin is insufficient`` becomes a plain
-    ExchangeError instead of InsufficientFunds. This copies the table of the instance's default
-    market type over the generic one (market-specific entries win, as on the real hosts).
-    """
-    default_type = str(exchange.options.get("defaultType", "spot"))
-    sub_type = exchange.options.get("defaultSubType")
-    if default_type in ("swap", "future"):
-        market_type = "inverse" if sub_type == "inverse" else "linear"
-    elif default_type == "margin":
-        market_type = "spot"
-    else:
-        market_type = default_type
-    table = exchange.exceptions.get(market_type)
-    if not isinstance(table, dict):
-        return
-    for section in ("exact", "broad"):
-        specific = table.get(section)
-        if isinstance(specific, dict):
-            merged = dict(exchange.exceptions.get(section) or {})
-            merged.update(specific)
-            exchange.exceptions[section] = merged
