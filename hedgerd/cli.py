@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import importlib
 import importlib.metadata
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -145,6 +146,18 @@ def _run(settings: Settings, config: Path | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # A reader that went away (`hedgerd status | head`) is not an error worth a traceback;
+        # stdout is pointed at /dev/null so the interpreter's own flush at exit stays quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["venue-sim"]:
         venue_sim = importlib.import_module("hedgerd.venue_sim")

@@ -259,3 +259,16 @@ def test_venue_sim_on_a_port_in_use_is_a_one_line_usage_error(tmp_path: Path) ->
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith(f"venue-sim: cannot listen on 127.0.0.1:{port}: ")
     assert "address already in use" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_a_reader_that_went_away_is_not_a_traceback(tmp_path: Path) -> None:
+    """``hedgerd status | head -1``: output into a closed pipe ends quietly, with no traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before hedgerd writes a byte
+    try:
+        result = subprocess.run([sys.executable, "-m", "hedgerd.cli", "check-config"], env=clean_env(),
+                                cwd=tmp_path, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr, result.stderr
