@@ -47,6 +47,7 @@ class StatusView(_View):
     open_orders: list[Any] = []
     fills: int | None = None
     duplicate_fills: int | None = None
+    fill_echoes: int | None = None
     consecutive_order_errors: int | None = None
 
 
@@ -140,8 +141,9 @@ def describe_status(status: dict[str, Any], now: float) -> str:
         lines += _underlying_lines(name, underlying)
     counts = [f"open orders {len(view.open_orders)}"]
     if view.fills is not None:
-        counts.append(f"fills {view.fills}" + (f" (duplicates {view.duplicate_fills})"
-                                               if view.duplicate_fills is not None else ""))
+        repeats = [f"{label} {count}" for label, count in (("echoes of own fills", view.fill_echoes),
+                                                           ("duplicates", view.duplicate_fills)) if count is not None]
+        counts.append(f"fills {view.fills}" + (f" ({', '.join(repeats)})" if repeats else ""))
     if view.consecutive_order_errors is not None:
         counts.append(f"consecutive order errors {view.consecutive_order_errors}")
     lines.append(", ".join(counts))

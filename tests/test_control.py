@@ -97,7 +97,7 @@ def _status(**changes: object) -> dict[str, object]:
     status: dict[str, object] = {
         "mode": "live", "trading_state": "active", "reason": "", "source": "", "since": None, "latches": [],
         "ready": True, "not_ready": [], "underlyings": {"BTC": dict(UNDERLYING)}, "open_orders": [{}],
-        "fills": 120, "duplicate_fills": 3, "consecutive_order_errors": 0, "positions": {}}
+        "fills": 120, "duplicate_fills": 3, "fill_echoes": 57, "consecutive_order_errors": 0, "positions": {}}
     status.update(changes)
     return status
 
@@ -113,7 +113,7 @@ def test_status_summary_of_a_daemon_that_never_changed_state() -> None:
     assert "      price age       0.4 s" in lines
     assert "      realized PnL    -12.5 USDT" in lines
     assert not any("hedging cost" in line for line in lines)  # this status has none
-    assert lines[-1] == "open orders 1, fills 120 (duplicates 3), consecutive order errors 0"
+    assert lines[-1] == "open orders 1, fills 120 (echoes of own fills 57, duplicates 3), consecutive order errors 0"
     assert "0.0" not in lines[0] and "1970" not in text
 
 
