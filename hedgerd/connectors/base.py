@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from hedgerd.models import Fill, HedgeIntent, MarketInfo, OrderReport, PriceUpdate
+from hedgerd.reconciliation import PositionSnapshot
 
 
 class VenueEventSink(Protocol):
@@ -63,6 +64,11 @@ class Venue(Protocol):
 
     async def fetch_positions(self) -> dict[str, Decimal]:
         """Signed positions in base units: by symbol for derivatives, by asset for spot balances."""
+        ...
+
+    async def fetch_position_snapshot(self) -> PositionSnapshot:
+        """:meth:`fetch_positions` with the venue's timestamp of the state each position shows,
+        where it gives one (startup reconciliation places the trades around it by it)."""
         ...
 
     async def fetch_fills_since(self, since: float | None) -> list[Fill]:

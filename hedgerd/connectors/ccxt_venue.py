@@ -60,6 +60,7 @@ from hedgerd.models import (
     Side,
     is_derivative,
 )
+from hedgerd.reconciliation import PositionSnapshot
 
 if TYPE_CHECKING:
     from hedgerd.config import Settings
@@ -845,10 +846,18 @@ class CcxtVenue:
         A malformed position raises :class:`~hedgerd.errors.TransientVenueError` rather than
         being skipped, so reconciliation never mistakes it for a flat position.
         """
+        return dict((await self.fetch_position_snapshot()).positions)
+
+    async def fetch_position_snapshot(self) -> PositionSnapshot:
+        """:meth:`fetch_positions` with the exchange's timestamp of each state: the balance's for
+        spot assets (Binance: the account's ``updateTime``), the position's own for a derivative
+        symbol held in one position row. Absent or malformed: no cursor for it."""
         await self._ensure_markets()
         result: dict[str, Decimal] = {}
+        as_of: dict[str, float] = {}
         derivatives = self._derivative_symbols
         if derivatives:
+            rows: dict[str, int] = {}
             for symbol in derivatives:
                 result[symbol] = ZERO
             for position in await self._call("read", "fetch_positions", derivatives) or ():
@@ -860,6 +869,12 @@ class CcxtVenue:
                 except MalformedMessage as exc:
                     self._report("malformed", str(exc))
                     raise herr.TransientVenueError(f"{self.name}: malformed position: {exc}") from None
+                rows[held] = rows.get(held, 0) + 1
+                stamp = _cursor_seconds(position.get("timestamp"))
+                if stamp is not None and rows[held] == 1:
+                    as_of[held] = stamp
+                else:  # hedge mode: each side has its own time, none is the symbol's
+                    as_of.pop(held, None)
         spot = [s for s in self.symbols if not is_derivative(s)]
         if spot:
             balance = await self._call("read", "fetch_balance")
@@ -879,7 +894,10 @@ class CcxtVenue:
                 except MalformedMessage as exc:
                     self._report("malformed", str(exc))
                     raise herr.TransientVenueError(f"{self.name}: malformed balance: {exc}") from None
-        return result
+            stamp = _cursor_seconds(balance.get("timestamp"))
+            if stamp is not None:
+                as_of.update((key, stamp) for key in result if not is_derivative(key))
+        return PositionSnapshot(result, as_of)
 
     async def _fetch_trades(self, symbol: str, since: float | None) -> list[Fill]:
         """Our trades on ``symbol`` since ``since`` (epoch seconds), malformed ones skipped.
@@ -1267,6 +1285,13 @@ class CcxtVenue:
             except Exception as exc:  # closing must not fail shutdown
                 log.warning("venue_close_failed", venue=self.name,
                             error=sanitize_message(repr(exc), self._secrets))
+
+
+def _cursor_seconds(value: Any) -> float | None:
+    """A ccxt ``timestamp`` (epoch ms) as epoch seconds; None when absent, zero or malformed."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        return None
+    return float(value) / 1000.0
 
 
 def _order_id_of(trade: Any) -> str | None:
