@@ -621,6 +621,27 @@ async def test_fetch_positions_derivative_and_spot() -> None:
     assert positions == {PERP: Decimal("-1.500"), "BTC": Decimal("1.25"), "USDT": Decimal("1000.5")}
 
 
+async def test_position_snapshot_carries_the_exchanges_timestamps_as_cursors() -> None:
+    ex = FakeExchange(symbols=(PERP, SPOT))
+    ex.markets[PERP]["contractSize"] = 0.001
+    ex.results["fetch_positions"] = [{"symbol": PERP, "contracts": 1500, "side": "short",
+                                      "timestamp": 1_700_000_000_123}]
+    ex.results["fetch_balance"] = {"total": {"BTC": 1.25, "USDT": "1000.5"}, "timestamp": 1_700_000_000_456}
+    snapshot = await make_venue(ex).fetch_position_snapshot()
+    assert snapshot.positions == {PERP: Decimal("-1.500"), "BTC": Decimal("1.25"), "USDT": Decimal("1000.5")}
+    assert snapshot.as_of == {PERP: 1_700_000_000.123, "BTC": 1_700_000_000.456, "USDT": 1_700_000_000.456}
+
+    # hedge mode (a row per side, each with its own time), a zero, a string or no timestamp: no cursor
+    ex.results["fetch_positions"] = [{"symbol": PERP, "contracts": 1, "side": "short", "timestamp": 1_700_000_000_000},
+                                     {"symbol": PERP, "contracts": 2, "side": "long", "timestamp": 1_700_000_000_001}]
+    ex.results["fetch_balance"] = {"total": {"BTC": 1}, "timestamp": 0}
+    snapshot = await make_venue(ex).fetch_position_snapshot()
+    assert snapshot.positions[PERP] == Decimal("0.001") and snapshot.as_of == {}
+    ex.results["fetch_positions"] = [{"symbol": PERP, "contracts": 1, "side": "short", "timestamp": "soon"}]
+    ex.results["fetch_balance"] = {"total": {"BTC": 1}}
+    assert (await make_venue(ex).fetch_position_snapshot()).as_of == {}
+
+
 async def test_fetch_positions_fails_closed_on_malformed_position() -> None:
     ex = FakeExchange()
     ex.results["fetch_positions"] = [{"symbol": PERP, "contracts": "NaN", "side": "long"}]
