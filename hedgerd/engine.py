@@ -223,19 +223,11 @@ class HedgeEngine:
         # The trade listings around the position snapshots start no later than this pass's
         # backfill ends, however long recovering intents in between takes.
         since = max(0.0, self.clock.time() - cfg.backfill_overlap)
-        for name, venue in self.venues.items():
-            # The fill cursor; without a journaled fill, the time the venue's positions were adopted.
-            last = self.ledger.last_fill_ts(name)
-            if last is None:
-                last = self.ledger.last_adjustment_ts(name)
-            if last is None:
-                continue  # a fresh ledger adopts balances below instead of replaying history
-            for fill in await venue.fetch_fills_since(max(0.0, last - cfg.backfill_overlap)):
-                await self.ledger.record_fill(fill)
+        reconciler = PositionReconciler(self.ledger, self.clock, cfg)
+        await reconciler.backfill(self.venues)
         for executor in self._executors():
             await executor.recover()
         await self._handle_unknown_open_orders()
-        reconciler = PositionReconciler(self.ledger, self.clock, cfg)
         return await reconciler.reconcile(self.venues, self._reconciled_positions(), since)
 
     def _seed_sim_venues(self) -> None:

@@ -44,6 +44,17 @@ class PositionReconciler:
         self.clock = clock
         self.config = config
 
+    async def backfill(self, venues: Mapping[str, Venue]) -> None:
+        """Journal the fills each venue made since the ledger last saw one (minus the overlap)."""
+        for name, venue in venues.items():
+            # The fill cursor; without a journaled fill, the time the venue's positions were adopted.
+            last = self.ledger.last_fill_ts(name)
+            if last is None:
+                last = self.ledger.last_adjustment_ts(name)
+            if last is None:
+                continue  # a fresh ledger adopts balances instead of replaying history
+            await self._journal(await venue.fetch_fills_since(max(0.0, last - self.config.backfill_overlap)))
+
     async def reconcile(self, venues: Mapping[str, Venue], wanted: Mapping[str, Iterable[str]],
                         since: float) -> list[str]:
         """Compare every wanted position (venue name -> symbols or assets) with its venue.
@@ -67,7 +78,9 @@ class PositionReconciler:
         for attempt in range(1, SNAPSHOT_ATTEMPTS + 1):
             before = await venue.fetch_fills_since(since)
             snapshot = await venue.fetch_position_snapshot()
-            after = await venue.fetch_fills_since(since)
+            # From the newest trade listed before (its millisecond included): a short listing,
+            # and one that also covers what a listing cut short by its page limit left out.
+            after = await venue.fetch_fills_since(max((f.ts for f in before), default=since))
             await self._journal(before)  # all inside the positions
             pending = pending_fills(before, after)
             decisions = []

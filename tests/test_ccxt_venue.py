@@ -661,6 +661,18 @@ async def test_fetch_fills_since_pages_and_sorts() -> None:
     assert len(ex.called("fetch_my_trades")) > 2  # paged
 
 
+async def test_fetch_fills_since_is_whole_beyond_the_stream_backfills_page_budget_or_fails() -> None:
+    # Reconciliation journals what it lists as everything since `since`: a listing cut at the
+    # stream backfill's budget (as before) lost the newest trades of a busy desk, or replayed them
+    # on top of a balance adopted with them inside.
+    ex = FakeExchange()
+    ex.my_trades = [trade(str(i), ts=T0_MS + i) for i in range(1, 10)]
+    fills = await make_venue(ex, backfill_page_limit=2, backfill_max_pages=2).fetch_fills_since(T0_MS / 1000)
+    assert [f.trade_id for f in fills] == [f"{PERP}#{i}" for i in range(1, 10)]
+    with pytest.raises(herr.TransientVenueError, match="more than 3 pages of 2: the listing would be cut short"):
+        await make_venue(ex, backfill_page_limit=2, listing_max_pages=3).fetch_fills_since(T0_MS / 1000)
+
+
 async def test_fills_attributed_by_order_id_and_own_prefix() -> None:
     ex = FakeExchange()
     ex.results["create_order"] = ccxt_order("hgdabcx1", status="open", filled=0, order_id="900")

@@ -503,8 +503,8 @@ class CcxtVenue:
                  poll_interval: float = 1.0, positions_poll_interval: float = 5.0,
                  backoff_initial: float = 0.5, backoff_max: float = 30.0, max_stream_failures: int = 5,
                  poll_period: float = 60.0, backfill_overlap: float = 10.0, resubscribe_delay: float = 0.5,
-                 backfill_page_limit: int = 500, backfill_max_pages: int = 20, catch_up_delay: float = 0.0,
-                 backfill_when_live: bool = False, safety_backfill_interval: float = 0.0,
+                 backfill_page_limit: int = 500, backfill_max_pages: int = 20, listing_max_pages: int = 1000,
+                 catch_up_delay: float = 0.0, backfill_when_live: bool = False, safety_backfill_interval: float = 0.0,
                  rng: random.Random | None = None) -> None:
         if not symbols:
             raise ValueError(f"venue {name}: no symbols to serve")
@@ -526,6 +526,9 @@ class CcxtVenue:
         self.resubscribe_delay = resubscribe_delay
         self.backfill_page_limit = backfill_page_limit
         self.backfill_max_pages = backfill_max_pages
+        # Reconciliation's listings (fetch_fills_since) must be whole, however many trades a busy
+        # desk made: a much larger budget than a stream backfill's, and an error when it runs out.
+        self.listing_max_pages = listing_max_pages
         self.catch_up_delay = catch_up_delay
         self.backfill_when_live = backfill_when_live
         self.safety_backfill_interval = safety_backfill_interval
@@ -899,19 +902,22 @@ class CcxtVenue:
                 as_of.update((key, stamp) for key in result if not is_derivative(key))
         return PositionSnapshot(result, as_of)
 
-    async def _fetch_trades(self, symbol: str, since: float | None) -> list[Fill]:
+    async def _fetch_trades(self, symbol: str, since: float | None, *, whole: bool = False) -> list[Fill]:
         """Our trades on ``symbol`` since ``since`` (epoch seconds), malformed ones skipped.
 
         Pages forward from the newest trade of a full page; after a short page the cursor
         jumps one :data:`BACKFILL_WINDOW_MS` (exchanges such as Binance USD-M answer at most
-        7 days per query) until it passes now, within ``backfill_max_pages`` requests.
+        7 days per query) until it passes now, within ``backfill_max_pages`` requests (with
+        ``whole``: ``listing_max_pages``, and a :class:`~hedgerd.errors.TransientVenueError`
+        rather than a list cut short when they run out).
         """
         if since is None:
             return await self._trades_to_fills(await self._call("read", "fetch_my_trades", symbol), symbol)
         cursor = max(0, int(since * 1000))
         now_ms = int(self.clock.time() * 1000)
         fills: dict[str, Fill] = {}
-        for _ in range(self.backfill_max_pages):
+        pages = self.listing_max_pages if whole else self.backfill_max_pages
+        for page_number in range(1, pages + 1):
             batch = list(await self._call("read", "fetch_my_trades", symbol, cursor,
                                           self.backfill_page_limit) or ())
             page = await self._trades_to_fills(batch, symbol)
@@ -924,6 +930,10 @@ class CcxtVenue:
                 cursor += BACKFILL_WINDOW_MS
             else:
                 break
+            if whole and page_number == pages:
+                raise herr.TransientVenueError(
+                    f"{self.name}: trades on {symbol} since {since:.3f} fill more than {pages} pages of "
+                    f"{self.backfill_page_limit}: the listing would be cut short")
         return list(fills.values())
 
     async def _trades_to_fills(self, trades: Any, symbol: str) -> list[Fill]:
@@ -943,7 +953,7 @@ class CcxtVenue:
         await self._ensure_markets()
         fills: list[Fill] = []
         for symbol in self.symbols:
-            fills.extend(await self._fetch_trades(symbol, since))
+            fills.extend(await self._fetch_trades(symbol, since, whole=True))
         return sorted(fills, key=lambda f: (f.ts, f.trade_id))
 
     # ----------------------------------------------------------------- streaming
