@@ -78,8 +78,8 @@ class PositionReconciler:
         for attempt in range(1, SNAPSHOT_ATTEMPTS + 1):
             before = await venue.fetch_fills_since(since)
             snapshot = await venue.fetch_position_snapshot()
-            # From the newest trade listed before (its millisecond included): a short listing,
-            # and one that also covers what a listing cut short by its page limit left out.
+            # From the newest trade listed before (its millisecond included): under heavy flow a
+            # short listing, so the snapshot is not left waiting behind a long one.
             after = await venue.fetch_fills_since(max((f.ts for f in before), default=since))
             await self._journal(before)  # all inside the positions
             pending = pending_fills(before, after)

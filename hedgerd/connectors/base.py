@@ -72,7 +72,8 @@ class Venue(Protocol):
         ...
 
     async def fetch_fills_since(self, since: float | None) -> list[Fill]:
-        """Our account's trades since ``since`` (epoch seconds), oldest first, for backfill."""
+        """Our account's trades since ``since`` (epoch seconds), oldest first, for backfill: all of
+        them (reconciliation journals the list as complete), or an error rather than a list cut short."""
         ...
 
     async def create_order(self, intent: HedgeIntent, amount: Decimal, price: Decimal | None) -> OrderReport:
