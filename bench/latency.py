@@ -82,6 +82,7 @@ from hedgerd.ledger import InventoryLedger
 from hedgerd.log import configure_logging
 from hedgerd.metrics import Metrics
 from hedgerd.models import Fill, HedgeIntent, MarketInfo, OrderReport, OrderStatus, PriceUpdate, Side
+from hedgerd.reconciliation import PositionSnapshot
 
 FILL_SIZE = Decimal("0.01")
 PRICE = Decimal(60000)
@@ -122,6 +123,9 @@ class StubVenue:
 
     async def fetch_positions(self) -> dict[str, Decimal]:
         return {PERP_SYMBOL: self.position} if self._on_order else {}
+
+    async def fetch_position_snapshot(self) -> PositionSnapshot:
+        return PositionSnapshot(await self.fetch_positions())
 
     async def fetch_fills_since(self, since: float | None) -> list[Fill]:
         return []

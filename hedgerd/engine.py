@@ -47,6 +47,7 @@ from hedgerd.models import (
     split_symbol,
 )
 from hedgerd.policy import HedgeLimits, HedgePolicy, build_policy, reduces_position
+from hedgerd.reconciler import PositionReconciler
 from hedgerd.risk import (
     DeltaSnapshot,
     PriceGuard,
@@ -59,7 +60,6 @@ from hedgerd.risk import (
 log = structlog.get_logger("hedgerd.engine")
 
 _RECONCILE_ATTEMPTS = 5  # startup reconciliation passes before a transient venue error is fatal
-_SNAPSHOT_ATTEMPTS = 10  # tries for a positions snapshot no fill landed during
 _REJECT_LOG_INTERVAL = 10.0  # seconds between log lines about rejected prices of one feed and kind
 # seconds the risk pass after an order that filled as sized may wait for the next one (see
 # HedgeEngine._order_changed)
@@ -228,19 +228,15 @@ class HedgeEngine:
 
     async def _reconcile_once(self) -> list[str]:
         cfg = self.settings.reconcile
-        for name, venue in self.venues.items():
-            # The fill cursor; without a journaled fill, the time the venue's positions were adopted.
-            last = self.ledger.last_fill_ts(name)
-            if last is None:
-                last = self.ledger.last_adjustment_ts(name)
-            if last is None:
-                continue  # a fresh ledger adopts balances below instead of replaying history
-            for fill in await venue.fetch_fills_since(max(0.0, last - cfg.backfill_overlap)):
-                await self.ledger.record_fill(fill)
+        # The trade listings around the position snapshots start no later than this pass's
+        # backfill ends, however long recovering intents in between takes.
+        since = max(0.0, self.clock.time() - cfg.backfill_overlap)
+        reconciler = PositionReconciler(self.ledger, self.clock, cfg)
+        await reconciler.backfill(self.venues)
         for executor in self._executors():
             await executor.recover()
         await self._handle_unknown_open_orders()
-        return await self._compare_positions()
+        return await reconciler.reconcile(self.venues, self._reconciled_positions(), since)
 
     def _seed_sim_venues(self) -> None:
         """Simulated venues restart empty: align them with the journal (paper mode only)."""
@@ -264,62 +260,14 @@ class HedgeEngine:
                 else:
                     log.warning("unknown_open_order_kept", venue=executor.venue.name, client_order_id=cid)
 
-    async def _compare_positions(self) -> list[str]:
-        """Differences between ledger and venue for every hedged or inventory position."""
-        cfg = self.settings.reconcile
+    def _reconciled_positions(self) -> dict[str, set[str]]:
+        """Venue name -> the symbols and assets reconciliation compares (hedged or inventory)."""
         wanted: dict[str, set[str]] = {}
         for state in self.hedges.values():
             wanted.setdefault(state.config.venue, set()).add(state.config.symbol)
             for source in state.config.inventory:
                 wanted.setdefault(source.venue, set()).add(source.asset)
-        known = self.ledger.positions()
-        problems: list[str] = []
-        for venue_name, keys in sorted(wanted.items()):
-            at_venue = await self._venue_snapshot(venue_name)
-            for key in sorted(keys):
-                venue_qty = at_venue.get(key, ZERO)
-                ledger_qty = self.ledger.position(venue_name, key)
-                diff = venue_qty - ledger_qty
-                first_sight = (venue_name, key) not in known
-                adopt_first = first_sight and cfg.adopt_on_first_start
-                if abs(diff) <= cfg.tolerance and not adopt_first:
-                    continue
-                # A first-sight adoption is journaled even when zero: the position becomes known
-                # (later restarts compare instead of adopting) and its time is the fill cursor.
-                if cfg.adopt_venue_positions or adopt_first:
-                    await self.ledger.record_adjustment(
-                        venue_name, key, diff, "adopted venue position at startup", self.clock.time())
-                    if diff:
-                        log.warning("position_adopted", venue=venue_name, asset=key, ledger=str(ledger_qty),
-                                    venue_position=str(venue_qty))
-                    else:  # nothing to adopt: the ledger agrees, only the first sight is recorded
-                        log.info("position_first_seen", venue=venue_name, asset=key, position=str(venue_qty))
-                else:
-                    problems.append(f"{venue_name}:{key} ledger {ledger_qty} venue {venue_qty}")
-        return problems
-
-    async def _venue_snapshot(self, venue_name: str) -> dict[str, Decimal]:
-        """The venue's positions, with every fill they already include journaled.
-
-        The fills of the last ``backfill_overlap`` seconds are fetched before and after the
-        positions; once both lists agree no fill landed in between, so journaling them (the
-        ledger dedupes) puts the ledger exactly at the point the positions describe. Client
-        flow during a restart then cannot fake a mismatch, and fills already inside an adopted
-        balance are not replayed on top of it by a later backfill.
-        """
-        venue = self.venues[venue_name]
-        since = max(0.0, self.clock.time() - self.settings.reconcile.backfill_overlap)
-        before = await venue.fetch_fills_since(since)
-        for _ in range(_SNAPSHOT_ATTEMPTS):
-            positions = await venue.fetch_positions()
-            after = await venue.fetch_fills_since(since)
-            if {f.trade_id for f in after} == {f.trade_id for f in before}:
-                for fill in after:
-                    await self.ledger.record_fill(fill)
-                return positions
-            before = after
-        # Which of the fills that kept landing the positions include is unknowable: try again later.
-        raise TransientVenueError(f"{venue_name}: fills kept landing during {_SNAPSHOT_ATTEMPTS} position snapshots")
+        return wanted
 
     async def stop(self) -> None:
         """Stop intake, settle or cancel in-flight orders, flush the ledger."""

@@ -20,6 +20,7 @@ from hedgerd.models import (
     OrderType,
     Side,
 )
+from hedgerd.reconciliation import PositionSnapshot
 
 
 class FakeClock:
@@ -188,6 +189,9 @@ class FakeVenue:
 
     async def fetch_positions(self) -> dict[str, Decimal]:
         return {self.market.symbol: self.position}
+
+    async def fetch_position_snapshot(self) -> PositionSnapshot:
+        return PositionSnapshot(await self.fetch_positions())
 
     async def fetch_fills_since(self, since: float | None) -> list[Fill]:
         return []

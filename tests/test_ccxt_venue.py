@@ -621,6 +621,27 @@ async def test_fetch_positions_derivative_and_spot() -> None:
     assert positions == {PERP: Decimal("-1.500"), "BTC": Decimal("1.25"), "USDT": Decimal("1000.5")}
 
 
+async def test_position_snapshot_carries_the_exchanges_timestamps_as_cursors() -> None:
+    ex = FakeExchange(symbols=(PERP, SPOT))
+    ex.markets[PERP]["contractSize"] = 0.001
+    ex.results["fetch_positions"] = [{"symbol": PERP, "contracts": 1500, "side": "short",
+                                      "timestamp": 1_700_000_000_123}]
+    ex.results["fetch_balance"] = {"total": {"BTC": 1.25, "USDT": "1000.5"}, "timestamp": 1_700_000_000_456}
+    snapshot = await make_venue(ex).fetch_position_snapshot()
+    assert snapshot.positions == {PERP: Decimal("-1.500"), "BTC": Decimal("1.25"), "USDT": Decimal("1000.5")}
+    assert snapshot.as_of == {PERP: 1_700_000_000.123, "BTC": 1_700_000_000.456, "USDT": 1_700_000_000.456}
+
+    # hedge mode (a row per side, each with its own time), a zero, a string or no timestamp: no cursor
+    ex.results["fetch_positions"] = [{"symbol": PERP, "contracts": 1, "side": "short", "timestamp": 1_700_000_000_000},
+                                     {"symbol": PERP, "contracts": 2, "side": "long", "timestamp": 1_700_000_000_001}]
+    ex.results["fetch_balance"] = {"total": {"BTC": 1}, "timestamp": 0}
+    snapshot = await make_venue(ex).fetch_position_snapshot()
+    assert snapshot.positions[PERP] == Decimal("0.001") and snapshot.as_of == {}
+    ex.results["fetch_positions"] = [{"symbol": PERP, "contracts": 1, "side": "short", "timestamp": "soon"}]
+    ex.results["fetch_balance"] = {"total": {"BTC": 1}}
+    assert (await make_venue(ex).fetch_position_snapshot()).as_of == {}
+
+
 async def test_fetch_positions_fails_closed_on_malformed_position() -> None:
     ex = FakeExchange()
     ex.results["fetch_positions"] = [{"symbol": PERP, "contracts": "NaN", "side": "long"}]
@@ -638,6 +659,18 @@ async def test_fetch_fills_since_pages_and_sorts() -> None:
                                            f"{SPOT}#6"]
     assert ex.called("fetch_my_trades")[0] == (PERP, T0_MS + 1000, 2)
     assert len(ex.called("fetch_my_trades")) > 2  # paged
+
+
+async def test_fetch_fills_since_is_whole_beyond_the_stream_backfills_page_budget_or_fails() -> None:
+    # Reconciliation journals what it lists as everything since `since`: a listing cut at the
+    # stream backfill's budget (as before) lost the newest trades of a busy desk, or replayed them
+    # on top of a balance adopted with them inside.
+    ex = FakeExchange()
+    ex.my_trades = [trade(str(i), ts=T0_MS + i) for i in range(1, 10)]
+    fills = await make_venue(ex, backfill_page_limit=2, backfill_max_pages=2).fetch_fills_since(T0_MS / 1000)
+    assert [f.trade_id for f in fills] == [f"{PERP}#{i}" for i in range(1, 10)]
+    with pytest.raises(herr.TransientVenueError, match="more than 3 pages of 2: the listing would be cut short"):
+        await make_venue(ex, backfill_page_limit=2, listing_max_pages=3).fetch_fills_since(T0_MS / 1000)
 
 
 async def test_fills_attributed_by_order_id_and_own_prefix() -> None:

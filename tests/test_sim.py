@@ -321,6 +321,11 @@ async def test_spot_balances_and_history_follow_the_client_fills() -> None:
     assert positions["BTC"] == sum(f.signed_amount for f in fills)
     assert positions["USDT"] == -sum(f.signed_amount * f.price for f in fills)
     assert await drive(clock, spot.fetch_fills_since(None)) == fills
+    snapshot = await drive(clock, spot.fetch_position_snapshot())
+    assert snapshot.positions == positions
+    # the cursor is the answer's time: every fill so far is stamped before it, none after
+    assert set(snapshot.as_of) == set(positions) and len(set(snapshot.as_of.values())) == 1
+    assert fills[-1].ts < snapshot.as_of["BTC"] <= clock.time()
     since = fills[len(fills) // 2].ts
     assert await drive(clock, spot.fetch_fills_since(since)) == [f for f in fills if f.ts >= since]
     with pytest.raises(InvalidOrder):

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from hedgerd.models import Fill, HedgeIntent, MarketInfo, OrderReport, PriceUpdate
+from hedgerd.reconciliation import PositionSnapshot
 
 
 class VenueEventSink(Protocol):
@@ -65,8 +66,14 @@ class Venue(Protocol):
         """Signed positions in base units: by symbol for derivatives, by asset for spot balances."""
         ...
 
+    async def fetch_position_snapshot(self) -> PositionSnapshot:
+        """:meth:`fetch_positions` with the venue's timestamp of the state each position shows,
+        where it gives one (startup reconciliation places the trades around it by it)."""
+        ...
+
     async def fetch_fills_since(self, since: float | None) -> list[Fill]:
-        """Our account's trades since ``since`` (epoch seconds), oldest first, for backfill."""
+        """Our account's trades since ``since`` (epoch seconds), oldest first, for backfill: all of
+        them (reconciliation journals the list as complete), or an error rather than a list cut short."""
         ...
 
     async def create_order(self, intent: HedgeIntent, amount: Decimal, price: Decimal | None) -> OrderReport:

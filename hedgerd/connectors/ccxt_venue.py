@@ -61,6 +61,7 @@ from hedgerd.models import (
     Side,
     is_derivative,
 )
+from hedgerd.reconciliation import PositionSnapshot
 
 if TYPE_CHECKING:
     from hedgerd.config import Settings
@@ -503,8 +504,8 @@ class CcxtVenue:
                  poll_interval: float = 1.0, positions_poll_interval: float = 5.0,
                  backoff_initial: float = 0.5, backoff_max: float = 30.0, max_stream_failures: int = 5,
                  poll_period: float = 60.0, backfill_overlap: float = 10.0, resubscribe_delay: float = 0.5,
-                 backfill_page_limit: int = 500, backfill_max_pages: int = 20, catch_up_delay: float = 0.0,
-                 backfill_when_live: bool = False, safety_backfill_interval: float = 0.0,
+                 backfill_page_limit: int = 500, backfill_max_pages: int = 20, listing_max_pages: int = 1000,
+                 catch_up_delay: float = 0.0, backfill_when_live: bool = False, safety_backfill_interval: float = 0.0,
                  rng: random.Random | None = None) -> None:
         if not symbols:
             raise ValueError(f"venue {name}: no symbols to serve")
@@ -526,6 +527,9 @@ class CcxtVenue:
         self.resubscribe_delay = resubscribe_delay
         self.backfill_page_limit = backfill_page_limit
         self.backfill_max_pages = backfill_max_pages
+        # Reconciliation's listings (fetch_fills_since) must be whole, however many trades a busy
+        # desk made: a much larger budget than a stream backfill's, and an error when it runs out.
+        self.listing_max_pages = listing_max_pages
         self.catch_up_delay = catch_up_delay
         self.backfill_when_live = backfill_when_live
         self.safety_backfill_interval = safety_backfill_interval
@@ -846,10 +850,18 @@ class CcxtVenue:
         A malformed position raises :class:`~hedgerd.errors.TransientVenueError` rather than
         being skipped, so reconciliation never mistakes it for a flat position.
         """
+        return dict((await self.fetch_position_snapshot()).positions)
+
+    async def fetch_position_snapshot(self) -> PositionSnapshot:
+        """:meth:`fetch_positions` with the exchange's timestamp of each state: the balance's for
+        spot assets (Binance: the account's ``updateTime``), the position's own for a derivative
+        symbol held in one position row. Absent or malformed: no cursor for it."""
         await self._ensure_markets()
         result: dict[str, Decimal] = {}
+        as_of: dict[str, float] = {}
         derivatives = self._derivative_symbols
         if derivatives:
+            rows: dict[str, int] = {}
             for symbol in derivatives:
                 result[symbol] = ZERO
             for position in await self._call("read", "fetch_positions", derivatives) or ():
@@ -861,6 +873,12 @@ class CcxtVenue:
                 except MalformedMessage as exc:
                     self._report("malformed", str(exc))
                     raise herr.TransientVenueError(f"{self.name}: malformed position: {exc}") from None
+                rows[held] = rows.get(held, 0) + 1
+                stamp = _cursor_seconds(position.get("timestamp"))
+                if stamp is not None and rows[held] == 1:
+                    as_of[held] = stamp
+                else:  # hedge mode: each side has its own time, none is the symbol's
+                    as_of.pop(held, None)
         spot = [s for s in self.symbols if not is_derivative(s)]
         if spot:
             balance = await self._call("read", "fetch_balance")
@@ -880,21 +898,27 @@ class CcxtVenue:
                 except MalformedMessage as exc:
                     self._report("malformed", str(exc))
                     raise herr.TransientVenueError(f"{self.name}: malformed balance: {exc}") from None
-        return result
+            stamp = _cursor_seconds(balance.get("timestamp"))
+            if stamp is not None:
+                as_of.update((key, stamp) for key in result if not is_derivative(key))
+        return PositionSnapshot(result, as_of)
 
-    async def _fetch_trades(self, symbol: str, since: float | None) -> list[Fill]:
+    async def _fetch_trades(self, symbol: str, since: float | None, *, whole: bool = False) -> list[Fill]:
         """Our trades on ``symbol`` since ``since`` (epoch seconds), malformed ones skipped.
 
         Pages forward from the newest trade of a full page; after a short page the cursor
         jumps one :data:`BACKFILL_WINDOW_MS` (exchanges such as Binance USD-M answer at most
-        7 days per query) until it passes now, within ``backfill_max_pages`` requests.
+        7 days per query) until it passes now, within ``backfill_max_pages`` requests (with
+        ``whole``: ``listing_max_pages``, and a :class:`~hedgerd.errors.TransientVenueError`
+        rather than a list cut short when they run out).
         """
         if since is None:
             return await self._trades_to_fills(await self._call("read", "fetch_my_trades", symbol), symbol)
         cursor = max(0, int(since * 1000))
         now_ms = int(self.clock.time() * 1000)
         fills: dict[str, Fill] = {}
-        for _ in range(self.backfill_max_pages):
+        pages = self.listing_max_pages if whole else self.backfill_max_pages
+        for page_number in range(1, pages + 1):
             batch = list(await self._call("read", "fetch_my_trades", symbol, cursor,
                                           self.backfill_page_limit) or ())
             page = await self._trades_to_fills(batch, symbol)
@@ -907,6 +931,10 @@ class CcxtVenue:
                 cursor += BACKFILL_WINDOW_MS
             else:
                 break
+            if whole and page_number == pages:
+                raise herr.TransientVenueError(
+                    f"{self.name}: trades on {symbol} since {since:.3f} fill more than {pages} pages of "
+                    f"{self.backfill_page_limit}: the listing would be cut short")
         return list(fills.values())
 
     async def _trades_to_fills(self, trades: Any, symbol: str) -> list[Fill]:
@@ -926,7 +954,7 @@ class CcxtVenue:
         await self._ensure_markets()
         fills: list[Fill] = []
         for symbol in self.symbols:
-            fills.extend(await self._fetch_trades(symbol, since))
+            fills.extend(await self._fetch_trades(symbol, since, whole=True))
         return sorted(fills, key=lambda f: (f.ts, f.trade_id))
 
     # ----------------------------------------------------------------- streaming
@@ -1268,6 +1296,13 @@ class CcxtVenue:
             except Exception as exc:  # closing must not fail shutdown
                 log.warning("venue_close_failed", venue=self.name,
                             error=sanitize_message(repr(exc), self._secrets))
+
+
+def _cursor_seconds(value: Any) -> float | None:
+    """A ccxt ``timestamp`` (epoch ms) as epoch seconds; None when absent, zero or malformed."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        return None
+    return float(value) / 1000.0
 
 
 def _order_id_of(trade: Any) -> str | None:

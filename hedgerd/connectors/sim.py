@@ -50,6 +50,7 @@ from hedgerd.models import (
     is_derivative,
     split_symbol,
 )
+from hedgerd.reconciliation import PositionSnapshot
 
 SECONDS_PER_YEAR = 31_536_000
 SPOT_AMOUNT_STEP = Decimal("0.0001")
@@ -376,6 +377,14 @@ class _SimVenue:
     async def fetch_positions(self) -> dict[str, Decimal]:
         """Signed positions: by symbol for derivatives, by asset for balances (incl. fees)."""
         return await self._round_trip("fetch_positions", lambda: dict(self._positions))
+
+    async def fetch_position_snapshot(self) -> PositionSnapshot:
+        """The positions with the simulated venue's time of the answer as every position's cursor."""
+        def answer() -> PositionSnapshot:
+            now = self._clock.time()
+            return PositionSnapshot(dict(self._positions), dict.fromkeys(self._positions, now))
+
+        return await self._round_trip("fetch_positions", answer)
 
     async def fetch_fills_since(self, since: float | None) -> list[Fill]:
         """Retained trades of this account with ``ts >= since``, oldest first."""

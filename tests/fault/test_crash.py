@@ -78,7 +78,7 @@ async def test_restart_backfills_from_the_adoption_when_no_fill_was_journaled(tm
 
 async def test_reconciliation_retries_a_transient_venue_error(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    original = CcxtVenue.fetch_positions
+    original = CcxtVenue.fetch_position_snapshot
     calls: list[str] = []
 
     async def flaky(self: CcxtVenue) -> Any:
@@ -87,7 +87,7 @@ async def test_reconciliation_retries_a_transient_venue_error(tmp_path: Path,
             raise herr.TransientVenueError("RequestTimeout: simulated")
         return await original(self)
 
-    monkeypatch.setattr(CcxtVenue, "fetch_positions", flaky)
+    monkeypatch.setattr(CcxtVenue, "fetch_position_snapshot", flaky)
     async with start_venue_sim(config=sim_server_config(seed=23)) as sim, running_engine(tmp_path, sim) as stack:
         assert stack.engine.reconciled  # start() survived the error instead of failing the daemon
         assert len(calls) > 2

@@ -11,13 +11,13 @@ market, every ``hedge_decision`` mid is the last sane one). Scenarios: tests/fau
 from __future__ import annotations
 
 import asyncio
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from hedgerd.connectors.base import Venue
 from hedgerd.models import TradingState
+from hedgerd.reconciliation import PositionSnapshot
 from tests.fault.input_scenarios import ccxt_prices, stale_sim_venue, wild_prices
 from tests.fault.sim_daemon import engine_settings, running_engine, until
 
@@ -36,13 +36,13 @@ async def test_a_slow_start_is_not_mistaken_for_a_stale_price(tmp_path: Path) ->
     moment the streams start, not from construction (else every slow start halts at once)."""
     def slow_positions(venues: dict[str, Venue]) -> None:
         perp = venues["sim-perp"]
-        fetch = perp.fetch_positions
+        fetch = perp.fetch_position_snapshot
 
-        async def slow() -> dict[str, Decimal]:
+        async def slow() -> PositionSnapshot:
             await asyncio.sleep(1.5)
             return await fetch()
 
-        perp.fetch_positions = slow  # type: ignore[method-assign]
+        perp.fetch_position_snapshot = slow  # type: ignore[method-assign]
         perp.stall_prices()  # type: ignore[attr-defined]  # and the first price takes a moment
 
     settings = engine_settings(tmp_path, flow_rate=0.0, max_price_age=1.0, safety_tick=0.2)

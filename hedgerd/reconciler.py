@@ -1,0 +1,124 @@
+"""Startup position reconciliation against the venues, under any client flow.
+
+:class:`PositionReconciler` takes each venue's bracketed snapshot (trades, positions with the
+venue's cursor, trades again), journals what it lists and adopts or reports the differences;
+what to do about each position is decided by the pure :mod:`hedgerd.reconciliation`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+
+import structlog
+
+from hedgerd.clock import Clock
+from hedgerd.config import ReconcileConfig
+from hedgerd.connectors.base import Venue
+from hedgerd.errors import TransientVenueError
+from hedgerd.ledger import InventoryLedger
+from hedgerd.models import ZERO, Fill
+from hedgerd.reconciliation import (
+    Decision,
+    Verdict,
+    check_position,
+    decide,
+    locate_cut,
+    pending_fills,
+    usable_cursor,
+)
+
+log = structlog.get_logger("hedgerd.reconcile")
+
+# Snapshots of one venue before giving up on an exact cut for a position to adopt. A cut is
+# only inexact for the trades stamped in the very millisecond of the venue's cursor (or every
+# trade in the bracket when the venue gives none), so a few tries suffice under any flow.
+SNAPSHOT_ATTEMPTS = 10
+
+
+class PositionReconciler:
+    """Brings the ledger's positions in line with the venues' (startup, before any hedge)."""
+
+    def __init__(self, ledger: InventoryLedger, clock: Clock, config: ReconcileConfig) -> None:
+        self.ledger = ledger
+        self.clock = clock
+        self.config = config
+
+    async def backfill(self, venues: Mapping[str, Venue]) -> None:
+        """Journal the fills each venue made since the ledger last saw one (minus the overlap)."""
+        for name, venue in venues.items():
+            # The fill cursor; without a journaled fill, the time the venue's positions were adopted.
+            last = self.ledger.last_fill_ts(name)
+            if last is None:
+                last = self.ledger.last_adjustment_ts(name)
+            if last is None:
+                continue  # a fresh ledger adopts balances instead of replaying history
+            await self._journal(await venue.fetch_fills_since(max(0.0, last - self.config.backfill_overlap)))
+
+    async def reconcile(self, venues: Mapping[str, Venue], wanted: Mapping[str, Iterable[str]],
+                        since: float) -> list[str]:
+        """Compare every wanted position (venue name -> symbols or assets) with its venue.
+
+        ``since`` (epoch seconds) is where the trade listings around each snapshot start: no
+        later than the ledger's own backfill ended. Returns the mismatches beyond tolerance
+        (``"venue:key ledger X venue Y"``); adopted positions are journaled as adjustments.
+        """
+        known = set(self.ledger.positions())
+        problems: list[str] = []
+        for venue_name, keys in sorted(wanted.items()):
+            decisions = await self._snapshot(venue_name, venues[venue_name], sorted(keys), known, since)
+            for decision in decisions:
+                check = decision.check
+                if decision.verdict is Verdict.MISMATCH:
+                    problems.append(f"{venue_name}:{check.key} ledger {check.ledger} venue {check.venue}")
+        return problems
+
+    async def _snapshot(self, venue_name: str, venue: Venue, keys: list[str], known: set[tuple[str, str]],
+                        since: float) -> list[Decision]:
+        for attempt in range(1, SNAPSHOT_ATTEMPTS + 1):
+            before = await venue.fetch_fills_since(since)
+            snapshot = await venue.fetch_position_snapshot()
+            # From the newest trade listed before (its millisecond included): under heavy flow a
+            # short listing, so the snapshot is not left waiting behind a long one.
+            after = await venue.fetch_fills_since(max((f.ts for f in before), default=since))
+            await self._journal(before)  # all inside the positions
+            pending = pending_fills(before, after)
+            decisions = []
+            for key in keys:
+                cursor = usable_cursor(key, before, snapshot.as_of.get(key))
+                check = check_position(key, snapshot.positions.get(key, ZERO), self.ledger.position(venue_name, key),
+                                       locate_cut(key, pending, cursor))
+                decisions.append(decide(check, tolerance=self.config.tolerance,
+                                        first_sight=(venue_name, key) not in known,
+                                        adopt_on_first_start=self.config.adopt_on_first_start,
+                                        adopt_venue_positions=self.config.adopt_venue_positions))
+            unresolved = [d.check.key for d in decisions if d.verdict is Verdict.UNRESOLVED]
+            if unresolved:
+                log.info("reconcile_snapshot_retry", venue=venue_name, attempt=attempt, positions=unresolved,
+                         pending=len(pending))
+                continue
+            for decision in decisions:
+                if decision.verdict is Verdict.ADOPT:
+                    await self._adopt(venue_name, decision)
+            await self._journal(pending)  # after the adjustments: inside or not, each counted once
+            return decisions
+        # Which trades of that millisecond the positions include is unknowable: try again later.
+        raise TransientVenueError(f"{venue_name}: no exact position snapshot cut to adopt from in "
+                                  f"{SNAPSHOT_ATTEMPTS} snapshots")
+
+    async def _adopt(self, venue_name: str, decision: Decision) -> None:
+        # A first-sight adoption is journaled even when zero: the position becomes known (later
+        # restarts compare instead of adopting) and its time is the fill cursor.
+        check = decision.check
+        await self.ledger.record_adjustment(venue_name, check.key, decision.adjustment,
+                                            "adopted venue position at startup", self.clock.time())
+        if decision.adjustment:
+            log.warning("position_adopted", venue=venue_name, asset=check.key, ledger=str(check.ledger),
+                        venue_position=str(check.venue))
+        else:  # nothing to adopt: the ledger agrees, only the first sight is recorded
+            log.info("position_first_seen", venue=venue_name, asset=check.key, position=str(check.venue))
+
+    async def _journal(self, fills: list[Fill]) -> None:
+        """Journal ``fills`` (the ledger dedupes), queued together so they share commits."""
+        if fills:
+            await asyncio.gather(*(self.ledger.record_fill(f) for f in fills))
