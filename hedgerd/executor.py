@@ -39,7 +39,7 @@ from hedgerd.errors import (
 )
 from hedgerd.metrics import Metrics
 from hedgerd.models import ZERO, Fill, HedgeIntent, MarketInfo, OrderReport, OrderStatus, OrderType
-from hedgerd.policy import round_down, round_price
+from hedgerd.policy.sizing import round_down, round_price
 
 log = structlog.get_logger("hedgerd.executor")
 T = TypeVar("T")
