@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import math
 import random
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from decimal import Decimal
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
@@ -37,6 +36,8 @@ from hedgerd.errors import (
     TransientVenueError,
     VenueError,
 )
+from hedgerd.executor.orders import OrderJournal, _can_advance, _expected_fill, _Order
+from hedgerd.executor.ratelimit import TokenBucket
 from hedgerd.metrics import Metrics
 from hedgerd.models import ZERO, Fill, HedgeIntent, MarketInfo, OrderReport, OrderStatus, OrderType
 from hedgerd.policy.sizing import round_down, round_price
@@ -44,181 +45,16 @@ from hedgerd.policy.sizing import round_down, round_price
 log = structlog.get_logger("hedgerd.executor")
 T = TypeVar("T")
 
-_EPSILON = 1e-9
 _MAX_BACKOFF_EXPONENT = 30
 _DETAIL_MAX = 200
-# Rate-limit reaction: multiply the rate by this on a rate-limit error, never below
-# nominal * floor; each successful request gives back this fraction of the nominal rate.
-_THROTTLE_FACTOR = 0.5
-_THROTTLE_FLOOR = 0.1
-_RESTORE_STEP = 0.1
 # An order sent ``order_timeout`` ago can no longer execute: the connector makes the venue drop
 # requests older than that (Binance's recvWindow), plus this much for clock skew (Binance also
 # refuses timestamps more than 1 s ahead of its clock).
 LANDING_GRACE = 1.0
 
-# Forward order of the state machine; UNKNOWN sits with NEW (no venue answer yet).
-_RANK = {
-    OrderStatus.NEW: 0,
-    OrderStatus.UNKNOWN: 0,
-    OrderStatus.SUBMITTED: 1,
-    OrderStatus.PARTIALLY_FILLED: 2,
-    OrderStatus.FILLED: 3,
-    OrderStatus.CANCELED: 3,
-    OrderStatus.REJECTED: 3,
-    OrderStatus.EXPIRED: 3,
-}
-
-
-class TokenBucket:
-    """A token bucket on the injected clock: ``rate`` tokens per second, ``burst`` capacity.
-
-    Waiters are served first come, first served; a waiter computes how long it must wait and
-    sleeps once (it re-checks afterwards only in case the rate or a pause changed meanwhile).
-    """
-
-    def __init__(self, rate: float, burst: int, clock: Clock) -> None:
-        if not rate > 0:
-            raise ValueError(f"rate must be positive, got {rate}")
-        if burst < 1:
-            raise ValueError(f"burst must be at least 1, got {burst}")
-        self._clock = clock
-        self._nominal_rate = float(rate)
-        self._rate = float(rate)
-        self._burst = float(burst)
-        self._tokens = float(burst)
-        self._updated = clock.monotonic()
-        self._paused_until = -math.inf
-        self._lock = asyncio.Lock()
-
-    @property
-    def rate(self) -> float:
-        """Current rate in tokens per second (lower than nominal while throttled)."""
-        return self._rate
-
-    @property
-    def nominal_rate(self) -> float:
-        """The configured rate, the ceiling :meth:`restore` climbs back to."""
-        return self._nominal_rate
-
-    @property
-    def burst(self) -> int:
-        return int(self._burst)
-
-    def _refill(self, now: float) -> None:
-        # Tokens do not accrue while paused.
-        start = max(self._updated, self._paused_until)
-        if now > start:
-            self._tokens = min(self._burst, self._tokens + (now - start) * self._rate)
-        self._updated = max(self._updated, now)
-
-    async def acquire(self, weight: float = 1.0) -> float:
-        """Take ``weight`` tokens, waiting as needed; returns the seconds waited.
-
-        A weight above the burst waits for a full bucket and leaves it in debt.
-        """
-        if not weight > 0:
-            raise ValueError(f"weight must be positive, got {weight}")
-        started = self._clock.monotonic()
-        need = min(float(weight), self._burst)
-        async with self._lock:
-            while True:
-                now = self._clock.monotonic()
-                self._refill(now)
-                wait = max(0.0, self._paused_until - now)
-                deficit = need - self._tokens
-                if deficit > _EPSILON:
-                    wait += deficit / self._rate
-                if wait <= _EPSILON:
-                    self._tokens -= weight
-                    break
-                await self._clock.sleep(wait)
-        return max(0.0, self._clock.monotonic() - started)
-
-    def configure(self, rate: float, burst: int) -> None:
-        """Take a new configured rate and burst (config reload).
-
-        A new rate ends any throttling; an unchanged one keeps it (a reload of some other
-        setting must not undo the reaction to a venue's rate-limit error). A smaller burst
-        caps the tokens held at once.
-        """
-        if not rate > 0:
-            raise ValueError(f"rate must be positive, got {rate}")
-        if burst < 1:
-            raise ValueError(f"burst must be at least 1, got {burst}")
-        self._refill(self._clock.monotonic())
-        if float(rate) != self._nominal_rate:
-            self._nominal_rate = float(rate)
-            self._rate = float(rate)
-        self._burst = float(burst)
-        self._tokens = min(self._tokens, self._burst)
-
-    def throttle(self, factor: float = _THROTTLE_FACTOR, floor: float = _THROTTLE_FLOOR) -> float:
-        """Lower the current rate by ``factor``, not below ``nominal * floor``; returns the new rate."""
-        self._refill(self._clock.monotonic())
-        self._rate = max(self._rate * factor, self._nominal_rate * floor)
-        return self._rate
-
-    def restore(self, step: float = _RESTORE_STEP) -> float:
-        """Raise a throttled rate by ``step * nominal``, up to nominal; returns the new rate."""
-        if self._rate < self._nominal_rate:
-            self._refill(self._clock.monotonic())
-            self._rate = min(self._nominal_rate, self._rate + step * self._nominal_rate)
-        return self._rate
-
-    def pause_until(self, monotonic_ts: float) -> None:
-        """Hand out no token before ``monotonic_ts`` (honours Retry-After).
-
-        The bucket is drained to at most one token, so requests resume one at a time at the
-        current rate instead of in a burst.
-        """
-        self._refill(self._clock.monotonic())
-        if monotonic_ts > self._paused_until:
-            self._paused_until = monotonic_ts
-            self._tokens = min(self._tokens, 1.0)
-
-
-class OrderJournal(Protocol):
-    """The part of :class:`hedgerd.ledger.InventoryLedger` the executor uses."""
-
-    def submit_fill(self, fill: Fill) -> asyncio.Future[bool]: ...
-
-    async def record_order_state(self, client_order_id: str, status: OrderStatus, filled: Decimal = ...,
-                                 average_price: Decimal | None = ..., venue_order_id: str | None = ...,
-                                 ts: float = ..., detail: str = ...) -> None: ...
-
-    def filled_for(self, client_order_id: str) -> Decimal: ...
-
-    def order_state(self, client_order_id: str) -> tuple[OrderStatus, Decimal] | None: ...
-
-    def open_intents(self) -> list[HedgeIntent]: ...
-
 
 class _LookupFailed(Exception):
     """Every attempt to look an order up failed; its outcome stays unknown."""
-
-
-@dataclass(eq=False)
-class _Order:
-    """What the executor knows of one of its orders."""
-
-    intent: HedgeIntent
-    contracts: Decimal
-    base_amount: Decimal  # what was (or will be) requested, in base units
-    status: OrderStatus = OrderStatus.NEW
-    reported_filled: Decimal = ZERO  # base units, as last reported by the venue
-    maybe_live: bool = False  # an order with this client id may exist at the venue
-    acknowledged: bool = False  # the venue has reported on it at least once
-    executing: bool = False  # execute() is working on it
-    last_sent_at: float = 0.0  # wall-clock time of the last send (intent creation if recovered)
-    last_report: OrderReport | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-def _expected_fill(order: _Order) -> Decimal:
-    """Base units an order may still fill in all: what the venue reported once it is final, else
-    the whole size it was sent with."""
-    return order.reported_filled if order.status.is_final else order.base_amount
 
 
 def _error_kind(exc: BaseException) -> str:
@@ -232,18 +68,6 @@ def _error_kind(exc: BaseException) -> str:
 def _detail(exc: BaseException) -> str:
     text = f"{_error_kind(exc)}: {exc}" if str(exc) else _error_kind(exc)
     return text[:_DETAIL_MAX]
-
-
-def _can_advance(current: OrderStatus, current_filled: Decimal,
-                 new: OrderStatus, new_filled: Decimal) -> bool:
-    """Whether moving from ``current`` to ``new`` is a forward step of the state machine."""
-    if current.is_final or new is OrderStatus.NEW:
-        return False
-    if new is OrderStatus.UNKNOWN:
-        return current is OrderStatus.NEW
-    if new is current:
-        return new_filled > current_filled
-    return _RANK[new] >= _RANK[current]
 
 
 class HedgeExecutor:
