@@ -36,11 +36,19 @@ from hedgerd.errors import (
     TransientVenueError,
     VenueError,
 )
-from hedgerd.executor.orders import OrderJournal, _can_advance, _expected_fill, _Order
+from hedgerd.executor.orders import (
+    OrderJournal,
+    OrderTracker,
+    TrackedOrder,
+    can_advance,
+    expected_fill,
+    limit_price,
+    send_refusal,
+)
 from hedgerd.executor.ratelimit import TokenBucket
 from hedgerd.metrics import Metrics
-from hedgerd.models import ZERO, Fill, HedgeIntent, MarketInfo, OrderReport, OrderStatus, OrderType
-from hedgerd.policy.sizing import round_down, round_price
+from hedgerd.models import ZERO, Fill, HedgeIntent, MarketInfo, OrderReport, OrderStatus
+from hedgerd.policy.sizing import venue_contracts
 
 log = structlog.get_logger("hedgerd.executor")
 T = TypeVar("T")
@@ -93,7 +101,7 @@ class HedgeExecutor:
         self._gate = gate
         self._on_result = on_result
         self._rng = rng if rng is not None else random.Random()
-        self._orders: dict[str, _Order] = {}
+        self._orders = OrderTracker(ledger)
 
     # ------------------------------------------------------------------ queries
     def in_flight(self, symbol: str) -> Decimal:
@@ -105,32 +113,32 @@ class HedgeExecutor:
         not been journaled yet. An order that ended without being sent counts zero.
         """
         total = ZERO
-        for order in self._live_orders(symbol):
-            total += order.intent.side.sign * self._outstanding(order)
+        for order in self._orders.live(symbol):
+            total += order.intent.side.sign * self._orders.outstanding(order)
         return total
 
     def settled_as_sized(self, intent: HedgeIntent) -> bool:
         """True if the ledger holds exactly the amount ``intent``'s order was sized to (in base
         units): all of what :meth:`in_flight` counted for it has become position."""
-        _, base_amount = self._size(intent, self.markets.get(intent.symbol))
+        _, base_amount = venue_contracts(intent.amount, self.markets.get(intent.symbol))
         return self.ledger.filled_for(intent.client_order_id) == base_amount
 
     def absorbs(self, fill: Fill) -> bool:
         """True if ``fill`` (journaled) belongs to an order :meth:`in_flight` counts, within the
         size it counts: journaling it moved that much from in flight to position."""
         cid = fill.client_order_id
-        order = self._orders.get(cid) if cid is not None else None
+        order = self._orders.by_id.get(cid) if cid is not None else None
         if order is None or not (order.maybe_live or order.executing) or order.intent.symbol != fill.symbol:
             return False
-        return self.ledger.filled_for(order.intent.client_order_id) <= _expected_fill(order)
+        return self.ledger.filled_for(order.intent.client_order_id) <= expected_fill(order)
 
     def has_open(self, symbol: str) -> bool:
         """True while any order of this executor on ``symbol`` is not settled."""
-        return bool(self._live_orders(symbol))
+        return bool(self._orders.live(symbol))
 
     def open_count(self, symbol: str) -> int:
         """Number of this executor's orders on ``symbol`` not settled yet."""
-        return len(self._live_orders(symbol))
+        return len(self._orders.live(symbol))
 
     def open_orders(self) -> list[OrderReport]:
         """Snapshot of every unsettled order (for status pages)."""
@@ -138,28 +146,8 @@ class HedgeExecutor:
             OrderReport(client_order_id=o.intent.client_order_id, symbol=o.intent.symbol, status=o.status,
                         filled=o.reported_filled,
                         venue_order_id=o.last_report.venue_order_id if o.last_report else None)
-            for o in self._live_orders(None)
+            for o in self._orders.live(None)
         ]
-
-    def _outstanding(self, order: _Order) -> Decimal:
-        if not (order.maybe_live or order.executing):
-            return ZERO
-        landed = self.ledger.filled_for(order.intent.client_order_id)
-        return max(_expected_fill(order) - landed, ZERO)
-
-    def _settled(self, order: _Order) -> bool:
-        """Nothing can exist at the venue, or everything it can fill has landed in the ledger."""
-        return not order.executing and (not order.maybe_live or self._outstanding(order) <= 0)
-
-    def _live_orders(self, symbol: str | None) -> list[_Order]:
-        """Unsettled orders (on ``symbol`` if given); settled ones are forgotten on the way."""
-        live: list[_Order] = []
-        for cid, order in list(self._orders.items()):
-            if self._settled(order):
-                del self._orders[cid]
-            elif symbol is None or order.intent.symbol == symbol:
-                live.append(order)
-        return live
 
     # ------------------------------------------------------------------ execute
     async def execute(self, intent: HedgeIntent, *, reference_price: Decimal | None = None,
@@ -190,23 +178,18 @@ class HedgeExecutor:
         if durable is not None:
             work = _after(durable, work)
         task = asyncio.create_task(work, name=f"hedge-{intent.client_order_id}")
-        task.add_done_callback(lambda _: self._release(order))  # also when cancelled before it ran
+        task.add_done_callback(lambda _: self._orders.release(order))  # also when cancelled before it ran
         return task
 
-    def _release(self, order: _Order) -> None:
-        order.executing = False
-        if self._settled(order):
-            self._orders.pop(order.intent.client_order_id, None)
-
-    def _register(self, intent: HedgeIntent) -> _Order:
+    def _register(self, intent: HedgeIntent) -> TrackedOrder:
         """Size ``intent`` and track it as executing (synchronous: no other task runs between)."""
         cid = intent.client_order_id
-        existing = self._orders.get(cid)
+        existing = self._orders.by_id.get(cid)
         if existing is not None and existing.executing:
             raise RuntimeError(f"order {cid} is already being executed")
         market = self.markets.get(intent.symbol)
-        contracts, base_amount = self._size(intent, market)
-        order = _Order(intent=intent, contracts=contracts, base_amount=base_amount,
+        contracts, base_amount = venue_contracts(intent.amount, market)
+        order = TrackedOrder(intent=intent, contracts=contracts, base_amount=base_amount,
                        last_sent_at=intent.created_at, executing=True)
         if existing is not None:  # e.g. recovered: keep what is known of it
             order.status, order.reported_filled = existing.status, existing.reported_filled
@@ -218,10 +201,10 @@ class HedgeExecutor:
                 order.status, order.reported_filled = journaled
                 order.maybe_live = not order.status.is_final or order.reported_filled > 0
                 order.acknowledged = order.status in (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED)
-        self._orders[cid] = order
+        self._orders.by_id[cid] = order
         return order
 
-    async def _execute(self, order: _Order, reference_price: Decimal | None,
+    async def _execute(self, order: TrackedOrder, reference_price: Decimal | None,
                        received_at: float | None) -> OrderReport:
         intent = order.intent
         cid = intent.client_order_id
@@ -231,7 +214,7 @@ class HedgeExecutor:
             if order.status.is_final:
                 return order.last_report or OrderReport(cid, intent.symbol, order.status,
                                                         order.reported_filled)
-            refusal = self._precheck(intent, market, contracts, reference_price)
+            refusal = send_refusal(intent, market, contracts, reference_price)
             if refusal is not None:
                 label, detail = refusal
                 log.warning("order_not_sent", client_order_id=cid, symbol=intent.symbol, reason=detail,
@@ -239,7 +222,7 @@ class HedgeExecutor:
                 await self._journal(order, OrderStatus.REJECTED, detail=detail, metric_status=label)
                 return OrderReport(cid, intent.symbol, OrderStatus.REJECTED)
             try:
-                limit = self._limit_price(intent, market, reference_price)
+                limit = limit_price(intent, market, reference_price, self.config.max_slippage_bps)
             except ValueError as exc:
                 log.warning("order_not_sent", client_order_id=cid, symbol=intent.symbol, reason=str(exc))
                 await self._journal(order, OrderStatus.REJECTED, detail=str(exc)[:_DETAIL_MAX],
@@ -247,46 +230,9 @@ class HedgeExecutor:
                 return OrderReport(cid, intent.symbol, OrderStatus.REJECTED)
             return await self._run(order, limit, received_at)
         finally:
-            self._release(order)
+            self._orders.release(order)
 
-    def _size(self, intent: HedgeIntent, market: MarketInfo | None) -> tuple[Decimal, Decimal]:
-        """(contracts to request, the same in base units)."""
-        if market is None:
-            return intent.amount, intent.amount
-        contract_size = market.contract_size if market.contract_size > 0 else Decimal(1)
-        contracts = round_down(intent.amount / contract_size, market.amount_step)
-        if market.max_amount is not None and contracts > market.max_amount:
-            contracts = round_down(market.max_amount, market.amount_step)
-        return contracts, contracts * contract_size
-
-    def _precheck(self, intent: HedgeIntent, market: MarketInfo | None, contracts: Decimal,
-                  reference_price: Decimal | None) -> tuple[str, str] | None:
-        """(metric label, detail) when the order must not be sent at all."""
-        if market is None:
-            return "no_market", f"no market info for {intent.symbol}"
-        if contracts <= 0 or contracts < market.min_amount:
-            return "below_minimum", "below venue minimum"
-        price = intent.limit_price if intent.limit_price is not None else reference_price
-        if (price is not None and market.min_notional > 0
-                and contracts * market.contract_size * price < market.min_notional):
-            return "below_minimum", "below venue minimum"
-        if intent.order_type is OrderType.LIMIT_IOC and price is None:
-            return "no_price", "limit order without a reference price"
-        return None
-
-    def _limit_price(self, intent: HedgeIntent, market: MarketInfo | None,
-                     reference_price: Decimal | None) -> Decimal | None:
-        if intent.order_type is not OrderType.LIMIT_IOC:
-            return None
-        step = market.price_step if market is not None else None
-        if intent.limit_price is not None:
-            return round_price(intent.limit_price, step, intent.side)
-        assert reference_price is not None  # checked by _precheck
-        slippage = self.config.max_slippage_bps / Decimal(10_000)
-        cap = reference_price * (1 + intent.side.sign * slippage)
-        return round_price(cap, step, intent.side)
-
-    async def _run(self, order: _Order, limit: Decimal | None, received_at: float | None) -> OrderReport:
+    async def _run(self, order: TrackedOrder, limit: Decimal | None, received_at: float | None) -> OrderReport:
         """The send / look-up / retry loop of one order."""
         intent = order.intent
         cid = intent.client_order_id
@@ -358,7 +304,7 @@ class HedgeExecutor:
                 self.bucket.restore()
                 return await self._finish(order, report)
 
-    async def _finish(self, order: _Order, report: OrderReport) -> OrderReport:
+    async def _finish(self, order: TrackedOrder, report: OrderReport) -> OrderReport:
         """Journal a venue report, follow a still-open order until final, report the result."""
         await self._apply_report(order, report)
         polls = 0
@@ -380,7 +326,7 @@ class HedgeExecutor:
         self._on_result(ok, "" if ok else "rejected")
         return last
 
-    async def _fatal(self, order: _Order, exc: FatalOrderError) -> OrderReport:
+    async def _fatal(self, order: TrackedOrder, exc: FatalOrderError) -> OrderReport:
         cid = order.intent.client_order_id
         if order.maybe_live:
             # An earlier send may have landed after all (a duplicate client id is rejected as
@@ -396,7 +342,7 @@ class HedgeExecutor:
         self._on_result(False, exc.kind)
         return OrderReport(cid, order.intent.symbol, OrderStatus.REJECTED)
 
-    async def _denied(self, order: _Order, reason: str) -> OrderReport:
+    async def _denied(self, order: TrackedOrder, reason: str) -> OrderReport:
         cid = order.intent.client_order_id
         if order.maybe_live:
             return await self._give_up_unknown(order, f"gate: {reason}")
@@ -404,7 +350,7 @@ class HedgeExecutor:
         await self._journal(order, OrderStatus.CANCELED, detail=reason[:_DETAIL_MAX], metric_status="gated")
         return OrderReport(cid, order.intent.symbol, OrderStatus.CANCELED)
 
-    async def _give_up(self, order: _Order, kind: str, sends: int) -> OrderReport:
+    async def _give_up(self, order: TrackedOrder, kind: str, sends: int) -> OrderReport:
         """Retries exhausted."""
         if order.maybe_live:
             return await self._give_up_unknown(order, f"retries exhausted after {sends} sends")
@@ -415,7 +361,7 @@ class HedgeExecutor:
         self._on_result(False, kind or "transient")
         return OrderReport(cid, order.intent.symbol, OrderStatus.REJECTED)
 
-    async def _give_up_unknown(self, order: _Order, why: str) -> OrderReport:
+    async def _give_up_unknown(self, order: TrackedOrder, why: str) -> OrderReport:
         """Stop with the outcome unknown: the order stays UNKNOWN and in flight in full."""
         cid = order.intent.client_order_id
         if order.status is OrderStatus.NEW:
@@ -441,7 +387,7 @@ class HedgeExecutor:
         waited = await self.bucket.acquire(self.request_weight(endpoint))
         self.metrics.rate_limit_wait.labels(self.venue.name).observe(waited)
 
-    async def _lookup(self, order: _Order, attempts: int) -> OrderReport | None:
+    async def _lookup(self, order: TrackedOrder, attempts: int) -> OrderReport | None:
         """The venue's report on ``order`` by client id, None if it never saw it.
 
         Retries errors with back-off up to ``attempts`` tries; raises :class:`_LookupFailed`.
@@ -493,12 +439,12 @@ class HedgeExecutor:
                     detail=_detail(exc))
 
     # ------------------------------------------------------------------ journal
-    async def _journal(self, order: _Order, status: OrderStatus, *, filled: Decimal | None = None,
+    async def _journal(self, order: TrackedOrder, status: OrderStatus, *, filled: Decimal | None = None,
                        average_price: Decimal | None = None, venue_order_id: str | None = None,
                        ts: float = 0.0, detail: str = "", metric_status: str | None = None) -> bool:
         async with order.lock:  # check and write as one step against concurrent updates
             new_filled = order.reported_filled if filled is None else filled
-            if not _can_advance(order.status, order.reported_filled, status, new_filled):
+            if not can_advance(order.status, order.reported_filled, status, new_filled):
                 return False
             await self.ledger.record_order_state(order.intent.client_order_id, status, new_filled,
                                                  average_price, venue_order_id, ts or self.clock.time(),
@@ -512,7 +458,7 @@ class HedgeExecutor:
                                              metric_status or status.value).inc()
         return True
 
-    async def _apply_report(self, order: _Order, report: OrderReport) -> bool:
+    async def _apply_report(self, order: TrackedOrder, report: OrderReport) -> bool:
         """Journal a venue report's fills (the ledger dedupes) and state transition; True if
         any of it was new to the ledger."""
         cid = order.intent.client_order_id
@@ -541,17 +487,17 @@ class HedgeExecutor:
 
         Returns the order's intent if the update journaled anything new (a fill or a state
         change), None if it changed nothing (e.g. it repeats the answer to the send)."""
-        order = self._orders.get(report.client_order_id)
+        order = self._orders.by_id.get(report.client_order_id)
         if order is not None and await self._apply_report(order, report):
             return order.intent
         return None
 
     # ------------------------------------------------------------------ maintenance
-    def _landed_by(self, order: _Order) -> float:
+    def _landed_by(self, order: TrackedOrder) -> float:
         """Wall time after which the order's last send can no longer reach the venue's book."""
         return order.last_sent_at + self.config.order_timeout + LANDING_GRACE
 
-    async def _resolve(self, order: _Order, attempts: int) -> None:
+    async def _resolve(self, order: TrackedOrder, attempts: int) -> None:
         """Look an unsettled order up and journal what the venue says; keep it on errors."""
         cid = order.intent.client_order_id
         looked_at = self.clock.time()
@@ -580,19 +526,19 @@ class HedgeExecutor:
         """
         for intent in self.ledger.open_intents():
             cid = intent.client_order_id
-            if intent.venue != self.venue.name or cid in self._orders:
+            if intent.venue != self.venue.name or cid in self._orders.by_id:
                 continue
-            contracts, base_amount = self._size(intent, self.markets.get(intent.symbol))
+            contracts, base_amount = venue_contracts(intent.amount, self.markets.get(intent.symbol))
             state = self.ledger.order_state(cid)
-            order = _Order(intent=intent, contracts=contracts, base_amount=base_amount, maybe_live=True,
+            order = TrackedOrder(intent=intent, contracts=contracts, base_amount=base_amount, maybe_live=True,
                            last_sent_at=intent.created_at)
             if state is not None:
                 order.status, order.reported_filled = state
                 order.acknowledged = state[0] in (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED)
-            self._orders[cid] = order
+            self._orders.by_id[cid] = order
             log.info("order_recovering", client_order_id=cid, status=order.status.value)
             await self._resolve(order, self.config.max_retries + 1)
-        self._live_orders(None)
+        self._orders.live(None)
 
     async def refresh_open(self) -> None:
         """Look up every unsettled order not being executed (e.g. on the safety tick).
@@ -600,14 +546,14 @@ class HedgeExecutor:
         Resolves orders left UNKNOWN or open: an UNKNOWN one the venue has not seen once
         ``order_timeout`` has passed since its last send is journaled CANCELED.
         """
-        for order in list(self._live_orders(None)):
+        for order in list(self._orders.live(None)):
             if not order.executing and order.maybe_live and not order.status.is_final:
                 await self._resolve(order, 1)
-        self._live_orders(None)
+        self._orders.live(None)
 
     async def cancel_all(self) -> None:
         """Cancel every open order of this executor by client order id and journal the results."""
-        for order in list(self._live_orders(None)):
+        for order in list(self._orders.live(None)):
             if order.status.is_final or not order.maybe_live:
                 continue
             intent = order.intent
@@ -627,7 +573,7 @@ class HedgeExecutor:
                 await self._apply_report(order, report)
             else:
                 await self._resolve(order, 1)
-        self._live_orders(None)
+        self._orders.live(None)
 
 
 async def _after(first: Awaitable[object], then: Coroutine[Any, Any, T]) -> T:

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
 
-from hedgerd.models import ZERO, Fill, HedgeIntent, OrderReport, OrderStatus
+from hedgerd.models import ZERO, Fill, HedgeIntent, MarketInfo, OrderReport, OrderStatus, OrderType
+from hedgerd.policy.sizing import round_price
 
 # Forward order of the state machine; UNKNOWN sits with NEW (no venue answer yet).
 _RANK = {
@@ -39,7 +40,7 @@ class OrderJournal(Protocol):
 
 
 @dataclass(eq=False)
-class _Order:
+class TrackedOrder:
     """What the executor knows of one of its orders."""
 
     intent: HedgeIntent
@@ -55,13 +56,13 @@ class _Order:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
-def _expected_fill(order: _Order) -> Decimal:
+def expected_fill(order: TrackedOrder) -> Decimal:
     """Base units an order may still fill in all: what the venue reported once it is final, else
     the whole size it was sent with."""
     return order.reported_filled if order.status.is_final else order.base_amount
 
 
-def _can_advance(current: OrderStatus, current_filled: Decimal,
+def can_advance(current: OrderStatus, current_filled: Decimal,
                  new: OrderStatus, new_filled: Decimal) -> bool:
     """Whether moving from ``current`` to ``new`` is a forward step of the state machine."""
     if current.is_final or new is OrderStatus.NEW:
@@ -71,3 +72,76 @@ def _can_advance(current: OrderStatus, current_filled: Decimal,
     if new is current:
         return new_filled > current_filled
     return _RANK[new] >= _RANK[current]
+
+
+def send_refusal(intent: HedgeIntent, market: MarketInfo | None, contracts: Decimal,
+                 reference_price: Decimal | None) -> tuple[str, str] | None:
+    """(metric label, detail) when the order must not be sent at all, else None."""
+    if market is None:
+        return "no_market", f"no market info for {intent.symbol}"
+    if contracts <= 0 or contracts < market.min_amount:
+        return "below_minimum", "below venue minimum"
+    price = intent.limit_price if intent.limit_price is not None else reference_price
+    if (price is not None and market.min_notional > 0
+            and contracts * market.contract_size * price < market.min_notional):
+        return "below_minimum", "below venue minimum"
+    if intent.order_type is OrderType.LIMIT_IOC and price is None:
+        return "no_price", "limit order without a reference price"
+    return None
+
+
+def limit_price(intent: HedgeIntent, market: MarketInfo | None, reference_price: Decimal | None,
+                max_slippage_bps: Decimal) -> Decimal | None:
+    """The IOC limit to send: the intent's own, else ``reference_price`` moved by the allowed
+    slippage against us; rounded to the price step on the safe side. None for other order types.
+
+    Raises ValueError for a price that cannot be rounded (see :func:`round_price`).
+    """
+    if intent.order_type is not OrderType.LIMIT_IOC:
+        return None
+    step = market.price_step if market is not None else None
+    if intent.limit_price is not None:
+        return round_price(intent.limit_price, step, intent.side)
+    assert reference_price is not None  # checked by send_refusal
+    slippage = max_slippage_bps / Decimal(10_000)
+    cap = reference_price * (1 + intent.side.sign * slippage)
+    return round_price(cap, step, intent.side)
+
+
+class OrderTracker:
+    """An executor's orders by client order id, each forgotten once settled.
+
+    Settled: nothing of it can exist at the venue, or everything it can fill has landed in the
+    ledger. Until then what it may still fill counts as in flight.
+    """
+
+    def __init__(self, ledger: OrderJournal) -> None:
+        self._ledger = ledger
+        self.by_id: dict[str, TrackedOrder] = {}
+
+    def outstanding(self, order: TrackedOrder) -> Decimal:
+        """Base units the order may still add to the position (not yet journaled)."""
+        if not (order.maybe_live or order.executing):
+            return ZERO
+        landed = self._ledger.filled_for(order.intent.client_order_id)
+        return max(expected_fill(order) - landed, ZERO)
+
+    def settled(self, order: TrackedOrder) -> bool:
+        """Nothing can exist at the venue, or everything it can fill has landed in the ledger."""
+        return not order.executing and (not order.maybe_live or self.outstanding(order) <= 0)
+
+    def live(self, symbol: str | None) -> list[TrackedOrder]:
+        """Unsettled orders (on ``symbol`` if given); settled ones are forgotten on the way."""
+        live: list[TrackedOrder] = []
+        for cid, order in list(self.by_id.items()):
+            if self.settled(order):
+                del self.by_id[cid]
+            elif symbol is None or order.intent.symbol == symbol:
+                live.append(order)
+        return live
+
+    def release(self, order: TrackedOrder) -> None:
+        """``execute`` is done with ``order``: forget it if it is settled."""
+        order.executing = False
+        if self.settled(order):
+            self.by_id.pop(order.intent.client_order_id, None)

@@ -128,3 +128,15 @@ def reduces_position(perp_position: Decimal, signed_amount: Decimal) -> bool:
         return False
     return (perp_position > 0) != (signed_amount > 0) and abs(signed_amount) <= abs(perp_position)
 
+
+
+def venue_contracts(amount: Decimal, market: MarketInfo | None) -> tuple[Decimal, Decimal]:
+    """(contracts to request for ``amount`` base units, the same in base units): rounded down to
+    the market's amount step and capped at its ``max_amount``; unchanged without a market."""
+    if market is None:
+        return amount, amount
+    contract_size = market.contract_size if market.contract_size > 0 else Decimal(1)
+    contracts = round_down(amount / contract_size, market.amount_step)
+    if market.max_amount is not None and contracts > market.max_amount:
+        contracts = round_down(market.max_amount, market.amount_step)
+    return contracts, contracts * contract_size
