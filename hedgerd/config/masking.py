@@ -14,9 +14,9 @@ if TYPE_CHECKING:
 MASK = "**********"
 """What every secret value is rendered as."""
 
-_SECRET_BEARING_DICTS = frozenset({"urls", "options"})
-_SECRET_KEY = re.compile(r"key|secret|passw|token|auth|credential|signature|private", re.IGNORECASE)
-_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+SECRET_BEARING_DICTS = frozenset({"urls", "options"})
+SECRET_KEY_PATTERN = re.compile(r"key|secret|passw|token|auth|credential|signature|private", re.IGNORECASE)
+URL_USERINFO_PATTERN = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
 
 
 def mask_secrets(value: Any, *, by_key: bool = False) -> Any:
@@ -25,12 +25,12 @@ def mask_secrets(value: Any, *, by_key: bool = False) -> Any:
     if isinstance(value, SecretStr):
         return MASK
     if isinstance(value, Mapping):
-        return {k: MASK if by_key and _SECRET_KEY.search(str(k)) and v not in (None, "")
+        return {k: MASK if by_key and SECRET_KEY_PATTERN.search(str(k)) and v not in (None, "")
                 else mask_secrets(v, by_key=by_key) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [mask_secrets(v, by_key=by_key) for v in value]
     if by_key and isinstance(value, str):
-        return _URL_USERINFO.sub(rf"\g<scheme>{MASK}@", value)
+        return URL_USERINFO_PATTERN.sub(rf"\g<scheme>{MASK}@", value)
     return value
 
 
@@ -44,10 +44,10 @@ def secret_values(settings: Settings) -> list[str]:
             found.append(value.get_secret_value())
         elif isinstance(value, BaseModel):
             for name in type(value).model_fields:
-                collect(getattr(value, name), by_key or name in _SECRET_BEARING_DICTS)
+                collect(getattr(value, name), by_key or name in SECRET_BEARING_DICTS)
         elif isinstance(value, Mapping):
             for key, item in value.items():
-                if by_key and _SECRET_KEY.search(str(key)) and isinstance(item, str | int) and str(item):
+                if by_key and SECRET_KEY_PATTERN.search(str(key)) and isinstance(item, str | int) and str(item):
                     found.append(str(item))
                 else:
                     collect(item, by_key)
@@ -55,7 +55,7 @@ def secret_values(settings: Settings) -> list[str]:
             for item in value:
                 collect(item, by_key)
         elif by_key and isinstance(value, str):
-            for match in _URL_USERINFO.finditer(value):
+            for match in URL_USERINFO_PATTERN.finditer(value):
                 found.append(match.group(0)[len(match["scheme"]):-1])
 
     collect(settings, False)

@@ -9,7 +9,7 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel
 
 from hedgerd.config.schema import Settings
-from hedgerd.config.validation import _dotted
+from hedgerd.config.validation import dotted_path
 
 SAFE_RELOAD_FIELDS: tuple[str, ...] = (
     "hedges.*.threshold",
@@ -117,4 +117,4 @@ def reload_diff(old: Settings, new: Settings) -> tuple[list[str], list[str]]:
     Secrets are compared by value but only their paths are returned.
     """
     applied, rejected = _classify(old, new)
-    return [_dotted(p) for p in applied], [_dotted(p) for p in rejected]
+    return [dotted_path(p) for p in applied], [dotted_path(p) for p in rejected]

@@ -18,7 +18,7 @@ from pydantic import BaseModel, SecretStr
 from pydantic_core import PydanticUndefined
 
 from hedgerd.admin_token import GENERATE_HINT
-from hedgerd.config.masking import _SECRET_BEARING_DICTS, _SECRET_KEY, _URL_USERINFO, MASK
+from hedgerd.config.masking import MASK, SECRET_BEARING_DICTS, SECRET_KEY_PATTERN, URL_USERINFO_PATTERN
 from hedgerd.config.schema import Mode, Settings, SimSettings, VenueConfig, VenueKind
 
 
@@ -39,10 +39,10 @@ def _plain(value: Any, *, by_key: bool = False) -> Any:
                 if field.default_factory is not None or field.default not in (None, PydanticUndefined):
                     out[name] = ""  # an explicit "off" for an optional field whose default is on
                 continue
-            out[name] = _plain(item, by_key=by_key or name in _SECRET_BEARING_DICTS)
+            out[name] = _plain(item, by_key=by_key or name in SECRET_BEARING_DICTS)
         return out
     if isinstance(value, Mapping):
-        return {str(k): MASK if by_key and _SECRET_KEY.search(str(k)) and v not in (None, "")
+        return {str(k): MASK if by_key and SECRET_KEY_PATTERN.search(str(k)) and v not in (None, "")
                 else _plain(v, by_key=by_key) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v, by_key=by_key) for v in value]
@@ -51,7 +51,7 @@ def _plain(value: Any, *, by_key: bool = False) -> Any:
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, str):
-        return _URL_USERINFO.sub(rf"\g<scheme>{MASK}@", value) if by_key else value
+        return URL_USERINFO_PATTERN.sub(rf"\g<scheme>{MASK}@", value) if by_key else value
     return value
 
 

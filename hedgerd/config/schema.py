@@ -25,11 +25,11 @@ from pydantic_settings import (
 )
 
 from hedgerd.admin_token import GENERATE_HINT, admin_token_weakness
-from hedgerd.config.masking import _SECRET_BEARING_DICTS, mask_secrets
+from hedgerd.config.masking import SECRET_BEARING_DICTS, mask_secrets
 from hedgerd.models import OrderType, is_derivative, split_symbol
 
 
-class _FieldProblems(ValueError):
+class FieldProblems(ValueError):
     """Raised by validators: (path relative to the validated model, reason) pairs.
 
     :func:`config_error_from_validation` turns them into full dotted paths.
@@ -127,24 +127,24 @@ class VenueConfig(_Section):
     @model_validator(mode="after")
     def _ccxt_needs_exchange(self) -> VenueConfig:
         if self.kind is VenueKind.CCXT and not self.exchange:
-            raise _FieldProblems([("exchange", "kind = 'ccxt' needs an exchange id (e.g. 'binanceusdm')")])
+            raise FieldProblems([("exchange", "kind = 'ccxt' needs an exchange id (e.g. 'binanceusdm')")])
         if self.sim_base_url is not None:
             # imported here: the connector package imports this module
             from hedgerd.connectors.sim_urls import SIMULATED_EXCHANGES
 
             if self.kind is not VenueKind.CCXT or self.exchange not in SIMULATED_EXCHANGES:
-                raise _FieldProblems([("sim_base_url", "the simulator speaks Binance spot and USD-M: "
+                raise FieldProblems([("sim_base_url", "the simulator speaks Binance spot and USD-M: "
                                        "it needs kind = 'ccxt' and exchange = "
                                        + " or ".join(repr(e) for e in SIMULATED_EXCHANGES))])
             if self.sandbox:
-                raise _FieldProblems([("sim_base_url", "sandbox = true would point the venue at the "
+                raise FieldProblems([("sim_base_url", "sandbox = true would point the venue at the "
                                        "exchange's testnet: set one of the two")])
         return self
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # urls/options may carry credentials (ccxt accepts apiKey in options, user:pass in urls)
         for name, value in super().__repr_args__():
-            yield name, (mask_secrets(value, by_key=True) if name in _SECRET_BEARING_DICTS else value)
+            yield name, (mask_secrets(value, by_key=True) if name in SECRET_BEARING_DICTS else value)
 
     @property
     def has_credentials(self) -> bool:
@@ -200,7 +200,7 @@ class HedgeConfig(_Section):
                                                    f"as inventory.{seen[key]} (it would be counted twice)"))
             seen.setdefault(key, j)
         if problems:
-            raise _FieldProblems(problems)
+            raise FieldProblems(problems)
         return self
 
 
@@ -252,7 +252,7 @@ class ExecutorConfig(_Section):
     @model_validator(mode="after")
     def _backoff_consistent(self) -> ExecutorConfig:
         if self.backoff_initial > self.backoff_max:
-            raise _FieldProblems([("backoff_initial", f"must not exceed backoff_max ({self.backoff_max})")])
+            raise FieldProblems([("backoff_initial", f"must not exceed backoff_max ({self.backoff_max})")])
         return self
 
     def rate_limit_for(self, venue: str) -> RateLimitConfig:
@@ -351,7 +351,7 @@ class AdaptivePolicyConfig(_Section):
     @model_validator(mode="after")
     def _band_range(self) -> AdaptivePolicyConfig:
         if self.min_band > self.max_band:
-            raise _FieldProblems([("min_band", f"must not exceed max_band ({self.max_band})")])
+            raise FieldProblems([("min_band", f"must not exceed max_band ({self.max_band})")])
         return self
 
 
@@ -412,7 +412,7 @@ class VenueCredentials(_Section):
 
 
 # Sources that load_settings() hands to Settings.settings_customise_sources for one construction.
-_LAYERED_SOURCES: contextvars.ContextVar[tuple[PydanticBaseSettingsSource, ...] | None] = (
+LAYERED_SOURCES: contextvars.ContextVar[tuple[PydanticBaseSettingsSource, ...] | None] = (
     contextvars.ContextVar("hedgerd_layered_sources", default=None))
 
 
@@ -454,7 +454,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        layered = _LAYERED_SOURCES.get()
+        layered = LAYERED_SOURCES.get()
         return (init_settings,) if layered is None else (init_settings, *layered)
 
     @field_validator("mode", mode="before")
@@ -475,7 +475,7 @@ class Settings(BaseSettings):
                 problems.append(("admin.token", f"mode = 'live' refuses this admin token: it {weakness}; "
                                                 f"{GENERATE_HINT}"))
         if problems:
-            raise _FieldProblems(problems)
+            raise FieldProblems(problems)
         return self
 
     def _merge_credentials(self) -> list[tuple[str, str]]:

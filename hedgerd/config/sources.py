@@ -53,10 +53,10 @@ from pydantic_settings import (
 )
 
 from hedgerd.config.schema import (
-    _LAYERED_SOURCES,
     CONFIG_FILE_ENV,
     DEFAULT_SECRETS_DIR,
     ENV_PREFIX,
+    LAYERED_SOURCES,
     RESERVED_ENV_VARS,
     SECRETS_DIR_ENV,
     Settings,
@@ -201,7 +201,7 @@ def load_settings(config_file: Path | str | None = None, *, env: Mapping[str, st
     if unknown:
         raise InvalidConfigError(unknown)
 
-    token = _LAYERED_SOURCES.set(tuple(layered))
+    token = LAYERED_SOURCES.set(tuple(layered))
     try:
         return Settings()
     except ValidationError as exc:
@@ -212,5 +212,5 @@ def load_settings(config_file: Path | str | None = None, *, env: Mapping[str, st
         error = ConfigError(match["field"] if match else "",
                             f"cannot parse the value from the {where} (a section or list needs JSON)")
     finally:
-        _LAYERED_SOURCES.reset(token)
+        LAYERED_SOURCES.reset(token)
     raise error

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from hedgerd.config.schema import ENV_PREFIX, _FieldProblems
+from hedgerd.config.schema import ENV_PREFIX, FieldProblems
 from hedgerd.errors import ConfigError
 
 
@@ -29,7 +29,8 @@ class InvalidConfigError(ConfigError):
             self.args = ("\n".join(f"{p}: {r}" if p else r for p, r in self.problems),)
 
 
-def _dotted(*parts: Iterable[str | int] | str) -> str:
+def dotted_path(*parts: Iterable[str | int] | str) -> str:
+    """Join path tuples and dotted strings into one dotted path (``hedges.0.venue``)."""
     out: list[str] = []
     for part in parts:
         if isinstance(part, str):
@@ -61,8 +62,8 @@ def config_error_from_validation(exc: ValidationError) -> InvalidConfigError:
     for error in exc.errors():
         loc = tuple(error["loc"])
         cause = (error.get("ctx") or {}).get("error")
-        if isinstance(cause, _FieldProblems):
-            problems += [(_dotted(loc, rel), reason) for rel, reason in cause.problems]
+        if isinstance(cause, FieldProblems):
+            problems += [(dotted_path(loc, rel), reason) for rel, reason in cause.problems]
         else:
-            problems.append((_dotted(loc), _reason(error)))
+            problems.append((dotted_path(loc), _reason(error)))
     return InvalidConfigError(problems or [("", "invalid configuration")])
