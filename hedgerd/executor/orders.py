@@ -1,4 +1,5 @@
-"""What the executor tracks of one order: the journal it writes to and the order state machine."""
+"""The executor's orders: the record of one order, its state machine, the tracker that knows what
+is still in flight, the journal they are written to, and the pure checks before a send."""
 
 from __future__ import annotations
 
