@@ -8,22 +8,9 @@ view and the ``check-config`` notes, :mod:`~hedgerd.config.masking` secret maski
 :class:`InvalidConfigError` with dotted field paths. The public names are re-exported here.
 """
 
-from hedgerd.config.masking import (
-    MASK,
-    mask_secrets,
-    secret_values,
-)
-from hedgerd.config.reload import (
-    SAFE_RELOAD_FIELDS,
-    reload_diff,
-    reloadable_fields,
-)
-from hedgerd.config.render import (
-    masked_settings_dict,
-    render_settings,
-    settings_notes,
-    toml_dumps,
-)
+from hedgerd.config.masking import MASK, mask_secrets, secret_values
+from hedgerd.config.reload import SAFE_RELOAD_FIELDS, reload_diff, reloadable_fields
+from hedgerd.config.render import masked_settings_dict, render_settings, settings_notes, toml_dumps
 from hedgerd.config.schema import (
     CONFIG_FILE_ENV,
     CREDENTIAL_FIELDS,
@@ -57,13 +44,8 @@ from hedgerd.config.schema import (
     default_venues,
     venue_key,
 )
-from hedgerd.config.sources import (
-    load_settings,
-)
-from hedgerd.config.validation import (
-    InvalidConfigError,
-    config_error_from_validation,
-)
+from hedgerd.config.sources import load_settings
+from hedgerd.config.validation import InvalidConfigError, config_error_from_validation
 
 __all__ = [
     "CONFIG_FILE_ENV",

@@ -26,10 +26,9 @@ name, is merged into the venue of that name (its values win over the venue's own
 set the credentials of the venue named ``binance-spot``. Venue names are matched ignoring case
 and treating ``-`` and ``_`` alike, because a shell cannot export a name containing ``-``.
 
-Entry points: :func:`load_settings` (raises :class:`~hedgerd.errors.ConfigError` with the
-offending field's dotted path), :func:`render_settings` (secrets masked), :func:`reload_diff` and
-:func:`reloadable_fields` (SIGHUP), :func:`settings_notes` (remarks for ``check-config``),
-:func:`secret_values` (for log redaction).
+Entry point: :func:`load_settings` (raises :class:`~hedgerd.errors.ConfigError` with the
+offending field's dotted path). Rendering, reload rules and secret masking live beside this module
+(:mod:`hedgerd.config`).
 """
 
 from __future__ import annotations
