@@ -29,11 +29,9 @@ from hedgerd.config import (
     ENV_PREFIX,
     SECRETS_DIR_ENV,
     AdminConfig,
-    _MappingEnvSource,
-    _secrets_source,
-    _toml_source,
     config_error_from_validation,
 )
+from hedgerd.config.sources import MappingEnvSource, secrets_source, toml_source
 from hedgerd.errors import ConfigError
 from hedgerd.log import register_secrets
 from hedgerd.status_view import describe_kill, describe_resume, describe_status
@@ -79,12 +77,12 @@ def load_admin_config(config_file: Path | str | None = None, *, env: Mapping[str
 
     sources: list[PydanticBaseSettingsSource] = []  # lowest precedence first
     if file_name is not None:
-        sources.append(_toml_source(Path(file_name), _AdminSources))
-    sources.append(_MappingEnvSource(_AdminSources, environ))
+        sources.append(toml_source(Path(file_name), _AdminSources))
+    sources.append(MappingEnvSource(_AdminSources, environ))
     if dir_name is not None:
-        sources.append(_secrets_source(Path(dir_name), _AdminSources))
+        sources.append(secrets_source(Path(dir_name), _AdminSources))
     elif DEFAULT_SECRETS_DIR.is_dir():
-        sources.append(_secrets_source(DEFAULT_SECRETS_DIR, _AdminSources))
+        sources.append(secrets_source(DEFAULT_SECRETS_DIR, _AdminSources))
 
     merged: Any = {}
     for source in sources:

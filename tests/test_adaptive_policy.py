@@ -23,13 +23,15 @@ from hedgerd.models import MarketInfo, Side
 from hedgerd.policy import (
     AdaptiveBandPolicy,
     AdaptiveParams,
-    EwmaRate,
     FixedThresholdPolicy,
-    FlowDrift,
     HedgeLimits,
     HedgePolicy,
-    ShiftAwareRate,
     build_policy,
+)
+from hedgerd.policy.adaptive import (
+    EwmaRate,
+    FlowDrift,
+    ShiftAwareRate,
     drift_rebalance,
     ewma_rate_error,
     optimal_band,

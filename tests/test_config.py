@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 import hedgerd.config as config
+import hedgerd.config.reload as config_reload
+import hedgerd.config.sources as config_sources
 from hedgerd.config import (
     MASK,
     SAFE_RELOAD_FIELDS,
@@ -202,10 +204,10 @@ def test_secrets_dir_from_env_and_default_location(tmp_path: Path, monkeypatch: 
     for directory, port in ((chosen, "9701"), (default, "9702")):
         directory.mkdir()
         (directory / "hedgerd_admin__port").write_text(port)
-    monkeypatch.setattr(config, "DEFAULT_SECRETS_DIR", default)
+    monkeypatch.setattr(config_sources, "DEFAULT_SECRETS_DIR", default)
     assert load_settings(env={"HEDGERD_SECRETS_DIR": str(chosen)}).admin.port == 9701
     assert load_settings(env={}).admin.port == 9702
-    monkeypatch.setattr(config, "DEFAULT_SECRETS_DIR", tmp_path / "absent")
+    monkeypatch.setattr(config_sources, "DEFAULT_SECRETS_DIR", tmp_path / "absent")
     assert load_settings(env={}).admin.port == 9108
 
 
@@ -638,10 +640,10 @@ def test_safe_reload_fields_cover_the_documented_sections() -> None:
     for path in ("hedges.3.hedge_ratio", "hedges.0.max_price_age", "hedges.0.max_delta_notional",
                  "executor.default_rate_limit.burst", "executor.max_retries", "executor.backoff_max",
                  "kill_switch.kill_file", "risk.max_price_jump"):
-        assert any(config._matches(pattern, path) for pattern in SAFE_RELOAD_FIELDS), path
+        assert any(config_reload._matches(pattern, path) for pattern in SAFE_RELOAD_FIELDS), path
     for path in ("mode", "venues.0.name", "ledger.path", "admin.token", "hedges.0.venue", "executor",
                  "executor.client_id_prefix", "kill_switch", "logging.format"):
-        assert not any(config._matches(pattern, path) for pattern in SAFE_RELOAD_FIELDS), path
+        assert not any(config_reload._matches(pattern, path) for pattern in SAFE_RELOAD_FIELDS), path
 
 
 def test_reload_diff_with_a_dotted_venue_name() -> None:

@@ -15,12 +15,8 @@ from hedgerd.policy import (
     HedgeDecision,
     HedgeLimits,
     HedgePolicy,
-    base_step,
-    reduces_position,
-    round_down,
-    round_price,
-    size_order,
 )
+from hedgerd.policy.sizing import base_step, reduces_position, round_down, round_price, size_order
 
 D = Decimal
 POLICY = FixedThresholdPolicy()

@@ -1,105 +1,7 @@
-"""Hedge policies: pure functions from net delta to an order (or nothing).
+"""The adaptive policy: a cost-aware no-trade band whose width it estimates online.
 
-A policy answers one question: given the net delta of an underlying (already including
-in-flight hedges), the current perp position, the configured limits and the instrument,
-what order (if any) should be sent now? It does no I/O and reads no clock.
-
-Every policy splits the work in two:
-
-1. *what it wants*: a signed amount in base units (:class:`FixedThresholdPolicy`: back to
-   the target once outside a fixed band; :class:`AdaptiveBandPolicy`: back to the inner edge of
-   a band whose width it estimates online);
-2. :func:`size_order`, shared by all policies: turn that wish into something the venue
-   accepts and the limits allow — clamp to ``max_order``, the venue's ``max_amount`` and
-   ``max_position``, round toward zero to whole contract steps, and hold (None) when what is
-   left is below ``min_order``, the venue's ``min_amount`` or ``min_notional``.
-
-Because every clamp and the rounding only ever *shrink* the order, the sized order never
-overshoots the policy's wish and never takes ``|perp position|`` beyond ``max_position``
-(an order that shrinks an already oversized position is allowed).
-
-Policies may keep state; the engine keeps one policy instance per underlying (built by
-:func:`build_policy` from the ``[policy]`` config section) and feeds it through
-:meth:`HedgePolicy.observe_price` and :meth:`HedgePolicy.observe_flow`.
-
-The adaptive band (derivation)
-------------------------------
-Let ``x`` be the deviation of net delta from target (base units). Client flow moves it like a
-random walk with variance rate ``s^2`` (base^2/s; compound Poisson flow of signed sizes ``q``
-at intensity ``lambda`` gives ``s^2 = lambda E[q^2]``). Hedging moves it by trades that cost
-``c`` per unit traded (quote/base: taker fee + half spread, times price) plus ``K`` per order
-(quote). Holding ``x`` for ``dt`` adds ``x^2 sigma_P^2 dt`` to the variance of the hedged PnL
-(``sigma_P^2`` = price variance rate, quote^2/base^2/s); we penalise it with
-``a = risk_aversion * sigma_P^2`` (``risk_aversion`` in 1/quote; the mean-variance 1/2 is
-folded into it). The policy minimises the long-run cost rate ``cost + a E[x^2]``.
-
-Consider the band policy "when ``|x|`` reaches ``H``, trade back to ``sign(x) r``" (0 <= r < H).
-Between trades ``x`` is a Brownian motion started at ``r`` and stopped at ``+-H``:
-
-* expected time to the next trade: ``(H^2 - r^2) / s^2``;
-* expected ``integral x^2 dt`` over it: ``(H^4 - r^4) / (6 s^2)`` (solve ``s^2/2 u'' = -x^2``,
-  ``u(+-H) = 0``), so the time average is ``E[x^2] = (H^2 + r^2) / 6``;
-* each trade costs ``K + c (H - r)``.
-
-With ``p = H + r`` and ``q = H - r`` (``q`` is the order size) the cost rate is::
-
-    J(p, q) = K s^2 / (p q) + c s^2 / p + a (p^2 + q^2) / 12
-
-and its stationarity conditions are::
-
-    dJ/dq = 0:  q^3 = 6 K s^2 / (a p)
-    dJ/dp = 0:  p^3 = 6 s^2 (c + K/q) / a
-
-Writing ``h = p/2`` (the middle of the trigger and the rebalance point) the second one is the
-cube-root law ``h = (3 c_eff s^2 / (4 a))^(1/3)`` with ``c_eff = c + K/q``: the fixed per-order
-cost amortised over the order size, exactly. Without a fixed cost (``K = 0``) ``q -> 0`` and
-``H = r = h = (3 c s^2 / (4 a))^(1/3)``: a no-trade band traded back to its edge. With
-``K > 0`` the pair is ``q = (3 K s^2 / (a h))^(1/3)``, trigger ``H = h + q/2``, rebalance point
-``r = h - q/2`` (never negative: ``q <= 2h``, with equality when ``c = 0``, which gives the
-classic impulse-control band ``H = (6 K s^2 / a)^(1/4)`` traded back to zero). Eliminating ``q``,
-``h`` is the unique positive root of the convex ``h^3 - A c - B h^(1/3)`` (``A = 3 s^2 / (4a)``,
-``B = (A K)^(2/3) / 4^(1/3)``), found by Newton's method from an upper bound
-(:func:`optimal_band`).
-
-Online estimates (:class:`EwmaRate`): ``s^2`` is an exponentially weighted sum of squared
-client fill sizes per second of elapsed time; ``sigma_P^2`` is ``P^2`` times the same rate for
-squared log returns of the mid. Both have configurable half-lives, so the band breathes with the
-market (wider when flow is heavy or prices calm, narrower when prices are volatile).
-
-Regime shifts (:class:`ShiftAwareRate`). A long half-life is precise but lags a shift of
-volatility or flow intensity by about a half-life, during which the band is wrong in the costly
-direction. Each estimate therefore also runs a fast EWMA (``fast_half_life``) and uses it when the
-two disagree by more than ``shift_z`` standard errors of the fast one, else the slow one. The
-standard error: an EWMA rate ``R = sum_i w_i v_i / W`` with weights ``w = exp(-k age)``
-(``k = ln 2 / half-life``, ``W = integral w dt = 1/k`` once warm) of values arriving as a
-point process with second-moment rate ``m2 = lambda E[v^2]`` has
-``Var R = m2 integral w^2 dt / W^2 = m2 k / 2``; ``m2`` is itself estimated by a fast EWMA of
-``v^2``. In a steady regime the test rarely fires and the slow estimate's precision is kept.
-
-Flow drift (one-sided bursts). With a drift ``mu`` (base/s) on top of the diffusion the flow
-pushes ``x`` towards one edge; trading back to ``+r`` on that side only buys the next trade.
-Take the side the flow pushes to be ``+``. A cycle "from ``rho`` until ``x`` hits ``H``" has
-``E[duration] = (H - rho) / mu`` and, solving ``s^2/2 g'' + mu g' = -x^2`` with ``g(H) = 0``
-(the opposite barrier ignored: the drift dominates), ``E[integral x^2 dt] = G(rho) - G(H)`` with
-``G(x) = -x^3/(3 mu) + s^2 x^2 / (2 mu^2) - s^4 x / (2 mu^3)``. With order size ``q = H - rho``
-and centre ``m = (H + rho)/2`` the time average is
-``E[x^2] = m^2 + q^2/12 - s^2 m / mu + s^4 / (2 mu^2)`` and the cost rate
-``c mu + K mu / q`` (the ``c mu`` part is paid by any policy that keeps up). Minimising:
-``m = s^2 / (2 mu)`` and ``q^3 = 6 K mu / a``, i.e. on the pushed side trade back to
-``rho = s^2 / (2 |mu|) - q / 2`` — through the target when the drift is strong. The policy uses
-``min(r, rho)`` there (a weak drift leaves the band as it was), never below ``-H``. ``mu`` is an
-EWMA rate of signed fills with a short half-life (``drift_half_life``), shrunk towards zero by
-``drift_z`` standard errors (``sqrt(m2 k / 2)`` as above) so that balanced flow shows no drift.
-
-Limits of the model: fills are jumps, not a diffusion (a band of a few fill sizes is crossed
-with an overshoot). An exact compound-Poisson version of ``J`` (exponential sizes) moves the
-trigger in by about one mean fill; in simulation it did not improve the cost-vs-risk frontier,
-so the closed form above is used. With a fixed cost per order the best band in one steady
-regime saves far less than the ``1 - 1/sqrt(2)`` of the pure proportional-cost diffusion
-(trading back to zero is itself the optimum when ``K`` dominates). Tried in simulation on the
-built-in day and not adopted (no gain on the cost-vs-risk frontier): a faster EWMA that takes
-over the drift when it disagrees with the slow one; a cascade of fast estimators for the
-variances; a shift test on ``ln(fast/slow)`` with the steady-regime error from the slow EWMAs.
+The band follows the cube-root law of the cost-vs-risk trade-off, with a fixed cost per order,
+regime-shift detection and a flow-drift correction; the derivation is in docs/policy.md.
 """
 
 from __future__ import annotations
@@ -107,228 +9,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from hedgerd.models import ZERO, MarketInfo, Side
+from hedgerd.policy.base import HedgeDecision, HedgeLimits
+from hedgerd.policy.sizing import reduces_position, size_order
 
 if TYPE_CHECKING:
-    from hedgerd.config import AdaptivePolicyConfig, HedgeConfig, PolicyConfig
-
-
-@dataclass(frozen=True, slots=True)
-class HedgeLimits:
-    """Configured limits of one hedge, in base units of the underlying.
-
-    ``threshold`` is the half-width of the no-trade band around ``target``: a hedge is due
-    when ``|net_delta - target| > threshold``. ``max_position`` caps ``|perp position|``.
-    """
-
-    threshold: Decimal
-    target: Decimal
-    min_order: Decimal
-    max_order: Decimal
-    max_position: Decimal
-
-    def __post_init__(self) -> None:
-        if self.threshold < 0 or self.min_order < 0:
-            raise ValueError("threshold and min_order must be >= 0")
-        if self.max_order <= 0 or self.max_position <= 0:
-            raise ValueError("max_order and max_position must be > 0")
-        if self.min_order > self.max_order:
-            raise ValueError("min_order must not exceed max_order")
-
-    @classmethod
-    def from_config(cls, config: HedgeConfig) -> HedgeLimits:
-        """The limits of a ``[[hedges]]`` config entry."""
-        return cls(threshold=config.threshold, target=config.target, min_order=config.min_order,
-                   max_order=config.max_order, max_position=config.max_position)
-
-
-@dataclass(frozen=True, slots=True)
-class HedgeDecision:
-    """An order to send: ``amount`` in base units (positive, a whole number of contract steps)."""
-
-    side: Side
-    amount: Decimal
-    reduce_only: bool
-    reason: str
-
-    @property
-    def signed_amount(self) -> Decimal:
-        return self.amount if self.side is Side.BUY else -self.amount
-
-
-class HedgePolicy(Protocol):
-    """What the risk loop asks. ``name`` is the value of the ``--policy``/config option."""
-
-    name: str
-
-    def decide(self, net_delta: Decimal, perp_position: Decimal, limits: HedgeLimits,
-               market: MarketInfo | None, *, price: Decimal | None = None) -> HedgeDecision | None:
-        """The order to send now, or None to hold.
-
-        ``net_delta`` includes in-flight hedges; ``price`` is the hedge instrument's mid (needed
-        for the venue's ``min_notional``; without it a market with a notional minimum holds).
-        """
-        ...
-
-    def observe_price(self, ts: float, mid: Decimal) -> None:
-        """An accepted mid price of the hedge instrument (for policies that estimate volatility)."""
-        ...
-
-    def observe_flow(self, ts: float, signed_amount: Decimal) -> None:
-        """A client (inventory) fill, signed base units (for policies that estimate flow)."""
-        ...
-
-
-def round_down(amount: Decimal, step: Decimal | None) -> Decimal:
-    """Round ``amount`` toward zero to a multiple of ``step`` (like ``decimal.ROUND_DOWN``).
-
-    No rounding when ``step`` is None or not positive. Exact: uses the Decimal remainder.
-    """
-    if step is None or step <= 0:
-        return amount
-    return amount - amount % step  # Decimal % keeps the dividend's sign: truncates toward zero
-
-
-def round_price(price: Decimal, step: Decimal | None, side: Side) -> Decimal:
-    """Round a limit price to ``step`` on the safe side of the cap.
-
-    A buy limit is a ceiling, so it rounds down (never pay more than the cap); a sell limit is
-    a floor, so it rounds up (never sell below it). No rounding when ``step`` is None or not
-    positive. Raises ValueError for a non-positive price or one that rounds to zero.
-    """
-    if not price > 0:
-        raise ValueError(f"price must be positive, got {price}")
-    if step is None or step <= 0:
-        return price
-    floor = price - price % step
-    rounded = floor if side is Side.BUY or floor == price else floor + step
-    if rounded <= 0:
-        raise ValueError(f"price {price} rounds to zero with step {step}")
-    return rounded
-
-
-@dataclass(frozen=True, slots=True)
-class SizedOrder:
-    """Result of :func:`size_order`.
-
-    ``signed_amount`` is in base units and a whole number of contract steps; it is zero when
-    the order is held, and then ``hold_reason`` says why. ``clamped_by`` names the limits that
-    shrank the order (``max_order``, ``max_amount``, ``max_position``).
-    """
-
-    signed_amount: Decimal
-    clamped_by: tuple[str, ...] = ()
-    hold_reason: str | None = None
-
-
-def base_step(market: MarketInfo | None) -> Decimal | None:
-    """The amount step in base units (``amount_step`` contracts x ``contract_size``), or None."""
-    if market is None or market.amount_step <= 0:
-        return None
-    return market.amount_step * market.contract_size
-
-
-def size_order(desired: Decimal, perp_position: Decimal, limits: HedgeLimits, market: MarketInfo | None,
-               *, price: Decimal | None = None) -> SizedOrder:
-    """Turn a wished signed order (base units) into one the limits and the venue accept.
-
-    Steps, each of which can only shrink ``|order|``:
-
-    1. clamp to ``limits.max_order`` and to the venue's ``max_amount`` (contracts);
-    2. clamp so that ``|perp_position + order| <= limits.max_position``; an order that shrinks
-       ``|perp_position|`` is never cut by this (it moves an oversized position back in);
-    3. round toward zero to the market's step in base units.
-
-    Then hold when the result is zero, below ``limits.min_order``, below the venue's
-    ``min_amount`` (contracts) or, when it has one, below its ``min_notional`` at ``price``
-    (no price -> hold: fail closed). Without a market there is no step and no venue minimum.
-    """
-    if desired == 0:
-        return SizedOrder(ZERO, hold_reason="nothing to do")
-    sign = 1 if desired > 0 else -1
-    size = abs(desired)
-    clamped_by: list[str] = []
-
-    if size > limits.max_order:
-        size = limits.max_order
-        clamped_by.append("max_order")
-    if market is not None and market.max_amount is not None:
-        venue_max = market.max_amount * market.contract_size
-        if size > venue_max:
-            size = venue_max
-            clamped_by.append("max_amount")
-
-    # How far the position may move in the order's direction before |position| > max_position.
-    # Negative when already beyond the cap on that side: nothing may be added there.
-    room = limits.max_position - sign * perp_position
-    if size > room:
-        size = max(room, ZERO)
-        clamped_by.append("max_position")
-
-    size = round_down(size, base_step(market))
-    clamps = tuple(clamped_by)
-    if size <= 0:
-        return SizedOrder(ZERO, clamps, "nothing left after limits and rounding")
-    if size < limits.min_order:
-        return SizedOrder(ZERO, clamps, f"{size} below min_order {limits.min_order}")
-    if market is not None:
-        contracts = size / market.contract_size
-        if contracts < market.min_amount:
-            return SizedOrder(ZERO, clamps,
-                              f"{contracts} contracts below venue min_amount {market.min_amount}")
-        if market.min_notional > 0:
-            if price is None:
-                return SizedOrder(ZERO, clamps, "no price to check the venue min_notional")
-            if size * price < market.min_notional:
-                return SizedOrder(ZERO, clamps,
-                                  f"notional {size * price} below venue min_notional {market.min_notional}")
-    return SizedOrder(size * sign, clamps)
-
-
-def reduces_position(perp_position: Decimal, signed_amount: Decimal) -> bool:
-    """True when the order shrinks ``|perp_position|`` without flipping its sign."""
-    if perp_position == 0 or signed_amount == 0:
-        return False
-    return (perp_position > 0) != (signed_amount > 0) and abs(signed_amount) <= abs(perp_position)
-
-
-class FixedThresholdPolicy:
-    """Hedge back to ``target`` whenever ``|net_delta - target|`` exceeds ``threshold``.
-
-    The wished order is ``target - net_delta``; :func:`size_order` fits it to the limits and
-    the venue. Inside the band, or when the sized order would be below a minimum, it holds.
-    Stateless; the observe hooks are no-ops.
-    """
-
-    name = "fixed"
-
-    def decide(self, net_delta: Decimal, perp_position: Decimal, limits: HedgeLimits,
-               market: MarketInfo | None, *, price: Decimal | None = None) -> HedgeDecision | None:
-        deviation = net_delta - limits.target
-        if abs(deviation) <= limits.threshold:
-            return None
-        sized = size_order(-deviation, perp_position, limits, market, price=price)
-        if sized.hold_reason is not None:
-            return None
-        amount = sized.signed_amount
-        reason = f"net delta {net_delta} outside {limits.target} +/- {limits.threshold}"
-        if sized.clamped_by:
-            reason += f"; clamped by {', '.join(sized.clamped_by)}"
-        return HedgeDecision(side=Side.for_delta(amount), amount=abs(amount),
-                             reduce_only=reduces_position(perp_position, amount), reason=reason)
-
-    def observe_price(self, ts: float, mid: Decimal) -> None:
-        """No-op: the fixed band does not depend on volatility."""
-
-    def observe_flow(self, ts: float, signed_amount: Decimal) -> None:
-        """No-op: the fixed band does not depend on client flow."""
-
-
-# --------------------------------------------------------------------------------------------
-# Adaptive (cost-aware) band
-# --------------------------------------------------------------------------------------------
+    from hedgerd.config import AdaptivePolicyConfig
 
 _LN2 = math.log(2.0)
 _BPS = Decimal(10_000)
@@ -339,7 +27,7 @@ _NEWTON_TOLERANCE = 1e-12
 
 def optimal_band(*, cost_per_unit: float, order_cost: float, flow_variance: float,
                  risk_penalty: float) -> tuple[float, float]:
-    """The cost-optimal band ``(trigger H, rebalance point r)`` in base units (see module doc).
+    """The cost-optimal band ``(trigger H, rebalance point r)`` in base units (see docs/policy.md).
 
     ``cost_per_unit`` is ``c`` (quote per base unit traded), ``order_cost`` is ``K`` (quote per
     order), ``flow_variance`` is ``s^2`` (base^2 per second) and ``risk_penalty`` is ``a``
@@ -428,7 +116,7 @@ class EwmaRate:
 
 
 def ewma_rate_error(second_moment_rate: float, half_life: float) -> float:
-    """Standard error of an :class:`EwmaRate` once warm: ``sqrt(m2 k / 2)`` (module doc).
+    """Standard error of an :class:`EwmaRate` once warm: ``sqrt(m2 k / 2)`` (docs/policy.md).
 
     ``second_moment_rate`` is ``m2``, the rate of the squared values (itself an EWMA rate).
     """
@@ -526,7 +214,7 @@ class FlowDrift:
 
 
 def drift_rebalance(*, order_cost: float, flow_variance: float, drift: float, risk_penalty: float) -> float:
-    """Where to trade back to on the side a drifting flow pushes (module doc), in base units.
+    """Where to trade back to on the side a drifting flow pushes (docs/policy.md), in base units.
 
     ``rho = s^2 / (2 |mu|) - q / 2`` with ``q = (6 K |mu| / a)^(1/3)``, measured towards the pushed
     side (negative: through the target). No drift gives +inf (no change to the band).
@@ -614,7 +302,7 @@ class Band:
 
 
 class AdaptiveBandPolicy:
-    """Cost-aware no-trade band whose width follows the cube-root law (see module doc).
+    """Cost-aware no-trade band whose width follows the cube-root law (see docs/policy.md).
 
     Hedges when ``|net_delta - target|`` exceeds the band's trigger, back to the band's
     rebalance point on the same side (the band edge without fixed costs), or deeper on the side
@@ -745,16 +433,3 @@ class AdaptiveBandPolicy:
 def _to_decimal(value: float) -> Decimal:
     return Decimal(value).quantize(_BAND_QUANTUM) if math.isfinite(value) else Decimal(value)
 
-
-POLICY_NAMES = ("fixed", "adaptive")
-
-
-def build_policy(config: PolicyConfig | None = None, name: str | None = None) -> HedgePolicy:
-    """A fresh policy instance: ``name`` (else ``config.name``, else "fixed") with ``config``'s parameters."""
-    chosen = name or (config.name if config is not None else "fixed")
-    if chosen == "fixed":
-        return FixedThresholdPolicy()
-    if chosen == "adaptive":
-        params = AdaptiveParams.from_config(config.adaptive) if config is not None else AdaptiveParams()
-        return AdaptiveBandPolicy(params)
-    raise ValueError(f"unknown policy {chosen!r} (one of {', '.join(POLICY_NAMES)})")

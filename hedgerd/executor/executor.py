@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import math
 import random
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from decimal import Decimal
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
@@ -37,188 +36,33 @@ from hedgerd.errors import (
     TransientVenueError,
     VenueError,
 )
+from hedgerd.executor.orders import (
+    OrderJournal,
+    OrderTracker,
+    TrackedOrder,
+    can_advance,
+    expected_fill,
+    limit_price,
+    send_refusal,
+)
+from hedgerd.executor.ratelimit import TokenBucket
 from hedgerd.metrics import Metrics
-from hedgerd.models import ZERO, Fill, HedgeIntent, MarketInfo, OrderReport, OrderStatus, OrderType
-from hedgerd.policy import round_down, round_price
+from hedgerd.models import ZERO, Fill, HedgeIntent, MarketInfo, OrderReport, OrderStatus
+from hedgerd.policy.sizing import venue_contracts
 
 log = structlog.get_logger("hedgerd.executor")
 T = TypeVar("T")
 
-_EPSILON = 1e-9
 _MAX_BACKOFF_EXPONENT = 30
 _DETAIL_MAX = 200
-# Rate-limit reaction: multiply the rate by this on a rate-limit error, never below
-# nominal * floor; each successful request gives back this fraction of the nominal rate.
-_THROTTLE_FACTOR = 0.5
-_THROTTLE_FLOOR = 0.1
-_RESTORE_STEP = 0.1
 # An order sent ``order_timeout`` ago can no longer execute: the connector makes the venue drop
 # requests older than that (Binance's recvWindow), plus this much for clock skew (Binance also
 # refuses timestamps more than 1 s ahead of its clock).
 LANDING_GRACE = 1.0
 
-# Forward order of the state machine; UNKNOWN sits with NEW (no venue answer yet).
-_RANK = {
-    OrderStatus.NEW: 0,
-    OrderStatus.UNKNOWN: 0,
-    OrderStatus.SUBMITTED: 1,
-    OrderStatus.PARTIALLY_FILLED: 2,
-    OrderStatus.FILLED: 3,
-    OrderStatus.CANCELED: 3,
-    OrderStatus.REJECTED: 3,
-    OrderStatus.EXPIRED: 3,
-}
-
-
-class TokenBucket:
-    """A token bucket on the injected clock: ``rate`` tokens per second, ``burst`` capacity.
-
-    Waiters are served first come, first served; a waiter computes how long it must wait and
-    sleeps once (it re-checks afterwards only in case the rate or a pause changed meanwhile).
-    """
-
-    def __init__(self, rate: float, burst: int, clock: Clock) -> None:
-        if not rate > 0:
-            raise ValueError(f"rate must be positive, got {rate}")
-        if burst < 1:
-            raise ValueError(f"burst must be at least 1, got {burst}")
-        self._clock = clock
-        self._nominal_rate = float(rate)
-        self._rate = float(rate)
-        self._burst = float(burst)
-        self._tokens = float(burst)
-        self._updated = clock.monotonic()
-        self._paused_until = -math.inf
-        self._lock = asyncio.Lock()
-
-    @property
-    def rate(self) -> float:
-        """Current rate in tokens per second (lower than nominal while throttled)."""
-        return self._rate
-
-    @property
-    def nominal_rate(self) -> float:
-        """The configured rate, the ceiling :meth:`restore` climbs back to."""
-        return self._nominal_rate
-
-    @property
-    def burst(self) -> int:
-        return int(self._burst)
-
-    def _refill(self, now: float) -> None:
-        # Tokens do not accrue while paused.
-        start = max(self._updated, self._paused_until)
-        if now > start:
-            self._tokens = min(self._burst, self._tokens + (now - start) * self._rate)
-        self._updated = max(self._updated, now)
-
-    async def acquire(self, weight: float = 1.0) -> float:
-        """Take ``weight`` tokens, waiting as needed; returns the seconds waited.
-
-        A weight above the burst waits for a full bucket and leaves it in debt.
-        """
-        if not weight > 0:
-            raise ValueError(f"weight must be positive, got {weight}")
-        started = self._clock.monotonic()
-        need = min(float(weight), self._burst)
-        async with self._lock:
-            while True:
-                now = self._clock.monotonic()
-                self._refill(now)
-                wait = max(0.0, self._paused_until - now)
-                deficit = need - self._tokens
-                if deficit > _EPSILON:
-                    wait += deficit / self._rate
-                if wait <= _EPSILON:
-                    self._tokens -= weight
-                    break
-                await self._clock.sleep(wait)
-        return max(0.0, self._clock.monotonic() - started)
-
-    def configure(self, rate: float, burst: int) -> None:
-        """Take a new configured rate and burst (config reload).
-
-        A new rate ends any throttling; an unchanged one keeps it (a reload of some other
-        setting must not undo the reaction to a venue's rate-limit error). A smaller burst
-        caps the tokens held at once.
-        """
-        if not rate > 0:
-            raise ValueError(f"rate must be positive, got {rate}")
-        if burst < 1:
-            raise ValueError(f"burst must be at least 1, got {burst}")
-        self._refill(self._clock.monotonic())
-        if float(rate) != self._nominal_rate:
-            self._nominal_rate = float(rate)
-            self._rate = float(rate)
-        self._burst = float(burst)
-        self._tokens = min(self._tokens, self._burst)
-
-    def throttle(self, factor: float = _THROTTLE_FACTOR, floor: float = _THROTTLE_FLOOR) -> float:
-        """Lower the current rate by ``factor``, not below ``nominal * floor``; returns the new rate."""
-        self._refill(self._clock.monotonic())
-        self._rate = max(self._rate * factor, self._nominal_rate * floor)
-        return self._rate
-
-    def restore(self, step: float = _RESTORE_STEP) -> float:
-        """Raise a throttled rate by ``step * nominal``, up to nominal; returns the new rate."""
-        if self._rate < self._nominal_rate:
-            self._refill(self._clock.monotonic())
-            self._rate = min(self._nominal_rate, self._rate + step * self._nominal_rate)
-        return self._rate
-
-    def pause_until(self, monotonic_ts: float) -> None:
-        """Hand out no token before ``monotonic_ts`` (honours Retry-After).
-
-        The bucket is drained to at most one token, so requests resume one at a time at the
-        current rate instead of in a burst.
-        """
-        self._refill(self._clock.monotonic())
-        if monotonic_ts > self._paused_until:
-            self._paused_until = monotonic_ts
-            self._tokens = min(self._tokens, 1.0)
-
-
-class OrderJournal(Protocol):
-    """The part of :class:`hedgerd.ledger.InventoryLedger` the executor uses."""
-
-    def submit_fill(self, fill: Fill) -> asyncio.Future[bool]: ...
-
-    async def record_order_state(self, client_order_id: str, status: OrderStatus, filled: Decimal = ...,
-                                 average_price: Decimal | None = ..., venue_order_id: str | None = ...,
-                                 ts: float = ..., detail: str = ...) -> None: ...
-
-    def filled_for(self, client_order_id: str) -> Decimal: ...
-
-    def order_state(self, client_order_id: str) -> tuple[OrderStatus, Decimal] | None: ...
-
-    def open_intents(self) -> list[HedgeIntent]: ...
-
 
 class _LookupFailed(Exception):
     """Every attempt to look an order up failed; its outcome stays unknown."""
-
-
-@dataclass(eq=False)
-class _Order:
-    """What the executor knows of one of its orders."""
-
-    intent: HedgeIntent
-    contracts: Decimal
-    base_amount: Decimal  # what was (or will be) requested, in base units
-    status: OrderStatus = OrderStatus.NEW
-    reported_filled: Decimal = ZERO  # base units, as last reported by the venue
-    maybe_live: bool = False  # an order with this client id may exist at the venue
-    acknowledged: bool = False  # the venue has reported on it at least once
-    executing: bool = False  # execute() is working on it
-    last_sent_at: float = 0.0  # wall-clock time of the last send (intent creation if recovered)
-    last_report: OrderReport | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-def _expected_fill(order: _Order) -> Decimal:
-    """Base units an order may still fill in all: what the venue reported once it is final, else
-    the whole size it was sent with."""
-    return order.reported_filled if order.status.is_final else order.base_amount
 
 
 def _error_kind(exc: BaseException) -> str:
@@ -232,18 +76,6 @@ def _error_kind(exc: BaseException) -> str:
 def _detail(exc: BaseException) -> str:
     text = f"{_error_kind(exc)}: {exc}" if str(exc) else _error_kind(exc)
     return text[:_DETAIL_MAX]
-
-
-def _can_advance(current: OrderStatus, current_filled: Decimal,
-                 new: OrderStatus, new_filled: Decimal) -> bool:
-    """Whether moving from ``current`` to ``new`` is a forward step of the state machine."""
-    if current.is_final or new is OrderStatus.NEW:
-        return False
-    if new is OrderStatus.UNKNOWN:
-        return current is OrderStatus.NEW
-    if new is current:
-        return new_filled > current_filled
-    return _RANK[new] >= _RANK[current]
 
 
 class HedgeExecutor:
@@ -269,7 +101,7 @@ class HedgeExecutor:
         self._gate = gate
         self._on_result = on_result
         self._rng = rng if rng is not None else random.Random()
-        self._orders: dict[str, _Order] = {}
+        self._orders = OrderTracker(ledger)
 
     # ------------------------------------------------------------------ queries
     def in_flight(self, symbol: str) -> Decimal:
@@ -281,32 +113,32 @@ class HedgeExecutor:
         not been journaled yet. An order that ended without being sent counts zero.
         """
         total = ZERO
-        for order in self._live_orders(symbol):
-            total += order.intent.side.sign * self._outstanding(order)
+        for order in self._orders.live(symbol):
+            total += order.intent.side.sign * self._orders.outstanding(order)
         return total
 
     def settled_as_sized(self, intent: HedgeIntent) -> bool:
         """True if the ledger holds exactly the amount ``intent``'s order was sized to (in base
         units): all of what :meth:`in_flight` counted for it has become position."""
-        _, base_amount = self._size(intent, self.markets.get(intent.symbol))
+        _, base_amount = venue_contracts(intent.amount, self.markets.get(intent.symbol))
         return self.ledger.filled_for(intent.client_order_id) == base_amount
 
     def absorbs(self, fill: Fill) -> bool:
         """True if ``fill`` (journaled) belongs to an order :meth:`in_flight` counts, within the
         size it counts: journaling it moved that much from in flight to position."""
         cid = fill.client_order_id
-        order = self._orders.get(cid) if cid is not None else None
+        order = self._orders.by_id.get(cid) if cid is not None else None
         if order is None or not (order.maybe_live or order.executing) or order.intent.symbol != fill.symbol:
             return False
-        return self.ledger.filled_for(order.intent.client_order_id) <= _expected_fill(order)
+        return self.ledger.filled_for(order.intent.client_order_id) <= expected_fill(order)
 
     def has_open(self, symbol: str) -> bool:
         """True while any order of this executor on ``symbol`` is not settled."""
-        return bool(self._live_orders(symbol))
+        return bool(self._orders.live(symbol))
 
     def open_count(self, symbol: str) -> int:
         """Number of this executor's orders on ``symbol`` not settled yet."""
-        return len(self._live_orders(symbol))
+        return len(self._orders.live(symbol))
 
     def open_orders(self) -> list[OrderReport]:
         """Snapshot of every unsettled order (for status pages)."""
@@ -314,28 +146,8 @@ class HedgeExecutor:
             OrderReport(client_order_id=o.intent.client_order_id, symbol=o.intent.symbol, status=o.status,
                         filled=o.reported_filled,
                         venue_order_id=o.last_report.venue_order_id if o.last_report else None)
-            for o in self._live_orders(None)
+            for o in self._orders.live(None)
         ]
-
-    def _outstanding(self, order: _Order) -> Decimal:
-        if not (order.maybe_live or order.executing):
-            return ZERO
-        landed = self.ledger.filled_for(order.intent.client_order_id)
-        return max(_expected_fill(order) - landed, ZERO)
-
-    def _settled(self, order: _Order) -> bool:
-        """Nothing can exist at the venue, or everything it can fill has landed in the ledger."""
-        return not order.executing and (not order.maybe_live or self._outstanding(order) <= 0)
-
-    def _live_orders(self, symbol: str | None) -> list[_Order]:
-        """Unsettled orders (on ``symbol`` if given); settled ones are forgotten on the way."""
-        live: list[_Order] = []
-        for cid, order in list(self._orders.items()):
-            if self._settled(order):
-                del self._orders[cid]
-            elif symbol is None or order.intent.symbol == symbol:
-                live.append(order)
-        return live
 
     # ------------------------------------------------------------------ execute
     async def execute(self, intent: HedgeIntent, *, reference_price: Decimal | None = None,
@@ -366,23 +178,18 @@ class HedgeExecutor:
         if durable is not None:
             work = _after(durable, work)
         task = asyncio.create_task(work, name=f"hedge-{intent.client_order_id}")
-        task.add_done_callback(lambda _: self._release(order))  # also when cancelled before it ran
+        task.add_done_callback(lambda _: self._orders.release(order))  # also when cancelled before it ran
         return task
 
-    def _release(self, order: _Order) -> None:
-        order.executing = False
-        if self._settled(order):
-            self._orders.pop(order.intent.client_order_id, None)
-
-    def _register(self, intent: HedgeIntent) -> _Order:
+    def _register(self, intent: HedgeIntent) -> TrackedOrder:
         """Size ``intent`` and track it as executing (synchronous: no other task runs between)."""
         cid = intent.client_order_id
-        existing = self._orders.get(cid)
+        existing = self._orders.by_id.get(cid)
         if existing is not None and existing.executing:
             raise RuntimeError(f"order {cid} is already being executed")
         market = self.markets.get(intent.symbol)
-        contracts, base_amount = self._size(intent, market)
-        order = _Order(intent=intent, contracts=contracts, base_amount=base_amount,
+        contracts, base_amount = venue_contracts(intent.amount, market)
+        order = TrackedOrder(intent=intent, contracts=contracts, base_amount=base_amount,
                        last_sent_at=intent.created_at, executing=True)
         if existing is not None:  # e.g. recovered: keep what is known of it
             order.status, order.reported_filled = existing.status, existing.reported_filled
@@ -394,10 +201,10 @@ class HedgeExecutor:
                 order.status, order.reported_filled = journaled
                 order.maybe_live = not order.status.is_final or order.reported_filled > 0
                 order.acknowledged = order.status in (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED)
-        self._orders[cid] = order
+        self._orders.by_id[cid] = order
         return order
 
-    async def _execute(self, order: _Order, reference_price: Decimal | None,
+    async def _execute(self, order: TrackedOrder, reference_price: Decimal | None,
                        received_at: float | None) -> OrderReport:
         intent = order.intent
         cid = intent.client_order_id
@@ -407,7 +214,7 @@ class HedgeExecutor:
             if order.status.is_final:
                 return order.last_report or OrderReport(cid, intent.symbol, order.status,
                                                         order.reported_filled)
-            refusal = self._precheck(intent, market, contracts, reference_price)
+            refusal = send_refusal(intent, market, contracts, reference_price)
             if refusal is not None:
                 label, detail = refusal
                 log.warning("order_not_sent", client_order_id=cid, symbol=intent.symbol, reason=detail,
@@ -415,7 +222,7 @@ class HedgeExecutor:
                 await self._journal(order, OrderStatus.REJECTED, detail=detail, metric_status=label)
                 return OrderReport(cid, intent.symbol, OrderStatus.REJECTED)
             try:
-                limit = self._limit_price(intent, market, reference_price)
+                limit = limit_price(intent, market, reference_price, self.config.max_slippage_bps)
             except ValueError as exc:
                 log.warning("order_not_sent", client_order_id=cid, symbol=intent.symbol, reason=str(exc))
                 await self._journal(order, OrderStatus.REJECTED, detail=str(exc)[:_DETAIL_MAX],
@@ -423,46 +230,9 @@ class HedgeExecutor:
                 return OrderReport(cid, intent.symbol, OrderStatus.REJECTED)
             return await self._run(order, limit, received_at)
         finally:
-            self._release(order)
+            self._orders.release(order)
 
-    def _size(self, intent: HedgeIntent, market: MarketInfo | None) -> tuple[Decimal, Decimal]:
-        """(contracts to request, the same in base units)."""
-        if market is None:
-            return intent.amount, intent.amount
-        contract_size = market.contract_size if market.contract_size > 0 else Decimal(1)
-        contracts = round_down(intent.amount / contract_size, market.amount_step)
-        if market.max_amount is not None and contracts > market.max_amount:
-            contracts = round_down(market.max_amount, market.amount_step)
-        return contracts, contracts * contract_size
-
-    def _precheck(self, intent: HedgeIntent, market: MarketInfo | None, contracts: Decimal,
-                  reference_price: Decimal | None) -> tuple[str, str] | None:
-        """(metric label, detail) when the order must not be sent at all."""
-        if market is None:
-            return "no_market", f"no market info for {intent.symbol}"
-        if contracts <= 0 or contracts < market.min_amount:
-            return "below_minimum", "below venue minimum"
-        price = intent.limit_price if intent.limit_price is not None else reference_price
-        if (price is not None and market.min_notional > 0
-                and contracts * market.contract_size * price < market.min_notional):
-            return "below_minimum", "below venue minimum"
-        if intent.order_type is OrderType.LIMIT_IOC and price is None:
-            return "no_price", "limit order without a reference price"
-        return None
-
-    def _limit_price(self, intent: HedgeIntent, market: MarketInfo | None,
-                     reference_price: Decimal | None) -> Decimal | None:
-        if intent.order_type is not OrderType.LIMIT_IOC:
-            return None
-        step = market.price_step if market is not None else None
-        if intent.limit_price is not None:
-            return round_price(intent.limit_price, step, intent.side)
-        assert reference_price is not None  # checked by _precheck
-        slippage = self.config.max_slippage_bps / Decimal(10_000)
-        cap = reference_price * (1 + intent.side.sign * slippage)
-        return round_price(cap, step, intent.side)
-
-    async def _run(self, order: _Order, limit: Decimal | None, received_at: float | None) -> OrderReport:
+    async def _run(self, order: TrackedOrder, limit: Decimal | None, received_at: float | None) -> OrderReport:
         """The send / look-up / retry loop of one order."""
         intent = order.intent
         cid = intent.client_order_id
@@ -534,7 +304,7 @@ class HedgeExecutor:
                 self.bucket.restore()
                 return await self._finish(order, report)
 
-    async def _finish(self, order: _Order, report: OrderReport) -> OrderReport:
+    async def _finish(self, order: TrackedOrder, report: OrderReport) -> OrderReport:
         """Journal a venue report, follow a still-open order until final, report the result."""
         await self._apply_report(order, report)
         polls = 0
@@ -556,7 +326,7 @@ class HedgeExecutor:
         self._on_result(ok, "" if ok else "rejected")
         return last
 
-    async def _fatal(self, order: _Order, exc: FatalOrderError) -> OrderReport:
+    async def _fatal(self, order: TrackedOrder, exc: FatalOrderError) -> OrderReport:
         cid = order.intent.client_order_id
         if order.maybe_live:
             # An earlier send may have landed after all (a duplicate client id is rejected as
@@ -572,7 +342,7 @@ class HedgeExecutor:
         self._on_result(False, exc.kind)
         return OrderReport(cid, order.intent.symbol, OrderStatus.REJECTED)
 
-    async def _denied(self, order: _Order, reason: str) -> OrderReport:
+    async def _denied(self, order: TrackedOrder, reason: str) -> OrderReport:
         cid = order.intent.client_order_id
         if order.maybe_live:
             return await self._give_up_unknown(order, f"gate: {reason}")
@@ -580,7 +350,7 @@ class HedgeExecutor:
         await self._journal(order, OrderStatus.CANCELED, detail=reason[:_DETAIL_MAX], metric_status="gated")
         return OrderReport(cid, order.intent.symbol, OrderStatus.CANCELED)
 
-    async def _give_up(self, order: _Order, kind: str, sends: int) -> OrderReport:
+    async def _give_up(self, order: TrackedOrder, kind: str, sends: int) -> OrderReport:
         """Retries exhausted."""
         if order.maybe_live:
             return await self._give_up_unknown(order, f"retries exhausted after {sends} sends")
@@ -591,7 +361,7 @@ class HedgeExecutor:
         self._on_result(False, kind or "transient")
         return OrderReport(cid, order.intent.symbol, OrderStatus.REJECTED)
 
-    async def _give_up_unknown(self, order: _Order, why: str) -> OrderReport:
+    async def _give_up_unknown(self, order: TrackedOrder, why: str) -> OrderReport:
         """Stop with the outcome unknown: the order stays UNKNOWN and in flight in full."""
         cid = order.intent.client_order_id
         if order.status is OrderStatus.NEW:
@@ -617,7 +387,7 @@ class HedgeExecutor:
         waited = await self.bucket.acquire(self.request_weight(endpoint))
         self.metrics.rate_limit_wait.labels(self.venue.name).observe(waited)
 
-    async def _lookup(self, order: _Order, attempts: int) -> OrderReport | None:
+    async def _lookup(self, order: TrackedOrder, attempts: int) -> OrderReport | None:
         """The venue's report on ``order`` by client id, None if it never saw it.
 
         Retries errors with back-off up to ``attempts`` tries; raises :class:`_LookupFailed`.
@@ -669,12 +439,12 @@ class HedgeExecutor:
                     detail=_detail(exc))
 
     # ------------------------------------------------------------------ journal
-    async def _journal(self, order: _Order, status: OrderStatus, *, filled: Decimal | None = None,
+    async def _journal(self, order: TrackedOrder, status: OrderStatus, *, filled: Decimal | None = None,
                        average_price: Decimal | None = None, venue_order_id: str | None = None,
                        ts: float = 0.0, detail: str = "", metric_status: str | None = None) -> bool:
         async with order.lock:  # check and write as one step against concurrent updates
             new_filled = order.reported_filled if filled is None else filled
-            if not _can_advance(order.status, order.reported_filled, status, new_filled):
+            if not can_advance(order.status, order.reported_filled, status, new_filled):
                 return False
             await self.ledger.record_order_state(order.intent.client_order_id, status, new_filled,
                                                  average_price, venue_order_id, ts or self.clock.time(),
@@ -688,7 +458,7 @@ class HedgeExecutor:
                                              metric_status or status.value).inc()
         return True
 
-    async def _apply_report(self, order: _Order, report: OrderReport) -> bool:
+    async def _apply_report(self, order: TrackedOrder, report: OrderReport) -> bool:
         """Journal a venue report's fills (the ledger dedupes) and state transition; True if
         any of it was new to the ledger."""
         cid = order.intent.client_order_id
@@ -717,17 +487,17 @@ class HedgeExecutor:
 
         Returns the order's intent if the update journaled anything new (a fill or a state
         change), None if it changed nothing (e.g. it repeats the answer to the send)."""
-        order = self._orders.get(report.client_order_id)
+        order = self._orders.by_id.get(report.client_order_id)
         if order is not None and await self._apply_report(order, report):
             return order.intent
         return None
 
     # ------------------------------------------------------------------ maintenance
-    def _landed_by(self, order: _Order) -> float:
+    def _landed_by(self, order: TrackedOrder) -> float:
         """Wall time after which the order's last send can no longer reach the venue's book."""
         return order.last_sent_at + self.config.order_timeout + LANDING_GRACE
 
-    async def _resolve(self, order: _Order, attempts: int) -> None:
+    async def _resolve(self, order: TrackedOrder, attempts: int) -> None:
         """Look an unsettled order up and journal what the venue says; keep it on errors."""
         cid = order.intent.client_order_id
         looked_at = self.clock.time()
@@ -756,19 +526,19 @@ class HedgeExecutor:
         """
         for intent in self.ledger.open_intents():
             cid = intent.client_order_id
-            if intent.venue != self.venue.name or cid in self._orders:
+            if intent.venue != self.venue.name or cid in self._orders.by_id:
                 continue
-            contracts, base_amount = self._size(intent, self.markets.get(intent.symbol))
+            contracts, base_amount = venue_contracts(intent.amount, self.markets.get(intent.symbol))
             state = self.ledger.order_state(cid)
-            order = _Order(intent=intent, contracts=contracts, base_amount=base_amount, maybe_live=True,
+            order = TrackedOrder(intent=intent, contracts=contracts, base_amount=base_amount, maybe_live=True,
                            last_sent_at=intent.created_at)
             if state is not None:
                 order.status, order.reported_filled = state
                 order.acknowledged = state[0] in (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED)
-            self._orders[cid] = order
+            self._orders.by_id[cid] = order
             log.info("order_recovering", client_order_id=cid, status=order.status.value)
             await self._resolve(order, self.config.max_retries + 1)
-        self._live_orders(None)
+        self._orders.live(None)
 
     async def refresh_open(self) -> None:
         """Look up every unsettled order not being executed (e.g. on the safety tick).
@@ -776,14 +546,14 @@ class HedgeExecutor:
         Resolves orders left UNKNOWN or open: an UNKNOWN one the venue has not seen once
         ``order_timeout`` has passed since its last send is journaled CANCELED.
         """
-        for order in list(self._live_orders(None)):
+        for order in list(self._orders.live(None)):
             if not order.executing and order.maybe_live and not order.status.is_final:
                 await self._resolve(order, 1)
-        self._live_orders(None)
+        self._orders.live(None)
 
     async def cancel_all(self) -> None:
         """Cancel every open order of this executor by client order id and journal the results."""
-        for order in list(self._live_orders(None)):
+        for order in list(self._orders.live(None)):
             if order.status.is_final or not order.maybe_live:
                 continue
             intent = order.intent
@@ -803,7 +573,7 @@ class HedgeExecutor:
                 await self._apply_report(order, report)
             else:
                 await self._resolve(order, 1)
-        self._live_orders(None)
+        self._orders.live(None)
 
 
 async def _after(first: Awaitable[object], then: Coroutine[Any, Any, T]) -> T:

@@ -1,0 +1,613 @@
+"""The configuration schema: :class:`Settings`, its sections and the cross-field checks."""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from hedgerd.admin_token import GENERATE_HINT, admin_token_weakness
+from hedgerd.config.masking import SECRET_BEARING_DICTS, mask_secrets
+from hedgerd.models import OrderType, is_derivative, split_symbol
+
+
+class FieldProblems(ValueError):
+    """Raised by validators: (path relative to the validated model, reason) pairs.
+
+    :func:`config_error_from_validation` turns them into full dotted paths.
+    """
+
+    def __init__(self, problems: Sequence[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{path}: {reason}" if path else reason for path, reason in problems))
+        self.problems = list(problems)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
+
+
+class Mode(StrEnum):
+    PAPER = "paper"
+    LIVE = "live"
+
+
+class VenueKind(StrEnum):
+    SIM = "sim"
+    CCXT = "ccxt"
+
+
+class VenueRole(StrEnum):
+    INVENTORY = "inventory"
+    HEDGE = "hedge"
+
+
+class SimSettings(_Section):
+    """Parameters of an in-process simulated venue (kind = "sim")."""
+
+    seed: int = 1
+    symbol: str = "BTC/USDT"
+    initial_price: Decimal = Field(default=Decimal(60000), gt=0)
+    volatility: float = Field(default=0.8, ge=0, description="annualised GBM volatility")
+    price_interval: float = Field(default=0.25, gt=0, description="seconds between price ticks")
+    spread_bps: Decimal = Field(default=Decimal(2), ge=0)
+    flow_rate: float = Field(default=4.0, ge=0, description="client fills per second (Poisson)")
+    flow_mean_size: Decimal = Field(default=Decimal("0.05"), gt=0, description="mean client fill, base units")
+    taker_fee_bps: Decimal = Field(default=Decimal(5), ge=0)
+    latency_ms: float = Field(default=5.0, ge=0)
+    requests_per_second: float = Field(default=20.0, gt=0, description="venue-side rate limit")
+
+    @field_validator("symbol")
+    @classmethod
+    def _unified_symbol(cls, symbol: str) -> str:
+        split_symbol(symbol)
+        return symbol
+
+
+class VenueConfig(_Section):
+    """One trading account on one exchange."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: VenueKind = VenueKind.SIM
+    role: VenueRole
+    exchange: str | None = Field(default=None, description="ccxt exchange id, for kind = 'ccxt'")
+    sandbox: bool = False
+    api_key: SecretStr | None = None
+    secret: SecretStr | None = None
+    password: SecretStr | None = None
+    urls: dict[str, Any] = Field(default_factory=dict, description="ccxt url overrides")
+    options: dict[str, Any] = Field(default_factory=dict, description="ccxt options")
+    sim_base_url: str | None = Field(default=None, description=(
+        "root of a `hedgerd venue-sim` (e.g. http://127.0.0.1:8901): every ccxt url of the venue points at it"))
+    sim: SimSettings = Field(default_factory=SimSettings)
+
+    @field_validator("name")
+    @classmethod
+    def _no_nesting_delimiter(cls, name: str) -> str:
+        if "__" in name:
+            raise ValueError("must not contain '__' (the environment nesting delimiter)")
+        return name
+
+    @field_validator("sim_base_url")
+    @classmethod
+    def _simulator_root(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be the simulator's root, http://host:port (e.g. 'http://127.0.0.1:8901')")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not carry a user or password (the venue's credentials sign its requests)")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError("must be the simulator's root, without a path, query or fragment "
+                             "(each API section's path is added to it)")
+        try:
+            parts.port  # noqa: B018 -- parsing the port is what checks it
+        except ValueError as exc:
+            raise ValueError(f"has an invalid port: {exc}") from None
+        return url.rstrip("/")
+
+    @model_validator(mode="after")
+    def _ccxt_needs_exchange(self) -> VenueConfig:
+        if self.kind is VenueKind.CCXT and not self.exchange:
+            raise FieldProblems([("exchange", "kind = 'ccxt' needs an exchange id (e.g. 'binanceusdm')")])
+        if self.sim_base_url is not None:
+            # imported here: the connector package imports this module
+            from hedgerd.connectors.sim_urls import SIMULATED_EXCHANGES
+
+            if self.kind is not VenueKind.CCXT or self.exchange not in SIMULATED_EXCHANGES:
+                raise FieldProblems([("sim_base_url", "the simulator speaks Binance spot and USD-M: "
+                                       "it needs kind = 'ccxt' and exchange = "
+                                       + " or ".join(repr(e) for e in SIMULATED_EXCHANGES))])
+            if self.sandbox:
+                raise FieldProblems([("sim_base_url", "sandbox = true would point the venue at the "
+                                       "exchange's testnet: set one of the two")])
+        return self
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # urls/options may carry credentials (ccxt accepts apiKey in options, user:pass in urls)
+        for name, value in super().__repr_args__():
+            yield name, (mask_secrets(value, by_key=True) if name in SECRET_BEARING_DICTS else value)
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.api_key and self.api_key.get_secret_value() and self.secret
+                    and self.secret.get_secret_value())
+
+
+class InventorySource(_Section):
+    """An inventory asset held on a venue that a hedge covers."""
+
+    venue: str
+    asset: str = Field(min_length=1)
+
+
+class HedgeConfig(_Section):
+    """How one underlying is hedged. Sizes are in base units of the underlying."""
+
+    underlying: str = Field(min_length=1)
+    inventory: list[InventorySource] = Field(min_length=1)
+    venue: str = Field(description="hedge venue name")
+    symbol: str = Field(description="hedge instrument, e.g. BTC/USDT:USDT")
+    hedge_ratio: Decimal = Field(default=Decimal(1), gt=0, le=10)
+    threshold: Decimal = Field(default=Decimal("0.05"), ge=0, description="|net delta| that triggers a hedge")
+    target: Decimal = Field(default=Decimal(0), description="net delta to hedge back to")
+    min_order: Decimal = Field(default=Decimal("0.001"), ge=0)
+    max_order: Decimal = Field(default=Decimal(1), gt=0)
+    max_position: Decimal = Field(default=Decimal(10), gt=0, description="max |perp position|")
+    max_price_age: float = Field(default=5.0, gt=0, description="seconds; older price halts")
+    max_delta_notional: Decimal = Field(default=Decimal(1_000_000), gt=0,
+                                        description="|net delta notional| that halts")
+
+    @field_validator("symbol")
+    @classmethod
+    def _derivative_symbol(cls, symbol: str) -> str:
+        split_symbol(symbol)
+        if not is_derivative(symbol):
+            raise ValueError(f"the hedge instrument must be a derivative like 'BTC/USDT:USDT', "
+                             f"not spot {symbol!r}")
+        return symbol
+
+    @model_validator(mode="after")
+    def _sizes_consistent(self) -> HedgeConfig:
+        problems: list[tuple[str, str]] = []
+        if self.min_order > self.max_order:
+            problems.append(("min_order", f"must not exceed max_order ({self.max_order})"))
+        if self.max_order > self.max_position:
+            problems.append(("max_order", f"must not exceed max_position ({self.max_position})"))
+        seen: dict[tuple[str, str], int] = {}
+        for j, source in enumerate(self.inventory):
+            key = (source.venue, source.asset)
+            if key in seen:
+                problems.append((f"inventory.{j}", f"{source.asset} on {source.venue!r} is already listed "
+                                                   f"as inventory.{seen[key]} (it would be counted twice)"))
+            seen.setdefault(key, j)
+        if problems:
+            raise FieldProblems(problems)
+        return self
+
+
+RATE_LIMITED_ENDPOINTS = ("create_order", "fetch_order", "cancel_order")
+
+
+class RateLimitConfig(_Section):
+    """A venue's token bucket: ``requests_per_second`` tokens refill a bucket of ``burst``.
+
+    Each request takes its endpoint's weight in tokens (default 1), e.g. to mirror a venue's
+    request-weight table: ``weights = { fetch_order = 2, cancel_order = 1 }``.
+    """
+
+    requests_per_second: float = Field(default=10.0, gt=0)
+    burst: int = Field(default=10, ge=1)
+    weights: dict[str, float] = Field(default_factory=dict, description="tokens per request, by endpoint")
+
+    @field_validator("weights")
+    @classmethod
+    def _known_positive_weights(cls, v: dict[str, float]) -> dict[str, float]:
+        for endpoint, weight in v.items():
+            if endpoint not in RATE_LIMITED_ENDPOINTS:
+                raise ValueError(f"unknown endpoint {endpoint!r}; one of {', '.join(RATE_LIMITED_ENDPOINTS)}")
+            if not weight > 0:
+                raise ValueError(f"weight of {endpoint} must be positive")
+        return v
+
+    def weight(self, endpoint: str) -> float:
+        """Tokens one request to ``endpoint`` takes."""
+        return self.weights.get(endpoint, 1.0)
+
+
+class ExecutorConfig(_Section):
+    order_type: OrderType = OrderType.MARKET
+    max_slippage_bps: Decimal = Field(default=Decimal(20), ge=0, le=1000)
+    order_timeout: float = Field(default=5.0, gt=0, description="seconds before the outcome is unknown")
+    max_retries: int = Field(default=5, ge=0)
+    backoff_initial: float = Field(default=0.2, gt=0)
+    backoff_max: float = Field(default=5.0, gt=0)
+    rate_limits: dict[str, RateLimitConfig] = Field(default_factory=dict, description="per venue name")
+    default_rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    client_id_prefix: str = Field(default="hgd", pattern=r"^[A-Za-z0-9]{1,8}$")
+    cancel_on_shutdown: bool = True
+    max_orders_in_flight: int = Field(
+        default=4, ge=1, le=64,
+        description="hedge orders per underlying that may be unsettled at once; each new one is sized on "
+                    "net delta including the others (1: wait for each order to settle before the next)")
+
+    @model_validator(mode="after")
+    def _backoff_consistent(self) -> ExecutorConfig:
+        if self.backoff_initial > self.backoff_max:
+            raise FieldProblems([("backoff_initial", f"must not exceed backoff_max ({self.backoff_max})")])
+        return self
+
+    def rate_limit_for(self, venue: str) -> RateLimitConfig:
+        return self.rate_limits.get(venue, self.default_rate_limit)
+
+
+class KillSwitchConfig(_Section):
+    engaged: bool = False
+    kill_file: Path | None = Path("var/KILL")
+    cancel_open_orders_on_halt: bool = True
+    max_consecutive_errors: int = Field(default=5, ge=1)
+    max_realized_loss: Decimal | None = Field(default=None, gt=0, description="quote units; None = off")
+
+    @field_validator("kill_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
+class AdminConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=9108, ge=0, le=65535)
+    token: SecretStr | None = None
+    max_body_bytes: int = Field(default=4096, ge=64)
+
+    def token_weakness(self) -> str | None:
+        """Why the token must not guard live trading (see :mod:`hedgerd.admin_token`); None when
+        it may, or when there is none (the HTTP controls are then disabled)."""
+        token = self.token.get_secret_value() if self.token is not None else ""
+        return admin_token_weakness(token) if token else None
+
+
+class LedgerConfig(_Section):
+    path: Path = Path("var/hedgerd.sqlite")
+    synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    batch_max: int = Field(default=512, ge=1)
+    commit_on: Literal["auto", "loop", "thread"] = Field(
+        default="auto", description="where commits run: the event loop (no fsync, lowest latency) or a writer "
+                                    "thread (fsyncs off the loop); auto = loop with NORMAL, thread with FULL")
+
+
+class LoggingConfig(_Section):
+    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
+
+class RiskConfig(_Section):
+    safety_tick: float = Field(default=1.0, gt=0, description="seconds between unconditional re-evaluations")
+    max_price_jump: Decimal = Field(default=Decimal("0.2"), gt=0,
+                                    description="fractional jump in one tick rejected as wild")
+    busy_poll: float = Field(
+        default=0.0, ge=0, le=3600,
+        description="seconds the event loop keeps spinning (polling without sleeping) after each venue event: "
+                    "a faster reaction for a CPU core kept busy (see hedgerd.busypoll); 0 sleeps as usual")
+
+
+class ReconcileConfig(_Section):
+    """Startup reconciliation of the ledger against the venues, before the first hedge."""
+
+    tolerance: Decimal = Field(default=Decimal("0.00001"), ge=0,
+                               description="|ledger - venue| per position above which they disagree")
+    adopt_venue_positions: bool = Field(
+        default=False, description="on disagreement, journal the venue's figure instead of starting HALTED")
+    adopt_on_first_start: bool = Field(
+        default=True, description="a position the ledger has never seen is taken from the venue")
+    unknown_open_orders: Literal["cancel", "keep"] = Field(
+        default="cancel", description="open orders with our client id prefix that the ledger does not know")
+    backfill_overlap: float = Field(default=10.0, ge=0, description="seconds re-fetched before the last fill")
+
+
+class AdaptivePolicyConfig(_Section):
+    """Parameters of the adaptive policy (cost-aware cube-root band, see :mod:`hedgerd.policy`)."""
+
+    risk_aversion: float = Field(default=1.0, gt=0,
+                                 description="penalty per unit of hedged-PnL variance, 1/quote")
+    cost_bps: Decimal = Field(default=Decimal(6), ge=0, description="taker fee + half spread, bps of notional")
+    order_cost: Decimal = Field(default=Decimal(0), ge=0, description="fixed cost per hedge order, quote units")
+    flow_half_life: float = Field(default=300.0, gt=0, description="seconds, client flow variance EWMA")
+    price_half_life: float = Field(default=300.0, gt=0, description="seconds, price variance EWMA")
+    warmup: float = Field(default=60.0, ge=0, description="seconds of prices before the band is used")
+    min_band: Decimal = Field(default=Decimal("0.001"), ge=0, description="base units")
+    max_band: Decimal = Field(default=Decimal(5), gt=0, description="base units")
+    fast_half_life: float = Field(default=60.0, gt=0,
+                                  description="seconds, fast EWMAs that take over after a regime shift")
+    shift_z: float = Field(default=3.0, ge=0,
+                           description="standard errors between fast and slow EWMA that signal a shift")
+    flow_drift: bool = Field(default=True, description="trade deeper into the band when the flow is one-sided")
+    drift_half_life: float = Field(default=15.0, gt=0, description="seconds, EWMA of signed client flow")
+    drift_z: float = Field(default=3.0, ge=0, description="standard errors a flow drift must exceed to count")
+
+    @model_validator(mode="after")
+    def _band_range(self) -> AdaptivePolicyConfig:
+        if self.min_band > self.max_band:
+            raise FieldProblems([("min_band", f"must not exceed max_band ({self.max_band})")])
+        return self
+
+
+class PolicyConfig(_Section):
+    """Which hedge policy decides orders: ``fixed`` (``hedges.*.threshold``) or ``adaptive``."""
+
+    name: Literal["fixed", "adaptive"] = "fixed"
+    adaptive: AdaptivePolicyConfig = Field(default_factory=AdaptivePolicyConfig)
+
+
+def default_venues() -> list[VenueConfig]:
+    return [
+        VenueConfig(name="sim-spot", kind=VenueKind.SIM, role=VenueRole.INVENTORY,
+                    sim=SimSettings(seed=1, symbol="BTC/USDT")),
+        VenueConfig(name="sim-perp", kind=VenueKind.SIM, role=VenueRole.HEDGE,
+                    sim=SimSettings(seed=2, symbol="BTC/USDT:USDT", flow_rate=0.0)),
+    ]
+
+
+def default_hedges() -> list[HedgeConfig]:
+    return [
+        HedgeConfig(underlying="BTC", inventory=[InventorySource(venue="sim-spot", asset="BTC")],
+                    venue="sim-perp", symbol="BTC/USDT:USDT"),
+    ]
+
+
+ENV_PREFIX = "HEDGERD_"
+CONFIG_FILE_ENV = "HEDGERD_CONFIG"
+SECRETS_DIR_ENV = "HEDGERD_SECRETS_DIR"
+DEFAULT_SECRETS_DIR = Path("/run/secrets")
+RESERVED_ENV_VARS = frozenset({CONFIG_FILE_ENV, SECRETS_DIR_ENV})
+"""``HEDGERD_*`` variables that are not settings fields (so not unknown keys)."""
+
+CREDENTIAL_FIELDS = ("api_key", "secret", "password")
+
+
+def venue_key(name: str) -> str:
+    """How venue names are compared for credentials and uniqueness: case and ``-``/``_`` ignored."""
+    return name.lower().replace("-", "_")
+
+
+def credential_env_var(venue: str, field: str) -> str:
+    """The environment variable that sets ``field`` (api_key, secret, password) of ``venue``."""
+    return f"{ENV_PREFIX}CREDENTIALS__{venue_key(venue).upper()}__{field.upper()}"
+
+
+def credential_secret_file(venue: str, field: str) -> str:
+    """The secrets dir file name that sets ``field`` of ``venue``."""
+    return credential_env_var(venue, field).lower()
+
+
+class VenueCredentials(_Section):
+    """API credentials of one venue; merged into the venue of the same name (see :mod:`hedgerd.config.sources`)."""
+
+    api_key: SecretStr | None = None
+    secret: SecretStr | None = None
+    password: SecretStr | None = None
+
+
+# Sources that load_settings() hands to Settings.settings_customise_sources for one construction.
+LAYERED_SOURCES: contextvars.ContextVar[tuple[PydanticBaseSettingsSource, ...] | None] = (
+    contextvars.ContextVar("hedgerd_layered_sources", default=None))
+
+
+class Settings(BaseSettings):
+    """The whole daemon configuration.
+
+    ``Settings(...)`` validates exactly what it is given (no environment, no files), which keeps
+    tests deterministic; :func:`load_settings` layers file, environment and secrets dir.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        extra="forbid",
+        hide_input_in_errors=True,
+    )
+
+    mode: Mode = Mode.PAPER
+    venues: list[VenueConfig] = Field(default_factory=default_venues, min_length=1)
+    hedges: list[HedgeConfig] = Field(default_factory=default_hedges)
+    credentials: dict[str, VenueCredentials] = Field(
+        default_factory=dict, description="per venue name; merged into venues (env / secrets dir)")
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    kill_switch: KillSwitchConfig = Field(default_factory=KillSwitchConfig)
+    admin: AdminConfig = Field(default_factory=AdminConfig)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    risk: RiskConfig = Field(default_factory=RiskConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        layered = LAYERED_SOURCES.get()
+        return (init_settings,) if layered is None else (init_settings, *layered)
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _lower_mode(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _cross_field_checks(self) -> Settings:
+        problems = self._merge_credentials()
+        problems += _venue_problems(self.venues)
+        problems += _hedge_problems(self.hedges, self.venues)
+        problems += _executor_problems(self.executor, self.venues)
+        if self.mode is Mode.LIVE:
+            problems += _live_mode_problems(self.venues, self.hedges)
+            weakness = self.admin.token_weakness()
+            if weakness is not None:
+                problems.append(("admin.token", f"mode = 'live' refuses this admin token: it {weakness}; "
+                                                f"{GENERATE_HINT}"))
+        if problems:
+            raise FieldProblems(problems)
+        return self
+
+    def _merge_credentials(self) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        index = {venue_key(v.name): i for i, v in reversed(list(enumerate(self.venues)))}
+        given_as: dict[str, str] = {}
+        merged = list(self.venues)
+        for name, creds in self.credentials.items():
+            key = venue_key(name)
+            if key in given_as:
+                problems.append((f"credentials.{name}", f"same venue as credentials.{given_as[key]} "
+                                                        "(names ignore case and '-'/'_'); give it once"))
+                continue
+            given_as[key] = name
+            i = index.get(key)
+            if i is None:
+                problems.append((f"credentials.{name}", f"no venue named {name!r} ({_known(self.venues)})"))
+                continue
+            update = {f: getattr(creds, f) for f in CREDENTIAL_FIELDS if getattr(creds, f) is not None}
+            if update:
+                merged[i] = merged[i].model_copy(update=update)
+        self.venues = merged
+        return problems
+
+    def venue(self, name: str) -> VenueConfig:
+        """The venue called ``name`` (exact name); KeyError if there is none."""
+        for venue in self.venues:
+            if venue.name == name:
+                return venue
+        raise KeyError(name)
+
+
+def _known(venues: Sequence[VenueConfig]) -> str:
+    return "venues: " + (", ".join(repr(v.name) for v in venues) or "none")
+
+
+def _venue_problems(venues: Sequence[VenueConfig]) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    first: dict[str, int] = {}
+    for i, venue in enumerate(venues):
+        key = venue_key(venue.name)
+        if key in first:
+            problems.append((f"venues.{i}.name",
+                             f"duplicate venue name {venue.name!r} (venues.{first[key]} is "
+                             f"{venues[first[key]].name!r}; names are compared ignoring case and '-'/'_')"))
+        first.setdefault(key, i)
+    return problems
+
+
+def _lookup(venues: Sequence[VenueConfig], name: str) -> VenueConfig | str:
+    """The venue with exactly this name, or a reason why there is none."""
+    for venue in venues:
+        if venue.name == name:
+            return venue
+    similar = [v.name for v in venues if venue_key(v.name) == venue_key(name)]
+    if similar:
+        return f"no venue named {name!r} (did you mean {similar[0]!r}?)"
+    return f"no venue named {name!r} ({_known(venues)})"
+
+
+def _hedge_problems(hedges: Sequence[HedgeConfig], venues: Sequence[VenueConfig]) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    underlyings: dict[str, int] = {}
+    instruments: dict[tuple[str, str], int] = {}
+    covered: dict[tuple[str, str], int] = {}
+    for i, hedge in enumerate(hedges):
+        at = f"hedges.{i}"
+        first = underlyings.setdefault(hedge.underlying.upper(), i)
+        if first != i:
+            problems.append((f"{at}.underlying", f"duplicate underlying {hedge.underlying!r} "
+                                                 f"(already hedges.{first}); one entry per underlying"))
+        venue = _lookup(venues, hedge.venue)
+        if isinstance(venue, str):
+            problems.append((f"{at}.venue", venue))
+        elif venue.role is not VenueRole.HEDGE:
+            problems.append((f"{at}.venue", f"venue {venue.name!r} has role {venue.role.value!r}; "
+                                            "a hedge venue needs role 'hedge'"))
+        elif venue.kind is VenueKind.SIM and venue.sim.symbol != hedge.symbol:
+            problems.append((f"{at}.symbol", f"instrument {hedge.symbol!r} does not exist on sim venue "
+                                             f"{venue.name!r} (it trades {venue.sim.symbol!r})"))
+        first = instruments.setdefault((hedge.venue, hedge.symbol), i)
+        if first != i:
+            problems.append((f"{at}.symbol", f"conflicts with hedges.{first} ({hedges[first].underlying}): "
+                                             f"both hedge into {hedge.symbol} on {hedge.venue!r}"))
+        for j, source in enumerate(hedge.inventory):
+            src_at = f"{at}.inventory.{j}"
+            inv = _lookup(venues, source.venue)
+            if isinstance(inv, str):
+                problems.append((f"{src_at}.venue", inv))
+            elif inv.role is not VenueRole.INVENTORY:
+                problems.append((f"{src_at}.venue", f"venue {inv.name!r} has role {inv.role.value!r}; "
+                                                    "an inventory venue needs role 'inventory'"))
+            elif inv.kind is VenueKind.SIM and source.asset not in split_symbol(inv.sim.symbol)[:2]:
+                problems.append((f"{src_at}.asset", f"asset {source.asset!r} is not traded on sim venue "
+                                                    f"{inv.name!r} (it trades {inv.sim.symbol!r})"))
+            owner = covered.setdefault((source.venue, source.asset), i)
+            if owner != i:
+                problems.append((src_at, f"{source.asset} on {source.venue!r} is already covered by "
+                                         f"hedges.{owner} ({hedges[owner].underlying}); "
+                                         "it would be hedged twice"))
+    return problems
+
+
+def _executor_problems(executor: ExecutorConfig, venues: Sequence[VenueConfig]) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for name in executor.rate_limits:
+        venue = _lookup(venues, name)
+        if isinstance(venue, str):
+            problems.append((f"executor.rate_limits.{name}", venue))
+    return problems
+
+
+def _live_mode_problems(venues: Sequence[VenueConfig],
+                        hedges: Sequence[HedgeConfig]) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for i, venue in enumerate(venues):
+        if venue.kind is not VenueKind.CCXT or venue.has_credentials:
+            continue
+        has_key = bool(venue.api_key and venue.api_key.get_secret_value())
+        missing = "secret" if has_key else "api_key"
+        problems.append((f"venues.{i}.{missing}",
+                         f"mode = 'live' needs api_key and secret for ccxt venue {venue.name!r}: set "
+                         f"{credential_env_var(venue.name, 'api_key')} and "
+                         f"{credential_env_var(venue.name, 'secret')}, or the secrets files "
+                         f"{credential_secret_file(venue.name, 'api_key')} and "
+                         f"{credential_secret_file(venue.name, 'secret')}"))
+    sims = {v.name for v in venues if v.kind is VenueKind.SIM}
+    for i, hedge in enumerate(hedges):
+        refs = [(f"hedges.{i}.venue", hedge.venue)]
+        refs += [(f"hedges.{i}.inventory.{j}.venue", s.venue) for j, s in enumerate(hedge.inventory)]
+        for path, name in refs:
+            if name in sims:
+                problems.append((path, f"mode = 'live' cannot hedge with sim venue {name!r} "
+                                       "(simulated fills would drive real orders); use mode = 'paper'"))
+    return problems

@@ -1,0 +1,142 @@
+"""Order sizing shared by the policies and the executor: limits, venue minimums and rounding.
+
+:func:`size_order` turns a policy's wished order into one the limits and the venue accept:
+every clamp and the rounding only ever *shrink* the order, so the sized order never overshoots
+the wish and never takes ``|perp position|`` beyond ``max_position`` (an order that shrinks an
+already oversized position is allowed). :func:`round_down` and :func:`round_price` are also
+used by the executor to fit amounts and limit prices to the market's steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from hedgerd.models import ZERO, MarketInfo, Side
+from hedgerd.policy.base import HedgeLimits
+
+
+def round_down(amount: Decimal, step: Decimal | None) -> Decimal:
+    """Round ``amount`` toward zero to a multiple of ``step`` (like ``decimal.ROUND_DOWN``).
+
+    No rounding when ``step`` is None or not positive. Exact: uses the Decimal remainder.
+    """
+    if step is None or step <= 0:
+        return amount
+    return amount - amount % step  # Decimal % keeps the dividend's sign: truncates toward zero
+
+
+def round_price(price: Decimal, step: Decimal | None, side: Side) -> Decimal:
+    """Round a limit price to ``step`` on the safe side of the cap.
+
+    A buy limit is a ceiling, so it rounds down (never pay more than the cap); a sell limit is
+    a floor, so it rounds up (never sell below it). No rounding when ``step`` is None or not
+    positive. Raises ValueError for a non-positive price or one that rounds to zero.
+    """
+    if not price > 0:
+        raise ValueError(f"price must be positive, got {price}")
+    if step is None or step <= 0:
+        return price
+    floor = price - price % step
+    rounded = floor if side is Side.BUY or floor == price else floor + step
+    if rounded <= 0:
+        raise ValueError(f"price {price} rounds to zero with step {step}")
+    return rounded
+
+
+@dataclass(frozen=True, slots=True)
+class SizedOrder:
+    """Result of :func:`size_order`.
+
+    ``signed_amount`` is in base units and a whole number of contract steps; it is zero when
+    the order is held, and then ``hold_reason`` says why. ``clamped_by`` names the limits that
+    shrank the order (``max_order``, ``max_amount``, ``max_position``).
+    """
+
+    signed_amount: Decimal
+    clamped_by: tuple[str, ...] = ()
+    hold_reason: str | None = None
+
+
+def base_step(market: MarketInfo | None) -> Decimal | None:
+    """The amount step in base units (``amount_step`` contracts x ``contract_size``), or None."""
+    if market is None or market.amount_step <= 0:
+        return None
+    return market.amount_step * market.contract_size
+
+
+def size_order(desired: Decimal, perp_position: Decimal, limits: HedgeLimits, market: MarketInfo | None,
+               *, price: Decimal | None = None) -> SizedOrder:
+    """Turn a wished signed order (base units) into one the limits and the venue accept.
+
+    Steps, each of which can only shrink ``|order|``:
+
+    1. clamp to ``limits.max_order`` and to the venue's ``max_amount`` (contracts);
+    2. clamp so that ``|perp_position + order| <= limits.max_position``; an order that shrinks
+       ``|perp_position|`` is never cut by this (it moves an oversized position back in);
+    3. round toward zero to the market's step in base units.
+
+    Then hold when the result is zero, below ``limits.min_order``, below the venue's
+    ``min_amount`` (contracts) or, when it has one, below its ``min_notional`` at ``price``
+    (no price -> hold: fail closed). Without a market there is no step and no venue minimum.
+    """
+    if desired == 0:
+        return SizedOrder(ZERO, hold_reason="nothing to do")
+    sign = 1 if desired > 0 else -1
+    size = abs(desired)
+    clamped_by: list[str] = []
+
+    if size > limits.max_order:
+        size = limits.max_order
+        clamped_by.append("max_order")
+    if market is not None and market.max_amount is not None:
+        venue_max = market.max_amount * market.contract_size
+        if size > venue_max:
+            size = venue_max
+            clamped_by.append("max_amount")
+
+    # How far the position may move in the order's direction before |position| > max_position.
+    # Negative when already beyond the cap on that side: nothing may be added there.
+    room = limits.max_position - sign * perp_position
+    if size > room:
+        size = max(room, ZERO)
+        clamped_by.append("max_position")
+
+    size = round_down(size, base_step(market))
+    clamps = tuple(clamped_by)
+    if size <= 0:
+        return SizedOrder(ZERO, clamps, "nothing left after limits and rounding")
+    if size < limits.min_order:
+        return SizedOrder(ZERO, clamps, f"{size} below min_order {limits.min_order}")
+    if market is not None:
+        contracts = size / market.contract_size
+        if contracts < market.min_amount:
+            return SizedOrder(ZERO, clamps,
+                              f"{contracts} contracts below venue min_amount {market.min_amount}")
+        if market.min_notional > 0:
+            if price is None:
+                return SizedOrder(ZERO, clamps, "no price to check the venue min_notional")
+            if size * price < market.min_notional:
+                return SizedOrder(ZERO, clamps,
+                                  f"notional {size * price} below venue min_notional {market.min_notional}")
+    return SizedOrder(size * sign, clamps)
+
+
+def reduces_position(perp_position: Decimal, signed_amount: Decimal) -> bool:
+    """True when the order shrinks ``|perp_position|`` without flipping its sign."""
+    if perp_position == 0 or signed_amount == 0:
+        return False
+    return (perp_position > 0) != (signed_amount > 0) and abs(signed_amount) <= abs(perp_position)
+
+
+
+def venue_contracts(amount: Decimal, market: MarketInfo | None) -> tuple[Decimal, Decimal]:
+    """(contracts to request for ``amount`` base units, the same in base units): rounded down to
+    the market's amount step and capped at its ``max_amount``; unchanged without a market."""
+    if market is None:
+        return amount, amount
+    contract_size = market.contract_size if market.contract_size > 0 else Decimal(1)
+    contracts = round_down(amount / contract_size, market.amount_step)
+    if market.max_amount is not None and contracts > market.max_amount:
+        contracts = round_down(market.max_amount, market.amount_step)
+    return contracts, contracts * contract_size
