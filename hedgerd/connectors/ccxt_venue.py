@@ -91,6 +91,23 @@ _CCXT_STATUS = {
 BACKFILL_WINDOW_MS = 7 * 24 * 3600 * 1000
 #: Seconds a fills stream may stay quiet after a message before a catch-up backfill (daemon venues).
 CATCH_UP_DELAY = 1.0
+#: Bounds of ccxt.pro's own caches (a config's ``options`` may set others). hedgerd takes each
+#: watch result at once (only the new entries) and dedupes fills itself, so ccxt's caches of our
+#: trades and orders only bridge the time between two reads: 1,000 is far more than arrive in that
+#: time (a bigger burst falls to the backfills), and stays a few MB per venue. hedgerd watches no
+#: candles, trades of others or order books, so those caches get the minimum.
+CCXT_CACHE_LIMITS: dict[str, int] = {"tradesLimit": 1000, "ordersLimit": 1000, "OHLCVLimit": 1}
+#: Trade ids delivered lately, so the stream's and the backfills' overlapping copies of a fill
+#: go to the ledger once: the backfills reach back their overlap plus their interval (seconds),
+#: which this covers at hundreds of fills/s; an older repeat is still deduped by the ledger.
+DELIVERED_IDS_KEPT = 20_000
+#: Client ids of venue order ids (ours, or "" for others'): fills of an order arrive within
+#: seconds of it; a forgotten one costs one more order lookup.
+CLIENT_IDS_KEPT = 10_000
+#: Distinct malformed-record reports already logged (a backfill sees the same bad record again).
+MALFORMED_KEPT = 1_000
+#: Fills of orders looked up lately (a lookup repeats while an order settles; one per order in flight).
+ORDER_FILLS_KEPT = 1_000
 #: Seconds between the unconditional fills backfills of daemon venues (see ``safety_backfill_interval``).
 SAFETY_BACKFILL_INTERVAL = 5.0
 #: Seconds no request is sent after a rate-limit answer that carries no Retry-After.
@@ -543,10 +560,10 @@ class CcxtVenue:
         self._resync_since: dict[str, float] = {}  # where the last backfill of each symbol started
         self._safety_since: dict[str, float] = {}  # wall time of the last safety backfill, by symbol
         self._rate_limited_until = -math.inf  # clock monotonic; see _call
-        self._delivered = _Bounded(20_000)  # qualified trade ids already accepted by the sink
-        self._cid_by_order_id = _Bounded(10_000)
-        self._malformed_reported = _Bounded(1_000)
-        self._order_fills = _Bounded(1_000)  # venue order id -> (filled, fills)
+        self._delivered = _Bounded(DELIVERED_IDS_KEPT)  # qualified trade ids already accepted by the sink
+        self._cid_by_order_id = _Bounded(CLIENT_IDS_KEPT)
+        self._malformed_reported = _Bounded(MALFORMED_KEPT)
+        self._order_fills = _Bounded(ORDER_FILLS_KEPT)  # venue order id -> (filled, fills)
         self._no_order_trades: set[str] = set()  # symbols where fetch_order_trades is unsupported
         #: Latest positions seen on the positions stream (or its polling fallback), base units.
         self.streamed_positions: dict[str, Decimal] = {}
@@ -1333,7 +1350,7 @@ def create_exchange(cfg: VenueConfig, *, timeout: float | None = None, path: str
                                f"unknown ccxt exchange id {exchange_id!r}")
     params: dict[str, Any] = {
         "enableRateLimit": True,
-        "options": {k: v for k, v in cfg.options.items() if k != "symbols"},
+        "options": {**CCXT_CACHE_LIMITS, **{k: v for k, v in cfg.options.items() if k != "symbols"}},
     }
     if timeout is not None:
         params["timeout"] = int(timeout * 1000)
