@@ -18,10 +18,11 @@ fill is the CPU time spent after the warm-up over the fills recorded in it.
 --profile S samples the daemon's stacks with py-spy (``pip install -e '.[profile]'``) for S seconds
 after the warm-up and splits its CPU per fill by stage (websocket parsing, backfill polling,
 ledger, risk pass, order path, other) and by whose code ran (hedgerd's own, ccxt's, or
-neither: the event loop, aiohttp, SQLite reached from neither). Each sample goes to the first
-stage whose marker is on its stack, in that order: backfill, order path, ledger, risk pass,
-websocket; its owner is the innermost hedgerd or ccxt frame. The per-stage figures are the
-stage's share of the samples times the CPU per fill measured from /proc over the same window.
+neither: the event loop, aiohttp, SQLite reached from neither). A main-thread sample goes to the
+first stage whose marker is on its stack, in that order: backfill, order path, ledger, risk pass,
+websocket; its owner is the innermost hedgerd or ccxt frame; samples of the loop waiting for I/O
+are left out. Each stage gets its share of those samples times the main thread's CPU per fill
+(/proc, same window); the other threads' CPU (the WAL checkpointer's, mostly) is a row of its own.
 
 --tracemalloc runs the daemon (and the simulator) under tracemalloc and prints the allocation
 sites that grew most between the first snapshot after the warm-up and the last one: slower, for
@@ -120,6 +121,13 @@ class Result:
 
 
 # --------------------------------------------------------------------------- /proc readings
+def thread_cpu(pid: int, tid: int) -> float:
+    """CPU seconds (user + system) of thread ``tid`` of ``pid``."""
+    stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
 def read_proc(pid: int) -> tuple[float, float, float, int, int]:
     """(RSS MiB, anonymous RSS MiB, CPU seconds, open files, threads) of ``pid`` from /proc."""
     status: dict[str, str] = {}
@@ -210,21 +218,38 @@ def classify(stack: str) -> tuple[str, str]:
     return stage, owner
 
 
-def cpu_split(raw: str, cpu_ms_per_fill: float) -> tuple[dict[str, dict[str, float]], int]:
-    """Per stage and owner, CPU ms per fill: their share of the samples times ``cpu_ms_per_fill``."""
+#: Leaf frames of an event loop waiting for I/O: py-spy cannot always tell that thread is idle.
+IDLE_LEAVES = ("run (uvloop/", "Runner.run (asyncio/runners.py", "run_forever (asyncio/", "select (selectors.py")
+MAIN = "main thread"
+OTHER_THREADS = "other threads"
+
+
+def cpu_split(raw: str, main_tid: int, main_cpu_ms_per_fill: float,
+              other_threads_ms_per_fill: float) -> tuple[dict[str, dict[str, float]], int]:
+    """CPU ms per fill by stage and owner.
+
+    Only the main thread's samples are split (the other threads' CPU, the WAL checkpointer's
+    mostly, is one row of its own, from /proc): each stage gets its share of the main thread's
+    busy samples times the main thread's CPU per fill. ``raw`` is py-spy's ``--threads --format
+    raw`` output: ``thread (TID): NAME;frame;frame... COUNT`` per line.
+    """
     counts: dict[tuple[str, str], int] = {}
     total = 0
+    prefix = f"thread ({main_tid})"
     for line in raw.splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
+        if not stack.startswith(prefix) or not count.isdigit():
+            continue
+        if stack.rsplit(";", 1)[-1].startswith(IDLE_LEAVES):
             continue
         key = classify(stack)
         counts[key] = counts.get(key, 0) + int(count)
         total += int(count)
     split: dict[str, dict[str, float]] = {}
     for stage in [name for name, _ in STAGES] + ["other"]:
-        split[stage] = {owner: counts.get((stage, owner), 0) / total * cpu_ms_per_fill if total else 0.0
+        split[stage] = {owner: counts.get((stage, owner), 0) / total * main_cpu_ms_per_fill if total else 0.0
                         for owner in OWNERS}
+    split[OTHER_THREADS] = {owner: other_threads_ms_per_fill if owner == "other" else 0.0 for owner in OWNERS}
     return split, total
 
 
@@ -340,6 +365,7 @@ class Profiler:
     admin: str
     fills: float
     cpu_s: float
+    main_cpu_s: float
     finished: bool = False
 
     @classmethod
@@ -347,21 +373,24 @@ class Profiler:
         exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         if not Path(exe).exists():
             raise RuntimeError("--profile needs py-spy: pip install -e '.[profile]'")
-        fills, cpu = fills_counted(admin), read_proc(pid)[2]
+        fills, cpu, main_cpu = fills_counted(admin), read_proc(pid)[2], thread_cpu(pid, pid)
         proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(int(seconds)),
-                                 "--rate", "100", "--format", "raw", "--nonblocking", "--output", str(out)],
+                                 "--rate", "100", "--format", "raw", "--threads", "--nonblocking",
+                                 "--output", str(out)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return cls(proc=proc, pid=pid, out=out, admin=admin, fills=fills, cpu_s=cpu)
+        return cls(proc=proc, pid=pid, out=out, admin=admin, fills=fills, cpu_s=cpu, main_cpu_s=main_cpu)
 
     def finish(self, result: Result) -> None:
         """Split the CPU per fill of the recorded window by stage into ``result``."""
         self.finished = True
         fills = fills_counted(self.admin) - self.fills
         cpu = read_proc(self.pid)[2] - self.cpu_s
+        main_cpu = thread_cpu(self.pid, self.pid) - self.main_cpu_s
         if fills <= 0 or not self.out.exists():
             result.error = result.error or "py-spy recorded nothing (or no fills in its window)"
             return
-        result.cpu_split_ms, result.profile_samples = cpu_split(self.out.read_text(), cpu / fills * 1000)
+        result.cpu_split_ms, result.profile_samples = cpu_split(
+            self.out.read_text(), self.pid, main_cpu / fills * 1000, (cpu - main_cpu) / fills * 1000)
 
 
 def run_mode(mode: str, args: argparse.Namespace, workdir: Path) -> Result:

@@ -58,13 +58,17 @@ def test_stacks_go_to_the_first_stage_with_a_marker_and_to_the_innermost_owner()
     order = ("_execute (hedgerd/executor.py:500);create_order (ccxt/async_support/binance.py:10)")
     assert classify(order) == ("order path", "ccxt")
     assert classify("_run_once (asyncio/base_events.py:1900);select (selectors.py:1)") == ("other", "other")
-    raw = f"{ws} 30\n{ledger} 10\n{backfill} 40\nnot a stack line\n"
-    split, samples = cpu_split(raw, cpu_ms_per_fill=2.0)
-    assert samples == 80
+    main, other = "thread (42): MainThread;", "thread (43): ledger-checkpoint;"
+    idle = "_run (hedgerd/cli.py:121);run (uvloop/__init__.py:92)"
+    raw = (f"{main}{ws} 30\n{main}{ledger} 10\n{main}{backfill} 40\n{main}{idle} 500\n{other}{ledger} 70\n"
+           "not a stack line\n")
+    split, samples = cpu_split(raw, main_tid=42, main_cpu_ms_per_fill=2.0, other_threads_ms_per_fill=0.5)
+    assert samples == 80  # the main thread's, without the idle loop's
     assert split["websocket parsing"]["ccxt"] == pytest.approx(0.75)
     assert split["ledger"]["hedgerd"] == pytest.approx(0.25)
     assert split["backfill polling"]["hedgerd"] == pytest.approx(1.0)
-    assert sum(v for owners in split.values() for v in owners.values()) == pytest.approx(2.0)
+    assert split["other threads"] == {"hedgerd": 0.0, "ccxt": 0.0, "other": 0.5}
+    assert sum(v for owners in split.values() for v in owners.values()) == pytest.approx(2.5)
 
 
 def test_bad_arguments_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
