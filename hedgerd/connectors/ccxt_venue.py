@@ -898,7 +898,7 @@ class CcxtVenue:
                     raise herr.TransientVenueError(f"{self.name}: malformed balance: {exc}") from None
         return result
 
-    async def _fetch_trades(self, symbol: str, since: float | None) -> list[Fill]:
+    async def _fetch_trades(self, symbol: str, since: float | None, *, skip_delivered: bool = False) -> list[Fill]:
         """Our trades on ``symbol`` since ``since`` (epoch seconds), malformed ones skipped.
 
         Pages forward from the newest trade of a full page; after a short page the cursor
@@ -910,23 +910,43 @@ class CcxtVenue:
         cursor = max(0, int(since * 1000))
         now_ms = int(self.clock.time() * 1000)
         fills: dict[str, Fill] = {}
+        skipped: dict[str, int] = {}  # delivered trades left out of the pages: id -> timestamp (ms)
         for _ in range(self.backfill_max_pages):
             batch = list(await self._call("read", "fetch_my_trades", symbol, cursor,
                                           self.backfill_page_limit) or ())
-            page = await self._trades_to_fills(batch, symbol)
+            page = await self._trades_to_fills(batch, symbol, skip_delivered=skip_delivered)
             fresh = [f for f in page if f.trade_id not in fills]
             fills.update((f.trade_id, f) for f in fresh)
+            left_out = self._delivered_timestamps(batch) if skip_delivered else {}
+            fresh_left_out = left_out.keys() - skipped.keys()
+            skipped.update(left_out)
             if len(batch) >= self.backfill_page_limit:
-                newest = max((int(f.ts * 1000) for f in page), default=cursor)
-                cursor = newest if fresh and newest > cursor else max(newest, cursor) + 1
+                newest = max([int(f.ts * 1000) for f in page] + list(left_out.values()), default=cursor)
+                progressed = bool(fresh or fresh_left_out)
+                cursor = newest if progressed and newest > cursor else max(newest, cursor) + 1
             elif cursor + BACKFILL_WINDOW_MS < now_ms:
                 cursor += BACKFILL_WINDOW_MS
             else:
                 break
         return list(fills.values())
 
-    async def _trades_to_fills(self, trades: Any, symbol: str) -> list[Fill]:
+    def _is_delivered(self, trade: Any) -> bool:
+        return (isinstance(trade, Mapping) and isinstance(trade.get("symbol"), str) and trade.get("id") is not None
+                and qualified_trade_id(trade["symbol"], str(trade["id"])) in self._delivered)
+
+    def _delivered_timestamps(self, batch: Sequence[Any]) -> dict[str, int]:
+        """Id -> timestamp (ms) of the trades in ``batch`` the sink already has: left out of a
+        backfill's page, they must still move its cursor (they were validated when delivered)."""
+        return {qualified_trade_id(t["symbol"], str(t["id"])): t["timestamp"] for t in batch
+                if self._is_delivered(t) and type(t.get("timestamp")) is int}
+
+    async def _trades_to_fills(self, trades: Any, symbol: str, *, skip_delivered: bool = False) -> list[Fill]:
+        """Our fills among ccxt ``trades``; with ``skip_delivered``, without the ones the sink has
+        (a backfill refetches mostly those: converting them again, and looking up their orders,
+        would be work thrown away by :meth:`_deliver_fills`)."""
         trades = list(trades or ())
+        if skip_delivered:
+            trades = [t for t in trades if not self._is_delivered(t)]
         await self._learn_client_ids(trades, symbol)
         received = self.clock.monotonic()
         fills: list[Fill] = []
@@ -1172,7 +1192,7 @@ class CcxtVenue:
             since = min(since, floor)
         self._resync_since[symbol] = since
         try:
-            fills = await self._fetch_trades(symbol, since)
+            fills = await self._fetch_trades(symbol, since, skip_delivered=True)
         except herr.VenueError as exc:
             self._report("backfill", f"{symbol}: {exc}")
             self._redeliver_from[symbol] = since
@@ -1187,7 +1207,7 @@ class CcxtVenue:
                 started = self.clock.time()
                 since = self._safety_since.get(symbol, self._started_wall) - self.backfill_overlap
                 try:
-                    fills = await self._fetch_trades(symbol, since)
+                    fills = await self._fetch_trades(symbol, since, skip_delivered=True)
                 except herr.VenueError as exc:
                     self._report("backfill", f"{symbol} (safety): {exc}")
                     continue
