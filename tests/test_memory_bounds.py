@@ -134,3 +134,19 @@ async def test_paper_venues_keep_a_bounded_fill_history_and_order_book() -> None
         clock.skip(0.01)
     assert len(perp._orders) == sim.ORDER_LIMIT and len(perp._history) == sim.HISTORY_LIMIT
     assert (await perp.fetch_order(PERP, report.client_order_id)) == report  # the latest are the ones kept
+
+
+async def test_ledger_page_cache_is_bounded_below_what_a_long_run_writes(tmp_path: Path) -> None:
+    from hedgerd import ledger as ledger_module
+
+    ledger = InventoryLedger(tmp_path / "ledger.sqlite")
+    await ledger.open()
+    try:
+        assert ledger._conn is not None
+        (cache,) = ledger._conn.execute("PRAGMA cache_size").fetchone()
+        assert cache == -ledger_module.PAGE_CACHE_KIB <= -1_000  # KiB: at least 1 MiB for the hot pages
+        # a day at 50 fills/s writes far more pages than the cache holds: its bound is what is kept
+        (page_size,) = ledger._conn.execute("PRAGMA page_size").fetchone()
+        assert ledger_module.PAGE_CACHE_KIB * 1024 // page_size < 50 * 86_400 // 10
+    finally:
+        await ledger.close()
