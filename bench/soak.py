@@ -21,8 +21,9 @@ ledger, risk pass, order path, other) and by whose code ran (hedgerd's own, ccxt
 neither: the event loop, aiohttp, SQLite reached from neither). A main-thread sample goes to the
 first stage whose marker is on its stack, in that order: backfill, order path, ledger, risk pass,
 websocket; its owner is the innermost hedgerd or ccxt frame; samples of the loop waiting for I/O
-are left out. Each stage gets its share of those samples times the main thread's CPU per fill
-(/proc, same window); the other threads' CPU (the WAL checkpointer's, mostly) is a row of its own.
+are left out. Each stage is its samples' time per fill; the rest of the main thread's CPU per
+fill (/proc, same window) is the event loop's native work (uvloop's socket reads and writes,
+sampled as waiting), the other threads' CPU (the WAL checkpointer's, mostly) a row of its own.
 
 --tracemalloc runs the daemon (and the simulator) under tracemalloc and prints the allocation
 sites that grew most between the first snapshot after the warm-up and the last one: slower, for
@@ -220,18 +221,20 @@ def classify(stack: str) -> tuple[str, str]:
 
 #: Leaf frames of an event loop waiting for I/O: py-spy cannot always tell that thread is idle.
 IDLE_LEAVES = ("run (uvloop/", "Runner.run (asyncio/runners.py", "run_forever (asyncio/", "select (selectors.py")
-MAIN = "main thread"
+EVENT_LOOP = "event loop (native)"
 OTHER_THREADS = "other threads"
+PROFILE_RATE_HZ = 100
 
 
-def cpu_split(raw: str, main_tid: int, main_cpu_ms_per_fill: float,
+def cpu_split(raw: str, main_tid: int, rate_hz: float, fills: float, main_cpu_ms_per_fill: float,
               other_threads_ms_per_fill: float) -> tuple[dict[str, dict[str, float]], int]:
     """CPU ms per fill by stage and owner.
 
-    Only the main thread's samples are split (the other threads' CPU, the WAL checkpointer's
-    mostly, is one row of its own, from /proc): each stage gets its share of the main thread's
-    busy samples times the main thread's CPU per fill. ``raw`` is py-spy's ``--threads --format
-    raw`` output: ``thread (TID): NAME;frame;frame... COUNT`` per line.
+    Each busy sample of the main thread stands for ``1 / rate_hz`` seconds of its stage. What the
+    main thread's CPU (from /proc) has beyond those is the event loop's own native work (uvloop's
+    socket reads and writes, timers), sampled as waiting; the other threads' CPU (the WAL
+    checkpointer's, mostly) is a row of its own. ``raw`` is py-spy's ``--threads --format raw``
+    output: ``thread (TID): NAME;frame;frame... COUNT`` per line.
     """
     counts: dict[tuple[str, str], int] = {}
     total = 0
@@ -245,10 +248,12 @@ def cpu_split(raw: str, main_tid: int, main_cpu_ms_per_fill: float,
         key = classify(stack)
         counts[key] = counts.get(key, 0) + int(count)
         total += int(count)
+    ms_per_sample = 1000 / rate_hz / fills if fills > 0 else 0.0
     split: dict[str, dict[str, float]] = {}
     for stage in [name for name, _ in STAGES] + ["other"]:
-        split[stage] = {owner: counts.get((stage, owner), 0) / total * main_cpu_ms_per_fill if total else 0.0
-                        for owner in OWNERS}
+        split[stage] = {owner: counts.get((stage, owner), 0) * ms_per_sample for owner in OWNERS}
+    loop = max(0.0, main_cpu_ms_per_fill - total * ms_per_sample)
+    split[EVENT_LOOP] = {owner: loop if owner == "other" else 0.0 for owner in OWNERS}
     split[OTHER_THREADS] = {owner: other_threads_ms_per_fill if owner == "other" else 0.0 for owner in OWNERS}
     return split, total
 
@@ -375,7 +380,7 @@ class Profiler:
             raise RuntimeError("--profile needs py-spy: pip install -e '.[profile]'")
         fills, cpu, main_cpu = fills_counted(admin), read_proc(pid)[2], thread_cpu(pid, pid)
         proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(int(seconds)),
-                                 "--rate", "100", "--format", "raw", "--threads", "--nonblocking",
+                                 "--rate", str(PROFILE_RATE_HZ), "--format", "raw", "--threads", "--nonblocking",
                                  "--output", str(out)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return cls(proc=proc, pid=pid, out=out, admin=admin, fills=fills, cpu_s=cpu, main_cpu_s=main_cpu)
@@ -390,7 +395,8 @@ class Profiler:
             result.error = result.error or "py-spy recorded nothing (or no fills in its window)"
             return
         result.cpu_split_ms, result.profile_samples = cpu_split(
-            self.out.read_text(), self.pid, main_cpu / fills * 1000, (cpu - main_cpu) / fills * 1000)
+            self.out.read_text(), self.pid, PROFILE_RATE_HZ, fills, main_cpu / fills * 1000,
+            (cpu - main_cpu) / fills * 1000)
 
 
 def run_mode(mode: str, args: argparse.Namespace, workdir: Path) -> Result:
@@ -570,6 +576,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM (or SIGINT in a background job, where it is ignored) must still stop the children
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     root = args.workdir or Path(tempfile.mkdtemp(prefix="hedgerd-soak-"))
     results = [run_mode(mode, args, root / mode) for mode in args.modes]
     if args.json:

@@ -62,13 +62,16 @@ def test_stacks_go_to_the_first_stage_with_a_marker_and_to_the_innermost_owner()
     idle = "_run (hedgerd/cli.py:121);run (uvloop/__init__.py:92)"
     raw = (f"{main}{ws} 30\n{main}{ledger} 10\n{main}{backfill} 40\n{main}{idle} 500\n{other}{ledger} 70\n"
            "not a stack line\n")
-    split, samples = cpu_split(raw, main_tid=42, main_cpu_ms_per_fill=2.0, other_threads_ms_per_fill=0.5)
+    # 100 Hz, 40 fills: each sample is 0.25 ms per fill; the main thread used 25 ms per fill
+    split, samples = cpu_split(raw, main_tid=42, rate_hz=100, fills=40, main_cpu_ms_per_fill=25.0,
+                               other_threads_ms_per_fill=0.5)
     assert samples == 80  # the main thread's, without the idle loop's
-    assert split["websocket parsing"]["ccxt"] == pytest.approx(0.75)
-    assert split["ledger"]["hedgerd"] == pytest.approx(0.25)
-    assert split["backfill polling"]["hedgerd"] == pytest.approx(1.0)
+    assert split["websocket parsing"]["ccxt"] == pytest.approx(7.5)
+    assert split["ledger"]["hedgerd"] == pytest.approx(2.5)
+    assert split["backfill polling"]["hedgerd"] == pytest.approx(10.0)
+    assert split["event loop (native)"] == {"hedgerd": 0.0, "ccxt": 0.0, "other": pytest.approx(5.0)}
     assert split["other threads"] == {"hedgerd": 0.0, "ccxt": 0.0, "other": 0.5}
-    assert sum(v for owners in split.values() for v in owners.values()) == pytest.approx(2.5)
+    assert sum(v for owners in split.values() for v in owners.values()) == pytest.approx(25.5)
 
 
 def test_bad_arguments_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
