@@ -94,7 +94,10 @@ CLIENT_ID_MAX_LEN = 36
 CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
 _PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_-]{0,8}$")  # 8 + 8 (ledger id) + 1 + 19 (int64) = 36
 _SYNCHRONOUS_LEVELS = {"NORMAL": 1, "FULL": 2}
-_CACHE_SIZE = 16_384  # per-order entries kept in memory; misses read the database
+#: Per-order entries (filled amount, state) kept in memory; a miss reads the database. The orders
+#: asked about are the ones in flight (a handful per underlying) and those settled lately, whose
+#: repeated reports and fills still arrive; a larger cache only held memory for hours of orders.
+_CACHE_SIZE = 256
 #: Trade ids of our own orders' fills journaled lately. Each such fill arrives up to three times
 #: (the order's response, the order stream, the trade stream); a repeat found here is answered as
 #: the duplicate it is without a commit. A repeat older than this goes to the UNIQUE index as before.

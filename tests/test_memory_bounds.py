@@ -97,14 +97,16 @@ async def test_ccxt_trade_cache_stays_within_trades_limit_while_every_fill_is_de
 async def test_ledger_per_order_caches_stay_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from hedgerd import ledger as ledger_module
 
-    monkeypatch.setattr(ledger_module, "_CACHE_SIZE", 16)
+    bound = ledger_module._CACHE_SIZE
     monkeypatch.setattr(ledger_module, "_RECENT_OWN_FILLS", 8)
     ledger = InventoryLedger(tmp_path / "ledger.sqlite")
     await ledger.open()
     try:
-        for i in range(120):
+        first = ""
+        for i in range(bound + 60):
             intent = await ledger.new_intent(underlying="BTC", venue="perp", symbol=PERP, side=Side.SELL,
                                              amount=Decimal("0.1"), created_at=float(i))
+            first = first or intent.client_order_id
             fill = Fill(venue="perp", trade_id=f"h{i}", symbol=PERP, side=Side.SELL, amount=Decimal("0.1"),
                         price=Decimal(60_000), fee=Decimal(0), fee_currency="USDT", ts=float(i),
                         client_order_id=intent.client_order_id)
@@ -112,10 +114,13 @@ async def test_ledger_per_order_caches_stay_bounded(tmp_path: Path, monkeypatch:
             await ledger.record_order_state(intent.client_order_id, OrderStatus.FILLED, Decimal("0.1"))
             assert ledger.filled_for(intent.client_order_id) == Decimal("0.1")
             for cache in (ledger._filled_cache, ledger._state_cache, ledger._w_order_fills):
-                assert len(cache) <= 16
+                assert len(cache) <= bound
             assert len(ledger._recent_own_fills) <= 8
             assert len(ledger.open_intents()) <= 1
-        assert ledger.fill_count == 120
+        assert ledger.fill_count == bound + 60
+        # an order forgotten by the caches is read back from the journal
+        assert ledger.filled_for(first) == Decimal("0.1")
+        assert ledger.order_state(first) == (OrderStatus.FILLED, Decimal("0.1"))
     finally:
         await ledger.close()
 
