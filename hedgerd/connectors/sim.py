@@ -249,12 +249,12 @@ class _RequestLimiter:
 
 #: Fills an in-process venue keeps for :meth:`_SimVenue.fetch_fills_since`. Only reconciliation
 #: asks, for the fills since the ledger's last one minus ``reconcile.backfill_overlap``, and an
-#: in-process venue starts with the daemon: minutes of flow are all it can be asked for, and every
-#: fill kept is memory held for the whole run.
-HISTORY_LIMIT = 2_000
+#: in-process venue starts with the daemon: seconds of this run's flow are all it is asked for,
+#: and every fill kept is memory held for the whole run.
+HISTORY_LIMIT = 500
 #: Hedge orders kept for lookups by client id: the executor looks one up while it settles
 #: (seconds) and at reconciliation, which an in-process venue serves only for this run's orders.
-ORDER_LIMIT = 1_000
+ORDER_LIMIT = 256
 
 
 class _SimVenue:
