@@ -673,6 +673,30 @@ async def test_fetch_fills_since_is_whole_beyond_the_stream_backfills_page_budge
         await make_venue(ex, backfill_page_limit=2, listing_max_pages=3).fetch_fills_since(T0_MS / 1000)
 
 
+async def test_backfill_skips_converting_and_resolving_what_was_delivered_but_pages_past_it() -> None:
+    ex = FakeExchange()
+    ex.my_trades = [trade(str(i), ts=T0_MS + i, order=str(900 + i)) for i in range(1, 7)]
+    ex.results["fetch_order"] = lambda order_id, symbol: ccxt_order(f"hgdabcx{order_id}", order_id=order_id)
+    venue = make_venue(ex, backfill_page_limit=2, backfill_overlap=5.0)
+    sink = RecordingSink()
+    venue._sink = sink
+    await venue.load_markets()
+    assert await venue._deliver_trades([dict(t, info={"c": "web_x"}) for t in ex.my_trades[:4]], symbol=PERP)
+    converted: list[str] = []
+    convert = venue._trade_to_fill
+
+    def counting(raw: Any, received_at: float, expected_symbol: str | None) -> Fill:
+        converted.append(str(raw["id"]))
+        return convert(raw, received_at, expected_symbol)
+
+    venue._trade_to_fill = counting  # type: ignore[method-assign]
+    assert await venue._backfill(PERP)
+    assert set(converted) == {"5", "6"}  # the four delivered ones were neither converted again ...
+    assert sorted(args[0] for args in ex.called("fetch_order")) == ["905", "906"]  # ... nor looked up
+    assert [f.trade_id for f in sink.fills] == [f"{PERP}#{i}" for i in range(1, 7)]
+    assert len(ex.called("fetch_my_trades")) >= 4  # paged over the delivered ones
+
+
 async def test_fills_attributed_by_order_id_and_own_prefix() -> None:
     ex = FakeExchange()
     ex.results["create_order"] = ccxt_order("hgdabcx1", status="open", filled=0, order_id="900")

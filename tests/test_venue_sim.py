@@ -496,6 +496,29 @@ def test_resting_limit_order_fills_as_maker_when_price_moves_through() -> None:
     assert trade.is_maker and trade.price == Decimal(61000)
 
 
+def test_trade_and_order_history_stay_within_their_bounds_under_client_flow() -> None:
+    balances = {"USDT": Decimal(10**9), "BTC": Decimal(10**4), "ETH": Decimal(0)}
+    engine = Engine(EngineConfig(seed=3, trade_history=100, order_history=100, spot_balances=balances),
+                    now_ms=FakeClock())
+    resting = engine.place_order(SPOT, symbol="BTCUSDT", side="SELL", order_type="LIMIT",
+                                 quantity=Decimal("0.5"), price=Decimal(61000), time_in_force="GTC")
+    for i in range(1_000):
+        assert engine.client_fill("BTCUSDT", "BUY" if i % 2 else "SELL", Decimal("0.01")) is not None
+        assert len(engine.trades(SPOT)) <= 100
+        assert len(engine.orders(SPOT)) <= 100
+    trades = engine.trades(SPOT)
+    assert len(trades) == 100 and trades[-1].trade_id == engine.last_trade_id(SPOT)
+    assert [t.trade_id for t in trades] == list(range(trades[0].trade_id, trades[0].trade_id + 100))
+    # the open order outlives the history; the matcher still finds it
+    assert resting in engine.orders(SPOT) and engine.open_orders(SPOT) == [resting]
+    engine.set_mid("BTCUSDT", Decimal(62000))
+    assert resting.status == "FILLED" and engine.open_orders(SPOT) == []
+    after = engine.last_trade_id(SPOT)
+    order = engine.place_order(SPOT, symbol="BTCUSDT", side="BUY", order_type="MARKET", quantity=Decimal(3))
+    fills = engine.my_trades(SPOT, "BTCUSDT", order_id=order.order_id, from_id=after + 1)
+    assert fills and sum(t.qty for t in fills) == order.executed_qty == Decimal(3)
+
+
 def test_weight_limiter_windows_and_ban() -> None:
     limiter = WeightLimiter(limit=10, window_seconds=60, ban_after=2, ban_seconds=30)
     assert limiter.admit("ip", 10, 120.0).allowed

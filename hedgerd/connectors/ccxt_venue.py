@@ -93,6 +93,23 @@ _CCXT_STATUS = {
 BACKFILL_WINDOW_MS = 7 * 24 * 3600 * 1000
 #: Seconds a fills stream may stay quiet after a message before a catch-up backfill (daemon venues).
 CATCH_UP_DELAY = 1.0
+#: Bounds of ccxt.pro's own caches (a config's ``options`` may set others). hedgerd takes each
+#: watch result at once (only the new entries) and dedupes fills itself, so ccxt's caches of our
+#: trades and orders only bridge the time between two reads: 1,000 is far more than arrive in that
+#: time (a bigger burst falls to the backfills), and stays a few MB per venue. hedgerd watches no
+#: candles, trades of others or order books, so those caches get the minimum.
+CCXT_CACHE_LIMITS: dict[str, int] = {"tradesLimit": 1000, "ordersLimit": 1000, "OHLCVLimit": 1}
+#: Trade ids delivered lately, so the stream's and the backfills' overlapping copies of a fill
+#: go to the ledger once: the backfills reach back their overlap plus their interval (seconds),
+#: which this covers at hundreds of fills/s; an older repeat is still deduped by the ledger.
+DELIVERED_IDS_KEPT = 20_000
+#: Client ids of venue order ids (ours, or "" for others'): fills of an order arrive within
+#: seconds of it; a forgotten one costs one more order lookup.
+CLIENT_IDS_KEPT = 10_000
+#: Distinct malformed-record reports already logged (a backfill sees the same bad record again).
+MALFORMED_KEPT = 1_000
+#: Fills of orders looked up lately (a lookup repeats while an order settles; one per order in flight).
+ORDER_FILLS_KEPT = 1_000
 #: Seconds between the unconditional fills backfills of daemon venues (see ``safety_backfill_interval``).
 SAFETY_BACKFILL_INTERVAL = 5.0
 #: Seconds no request is sent after a rate-limit answer that carries no Retry-After.
@@ -548,10 +565,10 @@ class CcxtVenue:
         self._resync_since: dict[str, float] = {}  # where the last backfill of each symbol started
         self._safety_since: dict[str, float] = {}  # wall time of the last safety backfill, by symbol
         self._rate_limited_until = -math.inf  # clock monotonic; see _call
-        self._delivered = _Bounded(20_000)  # qualified trade ids already accepted by the sink
-        self._cid_by_order_id = _Bounded(10_000)
-        self._malformed_reported = _Bounded(1_000)
-        self._order_fills = _Bounded(1_000)  # venue order id -> (filled, fills)
+        self._delivered = _Bounded(DELIVERED_IDS_KEPT)  # qualified trade ids already accepted by the sink
+        self._cid_by_order_id = _Bounded(CLIENT_IDS_KEPT)
+        self._malformed_reported = _Bounded(MALFORMED_KEPT)
+        self._order_fills = _Bounded(ORDER_FILLS_KEPT)  # venue order id -> (filled, fills)
         self._no_order_trades: set[str] = set()  # symbols where fetch_order_trades is unsupported
         #: Latest positions seen on the positions stream (or its polling fallback), base units.
         self.streamed_positions: dict[str, Decimal] = {}
@@ -903,7 +920,8 @@ class CcxtVenue:
                 as_of.update((key, stamp) for key in result if not is_derivative(key))
         return PositionSnapshot(result, as_of)
 
-    async def _fetch_trades(self, symbol: str, since: float | None, *, whole: bool = False) -> list[Fill]:
+    async def _fetch_trades(self, symbol: str, since: float | None, *, whole: bool = False,
+                            skip_delivered: bool = False) -> list[Fill]:
         """Our trades on ``symbol`` since ``since`` (epoch seconds), malformed ones skipped.
 
         Pages forward from the newest trade of a full page; after a short page the cursor
@@ -917,16 +935,21 @@ class CcxtVenue:
         cursor = max(0, int(since * 1000))
         now_ms = int(self.clock.time() * 1000)
         fills: dict[str, Fill] = {}
+        skipped: dict[str, int] = {}  # delivered trades left out of the pages: id -> timestamp (ms)
         pages = self.listing_max_pages if whole else self.backfill_max_pages
         for page_number in range(1, pages + 1):
             batch = list(await self._call("read", "fetch_my_trades", symbol, cursor,
                                           self.backfill_page_limit) or ())
-            page = await self._trades_to_fills(batch, symbol)
+            page = await self._trades_to_fills(batch, symbol, skip_delivered=skip_delivered)
             fresh = [f for f in page if f.trade_id not in fills]
             fills.update((f.trade_id, f) for f in fresh)
+            left_out = self._delivered_timestamps(batch) if skip_delivered else {}
+            fresh_left_out = left_out.keys() - skipped.keys()
+            skipped.update(left_out)
             if len(batch) >= self.backfill_page_limit:
-                newest = max((int(f.ts * 1000) for f in page), default=cursor)
-                cursor = newest if fresh and newest > cursor else max(newest, cursor) + 1
+                newest = max([int(f.ts * 1000) for f in page] + list(left_out.values()), default=cursor)
+                progressed = bool(fresh or fresh_left_out)
+                cursor = newest if progressed and newest > cursor else max(newest, cursor) + 1
             elif cursor + BACKFILL_WINDOW_MS < now_ms:
                 cursor += BACKFILL_WINDOW_MS
             else:
@@ -937,8 +960,23 @@ class CcxtVenue:
                     f"{self.backfill_page_limit}: the listing would be cut short")
         return list(fills.values())
 
-    async def _trades_to_fills(self, trades: Any, symbol: str) -> list[Fill]:
+    def _is_delivered(self, trade: Any) -> bool:
+        return (isinstance(trade, Mapping) and isinstance(trade.get("symbol"), str) and trade.get("id") is not None
+                and qualified_trade_id(trade["symbol"], str(trade["id"])) in self._delivered)
+
+    def _delivered_timestamps(self, batch: Sequence[Any]) -> dict[str, int]:
+        """Id -> timestamp (ms) of the trades in ``batch`` the sink already has: left out of a
+        backfill's page, they must still move its cursor (they were validated when delivered)."""
+        return {qualified_trade_id(t["symbol"], str(t["id"])): t["timestamp"] for t in batch
+                if self._is_delivered(t) and type(t.get("timestamp")) is int}
+
+    async def _trades_to_fills(self, trades: Any, symbol: str, *, skip_delivered: bool = False) -> list[Fill]:
+        """Our fills among ccxt ``trades``; with ``skip_delivered``, without the ones the sink has
+        (a backfill refetches mostly those: converting them again, and looking up their orders,
+        would be work thrown away by :meth:`_deliver_fills`)."""
         trades = list(trades or ())
+        if skip_delivered:
+            trades = [t for t in trades if not self._is_delivered(t)]
         await self._learn_client_ids(trades, symbol)
         received = self.clock.monotonic()
         fills: list[Fill] = []
@@ -1184,7 +1222,7 @@ class CcxtVenue:
             since = min(since, floor)
         self._resync_since[symbol] = since
         try:
-            fills = await self._fetch_trades(symbol, since)
+            fills = await self._fetch_trades(symbol, since, skip_delivered=True)
         except herr.VenueError as exc:
             self._report("backfill", f"{symbol}: {exc}")
             self._redeliver_from[symbol] = since
@@ -1199,7 +1237,7 @@ class CcxtVenue:
                 started = self.clock.time()
                 since = self._safety_since.get(symbol, self._started_wall) - self.backfill_overlap
                 try:
-                    fills = await self._fetch_trades(symbol, since)
+                    fills = await self._fetch_trades(symbol, since, skip_delivered=True)
                 except herr.VenueError as exc:
                     self._report("backfill", f"{symbol} (safety): {exc}")
                     continue
@@ -1370,7 +1408,7 @@ def create_exchange(cfg: VenueConfig, *, timeout: float | None = None, path: str
                                f"unknown ccxt exchange id {exchange_id!r}")
     params: dict[str, Any] = {
         "enableRateLimit": True,
-        "options": {k: v for k, v in cfg.options.items() if k != "symbols"},
+        "options": {**CCXT_CACHE_LIMITS, **{k: v for k, v in cfg.options.items() if k != "symbols"}},
     }
     if timeout is not None:
         params["timeout"] = int(timeout * 1000)

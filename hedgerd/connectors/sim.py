@@ -248,13 +248,23 @@ class _RequestLimiter:
         return (1.0 - self._tokens) / self.rate
 
 
+#: Fills an in-process venue keeps for :meth:`_SimVenue.fetch_fills_since`. Only reconciliation
+#: asks, for the fills since the ledger's last one minus ``reconcile.backfill_overlap``, and an
+#: in-process venue starts with the daemon: seconds of this run's flow are all it is asked for,
+#: and every fill kept is memory held for the whole run.
+HISTORY_LIMIT = 500
+#: Hedge orders kept for lookups by client id: the executor looks one up while it settles
+#: (seconds) and at reconciliation, which an in-process venue serves only for this run's orders.
+ORDER_LIMIT = 256
+
+
 class _SimVenue:
     """What both simulated venues share: price stream, accounting, limiter, latency, faults."""
 
     name: str
 
     def __init__(self, name: str, settings: SimSettings, market: SimMarketData, clock: Clock,
-                 *, history_limit: int = 10_000, order_limit: int = 100_000) -> None:
+                 *, history_limit: int = HISTORY_LIMIT, order_limit: int = ORDER_LIMIT) -> None:
         self.name = name
         self.settings = settings
         self.symbol = settings.symbol
@@ -452,7 +462,7 @@ class SimSpotVenue(_SimVenue):
     """
 
     def __init__(self, name: str, settings: SimSettings, market: SimMarketData, clock: Clock,
-                 *, history_limit: int = 10_000) -> None:
+                 *, history_limit: int = HISTORY_LIMIT) -> None:
         super().__init__(name, settings, market, clock, history_limit=history_limit)
         self._flow_rng = random.Random(f"hedgerd-flow/{name}/{settings.seed}")
         self._flow_rate = settings.flow_rate
@@ -527,7 +537,7 @@ class SimPerpVenue(_SimVenue):
     """
 
     def __init__(self, name: str, settings: SimSettings, market: SimMarketData, clock: Clock,
-                 *, history_limit: int = 10_000, order_limit: int = 100_000) -> None:
+                 *, history_limit: int = HISTORY_LIMIT, order_limit: int = ORDER_LIMIT) -> None:
         super().__init__(name, settings, market, clock, history_limit=history_limit,
                          order_limit=order_limit)
         self.fee_currency = self.settle or self.quote_asset

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
@@ -110,6 +111,12 @@ class EngineConfig:
     flow_rate: float = 0.0
     flow_symbols: tuple[str, ...] = ("BTCUSDT",)
     duplicate_client_id_scope: Literal["open", "all"] = "open"
+    #: Trades and final orders kept per market kind (oldest forgotten first; open orders are
+    #: always kept). Clients only ask for what is newer than their cursor (a backfill reaches
+    #: seconds to minutes back), so a bounded history serves them while a long soak's client
+    #: flow cannot grow the simulator without limit.
+    trade_history: int = 20_000
+    order_history: int = 20_000
 
 
 # --------------------------------------------------------------------------- market model
@@ -349,7 +356,11 @@ class Engine:
         self._leverage: dict[str, int] = {s: self.config.default_leverage for s in self.instruments}
         self._margin_type: dict[str, str] = {s: "cross" for s in self.instruments}
         self._orders: dict[MarketKind, dict[int, Order]] = {SPOT: {}, USDM: {}}
-        self._trades: dict[MarketKind, list[Trade]] = {SPOT: [], USDM: []}
+        # Orders that were open when placed, by id; one that is no longer open is dropped when
+        # next seen, so the matcher's every-tick scan is over resting orders, not the history.
+        self._resting: dict[MarketKind, dict[int, Order]] = {SPOT: {}, USDM: {}}
+        self._trades: dict[MarketKind, deque[Trade]] = {
+            kind: deque(maxlen=self.config.trade_history) for kind in KINDS}
         self._stats: dict[tuple[MarketKind, str], TickerStats] = {
             (k, s): TickerStats() for k in KINDS for s in self.instruments
         }
@@ -516,8 +527,8 @@ class Engine:
 
     def open_order_initial_margin(self, symbol: str | None = None) -> Decimal:
         total = ZERO
-        for order in self._orders[USDM].values():
-            if order.is_open and (symbol is None or order.symbol == symbol):
+        for order in self._resting_orders(USDM):
+            if symbol is None or order.symbol == symbol:
                 total += order.remaining * order.price / self._leverage[order.symbol]
         return total
 
@@ -543,19 +554,22 @@ class Engine:
     # ------------------------------------------------------------------ queries
 
     def orders(self, kind: MarketKind) -> list[Order]:
-        """Every order of ``kind`` ever accepted, oldest first."""
+        """The orders of ``kind`` kept (every open one, the latest final ones), oldest first."""
         return list(self._orders[kind].values())
 
     def trades(self, kind: MarketKind, symbol: str | None = None) -> list[Trade]:
-        """The complete trade history of ``kind``, oldest first."""
+        """The trades of ``kind`` kept (the latest ``trade_history``), oldest first."""
         return [t for t in self._trades[kind] if symbol is None or t.symbol == symbol]
+
+    def last_trade_id(self, kind: MarketKind) -> int:
+        """The id of the latest trade of ``kind`` (one below the first id when none yet)."""
+        return self._next_trade_id[kind] - 1
 
     def open_orders(self, kind: MarketKind, symbol: str | None = None) -> list[Order]:
         """Orders still resting (NEW or PARTIALLY_FILLED)."""
         if symbol is not None:
             self.instrument(symbol)
-        return [o for o in self._orders[kind].values()
-                if o.is_open and (symbol is None or o.symbol == symbol)]
+        return [o for o in self._resting_orders(kind) if symbol is None or o.symbol == symbol]
 
     def get_order(self, kind: MarketKind, symbol: str, order_id: int | None = None,
                   client_order_id: str | None = None) -> Order:
@@ -696,7 +710,7 @@ class Engine:
                       time_in_force=tif, price=price if price is not None else ZERO,
                       orig_qty=quantity, time=now, update_time=now, reduce_only=reduce_only,
                       orig_quote_qty=quote_order_qty or ZERO)
-        self._orders[kind][order.order_id] = order
+        self._keep_order(order)
         self._emit(OrderEvent(kind=kind, order=replace(order), execution_type="NEW", time=now))
         for fill in fills:
             self._execute(order, fill.price, fill.qty, is_maker=False, now=now)
@@ -706,6 +720,8 @@ class Engine:
             self._emit(OrderEvent(kind=kind, order=replace(order), execution_type="EXPIRED", time=now))
         elif order.remaining > 0 and kind == SPOT:
             self._lock_for(order)
+        if order.is_open:
+            self._resting[kind][order.order_id] = order
         if fills:
             self._emit_account(kind, symbol, now)
         return order
@@ -756,7 +772,7 @@ class Engine:
                       client_order_id=f"desk-{self._random_client_id()[:16]}", side=side, type="LIMIT",
                       time_in_force="GTC", price=price, orig_qty=qty, time=now, update_time=now,
                       is_client_flow=True)
-        self._orders[SPOT][order.order_id] = order
+        self._keep_order(order)
         trade = self._execute(order, price, qty, is_maker=True, now=now)
         self._emit_account(SPOT, symbol, now)
         return trade
@@ -785,6 +801,33 @@ class Engine:
 
     # ------------------------------------------------------------------ internals
 
+    def _keep_order(self, order: Order) -> None:
+        """Add ``order`` to the history; past ``order_history``, forget the oldest final orders."""
+        orders = self._orders[order.kind]
+        orders[order.order_id] = order
+        limit = self.config.order_history
+        if len(orders) <= limit:
+            return
+        # Prune a tenth below the limit at once, so the scan from the oldest runs once per
+        # limit/10 orders rather than on every order.
+        excess = len(orders) - (limit - limit // 10)
+        stale: list[int] = []
+        for oid, kept in orders.items():
+            if len(stale) >= excess:
+                break
+            if not kept.is_open and kept is not order:
+                stale.append(oid)
+        for oid in stale:
+            del orders[oid]
+
+    def _resting_orders(self, kind: MarketKind) -> list[Order]:
+        """Open orders of ``kind``, oldest first (dropping the ones that have left the book)."""
+        resting = self._resting[kind]
+        done = [oid for oid, o in resting.items() if not o.is_open]
+        for oid in done:
+            del resting[oid]
+        return list(resting.values())
+
     def _take_order_id(self, kind: MarketKind) -> int:
         value = self._next_order_id[kind]
         self._next_order_id[kind] = value + 1
@@ -799,11 +842,9 @@ class Engine:
         return "".join(self._rng.choice(CLIENT_ID_CHARS) for _ in range(22))
 
     def _client_id_taken(self, kind: MarketKind, client_order_id: str) -> bool:
-        for order in self._orders[kind].values():
-            if order.client_order_id == client_order_id and (
-                    self.config.duplicate_client_id_scope == "all" or order.is_open):
-                return True
-        return False
+        scope = self.config.duplicate_client_id_scope
+        orders = self._orders[kind].values() if scope == "all" else self._resting_orders(kind)
+        return any(order.client_order_id == client_order_id for order in orders)
 
     def _walk(self, book: Book, side: str, quantity: Decimal | None, limit_price: Decimal | None,
               quote_limit: Decimal | None, step: Decimal) -> list[_Fill]:
@@ -979,7 +1020,7 @@ class Engine:
 
     def _match_resting(self, now: int) -> None:
         for kind in KINDS:
-            for order in [o for o in self._orders[kind].values() if o.is_open]:
+            for order in self._resting_orders(kind):
                 book = self.book(kind, order.symbol, depth=1)
                 crossed = (order.side == "BUY" and book.best_ask.price <= order.price) or (
                     order.side == "SELL" and book.best_bid.price >= order.price)

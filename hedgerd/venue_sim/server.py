@@ -265,7 +265,9 @@ def _new_order(sim: VenueSim, ctx: RequestContext) -> tuple[Order, list[Trade]]:
         raise ApiError(-4061, "Order's position side does not match user's setting.")
     if params.get("stopPrice") or params.get("closePosition", "").lower() == "true":
         raise ApiError(-1106, "Parameter 'stopPrice' sent when not required.")
-    before = len(sim.engine.trades(ctx.kind))
+    # The trades of this order are the ones numbered after the venue's last trade so far (the
+    # history is bounded, so a position in it would shift as old trades are forgotten).
+    after_id = sim.engine.last_trade_id(ctx.kind)
     order = sim.engine.place_order(
         ctx.kind, symbol=symbol, side=side, order_type=order_type,
         quantity=_decimal(params, "quantity"), price=_decimal(params, "price"),
@@ -274,7 +276,7 @@ def _new_order(sim: VenueSim, ctx: RequestContext) -> tuple[Order, list[Trade]]:
         reduce_only=_bool(params, "reduceOnly") if ctx.kind == USDM else False,
         quote_order_qty=_decimal(params, "quoteOrderQty") if ctx.kind == SPOT else None,
     )
-    trades = [t for t in sim.engine.trades(ctx.kind)[before:] if t.order_id == order.order_id]
+    trades = sim.engine.my_trades(ctx.kind, symbol, order_id=order.order_id, from_id=after_id + 1, limit=1000)
     return order, trades
 
 
