@@ -15,8 +15,8 @@ from typing import Any
 
 import structlog
 
-from hedgerd.admin import AdminServer
-from hedgerd.admin_token import GENERATE_HINT
+from hedgerd.admin.server import AdminServer
+from hedgerd.admin.token import GENERATE_HINT
 from hedgerd.clock import Clock, RealClock
 from hedgerd.config import Settings, load_settings, reload_diff
 from hedgerd.connectors import build_venues

@@ -47,7 +47,7 @@ from hedgerd.models import (
     split_symbol,
 )
 from hedgerd.policy import HedgeLimits, HedgePolicy, build_policy, reduces_position
-from hedgerd.reconciler import PositionReconciler
+from hedgerd.reconciliation.reconciler import PositionReconciler
 from hedgerd.risk import (
     DeltaSnapshot,
     PriceGuard,

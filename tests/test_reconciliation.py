@@ -1,5 +1,5 @@
 """Startup reconciliation under client flow: the pure cut/decision functions
-(:mod:`hedgerd.reconciliation`) and :class:`hedgerd.reconciler.PositionReconciler` with a real
+(:mod:`hedgerd.reconciliation`) and :class:`hedgerd.reconciliation.reconciler.PositionReconciler` with a real
 ledger against a venue whose trades keep landing between (and during) every request."""
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from hedgerd.connectors.base import Venue
 from hedgerd.errors import TransientVenueError
 from hedgerd.ledger import InventoryLedger
 from hedgerd.models import ZERO, Fill, Side
-from hedgerd.reconciler import SNAPSHOT_ATTEMPTS, PositionReconciler
 from hedgerd.reconciliation import (
     Cut,
     PositionSnapshot,
@@ -32,6 +31,7 @@ from hedgerd.reconciliation import (
     trade_order,
     usable_cursor,
 )
+from hedgerd.reconciliation.reconciler import SNAPSHOT_ATTEMPTS, PositionReconciler
 from tests.fakes import FakeClock
 
 T0_MS = 1_700_000_000_000

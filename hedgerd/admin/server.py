@@ -3,7 +3,7 @@
 ``GET /metrics``, ``/healthz``, ``/readyz``, ``/status`` are open (bind them to loopback or
 a private interface). ``POST /kill`` and ``POST /resume`` need ``Authorization: Bearer
 <admin.token>``, compared in constant time; with no token configured they are disabled (403).
-Their bodies are validated strictly (:mod:`hedgerd.admin_input`); every answer, errors included,
+Their bodies are validated strictly (:mod:`hedgerd.admin.input`); every answer, errors included,
 is JSON.
 """
 
@@ -20,7 +20,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from hedgerd.admin_input import BadBody, BodyModel, KillBody, ResumeBody, parse_body
+from hedgerd.admin.input import BadBody, BodyModel, KillBody, ResumeBody, parse_body
 from hedgerd.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def _authorized(request: web.Request) -> web.Response | None:
 
 
 async def _body(request: web.Request, model: type[BodyModel]) -> BodyModel | web.Response:
-    """The validated body, or the JSON 4xx response refusing it (see :mod:`hedgerd.admin_input`)."""
+    """The validated body, or the JSON 4xx response refusing it (see :mod:`hedgerd.admin.input`)."""
     try:
         raw = await request.read()
         return parse_body(raw, request.content_type, request.charset, model)

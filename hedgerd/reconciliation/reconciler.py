@@ -2,7 +2,7 @@
 
 :class:`PositionReconciler` takes each venue's bracketed snapshot (trades, positions with the
 venue's cursor, trades again), journals what it lists and adopts or reports the differences;
-what to do about each position is decided by the pure :mod:`hedgerd.reconciliation`.
+what to do about each position is decided by the pure :mod:`hedgerd.reconciliation.decisions`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from hedgerd.connectors.base import Venue
 from hedgerd.errors import TransientVenueError
 from hedgerd.ledger import InventoryLedger
 from hedgerd.models import ZERO, Fill
-from hedgerd.reconciliation import (
+from hedgerd.reconciliation.decisions import (
     Decision,
     Verdict,
     check_position,
