@@ -1,4 +1,4 @@
-"""Hedged-book PnL: the pure arithmetic in hedgerd.risk and the ledger's trade totals behind it."""
+"""Hedged-book PnL: the pure arithmetic in hedgerd.risk.pnl and the ledger's trade totals behind it."""
 
 from __future__ import annotations
 
