@@ -48,14 +48,8 @@ from hedgerd.models import (
 )
 from hedgerd.policy import HedgeLimits, HedgePolicy, build_policy, reduces_position
 from hedgerd.reconciliation.reconciler import PositionReconciler
-from hedgerd.risk import (
-    DeltaSnapshot,
-    PriceGuard,
-    book_keys,
-    book_pnl,
-    make_snapshot,
-    untraded_quantity,
-)
+from hedgerd.risk.delta import DeltaSnapshot, PriceGuard, make_snapshot
+from hedgerd.risk.pnl import BookPnl
 
 log = structlog.get_logger("hedgerd.engine")
 
@@ -128,9 +122,8 @@ class HedgeEngine:
         self.hedges: dict[str, _HedgeState] = {}
         self.markets: dict[str, dict[str, MarketInfo]] = {}
         self.consecutive_order_errors = 0
-        self.realized_pnl: dict[str, Decimal] = {}  # underlying -> hedged-book PnL (quote), see risk.py
-        self._untraded: dict[str, tuple[Decimal, Decimal]] = {}  # underlying -> (untraded qty, mark)
-        self._book_keys: dict[str, tuple[int, list[tuple[str, str]]]] = {}  # underlying -> (#symbols, its book)
+        self.pnl = BookPnl()
+        self.realized_pnl = self.pnl.by_underlying  # underlying -> hedged-book PnL (quote), see risk/pnl.py
         self._gauge_cache: dict[str, _UnderlyingGauges] = {}
         self._inventory_gauges: dict[tuple[str, str], Any] = {}
         self._rejections_logged: dict[tuple[str, str, str], tuple[float, int]] = {}  # -> (logged at, suppressed)
@@ -665,16 +658,9 @@ class HedgeEngine:
             if snap.notional is not None:
                 notionals[underlying] = (abs(snap.notional), cfg.max_delta_notional)
             if snap.mid is not None:
-                sources, hedge = [(s.venue, s.asset) for s in cfg.inventory], (cfg.venue, cfg.symbol)
-                untraded = self._untraded.get(underlying)
-                if untraded is None:  # adopted balances are valued from the first price seen
-                    untraded = self._untraded[underlying] = (untraded_quantity(
-                        self.ledger.positions(), trades, inventory=sources, hedge=hedge), snap.mid)
-                book = self._book_keys.get(underlying)
-                if book is None or book[0] != len(trades):  # a symbol traded for the first time
-                    book = self._book_keys[underlying] = (len(trades), book_keys(trades, sources, hedge))
-                pnl = book_pnl([trades[k] for k in book[1]], mid=snap.mid, untraded=untraded)
-                self.realized_pnl[underlying] = pnl
+                pnl = self.pnl.mark(underlying, trades, self.ledger.positions,
+                                    inventory=[(s.venue, s.asset) for s in cfg.inventory],
+                                    hedge=(cfg.venue, cfg.symbol), mid=snap.mid)
                 gauges.realized_pnl.set(pnl)
                 total_pnl += pnl
         reason = evaluate_auto_triggers(

@@ -3,7 +3,7 @@ realized-loss kill-switch trigger and the ``hedgerd_realized_pnl`` gauge)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -100,3 +100,33 @@ def book_pnl(book: Iterable[TradeTotals], *, mid: Decimal,
     total = sum((trade_pnl(t, mid) for t in book), ZERO)
     quantity, mark = untraded
     return total + quantity * (mid - mark) if quantity else total
+
+
+class BookPnl:
+    """Each underlying's hedged-book PnL as of its last mark, with what one mark can reuse for
+    the next (the risk pass marks on every event; the book and the untraded quantity rarely change).
+    """
+
+    def __init__(self) -> None:
+        self.by_underlying: dict[str, Decimal] = {}  # underlying -> PnL at its last mark (quote units)
+        self._untraded: dict[str, tuple[Decimal, Decimal]] = {}  # underlying -> (untraded qty, mark)
+        self._book_keys: dict[str, tuple[int, list[tuple[str, str]]]] = {}  # underlying -> (#symbols, its book)
+
+    def mark(self, underlying: str, trades: Mapping[tuple[str, str], TradeTotals],
+             positions: Callable[[], Mapping[tuple[str, str], Decimal]], *,
+             inventory: list[tuple[str, str]], hedge: tuple[str, str], mid: Decimal) -> Decimal:
+        """:func:`hedge_book_pnl` of ``underlying`` at ``mid``, remembered in :attr:`by_underlying`.
+
+        Balances no trade accounts for (adopted at startup) are valued from the first mid marked,
+        so ``positions`` is only called then.
+        """
+        untraded = self._untraded.get(underlying)
+        if untraded is None:
+            untraded = self._untraded[underlying] = (untraded_quantity(
+                positions(), trades, inventory=inventory, hedge=hedge), mid)
+        book = self._book_keys.get(underlying)
+        if book is None or book[0] != len(trades):  # a symbol traded for the first time
+            book = self._book_keys[underlying] = (len(trades), book_keys(trades, inventory, hedge))
+        pnl = book_pnl([trades[k] for k in book[1]], mid=mid, untraded=untraded)
+        self.by_underlying[underlying] = pnl
+        return pnl
