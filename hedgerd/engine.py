@@ -27,9 +27,9 @@ import structlog
 
 from hedgerd.busypoll import BusyPoller
 from hedgerd.clock import Clock
-from hedgerd.config import HedgeConfig, Mode, Settings, VenueRole
+from hedgerd.config import HedgeConfig, Settings, VenueRole
 from hedgerd.connectors.base import Venue
-from hedgerd.errors import ConfigError, TransientVenueError, VenueError
+from hedgerd.errors import ConfigError, VenueError
 from hedgerd.executor import HedgeExecutor, TokenBucket
 from hedgerd.foreign import ForeignOrderWatch
 from hedgerd.killswitch import KillSwitch, evaluate_auto_triggers
@@ -47,13 +47,12 @@ from hedgerd.models import (
     split_symbol,
 )
 from hedgerd.policy import HedgeLimits, HedgePolicy, build_policy, reduces_position
-from hedgerd.reconciliation.reconciler import PositionReconciler
+from hedgerd.reconciliation.reconciler import StartupReconciliation
 from hedgerd.risk.delta import DeltaSnapshot, PriceGuard, make_snapshot
 from hedgerd.risk.pnl import BookPnl
 
 log = structlog.get_logger("hedgerd.engine")
 
-_RECONCILE_ATTEMPTS = 5  # startup reconciliation passes before a transient venue error is fatal
 _REJECT_LOG_INTERVAL = 10.0  # seconds between log lines about rejected prices of one feed and kind
 # seconds the risk pass after an order that filled as sized may wait for the next one (see
 # HedgeEngine._order_changed)
@@ -193,65 +192,18 @@ class HedgeEngine:
             gate=self._gate, on_result=self._on_order_result)
 
     async def _reconcile(self) -> None:
-        """Bring the ledger in line with the venues before any new hedge is decided.
-
-        In order: seed simulated venues from the journal (paper), backfill fills missed while
-        down, resolve intents left open, handle unknown open orders with our prefix, then
-        compare positions. A disagreement beyond tolerance starts HALTED with the difference
-        in the reason (or journals the venue's figure when ``reconcile.adopt_venue_positions``).
-        Every step is idempotent, so a transient venue error retries the whole pass.
-        """
-        self._seed_sim_venues()
-        for attempt in range(1, _RECONCILE_ATTEMPTS + 1):
-            try:
-                await self.foreign_orders.scan_open_orders(e.venue for e in self._executors())
-                problems = await self._reconcile_once()
-                break
-            except TransientVenueError as exc:
-                if attempt == _RECONCILE_ATTEMPTS:
-                    raise
-                log.warning("reconcile_retry", attempt=attempt, error=str(exc))
-                await self.clock.sleep(min(2.0 ** attempt, 10.0))
+        """Startup reconciliation (see :class:`StartupReconciliation`). A disagreement beyond
+        tolerance starts HALTED with the difference in the reason (or journals the venue's figure
+        when ``reconcile.adopt_venue_positions``)."""
+        problems = await StartupReconciliation(
+            self.settings, self.venues, self.ledger, self.clock, self._executors(), self.foreign_orders,
+            self._reconciled_positions()).run()
         self.reconciled = True
         if problems:
             self.reconcile_mismatch = "reconciliation mismatch: " + "; ".join(problems)
             self.engage(self.reconcile_mismatch, "auto:reconcile")
         log.info("reconciled", open_intents=len(self.ledger.open_intents()), mismatches=problems,
                  positions={f"{v}:{a}": str(q) for (v, a), q in self.ledger.positions().items()})
-
-    async def _reconcile_once(self) -> list[str]:
-        cfg = self.settings.reconcile
-        # The trade listings around the position snapshots start no later than this pass's
-        # backfill ends, however long recovering intents in between takes.
-        since = max(0.0, self.clock.time() - cfg.backfill_overlap)
-        reconciler = PositionReconciler(self.ledger, self.clock, cfg)
-        await reconciler.backfill(self.venues)
-        for executor in self._executors():
-            await executor.recover()
-        await self._handle_unknown_open_orders()
-        return await reconciler.reconcile(self.venues, self._reconciled_positions(), since)
-
-    def _seed_sim_venues(self) -> None:
-        """Simulated venues restart empty: align them with the journal (paper mode only)."""
-        if self.settings.mode is not Mode.PAPER:
-            return
-        for (venue_name, asset), qty in self.ledger.positions().items():
-            seed = getattr(self.venues.get(venue_name), "seed_position", None)
-            if seed is not None:
-                seed(asset, qty)
-
-    async def _handle_unknown_open_orders(self) -> None:
-        prefix = self.settings.executor.client_id_prefix
-        for executor in self._executors():
-            for report in await executor.venue.fetch_open_orders():
-                cid = report.client_order_id
-                if not cid.startswith(prefix) or self.ledger.order_state(cid) is not None:
-                    continue  # not ours, or already resolved by recover()
-                if self.settings.reconcile.unknown_open_orders == "cancel":
-                    await executor.venue.cancel_order(report.symbol, cid)
-                    log.warning("unknown_open_order_canceled", venue=executor.venue.name, client_order_id=cid)
-                else:
-                    log.warning("unknown_open_order_kept", venue=executor.venue.name, client_order_id=cid)
 
     def _reconciled_positions(self) -> dict[str, set[str]]:
         """Venue name -> the symbols and assets reconciliation compares (hedged or inventory)."""

@@ -14,10 +14,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hedgerd.config import ReconcileConfig
-from hedgerd.connectors.base import Venue
+from hedgerd.config import Mode, ReconcileConfig, Settings
+from hedgerd.connectors import build_venues
+from hedgerd.connectors.base import PositionSeeding, Venue
 from hedgerd.errors import TransientVenueError
+from hedgerd.foreign import ForeignOrderWatch
 from hedgerd.ledger import InventoryLedger
+from hedgerd.metrics import Metrics
 from hedgerd.models import ZERO, Fill, Side
 from hedgerd.reconciliation import (
     Cut,
@@ -31,7 +34,7 @@ from hedgerd.reconciliation import (
     trade_order,
     usable_cursor,
 )
-from hedgerd.reconciliation.reconciler import SNAPSHOT_ATTEMPTS, PositionReconciler
+from hedgerd.reconciliation.reconciler import SNAPSHOT_ATTEMPTS, PositionReconciler, StartupReconciliation
 from tests.fakes import FakeClock
 
 T0_MS = 1_700_000_000_000
@@ -292,3 +295,43 @@ async def test_a_difference_beyond_tolerance_under_flow_is_a_mismatch_with_both_
         problems = await reconcile(ledger, venue, adopt_venue_positions=True)
         assert problems == []
         assert {k: ledger.position("desk", k) for k in ("BTC", "USDT")} == venue.positions
+
+
+# --------------------------------------------------------------------------- the startup pass
+class SeedableVenue(FlowingVenue):
+    """A quiet simulated account that restarts empty and can be seeded (see PositionSeeding)."""
+
+    def __init__(self) -> None:
+        super().__init__(per_request=0)
+        self.positions = {}
+        self.seeded: dict[str, Decimal] = {}
+
+    def seed_position(self, symbol: str, amount: Decimal) -> None:
+        self.seeded[symbol] = amount
+        self.positions[symbol] = amount
+
+
+def test_the_embedded_simulated_venues_can_be_seeded() -> None:
+    venues = build_venues(Settings(), FakeClock())
+    assert venues and all(isinstance(venue, PositionSeeding) for venue in venues.values())
+    assert isinstance(SeedableVenue(), PositionSeeding) and not isinstance(FlowingVenue(per_request=0), PositionSeeding)
+
+
+@pytest.mark.parametrize("mode", [Mode.PAPER, Mode.LIVE])
+async def test_startup_pass_seeds_simulated_venues_from_the_journal_in_paper_mode_only(tmp_path: Path,
+                                                                                      mode: Mode) -> None:
+    clock = FakeClock()
+    settings = Settings().model_copy(update={"mode": mode})
+    watch = ForeignOrderWatch(prefix=settings.executor.client_id_prefix, issued=lambda cid: False, hedged=[],
+                              metrics=Metrics(), clock=clock, halt=lambda reason: None)
+    venue = SeedableVenue()
+    async with InventoryLedger(tmp_path / "l.sqlite") as ledger:
+        await ledger.record_fill(trade(1, T0_MS, 250, venue=venue.name))
+        held = {key: ledger.position(venue.name, key) for key in ("BTC", "USDT")}
+        startup = StartupReconciliation(settings, {venue.name: cast(Venue, venue)}, ledger, clock, [], watch,
+                                        {venue.name: {"BTC", "USDT"}})
+        problems = await startup.run()
+    if mode is Mode.PAPER:
+        assert venue.seeded == held and problems == []
+    else:  # a real account is never told what it holds: the empty one disagrees with the journal
+        assert venue.seeded == {} and len(problems) == 2
