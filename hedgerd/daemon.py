@@ -70,11 +70,7 @@ class Daemon:
 
     def refresh_gauges(self) -> None:
         """Update time-dependent gauges right before a scrape."""
-        for state in self.engine.hedges.values():
-            cfg = state.config
-            self.metrics.price_age.labels(cfg.symbol).set(self.engine.price_age(cfg.venue, cfg.symbol))
-        ready, _ = self.engine.readiness()
-        self.metrics.ready.set(1 if ready else 0)
+        self.engine.refresh_gauges()
 
     def request_stop(self) -> None:
         self._stop.set()

@@ -50,6 +50,7 @@ from hedgerd.policy import HedgeLimits, HedgePolicy, build_policy, reduces_posit
 from hedgerd.reconciliation.reconciler import StartupReconciliation
 from hedgerd.risk.delta import DeltaSnapshot, PriceGuard, make_snapshot
 from hedgerd.risk.pnl import BookPnl
+from hedgerd.status import EngineGauges, engine_status, readiness_problems, underlying_status
 
 log = structlog.get_logger("hedgerd.engine")
 
@@ -74,33 +75,6 @@ class _HedgeState:
     capped: bool = False  # the last pass decided nothing: max_orders_in_flight were unsettled
 
 
-class _GaugeChild:
-    """A labelled gauge child set only when its value changes (the risk loop runs on every
-    event; most passes leave these values as they were)."""
-
-    __slots__ = ("_child", "_last")
-
-    def __init__(self, child: Any) -> None:
-        self._child = child
-        self._last: object = None
-
-    def set(self, value: Decimal | float) -> None:
-        if value != self._last:
-            self._last = value
-            self._child.set(float(value))
-
-
-@dataclass(frozen=True)
-class _UnderlyingGauges:
-    """The labelled metric children the risk loop sets (looked up once). The price age is set
-    right before each scrape (:meth:`hedgerd.daemon.Daemon.refresh_gauges`)."""
-
-    net_delta: _GaugeChild
-    in_flight: _GaugeChild
-    net_delta_notional: _GaugeChild
-    realized_pnl: _GaugeChild
-
-
 class HedgeEngine:
     """Ledger + risk loop + kill switch + executors, fed by venue events."""
 
@@ -123,8 +97,7 @@ class HedgeEngine:
         self.consecutive_order_errors = 0
         self.pnl = BookPnl()
         self.realized_pnl = self.pnl.by_underlying  # underlying -> hedged-book PnL (quote), see risk/pnl.py
-        self._gauge_cache: dict[str, _UnderlyingGauges] = {}
-        self._inventory_gauges: dict[tuple[str, str], Any] = {}
+        self.gauges = EngineGauges(metrics)
         self._rejections_logged: dict[tuple[str, str, str], tuple[float, int]] = {}  # -> (logged at, suppressed)
         self.started_at = clock.monotonic()
         self.reconciled = False
@@ -177,7 +150,7 @@ class HedgeEngine:
         for venue in self.venues.values():
             await venue.start(self)
         self._risk_task = asyncio.create_task(self._risk_loop(), name="risk-loop")
-        self._publish_trading_state()
+        self.gauges.publish_trading_state(self.kill_switch)
         log.info("engine_started", mode=self.settings.mode.value, hedges=list(self.hedges),
                  venues=list(self.venues), trading_state=self.kill_switch.state.name)
 
@@ -439,17 +412,11 @@ class HedgeEngine:
             self.consecutive_order_errors += 1
 
     def _on_trading_state_change(self, ks: KillSwitch) -> None:
-        self._publish_trading_state()
+        self.gauges.publish_trading_state(self.kill_switch)
         log.warning("trading_state", state=ks.state.name, reason=ks.reason, source=ks.source)
         if (ks.state is TradingState.HALTED and self.settings.kill_switch.cancel_open_orders_on_halt
                 and self.hedges and (self._cancel_task is None or self._cancel_task.done())):
             self._cancel_task = asyncio.create_task(self._cancel_all_open(), name="cancel-on-halt")
-
-    def _publish_trading_state(self) -> None:
-        ks = self.kill_switch
-        self.metrics.trading_state.set(int(ks.state))
-        self.metrics.kill_reason.clear()
-        self.metrics.kill_reason.labels(ks.state.name.lower(), ks.reason[:200], ks.source).set(1)
 
     async def _cancel_all_open(self) -> None:
         for executor in self._executors():
@@ -574,18 +541,13 @@ class HedgeEngine:
         for underlying, snap in snapshots.items():
             state = self.hedges[underlying]
             state.snapshot = snap
-            gauges = self._gauges(underlying)
+            gauges = self.gauges.underlying(underlying)
             gauges.net_delta.set(snap.net_delta)
             gauges.in_flight.set(snap.in_flight)
             if snap.notional is not None:
                 gauges.net_delta_notional.set(snap.notional)
         if self.ledger.metrics is not self.metrics:  # the ledger keeps them current itself otherwise
-            inventory_gauges = self._inventory_gauges
-            for key, qty in self.ledger.positions().items():
-                gauge = inventory_gauges.get(key)
-                if gauge is None:
-                    gauge = inventory_gauges[key] = self.metrics.inventory.labels(*key)
-                gauge.set(float(qty))
+            self.gauges.set_inventory(self.ledger.positions())
         self._check_auto_triggers(snapshots)
         if not self.reconciled or self._stopping or self.ledger_failed:
             return
@@ -605,7 +567,7 @@ class HedgeEngine:
             cfg = state.config
             age = self.price_age(cfg.venue, cfg.symbol)
             ages[cfg.symbol] = (age, cfg.max_price_age)
-            gauges = self._gauges(underlying)
+            gauges = self.gauges.underlying(underlying)
             snap = snapshots[underlying]
             if snap.notional is not None:
                 notionals[underlying] = (abs(snap.notional), cfg.max_delta_notional)
@@ -622,17 +584,6 @@ class HedgeEngine:
             realized_loss=-total_pnl, max_realized_loss=self.settings.kill_switch.max_realized_loss)
         if reason is not None and self.kill_switch.state is not TradingState.HALTED:
             self.engage(reason, "auto")
-
-    def _gauges(self, underlying: str) -> _UnderlyingGauges:
-        gauges = self._gauge_cache.get(underlying)
-        if gauges is None:
-            m = self.metrics
-            gauges = self._gauge_cache[underlying] = _UnderlyingGauges(
-                net_delta=_GaugeChild(m.net_delta.labels(underlying)),
-                in_flight=_GaugeChild(m.in_flight.labels(underlying)),
-                net_delta_notional=_GaugeChild(m.net_delta_notional.labels(underlying)),
-                realized_pnl=_GaugeChild(m.realized_pnl.labels(underlying)))
-        return gauges
 
     @staticmethod
     def limits(state: _HedgeState) -> HedgeLimits:
@@ -732,65 +683,30 @@ class HedgeEngine:
     # ----------------------------------------------------------------- views
     def readiness(self) -> tuple[bool, list[str]]:
         """Whether the daemon is ready to hedge, and why not."""
-        problems: list[str] = []
-        if not self.reconciled:
-            problems.append("startup reconciliation not done")
-        elif self.reconcile_mismatch:
-            problems.append(self.reconcile_mismatch)
-        if self.foreign_orders.detected:
-            problems.append(self.foreign_orders.detected)
-        if self.ledger_failed:
-            problems.append(f"ledger failed: {self.ledger_failed}")
-        for name, venue in self.venues.items():
-            if not venue.connected:
-                problems.append(f"venue {name} not connected")
-        for state in self.hedges.values():
-            cfg = state.config
-            if (cfg.venue, cfg.symbol) not in self.prices:
-                problems.append(f"no price yet for {cfg.symbol}")
-            elif self.price_age(cfg.venue, cfg.symbol) > cfg.max_price_age:
-                problems.append(f"price for {cfg.symbol} is stale")
+        problems = readiness_problems(
+            reconciled=self.reconciled, reconcile_mismatch=self.reconcile_mismatch,
+            foreign_order=self.foreign_orders.detected, ledger_failed=self.ledger_failed,
+            disconnected=[name for name, venue in self.venues.items() if not venue.connected],
+            prices=[(cfg.symbol, self.price_age(cfg.venue, cfg.symbol) if (cfg.venue, cfg.symbol) in self.prices
+                     else None, cfg.max_price_age) for cfg in (state.config for state in self.hedges.values())])
         return not problems, problems
+
+    def refresh_gauges(self) -> None:
+        """Update time-dependent gauges right before a scrape."""
+        self.gauges.refresh(((s.config.symbol, self.price_age(s.config.venue, s.config.symbol))
+                             for s in self.hedges.values()), self.readiness()[0])
 
     def status(self) -> dict[str, Any]:
         """JSON-able view for ``/status`` (never contains secrets)."""
-        ks = self.kill_switch
-        underlyings: dict[str, Any] = {}
-        for underlying, state in self.hedges.items():
-            snap = self.snapshot(state)
-            underlyings[underlying] = {
-                "net_delta": str(snap.net_delta), "inventory": str(snap.inventory),
-                "hedge_ratio": str(snap.hedge_ratio), "perp_position": str(snap.perp_position),
-                "in_flight": str(snap.in_flight),
-                "notional": None if snap.notional is None else str(snap.notional),
-                "threshold": str(state.config.threshold), "hedge_venue": state.config.venue,
-                "hedge_symbol": state.config.symbol,
-                "price_age_seconds": round(self.price_age(state.config.venue, state.config.symbol), 3),
-                "realized_pnl": str(self.realized_pnl[underlying]) if underlying in self.realized_pnl else None,
-            }
+        underlyings = {
+            underlying: underlying_status(self.snapshot(state), state.config,
+                                          self.price_age(state.config.venue, state.config.symbol),
+                                          self.realized_pnl.get(underlying))
+            for underlying, state in self.hedges.items()}
         ready, problems = self.readiness()
-        return {
-            "mode": self.settings.mode.value,
-            "trading_state": ks.state.name.lower(),
-            "reason": ks.reason,
-            "source": ks.source,
-            "since": ks.since if ks.history else None,  # never changed: since start, not epoch 0
-            "latches": sorted(ks.latches),
-            "ready": ready,
-            "not_ready": problems,
-            "underlyings": underlyings,
-            "positions": {f"{v}:{a}": str(q) for (v, a), q in sorted(self.ledger.positions().items())},
-            "open_orders": [
-                {"client_order_id": i.client_order_id, "venue": i.venue, "symbol": i.symbol,
-                 "side": i.side.value, "amount": str(i.amount),
-                 "status": (self.ledger.order_state(i.client_order_id) or ("?", ZERO))[0]}
-                for i in self.ledger.open_intents()
-            ],
-            "fills": self.ledger.fill_count,
-            "duplicate_fills": self.ledger.duplicate_fills,
-            "fill_echoes": self.ledger.fill_echoes,
-            "consecutive_order_errors": self.consecutive_order_errors,
-        }
+        return engine_status(mode=self.settings.mode, kill_switch=self.kill_switch, ready=ready, problems=problems,
+                             underlyings=underlyings, ledger=self.ledger,
+                             consecutive_order_errors=self.consecutive_order_errors)
 
 
 def _raise_first(futures: list[asyncio.Future[bool]]) -> None:
