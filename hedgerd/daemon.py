@@ -18,7 +18,7 @@ import structlog
 from hedgerd.admin.server import AdminServer
 from hedgerd.admin.token import GENERATE_HINT
 from hedgerd.clock import Clock, RealClock
-from hedgerd.config import Settings, load_settings, reload_diff
+from hedgerd.config import AdminConfig, Settings, load_settings, reload_diff
 from hedgerd.connectors import build_venues
 from hedgerd.engine import HedgeEngine
 from hedgerd.errors import ConfigError
@@ -71,6 +71,34 @@ class Daemon:
     def refresh_gauges(self) -> None:
         """Update time-dependent gauges right before a scrape."""
         self.engine.refresh_gauges()
+
+    # ----------------------------------------------------------------- admin (hedgerd.admin.server.Control)
+    @property
+    def admin_config(self) -> AdminConfig:
+        return self.settings.admin
+
+    def render_metrics(self) -> bytes:
+        self.refresh_gauges()
+        return self.metrics.render()
+
+    def trading_state(self) -> tuple[str, str]:
+        ks = self.engine.kill_switch
+        return ks.state.name.lower(), ks.reason
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        return self.engine.readiness()
+
+    def status(self) -> dict[str, Any]:
+        return self.engine.status()
+
+    def engage(self, reason: str, source: str) -> bool:
+        return self.engine.engage(reason, source)
+
+    def reduce(self, reason: str, source: str) -> bool:
+        return self.engine.reduce(reason, source)
+
+    def resume(self, source: str) -> tuple[bool, str]:
+        return self.engine.resume(source)
 
     def request_stop(self) -> None:
         self._stop.set()
