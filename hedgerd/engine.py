@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -48,8 +47,9 @@ from hedgerd.models import (
 )
 from hedgerd.policy import HedgeLimits, HedgePolicy, build_policy, reduces_position
 from hedgerd.reconciliation.reconciler import StartupReconciliation
-from hedgerd.risk.delta import DeltaSnapshot, PriceGuard, make_snapshot
+from hedgerd.risk.delta import DeltaSnapshot, make_snapshot
 from hedgerd.risk.pnl import BookPnl
+from hedgerd.risk.prices import LogThrottle, PriceBook
 from hedgerd.status import EngineGauges, engine_status, readiness_problems, underlying_status
 
 log = structlog.get_logger("hedgerd.engine")
@@ -89,16 +89,17 @@ class HedgeEngine:
         self.policies: dict[str, HedgePolicy] = {}  # one instance per underlying, from settings.policy
         self.kill_switch = KillSwitch()
         self.kill_switch.add_listener(self._on_trading_state_change)
-        self.price_guard = PriceGuard(max_jump=settings.risk.max_price_jump)
-        self.prices: dict[tuple[str, str], PriceUpdate] = {}
-        self._price_seen_at: dict[tuple[str, str], float] = {}
+        self.price_book = PriceBook(max_jump=settings.risk.max_price_jump)
+        self.price_guard = self.price_book.guard
+        self.prices = self.price_book.latest
+        self._price_seen_at = self.price_book.seen_at
         self.hedges: dict[str, _HedgeState] = {}
         self.markets: dict[str, dict[str, MarketInfo]] = {}
         self.consecutive_order_errors = 0
         self.pnl = BookPnl()
         self.realized_pnl = self.pnl.by_underlying  # underlying -> hedged-book PnL (quote), see risk/pnl.py
         self.gauges = EngineGauges(metrics)
-        self._rejections_logged: dict[tuple[str, str, str], tuple[float, int]] = {}  # -> (logged at, suppressed)
+        self._rejection_log = LogThrottle(_REJECT_LOG_INTERVAL)  # per feed and kind of rejection
         self.started_at = clock.monotonic()
         self.reconciled = False
         self.reconcile_mismatch: str | None = None  # until an operator resumes: /readyz not ready
@@ -305,20 +306,13 @@ class HedgeEngine:
             kind = reason.split(":")[0]
             self.metrics.wild_prices.labels(price.symbol, kind).inc()
             self.metrics.venue_errors.labels(price.venue, "bad_price").inc()
-            # One line per feed and kind of rejection every _REJECT_LOG_INTERVAL (a stuck feed sends
-            # the same bad tick several times a second); the metrics count every one.
-            log_key = (price.venue, price.symbol, kind)
-            now = self.clock.monotonic()
-            logged_at, suppressed = self._rejections_logged.get(log_key, (-math.inf, 0))
-            if now - logged_at >= _REJECT_LOG_INTERVAL:
-                self._rejections_logged[log_key] = (now, 0)
+            # The metrics count every one; the log gets a line per feed and kind now and then.
+            suppressed = self._rejection_log.admit((price.venue, price.symbol, kind), self.clock.monotonic())
+            if suppressed is not None:
                 log.warning("price_rejected", venue=price.venue, symbol=price.symbol, reason=reason,
                             bid=str(price.bid), ask=str(price.ask), suppressed_since_last=suppressed or None)
-            else:
-                self._rejections_logged[log_key] = (logged_at, suppressed + 1)
             return
-        self.prices[key] = price
-        self._price_seen_at[key] = self.clock.monotonic()
+        self.price_book.store(price, self.clock.monotonic())
         for state in self.hedges.values():
             if (state.config.venue, state.config.symbol) == key:
                 self.policy_for(state.config.underlying).observe_price(self._price_seen_at[key], price.mid)
@@ -366,24 +360,13 @@ class HedgeEngine:
             self.consecutive_order_errors = 0
             self.reconcile_mismatch = None  # the operator has looked at it
             self.foreign_orders.detected = None
-            self._reset_stale_price_anchors()
+            self.price_book.reset_stale_anchors(self.clock.monotonic(), max(
+                (h.config.max_price_age for h in self.hedges.values()), default=0.0))
             self._wake.set()
             return True, "resumed"
         if self.kill_switch.state is TradingState.ACTIVE:
             return True, "already active"
         return False, self.kill_switch.resume_refusal()
-
-    def _reset_stale_price_anchors(self) -> None:
-        """On a deliberate resume, a stale feed's next sane price becomes the new reference.
-
-        Only stale anchors are dropped (a genuine big move while halted stops rejecting), so a
-        wild tick on a live feed right after the resume is still rejected.
-        """
-        max_age = max((h.config.max_price_age for h in self.hedges.values()), default=0.0)
-        now = self.clock.monotonic()
-        for (venue, symbol), seen in list(self._price_seen_at.items()):
-            if now - seen > max_age:
-                self.price_guard.reset(venue, symbol)
 
     def _sync_latches(self) -> None:
         ks = self.settings.kill_switch
@@ -460,14 +443,9 @@ class HedgeEngine:
     def _next_wait(self) -> float:
         """Seconds the risk loop may sleep: the safety tick, or less so that a price going
         stale halts at its max age rather than up to a tick later."""
+        feeds = ((s.config.venue, s.config.symbol, s.config.max_price_age) for s in self.hedges.values())
         now = self.clock.monotonic()
-        wait = self.settings.risk.safety_tick
-        for state in self.hedges.values():
-            cfg = state.config
-            stale_in = self._price_seen_at.get((cfg.venue, cfg.symbol), self.started_at) + cfg.max_price_age - now
-            if stale_in >= 0:
-                wait = min(wait, stale_in + 0.01)
-        return wait
+        return self.price_book.next_stale(feeds, now, self.started_at, self.settings.risk.safety_tick)
 
     def policy_for(self, underlying: str) -> HedgePolicy:
         """The policy instance deciding ``underlying`` (built from ``settings.policy`` on first use)."""
@@ -499,8 +477,7 @@ class HedgeEngine:
 
     def price_age(self, venue: str, symbol: str) -> float:
         """Seconds since the last accepted price (since start if none yet)."""
-        seen = self._price_seen_at.get((venue, symbol), self.started_at)
-        return self.clock.monotonic() - seen
+        return self.price_book.age(venue, symbol, self.clock.monotonic(), self.started_at)
 
     def snapshot(self, state: _HedgeState) -> DeltaSnapshot:
         cfg = state.config
