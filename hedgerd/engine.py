@@ -50,14 +50,12 @@ from hedgerd.reconciliation.reconciler import StartupReconciliation
 from hedgerd.risk.delta import DeltaSnapshot, make_snapshot
 from hedgerd.risk.pnl import BookPnl
 from hedgerd.risk.prices import LogThrottle, PriceBook
+from hedgerd.risk_loop import RiskLoop
 from hedgerd.status import EngineGauges, engine_status, readiness_problems, underlying_status
 
 log = structlog.get_logger("hedgerd.engine")
 
 _REJECT_LOG_INTERVAL = 10.0  # seconds between log lines about rejected prices of one feed and kind
-# seconds the risk pass after an order that filled as sized may wait for the next one (see
-# HedgeEngine._order_changed)
-_SETTLE_PASS_DELAY = 0.01
 _SHUTDOWN_SETTLE = 4.0  # seconds stop() waits for in-flight orders at most (SIGTERM must exit within 10 s)
 
 
@@ -105,9 +103,11 @@ class HedgeEngine:
         self.reconcile_mismatch: str | None = None  # until an operator resumes: /readyz not ready
         self.intake_open = False
         self.ledger_failed: str | None = None
-        self._wake = asyncio.Event()
-        self._settle_pass: asyncio.TimerHandle | None = None  # see _settle_soon
-        self._risk_task: asyncio.Task[None] | None = None
+        self.risk_loop = RiskLoop(clock, safety_tick=lambda: self.settings.risk.safety_tick,
+                                  next_wait=self._next_wait, refresh=self._refresh_open_orders,
+                                  run_pass=self.evaluate, on_error=self._risk_pass_failed)
+        self._wake = self.risk_loop.wake
+        self._risk_task: asyncio.Task[None] | None = None  # set once the risk loop runs
         self.busy_poller = BusyPoller(lambda: self.settings.risk.busy_poll)
         self._streamed: set[tuple[str, str]] = set()  # (venue, trade id) of fills on_fills is journaling
         ledger.fill_listener = self._on_journaled
@@ -150,7 +150,7 @@ class HedgeEngine:
         self.started_at = self.clock.monotonic()
         for venue in self.venues.values():
             await venue.start(self)
-        self._risk_task = asyncio.create_task(self._risk_loop(), name="risk-loop")
+        self._risk_task = self.risk_loop.start()
         self.gauges.publish_trading_state(self.kill_switch)
         log.info("engine_started", mode=self.settings.mode.value, hedges=list(self.hedges),
                  venues=list(self.venues), trading_state=self.kill_switch.state.name)
@@ -197,9 +197,7 @@ class HedgeEngine:
         inventory = [v for n, v in self.venues.items() if self.venue_config(n).role is VenueRole.INVENTORY]
         await asyncio.gather(*(v.close() for v in inventory), return_exceptions=True)
         self.busy_poller.stop()
-        if self._risk_task is not None:
-            self._risk_task.cancel()
-            await asyncio.gather(self._risk_task, return_exceptions=True)
+        await self.risk_loop.stop()
         tasks = [t for h in self.hedges.values() for t in h.tasks]
         if tasks:
             settle = min(self.settings.executor.order_timeout, _SHUTDOWN_SETTLE)
@@ -416,29 +414,9 @@ class HedgeEngine:
             self.engage(f"ledger failure: {exc}", "auto:ledger")
 
     # ----------------------------------------------------------------- risk loop
-    async def _risk_loop(self) -> None:
-        last_refresh = self.clock.monotonic()
-        loop = asyncio.get_running_loop()
-        wake = self._wake
-        while True:
-            if not wake.is_set():  # else no timer to arm and cancel
-                # A plain timer that sets the wake-up event: cheaper than asyncio.timeout (no
-                # cancellation of the task, no context manager) and equivalent here.
-                timer = loop.call_later(self._next_wait(), wake.set)
-                try:
-                    await wake.wait()
-                finally:
-                    timer.cancel()
-            wake.clear()
-            try:
-                # read on every turn: a reloaded safety_tick applies from this one on
-                if self.clock.monotonic() - last_refresh >= self.settings.risk.safety_tick:
-                    last_refresh = self.clock.monotonic()
-                    for executor in self._executors():
-                        await executor.refresh_open()
-                await self.evaluate()
-            except Exception as exc:  # a bug must halt trading, not kill the loop silently
-                self._risk_pass_failed(exc)
+    async def _refresh_open_orders(self) -> None:
+        for executor in self._executors():
+            await executor.refresh_open()
 
     def _next_wait(self) -> float:
         """Seconds the risk loop may sleep: the safety tick, or less so that a price going
@@ -510,9 +488,7 @@ class HedgeEngine:
         self.engage("internal error in risk loop (see logs)", "auto:internal")
 
     def _evaluate(self) -> None:
-        if self._settle_pass is not None:  # this is the pass it was waiting for
-            self._settle_pass.cancel()
-            self._settle_pass = None
+        self.risk_loop.passing()
         self._sync_latches()
         snapshots = {u: self.snapshot(s) for u, s in self.hedges.items()}
         for underlying, snap in snapshots.items():
@@ -619,7 +595,7 @@ class HedgeEngine:
 
         An order filled exactly as sized changed nothing a decision rests on (its in-flight
         amount became position), unless the in-flight cap held a decision back. The pass after
-        it may then wait up to ``_SETTLE_PASS_DELAY`` (10 ms) for the next one (at a steady flow a
+        it may then wait up to ``SETTLE_PASS_DELAY`` (10 ms) for the next one (at a steady flow a
         client fill's pass comes first); that bounds only how late the realized-loss trigger
         and the gauges see the hedge fill. Anything else (a partial fill, a rejection, an
         error, a cancellation, a capped decision) calls for a pass right away.
@@ -638,9 +614,7 @@ class HedgeEngine:
         return False
 
     def _settle_soon(self) -> None:
-        """A risk pass within ``_SETTLE_PASS_DELAY``, or the next one if it comes sooner."""
-        if self._settle_pass is None and not self._wake.is_set():
-            self._settle_pass = asyncio.get_running_loop().call_later(_SETTLE_PASS_DELAY, self._wake.set)
+        self.risk_loop.settle_soon()
 
     def _execution_done(self, state: _HedgeState, intent: HedgeIntent, task: asyncio.Task[OrderReport]) -> None:
         if task.cancelled():
