@@ -335,3 +335,38 @@ async def test_startup_pass_seeds_simulated_venues_from_the_journal_in_paper_mod
         assert venue.seeded == held and problems == []
     else:  # a real account is never told what it holds: the empty one disagrees with the journal
         assert venue.seeded == {} and len(problems) == 2
+
+
+class FlakyVenue(SeedableVenue):
+    """Its first ``failures`` position snapshots fail as a venue outage does."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def fetch_position_snapshot(self) -> PositionSnapshot:
+        if self.failures:
+            self.failures -= 1
+            raise TransientVenueError("venue unavailable")
+        return await super().fetch_position_snapshot()
+
+
+@pytest.mark.parametrize(("failures", "succeeds"), [(4, True), (5, False)])
+async def test_startup_pass_retries_a_transient_venue_error_up_to_five_attempts(tmp_path: Path, failures: int,
+                                                                               succeeds: bool) -> None:
+    clock = FakeClock()
+    settings = Settings().model_copy(update={"mode": Mode.LIVE})
+    watch = ForeignOrderWatch(prefix=settings.executor.client_id_prefix, issued=lambda cid: False, hedged=[],
+                              metrics=Metrics(), clock=clock, halt=lambda reason: None)
+    venue = FlakyVenue(failures)
+    started = clock.monotonic()
+    async with InventoryLedger(tmp_path / "l.sqlite") as ledger:
+        startup = StartupReconciliation(settings, {venue.name: cast(Venue, venue)}, ledger, clock, [], watch,
+                                        {venue.name: {"BTC"}})
+        if succeeds:
+            assert await startup.run() == []
+        else:
+            with pytest.raises(TransientVenueError):
+                await startup.run()
+    assert venue.failures == 0
+    assert clock.monotonic() - started == 2 + 4 + 8 + 10  # backing off 2**attempt seconds, at most 10

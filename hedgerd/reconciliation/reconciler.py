@@ -152,18 +152,16 @@ class StartupReconciliation:
         """Reconcile; returns the position mismatches beyond tolerance (the engine starts
         HALTED on any), after journaling the venue's figure where the config adopts it."""
         self._seed_sim_venues()
-        for attempt in range(1, RECONCILE_ATTEMPTS + 1):
+        for attempt in range(1, RECONCILE_ATTEMPTS):
             try:
-                await self.foreign_orders.scan_open_orders(e.venue for e in self.executors)
                 return await self._reconcile_once()
             except TransientVenueError as exc:
-                if attempt == RECONCILE_ATTEMPTS:
-                    raise
                 log.warning("reconcile_retry", attempt=attempt, error=str(exc))
                 await self.clock.sleep(min(2.0 ** attempt, 10.0))
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        return await self._reconcile_once()  # the last attempt: a transient error is fatal
 
     async def _reconcile_once(self) -> list[str]:
+        await self.foreign_orders.scan_open_orders(e.venue for e in self.executors)
         cfg = self.settings.reconcile
         # The trade listings around the position snapshots start no later than this pass's
         # backfill ends, however long recovering intents in between takes.
