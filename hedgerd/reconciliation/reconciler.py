@@ -132,9 +132,10 @@ class PositionReconciler:
 class StartupReconciliation:
     """Brings the ledger in line with the venues before any new hedge is decided.
 
-    In order: seed simulated venues from the journal (paper), backfill fills missed while
-    down, resolve intents left open, handle unknown open orders with our prefix, then
-    compare positions. Every step is idempotent, so a transient venue error retries the whole pass.
+    In order: seed simulated venues from the journal (paper); then, on each attempt, look for
+    another hedger's open orders, backfill fills missed while down, resolve intents left open,
+    handle unknown open orders with our prefix and compare positions. Every step is idempotent,
+    so a transient venue error retries the whole attempt.
     """
 
     def __init__(self, settings: Settings, venues: Mapping[str, Venue], ledger: InventoryLedger, clock: Clock,
