@@ -68,17 +68,13 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._previous_usr1: Any = signal.SIG_DFL
 
-    def refresh_gauges(self) -> None:
-        """Update time-dependent gauges right before a scrape."""
-        self.engine.refresh_gauges()
-
     # ----------------------------------------------------------------- admin (hedgerd.admin.server.Control)
     @property
     def admin_config(self) -> AdminConfig:
         return self.settings.admin
 
     def render_metrics(self) -> bytes:
-        self.refresh_gauges()
+        self.engine.refresh_gauges()
         return self.metrics.render()
 
     def trading_state(self) -> tuple[str, str]:
