@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from hedgerd.admin.control import control_command, load_admin_config
 from hedgerd.config import (
     Settings,
     load_settings,
@@ -25,7 +26,6 @@ from hedgerd.config import (
     secret_values,
     settings_notes,
 )
-from hedgerd.control import control_command, load_admin_config
 from hedgerd.errors import ConfigError
 from hedgerd.log import configure_logging, redact, register_secrets
 from hedgerd.policy import POLICY_NAMES

@@ -15,10 +15,10 @@ from typing import Any
 
 import structlog
 
-from hedgerd.admin import AdminServer
-from hedgerd.admin_token import GENERATE_HINT
+from hedgerd.admin.server import AdminServer
+from hedgerd.admin.token import GENERATE_HINT
 from hedgerd.clock import Clock, RealClock
-from hedgerd.config import Settings, load_settings, reload_diff
+from hedgerd.config import AdminConfig, Settings, load_settings, reload_diff
 from hedgerd.connectors import build_venues
 from hedgerd.engine import HedgeEngine
 from hedgerd.errors import ConfigError
@@ -68,13 +68,33 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._previous_usr1: Any = signal.SIG_DFL
 
-    def refresh_gauges(self) -> None:
-        """Update time-dependent gauges right before a scrape."""
-        for state in self.engine.hedges.values():
-            cfg = state.config
-            self.metrics.price_age.labels(cfg.symbol).set(self.engine.price_age(cfg.venue, cfg.symbol))
-        ready, _ = self.engine.readiness()
-        self.metrics.ready.set(1 if ready else 0)
+    # ----------------------------------------------------------------- admin (hedgerd.admin.server.Control)
+    @property
+    def admin_config(self) -> AdminConfig:
+        return self.settings.admin
+
+    def render_metrics(self) -> bytes:
+        self.engine.refresh_gauges()
+        return self.metrics.render()
+
+    def trading_state(self) -> tuple[str, str]:
+        ks = self.engine.kill_switch
+        return ks.state.name.lower(), ks.reason
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        return self.engine.readiness()
+
+    def status(self) -> dict[str, Any]:
+        return self.engine.status()
+
+    def engage(self, reason: str, source: str) -> bool:
+        return self.engine.engage(reason, source)
+
+    def reduce(self, reason: str, source: str) -> bool:
+        return self.engine.reduce(reason, source)
+
+    def resume(self, source: str) -> tuple[bool, str]:
+        return self.engine.resume(source)
 
     def request_stop(self) -> None:
         self._stop.set()

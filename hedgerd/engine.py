@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -27,9 +26,9 @@ import structlog
 
 from hedgerd.busypoll import BusyPoller
 from hedgerd.clock import Clock
-from hedgerd.config import HedgeConfig, Mode, Settings, VenueRole
+from hedgerd.config import HedgeConfig, Settings, VenueRole
 from hedgerd.connectors.base import Venue
-from hedgerd.errors import ConfigError, TransientVenueError, VenueError
+from hedgerd.errors import ConfigError, VenueError
 from hedgerd.executor import HedgeExecutor, TokenBucket
 from hedgerd.foreign import ForeignOrderWatch
 from hedgerd.killswitch import KillSwitch, evaluate_auto_triggers
@@ -47,23 +46,16 @@ from hedgerd.models import (
     split_symbol,
 )
 from hedgerd.policy import HedgeLimits, HedgePolicy, build_policy, reduces_position
-from hedgerd.reconciler import PositionReconciler
-from hedgerd.risk import (
-    DeltaSnapshot,
-    PriceGuard,
-    book_keys,
-    book_pnl,
-    make_snapshot,
-    untraded_quantity,
-)
+from hedgerd.reconciliation.reconciler import StartupReconciliation
+from hedgerd.risk.delta import DeltaSnapshot, make_snapshot
+from hedgerd.risk.pnl import BookPnl
+from hedgerd.risk.prices import LogThrottle, PriceBook
+from hedgerd.risk_loop import RiskLoop
+from hedgerd.status import EngineGauges, engine_status, readiness_problems, underlying_status
 
 log = structlog.get_logger("hedgerd.engine")
 
-_RECONCILE_ATTEMPTS = 5  # startup reconciliation passes before a transient venue error is fatal
 _REJECT_LOG_INTERVAL = 10.0  # seconds between log lines about rejected prices of one feed and kind
-# seconds the risk pass after an order that filled as sized may wait for the next one (see
-# HedgeEngine._order_changed)
-_SETTLE_PASS_DELAY = 0.01
 _SHUTDOWN_SETTLE = 4.0  # seconds stop() waits for in-flight orders at most (SIGTERM must exit within 10 s)
 
 
@@ -81,33 +73,6 @@ class _HedgeState:
     capped: bool = False  # the last pass decided nothing: max_orders_in_flight were unsettled
 
 
-class _GaugeChild:
-    """A labelled gauge child set only when its value changes (the risk loop runs on every
-    event; most passes leave these values as they were)."""
-
-    __slots__ = ("_child", "_last")
-
-    def __init__(self, child: Any) -> None:
-        self._child = child
-        self._last: object = None
-
-    def set(self, value: Decimal | float) -> None:
-        if value != self._last:
-            self._last = value
-            self._child.set(float(value))
-
-
-@dataclass(frozen=True)
-class _UnderlyingGauges:
-    """The labelled metric children the risk loop sets (looked up once). The price age is set
-    right before each scrape (:meth:`hedgerd.daemon.Daemon.refresh_gauges`)."""
-
-    net_delta: _GaugeChild
-    in_flight: _GaugeChild
-    net_delta_notional: _GaugeChild
-    realized_pnl: _GaugeChild
-
-
 class HedgeEngine:
     """Ledger + risk loop + kill switch + executors, fed by venue events."""
 
@@ -122,26 +87,27 @@ class HedgeEngine:
         self.policies: dict[str, HedgePolicy] = {}  # one instance per underlying, from settings.policy
         self.kill_switch = KillSwitch()
         self.kill_switch.add_listener(self._on_trading_state_change)
-        self.price_guard = PriceGuard(max_jump=settings.risk.max_price_jump)
-        self.prices: dict[tuple[str, str], PriceUpdate] = {}
-        self._price_seen_at: dict[tuple[str, str], float] = {}
+        self.price_book = PriceBook(max_jump=settings.risk.max_price_jump)
+        self.price_guard = self.price_book.guard
+        self.prices = self.price_book.latest
+        self._price_seen_at = self.price_book.seen_at
         self.hedges: dict[str, _HedgeState] = {}
         self.markets: dict[str, dict[str, MarketInfo]] = {}
         self.consecutive_order_errors = 0
-        self.realized_pnl: dict[str, Decimal] = {}  # underlying -> hedged-book PnL (quote), see risk.py
-        self._untraded: dict[str, tuple[Decimal, Decimal]] = {}  # underlying -> (untraded qty, mark)
-        self._book_keys: dict[str, tuple[int, list[tuple[str, str]]]] = {}  # underlying -> (#symbols, its book)
-        self._gauge_cache: dict[str, _UnderlyingGauges] = {}
-        self._inventory_gauges: dict[tuple[str, str], Any] = {}
-        self._rejections_logged: dict[tuple[str, str, str], tuple[float, int]] = {}  # -> (logged at, suppressed)
+        self.pnl = BookPnl()
+        self.realized_pnl = self.pnl.by_underlying  # underlying -> hedged-book PnL (quote), see risk/pnl.py
+        self.gauges = EngineGauges(metrics)
+        self._rejection_log = LogThrottle(_REJECT_LOG_INTERVAL)  # per feed and kind of rejection
         self.started_at = clock.monotonic()
         self.reconciled = False
         self.reconcile_mismatch: str | None = None  # until an operator resumes: /readyz not ready
         self.intake_open = False
         self.ledger_failed: str | None = None
-        self._wake = asyncio.Event()
-        self._settle_pass: asyncio.TimerHandle | None = None  # see _settle_soon
-        self._risk_task: asyncio.Task[None] | None = None
+        self.risk_loop = RiskLoop(clock, safety_tick=lambda: self.settings.risk.safety_tick,
+                                  next_wait=self._next_wait, refresh=self._refresh_open_orders,
+                                  run_pass=self.evaluate, on_error=self._risk_pass_failed)
+        self._wake = self.risk_loop.wake
+        self._risk_task: asyncio.Task[None] | None = None  # set once the risk loop runs
         self.busy_poller = BusyPoller(lambda: self.settings.risk.busy_poll)
         self._streamed: set[tuple[str, str]] = set()  # (venue, trade id) of fills on_fills is journaling
         ledger.fill_listener = self._on_journaled
@@ -184,8 +150,8 @@ class HedgeEngine:
         self.started_at = self.clock.monotonic()
         for venue in self.venues.values():
             await venue.start(self)
-        self._risk_task = asyncio.create_task(self._risk_loop(), name="risk-loop")
-        self._publish_trading_state()
+        self._risk_task = self.risk_loop.start()
+        self.gauges.publish_trading_state(self.kill_switch)
         log.info("engine_started", mode=self.settings.mode.value, hedges=list(self.hedges),
                  venues=list(self.venues), trading_state=self.kill_switch.state.name)
 
@@ -200,65 +166,18 @@ class HedgeEngine:
             gate=self._gate, on_result=self._on_order_result)
 
     async def _reconcile(self) -> None:
-        """Bring the ledger in line with the venues before any new hedge is decided.
-
-        In order: seed simulated venues from the journal (paper), backfill fills missed while
-        down, resolve intents left open, handle unknown open orders with our prefix, then
-        compare positions. A disagreement beyond tolerance starts HALTED with the difference
-        in the reason (or journals the venue's figure when ``reconcile.adopt_venue_positions``).
-        Every step is idempotent, so a transient venue error retries the whole pass.
-        """
-        self._seed_sim_venues()
-        for attempt in range(1, _RECONCILE_ATTEMPTS + 1):
-            try:
-                await self.foreign_orders.scan_open_orders(e.venue for e in self._executors())
-                problems = await self._reconcile_once()
-                break
-            except TransientVenueError as exc:
-                if attempt == _RECONCILE_ATTEMPTS:
-                    raise
-                log.warning("reconcile_retry", attempt=attempt, error=str(exc))
-                await self.clock.sleep(min(2.0 ** attempt, 10.0))
+        """Startup reconciliation (see :class:`StartupReconciliation`). A disagreement beyond
+        tolerance starts HALTED with the difference in the reason (or journals the venue's figure
+        when ``reconcile.adopt_venue_positions``)."""
+        problems = await StartupReconciliation(
+            self.settings, self.venues, self.ledger, self.clock, self._executors(), self.foreign_orders,
+            self._reconciled_positions()).run()
         self.reconciled = True
         if problems:
             self.reconcile_mismatch = "reconciliation mismatch: " + "; ".join(problems)
             self.engage(self.reconcile_mismatch, "auto:reconcile")
         log.info("reconciled", open_intents=len(self.ledger.open_intents()), mismatches=problems,
                  positions={f"{v}:{a}": str(q) for (v, a), q in self.ledger.positions().items()})
-
-    async def _reconcile_once(self) -> list[str]:
-        cfg = self.settings.reconcile
-        # The trade listings around the position snapshots start no later than this pass's
-        # backfill ends, however long recovering intents in between takes.
-        since = max(0.0, self.clock.time() - cfg.backfill_overlap)
-        reconciler = PositionReconciler(self.ledger, self.clock, cfg)
-        await reconciler.backfill(self.venues)
-        for executor in self._executors():
-            await executor.recover()
-        await self._handle_unknown_open_orders()
-        return await reconciler.reconcile(self.venues, self._reconciled_positions(), since)
-
-    def _seed_sim_venues(self) -> None:
-        """Simulated venues restart empty: align them with the journal (paper mode only)."""
-        if self.settings.mode is not Mode.PAPER:
-            return
-        for (venue_name, asset), qty in self.ledger.positions().items():
-            seed = getattr(self.venues.get(venue_name), "seed_position", None)
-            if seed is not None:
-                seed(asset, qty)
-
-    async def _handle_unknown_open_orders(self) -> None:
-        prefix = self.settings.executor.client_id_prefix
-        for executor in self._executors():
-            for report in await executor.venue.fetch_open_orders():
-                cid = report.client_order_id
-                if not cid.startswith(prefix) or self.ledger.order_state(cid) is not None:
-                    continue  # not ours, or already resolved by recover()
-                if self.settings.reconcile.unknown_open_orders == "cancel":
-                    await executor.venue.cancel_order(report.symbol, cid)
-                    log.warning("unknown_open_order_canceled", venue=executor.venue.name, client_order_id=cid)
-                else:
-                    log.warning("unknown_open_order_kept", venue=executor.venue.name, client_order_id=cid)
 
     def _reconciled_positions(self) -> dict[str, set[str]]:
         """Venue name -> the symbols and assets reconciliation compares (hedged or inventory)."""
@@ -278,9 +197,7 @@ class HedgeEngine:
         inventory = [v for n, v in self.venues.items() if self.venue_config(n).role is VenueRole.INVENTORY]
         await asyncio.gather(*(v.close() for v in inventory), return_exceptions=True)
         self.busy_poller.stop()
-        if self._risk_task is not None:
-            self._risk_task.cancel()
-            await asyncio.gather(self._risk_task, return_exceptions=True)
+        await self.risk_loop.stop()
         tasks = [t for h in self.hedges.values() for t in h.tasks]
         if tasks:
             settle = min(self.settings.executor.order_timeout, _SHUTDOWN_SETTLE)
@@ -387,20 +304,13 @@ class HedgeEngine:
             kind = reason.split(":")[0]
             self.metrics.wild_prices.labels(price.symbol, kind).inc()
             self.metrics.venue_errors.labels(price.venue, "bad_price").inc()
-            # One line per feed and kind of rejection every _REJECT_LOG_INTERVAL (a stuck feed sends
-            # the same bad tick several times a second); the metrics count every one.
-            log_key = (price.venue, price.symbol, kind)
-            now = self.clock.monotonic()
-            logged_at, suppressed = self._rejections_logged.get(log_key, (-math.inf, 0))
-            if now - logged_at >= _REJECT_LOG_INTERVAL:
-                self._rejections_logged[log_key] = (now, 0)
+            # The metrics count every one; the log gets a line per feed and kind now and then.
+            suppressed = self._rejection_log.admit((price.venue, price.symbol, kind), self.clock.monotonic())
+            if suppressed is not None:
                 log.warning("price_rejected", venue=price.venue, symbol=price.symbol, reason=reason,
                             bid=str(price.bid), ask=str(price.ask), suppressed_since_last=suppressed or None)
-            else:
-                self._rejections_logged[log_key] = (logged_at, suppressed + 1)
             return
-        self.prices[key] = price
-        self._price_seen_at[key] = self.clock.monotonic()
+        self.price_book.store(price, self.clock.monotonic())
         for state in self.hedges.values():
             if (state.config.venue, state.config.symbol) == key:
                 self.policy_for(state.config.underlying).observe_price(self._price_seen_at[key], price.mid)
@@ -448,24 +358,13 @@ class HedgeEngine:
             self.consecutive_order_errors = 0
             self.reconcile_mismatch = None  # the operator has looked at it
             self.foreign_orders.detected = None
-            self._reset_stale_price_anchors()
+            self.price_book.reset_stale_anchors(self.clock.monotonic(), max(
+                (h.config.max_price_age for h in self.hedges.values()), default=0.0))
             self._wake.set()
             return True, "resumed"
         if self.kill_switch.state is TradingState.ACTIVE:
             return True, "already active"
         return False, self.kill_switch.resume_refusal()
-
-    def _reset_stale_price_anchors(self) -> None:
-        """On a deliberate resume, a stale feed's next sane price becomes the new reference.
-
-        Only stale anchors are dropped (a genuine big move while halted stops rejecting), so a
-        wild tick on a live feed right after the resume is still rejected.
-        """
-        max_age = max((h.config.max_price_age for h in self.hedges.values()), default=0.0)
-        now = self.clock.monotonic()
-        for (venue, symbol), seen in list(self._price_seen_at.items()):
-            if now - seen > max_age:
-                self.price_guard.reset(venue, symbol)
 
     def _sync_latches(self) -> None:
         ks = self.settings.kill_switch
@@ -494,17 +393,11 @@ class HedgeEngine:
             self.consecutive_order_errors += 1
 
     def _on_trading_state_change(self, ks: KillSwitch) -> None:
-        self._publish_trading_state()
+        self.gauges.publish_trading_state(self.kill_switch)
         log.warning("trading_state", state=ks.state.name, reason=ks.reason, source=ks.source)
         if (ks.state is TradingState.HALTED and self.settings.kill_switch.cancel_open_orders_on_halt
                 and self.hedges and (self._cancel_task is None or self._cancel_task.done())):
             self._cancel_task = asyncio.create_task(self._cancel_all_open(), name="cancel-on-halt")
-
-    def _publish_trading_state(self) -> None:
-        ks = self.kill_switch
-        self.metrics.trading_state.set(int(ks.state))
-        self.metrics.kill_reason.clear()
-        self.metrics.kill_reason.labels(ks.state.name.lower(), ks.reason[:200], ks.source).set(1)
 
     async def _cancel_all_open(self) -> None:
         for executor in self._executors():
@@ -521,41 +414,16 @@ class HedgeEngine:
             self.engage(f"ledger failure: {exc}", "auto:ledger")
 
     # ----------------------------------------------------------------- risk loop
-    async def _risk_loop(self) -> None:
-        last_refresh = self.clock.monotonic()
-        loop = asyncio.get_running_loop()
-        wake = self._wake
-        while True:
-            if not wake.is_set():  # else no timer to arm and cancel
-                # A plain timer that sets the wake-up event: cheaper than asyncio.timeout (no
-                # cancellation of the task, no context manager) and equivalent here.
-                timer = loop.call_later(self._next_wait(), wake.set)
-                try:
-                    await wake.wait()
-                finally:
-                    timer.cancel()
-            wake.clear()
-            try:
-                # read on every turn: a reloaded safety_tick applies from this one on
-                if self.clock.monotonic() - last_refresh >= self.settings.risk.safety_tick:
-                    last_refresh = self.clock.monotonic()
-                    for executor in self._executors():
-                        await executor.refresh_open()
-                await self.evaluate()
-            except Exception as exc:  # a bug must halt trading, not kill the loop silently
-                self._risk_pass_failed(exc)
+    async def _refresh_open_orders(self) -> None:
+        for executor in self._executors():
+            await executor.refresh_open()
 
     def _next_wait(self) -> float:
         """Seconds the risk loop may sleep: the safety tick, or less so that a price going
         stale halts at its max age rather than up to a tick later."""
+        feeds = ((s.config.venue, s.config.symbol, s.config.max_price_age) for s in self.hedges.values())
         now = self.clock.monotonic()
-        wait = self.settings.risk.safety_tick
-        for state in self.hedges.values():
-            cfg = state.config
-            stale_in = self._price_seen_at.get((cfg.venue, cfg.symbol), self.started_at) + cfg.max_price_age - now
-            if stale_in >= 0:
-                wait = min(wait, stale_in + 0.01)
-        return wait
+        return self.price_book.next_stale(feeds, now, self.started_at, self.settings.risk.safety_tick)
 
     def policy_for(self, underlying: str) -> HedgePolicy:
         """The policy instance deciding ``underlying`` (built from ``settings.policy`` on first use)."""
@@ -587,8 +455,7 @@ class HedgeEngine:
 
     def price_age(self, venue: str, symbol: str) -> float:
         """Seconds since the last accepted price (since start if none yet)."""
-        seen = self._price_seen_at.get((venue, symbol), self.started_at)
-        return self.clock.monotonic() - seen
+        return self.price_book.age(venue, symbol, self.clock.monotonic(), self.started_at)
 
     def snapshot(self, state: _HedgeState) -> DeltaSnapshot:
         cfg = state.config
@@ -621,26 +488,19 @@ class HedgeEngine:
         self.engage("internal error in risk loop (see logs)", "auto:internal")
 
     def _evaluate(self) -> None:
-        if self._settle_pass is not None:  # this is the pass it was waiting for
-            self._settle_pass.cancel()
-            self._settle_pass = None
+        self.risk_loop.passing()
         self._sync_latches()
         snapshots = {u: self.snapshot(s) for u, s in self.hedges.items()}
         for underlying, snap in snapshots.items():
             state = self.hedges[underlying]
             state.snapshot = snap
-            gauges = self._gauges(underlying)
+            gauges = self.gauges.underlying(underlying)
             gauges.net_delta.set(snap.net_delta)
             gauges.in_flight.set(snap.in_flight)
             if snap.notional is not None:
                 gauges.net_delta_notional.set(snap.notional)
         if self.ledger.metrics is not self.metrics:  # the ledger keeps them current itself otherwise
-            inventory_gauges = self._inventory_gauges
-            for key, qty in self.ledger.positions().items():
-                gauge = inventory_gauges.get(key)
-                if gauge is None:
-                    gauge = inventory_gauges[key] = self.metrics.inventory.labels(*key)
-                gauge.set(float(qty))
+            self.gauges.set_inventory(self.ledger.positions())
         self._check_auto_triggers(snapshots)
         if not self.reconciled or self._stopping or self.ledger_failed:
             return
@@ -660,21 +520,14 @@ class HedgeEngine:
             cfg = state.config
             age = self.price_age(cfg.venue, cfg.symbol)
             ages[cfg.symbol] = (age, cfg.max_price_age)
-            gauges = self._gauges(underlying)
+            gauges = self.gauges.underlying(underlying)
             snap = snapshots[underlying]
             if snap.notional is not None:
                 notionals[underlying] = (abs(snap.notional), cfg.max_delta_notional)
             if snap.mid is not None:
-                sources, hedge = [(s.venue, s.asset) for s in cfg.inventory], (cfg.venue, cfg.symbol)
-                untraded = self._untraded.get(underlying)
-                if untraded is None:  # adopted balances are valued from the first price seen
-                    untraded = self._untraded[underlying] = (untraded_quantity(
-                        self.ledger.positions(), trades, inventory=sources, hedge=hedge), snap.mid)
-                book = self._book_keys.get(underlying)
-                if book is None or book[0] != len(trades):  # a symbol traded for the first time
-                    book = self._book_keys[underlying] = (len(trades), book_keys(trades, sources, hedge))
-                pnl = book_pnl([trades[k] for k in book[1]], mid=snap.mid, untraded=untraded)
-                self.realized_pnl[underlying] = pnl
+                pnl = self.pnl.mark(underlying, trades, self.ledger.positions,
+                                    inventory=[(s.venue, s.asset) for s in cfg.inventory],
+                                    hedge=(cfg.venue, cfg.symbol), mid=snap.mid)
                 gauges.realized_pnl.set(pnl)
                 total_pnl += pnl
         reason = evaluate_auto_triggers(
@@ -684,17 +537,6 @@ class HedgeEngine:
             realized_loss=-total_pnl, max_realized_loss=self.settings.kill_switch.max_realized_loss)
         if reason is not None and self.kill_switch.state is not TradingState.HALTED:
             self.engage(reason, "auto")
-
-    def _gauges(self, underlying: str) -> _UnderlyingGauges:
-        gauges = self._gauge_cache.get(underlying)
-        if gauges is None:
-            m = self.metrics
-            gauges = self._gauge_cache[underlying] = _UnderlyingGauges(
-                net_delta=_GaugeChild(m.net_delta.labels(underlying)),
-                in_flight=_GaugeChild(m.in_flight.labels(underlying)),
-                net_delta_notional=_GaugeChild(m.net_delta_notional.labels(underlying)),
-                realized_pnl=_GaugeChild(m.realized_pnl.labels(underlying)))
-        return gauges
 
     @staticmethod
     def limits(state: _HedgeState) -> HedgeLimits:
@@ -753,7 +595,7 @@ class HedgeEngine:
 
         An order filled exactly as sized changed nothing a decision rests on (its in-flight
         amount became position), unless the in-flight cap held a decision back. The pass after
-        it may then wait up to ``_SETTLE_PASS_DELAY`` (10 ms) for the next one (at a steady flow a
+        it may then wait up to ``SETTLE_PASS_DELAY`` (10 ms) for the next one (at a steady flow a
         client fill's pass comes first); that bounds only how late the realized-loss trigger
         and the gauges see the hedge fill. Anything else (a partial fill, a rejection, an
         error, a cancellation, a capped decision) calls for a pass right away.
@@ -772,9 +614,7 @@ class HedgeEngine:
         return False
 
     def _settle_soon(self) -> None:
-        """A risk pass within ``_SETTLE_PASS_DELAY``, or the next one if it comes sooner."""
-        if self._settle_pass is None and not self._wake.is_set():
-            self._settle_pass = asyncio.get_running_loop().call_later(_SETTLE_PASS_DELAY, self._wake.set)
+        self.risk_loop.settle_soon()
 
     def _execution_done(self, state: _HedgeState, intent: HedgeIntent, task: asyncio.Task[OrderReport]) -> None:
         if task.cancelled():
@@ -794,65 +634,30 @@ class HedgeEngine:
     # ----------------------------------------------------------------- views
     def readiness(self) -> tuple[bool, list[str]]:
         """Whether the daemon is ready to hedge, and why not."""
-        problems: list[str] = []
-        if not self.reconciled:
-            problems.append("startup reconciliation not done")
-        elif self.reconcile_mismatch:
-            problems.append(self.reconcile_mismatch)
-        if self.foreign_orders.detected:
-            problems.append(self.foreign_orders.detected)
-        if self.ledger_failed:
-            problems.append(f"ledger failed: {self.ledger_failed}")
-        for name, venue in self.venues.items():
-            if not venue.connected:
-                problems.append(f"venue {name} not connected")
-        for state in self.hedges.values():
-            cfg = state.config
-            if (cfg.venue, cfg.symbol) not in self.prices:
-                problems.append(f"no price yet for {cfg.symbol}")
-            elif self.price_age(cfg.venue, cfg.symbol) > cfg.max_price_age:
-                problems.append(f"price for {cfg.symbol} is stale")
+        problems = readiness_problems(
+            reconciled=self.reconciled, reconcile_mismatch=self.reconcile_mismatch,
+            foreign_order=self.foreign_orders.detected, ledger_failed=self.ledger_failed,
+            disconnected=[name for name, venue in self.venues.items() if not venue.connected],
+            prices=[(cfg.symbol, self.price_age(cfg.venue, cfg.symbol) if (cfg.venue, cfg.symbol) in self.prices
+                     else None, cfg.max_price_age) for cfg in (state.config for state in self.hedges.values())])
         return not problems, problems
+
+    def refresh_gauges(self) -> None:
+        """Update time-dependent gauges right before a scrape."""
+        self.gauges.refresh(((s.config.symbol, self.price_age(s.config.venue, s.config.symbol))
+                             for s in self.hedges.values()), self.readiness()[0])
 
     def status(self) -> dict[str, Any]:
         """JSON-able view for ``/status`` (never contains secrets)."""
-        ks = self.kill_switch
-        underlyings: dict[str, Any] = {}
-        for underlying, state in self.hedges.items():
-            snap = self.snapshot(state)
-            underlyings[underlying] = {
-                "net_delta": str(snap.net_delta), "inventory": str(snap.inventory),
-                "hedge_ratio": str(snap.hedge_ratio), "perp_position": str(snap.perp_position),
-                "in_flight": str(snap.in_flight),
-                "notional": None if snap.notional is None else str(snap.notional),
-                "threshold": str(state.config.threshold), "hedge_venue": state.config.venue,
-                "hedge_symbol": state.config.symbol,
-                "price_age_seconds": round(self.price_age(state.config.venue, state.config.symbol), 3),
-                "realized_pnl": str(self.realized_pnl[underlying]) if underlying in self.realized_pnl else None,
-            }
+        underlyings = {
+            underlying: underlying_status(self.snapshot(state), state.config,
+                                          self.price_age(state.config.venue, state.config.symbol),
+                                          self.realized_pnl.get(underlying))
+            for underlying, state in self.hedges.items()}
         ready, problems = self.readiness()
-        return {
-            "mode": self.settings.mode.value,
-            "trading_state": ks.state.name.lower(),
-            "reason": ks.reason,
-            "source": ks.source,
-            "since": ks.since if ks.history else None,  # never changed: since start, not epoch 0
-            "latches": sorted(ks.latches),
-            "ready": ready,
-            "not_ready": problems,
-            "underlyings": underlyings,
-            "positions": {f"{v}:{a}": str(q) for (v, a), q in sorted(self.ledger.positions().items())},
-            "open_orders": [
-                {"client_order_id": i.client_order_id, "venue": i.venue, "symbol": i.symbol,
-                 "side": i.side.value, "amount": str(i.amount),
-                 "status": (self.ledger.order_state(i.client_order_id) or ("?", ZERO))[0]}
-                for i in self.ledger.open_intents()
-            ],
-            "fills": self.ledger.fill_count,
-            "duplicate_fills": self.ledger.duplicate_fills,
-            "fill_echoes": self.ledger.fill_echoes,
-            "consecutive_order_errors": self.consecutive_order_errors,
-        }
+        return engine_status(mode=self.settings.mode, kill_switch=self.kill_switch, ready=ready, problems=problems,
+                             underlyings=underlyings, ledger=self.ledger,
+                             consecutive_order_errors=self.consecutive_order_errors)
 
 
 def _raise_first(futures: list[asyncio.Future[bool]]) -> None:

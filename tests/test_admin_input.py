@@ -19,8 +19,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hedgerd import admin
-from hedgerd.admin_input import BadBody, KillBody, ResumeBody, parse_body
+from hedgerd.admin import server as admin
+from hedgerd.admin.input import BadBody, KillBody, ResumeBody, parse_body
 from hedgerd.config import Settings
 from hedgerd.daemon import Daemon
 from hedgerd.models import TradingState

@@ -10,7 +10,7 @@ import pytest
 import structlog.testing
 from pydantic import SecretStr
 
-from hedgerd.admin_token import KNOWN_PLACEHOLDERS, MIN_ADMIN_TOKEN_LENGTH, admin_token_weakness
+from hedgerd.admin.token import KNOWN_PLACEHOLDERS, MIN_ADMIN_TOKEN_LENGTH, admin_token_weakness
 from hedgerd.config import AdminConfig, KillSwitchConfig, LedgerConfig, Settings, credential_env_var
 from hedgerd.daemon import Daemon
 from tests.test_cli import clean_env, hedgerd

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from hedgerd.admin.control import admin_base_url, load_admin_config
+from hedgerd.admin.status_view import describe_kill, describe_resume, describe_status
 from hedgerd.config import Settings
-from hedgerd.control import admin_base_url, load_admin_config
 from hedgerd.daemon import Daemon
 from hedgerd.errors import ConfigError
-from hedgerd.status_view import describe_kill, describe_resume, describe_status
 
 LIVE_EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "live.example.toml"
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from hedgerd.admin_token import MIN_ADMIN_TOKEN_LENGTH
+from hedgerd.admin.token import MIN_ADMIN_TOKEN_LENGTH
 from hedgerd.config import VenueKind, credential_env_var, credential_secret_file, load_settings, settings_notes
 from hedgerd.errors import ConfigError
 from tests.daemon_proc import TOKEN, DaemonProcess, free_port, running_daemon, stop_process

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import structlog.testing
 
-from hedgerd import engine as engine_module
+from hedgerd import risk_loop as risk_loop_module
 from hedgerd.clock import RealClock
 from hedgerd.config import (
     ExecutorConfig,
@@ -401,7 +401,7 @@ async def test_an_order_filled_as_sized_waits_for_the_next_pass_instead_of_runni
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settle_delay: float) -> None:
     # Its in-flight amount became position: net delta is what the last pass decided on. The
     # pass that shows it runs within the settle delay, or with the next event if one comes first.
-    monkeypatch.setattr(engine_module, "_SETTLE_PASS_DELAY", settle_delay)
+    monkeypatch.setattr(risk_loop_module, "SETTLE_PASS_DELAY", settle_delay)
     with counting_passes(monkeypatch) as passes:
         async with running_engine(event_driven(make_settings(tmp_path))) as h:
             h.perp.stall_prices()
@@ -432,7 +432,7 @@ async def _half_filled(venue: SimPerpVenue, intent: HedgeIntent, amount: Decimal
 
 async def test_an_order_filled_short_of_its_size_is_re_decided_at_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine_module, "_SETTLE_PASS_DELAY", 600.0)  # only an immediate pass can act
+    monkeypatch.setattr(risk_loop_module, "SETTLE_PASS_DELAY", 600.0)  # only an immediate pass can act
     async with running_engine(event_driven(make_settings(tmp_path)), create_order=_half_filled) as h:
         h.perp.stall_prices()
         await h.client_fill(Side.BUY, "0.4")
@@ -443,7 +443,7 @@ async def test_an_order_filled_short_of_its_size_is_re_decided_at_once(
 
 async def test_a_decision_held_back_by_the_in_flight_cap_is_made_when_the_order_fills(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine_module, "_SETTLE_PASS_DELAY", 600.0)  # only an immediate pass can act
+    monkeypatch.setattr(risk_loop_module, "SETTLE_PASS_DELAY", 600.0)  # only an immediate pass can act
     settings = make_settings(tmp_path, perp={"latency_ms": 200.0}, executor={"max_orders_in_flight": 1})
     async with running_engine(event_driven(settings)) as h:
         h.perp.stall_prices()

@@ -1,4 +1,4 @@
-"""Hedged-book PnL: the pure arithmetic in hedgerd.risk and the ledger's trade totals behind it."""
+"""Hedged-book PnL: the pure arithmetic in hedgerd.risk.pnl and the ledger's trade totals behind it."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from hedgerd.ledger import InventoryLedger
 from hedgerd.models import Fill, Side
 from hedgerd.risk import TradeTotals, hedge_book_pnl, trade_pnl, untraded_quantity
+from hedgerd.risk.pnl import BookPnl
 
 D = Decimal
 SPOT, PERP = "BTC/USDT", "BTC/USDT:USDT"
@@ -63,6 +64,34 @@ def test_an_adopted_balance_is_valued_from_its_mark_so_its_hedge_is_not_an_open_
     assert pnls == {D("1.5")}
     # without the adopted balance the hedge looks like a naked short
     assert hedge_book_pnl(trades, inventory=[("spot", "BTC")], hedge=("perp", PERP), mid=D(130)) == D("-28.5")
+
+
+def test_book_pnl_values_untraded_balances_from_the_first_mark_and_picks_up_new_symbols() -> None:
+    book = [("spot", "BTC")]
+    hedge = ("perp", PERP)
+    positions = {("spot", "BTC"): D(2), ("perp", PERP): D(-1)}  # 2 BTC adopted, 1 of them hedged
+    trades = {("perp", PERP): TradeTotals(1, D(-1), D(-98), D(0))}
+    asked: list[int] = []
+
+    def read_positions() -> dict[tuple[str, str], Decimal]:
+        asked.append(1)
+        return positions
+
+    pnl = BookPnl()
+    untraded = (untraded_quantity(positions, trades, inventory=book, hedge=hedge), D(100))
+    assert untraded[0] == D(2)
+    first = pnl.mark("BTC", trades, read_positions, inventory=book, hedge=hedge, mid=D(100))
+    assert first == hedge_book_pnl(trades, inventory=book, hedge=hedge, mid=D(100)) == D(-2)
+    # the adopted 2 BTC are valued from the first mark (100) on
+    assert pnl.mark("BTC", trades, read_positions, inventory=book, hedge=hedge, mid=D(105)) == hedge_book_pnl(
+        trades, inventory=book, hedge=hedge, mid=D(105), untraded=untraded) == D(-7) + D(10)
+    # a book symbol traded for the first time joins the book; the untraded quantity stays as first seen
+    trades[("spot", SPOT)] = TradeTotals(1, D(1), D(104), D(0))
+    expected = hedge_book_pnl(trades, inventory=book, hedge=hedge, mid=D(105), untraded=untraded)
+    assert expected == D(3) + D(1)
+    assert pnl.mark("BTC", trades, read_positions, inventory=book, hedge=hedge, mid=D(105)) == expected
+    assert pnl.by_underlying == {"BTC": expected}
+    assert asked == [1]  # the positions are read for the first mark only
 
 
 async def test_ledger_tracks_trade_totals_and_rebuilds_them(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """Startup reconciliation under client flow: the pure cut/decision functions
-(:mod:`hedgerd.reconciliation`) and :class:`hedgerd.reconciler.PositionReconciler` with a real
+(:mod:`hedgerd.reconciliation`) and :class:`hedgerd.reconciliation.reconciler.PositionReconciler` with a real
 ledger against a venue whose trades keep landing between (and during) every request."""
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hedgerd.config import ReconcileConfig
-from hedgerd.connectors.base import Venue
+from hedgerd.config import Mode, ReconcileConfig, Settings
+from hedgerd.connectors import build_venues
+from hedgerd.connectors.base import PositionSeeding, Venue
 from hedgerd.errors import TransientVenueError
+from hedgerd.foreign import ForeignOrderWatch
 from hedgerd.ledger import InventoryLedger
+from hedgerd.metrics import Metrics
 from hedgerd.models import ZERO, Fill, Side
-from hedgerd.reconciler import SNAPSHOT_ATTEMPTS, PositionReconciler
 from hedgerd.reconciliation import (
     Cut,
     PositionSnapshot,
@@ -32,6 +34,7 @@ from hedgerd.reconciliation import (
     trade_order,
     usable_cursor,
 )
+from hedgerd.reconciliation.reconciler import SNAPSHOT_ATTEMPTS, PositionReconciler, StartupReconciliation
 from tests.fakes import FakeClock
 
 T0_MS = 1_700_000_000_000
@@ -292,3 +295,78 @@ async def test_a_difference_beyond_tolerance_under_flow_is_a_mismatch_with_both_
         problems = await reconcile(ledger, venue, adopt_venue_positions=True)
         assert problems == []
         assert {k: ledger.position("desk", k) for k in ("BTC", "USDT")} == venue.positions
+
+
+# --------------------------------------------------------------------------- the startup pass
+class SeedableVenue(FlowingVenue):
+    """A quiet simulated account that restarts empty and can be seeded (see PositionSeeding)."""
+
+    def __init__(self) -> None:
+        super().__init__(per_request=0)
+        self.positions = {}
+        self.seeded: dict[str, Decimal] = {}
+
+    def seed_position(self, symbol: str, amount: Decimal) -> None:
+        self.seeded[symbol] = amount
+        self.positions[symbol] = amount
+
+
+def test_the_embedded_simulated_venues_can_be_seeded() -> None:
+    venues = build_venues(Settings(), FakeClock())
+    assert venues and all(isinstance(venue, PositionSeeding) for venue in venues.values())
+    assert isinstance(SeedableVenue(), PositionSeeding) and not isinstance(FlowingVenue(per_request=0), PositionSeeding)
+
+
+@pytest.mark.parametrize("mode", [Mode.PAPER, Mode.LIVE])
+async def test_startup_pass_seeds_simulated_venues_from_the_journal_in_paper_mode_only(tmp_path: Path,
+                                                                                      mode: Mode) -> None:
+    clock = FakeClock()
+    settings = Settings().model_copy(update={"mode": mode})
+    watch = ForeignOrderWatch(prefix=settings.executor.client_id_prefix, issued=lambda cid: False, hedged=[],
+                              metrics=Metrics(), clock=clock, halt=lambda reason: None)
+    venue = SeedableVenue()
+    async with InventoryLedger(tmp_path / "l.sqlite") as ledger:
+        await ledger.record_fill(trade(1, T0_MS, 250, venue=venue.name))
+        held = {key: ledger.position(venue.name, key) for key in ("BTC", "USDT")}
+        startup = StartupReconciliation(settings, {venue.name: cast(Venue, venue)}, ledger, clock, [], watch,
+                                        {venue.name: {"BTC", "USDT"}})
+        problems = await startup.run()
+    if mode is Mode.PAPER:
+        assert venue.seeded == held and problems == []
+    else:  # a real account is never told what it holds: the empty one disagrees with the journal
+        assert venue.seeded == {} and len(problems) == 2
+
+
+class FlakyVenue(SeedableVenue):
+    """Its first ``failures`` position snapshots fail as a venue outage does."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def fetch_position_snapshot(self) -> PositionSnapshot:
+        if self.failures:
+            self.failures -= 1
+            raise TransientVenueError("venue unavailable")
+        return await super().fetch_position_snapshot()
+
+
+@pytest.mark.parametrize(("failures", "succeeds"), [(4, True), (5, False)])
+async def test_startup_pass_retries_a_transient_venue_error_up_to_five_attempts(tmp_path: Path, failures: int,
+                                                                               succeeds: bool) -> None:
+    clock = FakeClock()
+    settings = Settings().model_copy(update={"mode": Mode.LIVE})
+    watch = ForeignOrderWatch(prefix=settings.executor.client_id_prefix, issued=lambda cid: False, hedged=[],
+                              metrics=Metrics(), clock=clock, halt=lambda reason: None)
+    venue = FlakyVenue(failures)
+    started = clock.monotonic()
+    async with InventoryLedger(tmp_path / "l.sqlite") as ledger:
+        startup = StartupReconciliation(settings, {venue.name: cast(Venue, venue)}, ledger, clock, [], watch,
+                                        {venue.name: {"BTC"}})
+        if succeeds:
+            assert await startup.run() == []
+        else:
+            with pytest.raises(TransientVenueError):
+                await startup.run()
+    assert venue.failures == 0
+    assert clock.monotonic() - started == 2 + 4 + 8 + 10  # backing off 2**attempt seconds, at most 10

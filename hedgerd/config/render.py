@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, SecretStr
 from pydantic_core import PydanticUndefined
 
-from hedgerd.admin_token import GENERATE_HINT
+from hedgerd.admin.token import GENERATE_HINT
 from hedgerd.config.masking import MASK, SECRET_BEARING_DICTS, SECRET_KEY_PATTERN, URL_USERINFO_PATTERN
 from hedgerd.config.schema import Mode, Settings, SimSettings, VenueConfig, VenueKind
 

@@ -24,7 +24,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from hedgerd.admin_token import GENERATE_HINT, admin_token_weakness
+from hedgerd.admin.token import GENERATE_HINT, admin_token_weakness
 from hedgerd.config.masking import SECRET_BEARING_DICTS, mask_secrets
 from hedgerd.models import OrderType, is_derivative, split_symbol
 
@@ -279,7 +279,7 @@ class AdminConfig(_Section):
     max_body_bytes: int = Field(default=4096, ge=64)
 
     def token_weakness(self) -> str | None:
-        """Why the token must not guard live trading (see :mod:`hedgerd.admin_token`); None when
+        """Why the token must not guard live trading (see :mod:`hedgerd.admin.token`); None when
         it may, or when there is none (the HTTP controls are then disabled)."""
         token = self.token.get_secret_value() if self.token is not None else ""
         return admin_token_weakness(token) if token else None

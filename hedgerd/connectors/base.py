@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from hedgerd.models import Fill, HedgeIntent, MarketInfo, OrderReport, PriceUpdate
 from hedgerd.reconciliation import PositionSnapshot
@@ -95,4 +95,14 @@ class Venue(Protocol):
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> OrderReport | None:
         """Cancel by client order id; None if already gone."""
+        ...
+
+
+@runtime_checkable
+class PositionSeeding(Protocol):
+    """A venue that can be told its positions without trading: the in-process simulated ones,
+    which restart empty, so paper mode aligns them with the ledger before reconciling."""
+
+    def seed_position(self, symbol: str, amount: Decimal) -> None:
+        """Set a position (derivative symbol) or balance (asset)."""
         ...

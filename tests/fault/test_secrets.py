@@ -28,7 +28,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
-from hedgerd import admin
+from hedgerd.admin import server as admin
 from hedgerd.config import AdminConfig, Settings
 from hedgerd.daemon import Daemon
 from hedgerd.models import TradingState

@@ -1,8 +1,10 @@
-"""Startup position reconciliation against the venues, under any client flow.
+"""Startup reconciliation against the venues, under any client flow.
 
-:class:`PositionReconciler` takes each venue's bracketed snapshot (trades, positions with the
-venue's cursor, trades again), journals what it lists and adopts or reports the differences;
-what to do about each position is decided by the pure :mod:`hedgerd.reconciliation`.
+:class:`StartupReconciliation` is the whole pass the engine runs before its first hedge, retried
+on transient venue errors. Its position step, :class:`PositionReconciler`, takes each venue's
+bracketed snapshot (trades, positions with the venue's cursor, trades again), journals what it
+lists and adopts or reports the differences; what to do about each position is decided by the
+pure :mod:`hedgerd.reconciliation.decisions`.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from collections.abc import Iterable, Mapping
 import structlog
 
 from hedgerd.clock import Clock
-from hedgerd.config import ReconcileConfig
-from hedgerd.connectors.base import Venue
+from hedgerd.config import Mode, ReconcileConfig, Settings
+from hedgerd.connectors.base import PositionSeeding, Venue
 from hedgerd.errors import TransientVenueError
+from hedgerd.executor import HedgeExecutor
+from hedgerd.foreign import ForeignOrderWatch
 from hedgerd.ledger import InventoryLedger
 from hedgerd.models import ZERO, Fill
-from hedgerd.reconciliation import (
+from hedgerd.reconciliation.decisions import (
     Decision,
     Verdict,
     check_position,
@@ -34,6 +38,7 @@ log = structlog.get_logger("hedgerd.reconcile")
 # only inexact for the trades stamped in the very millisecond of the venue's cursor (or every
 # trade in the bracket when the venue gives none), so a few tries suffice under any flow.
 SNAPSHOT_ATTEMPTS = 10
+RECONCILE_ATTEMPTS = 5  # startup reconciliation passes before a transient venue error is fatal
 
 
 class PositionReconciler:
@@ -122,3 +127,71 @@ class PositionReconciler:
         """Journal ``fills`` (the ledger dedupes), queued together so they share commits."""
         if fills:
             await asyncio.gather(*(self.ledger.record_fill(f) for f in fills))
+
+
+class StartupReconciliation:
+    """Brings the ledger in line with the venues before any new hedge is decided.
+
+    In order: seed simulated venues from the journal (paper); then, on each attempt, look for
+    another hedger's open orders, backfill fills missed while down, resolve intents left open,
+    handle unknown open orders with our prefix and compare positions. Every step is idempotent,
+    so a transient venue error retries the whole attempt.
+    """
+
+    def __init__(self, settings: Settings, venues: Mapping[str, Venue], ledger: InventoryLedger, clock: Clock,
+                 executors: list[HedgeExecutor], foreign_orders: ForeignOrderWatch,
+                 wanted: Mapping[str, Iterable[str]]) -> None:
+        self.settings = settings
+        self.venues = venues
+        self.ledger = ledger
+        self.clock = clock
+        self.executors = executors  # each once (several underlyings may hedge on one venue)
+        self.foreign_orders = foreign_orders
+        self.wanted = wanted  # venue name -> the symbols and assets compared (hedged or inventory)
+
+    async def run(self) -> list[str]:
+        """Reconcile; returns the position mismatches beyond tolerance (the engine starts
+        HALTED on any), after journaling the venue's figure where the config adopts it."""
+        self._seed_sim_venues()
+        for attempt in range(1, RECONCILE_ATTEMPTS):
+            try:
+                return await self._reconcile_once()
+            except TransientVenueError as exc:
+                log.warning("reconcile_retry", attempt=attempt, error=str(exc))
+                await self.clock.sleep(min(2.0 ** attempt, 10.0))
+        return await self._reconcile_once()  # the last attempt: a transient error is fatal
+
+    async def _reconcile_once(self) -> list[str]:
+        await self.foreign_orders.scan_open_orders(e.venue for e in self.executors)
+        cfg = self.settings.reconcile
+        # The trade listings around the position snapshots start no later than this pass's
+        # backfill ends, however long recovering intents in between takes.
+        since = max(0.0, self.clock.time() - cfg.backfill_overlap)
+        reconciler = PositionReconciler(self.ledger, self.clock, cfg)
+        await reconciler.backfill(self.venues)
+        for executor in self.executors:
+            await executor.recover()
+        await self._handle_unknown_open_orders()
+        return await reconciler.reconcile(self.venues, self.wanted, since)
+
+    def _seed_sim_venues(self) -> None:
+        """Simulated venues restart empty: align them with the journal (paper mode only)."""
+        if self.settings.mode is not Mode.PAPER:
+            return
+        for (venue_name, asset), qty in self.ledger.positions().items():
+            venue = self.venues.get(venue_name)
+            if isinstance(venue, PositionSeeding):
+                venue.seed_position(asset, qty)
+
+    async def _handle_unknown_open_orders(self) -> None:
+        prefix = self.settings.executor.client_id_prefix
+        for executor in self.executors:
+            for report in await executor.venue.fetch_open_orders():
+                cid = report.client_order_id
+                if not cid.startswith(prefix) or self.ledger.order_state(cid) is not None:
+                    continue  # not ours, or already resolved by recover()
+                if self.settings.reconcile.unknown_open_orders == "cancel":
+                    await executor.venue.cancel_order(report.symbol, cid)
+                    log.warning("unknown_open_order_canceled", venue=executor.venue.name, client_order_id=cid)
+                else:
+                    log.warning("unknown_open_order_kept", venue=executor.venue.name, client_order_id=cid)

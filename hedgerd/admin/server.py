@@ -3,8 +3,9 @@
 ``GET /metrics``, ``/healthz``, ``/readyz``, ``/status`` are open (bind them to loopback or
 a private interface). ``POST /kill`` and ``POST /resume`` need ``Authorization: Bearer
 <admin.token>``, compared in constant time; with no token configured they are disabled (403).
-Their bodies are validated strictly (:mod:`hedgerd.admin_input`); every answer, errors included,
-is JSON.
+Their bodies are validated strictly (:mod:`hedgerd.admin.input`); every answer, errors included,
+is JSON. The server sees the process only through :class:`Control` (the daemon implements it), so
+the admin package never imports the daemon.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import errno
 import hmac
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
@@ -20,16 +21,53 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from hedgerd.admin_input import BadBody, BodyModel, KillBody, ResumeBody, parse_body
+from hedgerd.admin.input import BadBody, BodyModel, KillBody, ResumeBody, parse_body
+from hedgerd.config import AdminConfig
 from hedgerd.errors import ConfigError
-
-if TYPE_CHECKING:
-    from hedgerd.daemon import Daemon
 
 log = structlog.get_logger("hedgerd.admin")
 
-DAEMON_KEY: web.AppKey[Daemon] = web.AppKey("daemon")
 MAX_REASON_CHARS = 200
+
+
+class Control(Protocol):
+    """The running process as the admin server sees it (:class:`hedgerd.daemon.Daemon`)."""
+
+    @property
+    def admin_config(self) -> AdminConfig:
+        """The admin settings in force (read on every request)."""
+        ...
+
+    def render_metrics(self) -> bytes:
+        """The Prometheus exposition, time-dependent gauges refreshed first."""
+        ...
+
+    def trading_state(self) -> tuple[str, str]:
+        """The kill switch's state (lower case) and reason."""
+        ...
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        """Whether the process is ready to hedge, and why not."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """The JSON-able ``/status`` view (never contains secrets)."""
+        ...
+
+    def engage(self, reason: str, source: str) -> bool:
+        """Halt trading; whether the state changed."""
+        ...
+
+    def reduce(self, reason: str, source: str) -> bool:
+        """Allow only position-reducing orders; whether the state changed."""
+        ...
+
+    def resume(self, source: str) -> tuple[bool, str]:
+        """Leave HALTED/REDUCING; whether it did, and why not."""
+        ...
+
+
+CONTROL_KEY: web.AppKey[Control] = web.AppKey("control")
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -38,8 +76,7 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 def _authorized(request: web.Request) -> web.Response | None:
     """None when the bearer token matches; otherwise the error response to send."""
-    daemon = request.app[DAEMON_KEY]
-    token = daemon.settings.admin.token
+    token = request.app[CONTROL_KEY].admin_config.token
     if token is None or not token.get_secret_value():
         return _json({"error": "control endpoints are disabled: set admin.token"}, 403)
     header = request.headers.get("Authorization", "")
@@ -53,12 +90,12 @@ def _authorized(request: web.Request) -> web.Response | None:
 
 
 async def _body(request: web.Request, model: type[BodyModel]) -> BodyModel | web.Response:
-    """The validated body, or the JSON 4xx response refusing it (see :mod:`hedgerd.admin_input`)."""
+    """The validated body, or the JSON 4xx response refusing it (see :mod:`hedgerd.admin.input`)."""
     try:
         raw = await request.read()
         return parse_body(raw, request.content_type, request.charset, model)
     except web.HTTPRequestEntityTooLarge:
-        limit = request.app[DAEMON_KEY].settings.admin.max_body_bytes
+        limit = request.app[CONTROL_KEY].admin_config.max_body_bytes
         refusal = BadBody(413, f"body larger than admin.max_body_bytes ({limit} bytes)")
     except HttpProcessingError as exc:  # e.g. a malformed chunked encoding
         refusal = BadBody(400, f"unreadable body: {exc.message}")
@@ -71,23 +108,22 @@ async def _body(request: web.Request, model: type[BodyModel]) -> BodyModel | web
 
 
 async def metrics(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON_KEY]
-    daemon.refresh_gauges()
-    return web.Response(body=daemon.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    body = request.app[CONTROL_KEY].render_metrics()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def healthz(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON_KEY]
-    return _json({"status": "ok", "trading_state": daemon.engine.kill_switch.state.name.lower()})
+    state, _ = request.app[CONTROL_KEY].trading_state()
+    return _json({"status": "ok", "trading_state": state})
 
 
 async def readyz(request: web.Request) -> web.Response:
-    ready, problems = request.app[DAEMON_KEY].engine.readiness()
+    ready, problems = request.app[CONTROL_KEY].readiness()
     return _json({"ready": ready, "problems": problems}, 200 if ready else 503)
 
 
 async def status(request: web.Request) -> web.Response:
-    return _json(request.app[DAEMON_KEY].engine.status())
+    return _json(request.app[CONTROL_KEY].status())
 
 
 async def kill(request: web.Request) -> web.Response:
@@ -97,12 +133,12 @@ async def kill(request: web.Request) -> web.Response:
     if isinstance(body, web.Response):
         return body
     reason, reducing = (body.reason or "")[:MAX_REASON_CHARS] or "operator kill via HTTP", body.reducing
-    engine = request.app[DAEMON_KEY].engine
+    control = request.app[CONTROL_KEY]
     source = f"http:{request.remote}"
-    changed = engine.reduce(reason, source) if reducing else engine.engage(reason, source)
+    changed = control.reduce(reason, source) if reducing else control.engage(reason, source)
     log.warning("kill_requested", source=source, reason=reason, reducing=reducing, changed=changed)
-    ks = engine.kill_switch
-    return _json({"trading_state": ks.state.name.lower(), "reason": ks.reason, "changed": changed})
+    state, why = control.trading_state()
+    return _json({"trading_state": state, "reason": why, "changed": changed})
 
 
 async def resume(request: web.Request) -> web.Response:
@@ -111,11 +147,11 @@ async def resume(request: web.Request) -> web.Response:
     body = await _body(request, ResumeBody)
     if isinstance(body, web.Response):
         return body
-    engine = request.app[DAEMON_KEY].engine
-    ok, detail = engine.resume(f"http:{request.remote}")
+    control = request.app[CONTROL_KEY]
+    ok, detail = control.resume(f"http:{request.remote}")
     log.warning("resume_requested", source=f"http:{request.remote}", ok=ok, detail=detail)
-    ks = engine.kill_switch
-    return _json({"trading_state": ks.state.name.lower(), "reason": ks.reason, "resumed": ok,
+    state, why = control.trading_state()
+    return _json({"trading_state": state, "reason": why, "resumed": ok,
                   "detail": detail}, 200 if ok else 409)
 
 
@@ -137,10 +173,10 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
         return _json({"error": "internal error (logged)"}, 500)
 
 
-def build_app(daemon: Daemon) -> web.Application:
-    """The aiohttp application serving ``daemon``."""
-    app = web.Application(client_max_size=daemon.settings.admin.max_body_bytes, middlewares=[_json_errors])
-    app[DAEMON_KEY] = daemon
+def build_app(control: Control) -> web.Application:
+    """The aiohttp application serving ``control``."""
+    app = web.Application(client_max_size=control.admin_config.max_body_bytes, middlewares=[_json_errors])
+    app[CONTROL_KEY] = control
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -165,14 +201,14 @@ def _listen_error(host: str, port: int, exc: OSError) -> ConfigError:
 class AdminServer:
     """Runs :func:`build_app` on the configured host and port."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self._daemon = daemon
+    def __init__(self, control: Control) -> None:
+        self._control = control
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
     async def start(self) -> None:
-        cfg = self._daemon.settings.admin
-        self._runner = web.AppRunner(build_app(self._daemon), access_log=None, handle_signals=False)
+        cfg = self._control.admin_config
+        self._runner = web.AppRunner(build_app(self._control), access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.host, cfg.port)
         try:

@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+from hedgerd.admin.status_view import describe_kill, describe_resume, describe_status
 from hedgerd.config import (
     CONFIG_FILE_ENV,
     DEFAULT_SECRETS_DIR,
@@ -34,7 +35,6 @@ from hedgerd.config import (
 from hedgerd.config.sources import MappingEnvSource, secrets_source, toml_source
 from hedgerd.errors import ConfigError
 from hedgerd.log import register_secrets
-from hedgerd.status_view import describe_kill, describe_resume, describe_status
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 REQUEST_TIMEOUT = 5.0  # seconds; a daemon whose loop is stuck still gets SIGUSR1 (see README)
