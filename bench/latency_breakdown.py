@@ -45,7 +45,7 @@ from latency import WARMUP, StubVenue, measure, quantile_us
 
 from hedgerd import engine as engine_module
 from hedgerd import executor as executor_module
-from hedgerd import ledger as ledger_module
+from hedgerd.ledger import ledger as ledger_module
 
 # The marks, in path order: (class, method, mark taken before the call, mark taken after it).
 # The first mark of an order is the delivery; the last one is the hand-off (the venue stub).

@@ -165,7 +165,7 @@ async def test_echoes_of_own_hedge_fills_are_counted_apart_from_real_duplicates(
 
 async def test_own_fills_remembered_are_bounded_and_older_repeats_still_dedupe(
         path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from hedgerd import ledger as ledger_module
+    from hedgerd.ledger import ledger as ledger_module
 
     monkeypatch.setattr(ledger_module, "_RECENT_OWN_FILLS", 2)
     ledger = InventoryLedger(path)
@@ -242,7 +242,7 @@ async def test_fill_is_on_disk_when_record_fill_returns(ledger: InventoryLedger)
 
 async def test_a_new_ledger_uses_small_pages_and_an_old_one_keeps_its_own(
         path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from hedgerd import ledger as ledger_module
+    from hedgerd.ledger import ledger as ledger_module
 
     assert ledger_module.PAGE_SIZE == 1024
     ledger = InventoryLedger(path)

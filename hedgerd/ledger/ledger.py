@@ -55,7 +55,7 @@ mode, writes waiting meanwhile), copies the last few frames so the next commit r
 and ``close`` checkpoints and truncates it.
 
 A flock on the database file itself keeps a second ledger instance off it, whatever name
-(symlink, hard link, relative path) it is opened by (:mod:`hedgerd.ledger_lock`).
+(symlink, hard link, relative path) it is opened by (:mod:`hedgerd.ledger.lock`).
 
 Memory stays flat in the number of fills: trade ids live only in the UNIQUE index on disk
 (duplicates inside one batch are caught in memory, and so are repeats of the last few thousand
@@ -83,7 +83,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from hedgerd.ledger_lock import LedgerFileLock, LedgerLockError
+from hedgerd.ledger.lock import LedgerFileLock, LedgerLockError
 from hedgerd.metrics import Metrics
 from hedgerd.models import Fill, HedgeIntent, OrderStatus, OrderType, Side, split_symbol
 from hedgerd.risk import TradeTotals
