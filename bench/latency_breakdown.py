@@ -53,8 +53,8 @@ _MARKS: tuple[tuple[type, str, str | None, str | None], ...] = (
     (engine_module.HedgeEngine, "on_fills", "delivered", None),
     (ledger_module.InventoryLedger, "_flush", "flush starts", None),
     (ledger_module.InventoryLedger, "_insert_fills", None, "fill inserted"),
-    (ledger_module.InventoryLedger, "_listener_turn", "risk pass starts", "risk pass done"),
-    (ledger_module.InventoryLedger, "submit_intent", "intent asked", "intent queued"),
+    (ledger_module.InventoryLedger, "_hook_turn", "risk pass starts", "risk pass done"),
+    (ledger_module.InventoryLedger, "prepare_intent", "intent asked", "intent queued"),
     (ledger_module.InventoryLedger, "_apply", "committed", "callers woken"),
 )
 _PATH = ("delivered", "flush starts", "fill inserted", "risk pass starts", "intent asked", "intent queued",

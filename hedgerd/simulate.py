@@ -313,8 +313,8 @@ class SimulationLedger(InventoryLedger):
     def submit_fill(self, fill: Fill) -> asyncio.Future[bool]:
         return self._held(super().submit_fill(fill))
 
-    def submit_intent(self, **kwargs: Any) -> tuple[HedgeIntent, asyncio.Future[Any]]:
-        intent, durable = super().submit_intent(**kwargs)
+    def prepare_intent(self, **kwargs: Any) -> tuple[HedgeIntent, asyncio.Future[Any]]:
+        intent, durable = super().prepare_intent(**kwargs)
         return intent, self._held(durable)
 
     def _held(self, future: asyncio.Future[_T]) -> asyncio.Future[_T]:

@@ -737,18 +737,19 @@ async def test_a_failed_intent_commit_fails_its_future_and_leaves_nothing_on_dis
         await ledger.close()
 
 
-async def test_the_fill_listener_sees_new_fills_in_the_view_and_its_intents_join_their_commit(
+async def test_the_commit_hook_sees_new_fills_in_the_view_and_its_intents_join_their_commit(
         ledger: InventoryLedger, commit_on: str) -> None:
     await ledger.record_fill(make_fill("seen-before", amount="1"))
     heard: list[tuple[list[str], Decimal]] = []
     submitted: list[tuple[HedgeIntent, asyncio.Future[Any]]] = []
 
-    def listener(fills: list[Fill]) -> None:
+    def hook(fills: list[Fill]) -> list[tuple[HedgeIntent, asyncio.Future[Any]]]:
         heard.append(([f.trade_id for f in fills], ledger.position("spot", "BTC")))
-        submitted.append(ledger.submit_intent(underlying="BTC", venue="perp", symbol="BTC/USDT:USDT",
-                                              side=Side.SELL, amount=D(1), created_at=1.0))
+        submitted.append(ledger.prepare_intent(underlying="BTC", venue="perp", symbol="BTC/USDT:USDT",
+                                               side=Side.SELL, amount=D(1), created_at=1.0))
+        return submitted[-1:]
 
-    ledger.fill_listener = listener
+    ledger.commit_hook = hook
     commits = ledger.commits
     results = await asyncio.gather(ledger.record_fill(make_fill("a", amount="2")),
                                    ledger.record_fill(make_fill("seen-before", amount="1")),
@@ -765,16 +766,16 @@ async def test_the_fill_listener_sees_new_fills_in_the_view_and_its_intents_join
     assert ledger.open_intents() == [intent]
 
 
-async def test_a_failing_fill_listener_neither_fails_the_commit_nor_blocks_callers(
+async def test_a_failing_commit_hook_neither_fails_the_commit_nor_blocks_callers(
         ledger: InventoryLedger, caplog: pytest.LogCaptureFixture) -> None:
-    def listener(fills: list[Fill]) -> None:
-        raise RuntimeError("bug in the listener")
+    def hook(fills: list[Fill]) -> list[tuple[HedgeIntent, asyncio.Future[Any]]]:
+        raise RuntimeError("bug in the hook")
 
-    ledger.fill_listener = listener
+    ledger.commit_hook = hook
     assert await ledger.record_fill(make_fill("a", amount="2")) is True
     assert ledger.position("spot", "BTC") == 2
     assert ledger.failure is None
-    assert "ledger fill listener failed" in caplog.text
+    assert "ledger commit hook failed" in caplog.text
     ledger = await reopen(ledger)
     try:
         assert ledger.position("spot", "BTC") == 2
@@ -942,12 +943,13 @@ async def test_flush_now_inside_a_commit_does_not_reenter_it(path: Path, commit_
     async with InventoryLedger(path) as ledger:
         answers: list[bool] = []
 
-        def listener(fills: list[Fill]) -> None:  # runs inside the commit (loop mode)
+        def hook(fills: list[Fill]) -> list[tuple[HedgeIntent, asyncio.Future[Any]]]:  # inside the commit (loop)
             if fills[0].trade_id == "t0":
                 ledger.submit_fill(make_fill("t1"))
                 answers.append(ledger.flush_now())
+            return []
 
-        ledger.fill_listener = listener
+        ledger.commit_hook = hook
         await ledger.record_fill(make_fill("t0"))
         await wait_for(lambda: ledger.fill_count == 2)
         assert answers == [False]

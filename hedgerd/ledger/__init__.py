@@ -4,9 +4,12 @@ positions held in memory (see :mod:`hedgerd.ledger.ledger`)."""
 from hedgerd.ledger.ledger import (
     CLIENT_ID_MAX_LEN,
     CLIENT_ID_PATTERN,
+    CommitHook,
     InventoryLedger,
     LedgerError,
+    PreparedIntent,
     aggregate_journal,
 )
 
-__all__ = ["CLIENT_ID_MAX_LEN", "CLIENT_ID_PATTERN", "InventoryLedger", "LedgerError", "aggregate_journal"]
+__all__ = ["CLIENT_ID_MAX_LEN", "CLIENT_ID_PATTERN", "CommitHook", "InventoryLedger", "LedgerError", "PreparedIntent",
+           "aggregate_journal"]

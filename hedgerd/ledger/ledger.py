@@ -199,6 +199,10 @@ class _CallRequest:
 
 
 _Op = tuple[Any, "asyncio.Future[Any]"]
+PreparedIntent = tuple[HedgeIntent, "asyncio.Future[Any]"]
+"""An intent from :meth:`InventoryLedger.prepare_intent` and the future of its commit."""
+CommitHook = Callable[[list[Fill]], Sequence[PreparedIntent]]
+"""Asked once per commit with its new fills for the intents that join it (see ``commit_hook``)."""
 
 
 @dataclass(slots=True)
@@ -231,7 +235,7 @@ class _BatchOutcome:
     states: list[tuple[str, OrderStatus, Decimal]] = field(default_factory=list)
     seconds: float = 0.0  # BEGIN to COMMIT
     inserted: list[Fill] = field(default_factory=list)  # the new fills, in order
-    view_applied: bool = False  # the event loop's view already has this batch (fill listener)
+    view_applied: bool = False  # the event loop's view already has this batch (commit hook)
 
 
 def _intent_from_row(row: Sequence[Any]) -> HedgeIntent:
@@ -402,13 +406,16 @@ class InventoryLedger:
         self._w_snapshot_at = 0.0
         self._next_intent_id = 1  # allocated on the event loop (submit_intent), in queue order
         self._caller_decimal_context = decimal.getcontext()
-        self.fill_listener: Callable[[list[Fill]], None] | None = None
-        """Called on the event loop with the new fills of each commit, once the view
-        (:meth:`position`, :meth:`trade_totals`, ...) includes them and before any caller's
-        future resolves. Committing on the loop it runs inside the fills' transaction, before
-        COMMIT, and the intents it submits join that transaction; with a writer thread it runs
-        right after the commit. It must not raise; if the commit then fails, every future of
-        the transaction (its intents' included) fails and the ledger refuses further writes."""
+        self.commit_hook: CommitHook | None = None
+        """Asked on the event loop, once per commit with new fills, for the intents to journal
+        with them: it gets the new fills once the view (:meth:`position`, :meth:`trade_totals`,
+        ...) includes them and before any caller's future resolves, and returns intents made by
+        :meth:`prepare_intent`. Committing on the loop it runs inside the fills' transaction,
+        before COMMIT, and its intents join that transaction (queued behind, if other writes
+        were queued meanwhile, so the queue's order is kept); with a writer thread it runs
+        right after the commit and its intents are queued. It must not raise; if the commit
+        then fails, every future of the transaction (its intents' included) fails and the
+        ledger refuses further writes."""
         self._w_rows_per_statement = 1
         self._w_ledger_id = ""
         self._w_next_intent_id = 1
@@ -592,6 +599,20 @@ class InventoryLedger:
         awaits it; :meth:`hedgerd.executor.HedgeExecutor.start` takes it as ``durable``). Meanwhile
         the intent already counts as open (:meth:`open_intents`, :meth:`order_state` NEW); if
         the commit fails, the future fails and the ledger refuses every later write."""
+        intent, durable = self.prepare_intent(
+            underlying=underlying, venue=venue, symbol=symbol, side=side, amount=amount, created_at=created_at,
+            reduce_only=reduce_only, order_type=order_type, limit_price=limit_price, reason=reason,
+            client_id_prefix=client_id_prefix)
+        self._queue_op(_IntentRequest(intent), durable)
+        return intent, durable
+
+    def prepare_intent(self, *, underlying: str, venue: str, symbol: str, side: Side, amount: Decimal,
+                       created_at: float, reduce_only: bool = False,
+                       order_type: OrderType = OrderType.MARKET, limit_price: Decimal | None = None,
+                       reason: str = "", client_id_prefix: str = "hgd") -> PreparedIntent:
+        """:meth:`submit_intent` without queueing it: for the :attr:`commit_hook` to return, which
+        journals it with the fills the hook was asked about. Every prepared intent must be
+        returned by the hook that made it (it counts as open from here)."""
         if not self._accepting:
             raise self._unwritable()
         if not _PREFIX_PATTERN.match(client_id_prefix):
@@ -614,7 +635,8 @@ class InventoryLedger:
         self._open_intents[client_order_id] = intent
         self._open_states[client_order_id] = (OrderStatus.NEW, ZERO)
         self._filled_cache.put(client_order_id, ZERO)
-        return intent, self._enqueue(_IntentRequest(intent))
+        future: asyncio.Future[Any] = self._create_future()
+        return intent, future
 
     async def record_order_state(self, client_order_id: str, status: OrderStatus, filled: Decimal = ZERO,
                                  average_price: Decimal | None = None, venue_order_id: str | None = None,
@@ -673,9 +695,12 @@ class InventoryLedger:
     def _enqueue(self, request: object) -> asyncio.Future[Any]:
         """Queue a write for the next group commit; its future resolves once it is durable."""
         future: asyncio.Future[Any] = self._create_future()
+        self._queue_op(request, future)
+        return future
+
+    def _queue_op(self, request: object, future: asyncio.Future[Any]) -> None:
         self._queue.append((request, future))
         self._kick()
-        return future
 
     def _kick(self) -> None:
         """Have the queue committed: wake the writer thread, or (loop mode) flush at the end of
@@ -794,15 +819,17 @@ class InventoryLedger:
     # ------------------------------------------------------------------ event-loop callbacks
 
     def _apply(self, outcome: _BatchOutcome) -> None:
-        """Runs on the event loop after a commit: update the view (unless the fill listener's
-        turn inside the transaction already did), tell the fill listener, then wake the callers."""
+        """Runs on the event loop after a commit: update the view (unless the commit hook's turn
+        inside the transaction already did), ask the commit hook (its intents are queued), then
+        wake the callers."""
         self.commits += 1
         if len(outcome.futures) > self.largest_batch:
             self.largest_batch = len(outcome.futures)
         if not outcome.view_applied:
             self._apply_view(outcome)
             if outcome.inserted:
-                self._tell_listener(outcome.inserted)
+                for intent, future in self._ask_hook(outcome.inserted):
+                    self._queue_op(_IntentRequest(intent), future)
         recent = self._recent_own_fills
         for fill in outcome.inserted:  # committed by now: a repeat of these needs no commit
             if fill.client_order_id is not None:
@@ -1110,11 +1137,11 @@ class InventoryLedger:
         if self._maintenance is not None or self._stop:
             self._flush_handle = None
             return  # the WAL reset's completion (or close) commits the queue
-        self._caller_decimal_context = decimal.getcontext()  # the fill listener runs in it
+        self._caller_decimal_context = decimal.getcontext()  # the commit hook runs in it
         self._flushing = True
         try:
             with decimal.localcontext(ARITHMETIC):
-                self._drain()  # writes queued meanwhile (by the fill listener) are drained too
+                self._drain()  # writes queued meanwhile (by the commit hook) are drained too
         finally:
             self._flushing = False
             self._flush_handle = None
@@ -1223,7 +1250,7 @@ class InventoryLedger:
             try:
                 self._commit(fills, others, outcome)
             except Exception as exc:  # any failure to commit stops the ledger: nothing may go unjournaled
-                # (outcome.futures also holds the intents the fill listener joined to the transaction)
+                # (outcome.futures also holds the intents the commit hook joined to the transaction)
                 self._stop_writes(exc, list(dict.fromkeys(
                     [op[1] for op in batch if type(op[0]) is not _CallRequest] + outcome.futures)))
             else:
@@ -1265,8 +1292,8 @@ class InventoryLedger:
                 self._move(outcome, (request.venue, request.asset), request.delta)
             else:
                 outcome.results.append(self._insert_intent(conn, request))
-        if outcome.inserted and self.commit_on_loop and self.fill_listener is not None:
-            self._listener_turn(conn, outcome)
+        if outcome.inserted and self.commit_on_loop and self.commit_hook is not None:
+            self._hook_turn(conn, outcome)
         if outcome.order_fills:  # read back on a cache miss: always current
             self._write_snapshot({}, {}, outcome.order_fills)
         dirty = self._w_dirty
@@ -1293,30 +1320,30 @@ class InventoryLedger:
             self._w_order_fills.put(cid, filled)
         self._w_last_fill_id += outcome.new_fills
 
-    def _listener_turn(self, conn: sqlite3.Connection, outcome: _BatchOutcome) -> None:
-        """Loop mode, inside the fills' transaction: bring the view forward, let the fill
-        listener act on it, and journal the intents it submitted in this same transaction
-        (when nothing else was waiting in the queue, so the queue's order is kept)."""
-        waiting = len(self._queue)
+    def _hook_turn(self, conn: sqlite3.Connection, outcome: _BatchOutcome) -> None:
+        """Loop mode, inside the fills' transaction: bring the view forward, ask the commit hook
+        for its intents and journal them in this same transaction (when nothing else is
+        queued, so the queue's order is kept; else they are queued behind it)."""
         self._apply_view(outcome)
         with decimal.localcontext(self._caller_decimal_context):  # not the ledger's own arithmetic
-            self._tell_listener(outcome.inserted)
-        if waiting:
+            prepared = self._ask_hook(outcome.inserted)
+        if self._queue:
+            for intent, future in prepared:
+                self._queue_op(_IntentRequest(intent), future)
             return
-        queue = self._queue
-        while queue and type(queue[0][0]) is _IntentRequest:
-            request, future = queue.popleft()
+        for intent, future in prepared:
             outcome.futures.append(future)
-            outcome.results.append(self._insert_intent(conn, request))
+            outcome.results.append(self._insert_intent(conn, _IntentRequest(intent)))
 
-    def _tell_listener(self, fills: list[Fill]) -> None:
-        listener = self.fill_listener
-        if listener is None:
-            return
+    def _ask_hook(self, fills: list[Fill]) -> Sequence[PreparedIntent]:
+        hook = self.commit_hook
+        if hook is None:
+            return ()
         try:
-            listener(fills)
+            return hook(fills)
         except Exception:  # its bug must neither fail the commit nor leave a caller waiting
-            log.exception("ledger fill listener failed")
+            log.exception("ledger commit hook failed")
+            return ()
 
     def _write_aggregates(self, covered_fill_id: int) -> None:
         """Write the aggregates changed since the last write, and the fill id they now cover
