@@ -428,6 +428,10 @@ class InventoryLedger:
         """Lock the file, check its integrity, create the schema, start the writer thread and
         load positions and open intents. Raises :class:`LedgerError` on a corrupt or foreign
         file, a read-only file or a ledger already open elsewhere."""
+        with self._awaiting_outside_work():
+            await self._open()
+
+    async def _open(self) -> None:
         if self._opened:
             raise LedgerError("ledger already opened")
         self._opened = True
@@ -497,6 +501,10 @@ class InventoryLedger:
 
     async def close(self) -> None:
         """Commit everything queued, stop the writer thread, checkpoint and close the file."""
+        with self._awaiting_outside_work():
+            await self._close()
+
+    async def _close(self) -> None:
         if not self._opened or self._closed:
             self._closed = True
             return
@@ -526,6 +534,13 @@ class InventoryLedger:
         if checkpointer is not None:
             await asyncio.to_thread(checkpointer.join)
         await asyncio.to_thread(self._close_connection, self._failure is None)
+
+    def _awaiting_outside_work(self) -> contextlib.AbstractContextManager[None]:
+        """Held by every public coroutine method while it waits for work off the event loop (the
+        writer thread, worker threads): the seam a virtual-time simulation overrides so its time
+        stands still meanwhile (:class:`hedgerd.simulate.SimulationLedger`). Nothing here.
+        (``record_fill`` awaits :meth:`submit_fill`, whose future a subclass can hold itself.)"""
+        return contextlib.nullcontext()
 
     async def __aenter__(self) -> InventoryLedger:
         await self.open()
@@ -585,7 +600,8 @@ class InventoryLedger:
             underlying=underlying, venue=venue, symbol=symbol, side=side, amount=amount, created_at=created_at,
             reduce_only=reduce_only, order_type=order_type, limit_price=limit_price, reason=reason,
             client_id_prefix=client_id_prefix)
-        await durable
+        with self._awaiting_outside_work():
+            await durable
         return intent
 
     def submit_intent(self, *, underlying: str, venue: str, symbol: str, side: Side, amount: Decimal,
@@ -646,8 +662,9 @@ class InventoryLedger:
         _check_finite("filled", filled)
         if average_price is not None:
             _check_finite("average_price", average_price)
-        await self._submit(_StateRequest(client_order_id, OrderStatus(status), filled, average_price,
-                                         venue_order_id, float(ts), detail))
+        with self._awaiting_outside_work():
+            await self._submit(_StateRequest(client_order_id, OrderStatus(status), filled, average_price,
+                                             venue_order_id, float(ts), detail))
 
     async def record_adjustment(self, venue: str, asset: str, delta: Decimal, reason: str, ts: float) -> None:
         """Journal a manual position correction (e.g. adopting a venue's position at startup):
@@ -655,11 +672,16 @@ class InventoryLedger:
         fees and trade-id dedupe are untouched."""
         delta = Decimal(delta)
         _check_finite("delta", delta)
-        await self._submit(_AdjustmentRequest(venue, asset, delta, reason, float(ts)))
+        with self._awaiting_outside_work():
+            await self._submit(_AdjustmentRequest(venue, asset, delta, reason, float(ts)))
 
     async def verify(self) -> None:
         """Recompute every aggregate from the whole journal (in a worker thread) and compare it
         with the snapshot tables and the in-memory view; raise LedgerError if they differ."""
+        with self._awaiting_outside_work():
+            await self._verify()
+
+    async def _verify(self) -> None:
         if not self.ledger_id or self._closed:
             raise self._unwritable()
         uri = f"{self.path.resolve().as_uri()}?mode=ro"
