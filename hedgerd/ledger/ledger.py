@@ -90,6 +90,7 @@ from hedgerd.ledger.accounting import (
     VenueTotals,
     apply_fills,
 )
+from hedgerd.ledger.checkpointer import Checkpointer
 from hedgerd.ledger.lock import LedgerFileLock, LedgerLockError
 from hedgerd.ledger.schema import (
     _FILL_COLUMNS,
@@ -352,8 +353,7 @@ class InventoryLedger:
         #: transactions committed by the writer, and the most writes one of them carried
         self.commits = 0
         self.largest_batch = 0
-        #: WAL checkpoints run by the background checkpointer, and WAL resets the writer forced
-        self.checkpoints = 0
+        #: WAL resets the writer forced (checkpoints: see :attr:`checkpoints`)
         self.wal_resets = 0
         self.checkpoint_interval = checkpoint_interval
         self.snapshot_interval = snapshot_interval
@@ -373,9 +373,8 @@ class InventoryLedger:
         self._closed = False
         self._failure: LedgerError | None = None
         self._thread: threading.Thread | None = None
-        self._checkpointer: threading.Thread | None = None
-        self._checkpointer_stop = threading.Event()
-        self._wal_reset_due = 0.0  # monotonic time the checkpointer asked the writer to reset the WAL
+        self._checkpointer = Checkpointer(self.path, synchronous=level, interval=checkpoint_interval,
+                                          wal_size_limit=wal_size_limit, wake_writer=self._kick_from_thread)
         self._thread_done: asyncio.Future[None] | None = None
         self._flush_handle: asyncio.Handle | None = None  # loop mode: a _flush queued on the event loop
         self._flushing = False  # loop mode: _flush is running (flush_now must not re-enter it)
@@ -496,7 +495,7 @@ class InventoryLedger:
             self._close_connection()
             self._release_file_lock()
             raise
-        self._start_checkpointer()
+        self._checkpointer.start()
         return result
 
     async def close(self) -> None:
@@ -529,10 +528,7 @@ class InventoryLedger:
         with decimal.localcontext(ARITHMETIC):
             self._drain()  # commit everything still queued
             self._final_flush()
-        self._checkpointer_stop.set()
-        checkpointer = self._checkpointer
-        if checkpointer is not None:
-            await asyncio.to_thread(checkpointer.join)
+        await asyncio.to_thread(self._checkpointer.join)
         await asyncio.to_thread(self._close_connection, self._failure is None)
 
     def _awaiting_outside_work(self) -> contextlib.AbstractContextManager[None]:
@@ -548,6 +544,11 @@ class InventoryLedger:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    @property
+    def checkpoints(self) -> int:
+        """WAL checkpoints run by the background checkpointer."""
+        return self._checkpointer.checkpoints
 
     @property
     def failure(self) -> LedgerError | None:
@@ -964,11 +965,6 @@ class InventoryLedger:
                 self._close_connection()
                 raise LedgerError(f"ledger open failed: {exc!r}") from exc
 
-    def _start_checkpointer(self) -> None:
-        self._checkpointer = threading.Thread(target=self._run_checkpointer,
-                                              name=f"ledger-checkpoint:{self.path.name}", daemon=True)
-        self._checkpointer.start()
-
     def _writer_main(self, opened: asyncio.Future[_OpenResult]) -> None:
         decimal.setcontext(ARITHMETIC.copy())
         try:
@@ -978,13 +974,11 @@ class InventoryLedger:
                 self._post(_settle_exception, opened, error)
                 return
             self._post(_settle_result, opened, result)
-            self._start_checkpointer()
-            assert self._checkpointer is not None
+            self._checkpointer.start()
             try:
                 self._run_writer()
                 self._final_flush()
             finally:
-                self._checkpointer_stop.set()
                 self._checkpointer.join()
             self._close_connection(checkpoint=self._failure is None)
         finally:
@@ -1149,7 +1143,7 @@ class InventoryLedger:
             wake.wait()
             wake.clear()
             self._drain()
-            if self._wal_reset_due and not queue and not self._stop:  # woken by the checkpointer while idle
+            if self._checkpointer.reset_due and not queue and not self._stop:  # woken by the checkpointer while idle
                 self._reset_wal()
             if self._stop and not queue:
                 return
@@ -1167,7 +1161,7 @@ class InventoryLedger:
         finally:
             self._flushing = False
             self._flush_handle = None
-        if self._wal_reset_due and not self._queue and self._maintenance is None:
+        if self._checkpointer.reset_due and not self._queue and self._maintenance is None:
             self._start_wal_reset()
 
     def _drain(self) -> None:
@@ -1188,7 +1182,7 @@ class InventoryLedger:
                 self._process(batch)
             except Exception as exc:  # a bug rather than I/O: still never leave a caller hanging
                 self._stop_writes(exc, [op[1] for op in batch])
-            due = self._wal_reset_due
+            due = self._checkpointer.reset_due
             if due and not self._stop and (not queue or time.monotonic() - due > self.checkpoint_interval):
                 if self.commit_on_loop:
                     self._start_wal_reset()
@@ -1214,7 +1208,7 @@ class InventoryLedger:
         copied back. Here no frame can be added meanwhile, and the checkpointer has already
         copied all but the most recent ones, so this is short; the next commit rewinds the
         log (and truncates the file to ``wal_size_limit``)."""
-        self._wal_reset_due = 0.0
+        self._checkpointer.reset_due = 0.0
         conn = self._conn
         if conn is None or self._failure is not None:
             return
@@ -1224,34 +1218,6 @@ class InventoryLedger:
             log.warning("ledger WAL checkpoint on the writer failed: %s", exc)
         else:
             self.wal_resets += 1
-
-    def _run_checkpointer(self) -> None:
-        """Checkpoint the WAL every ``checkpoint_interval`` seconds from a connection of its own
-        (PASSIVE: never waits for, nor blocks, the writer); ask the writer for a reset when the
-        log holds more than ``wal_size_limit`` bytes."""
-        stop = self._checkpointer_stop
-        try:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            log.warning("ledger checkpointer cannot open %s: %s", self.path, exc)
-            return
-        try:
-            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-            frame_size = int(conn.execute("PRAGMA page_size").fetchone()[0]) + 24
-            while not stop.wait(self.checkpoint_interval):
-                try:
-                    _, log_frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                except sqlite3.Error as exc:
-                    log.warning("ledger WAL checkpoint failed: %s", exc)
-                    continue
-                self.checkpoints += 1
-                if log_frames * frame_size > self.wal_size_limit and not self._wal_reset_due:
-                    self._wal_reset_due = time.monotonic()
-                    self._kick_from_thread()
-        except sqlite3.Error as exc:
-            log.warning("ledger checkpointer stopped: %s", exc)
-        finally:
-            conn.close()
 
     def _process(self, batch: list[_Op]) -> None:
         fills: list[Fill] = []
