@@ -46,12 +46,13 @@ from latency import WARMUP, StubVenue, measure, quantile_us
 from hedgerd import engine as engine_module
 from hedgerd import executor as executor_module
 from hedgerd.ledger import ledger as ledger_module
+from hedgerd.ledger.committer import LoopCommitter
 
 # The marks, in path order: (class, method, mark taken before the call, mark taken after it).
 # The first mark of an order is the delivery; the last one is the hand-off (the venue stub).
 _MARKS: tuple[tuple[type, str, str | None, str | None], ...] = (
     (engine_module.HedgeEngine, "on_fills", "delivered", None),
-    (ledger_module.InventoryLedger, "_flush", "flush starts", None),
+    (LoopCommitter, "_flush", "flush starts", None),
     (ledger_module.InventoryLedger, "_insert_fills", None, "fill inserted"),
     (ledger_module.InventoryLedger, "_hook_turn", "risk pass starts", "risk pass done"),
     (ledger_module.InventoryLedger, "prepare_intent", "intent asked", "intent queued"),

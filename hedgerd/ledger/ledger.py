@@ -74,9 +74,8 @@ import logging
 import re
 import secrets
 import sqlite3
-import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -91,6 +90,7 @@ from hedgerd.ledger.accounting import (
     apply_fills,
 )
 from hedgerd.ledger.checkpointer import Checkpointer
+from hedgerd.ledger.committer import Committer, LoopCommitter, ThreadCommitter, _settle_exception, _settle_result
 from hedgerd.ledger.lock import LedgerFileLock, LedgerLockError
 from hedgerd.ledger.schema import (
     _FILL_COLUMNS,
@@ -365,20 +365,14 @@ class InventoryLedger:
 
         self._loop: asyncio.AbstractEventLoop | None = None
         self._create_future: Callable[[], asyncio.Future[Any]] = _no_loop
-        self._queue: deque[_Op] = deque()
-        self._wake = threading.Event()
-        self._stop = False
+        self._committer: Committer = LoopCommitter(self) if self.commit_on_loop else ThreadCommitter(self)
         self._opened = False  # open() was called
         self._accepting = False  # between a successful open() and close() or a write failure
         self._closed = False
         self._failure: LedgerError | None = None
-        self._thread: threading.Thread | None = None
         self._checkpointer = Checkpointer(self.path, synchronous=level, interval=checkpoint_interval,
-                                          wal_size_limit=wal_size_limit, wake_writer=self._kick_from_thread)
-        self._thread_done: asyncio.Future[None] | None = None
-        self._flush_handle: asyncio.Handle | None = None  # loop mode: a _flush queued on the event loop
-        self._flushing = False  # loop mode: _flush is running (flush_now must not re-enter it)
-        self._maintenance: asyncio.Future[None] | None = None  # loop mode: a WAL reset running off the loop
+                                          wal_size_limit=wal_size_limit,
+                                          wake_writer=self._committer.kick_from_thread)
         self._file_lock = LedgerFileLock(self.path)
         self._reader: sqlite3.Connection | None = None
 
@@ -442,7 +436,7 @@ class InventoryLedger:
             raise
         self._loop = loop
         self._create_future = loop.create_future
-        result = await (self._open_on_loop() if self.commit_on_loop else self._open_writer_thread())
+        result = await self._committer.open()
         self.ledger_id = result.ledger_id
         self.synchronous_in_effect = result.synchronous
         self.journal_mode = result.journal_mode
@@ -464,40 +458,6 @@ class InventoryLedger:
                 self._inventory_gauge(key).set(float(amount))
         self._accepting = True
 
-    async def _open_writer_thread(self) -> _OpenResult:
-        assert self._loop is not None
-        opened: asyncio.Future[_OpenResult] = self._loop.create_future()
-        self._thread_done = thread_done = self._loop.create_future()
-        self._thread = threading.Thread(target=self._writer_main, args=(opened,),
-                                        name=f"ledger-writer:{self.path.name}", daemon=True)
-        self._thread.start()
-        try:
-            return await opened
-        except BaseException:
-            self._closed = True
-            self._stop = True
-            self._wake.set()
-            await asyncio.shield(thread_done)
-            self._release_file_lock()
-            raise
-
-    async def _open_on_loop(self) -> _OpenResult:
-        """Loop mode: open the storage in a worker thread (the integrity check reads the whole
-        file), then commit on the event loop; only the checkpointer runs in a thread."""
-        opening = asyncio.ensure_future(asyncio.to_thread(self._open_storage_checked))
-        try:
-            result = await asyncio.shield(opening)
-        except BaseException:
-            self._closed = True
-            self._stop = True
-            with contextlib.suppress(BaseException):
-                await opening  # a cancelled open: let the worker finish before closing its connection
-            self._close_connection()
-            self._release_file_lock()
-            raise
-        self._checkpointer.start()
-        return result
-
     async def close(self) -> None:
         """Commit everything queued, stop the writer thread, checkpoint and close the file."""
         with self._awaiting_outside_work():
@@ -509,27 +469,12 @@ class InventoryLedger:
             return
         self._closed = True
         self._accepting = False
-        self._stop = True
-        if self.commit_on_loop:
-            await self._close_on_loop()
-        else:
-            self._wake.set()
-            if self._thread_done is not None:
-                await self._thread_done
+        self._committer.stopping = True
+        await self._committer.close()
         if self._reader is not None:
             self._reader.close()
             self._reader = None
         self._release_file_lock()
-
-    async def _close_on_loop(self) -> None:
-        if self._maintenance is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._maintenance)
-        with decimal.localcontext(ARITHMETIC):
-            self._drain()  # commit everything still queued
-            self._final_flush()
-        await asyncio.to_thread(self._checkpointer.join)
-        await asyncio.to_thread(self._close_connection, self._failure is None)
 
     def _awaiting_outside_work(self) -> contextlib.AbstractContextManager[None]:
         """Held by every public coroutine method while it waits for work off the event loop (the
@@ -722,37 +667,16 @@ class InventoryLedger:
         return future
 
     def _queue_op(self, request: object, future: asyncio.Future[Any]) -> None:
-        self._queue.append((request, future))
-        self._kick()
-
-    def _kick(self) -> None:
-        """Have the queue committed: wake the writer thread, or (loop mode) flush at the end of
-        this event-loop iteration, so every write queued meanwhile joins the same transaction."""
-        if not self.commit_on_loop:
-            if not self._wake.is_set():
-                self._wake.set()
-        elif self._flush_handle is None and self._maintenance is None:
-            assert self._loop is not None
-            self._flush_handle = self._loop.call_soon(self._flush)
+        committer = self._committer
+        committer.queue.append((request, future))
+        committer.kick()
 
     def flush_now(self) -> bool:
         """Loop mode: commit what is queued right now rather than at the end of this event-loop
         iteration (a stream's batch, queued whole, needs no later company); the futures resolve
         before this returns. True if it did; it does nothing in thread mode, inside a commit,
         with nothing queued, or while a WAL reset holds the queue."""
-        handle = self._flush_handle
-        if handle is None or self._flushing or self._maintenance is not None:  # (always None in thread mode)
-            return False
-        handle.cancel()
-        self._flush()
-        return True
-
-    def _kick_from_thread(self) -> None:
-        if not self.commit_on_loop:
-            self._wake.set()
-        elif self._loop is not None:
-            with contextlib.suppress(RuntimeError):  # event loop closed
-                self._loop.call_soon_threadsafe(self._kick)
+        return self._committer.flush_now()
 
     async def _writer_call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on the writer thread's connection after the writes queued before it
@@ -915,15 +839,6 @@ class InventoryLedger:
             gauge = self._inventory_gauges[key] = self.metrics.inventory.labels(*key)
         return gauge
 
-    def _post(self, callback: Callable[..., None], *args: Any) -> None:
-        """Run ``callback`` on the event loop: now in loop mode, else handed over from the writer thread."""
-        if self.commit_on_loop:
-            callback(*args)
-            return
-        assert self._loop is not None
-        with contextlib.suppress(RuntimeError):  # event loop already closed: nobody is waiting
-            self._loop.call_soon_threadsafe(callback, *args)
-
     # ------------------------------------------------------------------ file lock
 
     def _acquire_file_lock(self) -> None:
@@ -964,26 +879,6 @@ class InventoryLedger:
             except Exception as exc:
                 self._close_connection()
                 raise LedgerError(f"ledger open failed: {exc!r}") from exc
-
-    def _writer_main(self, opened: asyncio.Future[_OpenResult]) -> None:
-        decimal.setcontext(ARITHMETIC.copy())
-        try:
-            try:
-                result = self._open_storage_checked()
-            except LedgerError as error:
-                self._post(_settle_exception, opened, error)
-                return
-            self._post(_settle_result, opened, result)
-            self._checkpointer.start()
-            try:
-                self._run_writer()
-                self._final_flush()
-            finally:
-                self._checkpointer.join()
-            self._close_connection(checkpoint=self._failure is None)
-        finally:
-            assert self._thread_done is not None
-            self._post(_settle_result, self._thread_done, None)
 
     def _open_storage(self) -> _OpenResult:
         try:
@@ -1136,70 +1031,6 @@ class InventoryLedger:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK")
 
-    def _run_writer(self) -> None:
-        queue = self._queue
-        wake = self._wake
-        while True:
-            wake.wait()
-            wake.clear()
-            self._drain()
-            if self._checkpointer.reset_due and not queue and not self._stop:  # woken by the checkpointer while idle
-                self._reset_wal()
-            if self._stop and not queue:
-                return
-
-    def _flush(self) -> None:
-        """Loop mode: commit everything queued (scheduled by :meth:`_kick`)."""
-        if self._maintenance is not None or self._stop:
-            self._flush_handle = None
-            return  # the WAL reset's completion (or close) commits the queue
-        self._caller_decimal_context = decimal.getcontext()  # the commit hook runs in it
-        self._flushing = True
-        try:
-            with decimal.localcontext(ARITHMETIC):
-                self._drain()  # writes queued meanwhile (by the commit hook) are drained too
-        finally:
-            self._flushing = False
-            self._flush_handle = None
-        if self._checkpointer.reset_due and not self._queue and self._maintenance is None:
-            self._start_wal_reset()
-
-    def _drain(self) -> None:
-        """Commit the queue in transactions of up to ``batch_max`` writes (writer side).
-
-        A WAL reset asked for by the checkpointer runs once the queue is empty, or between two
-        transactions once it is overdue; in loop mode it runs in a worker thread (its fsyncs
-        must not stall the event loop) and the queue waits for it, as it would for the writer
-        thread."""
-        queue = self._queue
-        while queue:
-            count = min(len(queue), self.batch_max)
-            batch = [queue.popleft() for _ in range(count)]
-            if self._failure is not None:
-                self._post(self._fail, [op[1] for op in batch], self._failure)
-                continue
-            try:
-                self._process(batch)
-            except Exception as exc:  # a bug rather than I/O: still never leave a caller hanging
-                self._stop_writes(exc, [op[1] for op in batch])
-            due = self._checkpointer.reset_due
-            if due and not self._stop and (not queue or time.monotonic() - due > self.checkpoint_interval):
-                if self.commit_on_loop:
-                    self._start_wal_reset()
-                    return
-                self._reset_wal()
-
-    def _start_wal_reset(self) -> None:
-        """Loop mode: run :meth:`_reset_wal` in a worker thread; writes queue up meanwhile."""
-        assert self._loop is not None
-        self._maintenance = self._loop.run_in_executor(None, self._reset_wal)
-        self._maintenance.add_done_callback(self._wal_reset_done)
-
-    def _wal_reset_done(self, _: asyncio.Future[None]) -> None:
-        self._maintenance = None
-        if self._queue and not self._stop:
-            self._kick()
-
     def _reset_wal(self) -> None:
         """Let the next write start the WAL over (writer thread, between transactions).
 
@@ -1242,14 +1073,14 @@ class InventoryLedger:
                 self._stop_writes(exc, list(dict.fromkeys(
                     [op[1] for op in batch if type(op[0]) is not _CallRequest] + outcome.futures)))
             else:
-                self._post(self._apply, outcome)
+                self._committer.post(self._apply, outcome)
         for request, future in calls:
             try:
                 value = request.fn(self._conn)
             except Exception as exc:
-                self._post(_settle_exception, future, exc)
+                self._committer.post(_settle_exception, future, exc)
             else:
-                self._post(_settle_result, future, value)
+                self._committer.post(_settle_result, future, value)
 
     def _stop_writes(self, exc: Exception, futures: list[asyncio.Future[Any]]) -> None:
         """Roll back, remember the failure (every later write is refused) and fail ``futures``."""
@@ -1259,7 +1090,7 @@ class InventoryLedger:
         self._failure = error
         self._accepting = False
         log.error("ledger write failed, refusing further writes: %s", exc)
-        self._post(self._fail, futures, error)
+        self._committer.post(self._fail, futures, error)
 
     def _commit(self, fills: list[Fill], others: list[_Op], outcome: _BatchOutcome) -> None:
         conn = self._conn
@@ -1315,7 +1146,7 @@ class InventoryLedger:
         self._apply_view(outcome)
         with decimal.localcontext(self._caller_decimal_context):  # not the ledger's own arithmetic
             prepared = self._ask_hook(outcome.inserted)
-        if self._queue:
+        if self._committer.queue:
             for intent, future in prepared:
                 self._queue_op(_IntentRequest(intent), future)
             return
@@ -1559,13 +1390,3 @@ def _classify_open_error(path: Path, exc: sqlite3.Error) -> LedgerError:
 
 def _no_loop() -> asyncio.Future[Any]:
     raise LedgerError("ledger not open")
-
-
-def _settle_result(future: asyncio.Future[Any], value: object) -> None:
-    if not future.done():
-        future.set_result(value)
-
-
-def _settle_exception(future: asyncio.Future[Any], error: BaseException) -> None:
-    if not future.done():
-        future.set_exception(error)
