@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from hedgerd.ledger.accounting import ARITHMETIC
 
 if TYPE_CHECKING:
-    from hedgerd.ledger.ledger import InventoryLedger, _Op, _OpenResult
+    from hedgerd.ledger.journal import _OpenResult
+    from hedgerd.ledger.ledger import InventoryLedger, _Op
 
 
 class Committer(ABC):
@@ -108,7 +109,7 @@ class LoopCommitter(Committer):
     async def open(self) -> _OpenResult:
         """Open the storage in a worker thread (the integrity check reads the whole file)."""
         ledger = self.ledger
-        opening = asyncio.ensure_future(asyncio.to_thread(ledger._open_storage_checked))
+        opening = asyncio.ensure_future(asyncio.to_thread(ledger._journal.open_checked))
         try:
             result = await asyncio.shield(opening)
         except BaseException:
@@ -116,7 +117,7 @@ class LoopCommitter(Committer):
             self.stopping = True
             with contextlib.suppress(BaseException):
                 await opening  # a cancelled open: let the worker finish before closing its connection
-            ledger._close_connection()
+            ledger._journal.close_connection()
             ledger._release_file_lock()
             raise
         ledger._checkpointer.start()
@@ -131,7 +132,7 @@ class LoopCommitter(Committer):
             self.drain()  # commit everything still queued
             ledger._final_flush()
         await asyncio.to_thread(ledger._checkpointer.join)
-        await asyncio.to_thread(ledger._close_connection, ledger._failure is None)
+        await asyncio.to_thread(ledger._journal.close_connection, ledger._failure is None)
 
     def kick(self) -> None:
         """Flush at the end of this event-loop iteration, so every write queued meanwhile joins
@@ -250,8 +251,8 @@ class ThreadCommitter(Committer):
         decimal.setcontext(ARITHMETIC.copy())
         try:
             try:
-                result = ledger._open_storage_checked()
-            except Exception as error:  # a LedgerError: _open_storage_checked converts the rest
+                result = ledger._journal.open_checked()
+            except Exception as error:  # a LedgerError: open_checked converts the rest
                 self.post(_settle_exception, opened, error)
                 return
             self.post(_settle_result, opened, result)
@@ -261,7 +262,7 @@ class ThreadCommitter(Committer):
                 ledger._final_flush()
             finally:
                 ledger._checkpointer.join()
-            ledger._close_connection(checkpoint=ledger._failure is None)
+            ledger._journal.close_connection(checkpoint=ledger._failure is None)
         finally:
             assert self._done is not None
             self.post(_settle_result, self._done, None)
