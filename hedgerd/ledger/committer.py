@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import decimal
+import logging
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -22,10 +23,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hedgerd.ledger.accounting import ARITHMETIC
+from hedgerd.ledger.journal import LedgerError, _BatchOutcome, _CallRequest, _Op, _OpenResult
+from hedgerd.models import Fill
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from hedgerd.ledger.journal import _OpenResult
-    from hedgerd.ledger.ledger import InventoryLedger, _Op
+    from hedgerd.ledger.ledger import InventoryLedger
 
 
 class Committer(ABC):
@@ -85,13 +89,59 @@ class Committer(ABC):
                 self.post(ledger._fail, [op[1] for op in batch], ledger._failure)
                 continue
             try:
-                ledger._process(batch)
+                self._process(batch)
             except Exception as exc:  # a bug rather than I/O: still never leave a caller hanging
-                ledger._stop_writes(exc, [op[1] for op in batch])
+                self._stop_writes(exc, [op[1] for op in batch])
             due = ledger._checkpointer.reset_due
             if due and not self.stopping and (not queue or time.monotonic() - due > ledger.checkpoint_interval) \
                     and self._reset_wal_between_transactions():
                 return
+
+    def _process(self, batch: list[_Op]) -> None:
+        """Commit one batch (writer side) and hand its outcome to the event loop."""
+        ledger = self.ledger
+        fills: list[Fill] = []
+        fill_futures: list[asyncio.Future[Any]] = []
+        others: list[_Op] = []
+        calls: list[_Op] = []
+        for op in batch:
+            payload = op[0]
+            if type(payload) is Fill:
+                fills.append(payload)
+                fill_futures.append(op[1])
+            elif type(payload) is _CallRequest:
+                calls.append(op)
+            else:
+                others.append(op)
+        if fills or others:
+            outcome = _BatchOutcome(futures=fill_futures, results=[])
+            try:
+                hook_turn = ledger._hook_turn if self.on_loop and ledger.commit_hook is not None else None
+                ledger._journal.commit(fills, others, outcome, hook_turn)
+            except Exception as exc:  # any failure to commit stops the ledger: nothing may go unjournaled
+                # (outcome.futures also holds the intents the commit hook joined to the transaction)
+                self._stop_writes(exc, list(dict.fromkeys(
+                    [op[1] for op in batch if type(op[0]) is not _CallRequest] + outcome.futures)))
+            else:
+                self.post(ledger._apply, outcome)
+        for request, future in calls:
+            try:
+                value = request.fn(ledger._journal.conn)
+            except Exception as exc:
+                self.post(_settle_exception, future, exc)
+            else:
+                self.post(_settle_result, future, value)
+
+    def _stop_writes(self, exc: Exception, futures: list[asyncio.Future[Any]]) -> None:
+        """Roll back, remember the failure (every later write is refused) and fail ``futures``."""
+        ledger = self.ledger
+        ledger._journal.rollback()
+        error = LedgerError(f"ledger write failed: {exc}")
+        error.__cause__ = exc
+        ledger._failure = error
+        ledger._accepting = False
+        log.error("ledger write failed, refusing further writes: %s", exc)
+        self.post(ledger._fail, futures, error)
 
 
 class LoopCommitter(Committer):

@@ -106,6 +106,14 @@ class _AdjustmentRequest:
     ts: float
 
 
+@dataclass(frozen=True, slots=True)
+class _CallRequest:
+    fn: Callable[[sqlite3.Connection], Any]
+
+
+_Op = tuple[Any, "asyncio.Future[Any]"]
+
+
 @dataclass(slots=True)
 class _OpenResult:
     ledger_id: str

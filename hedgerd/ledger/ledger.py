@@ -74,7 +74,6 @@ import logging
 import re
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -85,7 +84,7 @@ from hedgerd.ledger.accounting import (
     VenueTotals,
 )
 from hedgerd.ledger.checkpointer import Checkpointer
-from hedgerd.ledger.committer import Committer, LoopCommitter, ThreadCommitter, _settle_exception, _settle_result
+from hedgerd.ledger.committer import Committer, LoopCommitter, ThreadCommitter
 from hedgerd.ledger.journal import (
     _CACHE_SIZE,
     _LRU,
@@ -94,6 +93,7 @@ from hedgerd.ledger.journal import (
     LedgerError,
     _AdjustmentRequest,
     _BatchOutcome,
+    _CallRequest,
     _IntentRequest,
     _is_echo,
     _issued_intent_id,
@@ -124,12 +124,6 @@ WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes: a larger WAL is brought back to the 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class _CallRequest:
-    fn: Callable[[sqlite3.Connection], Any]
-
-
-_Op = tuple[Any, "asyncio.Future[Any]"]
 PreparedIntent = tuple[HedgeIntent, "asyncio.Future[Any]"]
 """An intent from :meth:`InventoryLedger.prepare_intent` and the future of its commit."""
 CommitHook = Callable[[list[Fill]], Sequence[PreparedIntent]]
@@ -712,50 +706,6 @@ class InventoryLedger:
     def _open_connection(self) -> sqlite3.Connection:
         """The writer's connection (overridable in tests to simulate failing storage)."""
         return sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, cached_statements=64)
-
-    def _process(self, batch: list[_Op]) -> None:
-        fills: list[Fill] = []
-        fill_futures: list[asyncio.Future[Any]] = []
-        others: list[_Op] = []
-        calls: list[_Op] = []
-        for op in batch:
-            payload = op[0]
-            if type(payload) is Fill:
-                fills.append(payload)
-                fill_futures.append(op[1])
-            elif type(payload) is _CallRequest:
-                calls.append(op)
-            else:
-                others.append(op)
-        if fills or others:
-            outcome = _BatchOutcome(futures=fill_futures, results=[])
-            try:
-                hook_turn = self._hook_turn if self._committer.on_loop and self.commit_hook is not None else None
-                self._journal.commit(fills, others, outcome, hook_turn)
-            except Exception as exc:  # any failure to commit stops the ledger: nothing may go unjournaled
-                # (outcome.futures also holds the intents the commit hook joined to the transaction)
-                self._stop_writes(exc, list(dict.fromkeys(
-                    [op[1] for op in batch if type(op[0]) is not _CallRequest] + outcome.futures)))
-            else:
-                self._committer.post(self._apply, outcome)
-        for request, future in calls:
-            try:
-                value = request.fn(self._journal.conn)
-            except Exception as exc:
-                self._committer.post(_settle_exception, future, exc)
-            else:
-                self._committer.post(_settle_result, future, value)
-
-    def _stop_writes(self, exc: Exception, futures: list[asyncio.Future[Any]]) -> None:
-        """Roll back, remember the failure (every later write is refused) and fail ``futures``."""
-        self._journal.rollback()
-        error = LedgerError(f"ledger write failed: {exc}")
-        error.__cause__ = exc
-        self._failure = error
-        self._accepting = False
-        log.error("ledger write failed, refusing further writes: %s", exc)
-        self._committer.post(self._fail, futures, error)
-
 
     def _hook_turn(self, conn: sqlite3.Connection, outcome: _BatchOutcome) -> None:
         """Loop mode, inside the fills' transaction: bring the view forward, ask the commit hook
