@@ -224,6 +224,22 @@ def _load_snapshot(conn: sqlite3.Connection, *, with_orders: bool = True) -> Sna
     return snapshot
 
 
+def read_for_verify(path: Path) -> tuple[Snapshot, Snapshot, int]:
+    """From one read snapshot of the file: the aggregates recomputed from the journal (up to the
+    fill id the stored ones cover), the stored aggregates, and the number of fills."""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        conn.execute("BEGIN")  # one consistent read snapshot for all
+        row = conn.execute("SELECT value FROM meta WHERE key = 'snapshot_fill_id'").fetchone()
+        journal = aggregate_journal(conn, upto=None if row is None else int(row[0]))
+        stored = _load_snapshot(conn)
+        total = int(conn.execute("SELECT count(*) FROM fills").fetchone()[0])
+        conn.execute("COMMIT")
+        return journal, stored, total
+    finally:
+        conn.close()
+
+
 def _classify_open_error(path: Path, exc: sqlite3.Error) -> LedgerError:
     message = str(exc)
     if "not a database" in message:

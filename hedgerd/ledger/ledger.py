@@ -85,6 +85,7 @@ from hedgerd.ledger.accounting import (
 )
 from hedgerd.ledger.checkpointer import Checkpointer
 from hedgerd.ledger.committer import Committer, LoopCommitter, ThreadCommitter
+from hedgerd.ledger.gauges import LedgerGauges
 from hedgerd.ledger.journal import (
     _CACHE_SIZE,
     _LRU,
@@ -97,9 +98,8 @@ from hedgerd.ledger.journal import (
     _IntentRequest,
     _is_echo,
     _issued_intent_id,
-    _load_snapshot,
     _StateRequest,
-    aggregate_journal,
+    read_for_verify,
 )
 from hedgerd.ledger.lock import LedgerFileLock, LedgerLockError
 from hedgerd.metrics import Metrics
@@ -214,8 +214,7 @@ class InventoryLedger:
         self._recent_own_fills: _LRU[tuple[str, str], bool] = _LRU(_RECENT_OWN_FILLS)  # committed only
         self._open_intents: dict[str, HedgeIntent] = {}
         self._open_states: dict[str, tuple[OrderStatus, Decimal]] = {}
-        self._fill_counters: dict[tuple[str, str], Any] = {}
-        self._inventory_gauges: dict[tuple[str, str], Any] = {}
+        self._gauges = LedgerGauges(metrics) if metrics is not None else None
 
         self._next_intent_id = 1  # allocated on the event loop (submit_intent), in queue order
         self._caller_decimal_context = decimal.getcontext()
@@ -268,9 +267,8 @@ class InventoryLedger:
             self._filled_cache.put(intent.client_order_id, journaled)
         self._reader = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
                                        check_same_thread=False)
-        if self.metrics is not None:
-            for key, amount in self._positions.items():
-                self._inventory_gauge(key).set(float(amount))
+        if self._gauges is not None:
+            self._gauges.positions(self._positions)
         self._accepting = True
 
     async def close(self) -> None:
@@ -348,8 +346,8 @@ class InventoryLedger:
             self.fill_echoes += 1
         else:
             self.duplicate_fills += 1
-        if self.metrics is not None:
-            (self.metrics.fill_echoes if echo else self.metrics.duplicate_fills).inc()
+        if self._gauges is not None:
+            self._gauges.repeat(echo)
         return future
 
     async def record_fill(self, fill: Fill) -> bool:
@@ -398,23 +396,12 @@ class InventoryLedger:
         returned by the hook that made it (it counts as open from here)."""
         if not self._accepting:
             raise self._unwritable()
-        if not _PREFIX_PATTERN.match(client_id_prefix):
-            raise ValueError(f"client id prefix must be 0-8 of [A-Za-z0-9_-], got {client_id_prefix!r}")
-        _check_finite("amount", amount)
-        if amount <= ZERO:
-            raise ValueError(f"intent amount must be positive, got {amount}")
-        if limit_price is not None:
-            _check_finite("limit_price", limit_price)
-        intent_id = self._next_intent_id
-        client_order_id = f"{client_id_prefix}{self.ledger_id}x{intent_id}"
-        if len(client_order_id) > CLIENT_ID_MAX_LEN or not CLIENT_ID_PATTERN.match(client_order_id):
-            raise LedgerError(f"client order id {client_order_id!r} is not a valid venue client id")
-        intent = HedgeIntent(
-            intent_id=intent_id, client_order_id=client_order_id, underlying=underlying, venue=venue,
-            symbol=symbol, side=Side(side), amount=amount, created_at=float(created_at),
-            reduce_only=bool(reduce_only), order_type=OrderType(order_type), limit_price=limit_price,
-            reason=reason)
-        self._next_intent_id = intent_id + 1  # never reused, even if this commit fails
+        intent = _new_intent(
+            self._next_intent_id, self.ledger_id, underlying=underlying, venue=venue, symbol=symbol, side=side,
+            amount=amount, created_at=created_at, reduce_only=reduce_only, order_type=order_type,
+            limit_price=limit_price, reason=reason, client_id_prefix=client_id_prefix)
+        client_order_id = intent.client_order_id
+        self._next_intent_id = intent.intent_id + 1  # never reused, even if this commit fails
         self._open_intents[client_order_id] = intent
         self._open_states[client_order_id] = (OrderStatus.NEW, ZERO)
         self._filled_cache.put(client_order_id, ZERO)
@@ -451,23 +438,8 @@ class InventoryLedger:
     async def _verify(self) -> None:
         if not self.ledger_id or self._closed:
             raise self._unwritable()
-        uri = f"{self.path.resolve().as_uri()}?mode=ro"
         await self._writer_call(self._journal.flush_aggregates)
-
-        def compute() -> tuple[Snapshot, Snapshot, int]:
-            conn = sqlite3.connect(uri, uri=True)
-            try:
-                conn.execute("BEGIN")  # one consistent read snapshot for all
-                row = conn.execute("SELECT value FROM meta WHERE key = 'snapshot_fill_id'").fetchone()
-                journal = aggregate_journal(conn, upto=None if row is None else int(row[0]))
-                stored = _load_snapshot(conn)
-                total = int(conn.execute("SELECT count(*) FROM fills").fetchone()[0])
-                conn.execute("COMMIT")
-                return journal, stored, total
-            finally:
-                conn.close()
-
-        journal, stored, total = await asyncio.to_thread(compute)
+        journal, stored, total = await asyncio.to_thread(read_for_verify, self.path)
         problems = _compare(journal, stored, "snapshot tables")
         covered = sum(t.fills for t in journal.venues.values())
         if self.fill_count == total == covered:  # memory is at the same point
@@ -605,22 +577,8 @@ class InventoryLedger:
         for future, result in zip(outcome.futures, outcome.results, strict=True):
             if not future.done():
                 future.set_result(result)
-        metrics = self.metrics
-        if metrics is not None:
-            metrics.ledger_commit.observe(outcome.seconds)
-            if outcome.duplicates:
-                metrics.duplicate_fills.inc(outcome.duplicates)
-            if outcome.echoes:
-                metrics.fill_echoes.inc(outcome.echoes)
-            for key, count in outcome.fills_by_symbol.items():
-                counter = self._fill_counters.get(key)
-                if counter is None:
-                    counter = self._fill_counters[key] = metrics.fills.labels(*key)
-                counter.inc(count)
-            for key, amount in outcome.positions.items():
-                self._inventory_gauge(key).set(float(amount))
-            for venue, fee in outcome.hedge_fees.items():
-                metrics.hedge_fees.labels(venue).inc(float(fee))
+        if self._gauges is not None:
+            self._gauges.committed(outcome)
 
     def _apply_view(self, outcome: _BatchOutcome) -> None:
         """Move the event loop's view (positions, totals, order states) forward by ``outcome``."""
@@ -652,15 +610,6 @@ class InventoryLedger:
                 failure = LedgerError(str(error))
                 failure.__cause__ = error.__cause__
                 future.set_exception(failure)
-
-    def _inventory_gauge(self, key: tuple[str, str]) -> Any:
-        gauge = self._inventory_gauges.get(key)
-        if gauge is None:
-            assert self.metrics is not None
-            gauge = self._inventory_gauges[key] = self.metrics.inventory.labels(*key)
-        return gauge
-
-    # ------------------------------------------------------------------ file lock
 
     def _acquire_file_lock(self) -> None:
         try:
@@ -753,6 +702,28 @@ def _compare(expected: Snapshot, actual: Snapshot, where: str, *, check_orders: 
             if want != got:
                 problems.append(f"{where}: filled for {cid} is {got}, journal says {want}")
     return problems
+
+
+def _new_intent(intent_id: int, ledger_id: str, *, underlying: str, venue: str, symbol: str, side: Side,
+                amount: Decimal, created_at: float, reduce_only: bool, order_type: OrderType,
+                limit_price: Decimal | None, reason: str, client_id_prefix: str) -> HedgeIntent:
+    """Check an intent's arguments and build it with client order id
+    ``<prefix><ledger id>x<intent id>``."""
+    if not _PREFIX_PATTERN.match(client_id_prefix):
+        raise ValueError(f"client id prefix must be 0-8 of [A-Za-z0-9_-], got {client_id_prefix!r}")
+    _check_finite("amount", amount)
+    if amount <= ZERO:
+        raise ValueError(f"intent amount must be positive, got {amount}")
+    if limit_price is not None:
+        _check_finite("limit_price", limit_price)
+    client_order_id = f"{client_id_prefix}{ledger_id}x{intent_id}"
+    if len(client_order_id) > CLIENT_ID_MAX_LEN or not CLIENT_ID_PATTERN.match(client_order_id):
+        raise LedgerError(f"client order id {client_order_id!r} is not a valid venue client id")
+    return HedgeIntent(
+        intent_id=intent_id, client_order_id=client_order_id, underlying=underlying, venue=venue,
+        symbol=symbol, side=Side(side), amount=amount, created_at=float(created_at),
+        reduce_only=bool(reduce_only), order_type=OrderType(order_type), limit_price=limit_price,
+        reason=reason)
 
 
 def _no_loop() -> asyncio.Future[Any]:
