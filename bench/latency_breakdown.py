@@ -55,7 +55,7 @@ _MARKS: tuple[tuple[type, str, str | None, str | None], ...] = (
     (engine_module.HedgeEngine, "on_fills", "delivered", None),
     (LoopCommitter, "_flush", "flush starts", None),
     (journal_module.JournalWriter, "_insert_fills", None, "fill inserted"),
-    (ledger_module.InventoryLedger, "_hook_turn", "risk pass starts", "risk pass done"),
+    (LoopCommitter, "_hook_turn", "risk pass starts", "risk pass done"),
     (ledger_module.InventoryLedger, "prepare_intent", "intent asked", "intent queued"),
     (ledger_module.InventoryLedger, "_apply", "committed", "callers woken"),
 )

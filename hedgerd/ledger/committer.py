@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import decimal
 import logging
+import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hedgerd.ledger.accounting import ARITHMETIC
-from hedgerd.ledger.journal import LedgerError, _BatchOutcome, _CallRequest, _Op, _OpenResult
+from hedgerd.ledger.journal import LedgerError, _BatchOutcome, _CallRequest, _IntentRequest, _Op, _OpenResult
 from hedgerd.models import Fill
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,10 @@ class Committer(ABC):
     def flush_now(self) -> bool:
         """Commit what is queued right now, if this committer can; True if it did."""
         return False
+
+    def _in_transaction(self) -> Callable[[sqlite3.Connection, _BatchOutcome], None] | None:
+        """What runs inside a transaction that journaled new fills, before COMMIT: nothing here."""
+        return None
 
     @abstractmethod
     def _reset_wal_between_transactions(self) -> bool:
@@ -116,8 +121,7 @@ class Committer(ABC):
         if fills or others:
             outcome = _BatchOutcome(futures=fill_futures, results=[])
             try:
-                hook_turn = ledger._hook_turn if self.on_loop and ledger.commit_hook is not None else None
-                ledger._journal.commit(fills, others, outcome, hook_turn)
+                ledger._journal.commit(fills, others, outcome, self._in_transaction())
             except Exception as exc:  # any failure to commit stops the ledger: nothing may go unjournaled
                 # (outcome.futures also holds the intents the commit hook joined to the transaction)
                 self._stop_writes(exc, list(dict.fromkeys(
@@ -155,6 +159,7 @@ class LoopCommitter(Committer):
         self._flush_handle: asyncio.Handle | None = None  # a _flush queued on the event loop
         self._flushing = False  # _flush is running (flush_now must not re-enter it)
         self._maintenance: asyncio.Future[None] | None = None  # a WAL reset running off the loop
+        self._caller_decimal_context = decimal.getcontext()  # the commit hook runs in the flush caller's
 
     async def open(self) -> _OpenResult:
         """Open the storage in a worker thread (the integrity check reads the whole file)."""
@@ -216,7 +221,7 @@ class LoopCommitter(Committer):
         if self._maintenance is not None or self.stopping:
             self._flush_handle = None
             return  # the WAL reset's completion (or close) commits the queue
-        self.ledger._caller_decimal_context = decimal.getcontext()  # the commit hook runs in it
+        self._caller_decimal_context = decimal.getcontext()  # the commit hook runs in it
         self._flushing = True
         try:
             with decimal.localcontext(ARITHMETIC):
@@ -230,6 +235,25 @@ class LoopCommitter(Committer):
     def _reset_wal_between_transactions(self) -> bool:
         self._start_wal_reset()
         return True
+
+    def _in_transaction(self) -> Callable[[sqlite3.Connection, _BatchOutcome], None] | None:
+        return self._hook_turn if self.ledger.commit_hook is not None else None
+
+    def _hook_turn(self, conn: sqlite3.Connection, outcome: _BatchOutcome) -> None:
+        """Inside the fills' transaction: bring the ledger's view forward, ask the commit hook
+        for its intents and journal them in this same transaction (when nothing else is
+        queued, so the queue's order is kept; else they are queued behind it)."""
+        ledger = self.ledger
+        ledger._apply_view(outcome)
+        with decimal.localcontext(self._caller_decimal_context):  # not the ledger's own arithmetic
+            prepared = ledger._ask_hook(outcome.inserted)
+        if self.queue:
+            for intent, future in prepared:
+                ledger._queue_op(_IntentRequest(intent), future)
+            return
+        for intent, future in prepared:
+            outcome.futures.append(future)
+            outcome.results.append(ledger._journal.insert_intent(conn, _IntentRequest(intent)))
 
     def _start_wal_reset(self) -> None:
         """Run the WAL reset in a worker thread (its fsyncs must not stall the event loop);

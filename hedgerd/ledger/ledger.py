@@ -69,7 +69,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import decimal
 import logging
 import re
 import sqlite3
@@ -149,21 +148,9 @@ class InventoryLedger:
                  metrics: Metrics | None = None, checkpoint_interval: float = CHECKPOINT_INTERVAL,
                  wal_size_limit: int = WAL_SIZE_LIMIT, commit_on: str | None = None,
                  snapshot_interval: float = SNAPSHOT_INTERVAL) -> None:
-        level = synchronous.upper()
-        if level not in _SYNCHRONOUS_LEVELS:
-            raise ValueError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
-        if commit_on is None:
-            commit_on = "loop" if level == "NORMAL" else "thread"
-        if commit_on not in ("loop", "thread"):
-            raise ValueError(f"commit_on must be 'loop' or 'thread', got {commit_on!r}")
-        if batch_max < 1:
-            raise ValueError("batch_max must be at least 1")
-        if not checkpoint_interval > 0:
-            raise ValueError("checkpoint_interval must be positive")
-        if wal_size_limit < 1:
-            raise ValueError("wal_size_limit must be positive")
-        if not snapshot_interval >= 0:
-            raise ValueError("snapshot_interval must not be negative")
+        level, commit_on = _checked_settings(synchronous, commit_on, batch_max=batch_max,
+                                             checkpoint_interval=checkpoint_interval,
+                                             wal_size_limit=wal_size_limit, snapshot_interval=snapshot_interval)
         self.path = Path(path)
         self.synchronous = level
         #: True: transactions commit on the event loop's thread at the end of the loop iteration the
@@ -217,7 +204,6 @@ class InventoryLedger:
         self._gauges = LedgerGauges(metrics) if metrics is not None else None
 
         self._next_intent_id = 1  # allocated on the event loop (submit_intent), in queue order
-        self._caller_decimal_context = decimal.getcontext()
         self.commit_hook: CommitHook | None = None
         """Asked on the event loop, once per commit with new fills, for the intents to journal
         with them: it gets the new fills once the view (:meth:`position`, :meth:`trade_totals`,
@@ -656,21 +642,6 @@ class InventoryLedger:
         """The writer's connection (overridable in tests to simulate failing storage)."""
         return sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, cached_statements=64)
 
-    def _hook_turn(self, conn: sqlite3.Connection, outcome: _BatchOutcome) -> None:
-        """Loop mode, inside the fills' transaction: bring the view forward, ask the commit hook
-        for its intents and journal them in this same transaction (when nothing else is
-        queued, so the queue's order is kept; else they are queued behind it)."""
-        self._apply_view(outcome)
-        with decimal.localcontext(self._caller_decimal_context):  # not the ledger's own arithmetic
-            prepared = self._ask_hook(outcome.inserted)
-        if self._committer.queue:
-            for intent, future in prepared:
-                self._queue_op(_IntentRequest(intent), future)
-            return
-        for intent, future in prepared:
-            outcome.futures.append(future)
-            outcome.results.append(self._journal.insert_intent(conn, _IntentRequest(intent)))
-
     def _ask_hook(self, fills: list[Fill]) -> Sequence[PreparedIntent]:
         hook = self.commit_hook
         if hook is None:
@@ -702,6 +673,27 @@ def _compare(expected: Snapshot, actual: Snapshot, where: str, *, check_orders: 
             if want != got:
                 problems.append(f"{where}: filled for {cid} is {got}, journal says {want}")
     return problems
+
+
+def _checked_settings(synchronous: str, commit_on: str | None, *, batch_max: int, checkpoint_interval: float,
+                      wal_size_limit: int, snapshot_interval: float) -> tuple[str, str]:
+    """(synchronous level, commit mode) of valid ledger settings; ValueError names a bad one."""
+    level = synchronous.upper()
+    if level not in _SYNCHRONOUS_LEVELS:
+        raise ValueError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
+    if commit_on is None:
+        commit_on = "loop" if level == "NORMAL" else "thread"
+    if commit_on not in ("loop", "thread"):
+        raise ValueError(f"commit_on must be 'loop' or 'thread', got {commit_on!r}")
+    if batch_max < 1:
+        raise ValueError("batch_max must be at least 1")
+    if not checkpoint_interval > 0:
+        raise ValueError("checkpoint_interval must be positive")
+    if wal_size_limit < 1:
+        raise ValueError("wal_size_limit must be positive")
+    if not snapshot_interval >= 0:
+        raise ValueError("snapshot_interval must not be negative")
+    return level, commit_on
 
 
 def _new_intent(intent_id: int, ledger_id: str, *, underlying: str, venue: str, symbol: str, side: Side,
