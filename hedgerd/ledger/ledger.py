@@ -8,16 +8,20 @@ committed, so whatever the risk loop acts on is on disk (safe against a process 
 and return its future at once: :meth:`InventoryLedger.submit_intent` also returns the intent
 (id and client order id allocated on the event loop, in queue order), so the risk loop hands it
 to the executor without waiting, and the executor sends nothing before the future resolves.
-Where the writer runs
-(``commit_on``):
+Where the writer runs (``commit_on``) is the committer's (:mod:`hedgerd.ledger.committer`):
 
 * ``"loop"`` (default with ``NORMAL``): on the event loop's thread, in a callback scheduled by
   the first write of a loop iteration, so every write queued in that iteration shares the
-  transaction. A ``NORMAL`` commit appends to the WAL without fsync (tens of microseconds),
-  which is cheaper than a round trip to another thread (~100 us here: wake-up, GIL hand-over,
-  ``call_soon_threadsafe``). Opening, checkpoints and WAL resets (which fsync) run in threads.
+  transaction. A ``NORMAL`` commit appends to the WAL without fsync, which is cheaper than a
+  round trip to another thread (wake-up, GIL hand-over, ``call_soon_threadsafe``; figures in
+  docs/performance.md). Opening, checkpoints and WAL resets (which fsync) run in threads.
 * ``"thread"`` (default with ``FULL``): on a dedicated writer thread, so a commit's fsync never
   stalls the event loop.
+
+The package: this facade (API, the event loop's view, caches); :mod:`~hedgerd.ledger.accounting`
+(pure position accounting); :mod:`~hedgerd.ledger.journal` (the writer side: connection,
+commits, aggregates); :mod:`~hedgerd.ledger.schema` (DDL, migrations);
+:mod:`~hedgerd.ledger.committer`; :mod:`~hedgerd.ledger.checkpointer`; :mod:`~hedgerd.ledger.lock`.
 
 Storage layout (schema version 2; a version-1 file is migrated when opened). Every Decimal is
 stored as TEXT, exactly. Each table or index a commit touches costs it at least one WAL page, so
@@ -135,14 +139,8 @@ def _check_finite(name: str, value: Decimal) -> None:
 
 
 class InventoryLedger:
-    """Durable journal of fills, hedge intents and order states, with in-memory positions.
-
-    Position accounting: a spot fill on ``BASE/QUOTE`` moves (venue, BASE) by the signed amount
-    and (venue, QUOTE) by minus signed amount x price; a derivative fill moves (venue, symbol) by
-    the signed amount (base units); a fee with a fee currency is subtracted from
-    (venue, fee_currency). ``fees_paid`` sums fee amounts per venue as reported, whatever their
-    currency.
-    """
+    """Durable journal of fills, hedge intents and order states, with in-memory positions
+    (accounted as :mod:`hedgerd.ledger.accounting` says)."""
 
     def __init__(self, path: Path, *, synchronous: str = "NORMAL", batch_max: int = 512,
                  metrics: Metrics | None = None, checkpoint_interval: float = CHECKPOINT_INTERVAL,
