@@ -103,7 +103,7 @@ def _statement_label(sql: str) -> str:
 
 def _transaction_label(fills: list[Any], others: list[Any], outcome: Any) -> str:
     kinds = collections.Counter(type(op[0]).__name__.lstrip("_").removesuffix("Request").lower() for op in others)
-    # intents the fill listener joined to the transaction are counted in its results, not in others
+    # intents the commit hook joined to the transaction are counted in its results, not in others
     joined = len(outcome.results) - len(fills) - len(others)
     if joined > 0:
         kinds["intent"] += joined

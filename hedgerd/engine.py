@@ -5,7 +5,7 @@ A risk pass computes net delta per underlying (inventory x ratio + perp position
 hedge quantity), checks the auto-triggers, asks the pure :mod:`hedgerd.policy` what to do, and
 hands a :class:`~hedgerd.models.HedgeIntent` to the venue's
 :class:`~hedgerd.executor.HedgeExecutor`, which sends nothing before the intent is durable.
-Streamed fills get their pass as they commit (the ledger's fill listener: positions, totals and
+Streamed fills get their pass as they commit (the ledger's commit hook: positions, totals and
 triggers all include them, and the intent joins their transaction when the ledger commits on
 the event loop); prices, order updates and the safety tick wake the risk loop for theirs. An
 order that ends filled as sized (and a fill of one in flight) leaves net delta as the last pass
