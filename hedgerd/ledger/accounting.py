@@ -88,13 +88,18 @@ def spot_pair(symbol: str) -> tuple[str, str] | None:
     return None if settle is not None else (base, quote)
 
 
+def _moves(venue: str, symbol: str, base: Decimal, notional: Decimal) -> tuple[tuple[PositionKey, Decimal], ...]:
+    """The position moves of trading ``base`` units of ``symbol`` for ``notional`` (both signed)."""
+    pair = spot_pair(symbol)
+    if pair is None:
+        return (((venue, symbol), base),)
+    return (((venue, pair[0]), base), ((venue, pair[1]), -notional))
+
+
 def trade_moves(fill: Fill) -> dict[PositionKey, Decimal]:
     """How the trade itself moves positions (its fee left out)."""
     signed = fill.amount if fill.side is _BUY else -fill.amount
-    pair = spot_pair(fill.symbol)
-    if pair is None:
-        return {(fill.venue, fill.symbol): signed}
-    return {(fill.venue, pair[0]): signed, (fill.venue, pair[1]): -signed * fill.price}
+    return dict(_moves(fill.venue, fill.symbol, signed, signed * fill.price))
 
 
 def fee_split(symbol: str, fee: Decimal, fee_currency: str | None) -> tuple[Decimal, Decimal]:
@@ -173,12 +178,8 @@ def apply_fills(fills: Iterable[Fill], positions: Mapping[PositionKey, Decimal],
         return totals
 
     for (venue, symbol), (base_delta, notional, count, max_ts) in by_symbol.items():
-        pair = spot_pair(symbol)
-        if pair is None:
-            move((venue, symbol), base_delta)
-        else:
-            move((venue, pair[0]), base_delta)
-            move((venue, pair[1]), -notional)
+        for position_key, delta in _moves(venue, symbol, base_delta, notional):
+            move(position_key, delta)
         totals = venue_totals(venue)
         totals.fills += count
         if totals.last_fill_ts is None or max_ts > totals.last_fill_ts:
