@@ -194,17 +194,17 @@ async def measure(rate: float, seconds: float, delivery: str, workdir: Path,
     metrics = Metrics()  # shared by the ledger and the engine, as in the daemon
     ledger = InventoryLedger(path, metrics=metrics)
     engine = HedgeEngine(settings, venues, ledger, RealClock(), metrics)
-    submit_intent = ledger.submit_intent
+    prepare_intent = ledger.prepare_intent  # every intent is made here, in the commit hook or not
 
-    def timed_submit_intent(**kwargs: Any) -> tuple[HedgeIntent, asyncio.Future[Any]]:
+    def timed_prepare_intent(**kwargs: Any) -> tuple[HedgeIntent, asyncio.Future[Any]]:
         asked = time.perf_counter()
         if marks["delivered"]:
             stages["delivered -> intent asked"].append(asked - marks["delivered"])
             marks["delivered"] = 0.0
         marks["intent_asked"] = asked
-        return submit_intent(**kwargs)
+        return prepare_intent(**kwargs)
 
-    ledger.submit_intent = timed_submit_intent  # type: ignore[method-assign]
+    ledger.prepare_intent = timed_prepare_intent  # type: ignore[method-assign]
     await engine.start()
     if freeze_heap:
         freeze_startup_heap()  # as the daemon does once it has started

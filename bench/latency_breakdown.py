@@ -45,16 +45,18 @@ from latency import WARMUP, StubVenue, measure, quantile_us
 
 from hedgerd import engine as engine_module
 from hedgerd import executor as executor_module
-from hedgerd import ledger as ledger_module
+from hedgerd.ledger import journal as journal_module
+from hedgerd.ledger import ledger as ledger_module
+from hedgerd.ledger.committer import LoopCommitter
 
 # The marks, in path order: (class, method, mark taken before the call, mark taken after it).
 # The first mark of an order is the delivery; the last one is the hand-off (the venue stub).
 _MARKS: tuple[tuple[type, str, str | None, str | None], ...] = (
     (engine_module.HedgeEngine, "on_fills", "delivered", None),
-    (ledger_module.InventoryLedger, "_flush", "flush starts", None),
-    (ledger_module.InventoryLedger, "_insert_fills", None, "fill inserted"),
-    (ledger_module.InventoryLedger, "_listener_turn", "risk pass starts", "risk pass done"),
-    (ledger_module.InventoryLedger, "submit_intent", "intent asked", "intent queued"),
+    (LoopCommitter, "_flush", "flush starts", None),
+    (journal_module.JournalWriter, "_insert_fills", None, "fill inserted"),
+    (LoopCommitter, "_hook_turn", "risk pass starts", "risk pass done"),
+    (ledger_module.InventoryLedger, "prepare_intent", "intent asked", "intent queued"),
     (ledger_module.InventoryLedger, "_apply", "committed", "callers woken"),
 )
 _PATH = ("delivered", "flush starts", "fill inserted", "risk pass starts", "intent asked", "intent queued",
@@ -101,7 +103,7 @@ def _statement_label(sql: str) -> str:
 
 def _transaction_label(fills: list[Any], others: list[Any], outcome: Any) -> str:
     kinds = collections.Counter(type(op[0]).__name__.lstrip("_").removesuffix("Request").lower() for op in others)
-    # intents the fill listener joined to the transaction are counted in its results, not in others
+    # intents the commit hook joined to the transaction are counted in its results, not in others
     joined = len(outcome.results) - len(fills) - len(others)
     if joined > 0:
         kinds["intent"] += joined
@@ -171,17 +173,17 @@ def _time_transactions(patch: Callable[[type, str, Any], None], wall: dict[str, 
                        frames: dict[str, list[int]]) -> None:
     """Time every transaction and SQL statement of the ledger, and count the WAL frames each
     transaction appended."""
-    original_commit = ledger_module.InventoryLedger.__dict__["_commit"]
+    original_commit = journal_module.JournalWriter.__dict__["commit"]
 
-    def commit(self: Any, fills: list[Any], others: list[Any], outcome: Any) -> None:
+    def commit(self: Any, fills: list[Any], others: list[Any], outcome: Any, in_transaction: Any = None) -> None:
         conn = self._conn
         wal = f"{self.path}-wal"
-        frame_size = ledger_module.PAGE_SIZE + 24
+        frame_size = journal_module.PAGE_SIZE + 24
         before = _wal_end(wal, frame_size)
         self._conn = _TimedConnection(conn, wall, cpu)
         cpu_started = time.thread_time()
         try:
-            original_commit(self, fills, others, outcome)
+            original_commit(self, fills, others, outcome, in_transaction)
         finally:
             self._conn = conn
         label = _transaction_label(fills, others, outcome)
@@ -192,7 +194,7 @@ def _time_transactions(patch: Callable[[type, str, Any], None], wall: dict[str, 
         if before is not None and after is not None and after[1] == before[1] and after[0] > before[0]:
             frames[label].append((after[0] - before[0]) // frame_size)
 
-    patch(ledger_module.InventoryLedger, "_commit", commit)
+    patch(journal_module.JournalWriter, "commit", commit)
 
 
 def _wal_end(wal: str, frame_size: int) -> tuple[int, bytes] | None:

@@ -5,7 +5,7 @@ A risk pass computes net delta per underlying (inventory x ratio + perp position
 hedge quantity), checks the auto-triggers, asks the pure :mod:`hedgerd.policy` what to do, and
 hands a :class:`~hedgerd.models.HedgeIntent` to the venue's
 :class:`~hedgerd.executor.HedgeExecutor`, which sends nothing before the intent is durable.
-Streamed fills get their pass as they commit (the ledger's fill listener: positions, totals and
+Streamed fills get their pass as they commit (the ledger's commit hook: positions, totals and
 triggers all include them, and the intent joins their transaction when the ledger commits on
 the event loop); prices, order updates and the safety tick wake the risk loop for theirs. An
 order that ends filled as sized (and a fill of one in flight) leaves net delta as the last pass
@@ -32,7 +32,7 @@ from hedgerd.errors import ConfigError, VenueError
 from hedgerd.executor import HedgeExecutor, TokenBucket
 from hedgerd.foreign import ForeignOrderWatch
 from hedgerd.killswitch import KillSwitch, evaluate_auto_triggers
-from hedgerd.ledger import InventoryLedger, LedgerError
+from hedgerd.ledger import InventoryLedger, LedgerError, PreparedIntent
 from hedgerd.metrics import Metrics
 from hedgerd.models import (
     ZERO,
@@ -110,7 +110,8 @@ class HedgeEngine:
         self._risk_task: asyncio.Task[None] | None = None  # set once the risk loop runs
         self.busy_poller = BusyPoller(lambda: self.settings.risk.busy_poll)
         self._streamed: set[tuple[str, str]] = set()  # (venue, trade id) of fills on_fills is journaling
-        ledger.fill_listener = self._on_journaled
+        ledger.commit_hook = self._on_journaled
+        self._joining: list[PreparedIntent] | None = None  # intents decided inside the commit hook
         # Another hedger trading with our client-id prefix halts this one (see hedgerd.foreign).
         self.foreign_orders = ForeignOrderWatch(
             prefix=settings.executor.client_id_prefix,
@@ -267,19 +268,19 @@ class HedgeEngine:
         if committed_here:  # the orders its risk pass started go out before the caller's next batch
             await asyncio.sleep(0)
 
-    def _on_journaled(self, fills: list[Fill]) -> None:
-        """The ledger's fill listener: new fills are in its view (inside their transaction when it
+    def _on_journaled(self, fills: list[Fill]) -> list[PreparedIntent]:
+        """The ledger's commit hook: new fills are in its view (inside their transaction when it
         commits on the event loop). Any of them from another hedger trading with our prefix halts
         first. For those that came through :meth:`on_fills`: note client flow for the policy and
-        the decision-latency clock, then run a risk pass right here, so that a hedge intent it
-        decides joins the fills' commit."""
+        the decision-latency clock, then run a risk pass right here and return the hedge intents
+        it decides, which the ledger journals with the fills."""
         self.foreign_orders.on_fills(fills)
         streamed = [fill for fill in fills if (fill.venue, fill.trade_id) in self._streamed]
         if not streamed:
-            return
+            return []
         if all(self._absorbed(fill) for fill in streamed):  # e.g. our hedge fills, ahead of the order's answer
             self._settle_soon()
-            return
+            return []
         for fill in streamed:
             if fill.client_order_id is not None:
                 continue
@@ -292,8 +293,24 @@ class HedgeEngine:
                     self.policy_for(state.config.underlying).observe_flow(self.clock.monotonic(), moved)
         if self._risk_task is None:  # not running yet: its first pass will see them
             self._wake.set()
-            return
-        self._pass_now()
+            return []
+        joining: list[PreparedIntent] = []
+        self._joining = joining
+        try:
+            self._pass_now()
+        finally:
+            self._joining = None
+        return joining
+
+    def _submit_intent(self, **fields: Any) -> PreparedIntent:
+        """Inside the commit hook an intent is the hook's answer (the ledger journals it with the
+        fills); elsewhere it is queued for the next commit."""
+        joining = self._joining
+        if joining is None:
+            return self.ledger.submit_intent(**fields)
+        prepared = self.ledger.prepare_intent(**fields)
+        joining.append(prepared)
+        return prepared
 
     async def on_price(self, price: PriceUpdate) -> None:
         """Validate and store a best bid/ask; wild or invalid prices are counted and dropped."""
@@ -567,7 +584,7 @@ class HedgeEngine:
             return
         # The order counts as in flight from here; its task sends nothing before the intent
         # is durable (the commit is already scheduled, this pass does not wait for it).
-        intent, durable = self.ledger.submit_intent(
+        intent, durable = self._submit_intent(
             underlying=cfg.underlying, venue=cfg.venue, symbol=cfg.symbol, side=decision.side,
             amount=decision.amount, created_at=self.clock.time(), reduce_only=decision.reduce_only,
             order_type=self.settings.executor.order_type, reason=decision.reason,

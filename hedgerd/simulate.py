@@ -75,7 +75,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import itertools
 import math
 import os
@@ -93,7 +92,6 @@ from concurrent.futures import Executor
 from contextvars import Context
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
-from functools import wraps
 from pathlib import Path
 from typing import Any, Literal, TypeVar, TypeVarTuple
 
@@ -114,8 +112,9 @@ from hedgerd.connectors.sim import SPOT_AMOUNT_STEP, SimMarketData, SimPerpVenue
 from hedgerd.engine import HedgeEngine
 from hedgerd.errors import ConfigError
 from hedgerd.ledger import InventoryLedger
+from hedgerd.ledger.accounting import trade_moves
 from hedgerd.metrics import Metrics
-from hedgerd.models import ZERO, Fill, HedgeIntent, PriceUpdate, Side, is_derivative, split_symbol
+from hedgerd.models import ZERO, Fill, HedgeIntent, PriceUpdate, Side, split_symbol
 from hedgerd.policy import POLICY_NAMES
 
 SIM_EPOCH = 1_700_000_000.0
@@ -312,9 +311,16 @@ class SimulationLedger(InventoryLedger):
     def submit_fill(self, fill: Fill) -> asyncio.Future[bool]:
         return self._held(super().submit_fill(fill))
 
-    def submit_intent(self, **kwargs: Any) -> tuple[HedgeIntent, asyncio.Future[Any]]:
-        intent, durable = super().submit_intent(**kwargs)
+    def prepare_intent(self, **kwargs: Any) -> tuple[HedgeIntent, asyncio.Future[Any]]:
+        intent, durable = super().prepare_intent(**kwargs)
         return intent, self._held(durable)
+
+    def _awaiting_outside_work(self) -> contextlib.AbstractContextManager[None]:
+        """With a writer thread, every public coroutine method holds virtual time while it waits."""
+        loop = asyncio.get_running_loop()
+        if self.commit_on_loop or not isinstance(loop, VirtualTimeLoop):
+            return contextlib.nullcontext()
+        return loop.external_work()
 
     def _held(self, future: asyncio.Future[_T]) -> asyncio.Future[_T]:
         """With a writer thread, virtual time waits for ``future`` (the writer's answer)."""
@@ -323,25 +329,6 @@ class SimulationLedger(InventoryLedger):
             if isinstance(loop, VirtualTimeLoop):
                 future.add_done_callback(loop.hold_time_until_done())
         return future
-
-
-def _holding_time(method: Callable[..., Any]) -> Callable[..., Any]:
-    @wraps(method)
-    async def held(self: InventoryLedger, *args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        if self.commit_on_loop or not isinstance(loop, VirtualTimeLoop):
-            return await method(self, *args, **kwargs)
-        with loop.external_work():
-            return await method(self, *args, **kwargs)
-    return held
-
-
-# With a writer thread, every public coroutine method of the ledger (open, close, new_intent,
-# record_order_state, ...; record_fill goes through submit_fill) holds virtual time, including
-# ones added later.
-for _name, _method in inspect.getmembers(InventoryLedger, inspect.iscoroutinefunction):
-    if not _name.startswith("_") and _name != "record_fill":
-        setattr(SimulationLedger, _name, _holding_time(_method))
 
 
 # --------------------------------------------------------------------------------------------
@@ -655,12 +642,7 @@ class _Recorder:
             return
         self.seen.add(key)
         self._integrate(now)
-        signed = fill.signed_amount
-        if is_derivative(fill.symbol):
-            moved = {(fill.venue, fill.symbol): signed}
-        else:
-            base, quote, _ = split_symbol(fill.symbol)
-            moved = {(fill.venue, base): signed, (fill.venue, quote): -signed * fill.price}
+        moved = trade_moves(fill)
         for position_key, delta in moved.items():
             self.positions[position_key] = self.positions.get(position_key, ZERO) + delta
         if fill.venue == self.hedge_venue and fill.symbol == self.hedge_symbol:

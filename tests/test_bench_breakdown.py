@@ -17,7 +17,7 @@ from latency import StubVenue, measure
 from latency_breakdown import _MARKS, _PATH, _mark_path, _patches, _time_transactions, _wal_end
 
 from hedgerd.executor import HedgeExecutor
-from hedgerd.ledger import InventoryLedger
+from hedgerd.ledger.journal import JournalWriter
 
 RATE, SECONDS = 100.0, 0.3
 OFFERED = int(RATE * (SECONDS + 0.5))  # measured window + warm-up
@@ -25,7 +25,7 @@ OFFERED = int(RATE * (SECONDS + 0.5))  # measured window + warm-up
 
 def _patched_methods() -> dict[tuple[type, str], object]:
     names = [(cls, name) for cls, name, _, _ in _MARKS]
-    names += [(HedgeExecutor, "_execute"), (StubVenue, "create_order"), (InventoryLedger, "_commit")]
+    names += [(HedgeExecutor, "_execute"), (StubVenue, "create_order"), (JournalWriter, "commit")]
     return {(cls, name): cls.__dict__[name] for cls, name in names}
 
 

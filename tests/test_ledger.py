@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import decimal
 import random
 import re
 import sqlite3
@@ -17,8 +18,9 @@ from typing import Any
 import pytest
 
 from hedgerd.ledger import InventoryLedger, LedgerError
+from hedgerd.ledger.accounting import ARITHMETIC, apply_fills
 from hedgerd.metrics import Metrics
-from hedgerd.models import Fill, HedgeIntent, OrderStatus, OrderType, Side, is_derivative, split_symbol
+from hedgerd.models import Fill, HedgeIntent, OrderStatus, OrderType, Side, split_symbol
 
 D = Decimal
 
@@ -31,22 +33,9 @@ def make_fill(trade_id: str, *, venue: str = "spot", symbol: str = "BTC/USDT", s
 
 
 def expected_positions(fills: Iterable[Fill]) -> dict[tuple[str, str], Decimal]:
-    """Reference accounting, written independently of the ledger's batched aggregation."""
-    positions: dict[tuple[str, str], Decimal] = {}
-
-    def move(key: tuple[str, str], delta: Decimal) -> None:
-        positions[key] = positions.get(key, D(0)) + delta
-
-    for f in fills:
-        if is_derivative(f.symbol):
-            move((f.venue, f.symbol), f.signed_amount)
-        else:
-            base, quote, _ = split_symbol(f.symbol)
-            move((f.venue, base), f.signed_amount)
-            move((f.venue, quote), -f.signed_amount * f.price)
-        if f.fee and f.fee_currency:
-            move((f.venue, f.fee_currency), -f.fee)
-    return positions
+    """Reference accounting: every fill in one batch, whatever batches the ledger committed."""
+    with decimal.localcontext(ARITHMETIC):
+        return apply_fills(fills, {}, {}, {}).positions
 
 
 @pytest.fixture(params=["loop", "thread"], autouse=True)
@@ -165,7 +154,7 @@ async def test_echoes_of_own_hedge_fills_are_counted_apart_from_real_duplicates(
 
 async def test_own_fills_remembered_are_bounded_and_older_repeats_still_dedupe(
         path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from hedgerd import ledger as ledger_module
+    from hedgerd.ledger import ledger as ledger_module
 
     monkeypatch.setattr(ledger_module, "_RECENT_OWN_FILLS", 2)
     ledger = InventoryLedger(path)
@@ -242,9 +231,9 @@ async def test_fill_is_on_disk_when_record_fill_returns(ledger: InventoryLedger)
 
 async def test_a_new_ledger_uses_small_pages_and_an_old_one_keeps_its_own(
         path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from hedgerd import ledger as ledger_module
+    from hedgerd.ledger import journal as journal_module
 
-    assert ledger_module.PAGE_SIZE == 1024
+    assert journal_module.PAGE_SIZE == 1024
     ledger = InventoryLedger(path)
     await ledger.open()
     await ledger.record_fill(make_fill("t1"))
@@ -253,12 +242,12 @@ async def test_a_new_ledger_uses_small_pages_and_an_old_one_keeps_its_own(
         assert other.execute("PRAGMA page_size").fetchone()[0] == 1024
 
     old_path = path.with_name("old.sqlite")  # a ledger created before: SQLite's default 4 KiB pages
-    monkeypatch.setattr(ledger_module, "PAGE_SIZE", 4096)
+    monkeypatch.setattr(journal_module, "PAGE_SIZE", 4096)
     ledger = InventoryLedger(old_path)
     await ledger.open()
     await ledger.record_fill(make_fill("t1", amount="2"))
     await ledger.close()
-    monkeypatch.setattr(ledger_module, "PAGE_SIZE", 1024)
+    monkeypatch.setattr(journal_module, "PAGE_SIZE", 1024)
     ledger = InventoryLedger(old_path)
     await ledger.open()
     await ledger.record_fill(make_fill("t2", amount="3"))
@@ -748,18 +737,19 @@ async def test_a_failed_intent_commit_fails_its_future_and_leaves_nothing_on_dis
         await ledger.close()
 
 
-async def test_the_fill_listener_sees_new_fills_in_the_view_and_its_intents_join_their_commit(
+async def test_the_commit_hook_sees_new_fills_in_the_view_and_its_intents_join_their_commit(
         ledger: InventoryLedger, commit_on: str) -> None:
     await ledger.record_fill(make_fill("seen-before", amount="1"))
     heard: list[tuple[list[str], Decimal]] = []
     submitted: list[tuple[HedgeIntent, asyncio.Future[Any]]] = []
 
-    def listener(fills: list[Fill]) -> None:
+    def hook(fills: list[Fill]) -> list[tuple[HedgeIntent, asyncio.Future[Any]]]:
         heard.append(([f.trade_id for f in fills], ledger.position("spot", "BTC")))
-        submitted.append(ledger.submit_intent(underlying="BTC", venue="perp", symbol="BTC/USDT:USDT",
-                                              side=Side.SELL, amount=D(1), created_at=1.0))
+        submitted.append(ledger.prepare_intent(underlying="BTC", venue="perp", symbol="BTC/USDT:USDT",
+                                               side=Side.SELL, amount=D(1), created_at=1.0))
+        return submitted[-1:]
 
-    ledger.fill_listener = listener
+    ledger.commit_hook = hook
     commits = ledger.commits
     results = await asyncio.gather(ledger.record_fill(make_fill("a", amount="2")),
                                    ledger.record_fill(make_fill("seen-before", amount="1")),
@@ -776,16 +766,16 @@ async def test_the_fill_listener_sees_new_fills_in_the_view_and_its_intents_join
     assert ledger.open_intents() == [intent]
 
 
-async def test_a_failing_fill_listener_neither_fails_the_commit_nor_blocks_callers(
+async def test_a_failing_commit_hook_neither_fails_the_commit_nor_blocks_callers(
         ledger: InventoryLedger, caplog: pytest.LogCaptureFixture) -> None:
-    def listener(fills: list[Fill]) -> None:
-        raise RuntimeError("bug in the listener")
+    def hook(fills: list[Fill]) -> list[tuple[HedgeIntent, asyncio.Future[Any]]]:
+        raise RuntimeError("bug in the hook")
 
-    ledger.fill_listener = listener
+    ledger.commit_hook = hook
     assert await ledger.record_fill(make_fill("a", amount="2")) is True
     assert ledger.position("spot", "BTC") == 2
     assert ledger.failure is None
-    assert "ledger fill listener failed" in caplog.text
+    assert "ledger commit hook failed" in caplog.text
     ledger = await reopen(ledger)
     try:
         assert ledger.position("spot", "BTC") == 2
@@ -953,12 +943,13 @@ async def test_flush_now_inside_a_commit_does_not_reenter_it(path: Path, commit_
     async with InventoryLedger(path) as ledger:
         answers: list[bool] = []
 
-        def listener(fills: list[Fill]) -> None:  # runs inside the commit (loop mode)
+        def hook(fills: list[Fill]) -> list[tuple[HedgeIntent, asyncio.Future[Any]]]:  # inside the commit (loop)
             if fills[0].trade_id == "t0":
                 ledger.submit_fill(make_fill("t1"))
                 answers.append(ledger.flush_now())
+            return []
 
-        ledger.fill_listener = listener
+        ledger.commit_hook = hook
         await ledger.record_fill(make_fill("t0"))
         await wait_for(lambda: ledger.fill_count == 2)
         assert answers == [False]

@@ -95,9 +95,10 @@ async def test_ccxt_trade_cache_stays_within_trades_limit_while_every_fill_is_de
 
 
 async def test_ledger_per_order_caches_stay_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from hedgerd import ledger as ledger_module
+    from hedgerd.ledger import journal
+    from hedgerd.ledger import ledger as ledger_module
 
-    bound = ledger_module._CACHE_SIZE
+    bound = journal._CACHE_SIZE
     monkeypatch.setattr(ledger_module, "_RECENT_OWN_FILLS", 8)
     ledger = InventoryLedger(tmp_path / "ledger.sqlite")
     await ledger.open()
@@ -113,7 +114,7 @@ async def test_ledger_per_order_caches_stay_bounded(tmp_path: Path, monkeypatch:
             assert await ledger.record_fill(fill) is True
             await ledger.record_order_state(intent.client_order_id, OrderStatus.FILLED, Decimal("0.1"))
             assert ledger.filled_for(intent.client_order_id) == Decimal("0.1")
-            for cache in (ledger._filled_cache, ledger._state_cache, ledger._w_order_fills):
+            for cache in (ledger._filled_cache, ledger._state_cache, ledger._journal._w_order_fills):
                 assert len(cache) <= bound
             assert len(ledger._recent_own_fills) <= 8
             assert len(ledger.open_intents()) <= 1
@@ -142,16 +143,17 @@ async def test_paper_venues_keep_a_bounded_fill_history_and_order_book() -> None
 
 
 async def test_ledger_page_cache_is_bounded_below_what_a_long_run_writes(tmp_path: Path) -> None:
-    from hedgerd import ledger as ledger_module
+    from hedgerd.ledger import journal
 
     ledger = InventoryLedger(tmp_path / "ledger.sqlite")
     await ledger.open()
     try:
-        assert ledger._conn is not None
-        (cache,) = ledger._conn.execute("PRAGMA cache_size").fetchone()
-        assert cache == -ledger_module.PAGE_CACHE_KIB <= -1_000  # KiB: at least 1 MiB for the hot pages
+        conn = ledger._journal.conn
+        assert conn is not None
+        (cache,) = conn.execute("PRAGMA cache_size").fetchone()
+        assert cache == -journal.PAGE_CACHE_KIB <= -1_000  # KiB: at least 1 MiB for the hot pages
         # a day at 50 fills/s writes far more pages than the cache holds: its bound is what is kept
-        (page_size,) = ledger._conn.execute("PRAGMA page_size").fetchone()
-        assert ledger_module.PAGE_CACHE_KIB * 1024 // page_size < 50 * 86_400 // 10
+        (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+        assert journal.PAGE_CACHE_KIB * 1024 // page_size < 50 * 86_400 // 10
     finally:
         await ledger.close()

@@ -7,8 +7,9 @@ from decimal import Decimal
 from pathlib import Path
 
 from hedgerd.ledger import InventoryLedger
+from hedgerd.ledger.accounting import TradeTotals
 from hedgerd.models import Fill, Side
-from hedgerd.risk import TradeTotals, hedge_book_pnl, trade_pnl, untraded_quantity
+from hedgerd.risk import hedge_book_pnl, trade_pnl, untraded_quantity
 from hedgerd.risk.pnl import BookPnl
 
 D = Decimal

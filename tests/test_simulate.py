@@ -19,6 +19,7 @@ from hedgerd import cli
 from hedgerd.config import Settings
 from hedgerd.connectors.sim import SimMarketData
 from hedgerd.errors import ConfigError
+from hedgerd.models import OrderStatus, Side
 from hedgerd.simulate import (
     DEFAULT_SCENARIO,
     Burst,
@@ -27,6 +28,7 @@ from hedgerd.simulate import (
     Scenario,
     ScenarioSpotVenue,
     SimulatedClock,
+    SimulationLedger,
     VirtualTimeLoop,
     _drive_scenario,
     load_scenario,
@@ -331,3 +333,31 @@ def test_plot_without_matplotlib_says_how_to_install_it(capsys: pytest.CaptureFi
     assert cli.main(["simulate", "--duration", "1m", "--plot", str(tmp_path / "x.png")]) == 2
     assert "pip install 'hedgerd[plot]'" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_a_simulation_ledger_with_a_writer_thread_lets_no_virtual_time_pass(tmp_path: Path) -> None:
+    async def scenario(loop: VirtualTimeLoop) -> tuple[float, list[str]]:
+        order: list[str] = []
+
+        async def ticker() -> None:
+            await asyncio.sleep(0.001)  # any wait on the writer that let time move would come after this
+            order.append("timer")
+
+        tick = asyncio.create_task(ticker())
+        started = loop.time()
+        ledger = SimulationLedger(tmp_path / "ledger.sqlite", commit_on="thread", batch_max=1)
+        await ledger.open()
+        intent = await ledger.new_intent(underlying="BTC", venue="perp", symbol="BTC/USDT:USDT", side=Side.SELL,
+                                          amount=Decimal(1), created_at=1.0)
+        await ledger.record_order_state(intent.client_order_id, OrderStatus.SUBMITTED)
+        await ledger.record_adjustment("spot", "BTC", Decimal(1), "test", 1.0)
+        await ledger.verify()
+        await ledger.close()
+        order.append("ledger")
+        elapsed = loop.time() - started
+        await tick
+        return elapsed, order
+
+    elapsed, order = run_in_virtual_time(scenario)
+    assert elapsed == 0.0
+    assert order == ["ledger", "timer"]

@@ -13,10 +13,10 @@ from hedgerd.risk.delta import (
     make_snapshot,
     net_delta,
 )
-from hedgerd.risk.pnl import TradeTotals, book_keys, book_pnl, hedge_book_pnl, trade_pnl, untraded_quantity
+from hedgerd.risk.pnl import book_keys, book_pnl, hedge_book_pnl, trade_pnl, untraded_quantity
 
 __all__ = [
     "CROSSED", "INFINITE", "NON_POSITIVE", "NOT_A_NUMBER", "OUT_OF_ORDER", "WILD_JUMP", "DeltaSnapshot",
-    "PriceGuard", "TradeTotals", "book_keys", "book_pnl", "hedge_book_pnl", "inventory_delta", "make_snapshot",
+    "PriceGuard", "book_keys", "book_pnl", "hedge_book_pnl", "inventory_delta", "make_snapshot",
     "net_delta", "trade_pnl", "untraded_quantity",
 ]

@@ -4,30 +4,11 @@ realized-loss kill-switch trigger and the ``hedgerd_realized_pnl`` gauge)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 
+from hedgerd.ledger.accounting import TradeTotals
 from hedgerd.models import ZERO, split_symbol
 from hedgerd.risk.delta import inventory_delta
-
-
-@dataclass(frozen=True, slots=True)
-class TradeTotals:
-    """What the journaled fills of one ``(venue, symbol)`` add up to (tracked by the ledger).
-
-    - ``fills``: number of fills;
-    - ``amount``: net base units bought (buys - sells), less fees charged in the base currency;
-    - ``notional``: net quote paid, ``sum(signed amount x price)`` (positive = spent);
-    - ``fees``: fees charged in the quote (or settle) currency, or with no currency given.
-
-    Fees in any other currency (e.g. an exchange token) are not included: they cannot be
-    valued without a price of their own. Linear instruments only (price in quote per base).
-    """
-
-    fills: int = 0
-    amount: Decimal = ZERO
-    notional: Decimal = ZERO
-    fees: Decimal = ZERO
 
 
 def trade_pnl(totals: TradeTotals, mid: Decimal) -> Decimal:

@@ -1,0 +1,14 @@
+"""The inventory ledger: a durable SQLite journal of fills, hedge intents and order states, with
+positions held in memory (see :mod:`hedgerd.ledger.ledger`)."""
+
+from hedgerd.ledger.journal import LedgerError, aggregate_journal
+from hedgerd.ledger.ledger import (
+    CLIENT_ID_MAX_LEN,
+    CLIENT_ID_PATTERN,
+    CommitHook,
+    InventoryLedger,
+    PreparedIntent,
+)
+
+__all__ = ["CLIENT_ID_MAX_LEN", "CLIENT_ID_PATTERN", "CommitHook", "InventoryLedger", "LedgerError", "PreparedIntent",
+           "aggregate_journal"]

@@ -1,0 +1,696 @@
+"""The ledger's writer side: its SQLite connection, the journal tables and the aggregates as
+the writer knows them (:class:`JournalWriter`), with the row types and helpers it shares with
+the ledger. It runs wherever the committer runs (see :mod:`hedgerd.ledger.committer`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import decimal
+import logging
+import secrets
+import sqlite3
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from hedgerd.ledger.accounting import ARITHMETIC, Snapshot, TradeTotals, VenueTotals, apply_fills
+from hedgerd.ledger.schema import (
+    _FILL_COLUMNS,
+    _FILL_ROW,
+    _FILL_WIDTH,
+    _INSERT_EVENT,
+    _INTENT_COLUMNS,
+    _INTENT_FIELDS,
+    _SCHEMA,
+    _SET_META,
+    _UPSERT_ORDER_FILL,
+    _UPSERT_POSITION,
+    _UPSERT_TRADES,
+    _UPSERT_VENUE,
+    SCHEMA_VERSION,
+    _migrate_from_v1,
+)
+from hedgerd.models import ZERO, Fill, HedgeIntent, OrderStatus, OrderType, Side
+
+log = logging.getLogger(__name__)
+
+_SYNCHRONOUS_LEVELS = {"NORMAL": 1, "FULL": 2}
+_AGGREGATE_BATCH = 4_096  # fills per apply_fills call when aggregating the whole journal
+#: Per-order entries (filled amount, state) kept in memory; a miss reads the database. The orders
+#: asked about are the ones in flight (a handful per underlying) and those settled lately, whose
+#: repeated reports and fills still arrive; a larger cache only held memory for hours of orders.
+_CACHE_SIZE = 256
+#: Page size of a new ledger file (an existing file keeps its own). Every commit writes each page
+#: it touches to the WAL in full, and the checkpoint writes it again: a hedge cycle touches about
+#: fifteen pages (fills, intents, order events and their indexes), so 1 KiB pages write a third of
+#: the bytes 4 KiB pages would, and commits stall less often behind the disk.
+PAGE_SIZE = 1024
+PAGE_CACHE_KIB = 4_000  # the writer connection's SQLite page cache (see JournalWriter's open)
+_BUY = Side.BUY
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class LedgerError(Exception):
+    """The ledger cannot be used: an I/O failure (read-only file, disk full), a corrupt or
+    foreign file, or use after close. The message says which."""
+
+
+class _LRU(Generic[K, V]):
+    """A bounded mapping that forgets the least recently used entry."""
+
+    def __init__(self, capacity: int) -> None:
+        self._data: OrderedDict[K, V] = OrderedDict()
+        self._capacity = capacity
+
+    def get(self, key: K) -> V | None:
+        value = self._data.get(key)
+        if value is not None:
+            self._data.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._data[key] = value
+        self._data.move_to_end(key)
+        if len(self._data) > self._capacity:
+            self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+@dataclass(frozen=True, slots=True)
+class _IntentRequest:
+    intent: HedgeIntent  # id and client order id allocated on the event loop, in queue order
+
+
+@dataclass(frozen=True, slots=True)
+class _StateRequest:
+    client_order_id: str
+    status: OrderStatus
+    filled: Decimal
+    average_price: Decimal | None
+    venue_order_id: str | None
+    ts: float
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class _AdjustmentRequest:
+    venue: str
+    asset: str
+    delta: Decimal
+    reason: str
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class _CallRequest:
+    fn: Callable[[sqlite3.Connection], Any]
+
+
+_Op = tuple[Any, "asyncio.Future[Any]"]
+
+
+@dataclass(slots=True)
+class _OpenResult:
+    ledger_id: str
+    snapshot: Snapshot
+    open_intents: list[tuple[HedgeIntent, OrderStatus, Decimal, Decimal]]  # intent, status, reported, journaled
+    rebuilt: bool
+    synchronous: str
+    journal_mode: str
+    next_intent_id: int
+
+
+@dataclass(slots=True)
+class _BatchOutcome:
+    """What one committed transaction changed, handed from the writer to the event loop."""
+
+    futures: list[asyncio.Future[Any]]
+    results: list[Any]
+    new_fills: int = 0
+    duplicates: int = 0  # repeats of fills that are not our own orders' (see _is_echo)
+    echoes: int = 0  # repeats of our own orders' fills
+    positions: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    venues: dict[str, VenueTotals] = field(default_factory=dict)
+    order_fills: dict[str, Decimal] = field(default_factory=dict)
+    trades: dict[tuple[str, str], TradeTotals] = field(default_factory=dict)
+    fills_by_symbol: dict[tuple[str, str], int] = field(default_factory=dict)
+    hedge_fees: dict[str, Decimal] = field(default_factory=dict)  # fees of our own (client id) fills
+    reopened: list[HedgeIntent] = field(default_factory=list)
+    states: list[tuple[str, OrderStatus, Decimal]] = field(default_factory=list)
+    seconds: float = 0.0  # BEGIN to COMMIT
+    inserted: list[Fill] = field(default_factory=list)  # the new fills, in order
+    view_applied: bool = False  # the event loop's view already has this batch (commit hook)
+
+
+def _intent_from_row(row: Sequence[Any]) -> HedgeIntent:
+    return HedgeIntent(
+        intent_id=int(row[0]), client_order_id=str(row[1]), underlying=row[2], venue=row[3], symbol=row[4],
+        side=Side(row[5]), amount=Decimal(row[6]), created_at=float(row[7]), reduce_only=bool(row[8]),
+        order_type=OrderType(row[9]), limit_price=None if row[10] is None else Decimal(row[10]),
+        reason=row[11])
+
+
+def _issued_intent_id(client_order_id: str, ledger_id: str) -> int | None:
+    """The intent id inside a client order id this ledger issued (``<prefix><ledger id>x<id>``),
+    or None for any other id. Callers match the row's ``client_order_id`` too, so a look-alike
+    (another prefix, leading zeros) finds nothing."""
+    head, sep, digits = client_order_id.rpartition("x")
+    if not sep or not digits.isascii() or not digits.isdigit() or not head.endswith(ledger_id):
+        return None
+    return int(digits)
+
+
+def _is_echo(fill: Fill, ledger_id: str) -> bool:
+    """True when ``fill`` (a repeat) is of an order this ledger issued: its client order id
+    carries this ledger's id. Such a fill arrives up to three times by design."""
+    cid = fill.client_order_id
+    return cid is not None and _issued_intent_id(cid, ledger_id) is not None
+
+
+def aggregate_journal(conn: sqlite3.Connection, upto: int | None = None) -> Snapshot:
+    """Recompute positions, venue totals and per-order fills from the whole fills journal
+    (positions and totals from the fills up to fill id ``upto`` only, when given)."""
+    snapshot = Snapshot()
+    order_fills = snapshot.order_fills
+
+    def account(batch: list[Fill]) -> None:
+        applied = apply_fills(batch, snapshot.positions, snapshot.venues, snapshot.trades)
+        snapshot.positions.update(applied.positions)
+        snapshot.venues.update(applied.venues)
+        snapshot.trades.update(applied.trades)
+        for cid, amount in applied.order_fills.items():
+            order_fills[cid] = order_fills.get(cid, ZERO) + amount
+
+    with decimal.localcontext(ARITHMETIC):
+        batch: list[Fill] = []
+        rows = conn.execute("SELECT venue, trade_id, symbol, side, amount, price, fee, fee_currency, ts, "
+                            "client_order_id, fill_id FROM fills ORDER BY fill_id")
+        for venue, trade_id, symbol, side, amount, price, fee, fee_currency, ts, cid, fill_id in rows:
+            if upto is not None and fill_id > upto:
+                if cid is not None:
+                    order_fills[cid] = order_fills.get(cid, ZERO) + Decimal(amount)
+                continue
+            batch.append(Fill(venue=venue, trade_id=trade_id, symbol=symbol, side=Side(side),
+                              amount=Decimal(amount), price=Decimal(price), fee=Decimal(fee),
+                              fee_currency=fee_currency, ts=ts, client_order_id=cid))
+            if len(batch) == _AGGREGATE_BATCH:  # memory stays flat in the journal's length
+                account(batch)
+                batch = []
+        account(batch)
+        positions = snapshot.positions
+        for venue, asset, delta in conn.execute("SELECT venue, asset, delta FROM adjustments"):
+            positions[(venue, asset)] = positions.get((venue, asset), ZERO) + Decimal(delta)
+    return snapshot
+
+
+def _load_snapshot(conn: sqlite3.Connection, *, with_orders: bool = True) -> Snapshot:
+    snapshot = Snapshot()
+    for venue, asset, amount in conn.execute("SELECT venue, asset, amount FROM positions"):
+        snapshot.positions[(venue, asset)] = Decimal(amount)
+    for venue, fills, fees, last_ts in conn.execute("SELECT venue, fills, fees, last_fill_ts "
+                                                    "FROM venue_totals"):
+        snapshot.venues[venue] = VenueTotals(int(fills), Decimal(fees), last_ts)
+    for venue, symbol, fills, amount, notional, fees in conn.execute(
+            "SELECT venue, symbol, fills, amount, notional, fees FROM trade_totals"):
+        snapshot.trades[(venue, symbol)] = TradeTotals(int(fills), Decimal(amount), Decimal(notional), Decimal(fees))
+    if with_orders:
+        for cid, filled in conn.execute("SELECT client_order_id, filled FROM order_fills"):
+            snapshot.order_fills[cid] = Decimal(filled)
+    return snapshot
+
+
+def read_for_verify(path: Path) -> tuple[Snapshot, Snapshot, int]:
+    """From one read snapshot of the file: the aggregates recomputed from the journal (up to the
+    fill id the stored ones cover), the stored aggregates, and the number of fills."""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        conn.execute("BEGIN")  # one consistent read snapshot for all
+        row = conn.execute("SELECT value FROM meta WHERE key = 'snapshot_fill_id'").fetchone()
+        journal = aggregate_journal(conn, upto=None if row is None else int(row[0]))
+        stored = _load_snapshot(conn)
+        total = int(conn.execute("SELECT count(*) FROM fills").fetchone()[0])
+        conn.execute("COMMIT")
+        return journal, stored, total
+    finally:
+        conn.close()
+
+
+def _classify_open_error(path: Path, exc: sqlite3.Error) -> LedgerError:
+    message = str(exc)
+    if "not a database" in message:
+        return LedgerError(f"ledger file is not a SQLite database: {path}: {message}")
+    if "malformed" in message or "corrupt" in message:
+        return LedgerError(f"ledger corrupt: {path}: {message}")
+    if "readonly" in message or "read-only" in message:
+        return LedgerError(f"ledger write failed: {path} is read-only: {message}")
+    return LedgerError(f"ledger open failed: {path}: {message}")
+
+
+class JournalWriter:
+    """The writer's connection and state: opens and checks the file, commits batches of writes
+    (fills, intents, order states, adjustments) and keeps the aggregate tables. Touched only
+    by the committer's thread once the ledger is open."""
+
+    def __init__(self, path: Path, *, synchronous: str, wal_size_limit: int, snapshot_interval: float,
+                 connect: Callable[[], sqlite3.Connection]) -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self.wal_size_limit = wal_size_limit
+        self.snapshot_interval = snapshot_interval
+        self._connect = connect
+        #: fills the last open added to aggregates written before them (after a crash: at most
+        #: ``snapshot_interval`` seconds of fills)
+        self.replayed_fills = 0
+        self._conn: sqlite3.Connection | None = None
+        self._w_positions: dict[tuple[str, str], Decimal] = {}
+        self._w_venues: dict[str, VenueTotals] = {}
+        self._w_trades: dict[tuple[str, str], TradeTotals] = {}
+        self._w_order_fills: _LRU[str, Decimal] = _LRU(_CACHE_SIZE)
+        self._w_last_fill_id = 0
+        self._w_dirty = Snapshot()  # aggregates changed since they were last written (absolute values)
+        self._w_snapshot_at = 0.0
+        self._w_rows_per_statement = 1
+        self._w_ledger_id = ""
+        self._w_next_intent_id = 1
+        self._w_open_ids: set[int] = set()  # intents open in the database (as of the current transaction)
+        self._w_open_from = 1  # meta.open_intents_from: no open intent has a smaller id
+
+    @property
+    def conn(self) -> sqlite3.Connection | None:
+        """The writer's connection (None unless open)."""
+        return self._conn
+
+    def checkpoint_passive(self) -> bool:
+        """Copy the WAL back as far as readers allow, between transactions; True if it ran."""
+        conn = self._conn
+        if conn is None:
+            return False
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:  # the WAL still holds every commit: not a durability problem
+            log.warning("ledger WAL checkpoint on the writer failed: %s", exc)
+            return False
+        return True
+
+    def _open_connection(self) -> sqlite3.Connection:
+        return self._connect()
+
+    def open_checked(self) -> _OpenResult:
+        """:meth:`_open_storage` with every failure a :class:`LedgerError` and the connection closed."""
+        with decimal.localcontext(ARITHMETIC):
+            try:
+                return self._open_storage()
+            except LedgerError:
+                self.close_connection()
+                raise
+            except Exception as exc:
+                self.close_connection()
+                raise LedgerError(f"ledger open failed: {exc!r}") from exc
+
+    def _open_storage(self) -> _OpenResult:
+        try:
+            self._conn = conn = self._open_connection()
+            conn.execute("PRAGMA busy_timeout = 5000")
+            check = [row[0] for row in conn.execute("PRAGMA quick_check(20)")]
+            if check != ["ok"]:
+                problems = [line for row in check for line in str(row).splitlines() if line.strip()]
+                more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+                raise LedgerError(f"ledger corrupt: {self.path}: {'; '.join(problems[:3])}{more}")
+            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # takes effect on a new file only
+            mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+            if mode != "wal":
+                raise LedgerError(f"ledger open failed: {self.path}: cannot switch to WAL "
+                                  f"(journal mode {mode})")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            level = int(conn.execute("PRAGMA synchronous").fetchone()[0])
+            synchronous = {v: k for k, v in _SYNCHRONOUS_LEVELS.items()}.get(level, str(level))
+            # The page cache keeps every page written until it is full, so it grows with the file up
+            # to this bound. Writes touch only the tables' and index's right edges and the rows of
+            # open intents: 4 MiB holds those many times over and is full after tens of thousands of
+            # fills, where a larger cache kept growing for hours of flow without serving more hits.
+            conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
+            # No checkpoint inside a COMMIT: copying the WAL back (and its fsyncs) would stall every
+            # caller of that commit. The checkpointer thread does it on its own connection instead.
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+            conn.execute(f"PRAGMA journal_size_limit = {int(self.wal_size_limit)}")
+            conn.execute("PRAGMA temp_store = MEMORY")
+            conn.execute("BEGIN IMMEDIATE")
+        except LedgerError:
+            raise
+        except sqlite3.Error as exc:
+            raise _classify_open_error(self.path, exc) from exc
+        try:
+            return self._prepare_schema(synchronous, mode)
+        except LedgerError:
+            self.rollback()
+            raise
+        except sqlite3.Error as exc:
+            self.rollback()
+            raise _classify_open_error(self.path, exc) from exc
+
+    def _prepare_schema(self, synchronous: str, mode: str) -> _OpenResult:
+        conn = self._conn
+        assert conn is not None
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        version = int(meta.get("schema_version", SCHEMA_VERSION))
+        if version == 1:
+            try:
+                _migrate_from_v1(conn)
+            except sqlite3.Error as exc:  # rolled back by the caller: the file stays at version 1
+                raise LedgerError(f"ledger {self.path}: migrating schema version 1 to {SCHEMA_VERSION} failed "
+                                  f"(the file is unchanged): {exc}") from exc
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        elif version != SCHEMA_VERSION:
+            raise LedgerError(f"ledger schema version {version} is not supported (expected {SCHEMA_VERSION})")
+        ledger_id = meta.get("ledger_id")
+        if ledger_id is None:
+            ledger_id = secrets.token_hex(4)
+            conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
+                             [("schema_version", str(SCHEMA_VERSION)), ("ledger_id", ledger_id)])
+        # a write on every open, so a read-only file fails here and not at the first fill
+        conn.execute(_SET_META, ("last_opened_at", repr(time.time())))
+        snapshot = _load_snapshot(conn, with_orders=False)
+        journal_count = int(conn.execute("SELECT count(*) FROM fills").fetchone()[0])
+        last_fill_id = int(conn.execute("SELECT coalesce(max(fill_id), 0) FROM fills").fetchone()[0])
+        covered = int(meta.get("snapshot_fill_id", last_fill_id))  # absent: written by a per-commit version
+        if covered < last_fill_id:
+            self._replay_tail(conn, snapshot, covered)
+        snapshot_count = sum(t.fills for t in snapshot.venues.values())
+        trades_count = sum(t.fills for t in snapshot.trades.values())
+        rebuilt = False
+        if journal_count != snapshot_count or journal_count != trades_count:
+            log.warning("ledger snapshot covers %d fills but the journal holds %d; rebuilding it from "
+                        "the journal", snapshot_count, journal_count)
+            snapshot = aggregate_journal(conn)
+            conn.execute("DELETE FROM positions")
+            conn.execute("DELETE FROM venue_totals")
+            conn.execute("DELETE FROM order_fills")
+            conn.execute("DELETE FROM trade_totals")
+            self._write_snapshot(snapshot.positions, snapshot.venues, snapshot.order_fills, snapshot.trades)
+            rebuilt = True
+        conn.execute(_SET_META, ("snapshot_fill_id", str(last_fill_id)))
+        conn.execute("COMMIT")
+        self._w_snapshot_at = time.monotonic()
+        self._w_last_fill_id = last_fill_id
+        # never reuse an id (intents are never deleted; a version-1 file's AUTOINCREMENT counter is kept)
+        next_intent_id = 1 + max(int(meta.get("intent_id_seq", 0)), int(conn.execute(
+            "SELECT coalesce(max(intent_id), 0) FROM intents").fetchone()[0]))
+        open_from = int(meta.get("open_intents_from", 1))
+        self._w_positions = dict(snapshot.positions)
+        self._w_venues = {v: VenueTotals(t.fills, t.fees, t.last_fill_ts)
+                          for v, t in snapshot.venues.items()}
+        self._w_trades = dict(snapshot.trades)
+        variables = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        rows = 1
+        while rows * 2 * _FILL_WIDTH <= variables and rows < 1024:
+            rows *= 2
+        self._w_rows_per_statement = rows
+        open_intents = [
+            (_intent_from_row(row[:12]), OrderStatus(row[12]), Decimal(row[13]), Decimal(row[14] or 0))
+            for row in conn.execute(
+                f"SELECT {', '.join('i.' + name for name in _INTENT_FIELDS)}, i.status, i.filled, "
+                "o.filled FROM intents AS i LEFT JOIN order_fills AS o USING (client_order_id) "
+                "WHERE i.intent_id >= ? AND i.is_open = 1 ORDER BY i.intent_id", (open_from,))]
+        self._w_ledger_id = ledger_id
+        self._w_next_intent_id = next_intent_id
+        self._w_open_ids = {intent.intent_id for intent, *_ in open_intents}
+        self._w_open_from = open_from
+        return _OpenResult(ledger_id, snapshot, open_intents, rebuilt, synchronous, mode, next_intent_id)
+
+    def _replay_tail(self, conn: sqlite3.Connection, snapshot: Snapshot, covered: int) -> None:
+        """Add the fills journaled after the aggregates were last written (``fill_id > covered``)
+        to ``snapshot`` and write it back (opening, inside its transaction)."""
+        self._w_positions, self._w_venues, self._w_trades = snapshot.positions, snapshot.venues, snapshot.trades
+        outcome = _BatchOutcome(futures=[], results=[])
+        tail = [Fill(venue=venue, trade_id=trade_id, symbol=symbol, side=Side(side), amount=Decimal(amount),
+                     price=Decimal(price), fee=Decimal(fee), fee_currency=fee_currency, ts=ts)
+                for venue, trade_id, symbol, side, amount, price, fee, fee_currency, ts in conn.execute(
+                    "SELECT venue, trade_id, symbol, side, amount, price, fee, fee_currency, ts FROM fills "
+                    "WHERE fill_id > ? ORDER BY fill_id", (covered,))]
+        self._account(conn, tail, outcome)  # order_fills are written with every commit: left out here
+        snapshot.positions.update(outcome.positions)
+        snapshot.venues.update(outcome.venues)
+        snapshot.trades.update(outcome.trades)
+        self._write_snapshot(outcome.positions, outcome.venues, {}, outcome.trades)
+        self.replayed_fills = len(tail)
+        log.info("ledger aggregates replayed %d fills journaled after their last write", len(tail))
+
+    def close_connection(self, checkpoint: bool = False) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if checkpoint:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+
+    def final_flush(self) -> None:
+        """On close: write the aggregates, so the next open replays nothing."""
+        if self._conn is None:
+            return
+        try:
+            self.flush_aggregates(self._conn)
+        except sqlite3.Error as exc:  # the journal has every fill: the next open replays them
+            log.warning("ledger aggregates not written on close: %s", exc)
+
+    def rollback(self) -> None:
+        if self._conn is not None and self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+
+    def commit(self, fills: list[Fill], others: list[tuple[Any, asyncio.Future[Any]]], outcome: _BatchOutcome,
+               in_transaction: Callable[[sqlite3.Connection, _BatchOutcome], None] | None = None) -> None:
+        """Commit one batch in a transaction of its own; ``in_transaction`` runs before COMMIT
+        when the batch journaled new fills (the commit hook's turn, on the event loop)."""
+        conn = self._conn
+        assert conn is not None
+        started = time.perf_counter()
+        conn.execute("BEGIN")
+        if fills:
+            self._insert_fills(conn, fills, outcome)
+        for request, future in others:
+            outcome.futures.append(future)
+            if type(request) is _StateRequest:
+                outcome.results.append(None)
+                self._insert_state(conn, request, outcome)
+            elif type(request) is _AdjustmentRequest:
+                outcome.results.append(None)
+                conn.execute("INSERT INTO adjustments (venue, asset, delta, reason, ts) VALUES (?, ?, ?, ?, ?)",
+                             (request.venue, request.asset, str(request.delta), request.reason, request.ts))
+                self._move(outcome, (request.venue, request.asset), request.delta)
+            else:
+                outcome.results.append(self.insert_intent(conn, request))
+        if outcome.inserted and in_transaction is not None:
+            in_transaction(conn, outcome)
+        if outcome.order_fills:  # read back on a cache miss: always current
+            self._write_snapshot({}, {}, outcome.order_fills)
+        dirty = self._w_dirty
+        dirty.positions.update(outcome.positions)
+        dirty.venues.update(outcome.venues)
+        dirty.trades.update(outcome.trades)
+        flushed = False
+        if dirty.positions or dirty.venues or dirty.trades:
+            now = time.monotonic()
+            if any(type(op[0]) is _AdjustmentRequest for op in others) \
+                    or now - self._w_snapshot_at >= self.snapshot_interval:
+                self._write_aggregates(self._w_last_fill_id + outcome.new_fills)
+                flushed = True
+        conn.execute("COMMIT")
+        outcome.seconds = time.perf_counter() - started
+        # only now does the writer's own view move forward
+        if flushed:
+            self._w_dirty = Snapshot()
+            self._w_snapshot_at = time.monotonic()
+        self._w_positions.update(outcome.positions)
+        self._w_venues.update(outcome.venues)
+        self._w_trades.update(outcome.trades)
+        for cid, filled in outcome.order_fills.items():
+            self._w_order_fills.put(cid, filled)
+        self._w_last_fill_id += outcome.new_fills
+
+    def _write_aggregates(self, covered_fill_id: int) -> None:
+        """Write the aggregates changed since the last write, and the fill id they now cover
+        (inside the caller's transaction)."""
+        dirty = self._w_dirty
+        self._write_snapshot(dirty.positions, dirty.venues, {}, dirty.trades)
+        assert self._conn is not None
+        self._conn.execute(_SET_META, ("snapshot_fill_id", str(covered_fill_id)))
+        self._write_open_floor(self._conn)
+
+    def _open_floor(self) -> int:
+        return min(self._w_open_ids) if self._w_open_ids else self._w_next_intent_id
+
+    def _write_open_floor(self, conn: sqlite3.Connection) -> None:
+        """Raise ``meta.open_intents_from`` to the oldest intent open now (inside the caller's
+        transaction), so opening reads open intents from there instead of scanning them all."""
+        floor = self._open_floor()
+        if floor != self._w_open_from:
+            conn.execute(_SET_META, ("open_intents_from", str(floor)))
+            self._w_open_from = floor
+
+    def flush_aggregates(self, conn: sqlite3.Connection) -> None:
+        """Bring the aggregate tables up to the journal in a transaction of their own (writer side)."""
+        dirty = self._w_dirty
+        if not (dirty.positions or dirty.venues or dirty.trades) and self._open_floor() == self._w_open_from:
+            return
+        conn.execute("BEGIN")
+        try:
+            self._write_aggregates(self._w_last_fill_id)
+            conn.execute("COMMIT")
+        except BaseException:
+            self.rollback()
+            raise
+        self._w_dirty = Snapshot()
+        self._w_snapshot_at = time.monotonic()
+
+    def _insert_fills(self, conn: sqlite3.Connection, fills: list[Fill], outcome: _BatchOutcome) -> None:
+        results = [True] * len(fills)
+        outcome.results = results
+        keys = [(f.venue, f.trade_id) for f in fills]
+        unique = fills
+        if len(set(keys)) != len(keys):  # the same trade twice in one batch: keep the first
+            seen: set[tuple[str, str]] = set()
+            unique = []
+            for index, (fill, key) in enumerate(zip(fills, keys, strict=True)):
+                if key in seen:
+                    results[index] = False
+                else:
+                    seen.add(key)
+                    unique.append(fill)
+        params: list[Any] = []
+        extend = params.extend
+        for f in unique:
+            extend((f.venue, f.trade_id, f.symbol, "buy" if f.side is _BUY else "sell", str(f.amount),
+                    str(f.price), str(f.fee), f.fee_currency, f.ts, f.received_at, f.client_order_id))
+        inserted_count = 0
+        start = 0
+        remaining = len(unique)
+        rows = self._w_rows_per_statement
+        while remaining:
+            while rows > remaining:
+                rows //= 2
+            sql = f"INSERT OR IGNORE INTO fills ({_FILL_COLUMNS}) VALUES " + ",".join([_FILL_ROW] * rows)
+            cursor = conn.execute(sql, params[start * _FILL_WIDTH:(start + rows) * _FILL_WIDTH])
+            inserted_count += cursor.rowcount
+            start += rows
+            remaining -= rows
+        inserted = unique
+        if inserted_count != len(unique):  # some were already journaled: find which ones are new
+            new_keys = set(conn.execute("SELECT venue, trade_id FROM fills WHERE fill_id > ?",
+                                        (self._w_last_fill_id,)).fetchall())
+            if len(new_keys) != inserted_count:
+                raise LedgerError(f"journal out of step: {inserted_count} fills inserted, "
+                                  f"{len(new_keys)} found after fill id {self._w_last_fill_id}")
+            inserted = []
+            for index, key in enumerate(keys):
+                if not results[index]:
+                    continue
+                if key in new_keys:
+                    new_keys.discard(key)
+                    inserted.append(fills[index])
+                else:
+                    results[index] = False
+        outcome.new_fills = len(inserted)
+        outcome.inserted = inserted
+        if len(inserted) != len(fills):
+            ledger_id = self._w_ledger_id
+            outcome.echoes = sum(1 for fill, new in zip(fills, results, strict=True)
+                                 if not new and _is_echo(fill, ledger_id))
+            outcome.duplicates = len(fills) - len(inserted) - outcome.echoes
+        if inserted:
+            self._account(conn, inserted, outcome)
+
+    def _account(self, conn: sqlite3.Connection, fills: Iterable[Fill], outcome: _BatchOutcome) -> None:
+        """Aggregate the batch's new fills into absolute positions/totals (``outcome`` is fresh)."""
+        applied = apply_fills(fills, self._w_positions, self._w_venues, self._w_trades)
+        outcome.positions.update(applied.positions)
+        outcome.venues.update(applied.venues)
+        outcome.trades.update(applied.trades)
+        outcome.fills_by_symbol.update(applied.fills_by_symbol)
+        outcome.hedge_fees.update(applied.hedge_fees)
+        for cid, amount in applied.order_fills.items():
+            previous = self._w_order_fills.get(cid)
+            if previous is None:
+                row = conn.execute("SELECT filled FROM order_fills WHERE client_order_id = ?",
+                                   (cid,)).fetchone()
+                previous = Decimal(row[0]) if row is not None else ZERO
+            outcome.order_fills[cid] = previous + amount
+
+    def _move(self, outcome: _BatchOutcome, key: tuple[str, str], delta: Decimal) -> None:
+        """Move position ``key`` by ``delta`` within the batch (absolute value in the outcome)."""
+        current = outcome.positions.get(key)
+        if current is None:
+            current = self._w_positions.get(key, ZERO)
+        outcome.positions[key] = current + delta
+
+    def _write_snapshot(self, positions: dict[tuple[str, str], Decimal], venues: dict[str, VenueTotals],
+                        order_fills: dict[str, Decimal],
+                        trades: dict[tuple[str, str], TradeTotals] | None = None) -> None:
+        conn = self._conn
+        assert conn is not None
+        if positions:
+            conn.executemany(_UPSERT_POSITION, [(v, a, str(amount)) for (v, a), amount in positions.items()])
+        if venues:
+            conn.executemany(_UPSERT_VENUE,
+                             [(v, t.fills, str(t.fees), t.last_fill_ts) for v, t in venues.items()])
+        if order_fills:
+            conn.executemany(_UPSERT_ORDER_FILL, [(cid, str(filled)) for cid, filled in order_fills.items()])
+        if trades:
+            conn.executemany(_UPSERT_TRADES, [(v, s, t.fills, str(t.amount), str(t.notional), str(t.fees))
+                                              for (v, s), t in trades.items()])
+
+    def insert_intent(self, conn: sqlite3.Connection, request: _IntentRequest) -> HedgeIntent:
+        intent = request.intent
+        conn.execute(
+            "INSERT INTO intents (intent_id, client_order_id, underlying, venue, symbol, side, amount, created_at, "
+            "reduce_only, order_type, limit_price, reason, status, filled, is_open) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '0', 1)",
+            (intent.intent_id, intent.client_order_id, intent.underlying, intent.venue, intent.symbol,
+             intent.side.value, str(intent.amount), intent.created_at, int(intent.reduce_only),
+             intent.order_type.value, None if intent.limit_price is None else str(intent.limit_price),
+             intent.reason, OrderStatus.NEW.value))
+        self._w_open_ids.add(intent.intent_id)
+        self._w_next_intent_id = intent.intent_id + 1
+        self._w_order_fills.put(intent.client_order_id, ZERO)  # a new client id: no fill to read back
+        return intent
+
+    def _insert_state(self, conn: sqlite3.Connection, request: _StateRequest, outcome: _BatchOutcome) -> None:
+        cid = request.client_order_id
+        final = request.status.is_final
+        filled_text = str(request.filled)
+        conn.execute(_INSERT_EVENT, (
+            cid, request.status.value, filled_text,
+            None if request.average_price is None else str(request.average_price), request.venue_order_id,
+            request.ts, request.detail))
+        intent_id = _issued_intent_id(cid, self._w_ledger_id)
+        if intent_id is not None:  # the intent row carries the last state
+            if not final:
+                closed = conn.execute(f"SELECT {_INTENT_COLUMNS} FROM intents WHERE intent_id = ? "
+                                      "AND client_order_id = ? AND is_open = 0", (intent_id, cid)).fetchone()
+                if closed is not None:
+                    outcome.reopened.append(_intent_from_row(closed))
+                    if intent_id < self._w_open_from:  # reopened below the floor: lower it with the reopening
+                        self._w_open_from = intent_id
+                        conn.execute(_SET_META, ("open_intents_from", str(intent_id)))
+            updated = conn.execute("UPDATE intents SET status = ?, filled = ?, is_open = ? "
+                                   "WHERE intent_id = ? AND client_order_id = ?",
+                                   (request.status.value, filled_text, 0 if final else 1, intent_id, cid)).rowcount
+            if updated:
+                if final:
+                    self._w_open_ids.discard(intent_id)
+                else:
+                    self._w_open_ids.add(intent_id)
+        outcome.states.append((cid, request.status, request.filled))

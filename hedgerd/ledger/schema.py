@@ -1,0 +1,139 @@
+"""The ledger's SQLite schema (version 2), the statements the writer uses, and the migration of
+a version-1 file (see :mod:`hedgerd.ledger.ledger` for what each table holds)."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2
+
+_FILL_COLUMNS = ("venue, trade_id, symbol, side, amount, price, fee, fee_currency, ts, received_at, "
+                 "client_order_id")
+_FILL_ROW = "(?,?,?,?,?,?,?,?,?,?,?)"
+_FILL_WIDTH = 11
+
+_CREATE_INTENTS = """
+CREATE TABLE IF NOT EXISTS intents (
+    intent_id       INTEGER PRIMARY KEY,
+    client_order_id TEXT NOT NULL,
+    underlying      TEXT NOT NULL,
+    venue           TEXT NOT NULL,
+    symbol          TEXT NOT NULL,
+    side            TEXT NOT NULL,
+    amount          TEXT NOT NULL,
+    created_at      REAL NOT NULL,
+    reduce_only     INTEGER NOT NULL,
+    order_type      TEXT NOT NULL,
+    limit_price     TEXT,
+    reason          TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    filled          TEXT NOT NULL,
+    is_open         INTEGER NOT NULL
+)
+"""
+_SCHEMA = _CREATE_INTENTS + """;
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS fills (
+    fill_id         INTEGER PRIMARY KEY,
+    venue           TEXT NOT NULL,
+    trade_id        TEXT NOT NULL,
+    symbol          TEXT NOT NULL,
+    side            TEXT NOT NULL,
+    amount          TEXT NOT NULL,
+    price           TEXT NOT NULL,
+    fee             TEXT NOT NULL,
+    fee_currency    TEXT,
+    ts              REAL NOT NULL,
+    received_at     REAL NOT NULL,
+    client_order_id TEXT,
+    UNIQUE (venue, trade_id)
+);
+CREATE TABLE IF NOT EXISTS order_events (
+    event_id        INTEGER PRIMARY KEY,
+    client_order_id TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    filled          TEXT NOT NULL,
+    average_price   TEXT,
+    venue_order_id  TEXT,
+    ts              REAL NOT NULL,
+    detail          TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS adjustments (
+    adjustment_id INTEGER PRIMARY KEY,
+    venue         TEXT NOT NULL,
+    asset         TEXT NOT NULL,
+    delta         TEXT NOT NULL,
+    reason        TEXT NOT NULL,
+    ts            REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS positions (
+    venue  TEXT NOT NULL,
+    asset  TEXT NOT NULL,
+    amount TEXT NOT NULL,
+    PRIMARY KEY (venue, asset)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS venue_totals (
+    venue        TEXT PRIMARY KEY,
+    fills        INTEGER NOT NULL,
+    fees         TEXT NOT NULL,
+    last_fill_ts REAL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS order_fills (
+    client_order_id TEXT PRIMARY KEY,
+    filled          TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS trade_totals (
+    venue    TEXT NOT NULL,
+    symbol   TEXT NOT NULL,
+    fills    INTEGER NOT NULL,
+    amount   TEXT NOT NULL,
+    notional TEXT NOT NULL,
+    fees     TEXT NOT NULL,
+    PRIMARY KEY (venue, symbol)
+) WITHOUT ROWID;
+"""
+
+_SET_META = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+_UPSERT_POSITION = ("INSERT INTO positions (venue, asset, amount) VALUES (?, ?, ?) "
+                    "ON CONFLICT (venue, asset) DO UPDATE SET amount = excluded.amount")
+_UPSERT_VENUE = ("INSERT INTO venue_totals (venue, fills, fees, last_fill_ts) VALUES (?, ?, ?, ?) "
+                 "ON CONFLICT (venue) DO UPDATE SET fills = excluded.fills, fees = excluded.fees, "
+                 "last_fill_ts = excluded.last_fill_ts")
+_UPSERT_TRADES = ("INSERT INTO trade_totals (venue, symbol, fills, amount, notional, fees) VALUES (?, ?, ?, ?, ?, ?) "
+                  "ON CONFLICT (venue, symbol) DO UPDATE SET fills = excluded.fills, amount = excluded.amount, "
+                  "notional = excluded.notional, fees = excluded.fees")
+_UPSERT_ORDER_FILL = ("INSERT INTO order_fills (client_order_id, filled) VALUES (?, ?) "
+                      "ON CONFLICT (client_order_id) DO UPDATE SET filled = excluded.filled")
+_INSERT_EVENT = ("INSERT INTO order_events (client_order_id, status, filled, average_price, venue_order_id, "
+                 "ts, detail) VALUES (?, ?, ?, ?, ?, ?, ?)")
+_INTENT_FIELDS = ("intent_id", "client_order_id", "underlying", "venue", "symbol", "side", "amount", "created_at",
+                  "reduce_only", "order_type", "limit_price", "reason")
+_INTENT_COLUMNS = ", ".join(_INTENT_FIELDS)
+
+
+def _migrate_from_v1(conn: sqlite3.Connection) -> None:
+    """Schema 1 -> 2, inside the opening transaction.
+
+    Version 2 drops what each commit on the reaction path paid for in pages written: the
+    UNIQUE index on ``intents.client_order_id`` (a client id is derived from the intent id,
+    so the rowid finds it), the partial index of open intents (open intents are read from
+    ``meta.open_intents_from`` on), the ``order_events`` index by client id (the intent row
+    carries the last state) and AUTOINCREMENT (its counter is kept in ``meta.intent_id_seq``)."""
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'intents'").fetchone()
+    conn.execute("ALTER TABLE intents RENAME TO intents_v1")
+    conn.execute(_CREATE_INTENTS)
+    conn.execute("INSERT INTO intents SELECT * FROM intents_v1")
+    conn.execute("DROP TABLE intents_v1")  # with its indexes and its sqlite_sequence row
+    conn.execute("DROP INDEX IF EXISTS order_events_by_client_id")
+    last_id = int(conn.execute("SELECT coalesce(max(intent_id), 0) FROM intents").fetchone()[0])
+    seq = max(last_id, 0 if row is None else int(row[0]))
+    first_open = conn.execute("SELECT min(intent_id) FROM intents WHERE is_open = 1").fetchone()[0]
+    conn.executemany(_SET_META, [("schema_version", str(SCHEMA_VERSION)), ("intent_id_seq", str(seq)),
+                                 ("open_intents_from", str(seq + 1 if first_open is None else first_open))])
+    log.warning("ledger schema migrated from version 1 to %d", SCHEMA_VERSION)
