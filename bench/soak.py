@@ -200,7 +200,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ledger", ("hedgerd/ledger.py",)),
     ("risk pass", ("hedgerd/risk.py", "hedgerd/policy.py", "hedgerd/killswitch.py", "hedgerd/engine.py")),
     ("websocket parsing", ("ws/client.py", "ccxt/pro/", "aiohttp/client_ws.py", "aiohttp/_websocket",
-                           "hedgerd/connectors/ccxt_venue.py")),
+                           "hedgerd/connectors/ccxt/")),
 )
 OWNERS = ("hedgerd", "ccxt", "other")
 

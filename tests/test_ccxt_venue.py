@@ -17,22 +17,17 @@ from hedgerd import errors as herr
 from hedgerd import venue_sim
 from hedgerd.clock import RealClock
 from hedgerd.config import HedgeConfig, InventorySource, Settings, VenueConfig, VenueKind, VenueRole
-from hedgerd.connectors.ccxt_venue import (
-    CcxtVenue,
+from hedgerd.connectors.ccxt import CcxtVenue, build_ccxt_venue, create_exchange, venue_symbols
+from hedgerd.connectors.ccxt.convert import (
     MalformedMessage,
-    build_ccxt_venue,
-    create_exchange,
-    map_ccxt_error,
     market_info_from_ccxt,
     order_to_report,
     position_amount,
-    retry_after_from_headers,
-    sanitize_message,
     ticker_to_price,
     to_decimal,
     trade_to_fill,
-    venue_symbols,
 )
+from hedgerd.connectors.ccxt.errors import map_ccxt_error, retry_after_from_headers, sanitize_message
 from hedgerd.models import (
     Fill,
     HedgeIntent,

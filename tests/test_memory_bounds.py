@@ -17,8 +17,8 @@ from pydantic import SecretStr
 from hedgerd import venue_sim
 from hedgerd.clock import RealClock
 from hedgerd.config import VenueConfig, VenueKind, VenueRole
-from hedgerd.connectors import ccxt_venue
-from hedgerd.connectors.ccxt_venue import CCXT_CACHE_LIMITS, CcxtVenue, create_exchange
+from hedgerd.connectors.ccxt import CCXT_CACHE_LIMITS, CcxtVenue, create_exchange
+from hedgerd.connectors.ccxt import venue as ccxt_venue
 from hedgerd.ledger import InventoryLedger
 from hedgerd.models import Fill, OrderStatus, Side
 from tests.test_ccxt_venue import PERP, SPOT, FakeExchange, RecordingSink, make_venue, trade, wait_for

@@ -33,22 +33,35 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 import ccxt
 import structlog
 
 from hedgerd import errors as herr
 from hedgerd.clock import Clock
-from hedgerd.config import VenueConfig, VenueRole
 from hedgerd.connectors.base import VenueEventSink
-from hedgerd.connectors.sim_urls import align_ccxt_exceptions, ccxt_urls
+from hedgerd.connectors.ccxt.convert import (
+    MalformedMessage,
+    _cursor_seconds,
+    _optional_decimal,
+    _order_id_of,
+    _with_symbol,
+    client_order_id_of,
+    market_info_from_ccxt,
+    order_to_report,
+    position_amount,
+    qualified_trade_id,
+    ticker_to_price,
+    to_decimal,
+    trade_to_fill,
+)
+from hedgerd.connectors.ccxt.errors import Operation, map_ccxt_error, retry_after_from_headers, sanitize_message
 from hedgerd.models import (
     ZERO,
     Fill,
@@ -57,18 +70,11 @@ from hedgerd.models import (
     OrderReport,
     OrderStatus,
     OrderType,
-    PriceUpdate,
-    Side,
     is_derivative,
 )
 from hedgerd.reconciliation import PositionSnapshot
 
-if TYPE_CHECKING:
-    from hedgerd.config import Settings
-
 log = structlog.get_logger("hedgerd.ccxt")
-
-Operation = Literal["create", "read", "cancel"]
 
 #: Exchanges whose ``fetch_order`` / ``cancel_order`` accept a client order id parameter, and its name.
 CLIENT_ID_LOOKUP_PARAM: dict[str, str] = {
@@ -80,25 +86,10 @@ CLIENT_ID_LOOKUP_PARAM: dict[str, str] = {
 }
 #: Extra parameters some exchanges need on ``fetch_order`` by client id.
 _FETCH_ORDER_EXTRA: dict[str, dict[str, Any]] = {"bybit": {"acknowledged": True}}
-#: Where exchanges put the client order id in a raw trade or order payload.
-_CLIENT_ID_INFO_KEYS = ("clientOrderId", "clOrdId", "orderLinkId", "newClientOrderId", "c")
-
-_CCXT_STATUS = {
-    "canceled": OrderStatus.CANCELED,
-    "cancelled": OrderStatus.CANCELED,
-    "expired": OrderStatus.EXPIRED,
-    "rejected": OrderStatus.REJECTED,
-}
 #: Longest time range one ``fetch_my_trades`` query may cover (Binance USD-M: 7 days).
 BACKFILL_WINDOW_MS = 7 * 24 * 3600 * 1000
 #: Seconds a fills stream may stay quiet after a message before a catch-up backfill (daemon venues).
 CATCH_UP_DELAY = 1.0
-#: Bounds of ccxt.pro's own caches (a config's ``options`` may set others). hedgerd takes each
-#: watch result at once (only the new entries) and dedupes fills itself, so ccxt's caches of our
-#: trades and orders only bridge the time between two reads: 1,000 is far more than arrive in that
-#: time (a bigger burst falls to the backfills), and stays a few MB per venue. hedgerd watches no
-#: candles, trades of others or order books, so those caches get the minimum.
-CCXT_CACHE_LIMITS: dict[str, int] = {"tradesLimit": 1000, "ordersLimit": 1000, "OHLCVLimit": 1}
 #: Trade ids delivered lately, so the stream's and the backfills' overlapping copies of a fill
 #: go to the ledger once: the backfills reach back their overlap plus their interval (seconds),
 #: which this covers at hundreds of fills/s; an older repeat is still deduped by the ledger.
@@ -114,357 +105,6 @@ ORDER_FILLS_KEPT = 1_000
 SAFETY_BACKFILL_INTERVAL = 5.0
 #: Seconds no request is sent after a rate-limit answer that carries no Retry-After.
 RATE_LIMIT_PAUSE = 1.0
-_FALLBACK_STEP = Decimal("1e-8")  # SIGNIFICANT_DIGITS markets: ccxt's *_to_precision does the rounding
-
-
-class MalformedMessage(ValueError):
-    """A ccxt payload that cannot be trusted (missing field, wrong type, NaN, unknown symbol...)."""
-
-
-# --------------------------------------------------------------------------- secrets & errors
-_URL_QUERY = re.compile(r"((?:https?|wss?)://[^\s?#\"']+)[?#][^\s\"']*")
-_SENSITIVE_PAIR = re.compile(
-    r"(?i)\b(signature|sign|apikey|api_key|api-key|x-mbx-apikey|secret|password|passphrase|listenkey|token)"
-    r"(\"?\s*[=:]\s*\"?)[^\s&\"',}]+")
-_LONG_TOKEN = re.compile(r"\b[A-Za-z0-9]{32,}\b")
-_MAX_MESSAGE = 500
-
-
-def sanitize_message(text: str, secrets: Iterable[str] = ()) -> str:
-    """Strip what could leak credentials from an error text.
-
-    Query strings (signatures, api keys) are removed from URLs, ``key=value`` pairs with
-    sensitive names are masked, long opaque tokens (listen keys, signatures) are masked, and
-    any literal credential passed in ``secrets`` is masked.
-    """
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "<redacted>")
-    text = _URL_QUERY.sub(r"\1?<redacted>", text)
-    text = _SENSITIVE_PAIR.sub(r"\1\2<redacted>", text)
-    text = _LONG_TOKEN.sub("<redacted>", text)
-    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "..."
-
-
-def retry_after_from_headers(headers: Any) -> float | None:
-    """Seconds from a ``Retry-After`` header (case-insensitive); None if absent or not a number."""
-    if not isinstance(headers, Mapping):
-        return None
-    for key, value in headers.items():
-        if isinstance(key, str) and key.lower() == "retry-after":
-            try:
-                seconds = float(value)
-            except (TypeError, ValueError):
-                return None
-            return seconds if math.isfinite(seconds) and seconds >= 0 else None
-    return None
-
-
-def map_ccxt_error(exc: BaseException, operation: Operation, *, retry_after: float | None = None,
-                   secrets: Iterable[str] = ()) -> herr.VenueError:
-    """Translate a ccxt (or transport) exception into the hedgerd error taxonomy.
-
-    The check order matters because ccxt's classes inherit from each other (``OrderNotFound``
-    is an ``InvalidOrder``; ``RateLimitExceeded`` and ``RequestTimeout`` are ``NetworkError``\\ s).
-    On ``create`` anything that may have reached the matching engine (timeouts, 5xx,
-    dropped connections, garbled responses) is :class:`~hedgerd.errors.OrderOutcomeUnknown`;
-    on reads and cancels the same is :class:`~hedgerd.errors.TransientVenueError`.
-    """
-    message = f"{type(exc).__name__}: {sanitize_message(str(exc), secrets)}"
-    creating = operation == "create"
-    if isinstance(exc, ccxt.OrderNotFound):
-        return herr.OrderNotFound(message)
-    if isinstance(exc, ccxt.RateLimitExceeded | ccxt.DDoSProtection):
-        return herr.RateLimited(message, retry_after)
-    if isinstance(exc, ccxt.InsufficientFunds):
-        return herr.InsufficientFunds(message)
-    if isinstance(exc, ccxt.AuthenticationError):  # PermissionDenied, AccountSuspended...
-        return herr.AuthError(message)
-    if isinstance(exc, ccxt.InvalidNonce):  # timestamp outside recvWindow: certainly rejected
-        return herr.TransientVenueError(message)
-    if isinstance(exc, ccxt.NetworkError | ccxt.BadResponse):
-        return herr.OrderOutcomeUnknown(message) if creating else herr.TransientVenueError(message)
-    if isinstance(exc, ccxt.InvalidOrder | ccxt.BadRequest | ccxt.ArgumentsRequired | ccxt.NotSupported
-                  | ccxt.OperationRejected):
-        return herr.InvalidOrder(message)
-    if isinstance(exc, ccxt.ExchangeError):  # the venue answered with an error we do not know
-        return herr.FatalOrderError(message) if creating else herr.TransientVenueError(message)
-    # OperationFailed and transport errors that escaped ccxt's wrapping
-    return herr.OrderOutcomeUnknown(message) if creating else herr.TransientVenueError(message)
-
-
-# --------------------------------------------------------------------------- converters
-def to_decimal(value: Any, field: str, *, positive: bool = False, non_negative: bool = False) -> Decimal:
-    """A finite Decimal from a ccxt number or numeric string (``Decimal(str(x))``, never float math)."""
-    if value is None or isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
-        raise MalformedMessage(f"{field}: expected a number, got {type(value).__name__}")
-    try:
-        number = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise MalformedMessage(f"{field}: not a number: {str(value)[:40]!r}") from None
-    if not number.is_finite():
-        raise MalformedMessage(f"{field}: not finite: {value!r}")
-    if positive and number <= 0:
-        raise MalformedMessage(f"{field}: must be positive, got {number}")
-    if non_negative and number < 0:
-        raise MalformedMessage(f"{field}: must not be negative, got {number}")
-    return number
-
-
-def _optional_decimal(value: Any, field: str, **kwargs: bool) -> Decimal | None:
-    return None if value is None else to_decimal(value, field, **kwargs)
-
-
-def _timestamp_seconds(value: Any, field: str) -> float:
-    ms = to_decimal(value, field, non_negative=True)
-    return float(ms) / 1000.0
-
-
-def _precision_step(value: Any, field: str, precision_mode: int) -> Decimal:
-    if precision_mode == ccxt.TICK_SIZE:
-        return to_decimal(value, field, positive=True)
-    if precision_mode == ccxt.DECIMAL_PLACES:
-        places = to_decimal(value, field, non_negative=True)
-        if places != places.to_integral_value():
-            raise MalformedMessage(f"{field}: decimal places must be an integer, got {places}")
-        return Decimal(1).scaleb(-int(places))
-    return _FALLBACK_STEP
-
-
-def _sub_mapping(parent: Any, key: str) -> Mapping[str, Any]:
-    child = parent.get(key) if isinstance(parent, Mapping) else None
-    return child if isinstance(child, Mapping) else {}
-
-
-def market_info_from_ccxt(market: Mapping[str, Any], precision_mode: int) -> MarketInfo:
-    """:class:`MarketInfo` from a ccxt market (precision per ``exchange.precisionMode``).
-
-    Amount limits are in contracts for derivatives; ``contract_size`` converts to base units.
-    With ``SIGNIFICANT_DIGITS`` precision no tick size exists, so a tiny step is used and the
-    rounding is left to ccxt's ``amount_to_precision``.
-    """
-    symbol = market.get("symbol")
-    base, quote = market.get("base"), market.get("quote")
-    if not (isinstance(symbol, str) and isinstance(base, str) and isinstance(quote, str)):
-        raise MalformedMessage("market: symbol, base and quote must be strings")
-    precision = market.get("precision")
-    if not isinstance(precision, Mapping):
-        raise MalformedMessage(f"{symbol}: no precision")
-    limits = market.get("limits")
-    amount_limits = _sub_mapping(limits, "amount")
-    cost_limits = _sub_mapping(limits, "cost")
-    contract_size = market.get("contractSize")
-    return MarketInfo(
-        symbol=symbol, base=base, quote=quote,
-        amount_step=_precision_step(precision.get("amount"), f"{symbol}.precision.amount", precision_mode),
-        price_step=_precision_step(precision.get("price"), f"{symbol}.precision.price", precision_mode),
-        min_amount=_optional_decimal(amount_limits.get("min"), f"{symbol}.limits.amount.min",
-                                     non_negative=True) or ZERO,
-        max_amount=_optional_decimal(amount_limits.get("max"), f"{symbol}.limits.amount.max", positive=True),
-        min_notional=_optional_decimal(cost_limits.get("min"), f"{symbol}.limits.cost.min",
-                                       non_negative=True) or ZERO,
-        contract_size=(Decimal(1) if contract_size is None
-                       else to_decimal(contract_size, f"{symbol}.contractSize", positive=True)),
-    )
-
-
-def client_order_id_of(payload: Mapping[str, Any]) -> str | None:
-    """The client order id of a ccxt trade or order: unified field first, then the raw ``info``."""
-    value = payload.get("clientOrderId")
-    if isinstance(value, str) and value:
-        return value
-    info = payload.get("info")
-    if isinstance(info, Mapping):
-        for key in _CLIENT_ID_INFO_KEYS:
-            value = info.get(key)
-            if isinstance(value, str) and value:
-                return value
-    return None
-
-
-def _side(value: Any, field: str) -> Side:
-    if value not in ("buy", "sell"):
-        raise MalformedMessage(f"{field}: expected 'buy' or 'sell', got {str(value)[:20]!r}")
-    return Side(value)
-
-
-def _fee(payload: Mapping[str, Any], field: str) -> tuple[Decimal, str | None]:
-    fee = payload.get("fee")
-    if fee is None:
-        return ZERO, None
-    if not isinstance(fee, Mapping):
-        raise MalformedMessage(f"{field}: expected a mapping")
-    cost = _optional_decimal(fee.get("cost"), f"{field}.cost") or ZERO
-    currency = fee.get("currency")
-    if currency is not None and not isinstance(currency, str):
-        raise MalformedMessage(f"{field}.currency: expected a string")
-    return cost, currency
-
-
-def qualified_trade_id(symbol: str, trade_id: str) -> str:
-    """Venue-unique trade id: exchanges number trades per symbol."""
-    return f"{symbol}#{trade_id}"
-
-
-#: Fields a Binance user-data trade execution (``executionReport`` / ``ORDER_TRADE_UPDATE`` with
-#: ``x == "TRADE"``) must carry itself: without them ccxt fills in the order's quantity (``q``), the
-#: order price (``p``) or a side guessed from the maker flag, which would journal a wrong fill.
-_BINANCE_EXECUTION_FIELDS = ("S", "l", "L", "t", "T")
-
-
-def _check_raw_execution(info: Any, trade_id: str) -> None:
-    """Reject a Binance websocket trade execution whose own side/quantity/price/id/time is missing."""
-    if not isinstance(info, Mapping) or info.get("x") != "TRADE":
-        return
-    for key in _BINANCE_EXECUTION_FIELDS:
-        value = info.get(key)
-        if value is None or value == "" or isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise MalformedMessage(f"trade {trade_id}: execution field {key!r} missing or not a scalar")
-    if info["S"] not in ("BUY", "SELL"):
-        raise MalformedMessage(f"trade {trade_id}: execution side {str(info['S'])[:20]!r}")
-    to_decimal(info["l"], f"trade {trade_id}.l", positive=True)
-    to_decimal(info["L"], f"trade {trade_id}.L", positive=True)
-
-
-def trade_to_fill(venue: str, trade: Mapping[str, Any], markets: Mapping[str, MarketInfo], received_at: float,
-                  *, expected_symbol: str | None = None, defaults: Mapping[str, Any] | None = None,
-                  client_order_id: str | None = None) -> Fill:
-    """A :class:`Fill` in base units from a ccxt trade; raises :class:`MalformedMessage`.
-
-    ``defaults`` fills ``symbol``/``side``/``timestamp`` a trade embedded in an order may lack;
-    ``client_order_id`` overrides what the trade itself carries.
-    """
-    if not isinstance(trade, Mapping):
-        raise MalformedMessage(f"trade: expected a mapping, got {type(trade).__name__}")
-    defaults = defaults or {}
-
-    def pick(key: str) -> Any:
-        value = trade.get(key)
-        return defaults.get(key) if value is None else value
-
-    raw_id = trade.get("id")
-    if isinstance(raw_id, int) and not isinstance(raw_id, bool):
-        raw_id = str(raw_id)
-    if not isinstance(raw_id, str) or not raw_id:
-        raise MalformedMessage("trade.id: missing")
-    symbol = pick("symbol")
-    if not isinstance(symbol, str):
-        raise MalformedMessage(f"trade {raw_id}: symbol missing")
-    market = markets.get(symbol)
-    if market is None or (expected_symbol is not None and symbol != expected_symbol):
-        raise MalformedMessage(f"trade {raw_id}: unknown symbol {symbol[:40]!r}")
-    contracts = to_decimal(trade.get("amount"), f"trade {raw_id}.amount", positive=True)
-    if market.max_amount is not None and contracts > market.max_amount:
-        raise MalformedMessage(f"trade {raw_id}.amount: {contracts} exceeds the market's maximum order "
-                               f"amount {market.max_amount}")
-    _check_raw_execution(trade.get("info"), raw_id)
-    fee, fee_currency = _fee(trade, f"trade {raw_id}.fee")
-    cid = client_order_id if client_order_id is not None else client_order_id_of(trade)
-    return Fill(
-        venue=venue, trade_id=qualified_trade_id(symbol, raw_id), symbol=symbol,
-        side=_side(pick("side"), f"trade {raw_id}.side"),
-        amount=contracts * market.contract_size,
-        price=to_decimal(trade.get("price"), f"trade {raw_id}.price", positive=True),
-        fee=fee, fee_currency=fee_currency,
-        ts=_timestamp_seconds(pick("timestamp"), f"trade {raw_id}.timestamp"),
-        received_at=received_at, client_order_id=cid,
-    )
-
-
-def ticker_to_price(venue: str, symbol: str, ticker: Mapping[str, Any], received_at: float,
-                    now: float) -> PriceUpdate:
-    """Best bid/ask from a ccxt ticker (``timestamp`` missing → ``now``); raises MalformedMessage."""
-    if not isinstance(ticker, Mapping):
-        raise MalformedMessage(f"ticker {symbol}: expected a mapping")
-    ts_raw = ticker.get("timestamp")
-    return PriceUpdate(
-        venue=venue, symbol=symbol,
-        bid=to_decimal(ticker.get("bid"), f"ticker {symbol}.bid", positive=True),
-        ask=to_decimal(ticker.get("ask"), f"ticker {symbol}.ask", positive=True),
-        ts=now if ts_raw is None else _timestamp_seconds(ts_raw, f"ticker {symbol}.timestamp"),
-        received_at=received_at)
-
-
-def order_status(order: Mapping[str, Any], filled: Decimal) -> OrderStatus:
-    """ccxt's order status → :class:`OrderStatus` (``open`` splits on the filled amount)."""
-    status = order.get("status")
-    if status == "closed":
-        return OrderStatus.FILLED
-    if status in _CCXT_STATUS:
-        return _CCXT_STATUS[status]
-    if status in ("open", None):  # None: acknowledged without a state (e.g. an ACK response)
-        return OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.SUBMITTED
-    raise MalformedMessage(f"order status: unknown {str(status)[:20]!r}")
-
-
-def order_to_report(venue: str, order: Mapping[str, Any], market: MarketInfo, received_at: float, *,
-                    client_order_id: str | None = None, fills: Sequence[Fill] = ()) -> OrderReport:
-    """An :class:`OrderReport` (filled in base units) from a ccxt order; raises MalformedMessage.
-
-    ``client_order_id`` defaults to the one the order carries ("" if none).
-
-    Trades embedded in the order (``order['trades']``) become its fills unless ``fills`` is given.
-    """
-    if not isinstance(order, Mapping):
-        raise MalformedMessage(f"order: expected a mapping, got {type(order).__name__}")
-    cid = client_order_id if client_order_id is not None else (client_order_id_of(order) or "")
-    symbol = order.get("symbol")
-    if symbol != market.symbol:
-        raise MalformedMessage(f"order {cid}: symbol {str(symbol)[:40]!r} is not {market.symbol}")
-    filled = (_optional_decimal(order.get("filled"), f"order {cid}.filled", non_negative=True)
-              or ZERO) * market.contract_size
-    average = _optional_decimal(order.get("average"), f"order {cid}.average", positive=True)
-    if average is None and filled > 0:
-        average = _optional_decimal(order.get("price"), f"order {cid}.price", positive=True)
-    fee, _ = _fee(order, f"order {cid}.fee")
-    venue_order_id = order.get("id")
-    if not isinstance(venue_order_id, str | int) or isinstance(venue_order_id, bool) or venue_order_id == "":
-        raise MalformedMessage(f"order {cid}: no venue order id")
-    ts_raw = order.get("lastTradeTimestamp") or order.get("timestamp")
-    ts = 0.0 if ts_raw is None else _timestamp_seconds(ts_raw, f"order {cid}.timestamp")
-    if not fills:
-        trades = order.get("trades") or ()
-        if not isinstance(trades, Sequence):
-            raise MalformedMessage(f"order {cid}: trades must be a list")
-        defaults = {"symbol": market.symbol, "side": order.get("side"),
-                    "timestamp": order.get("lastTradeTimestamp") or order.get("timestamp")}
-        fills = [trade_to_fill(venue, t, {market.symbol: market}, received_at, expected_symbol=market.symbol,
-                               defaults=defaults, client_order_id=cid) for t in trades]
-    if not fee and fills:
-        fee = sum((f.fee for f in fills), ZERO)
-    return OrderReport(
-        client_order_id=cid, symbol=market.symbol, status=order_status(order, filled), filled=filled,
-        average_price=average, fee=fee,
-        venue_order_id=str(venue_order_id),
-        ts=ts, fills=tuple(fills))
-
-
-def position_amount(position: Mapping[str, Any], market: MarketInfo) -> Decimal:
-    """Signed base-unit position from a ccxt position (``contracts * contractSize``, short negative)."""
-    if not isinstance(position, Mapping):
-        raise MalformedMessage("position: expected a mapping")
-    contracts = _optional_decimal(position.get("contracts"), f"position {market.symbol}.contracts") or ZERO
-    side = position.get("side")
-    if side not in ("long", "short", None):
-        raise MalformedMessage(f"position {market.symbol}: unknown side {str(side)[:20]!r}")
-    size_raw = position.get("contractSize")
-    size = market.contract_size if size_raw is None else to_decimal(
-        size_raw, f"position {market.symbol}.contractSize", positive=True)
-    amount = abs(contracts) * size
-    if side == "short" or (side is None and contracts < 0):
-        return -amount
-    return amount
-
-
-def deep_merge(target: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge ``override`` into ``target`` recursively (in place) and return it."""
-    for key, value in override.items():
-        current = target.get(key)
-        if isinstance(value, Mapping) and isinstance(current, dict):
-            deep_merge(current, value)
-        else:
-            target[key] = dict(value) if isinstance(value, Mapping) else value
-    return target
 
 
 # --------------------------------------------------------------------------- the venue
@@ -1334,117 +974,3 @@ class CcxtVenue:
             except Exception as exc:  # closing must not fail shutdown
                 log.warning("venue_close_failed", venue=self.name,
                             error=sanitize_message(repr(exc), self._secrets))
-
-
-def _cursor_seconds(value: Any) -> float | None:
-    """A ccxt ``timestamp`` (epoch ms) as epoch seconds; None when absent, zero or malformed."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        return None
-    return float(value) / 1000.0
-
-
-def _order_id_of(trade: Any) -> str | None:
-    order_id = trade.get("order") if isinstance(trade, Mapping) else None
-    if isinstance(order_id, bool) or not isinstance(order_id, str | int) or order_id == "":
-        return None
-    return str(order_id)
-
-
-def _with_symbol(order: Any, symbol: str) -> Any:
-    """Orders from some endpoints omit the symbol we asked about; fill it in."""
-    if isinstance(order, Mapping) and order.get("symbol") is None:
-        return {**order, "symbol": symbol}
-    return order
-
-
-# --------------------------------------------------------------------------- construction
-def venue_symbols(cfg: VenueConfig, settings: Settings) -> list[str]:
-    """The unified symbols a ccxt venue serves.
-
-    ``cfg.options["symbols"]`` (a list) wins when given. Otherwise a hedge venue serves the
-    ``symbol`` of every hedge whose ``venue`` is this venue, and an inventory venue serves
-    ``"<asset>/USDT"`` for every inventory source on this venue.
-    """
-    path = _venue_path(cfg, settings)
-    explicit = cfg.options.get("symbols")
-    if explicit is not None:
-        if not isinstance(explicit, list) or not all(isinstance(s, str) and "/" in s for s in explicit):
-            raise herr.ConfigError(f"{path}.options.symbols", "must be a list of unified symbols")
-        symbols = list(explicit)
-    elif cfg.role is VenueRole.HEDGE:
-        symbols = [h.symbol for h in settings.hedges if h.venue == cfg.name]
-    else:
-        symbols = [f"{src.asset}/USDT" for h in settings.hedges for src in h.inventory
-                   if src.venue == cfg.name]
-    symbols = list(dict.fromkeys(symbols))
-    if not symbols:
-        raise herr.ConfigError(path, f"no hedge or inventory uses venue {cfg.name!r} "
-                               "(set options.symbols to stream something anyway)")
-    return symbols
-
-
-def _venue_path(cfg: VenueConfig, settings: Settings) -> str:
-    for index, venue in enumerate(settings.venues):
-        if venue.name == cfg.name:
-            return f"venues.{index}"
-    return f"venues.{cfg.name}"
-
-
-def create_exchange(cfg: VenueConfig, *, timeout: float | None = None, path: str | None = None) -> Any:
-    """A ``ccxt.pro`` exchange (``ccxt.async_support`` if pro lacks it) configured from ``cfg``.
-
-    ``cfg.options`` go to ccxt (minus hedgerd's own ``symbols`` key); sandbox mode is applied, or
-    with ``cfg.sim_base_url`` every url ccxt calls is replaced by the simulator's, before
-    ``cfg.urls`` is deep-merged into ``exchange.urls`` (then ccxt's per-market error tables are
-    made host-independent). Credentials are never logged.
-    """
-    import ccxt.async_support as ccxt_async
-    import ccxt.pro as ccxt_pro
-
-    exchange_id = cfg.exchange or ""
-    cls = getattr(ccxt_pro, exchange_id, None) or getattr(ccxt_async, exchange_id, None)
-    if not isinstance(cls, type):
-        raise herr.ConfigError(f"{path or 'venues.' + cfg.name}.exchange",
-                               f"unknown ccxt exchange id {exchange_id!r}")
-    params: dict[str, Any] = {
-        "enableRateLimit": True,
-        "options": {**CCXT_CACHE_LIMITS, **{k: v for k, v in cfg.options.items() if k != "symbols"}},
-    }
-    if timeout is not None:
-        params["timeout"] = int(timeout * 1000)
-        if exchange_id.startswith("binance") and "recvWindow" not in params["options"]:
-            # The venue drops a signed request older than this: an order we stopped waiting
-            # for cannot execute later (the executor resends only after that; Binance max 60 s).
-            params["options"]["recvWindow"] = min(60_000, max(1, int(timeout * 1000)))
-    for key, secret in (("apiKey", cfg.api_key), ("secret", cfg.secret), ("password", cfg.password)):
-        if secret is not None and secret.get_secret_value():
-            params[key] = secret.get_secret_value()
-    exchange = cls(params)
-    if cfg.sandbox:
-        exchange.set_sandbox_mode(True)
-    if cfg.sim_base_url is not None:
-        # the whole table is replaced, not merged, so no section is left pointing at the exchange
-        exchange.urls["api"] = ccxt_urls(cfg.sim_base_url)
-        log.warning("venue_on_simulator", venue=cfg.name, sim_base_url=cfg.sim_base_url)
-    if cfg.urls:
-        deep_merge(exchange.urls, cfg.urls)
-    if cfg.urls or cfg.sim_base_url is not None:
-        # ccxt picks Binance's market-specific error tables by host name; keep them on other hosts
-        align_ccxt_exceptions(exchange)
-    return exchange
-
-
-def build_ccxt_venue(cfg: VenueConfig, settings: Settings, clock: Clock) -> CcxtVenue:
-    """The connector for one ``kind = "ccxt"`` venue (see :func:`venue_symbols` for what it streams)."""
-    symbols = venue_symbols(cfg, settings)
-    exchange = create_exchange(cfg, timeout=settings.executor.order_timeout, path=_venue_path(cfg, settings))
-    secrets = [s.get_secret_value() for s in (cfg.api_key, cfg.secret, cfg.password) if s is not None]
-    hedge = cfg.role is VenueRole.HEDGE
-    return CcxtVenue(cfg.name, exchange, clock, symbols=symbols,
-                     own_client_id_prefix=settings.executor.client_id_prefix, secrets=secrets,
-                     stream_orders=hedge, stream_positions=hedge, resolve_client_ids=hedge,
-                     # the start-up backfill must not reach further back than the engine's
-                     # reconciliation snapshot, which journals the fills an adopted balance includes
-                     backfill_overlap=settings.reconcile.backfill_overlap,
-                     catch_up_delay=CATCH_UP_DELAY, backfill_when_live=True,
-                     safety_backfill_interval=SAFETY_BACKFILL_INTERVAL)
