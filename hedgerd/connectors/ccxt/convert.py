@@ -54,7 +54,8 @@ def to_decimal(value: Any, field: str, *, positive: bool = False, non_negative: 
     return number
 
 
-def _optional_decimal(value: Any, field: str, **kwargs: bool) -> Decimal | None:
+def optional_decimal(value: Any, field: str, **kwargs: bool) -> Decimal | None:
+    """:func:`to_decimal`, or None for an absent value."""
     return None if value is None else to_decimal(value, field, **kwargs)
 
 
@@ -101,10 +102,10 @@ def market_info_from_ccxt(market: Mapping[str, Any], precision_mode: int) -> Mar
         symbol=symbol, base=base, quote=quote,
         amount_step=_precision_step(precision.get("amount"), f"{symbol}.precision.amount", precision_mode),
         price_step=_precision_step(precision.get("price"), f"{symbol}.precision.price", precision_mode),
-        min_amount=_optional_decimal(amount_limits.get("min"), f"{symbol}.limits.amount.min",
+        min_amount=optional_decimal(amount_limits.get("min"), f"{symbol}.limits.amount.min",
                                      non_negative=True) or ZERO,
-        max_amount=_optional_decimal(amount_limits.get("max"), f"{symbol}.limits.amount.max", positive=True),
-        min_notional=_optional_decimal(cost_limits.get("min"), f"{symbol}.limits.cost.min",
+        max_amount=optional_decimal(amount_limits.get("max"), f"{symbol}.limits.amount.max", positive=True),
+        min_notional=optional_decimal(cost_limits.get("min"), f"{symbol}.limits.cost.min",
                                        non_negative=True) or ZERO,
         contract_size=(Decimal(1) if contract_size is None
                        else to_decimal(contract_size, f"{symbol}.contractSize", positive=True)),
@@ -137,7 +138,7 @@ def _fee(payload: Mapping[str, Any], field: str) -> tuple[Decimal, str | None]:
         return ZERO, None
     if not isinstance(fee, Mapping):
         raise MalformedMessage(f"{field}: expected a mapping")
-    cost = _optional_decimal(fee.get("cost"), f"{field}.cost") or ZERO
+    cost = optional_decimal(fee.get("cost"), f"{field}.cost") or ZERO
     currency = fee.get("currency")
     if currency is not None and not isinstance(currency, str):
         raise MalformedMessage(f"{field}.currency: expected a string")
@@ -254,11 +255,11 @@ def order_to_report(venue: str, order: Mapping[str, Any], market: MarketInfo, re
     symbol = order.get("symbol")
     if symbol != market.symbol:
         raise MalformedMessage(f"order {cid}: symbol {str(symbol)[:40]!r} is not {market.symbol}")
-    filled = (_optional_decimal(order.get("filled"), f"order {cid}.filled", non_negative=True)
+    filled = (optional_decimal(order.get("filled"), f"order {cid}.filled", non_negative=True)
               or ZERO) * market.contract_size
-    average = _optional_decimal(order.get("average"), f"order {cid}.average", positive=True)
+    average = optional_decimal(order.get("average"), f"order {cid}.average", positive=True)
     if average is None and filled > 0:
-        average = _optional_decimal(order.get("price"), f"order {cid}.price", positive=True)
+        average = optional_decimal(order.get("price"), f"order {cid}.price", positive=True)
     fee, _ = _fee(order, f"order {cid}.fee")
     venue_order_id = order.get("id")
     if not isinstance(venue_order_id, str | int) or isinstance(venue_order_id, bool) or venue_order_id == "":
@@ -286,7 +287,7 @@ def position_amount(position: Mapping[str, Any], market: MarketInfo) -> Decimal:
     """Signed base-unit position from a ccxt position (``contracts * contractSize``, short negative)."""
     if not isinstance(position, Mapping):
         raise MalformedMessage("position: expected a mapping")
-    contracts = _optional_decimal(position.get("contracts"), f"position {market.symbol}.contracts") or ZERO
+    contracts = optional_decimal(position.get("contracts"), f"position {market.symbol}.contracts") or ZERO
     side = position.get("side")
     if side not in ("long", "short", None):
         raise MalformedMessage(f"position {market.symbol}: unknown side {str(side)[:20]!r}")
@@ -300,21 +301,22 @@ def position_amount(position: Mapping[str, Any], market: MarketInfo) -> Decimal:
 
 
 
-def _cursor_seconds(value: Any) -> float | None:
+def cursor_seconds(value: Any) -> float | None:
     """A ccxt ``timestamp`` (epoch ms) as epoch seconds; None when absent, zero or malformed."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
         return None
     return float(value) / 1000.0
 
 
-def _order_id_of(trade: Any) -> str | None:
+def order_id_of(trade: Any) -> str | None:
+    """The venue order id a ccxt trade belongs to, as a string; None when absent or malformed."""
     order_id = trade.get("order") if isinstance(trade, Mapping) else None
     if isinstance(order_id, bool) or not isinstance(order_id, str | int) or order_id == "":
         return None
     return str(order_id)
 
 
-def _with_symbol(order: Any, symbol: str) -> Any:
+def with_symbol(order: Any, symbol: str) -> Any:
     """Orders from some endpoints omit the symbol we asked about; fill it in."""
     if isinstance(order, Mapping) and order.get("symbol") is None:
         return {**order, "symbol": symbol}

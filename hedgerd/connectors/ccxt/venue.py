@@ -1,11 +1,11 @@
 """Real exchanges through ccxt: REST via ``ccxt.async_support``, streams via ``ccxt.pro``.
 
 :class:`CcxtVenue` implements :class:`~hedgerd.connectors.base.Venue` on top of one ccxt
-exchange object. Everything ccxt returns crosses into hedgerd through the pure converters in
-this module (:func:`trade_to_fill`, :func:`ticker_to_price`, :func:`order_to_report`,
-:func:`market_info_from_ccxt`, :func:`position_amount`), which turn floats into ``Decimal``
-via ``str`` and reject malformed payloads; every ccxt exception leaves through
-:func:`map_ccxt_error` as a :class:`~hedgerd.errors.VenueError` with secrets stripped.
+exchange object. Everything ccxt returns crosses into hedgerd through the pure converters of
+:mod:`hedgerd.connectors.ccxt.convert`, which turn floats into ``Decimal`` via ``str`` and
+reject malformed payloads; every ccxt exception leaves through
+:func:`~hedgerd.connectors.ccxt.errors.map_ccxt_error` as a :class:`~hedgerd.errors.VenueError`
+with secrets stripped.
 
 Streams (one task each, reconnecting with jittered exponential back-off on the injected clock):
 
@@ -48,18 +48,18 @@ from hedgerd.clock import Clock
 from hedgerd.connectors.base import VenueEventSink
 from hedgerd.connectors.ccxt.convert import (
     MalformedMessage,
-    _cursor_seconds,
-    _optional_decimal,
-    _order_id_of,
-    _with_symbol,
     client_order_id_of,
+    cursor_seconds,
     market_info_from_ccxt,
+    optional_decimal,
+    order_id_of,
     order_to_report,
     position_amount,
     qualified_trade_id,
     ticker_to_price,
     to_decimal,
     trade_to_fill,
+    with_symbol,
 )
 from hedgerd.connectors.ccxt.errors import Operation, map_ccxt_error, retry_after_from_headers, sanitize_message
 from hedgerd.models import (
@@ -289,7 +289,7 @@ class CcxtVenue:
     def _trade_to_fill(self, trade: Any, received_at: float, expected_symbol: str | None) -> Fill:
         fill = trade_to_fill(self.name, trade, self._markets, received_at, expected_symbol=expected_symbol)
         cid = self._own_cid(fill.client_order_id)
-        order_id = _order_id_of(trade)
+        order_id = order_id_of(trade)
         if cid is None and order_id is not None:
             cid = self._own_cid(self._cid_by_order_id.get(order_id) or None)
         return fill if cid == fill.client_order_id else replace(fill, client_order_id=cid)
@@ -303,7 +303,7 @@ class CcxtVenue:
         if not self.resolve_client_ids:
             return
         unknown = {oid for t in trades if isinstance(t, Mapping) and client_order_id_of(t) is None
-                   and (oid := _order_id_of(t)) is not None and oid not in self._cid_by_order_id}
+                   and (oid := order_id_of(t)) is not None and oid not in self._cid_by_order_id}
         for order_id in sorted(unknown):
             try:
                 order = await self._call("read", "fetch_order", order_id, symbol)
@@ -381,7 +381,7 @@ class CcxtVenue:
         order = await self._call("create", "create_order", symbol, order_type, intent.side.value, contracts,
                                  limit, params)
         try:
-            return self._order_report(_with_symbol(order, symbol), client_order_id=intent.client_order_id)
+            return self._order_report(with_symbol(order, symbol), client_order_id=intent.client_order_id)
         except MalformedMessage as exc:
             # Accepted, but we cannot read the answer: the caller must look the order up.
             raise herr.OrderOutcomeUnknown(f"{intent.client_order_id}: unreadable response: {exc}") from None
@@ -415,7 +415,7 @@ class CcxtVenue:
         """Trades of a (partly) filled order, cached per filled amount; best effort."""
         order_id = order.get("id")
         try:
-            filled = _optional_decimal(order.get("filled"), "order.filled") or ZERO
+            filled = optional_decimal(order.get("filled"), "order.filled") or ZERO
         except MalformedMessage:
             return ()
         if order.get("trades") or order_id is None or filled <= 0:
@@ -458,7 +458,7 @@ class CcxtVenue:
         order = await self._find_order(symbol, client_order_id)
         if order is None:
             return None
-        order = _with_symbol(order, symbol)
+        order = with_symbol(order, symbol)
         fills = await self._fills_of(order, symbol, client_order_id)
         try:
             return self._order_report(order, client_order_id=client_order_id, fills=fills)
@@ -483,7 +483,7 @@ class CcxtVenue:
         except herr.OrderNotFound:
             return None
         try:
-            return self._order_report(_with_symbol(order, symbol), client_order_id=client_order_id)
+            return self._order_report(with_symbol(order, symbol), client_order_id=client_order_id)
         except MalformedMessage as exc:
             self._report("malformed", str(exc))
             return OrderReport(client_order_id=client_order_id, symbol=symbol, status=OrderStatus.UNKNOWN)
@@ -495,7 +495,7 @@ class CcxtVenue:
         for sym in ([symbol] if symbol else self.symbols):
             for order in await self._call("read", "fetch_open_orders", sym) or ():
                 try:
-                    reports.append(self._order_report(_with_symbol(order, sym)))
+                    reports.append(self._order_report(with_symbol(order, sym)))
                 except MalformedMessage as exc:
                     self._report("malformed", str(exc))
         return reports
@@ -531,7 +531,7 @@ class CcxtVenue:
                     self._report("malformed", str(exc))
                     raise herr.TransientVenueError(f"{self.name}: malformed position: {exc}") from None
                 rows[held] = rows.get(held, 0) + 1
-                stamp = _cursor_seconds(position.get("timestamp"))
+                stamp = cursor_seconds(position.get("timestamp"))
                 if stamp is not None and rows[held] == 1:
                     as_of[held] = stamp
                 else:  # hedge mode: each side has its own time, none is the symbol's
@@ -555,7 +555,7 @@ class CcxtVenue:
                 except MalformedMessage as exc:
                     self._report("malformed", str(exc))
                     raise herr.TransientVenueError(f"{self.name}: malformed balance: {exc}") from None
-            stamp = _cursor_seconds(balance.get("timestamp"))
+            stamp = cursor_seconds(balance.get("timestamp"))
             if stamp is not None:
                 as_of.update((key, stamp) for key in result if not is_derivative(key))
         return PositionSnapshot(result, as_of)
