@@ -597,7 +597,7 @@ async def test_fetch_open_orders_per_symbol() -> None:
                                        {"garbage": True}]
     sink = RecordingSink()
     venue = make_venue(ex)
-    venue._sink = sink
+    venue.client.sink = sink
     reports = await venue.fetch_open_orders()
     assert ex.called("fetch_open_orders") == [(PERP,)]
     assert [(r.client_order_id, r.status) for r in reports] == [
@@ -674,18 +674,18 @@ async def test_backfill_skips_converting_and_resolving_what_was_delivered_but_pa
     ex.results["fetch_order"] = lambda order_id, symbol: ccxt_order(f"hgdabcx{order_id}", order_id=order_id)
     venue = make_venue(ex, backfill_page_limit=2, backfill_overlap=5.0)
     sink = RecordingSink()
-    venue._sink = sink
+    venue.client.sink = sink
     await venue.load_markets()
-    assert await venue._deliver_trades([dict(t, info={"c": "web_x"}) for t in ex.my_trades[:4]], symbol=PERP)
+    assert await venue.fills.deliver_trades([dict(t, info={"c": "web_x"}) for t in ex.my_trades[:4]], symbol=PERP)
     converted: list[str] = []
-    convert = venue._trade_to_fill
+    convert = venue.fills._trade_to_fill
 
     def counting(raw: Any, received_at: float, expected_symbol: str | None) -> Fill:
         converted.append(str(raw["id"]))
         return convert(raw, received_at, expected_symbol)
 
-    venue._trade_to_fill = counting  # type: ignore[method-assign]
-    assert await venue._backfill(PERP)
+    venue.fills._trade_to_fill = counting  # type: ignore[method-assign]
+    assert await venue.fills.backfill(PERP)
     assert set(converted) == {"5", "6"}  # the four delivered ones were neither converted again ...
     assert sorted(args[0] for args in ex.called("fetch_order")) == ["905", "906"]  # ... nor looked up
     assert [f.trade_id for f in sink.fills] == [f"{PERP}#{i}" for i in range(1, 7)]
@@ -926,7 +926,7 @@ async def test_build_ccxt_venue_and_unknown_exchange() -> None:
     try:
         assert venue.name == "bn-perp" and venue.symbols == (PERP, "ETH/USDT:USDT")
         assert venue.own_client_id_prefix == settings.executor.client_id_prefix
-        assert "secret-perp-456" in venue._secrets
+        assert "secret-perp-456" in venue.client.secrets
     finally:
         await venue.close()
     bogus = settings.venues[1].model_copy(update={"exchange": "nosuchexchange"})

@@ -12,8 +12,10 @@ from hedgerd import errors as herr
 from hedgerd.clock import Clock
 from hedgerd.config import Settings, VenueConfig, VenueRole
 from hedgerd.connectors.ccxt.errors import align_ccxt_exceptions
+from hedgerd.connectors.ccxt.fills import SAFETY_BACKFILL_INTERVAL
+from hedgerd.connectors.ccxt.streams import CATCH_UP_DELAY
 from hedgerd.connectors.ccxt.urls import ccxt_urls
-from hedgerd.connectors.ccxt.venue import CATCH_UP_DELAY, SAFETY_BACKFILL_INTERVAL, CcxtVenue
+from hedgerd.connectors.ccxt.venue import CcxtVenue
 
 log = structlog.get_logger("hedgerd.ccxt")
 
