@@ -8,8 +8,6 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-import ccxt
-
 from hedgerd import errors as herr
 
 Operation = Literal["create", "read", "cancel"]
@@ -63,6 +61,8 @@ def map_ccxt_error(exc: BaseException, operation: Operation, *, retry_after: flo
     dropped connections, garbled responses) is :class:`~hedgerd.errors.OrderOutcomeUnknown`;
     on reads and cancels the same is :class:`~hedgerd.errors.TransientVenueError`.
     """
+    import ccxt  # here, not at the top: the simulator imports align_ccxt_exceptions without ccxt
+
     message = f"{type(exc).__name__}: {sanitize_message(str(exc), secrets)}"
     creating = operation == "create"
     if isinstance(exc, ccxt.OrderNotFound):
