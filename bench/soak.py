@@ -194,13 +194,14 @@ def fit(result: Result) -> None:
 #: (stage, frame markers): a sample goes to the first stage with a marker on its stack. The
 #: backfills come first so their ledger and conversion work counts as backfill cost.
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("backfill polling", ("_safety_backfills (", "_backfill (", "_confirm_backfill (", "_catch_up_when_quiet (",
+    ("backfill polling", ("safety_backfills (", "backfill (", "_catch_up_when_quiet (",
                           "fetch_fills_since (", "_poll_phase (")),
-    ("order path", ("hedgerd/executor.py", "create_order (", "fetch_order (")),
-    ("ledger", ("hedgerd/ledger.py",)),
-    ("risk pass", ("hedgerd/risk.py", "hedgerd/policy.py", "hedgerd/killswitch.py", "hedgerd/engine.py")),
+    ("order path", ("hedgerd/executor/", "create_order (", "fetch_order (")),
+    ("ledger", ("hedgerd/ledger/",)),
+    ("risk pass", ("hedgerd/risk/", "hedgerd/risk_loop.py", "hedgerd/policy/", "hedgerd/killswitch.py",
+                   "hedgerd/engine.py")),
     ("websocket parsing", ("ws/client.py", "ccxt/pro/", "aiohttp/client_ws.py", "aiohttp/_websocket",
-                           "hedgerd/connectors/ccxt_venue.py")),
+                           "hedgerd/connectors/ccxt/")),
 )
 OWNERS = ("hedgerd", "ccxt", "other")
 

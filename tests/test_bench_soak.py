@@ -45,17 +45,17 @@ def test_fit_reports_too_few_samples() -> None:
 
 
 def test_stacks_go_to_the_first_stage_with_a_marker_and_to_the_innermost_owner() -> None:
-    ws = ("run (asyncio/runners.py:118);_run (hedgerd/connectors/ccxt_venue.py:1040);"
+    ws = ("run (asyncio/runners.py:118);_run (hedgerd/connectors/ccxt/streams.py:191);"
           "handle_message (ccxt/pro/binance.py:5355);parse_trade (ccxt/base/exchange.py:100);"
           "loads (json/__init__.py:1)")
     assert classify(ws) == ("websocket parsing", "ccxt")
-    ledger = ("_run (hedgerd/connectors/ccxt_venue.py:1040);on_fills (hedgerd/engine.py:370);"
-              "flush_now (hedgerd/ledger.py:840);execute (sqlite3:0)")
+    ledger = ("_run (hedgerd/connectors/ccxt/streams.py:191);on_fills (hedgerd/engine.py:370);"
+              "flush_now (hedgerd/ledger/ledger.py:840);execute (sqlite3:0)")
     assert classify(ledger) == ("ledger", "hedgerd")
-    backfill = ("_safety_backfills (hedgerd/connectors/ccxt_venue.py:1170);on_fills (hedgerd/engine.py:370);"
-                "flush_now (hedgerd/ledger.py:840)")
+    backfill = ("safety_backfills (hedgerd/connectors/ccxt/fills.py:112);on_fills (hedgerd/engine.py:370);"
+                "flush_now (hedgerd/ledger/ledger.py:840)")
     assert classify(backfill) == ("backfill polling", "hedgerd")
-    order = ("_execute (hedgerd/executor.py:500);create_order (ccxt/async_support/binance.py:10)")
+    order = ("_execute (hedgerd/executor/executor.py:500);create_order (ccxt/async_support/binance.py:10)")
     assert classify(order) == ("order path", "ccxt")
     assert classify("_run_once (asyncio/base_events.py:1900);select (selectors.py:1)") == ("other", "other")
     main, other = "thread (42): MainThread;", "thread (43): ledger-checkpoint;"

@@ -17,22 +17,17 @@ from hedgerd import errors as herr
 from hedgerd import venue_sim
 from hedgerd.clock import RealClock
 from hedgerd.config import HedgeConfig, InventorySource, Settings, VenueConfig, VenueKind, VenueRole
-from hedgerd.connectors.ccxt_venue import (
-    CcxtVenue,
+from hedgerd.connectors.ccxt import CcxtVenue, build_ccxt_venue, create_exchange, venue_symbols
+from hedgerd.connectors.ccxt.convert import (
     MalformedMessage,
-    build_ccxt_venue,
-    create_exchange,
-    map_ccxt_error,
     market_info_from_ccxt,
     order_to_report,
     position_amount,
-    retry_after_from_headers,
-    sanitize_message,
     ticker_to_price,
     to_decimal,
     trade_to_fill,
-    venue_symbols,
 )
+from hedgerd.connectors.ccxt.errors import map_ccxt_error, retry_after_from_headers, sanitize_message
 from hedgerd.models import (
     Fill,
     HedgeIntent,
@@ -602,7 +597,7 @@ async def test_fetch_open_orders_per_symbol() -> None:
                                        {"garbage": True}]
     sink = RecordingSink()
     venue = make_venue(ex)
-    venue._sink = sink
+    venue.client.sink = sink
     reports = await venue.fetch_open_orders()
     assert ex.called("fetch_open_orders") == [(PERP,)]
     assert [(r.client_order_id, r.status) for r in reports] == [
@@ -679,18 +674,18 @@ async def test_backfill_skips_converting_and_resolving_what_was_delivered_but_pa
     ex.results["fetch_order"] = lambda order_id, symbol: ccxt_order(f"hgdabcx{order_id}", order_id=order_id)
     venue = make_venue(ex, backfill_page_limit=2, backfill_overlap=5.0)
     sink = RecordingSink()
-    venue._sink = sink
+    venue.client.sink = sink
     await venue.load_markets()
-    assert await venue._deliver_trades([dict(t, info={"c": "web_x"}) for t in ex.my_trades[:4]], symbol=PERP)
+    assert await venue.fills.deliver_trades([dict(t, info={"c": "web_x"}) for t in ex.my_trades[:4]], symbol=PERP)
     converted: list[str] = []
-    convert = venue._trade_to_fill
+    convert = venue.fills._trade_to_fill
 
     def counting(raw: Any, received_at: float, expected_symbol: str | None) -> Fill:
         converted.append(str(raw["id"]))
         return convert(raw, received_at, expected_symbol)
 
-    venue._trade_to_fill = counting  # type: ignore[method-assign]
-    assert await venue._backfill(PERP)
+    venue.fills._trade_to_fill = counting  # type: ignore[method-assign]
+    assert await venue.fills.backfill(PERP)
     assert set(converted) == {"5", "6"}  # the four delivered ones were neither converted again ...
     assert sorted(args[0] for args in ex.called("fetch_order")) == ["905", "906"]  # ... nor looked up
     assert [f.trade_id for f in sink.fills] == [f"{PERP}#{i}" for i in range(1, 7)]
@@ -931,7 +926,7 @@ async def test_build_ccxt_venue_and_unknown_exchange() -> None:
     try:
         assert venue.name == "bn-perp" and venue.symbols == (PERP, "ETH/USDT:USDT")
         assert venue.own_client_id_prefix == settings.executor.client_id_prefix
-        assert "secret-perp-456" in venue._secrets
+        assert "secret-perp-456" in venue.client.secrets
     finally:
         await venue.close()
     bogus = settings.venues[1].model_copy(update={"exchange": "nosuchexchange"})

@@ -23,7 +23,7 @@ from hedgerd.config import (
     credential_env_var,
     load_settings,
 )
-from hedgerd.connectors.ccxt_venue import build_ccxt_venue, create_exchange
+from hedgerd.connectors.ccxt import build_ccxt_venue, create_exchange
 from hedgerd.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from hedgerd import venue_sim
 from hedgerd.clock import RealClock
 from hedgerd.config import ExecutorConfig, VenueConfig, VenueKind, VenueRole
-from hedgerd.connectors.ccxt_venue import CcxtVenue, create_exchange
+from hedgerd.connectors.ccxt import CcxtVenue, create_exchange
 from hedgerd.executor import HedgeExecutor, TokenBucket
 from hedgerd.metrics import Metrics
 from hedgerd.models import HedgeIntent, OrderStatus, Side

@@ -17,40 +17,41 @@ from pydantic import SecretStr
 from hedgerd import venue_sim
 from hedgerd.clock import RealClock
 from hedgerd.config import VenueConfig, VenueKind, VenueRole
-from hedgerd.connectors import ccxt_venue
-from hedgerd.connectors.ccxt_venue import CCXT_CACHE_LIMITS, CcxtVenue, create_exchange
+from hedgerd.connectors.ccxt import CCXT_CACHE_LIMITS, CcxtVenue, create_exchange
+from hedgerd.connectors.ccxt import client as ccxt_client
+from hedgerd.connectors.ccxt import fills as ccxt_fills
 from hedgerd.ledger import InventoryLedger
 from hedgerd.models import Fill, OrderStatus, Side
 from tests.test_ccxt_venue import PERP, SPOT, FakeExchange, RecordingSink, make_venue, trade, wait_for
 
 
 async def test_connector_delivered_ids_and_client_ids_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ccxt_venue, "DELIVERED_IDS_KEPT", 50)
-    monkeypatch.setattr(ccxt_venue, "CLIENT_IDS_KEPT", 30)
+    monkeypatch.setattr(ccxt_fills, "DELIVERED_IDS_KEPT", 50)
+    monkeypatch.setattr(ccxt_client, "CLIENT_IDS_KEPT", 30)
     exchange = FakeExchange()
     venue = make_venue(exchange, resolve_client_ids=True)
     exchange.results["fetch_order"] = lambda order_id, symbol: {"clientOrderId": f"hgdabcx{order_id}"}
     sink = RecordingSink()
-    venue._sink = sink
+    venue.client.sink = sink
     await venue.load_markets()
     for i in range(400):
-        assert await venue._deliver_trades([trade(str(1_000 + i), order=str(5_000 + i))], symbol=PERP)
-        assert len(venue._delivered) <= 50
-        assert len(venue._cid_by_order_id) <= 30
+        assert await venue.fills.deliver_trades([trade(str(1_000 + i), order=str(5_000 + i))], symbol=PERP)
+        assert len(venue.fills._delivered) <= 50
+        assert len(venue.client.cid_by_order_id) <= 30
     assert len(sink.fills) == 400
     # the latest ids are the ones remembered: a repeat of one is not delivered again
-    assert await venue._deliver_trades([trade("1399", order="5399")], symbol=PERP)
+    assert await venue.fills.deliver_trades([trade("1399", order="5399")], symbol=PERP)
     assert len(sink.fills) == 400
 
 
 async def test_connector_malformed_reports_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ccxt_venue, "MALFORMED_KEPT", 20)
+    monkeypatch.setattr(ccxt_client, "MALFORMED_KEPT", 20)
     venue = make_venue(FakeExchange())
-    venue._sink = RecordingSink()
+    venue.client.sink = RecordingSink()
     await venue.load_markets()
     for i in range(200):
-        await venue._deliver_trades([trade(str(i), amount="bad")], symbol=PERP)
-        assert len(venue._malformed_reported) <= 20
+        await venue.fills.deliver_trades([trade(str(i), amount="bad")], symbol=PERP)
+        assert len(venue.client._malformed_reported) <= 20
 
 
 async def test_ccxt_cache_limits_are_set_and_a_config_option_wins() -> None:

@@ -15,7 +15,7 @@ import pytest
 from pydantic import SecretStr
 
 from hedgerd.config import Settings, VenueConfig, VenueKind, VenueRole, load_settings, settings_notes
-from hedgerd.connectors.ccxt_venue import create_exchange
+from hedgerd.connectors.ccxt import create_exchange
 from hedgerd.errors import ConfigError
 from hedgerd.venue_sim import main as venue_sim_main
 from tests.daemon_proc import free_port
@@ -135,7 +135,7 @@ def test_the_connector_does_not_import_the_simulator() -> None:
         import asyncio, sys
         from pydantic import SecretStr
         from hedgerd.config import VenueConfig
-        from hedgerd.connectors.ccxt_venue import create_exchange
+        from hedgerd.connectors.ccxt import create_exchange
 
         cfg = VenueConfig(name="s", kind="ccxt", role="hedge", exchange="binanceusdm",
                           sim_base_url="http://127.0.0.1:8901", urls={"api": {"v1": "http://127.0.0.1:1/api/v1"}},

@@ -130,7 +130,7 @@ class VenueConfig(_Section):
             raise FieldProblems([("exchange", "kind = 'ccxt' needs an exchange id (e.g. 'binanceusdm')")])
         if self.sim_base_url is not None:
             # imported here: the connector package imports this module
-            from hedgerd.connectors.sim_urls import SIMULATED_EXCHANGES
+            from hedgerd.connectors.ccxt.urls import SIMULATED_EXCHANGES
 
             if self.kind is not VenueKind.CCXT or self.exchange not in SIMULATED_EXCHANGES:
                 raise FieldProblems([("sim_base_url", "the simulator speaks Binance spot and USD-M: "

@@ -15,7 +15,7 @@ def build_venues(settings: Settings, clock: Clock) -> dict[str, Venue]:
         build_sim_venues([v for v in settings.venues if v.kind is VenueKind.SIM], clock))
     ccxt_configs = [v for v in settings.venues if v.kind is VenueKind.CCXT]
     if ccxt_configs:
-        from hedgerd.connectors.ccxt_venue import build_ccxt_venue
+        from hedgerd.connectors.ccxt import build_ccxt_venue
 
         for cfg in ccxt_configs:
             venues[cfg.name] = build_ccxt_venue(cfg, settings, clock)

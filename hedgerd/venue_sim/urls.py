@@ -8,7 +8,7 @@ exchange object passed in by the caller::
     ex.urls["api"] = ccxt_urls(sim.base_url, sim.ws_url)
     align_ccxt_exceptions(ex)
 
-The URL table itself is :mod:`hedgerd.connectors.sim_urls` (a venue's ``sim_base_url`` uses it
+The URL table itself is :mod:`hedgerd.connectors.ccxt.urls` (a venue's ``sim_base_url`` uses it
 too); it is re-exported here for the simulator's callers.
 """
 
@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hedgerd.connectors.sim_urls import align_ccxt_exceptions, ccxt_urls, ws_root_from
+from hedgerd.connectors.ccxt.errors import align_ccxt_exceptions
+from hedgerd.connectors.ccxt.urls import ccxt_urls, ws_root_from
 
 __all__ = ["DEFAULT_API_KEY", "DEFAULT_SECRET", "align_ccxt_exceptions", "ccxt_config", "ccxt_options",
            "ccxt_urls", "ws_root_from"]

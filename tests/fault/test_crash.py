@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from hedgerd import errors as herr
-from hedgerd.connectors.ccxt_venue import CcxtVenue
+from hedgerd.connectors.ccxt import CcxtVenue
 from hedgerd.venue_sim import start_venue_sim
 from tests.fault.harness import (
     SPOT_VENUE,

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from hedgerd.connectors.ccxt_venue import (
+from hedgerd.connectors.ccxt.convert import (
     MalformedMessage,
     order_to_report,
     position_amount,

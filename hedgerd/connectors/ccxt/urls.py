@@ -3,12 +3,11 @@
 The simulator serves every API section on one host, so sections that Binance tells apart only by
 host name (spot, USD-M and COIN-M websockets all end in ``/ws``; ``fapiData`` and ``dapiData``
 share ``/futures/data``) get distinct paths here. A venue's ``sim_base_url`` setting (the
-connector, :func:`hedgerd.connectors.ccxt_venue.create_exchange`) and the simulator's own test
+connector, :func:`hedgerd.connectors.ccxt.build.create_exchange`) and the simulator's own test
 helpers (:mod:`hedgerd.venue_sim.urls`) both use this table, so they cannot drift apart. It lives
 in the connector package because production code never imports the simulator.
 
-ccxt is not imported here (it is untyped); the helpers return plain dicts or mutate an exchange
-object passed in by the caller.
+ccxt is not imported here (it is untyped); the helpers return plain dicts.
 """
 
 from __future__ import annotations
@@ -91,31 +90,3 @@ def ccxt_urls(base_url: str, ws_url: str | None = None) -> dict[str, Any]:
         },
     }
     return urls
-
-
-def align_ccxt_exceptions(exchange: Any) -> None:
-    """Make ccxt map simulator errors to the same exception classes as on the real hosts.
-
-    ccxt picks its market-specific error table (``exceptions['linear']`` etc.) by matching the
-    request url against ``https://fapi.binance.com/`` and friends, so with any other base url
-    only the generic table applies and e.g. ``-2019 Margin is insufficient`` becomes a plain
-    ExchangeError instead of InsufficientFunds. This copies the table of the instance's default
-    market type over the generic one (market-specific entries win, as on the real hosts).
-    """
-    default_type = str(exchange.options.get("defaultType", "spot"))
-    sub_type = exchange.options.get("defaultSubType")
-    if default_type in ("swap", "future"):
-        market_type = "inverse" if sub_type == "inverse" else "linear"
-    elif default_type == "margin":
-        market_type = "spot"
-    else:
-        market_type = default_type
-    table = exchange.exceptions.get(market_type)
-    if not isinstance(table, dict):
-        return
-    for section in ("exact", "broad"):
-        specific = table.get(section)
-        if isinstance(specific, dict):
-            merged = dict(exchange.exceptions.get(section) or {})
-            merged.update(specific)
-            exchange.exceptions[section] = merged

@@ -1,0 +1,131 @@
+"""A ccxt venue from its configuration: the exchange object (simulator urls, error tables, cache
+bounds) and the :class:`~hedgerd.connectors.ccxt.venue.CcxtVenue` around it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+
+from hedgerd import errors as herr
+from hedgerd.clock import Clock
+from hedgerd.config import Settings, VenueConfig, VenueRole
+from hedgerd.connectors.ccxt.errors import align_ccxt_exceptions
+from hedgerd.connectors.ccxt.fills import SAFETY_BACKFILL_INTERVAL
+from hedgerd.connectors.ccxt.streams import CATCH_UP_DELAY
+from hedgerd.connectors.ccxt.urls import ccxt_urls
+from hedgerd.connectors.ccxt.venue import CcxtVenue
+
+log = structlog.get_logger("hedgerd.ccxt")
+
+#: Bounds of ccxt.pro's own caches (a config's ``options`` may set others). hedgerd takes each
+#: watch result at once (only the new entries) and dedupes fills itself, so ccxt's caches of our
+#: trades and orders only bridge the time between two reads: 1,000 is far more than arrive in that
+#: time (a bigger burst falls to the backfills), and stays a few MB per venue. hedgerd watches no
+#: candles, trades of others or order books, so those caches get the minimum.
+CCXT_CACHE_LIMITS: dict[str, int] = {"tradesLimit": 1000, "ordersLimit": 1000, "OHLCVLimit": 1}
+
+
+def deep_merge(target: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``override`` into ``target`` recursively (in place) and return it."""
+    for key, value in override.items():
+        current = target.get(key)
+        if isinstance(value, Mapping) and isinstance(current, dict):
+            deep_merge(current, value)
+        else:
+            target[key] = dict(value) if isinstance(value, Mapping) else value
+    return target
+
+
+
+def venue_symbols(cfg: VenueConfig, settings: Settings) -> list[str]:
+    """The unified symbols a ccxt venue serves.
+
+    ``cfg.options["symbols"]`` (a list) wins when given. Otherwise a hedge venue serves the
+    ``symbol`` of every hedge whose ``venue`` is this venue, and an inventory venue serves
+    ``"<asset>/USDT"`` for every inventory source on this venue.
+    """
+    path = _venue_path(cfg, settings)
+    explicit = cfg.options.get("symbols")
+    if explicit is not None:
+        if not isinstance(explicit, list) or not all(isinstance(s, str) and "/" in s for s in explicit):
+            raise herr.ConfigError(f"{path}.options.symbols", "must be a list of unified symbols")
+        symbols = list(explicit)
+    elif cfg.role is VenueRole.HEDGE:
+        symbols = [h.symbol for h in settings.hedges if h.venue == cfg.name]
+    else:
+        symbols = [f"{src.asset}/USDT" for h in settings.hedges for src in h.inventory
+                   if src.venue == cfg.name]
+    symbols = list(dict.fromkeys(symbols))
+    if not symbols:
+        raise herr.ConfigError(path, f"no hedge or inventory uses venue {cfg.name!r} "
+                               "(set options.symbols to stream something anyway)")
+    return symbols
+
+
+def _venue_path(cfg: VenueConfig, settings: Settings) -> str:
+    for index, venue in enumerate(settings.venues):
+        if venue.name == cfg.name:
+            return f"venues.{index}"
+    return f"venues.{cfg.name}"
+
+
+def create_exchange(cfg: VenueConfig, *, timeout: float | None = None, path: str | None = None) -> Any:
+    """A ``ccxt.pro`` exchange (``ccxt.async_support`` if pro lacks it) configured from ``cfg``.
+
+    ``cfg.options`` go to ccxt (minus hedgerd's own ``symbols`` key); sandbox mode is applied, or
+    with ``cfg.sim_base_url`` every url ccxt calls is replaced by the simulator's, before
+    ``cfg.urls`` is deep-merged into ``exchange.urls`` (then ccxt's per-market error tables are
+    made host-independent). Credentials are never logged.
+    """
+    import ccxt.async_support as ccxt_async
+    import ccxt.pro as ccxt_pro
+
+    exchange_id = cfg.exchange or ""
+    cls = getattr(ccxt_pro, exchange_id, None) or getattr(ccxt_async, exchange_id, None)
+    if not isinstance(cls, type):
+        raise herr.ConfigError(f"{path or 'venues.' + cfg.name}.exchange",
+                               f"unknown ccxt exchange id {exchange_id!r}")
+    params: dict[str, Any] = {
+        "enableRateLimit": True,
+        "options": {**CCXT_CACHE_LIMITS, **{k: v for k, v in cfg.options.items() if k != "symbols"}},
+    }
+    if timeout is not None:
+        params["timeout"] = int(timeout * 1000)
+        if exchange_id.startswith("binance") and "recvWindow" not in params["options"]:
+            # The venue drops a signed request older than this: an order we stopped waiting
+            # for cannot execute later (the executor resends only after that; Binance max 60 s).
+            params["options"]["recvWindow"] = min(60_000, max(1, int(timeout * 1000)))
+    for key, secret in (("apiKey", cfg.api_key), ("secret", cfg.secret), ("password", cfg.password)):
+        if secret is not None and secret.get_secret_value():
+            params[key] = secret.get_secret_value()
+    exchange = cls(params)
+    if cfg.sandbox:
+        exchange.set_sandbox_mode(True)
+    if cfg.sim_base_url is not None:
+        # the whole table is replaced, not merged, so no section is left pointing at the exchange
+        exchange.urls["api"] = ccxt_urls(cfg.sim_base_url)
+        log.warning("venue_on_simulator", venue=cfg.name, sim_base_url=cfg.sim_base_url)
+    if cfg.urls:
+        deep_merge(exchange.urls, cfg.urls)
+    if cfg.urls or cfg.sim_base_url is not None:
+        # ccxt picks Binance's market-specific error tables by host name; keep them on other hosts
+        align_ccxt_exceptions(exchange)
+    return exchange
+
+
+def build_ccxt_venue(cfg: VenueConfig, settings: Settings, clock: Clock) -> CcxtVenue:
+    """The connector for one ``kind = "ccxt"`` venue (see :func:`venue_symbols` for what it streams)."""
+    symbols = venue_symbols(cfg, settings)
+    exchange = create_exchange(cfg, timeout=settings.executor.order_timeout, path=_venue_path(cfg, settings))
+    secrets = [s.get_secret_value() for s in (cfg.api_key, cfg.secret, cfg.password) if s is not None]
+    hedge = cfg.role is VenueRole.HEDGE
+    return CcxtVenue(cfg.name, exchange, clock, symbols=symbols,
+                     own_client_id_prefix=settings.executor.client_id_prefix, secrets=secrets,
+                     stream_orders=hedge, stream_positions=hedge, resolve_client_ids=hedge,
+                     # the start-up backfill must not reach further back than the engine's
+                     # reconciliation snapshot, which journals the fills an adopted balance includes
+                     backfill_overlap=settings.reconcile.backfill_overlap,
+                     catch_up_delay=CATCH_UP_DELAY, backfill_when_live=True,
+                     safety_backfill_interval=SAFETY_BACKFILL_INTERVAL)
