@@ -229,6 +229,7 @@ def contracts_from_deribit_amount(instrument: Instrument, amount: Decimal) -> De
 
     Deribit counts inverse futures in USD and everything else in the coin, and its
     ``contract_size`` is in that same unit (10 USD on BTC-PERPETUAL, 1 BTC on a BTC option),
-    so one division serves every kind.
+    so one division serves every kind. ccxt's Deribit positions report this amount as
+    ``contracts`` and its orders take it as ``amount``: they need this conversion too.
     """
     return amount / instrument.contract_size

@@ -170,3 +170,17 @@ def test_deribit_amounts_become_contracts() -> None:
     linear = from_deribit_instrument(deribit(instrument_type="linear", settlement_currency="USDC",
                                              counter_currency="USDC", contract_size=0.001))
     assert contracts_from_deribit_amount(linear, D("0.25")) == D(250)  # BTC amount, 0.001 BTC per contract
+
+
+def test_ccxt_deribit_shapes() -> None:
+    # ccxt's Deribit parser gives perpetuals the far-future expiration_timestamp as `expiry`,
+    # and leaves linear/inverse None (and strike None) on combos.
+    perp = from_ccxt_market(ccxt_market(symbol="BTC/USD:BTC", quote="USD", settle="BTC", type="swap", swap=True,
+                                        linear=False, inverse=True, contractSize=10.0, expiry=32503708800000))
+    assert perp.perpetual and perp.expiry is None
+    with pytest.raises(ValueError):
+        from_ccxt_market(ccxt_market(symbol="BTC-FS-27DEC26_PERP", quote="USD", settle="BTC", type="future",
+                                     future=True, contractSize=10.0, expiry=DEC27_2026_MS))
+    with pytest.raises(ValueError):
+        from_ccxt_market(ccxt_market(symbol="BTC-CS-27DEC26-100000_110000", quote="USD", settle="BTC",
+                                     type="option", option=True, contractSize=1.0, expiry=DEC27_2026_MS))
