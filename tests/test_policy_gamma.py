@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hedgerd.policy.adaptive import optimal_band
@@ -25,6 +25,7 @@ def test_by_hand() -> None:
     assert w == whalley_wilmott_half_width(gamma=-2e-4, price=100_000.0, cost=5e-4, risk_aversion=1e-3)
 
 
+@settings(deadline=None)
 @given(g=gammas, s=prices, c=costs, a=aversions)
 def test_scaling(g: float, s: float, c: float, a: float) -> None:
     w = whalley_wilmott_half_width(gamma=g, price=s, cost=c, risk_aversion=a)
@@ -33,6 +34,7 @@ def test_scaling(g: float, s: float, c: float, a: float) -> None:
     assert whalley_wilmott_half_width(gamma=g, price=s, cost=c, risk_aversion=8 * a) == pytest.approx(w / 2)
 
 
+@settings(deadline=None)
 @given(g=gammas, s=prices, c=costs, a=aversions, vol=st.floats(min_value=1e-3, max_value=1e3))
 def test_is_the_adaptive_cube_root_law_with_gamma_driven_variance(g: float, s: float, c: float, a: float,
                                                                   vol: float) -> None:
@@ -63,6 +65,7 @@ def test_negligible_gamma_falls_back_to_the_inventory_band_exactly() -> None:
     assert band.half_width == pytest.approx(0.37, rel=1e-6)  # continuous across the threshold
 
 
+@settings(deadline=None)
 @given(g=gammas, s=prices, c=costs, a=aversions, inv=st.floats(min_value=0.0, max_value=100.0))
 def test_combined_band_adds_the_cubes(g: float, s: float, c: float, a: float, inv: float) -> None:
     band = gamma_band(gamma=g, price=s, cost=c, risk_aversion=a, inventory_band=inv, negligible_gamma=0.0)

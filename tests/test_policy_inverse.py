@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hedgerd.policy.sizing import size_inverse
@@ -40,6 +40,7 @@ def test_bad_mark_or_contract_size_is_refused(mark: Decimal, size: Decimal) -> N
         size_inverse(D(1), mark, size)
 
 
+@settings(deadline=None)
 @given(coin=st.decimals(min_value=-100, max_value=100, places=8),
        mark=st.decimals(min_value=100, max_value=500_000, places=2),
        size=st.sampled_from([D(1), D(10), D(100)]))
