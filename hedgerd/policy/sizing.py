@@ -5,6 +5,8 @@ every clamp and the rounding only ever *shrink* the order, so the sized order ne
 the wish and never takes ``|perp position|`` beyond ``max_position`` (an order that shrinks an
 already oversized position is allowed). :func:`round_down` and :func:`round_price` are also
 used by the executor to fit amounts and limit prices to the market's steps.
+:func:`size_inverse` converts a coin amount into whole contracts of an inverse (USD-sized)
+contract, rounding the same way.
 """
 
 from __future__ import annotations
@@ -140,3 +142,35 @@ def venue_contracts(amount: Decimal, market: MarketInfo | None) -> tuple[Decimal
     if market.max_amount is not None and contracts > market.max_amount:
         contracts = round_down(market.max_amount, market.amount_step)
     return contracts, contracts * contract_size
+
+
+@dataclass(frozen=True, slots=True)
+class InverseOrder:
+    """A coin amount expressed on an inverse contract (see :func:`size_inverse`).
+
+    ``contracts`` is signed and a multiple of the contract step; ``usd_amount`` is
+    ``contracts x contract_size`` (quote units, what Deribit calls the amount); ``coin`` is
+    ``usd_amount / mark``, the delta the order really carries: never more than was asked.
+    """
+
+    contracts: Decimal
+    usd_amount: Decimal
+    coin: Decimal
+
+
+def size_inverse(coin: Decimal, mark: Decimal, contract_size: Decimal,
+                 contract_step: Decimal = Decimal(1)) -> InverseOrder:
+    """Express a signed ``coin`` amount (underlying units) as contracts of an inverse contract.
+
+    ``contract_size`` is in quote per contract (10 USD on Deribit BTC-PERPETUAL) and ``mark``
+    in quote per coin: ``coin x mark`` USD is ``coin x mark / contract_size`` contracts,
+    rounded toward zero to ``contract_step`` contracts like every other order, so the order
+    never carries more delta than asked. Raises ValueError for a non-positive mark or size.
+    """
+    if not mark > 0:
+        raise ValueError(f"mark must be positive, got {mark}")
+    if not contract_size > 0:
+        raise ValueError(f"contract_size must be positive, got {contract_size}")
+    contracts = round_down(coin * mark / contract_size, contract_step)
+    usd_amount = contracts * contract_size
+    return InverseOrder(contracts=contracts, usd_amount=usd_amount, coin=usd_amount / mark)

@@ -1,4 +1,5 @@
-"""Risk arithmetic, pure: net delta and the price guard (:mod:`.delta`), hedged-book PnL (:mod:`.pnl`)."""
+"""Risk arithmetic, pure: net delta and the price guard (:mod:`.delta`), hedged-book PnL (:mod:`.pnl`),
+Black-76 greeks (:mod:`.greeks`) and per-instrument delta and gamma (:mod:`.exposure`)."""
 
 from hedgerd.risk.delta import (
     CROSSED,
