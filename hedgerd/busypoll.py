@@ -2,19 +2,16 @@
 
 An event loop with nothing to do blocks in ``epoll_wait`` and its thread sleeps. The next fill
 then finds a cold CPU: whatever ran on that core meanwhile (other processes, the hypervisor)
-has evicted the loop's code and data from the caches, and the whole reaction path runs slower.
-In ``bench/latency.py`` on the 2-core VM, the less often the path runs the slower it is: at
-2,000 fills/s the hedge's p50 was about 290 us when every fill needed an order and about 400 us
-when one fill in ten did (each step of the path about twice as long).
+has evicted the loop's code and data from the caches, and the whole reaction path runs slower
+(``bench/latency.py``: the less often the path runs, the slower each run of it; figures in
+docs/performance.md).
 
 :class:`BusyPoller` trades a CPU core for that latency, as kernel busy polling and kernel-bypass
 network stacks do: for ``window`` seconds after the last venue event a callback keeps itself on
 the event loop's ready queue, so the loop polls its selector without blocking (timeout 0) and
 stays on the CPU. With a window longer than the gap between events it never sleeps while flow
 lasts; once events stop for ``window`` seconds it sleeps again until the next one. A window of 0
-(the default, ``risk.busy_poll``) turns it off. Same bench, 4 alternating rounds, medians, 5 ms
-window: p50 290 -> 219 us and p99 about 820 -> 505 us (every fill an order); p50 400 -> 250 us
-and p99 about 890 -> 540 us (one in ten).
+(the default, ``risk.busy_poll``) turns it off.
 
 Time here is the host's monotonic clock, never the engine's injected clock: the window is about
 the CPU, and a simulated clock standing still while the loop spins would never end it.

@@ -35,13 +35,12 @@ SHUTDOWN_BUDGET = 8.0  # seconds; SIGTERM must exit within 10 s
 def freeze_startup_heap() -> int:
     """Collect once, then exempt everything alive from the cyclic GC; returns how many objects.
 
-    Called when startup is done. What startup builds (settings, markets, the loaded modules:
-    ccxt alone is ~170,000 GC-tracked objects) lives as long as the process; left in the GC's
-    oldest generation, every full collection walks all of it again, on the event loop: measured
-    here, a 53 ms stall with ccxt loaded (224k objects), 7 ms in paper mode (53k). Frozen, a full
-    collection walks only what was allocated since. Frozen objects are still freed when their
-    last reference goes; only garbage cycles among them would stay, and the collection just
-    before the freeze has removed those.
+    Called when startup is done. What startup builds (settings, markets, the loaded modules,
+    ccxt's above all) lives as long as the process; left in the GC's oldest generation, every
+    full collection walks all of it again, on the event loop, a stall of tens of milliseconds
+    (docs/performance.md). Frozen, a full collection walks only what was allocated since.
+    Frozen objects are still freed when their last reference goes; only garbage cycles among
+    them would stay, and the collection just before the freeze has removed those.
     """
     gc.collect()
     gc.freeze()

@@ -19,7 +19,7 @@ __all__ = ["CCXT_CACHE_LIMITS", "CcxtVenue", "MalformedMessage", "build_ccxt_ven
            "venue_symbols"]
 
 # Exported on first use: config validation and the exchange simulator import urls.py and errors.py,
-# which must not load ccxt and the venue with them (about 50 MiB more for the simulator process).
+# which must not load ccxt and the venue with them (ccxt alone doubles the simulator process's memory).
 _EXPORTED_FROM = {"CCXT_CACHE_LIMITS": "build", "build_ccxt_venue": "build", "create_exchange": "build",
                   "venue_symbols": "build", "MalformedMessage": "convert", "CcxtVenue": "venue"}
 
