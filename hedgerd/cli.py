@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["venue-sim"]:
-        venue_sim = importlib.import_module("hedgerd.venue_sim")
+        venue_sim = importlib.import_module("hedgerd.exchange_sim")
         return int(venue_sim.main(argv[1:]) or 0)
     args = _parser().parse_args(argv)
     if args.command in ("status", "kill", "resume"):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from hedgerd import venue_sim
+from hedgerd import exchange_sim
 from hedgerd.clock import RealClock
 from hedgerd.config import VenueConfig, VenueKind, VenueRole
 from hedgerd.connectors import ccxt_venue
@@ -66,10 +66,10 @@ async def test_ccxt_cache_limits_are_set_and_a_config_option_wins() -> None:
 
 
 async def test_ccxt_trade_cache_stays_within_trades_limit_while_every_fill_is_delivered() -> None:
-    async with venue_sim.start_venue_sim(port=0, seed=4) as sim:
+    async with exchange_sim.start_venue_sim(port=0, seed=4) as sim:
         cfg = VenueConfig(name="binance", kind=VenueKind.CCXT, role=VenueRole.INVENTORY, exchange="binance",
                           api_key=SecretStr(sim.config.api_key), secret=SecretStr(sim.config.secret),
-                          urls={"api": sim.ccxt_urls()}, options={**venue_sim.ccxt_options(), "tradesLimit": 10})
+                          urls={"api": sim.ccxt_urls()}, options={**exchange_sim.ccxt_options(), "tradesLimit": 10})
         exchange = create_exchange(cfg, timeout=5.0)
         exchange.rateLimit = 5
         venue = CcxtVenue("binance", exchange, RealClock(), symbols=(SPOT,), own_client_id_prefix="hgd",

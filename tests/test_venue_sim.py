@@ -23,7 +23,7 @@ import ccxt.async_support as ccxt_async
 import ccxt.pro as ccxt_pro
 import pytest
 
-from hedgerd.venue_sim import (
+from hedgerd.exchange_sim import (
     SPOT,
     USDM,
     ApiError,
@@ -36,9 +36,9 @@ from hedgerd.venue_sim import (
     ccxt_urls,
     start_venue_sim,
 )
-from hedgerd.venue_sim.auth import hmac_sha256, rest_signature_payload
-from hedgerd.venue_sim.faults import TradeMessageShaper
-from hedgerd.venue_sim.ratelimit import WeightLimiter
+from hedgerd.exchange_sim.binance.auth import hmac_sha256, rest_signature_payload
+from hedgerd.exchange_sim.binance.ratelimit import WeightLimiter
+from hedgerd.exchange_sim.faults import TradeMessageShaper
 
 ROOT = Path(__file__).resolve().parent.parent
 BTC_SPOT = "BTC/USDT"
@@ -553,7 +553,7 @@ def test_trade_shaper_duplicates_and_reorders() -> None:
 
 def test_module_entry_point_serves_until_sigterm() -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    command = [sys.executable, "-m", "hedgerd.venue_sim", "--port", "0", "--flow-rate", "0",
+    command = [sys.executable, "-m", "hedgerd.exchange_sim", "--port", "0", "--flow-rate", "0",
                "--log-level", "WARNING"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT) as proc:
         try:

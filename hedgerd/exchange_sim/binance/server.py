@@ -28,15 +28,18 @@ from urllib.parse import parse_qsl
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from hedgerd.venue_sim import wire
-from hedgerd.venue_sim.auth import (
+from hedgerd.exchange_sim.binance import wire
+from hedgerd.exchange_sim.binance.auth import (
     check_api_key,
     check_signature,
     check_timestamp,
     rest_signature_payload,
     ws_signature_payload,
 )
-from hedgerd.venue_sim.engine import (
+from hedgerd.exchange_sim.binance.ratelimit import Admission, WeightLimiter
+from hedgerd.exchange_sim.binance.urls import DEFAULT_API_KEY, DEFAULT_SECRET, ccxt_config, ccxt_urls
+from hedgerd.exchange_sim.faults import FaultConfig, TradeMessageShaper
+from hedgerd.exchange_sim.matching import (
     SPOT,
     USDM,
     AccountEvent,
@@ -49,11 +52,8 @@ from hedgerd.venue_sim.engine import (
     Trade,
     UserEvent,
 )
-from hedgerd.venue_sim.faults import FaultConfig, TradeMessageShaper
-from hedgerd.venue_sim.ratelimit import Admission, WeightLimiter
-from hedgerd.venue_sim.urls import DEFAULT_API_KEY, DEFAULT_SECRET, ccxt_config, ccxt_urls
 
-log = logging.getLogger("hedgerd.venue_sim")
+log = logging.getLogger("hedgerd.exchange_sim")
 
 Security = Literal["none", "user_stream", "signed"]
 LimitKind = Literal["spot", "usdm", "coinm"]
@@ -615,7 +615,7 @@ class VenueSim:
         return f"ws://{self.host}:{self.port}"
 
     def ccxt_urls(self) -> dict[str, Any]:
-        """``exchange.urls['api']`` for this simulator (see :func:`hedgerd.venue_sim.urls.ccxt_urls`)."""
+        """``exchange.urls['api']`` for this simulator (see :func:`hedgerd.exchange_sim.binance.urls.ccxt_urls`)."""
         return ccxt_urls(self.base_url, self.ws_url)
 
     def ccxt_config(self, **options: Any) -> dict[str, Any]:
@@ -1344,7 +1344,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m hedgerd.venue_sim`` / ``hedgerd venue-sim``: run until interrupted."""
+    """``python -m hedgerd.exchange_sim`` / ``hedgerd venue-sim``: run until interrupted."""
     parser = build_arg_parser()
     args = parser.parse_args(argv)
     problems = [f"{flag} must be {rule}, not {value}" for flag, value, ok, rule in (

@@ -9,10 +9,23 @@ Point the unmodified ccxt ``binance`` / ``binanceusdm`` classes (REST and pro) a
         sim.engine.trades("usdm")                           # the venue's own trade history
         sim.faults.order_timeout_next = 1                   # accept-then-timeout on the next order
 
-Run standalone with ``python -m hedgerd.venue_sim --port 8901``.
+Run standalone with ``python -m hedgerd.exchange_sim --port 8901`` (or ``hedgerd venue-sim``).
+
+Layout: ``matching.py`` is the matching engine, accounts and synthetic market shared by every
+wire protocol; ``faults.py`` the injectable faults; ``binance/`` the first wire protocol.
 """
 
-from hedgerd.venue_sim.engine import (
+from hedgerd.exchange_sim.binance.server import SimConfig, VenueSim, main, run_server, start_venue_sim
+from hedgerd.exchange_sim.binance.urls import (
+    DEFAULT_API_KEY,
+    DEFAULT_SECRET,
+    align_ccxt_exceptions,
+    ccxt_config,
+    ccxt_options,
+    ccxt_urls,
+)
+from hedgerd.exchange_sim.faults import FaultConfig
+from hedgerd.exchange_sim.matching import (
     SPOT,
     USDM,
     ApiError,
@@ -23,16 +36,6 @@ from hedgerd.venue_sim.engine import (
     Order,
     Position,
     Trade,
-)
-from hedgerd.venue_sim.faults import FaultConfig
-from hedgerd.venue_sim.server import SimConfig, VenueSim, main, run_server, start_venue_sim
-from hedgerd.venue_sim.urls import (
-    DEFAULT_API_KEY,
-    DEFAULT_SECRET,
-    align_ccxt_exceptions,
-    ccxt_config,
-    ccxt_options,
-    ccxt_urls,
 )
 
 __all__ = [

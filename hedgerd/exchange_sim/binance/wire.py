@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from hedgerd.venue_sim.engine import (
+from hedgerd.exchange_sim.matching import (
     SPOT,
     USDM,
     ZERO,
