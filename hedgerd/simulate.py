@@ -2,7 +2,7 @@
 
 What runs is the production :class:`~hedgerd.engine.HedgeEngine` — risk loop, policy, kill
 switch, executor and the durable :class:`~hedgerd.ledger.InventoryLedger` (on a temporary file)
-— against :class:`~hedgerd.connectors.sim.SimSpotVenue` / :class:`~hedgerd.connectors.sim.SimPerpVenue`.
+— against :class:`~hedgerd.connectors.paper.SimSpotVenue` / :class:`~hedgerd.connectors.paper.SimPerpVenue`.
 Only time is simulated:
 
 * :class:`VirtualTimeLoop` is an asyncio event loop whose ``time()`` is virtual: when no
@@ -110,7 +110,7 @@ from hedgerd.config import (
     config_error_from_validation,
 )
 from hedgerd.connectors.base import Venue
-from hedgerd.connectors.sim import SPOT_AMOUNT_STEP, SimMarketData, SimPerpVenue, SimSpotVenue
+from hedgerd.connectors.paper import SPOT_AMOUNT_STEP, SimMarketData, SimPerpVenue, SimSpotVenue
 from hedgerd.engine import HedgeEngine
 from hedgerd.errors import ConfigError
 from hedgerd.ledger import InventoryLedger

@@ -126,18 +126,18 @@ async def test_ledger_per_order_caches_stay_bounded(tmp_path: Path, monkeypatch:
 
 
 async def test_paper_venues_keep_a_bounded_fill_history_and_order_book() -> None:
-    from hedgerd.connectors import sim
+    from hedgerd.connectors import paper
     from tests.test_sim import FakeClock, build, intent, place
 
     clock = FakeClock()
     _, perp = build(clock, perp={"requests_per_second": 1_000_000.0})
-    for i in range(sim.HISTORY_LIMIT + 50):
+    for i in range(paper.HISTORY_LIMIT + 50):
         report = await place(perp, intent(Side.BUY if i % 2 else Side.SELL, "0.01"))
         assert report.status is OrderStatus.FILLED
-        assert len(perp._orders) <= sim.ORDER_LIMIT
-        assert len(await perp.fetch_fills_since(None)) <= sim.HISTORY_LIMIT
+        assert len(perp._orders) <= paper.ORDER_LIMIT
+        assert len(await perp.fetch_fills_since(None)) <= paper.HISTORY_LIMIT
         clock.skip(0.01)
-    assert len(perp._orders) == sim.ORDER_LIMIT and len(perp._history) == sim.HISTORY_LIMIT
+    assert len(perp._orders) == paper.ORDER_LIMIT and len(perp._history) == paper.HISTORY_LIMIT
     assert (await perp.fetch_order(PERP, report.client_order_id)) == report  # the latest are the ones kept
 
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import pytest
 
 from hedgerd.config import SimSettings, VenueConfig, VenueKind, VenueRole, default_venues
-from hedgerd.connectors.sim import SimMarketData, SimPerpVenue, SimSpotVenue, build_sim_venues
+from hedgerd.connectors.paper import SimMarketData, SimPerpVenue, SimSpotVenue, build_sim_venues
 from hedgerd.errors import (
     InsufficientFunds,
     InvalidOrder,

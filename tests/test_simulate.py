@@ -17,7 +17,7 @@ import pytest
 
 from hedgerd import cli
 from hedgerd.config import Settings
-from hedgerd.connectors.sim import SimMarketData
+from hedgerd.connectors.paper import SimMarketData
 from hedgerd.errors import ConfigError
 from hedgerd.simulate import (
     DEFAULT_SCENARIO,

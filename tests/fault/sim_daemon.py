@@ -39,7 +39,7 @@ from hedgerd.config import (
     toml_dumps,
 )
 from hedgerd.connectors.base import Venue
-from hedgerd.connectors.sim import build_sim_venues
+from hedgerd.connectors.paper import build_sim_venues
 from hedgerd.engine import HedgeEngine
 from hedgerd.ledger import InventoryLedger
 from hedgerd.metrics import Metrics

@@ -1,4 +1,4 @@
-"""In-process simulated venues: the embedded default (paper mode) and ``hedgerd simulate``.
+"""In-process paper venues: the embedded default (paper mode) and the venues of ``hedgerd simulate``.
 
 Venues trading the same base asset share one :class:`SimMarketData`, a geometric Brownian
 motion mid price that is a pure function of the seed and of the injected clock's time (tick
