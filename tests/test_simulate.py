@@ -19,21 +19,10 @@ from hedgerd import cli
 from hedgerd.config import Settings
 from hedgerd.connectors.paper import SimMarketData
 from hedgerd.errors import ConfigError
-from hedgerd.simulate import (
-    DEFAULT_SCENARIO,
-    Burst,
-    FlowScenario,
-    Regime,
-    Scenario,
-    ScenarioSpotVenue,
-    SimulatedClock,
-    VirtualTimeLoop,
-    _drive_scenario,
-    load_scenario,
-    parse_duration,
-    run_simulation,
-    simulation_settings,
-)
+from hedgerd.sim.clock import SimulatedClock, VirtualTimeLoop
+from hedgerd.sim.day import _drive_scenario, run_simulation, simulation_settings
+from hedgerd.sim.scenario import DEFAULT_SCENARIO, Burst, FlowScenario, Regime, Scenario, load_scenario, parse_duration
+from hedgerd.sim.venues import ScenarioSpotVenue
 
 ROOT = Path(__file__).resolve().parent.parent
 SHORT = Scenario(
