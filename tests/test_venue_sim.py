@@ -102,7 +102,13 @@ async def test_spot_rest_round_trip_with_default_ccxt_options() -> None:
         ticker = await ex.fetch_ticker(BTC_SPOT)
         assert 0 < ticker["bid"] < ticker["ask"]
         book = await ex.fetch_order_book(BTC_SPOT, 5)
-        assert book["bids"][0][0] == ticker["bid"] or book["bids"][0][0] > 0
+        bids, asks = [level[0] for level in book["bids"]], [level[0] for level in book["asks"]]
+        assert len(bids) == len(asks) == 5
+        assert bids == sorted(bids, reverse=True) and asks == sorted(asks)
+        assert 0 < bids[0] < asks[0] and all(level[1] > 0 for level in book["bids"] + book["asks"])
+        # the same synthetic market milliseconds later: the mid moves about 1e-4 in a second
+        assert bids[0] == pytest.approx(ticker["bid"], rel=1e-3)
+        assert asks[0] == pytest.approx(ticker["ask"], rel=1e-3)
         before = await ex.fetch_balance()
 
         order = await ex.create_order(BTC_SPOT, "market", "buy", 0.01, None, {"clientOrderId": "hgdt1x1"})
