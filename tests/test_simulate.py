@@ -17,10 +17,10 @@ import pytest
 
 from hedgerd import cli
 from hedgerd.config import Settings
-from hedgerd.connectors.paper import SimMarketData
 from hedgerd.errors import ConfigError
 from hedgerd.sim.clock import SimulatedClock, VirtualTimeLoop
 from hedgerd.sim.day import _drive_scenario, run_simulation, simulation_settings
+from hedgerd.sim.market import SimMarketData
 from hedgerd.sim.scenario import DEFAULT_SCENARIO, Burst, FlowScenario, Regime, Scenario, load_scenario, parse_duration
 from hedgerd.sim.venues import ScenarioSpotVenue
 

@@ -46,7 +46,6 @@ from hedgerd.config import (
     VenueRole,
     config_error_from_validation,
 )
-from hedgerd.connectors.paper import SimMarketData
 from hedgerd.engine import HedgeEngine
 from hedgerd.errors import ConfigError
 from hedgerd.metrics import Metrics
@@ -54,6 +53,7 @@ from hedgerd.models import ZERO, Fill, PriceUpdate, is_derivative, split_symbol
 from hedgerd.policy import POLICY_NAMES
 from hedgerd.sim.clock import SimulatedClock, VirtualTimeLoop
 from hedgerd.sim.ledger import SimulationLedger
+from hedgerd.sim.market import SimMarketData
 from hedgerd.sim.scenario import DEFAULT_SCENARIO, Burst, Regime, Scenario
 from hedgerd.sim.venues import ScenarioSpotVenue, build_scenario_venues
 

@@ -13,10 +13,11 @@ from hedgerd.config import (
     VenueConfig,
 )
 from hedgerd.connectors.base import Venue
-from hedgerd.connectors.paper import SPOT_AMOUNT_STEP, SimMarketData, SimPerpVenue, SimSpotVenue
+from hedgerd.connectors.paper import SPOT_AMOUNT_STEP, SimPerpVenue, SimSpotVenue
 from hedgerd.errors import ConfigError
 from hedgerd.models import Fill, Side, split_symbol
 from hedgerd.sim.clock import SimulatedClock
+from hedgerd.sim.market import SimMarketData
 from hedgerd.sim.scenario import FlowScenario, Scenario
 
 # --------------------------------------------------------------------------------------------
