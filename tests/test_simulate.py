@@ -149,7 +149,7 @@ def test_regimes_and_bursts_are_applied_at_their_times() -> None:
         seen = []
         for at in (100, 250, 400, 600):
             await clock.sleep(start + at - clock.monotonic())
-            seen.append((market.volatility, spot._flow_rate, spot.buy_probability, float(spot.mean_size)))
+            seen.append((market.volatility, spot.flow.rate, spot.flow.buy_probability, float(spot.flow.mean_size)))
         await task
         return seen
 

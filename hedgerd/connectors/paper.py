@@ -6,8 +6,8 @@ motion mid price that is a pure function of the seed and of the injected clock's
 same mid and a run is reproducible on a simulated clock.
 
 * :class:`SimSpotVenue` (role inventory) streams prices and synthetic client fills on the desk's
-  account: Poisson arrivals, side 50/50, exponential size; the desk buys at the bid, sells at
-  the ask.
+  account (:class:`~hedgerd.sim.market.ClientFlow`: Poisson arrivals, side 50/50, exponential
+  size); the desk buys at the bid, sells at the ask.
 * :class:`SimPerpVenue` (role hedge) fills our market / IOC orders at the bid or ask with a taker
   fee, tracks the position, enforces its own request limit (:class:`~hedgerd.errors.RateLimited`)
   and latency, and echoes fills and order updates on a separate "user-data stream" task.
@@ -50,7 +50,7 @@ from hedgerd.models import (
     split_symbol,
 )
 from hedgerd.reconciliation import PositionSnapshot
-from hedgerd.sim.market import SimMarketData
+from hedgerd.sim.market import ClientFlow, SimMarketData
 
 SPOT_AMOUNT_STEP = Decimal("0.0001")
 PERP_AMOUNT_STEP = Decimal("0.001")
@@ -369,8 +369,7 @@ class SimSpotVenue(_SimVenue):
                  *, history_limit: int = HISTORY_LIMIT) -> None:
         super().__init__(name, settings, market, clock, history_limit=history_limit)
         self._flow_rng = random.Random(f"hedgerd-flow/{name}/{settings.seed}")
-        self._flow_rate = settings.flow_rate
-        self._flow_mean_size = settings.flow_mean_size
+        self.flow = ClientFlow(rate=settings.flow_rate, mean_size=settings.flow_mean_size)
         self._flow_changed = asyncio.Event()
         self._positions = {self.base: ZERO, self.quote_asset: ZERO}
 
@@ -378,11 +377,11 @@ class SimSpotVenue(_SimVenue):
         """Change the client flow intensity (fills/s) and mean size from the next arrival."""
         if rate < 0:
             raise ValueError("rate must be >= 0")
-        self._flow_rate = rate
+        self.flow.rate = rate
         if mean_size is not None:
             if not mean_size > 0:
                 raise ValueError("mean_size must be > 0")
-            self._flow_mean_size = mean_size
+            self.flow.mean_size = mean_size
         self._flow_changed.set()
 
     def _start_streams(self, sink: VenueEventSink) -> list[asyncio.Task[None]]:
@@ -391,18 +390,18 @@ class SimSpotVenue(_SimVenue):
     async def _client_flow(self, sink: VenueEventSink) -> None:
         rng, clock = self._flow_rng, self._clock
         while True:
-            if self._flow_rate <= 0:
+            if self.flow.rate <= 0:
                 self._flow_changed.clear()
                 await self._flow_changed.wait()
                 continue
-            await clock.sleep(rng.expovariate(self._flow_rate))
+            await clock.sleep(self.flow.wait(rng))
             fill = self._client_fill(rng)
             self._book_fill(fill)
             await self._deliver(sink, sink.on_fill(fill), "fill")
 
     def _client_fill(self, rng: random.Random) -> Fill:
-        side = Side.BUY if rng.random() < 0.5 else Side.SELL
-        raw = Decimal(rng.expovariate(1.0 / float(self._flow_mean_size)))
+        side = Side.BUY if self.flow.desk_buys(rng) else Side.SELL
+        raw = Decimal(self.flow.size(rng))
         amount = max(raw.quantize(SPOT_AMOUNT_STEP, rounding=ROUND_HALF_EVEN), SPOT_AMOUNT_STEP)
         bid, ask = self.quote()
         return Fill(venue=self.name, trade_id=self._next_trade_id(), symbol=self.symbol, side=side,

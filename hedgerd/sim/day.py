@@ -280,7 +280,7 @@ async def _drive_scenario(scenario: Scenario, duration: float, market: SimMarket
             burst = event
         else:
             burst = None
-        spot.buy_probability = burst.buy_probability if burst else scenario.flow.buy_probability
+        spot.flow.buy_probability = burst.buy_probability if burst else scenario.flow.buy_probability
         spot.set_flow(burst.rate if burst else rate, mean_size)
 
 

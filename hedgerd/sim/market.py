@@ -1,13 +1,36 @@
-"""The market model of the simulators: the mid price path (and, below, the client flow).
+"""The one market model of the simulators: how the mid price moves and how client flow arrives.
 
-:class:`SimMarketData` is a seeded GBM mid price of one base asset, advanced on the clock.
+Shared by the paper venues (:mod:`hedgerd.connectors.paper`, the embedded default), the
+simulated day (:mod:`hedgerd.sim.day`) and the exchange simulator (:mod:`hedgerd.exchange_sim`).
+Every draw comes from a :class:`random.Random` that the caller owns and seeds, so each of them
+keeps its own reproducible random sequence.
+
+Prices: the mid follows zero-drift geometric Brownian motion. A step of ``dt`` seconds
+multiplies it by ``exp(-sigma**2 * t / 2 + sigma * sqrt(t) * Z)`` with ``t = dt`` in 365-day
+years, ``sigma`` the annualised volatility and ``Z`` standard normal (:func:`gbm_step`). The
+paper venues step at fixed tick times (:class:`SimMarketData`: tick ``k`` at ``origin + k *
+interval``, so the path is a pure function of the seed and the clock); the exchange simulator
+steps by the time elapsed between its requests. Bid and ask around the mid, and their tick,
+are the venue's.
+
+Client flow (:class:`ClientFlow`): client fills on the desk's account arrive as a Poisson
+process of ``rate`` fills per second (the paper venues draw the wait to the next one, the
+exchange simulator the number in the time elapsed); the desk buys with ``buy_probability``
+(0.5 unless a scenario biases it), at the bid, else sells at the ask; the size is exponential
+with mean ``mean_size`` (a scenario may choose lognormal or fixed), rounded to the venue's step.
+
+Fees are the venue's, not the market's: client fills carry none on the paper venues, and the
+paper perpetual charges ``taker_fee_bps`` on our fills; the exchange simulator charges maker
+and taker fees per market kind (``EngineConfig``: spot 0.1 %, USD-M 0.02 % maker, 0.05 % taker).
 """
 
 from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from typing import Literal
 
 from hedgerd.clock import Clock
 from hedgerd.config import SimSettings
@@ -17,6 +40,67 @@ _BPS = Decimal(10_000)
 # Tolerance (in ticks) when mapping a clock reading to a tick index, so a sleep that ends a few
 # nanoseconds early still lands on the tick it was aiming for.
 _STEP_EPSILON = 1e-6
+
+
+SizeDistribution = Literal["exponential", "lognormal", "fixed"]
+
+
+def gbm_step(volatility: float, dt_seconds: float) -> tuple[float, float]:
+    """(drift, diffusion) of a GBM step of ``dt_seconds``: the mid is multiplied by
+    ``exp(drift + diffusion * Z)``, ``Z`` standard normal; zero drift in the mean."""
+    dt = dt_seconds / SECONDS_PER_YEAR
+    return -0.5 * volatility * volatility * dt, volatility * math.sqrt(dt)
+
+
+def poisson_count(mean: float, rng: random.Random) -> int:
+    """A Poisson draw with the given mean (Knuth's product of uniforms)."""
+    if mean <= 0:
+        return 0
+    threshold = math.exp(-mean)
+    k = 0
+    p = rng.random()
+    while p > threshold:
+        k += 1
+        p *= rng.random()
+    return k
+
+
+@dataclass
+class ClientFlow:
+    """Client fills on the desk's account: Poisson arrivals, the desk's side, the fill size."""
+
+    rate: float
+    """Arrivals per second."""
+    mean_size: Decimal
+    """Mean size in base units."""
+    buy_probability: float = 0.5
+    """Probability that a client fill makes the desk buy."""
+    size_distribution: SizeDistribution = "exponential"
+    size_sigma: float = 1.0
+    """Log standard deviation of the lognormal size."""
+
+    def wait(self, rng: random.Random) -> float:
+        """Seconds to the next arrival."""
+        return rng.expovariate(self.rate)
+
+    def arrivals(self, seconds: float, rng: random.Random) -> int:
+        """Number of arrivals in ``seconds``."""
+        return poisson_count(self.rate * seconds, rng)
+
+    def desk_buys(self, rng: random.Random) -> bool:
+        """The side of one client fill: True if the desk buys (at the bid)."""
+        return rng.random() < self.buy_probability
+
+    def size(self, rng: random.Random, mean_size: Decimal | None = None) -> float:
+        """The size of one client fill (unrounded); ``mean_size`` overrides the flow's (an
+        instrument's own mean)."""
+        mean = float(self.mean_size if mean_size is None else mean_size)
+        if self.size_distribution == "exponential":
+            return rng.expovariate(1.0 / mean)
+        if self.size_distribution == "lognormal":
+            sigma = self.size_sigma
+            return rng.lognormvariate(math.log(mean) - sigma * sigma / 2.0, sigma)
+        return mean
 
 
 def default_tick(initial_price: Decimal) -> Decimal:
@@ -53,10 +137,8 @@ class SimMarketData:
         self._set_volatility(volatility)
 
     def _set_volatility(self, volatility: float) -> None:
-        dt = self.interval / SECONDS_PER_YEAR
         self.volatility = volatility
-        self._drift = -0.5 * volatility * volatility * dt
-        self._diffusion = volatility * math.sqrt(dt)
+        self._drift, self._diffusion = gbm_step(volatility, self.interval)
 
     def step_at(self, monotonic: float) -> int:
         """Index of the tick in force at clock reading ``monotonic``."""

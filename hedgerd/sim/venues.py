@@ -3,19 +3,15 @@ shaped by the scenario (side bias, size distribution)."""
 
 from __future__ import annotations
 
-import math
-import random
-from decimal import ROUND_HALF_EVEN, Decimal
-
 from hedgerd.config import (
     Settings,
     SimSettings,
     VenueConfig,
 )
 from hedgerd.connectors.base import Venue
-from hedgerd.connectors.paper import SPOT_AMOUNT_STEP, SimPerpVenue, SimSpotVenue
+from hedgerd.connectors.paper import SimPerpVenue, SimSpotVenue
 from hedgerd.errors import ConfigError
-from hedgerd.models import Fill, Side, split_symbol
+from hedgerd.models import split_symbol
 from hedgerd.sim.clock import SimulatedClock
 from hedgerd.sim.market import SimMarketData
 from hedgerd.sim.scenario import FlowScenario, Scenario
@@ -30,32 +26,10 @@ class ScenarioSpotVenue(SimSpotVenue):
     def __init__(self, name: str, settings: SimSettings, market: SimMarketData, clock: SimulatedClock,
                  flow: FlowScenario) -> None:
         super().__init__(name, settings, market, clock)
-        self.buy_probability = flow.buy_probability
-        self.size_distribution = flow.size_distribution
-        self.size_sigma = flow.size_sigma
-        self.mean_size = flow.mean_size
-
-    def set_flow(self, rate: float, mean_size: Decimal | None = None) -> None:
-        super().set_flow(rate, mean_size)
-        if mean_size is not None:
-            self.mean_size = mean_size
-
-    def _client_fill(self, rng: random.Random) -> Fill:
-        side = Side.BUY if rng.random() < self.buy_probability else Side.SELL
-        mean = float(self.mean_size)
-        if self.size_distribution == "exponential":
-            raw = rng.expovariate(1.0 / mean)
-        elif self.size_distribution == "lognormal":
-            sigma = self.size_sigma
-            raw = rng.lognormvariate(math.log(mean) - sigma * sigma / 2.0, sigma)
-        else:
-            raw = mean
-        amount = max(Decimal(raw).quantize(SPOT_AMOUNT_STEP, rounding=ROUND_HALF_EVEN), SPOT_AMOUNT_STEP)
-        bid, ask = self.quote()
-        return Fill(venue=self.name, trade_id=self._next_trade_id(), symbol=self.symbol, side=side,
-                    amount=amount, price=bid if side is Side.BUY else ask, ts=self._clock.time(),
-                    received_at=self._clock.monotonic())
-
+        self.flow.buy_probability = flow.buy_probability
+        self.flow.size_distribution = flow.size_distribution
+        self.flow.size_sigma = flow.size_sigma
+        self.flow.mean_size = flow.mean_size
 
 
 def build_scenario_venues(settings: Settings, scenario: Scenario,
