@@ -5,10 +5,15 @@ injected callable, randomness from a seeded :class:`random.Random`. Two account 
 kept side by side: ``spot`` (balances per asset, fees in the received asset) and ``usdm``
 (USDT-margined perpetuals, one-way position mode, fees and PnL in USDT).
 
-The market is a synthetic book rebuilt around a geometric-Brownian-motion mid per symbol
-(shared by spot and perp). Market and IOC/FOK limit orders walk its levels; GTC limit
-orders rest and fill as makers when the mid moves through them. Synthetic client flow
-fills the spot account at a Poisson rate, so inventory moves as on a market-making desk.
+The market is a synthetic book rebuilt around a mid per symbol (shared by spot and perp)
+that follows the simulators' one market model (:mod:`hedgerd.sim.market`: zero-drift GBM,
+stepped by the time elapsed between requests). Market and IOC/FOK limit orders walk the
+book's levels; GTC limit orders rest and fill as makers when the mid moves through them.
+Synthetic client flow (the market model's :class:`~hedgerd.sim.market.ClientFlow`: Poisson
+arrivals, side 50/50, exponential size with the instrument's mean) fills the spot account
+as a maker at the best bid or ask, so inventory moves as on a market-making desk. Fees:
+maker and taker rates per market kind (:class:`EngineConfig`); client fills pay the spot
+maker fee like any maker fill.
 
 Every state change is reported to listeners as :class:`OrderEvent` / :class:`AccountEvent`
 (the server turns them into user-data stream messages).
@@ -25,6 +30,8 @@ from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import Literal
 
+from hedgerd.sim.market import ClientFlow, gbm_step, poisson_count
+
 MarketKind = Literal["spot", "usdm"]
 SPOT: MarketKind = "spot"
 USDM: MarketKind = "usdm"
@@ -33,7 +40,6 @@ KINDS: tuple[MarketKind, ...] = (SPOT, USDM)
 ZERO = Decimal(0)
 ONE = Decimal(1)
 FEE_QUANTUM = Decimal("1e-8")
-SECONDS_PER_YEAR = 365.0 * 24 * 3600
 CLIENT_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 ALLOWED_CLIENT_ID = set(CLIENT_ID_CHARS + ".:/_-")
 
@@ -173,9 +179,8 @@ class PriceModel:
         """Advance the mid by ``dt_seconds`` of zero-drift GBM."""
         if dt_seconds <= 0:
             return
-        sigma = self.volatility
-        dt = dt_seconds / SECONDS_PER_YEAR
-        self.mid *= math.exp(-0.5 * sigma * sigma * dt + sigma * math.sqrt(dt) * rng.gauss(0.0, 1.0))
+        drift, diffusion = gbm_step(self.volatility, dt_seconds)
+        self.mid *= math.exp(drift + diffusion * rng.gauss(0.0, 1.0))
         self.high = max(self.high, self.mid)
         self.low = min(self.low, self.mid)
         self.update_id += 1
@@ -366,8 +371,11 @@ class Engine:
         }
         self._next_order_id: dict[MarketKind, int] = {SPOT: 10_000_001, USDM: 80_000_001}
         self._next_trade_id: dict[MarketKind, int] = {SPOT: 1_000_001, USDM: 5_000_001}
-        self.flow_rate = self.config.flow_rate
         self.flow_symbols = tuple(s for s in self.config.flow_symbols if s in self.instruments)
+        # One flow per symbol (its mean size); arrivals are drawn for all of them at once.
+        self._flows = {s: ClientFlow(rate=0.0, mean_size=self.instruments[s].flow_mean_size)
+                       for s in self.flow_symbols}
+        self.flow_rate = self.config.flow_rate
         self._listeners: list[Callable[[UserEvent], None]] = []
         self._last_advance = now_ms()
         self.started_at = self._last_advance
@@ -777,27 +785,27 @@ class Engine:
         self._emit_account(SPOT, symbol, now)
         return trade
 
+    @property
+    def flow_rate(self) -> float:
+        """Client fills per second on the spot account, over all flow symbols."""
+        return self._flow_rate
+
+    @flow_rate.setter
+    def flow_rate(self, rate: float) -> None:
+        self._flow_rate = rate
+        for flow in self._flows.values():
+            flow.rate = rate / len(self._flows)
+
     def _run_flow(self, dt_seconds: float, now: int) -> None:
         if self.flow_rate <= 0 or not self.flow_symbols:
             return
-        count = self._poisson(self.flow_rate * dt_seconds)
+        count = poisson_count(self.flow_rate * dt_seconds, self._rng)
         for _ in range(count):
             symbol = self._rng.choice(self.flow_symbols)
-            mean = float(self.instruments[symbol].flow_mean_size)
-            size = Decimal(repr(self._rng.expovariate(1.0 / mean)))
-            side = "BUY" if self._rng.random() < 0.5 else "SELL"
+            flow = self._flows[symbol]
+            size = Decimal(repr(flow.size(self._rng)))
+            side = "BUY" if flow.desk_buys(self._rng) else "SELL"
             self.client_fill(symbol, side, size, now_ms=now)
-
-    def _poisson(self, lam: float) -> int:
-        if lam <= 0:
-            return 0
-        threshold = math.exp(-lam)
-        k = 0
-        p = self._rng.random()
-        while p > threshold:
-            k += 1
-            p *= self._rng.random()
-        return k
 
     # ------------------------------------------------------------------ internals
 
