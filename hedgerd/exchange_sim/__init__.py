@@ -15,7 +15,8 @@ Layout: ``matching.py`` is the matching engine, accounts and synthetic market sh
 wire protocol; ``faults.py`` the injectable faults; ``binance/`` the first wire protocol.
 """
 
-from hedgerd.exchange_sim.binance.server import SimConfig, VenueSim, main, run_server, start_venue_sim
+from hedgerd.exchange_sim.binance.config import SimConfig
+from hedgerd.exchange_sim.binance.server import VenueSim, main, run_server, start_venue_sim
 from hedgerd.exchange_sim.binance.urls import (
     DEFAULT_API_KEY,
     DEFAULT_SECRET,
