@@ -11,8 +11,10 @@ Point the unmodified ccxt ``binance`` / ``binanceusdm`` classes (REST and pro) a
 
 Run standalone with ``python -m hedgerd.exchange_sim --port 8901`` (or ``hedgerd venue-sim``).
 
-Layout: ``matching.py`` is the matching engine, accounts and synthetic market shared by every
-wire protocol; ``faults.py`` the injectable faults; ``binance/`` the first wire protocol.
+Layout: ``matching.py`` is the matching engine shared by every wire protocol (``model.py`` its
+data, ``accounts.py`` its balances and positions; the mid and client flow come from
+:mod:`hedgerd.sim.market`); ``faults.py`` the injectable faults; ``binance/`` the first wire
+protocol (a second, e.g. ``deribit/``, sits beside it on the same engine).
 """
 
 from hedgerd.exchange_sim.binance.config import SimConfig
@@ -26,11 +28,11 @@ from hedgerd.exchange_sim.binance.urls import (
     ccxt_urls,
 )
 from hedgerd.exchange_sim.faults import FaultConfig
-from hedgerd.exchange_sim.matching import (
+from hedgerd.exchange_sim.matching import Engine
+from hedgerd.exchange_sim.model import (
     SPOT,
     USDM,
     ApiError,
-    Engine,
     EngineConfig,
     InstrumentConfig,
     MarketKind,

@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hedgerd.exchange_sim.binance.urls import DEFAULT_API_KEY, DEFAULT_SECRET
-from hedgerd.exchange_sim.matching import (
-    EngineConfig,
-)
+from hedgerd.exchange_sim.model import EngineConfig
 
 
 @dataclass

@@ -15,15 +15,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, Protocol
 
 from hedgerd.exchange_sim.binance import wire
-from hedgerd.exchange_sim.matching import (
-    SPOT,
-    USDM,
-    ApiError,
-    Engine,
-    MarketKind,
-    Order,
-    Trade,
-)
+from hedgerd.exchange_sim.matching import Engine
+from hedgerd.exchange_sim.model import SPOT, USDM, ApiError, MarketKind, Order, Trade
 
 Security = Literal["none", "user_stream", "signed"]
 LimitKind = Literal["spot", "usdm", "coinm"]

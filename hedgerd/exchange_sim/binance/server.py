@@ -40,16 +40,8 @@ from hedgerd.exchange_sim.binance.rest import ROUTES, LimitKind, RequestContext,
 from hedgerd.exchange_sim.binance.streams import WebsocketStreams, _WsConn
 from hedgerd.exchange_sim.binance.urls import DEFAULT_API_KEY, DEFAULT_SECRET, ccxt_config, ccxt_urls
 from hedgerd.exchange_sim.faults import FaultConfig, TradeMessageShaper
-from hedgerd.exchange_sim.matching import (
-    SPOT,
-    USDM,
-    ApiError,
-    Engine,
-    EngineConfig,
-    MarketKind,
-    Order,
-    Trade,
-)
+from hedgerd.exchange_sim.matching import Engine
+from hedgerd.exchange_sim.model import SPOT, USDM, ApiError, EngineConfig, MarketKind, Order, Trade
 
 log = logging.getLogger("hedgerd.exchange_sim")
 

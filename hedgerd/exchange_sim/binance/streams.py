@@ -26,16 +26,8 @@ from hedgerd.exchange_sim.binance.auth import (
 from hedgerd.exchange_sim.binance.config import SimConfig, SimStats
 from hedgerd.exchange_sim.binance.rest import Json
 from hedgerd.exchange_sim.faults import FaultConfig, TradeMessageShaper
-from hedgerd.exchange_sim.matching import (
-    SPOT,
-    USDM,
-    AccountEvent,
-    ApiError,
-    Engine,
-    MarketKind,
-    OrderEvent,
-    UserEvent,
-)
+from hedgerd.exchange_sim.matching import Engine
+from hedgerd.exchange_sim.model import SPOT, USDM, AccountEvent, ApiError, MarketKind, OrderEvent, UserEvent
 
 
 @dataclass(eq=False)

@@ -9,13 +9,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from hedgerd.exchange_sim.matching import (
+from hedgerd.exchange_sim.matching import Engine
+from hedgerd.exchange_sim.model import (
     SPOT,
     USDM,
     ZERO,
     AccountEvent,
     Book,
-    Engine,
     MarketKind,
     Order,
     OrderEvent,
