@@ -47,11 +47,11 @@ import re
 import tomllib
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hedgerd.errors import ConfigError
+from hedgerd.sim.market import SizeDistribution
 
 # --------------------------------------------------------------------------------------------
 # Scenario
@@ -71,7 +71,7 @@ class MarketScenario(_Model):
 class FlowScenario(_Model):
     rate: float = Field(default=1.0, ge=0, description="client fills per second")
     mean_size: Decimal = Field(default=Decimal("0.02"), gt=0, description="base units")
-    size_distribution: Literal["exponential", "lognormal", "fixed"] = "exponential"
+    size_distribution: SizeDistribution = "exponential"
     size_sigma: float = Field(default=1.0, gt=0, description="log-sd of lognormal sizes")
     buy_probability: float = Field(default=0.5, ge=0, le=1)
 
