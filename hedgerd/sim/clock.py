@@ -41,10 +41,6 @@ _Ts = TypeVarTuple("_Ts")
 _Callback = Callable[..., object]
 
 
-# --------------------------------------------------------------------------------------------
-# Virtual time
-# --------------------------------------------------------------------------------------------
-
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
     """An event loop on virtual time.
 

@@ -39,13 +39,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from hedgerd.config import (
-    Mode,
-    Settings,
-    VenueKind,
-    VenueRole,
-    config_error_from_validation,
-)
+from hedgerd.config import Mode, Settings, VenueKind, VenueRole, config_error_from_validation
 from hedgerd.engine import HedgeEngine
 from hedgerd.errors import ConfigError
 from hedgerd.metrics import Metrics
@@ -57,6 +51,9 @@ from hedgerd.sim.market import SimMarketData
 from hedgerd.sim.scenario import DEFAULT_SCENARIO, Burst, Regime, Scenario
 from hedgerd.sim.venues import ScenarioSpotVenue, build_scenario_venues
 
+# --------------------------------------------------------------------------------------------
+# Settings of a run
+# --------------------------------------------------------------------------------------------
 
 def simulation_settings(settings: Settings, scenario: Scenario, *, seed: int, ledger_path: Path,
                         policy: str | None = None) -> Settings:

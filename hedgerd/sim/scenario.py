@@ -53,9 +53,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from hedgerd.errors import ConfigError
 from hedgerd.sim.market import SizeDistribution
 
-# --------------------------------------------------------------------------------------------
-# Scenario
-# --------------------------------------------------------------------------------------------
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -3,11 +3,7 @@ shaped by the scenario (side bias, size distribution)."""
 
 from __future__ import annotations
 
-from hedgerd.config import (
-    Settings,
-    SimSettings,
-    VenueConfig,
-)
+from hedgerd.config import Settings, SimSettings, VenueConfig
 from hedgerd.connectors.base import Venue
 from hedgerd.connectors.paper import SimPerpVenue, SimSpotVenue
 from hedgerd.errors import ConfigError
@@ -16,9 +12,6 @@ from hedgerd.sim.clock import SimulatedClock
 from hedgerd.sim.market import SimMarketData
 from hedgerd.sim.scenario import FlowScenario, Scenario
 
-# --------------------------------------------------------------------------------------------
-# Simulated venues and settings
-# --------------------------------------------------------------------------------------------
 
 class ScenarioSpotVenue(SimSpotVenue):
     """Inventory venue whose client flow follows the scenario: side bias and size distribution."""
