@@ -36,7 +36,8 @@ from hedgerd.exchange_sim.binance.auth import (
 )
 from hedgerd.exchange_sim.binance.config import SimConfig, SimStats
 from hedgerd.exchange_sim.binance.ratelimit import Admission, WeightLimiter
-from hedgerd.exchange_sim.binance.rest import ROUTES, LimitKind, RequestContext, Route
+from hedgerd.exchange_sim.binance.rest import LimitKind, RequestContext, Route
+from hedgerd.exchange_sim.binance.routes import ROUTES
 from hedgerd.exchange_sim.binance.streams import WebsocketStreams, _WsConn
 from hedgerd.exchange_sim.binance.urls import DEFAULT_API_KEY, DEFAULT_SECRET, ccxt_config, ccxt_urls
 from hedgerd.exchange_sim.faults import FaultConfig, TradeMessageShaper
