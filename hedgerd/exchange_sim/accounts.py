@@ -20,6 +20,7 @@ from hedgerd.exchange_sim.model import (
     ZERO,
     AccountEvent,
     ApiError,
+    BookFill,
     EngineConfig,
     InstrumentConfig,
     MarketKind,
@@ -27,7 +28,6 @@ from hedgerd.exchange_sim.model import (
     Position,
     Trade,
     UserEvent,
-    _Fill,
 )
 
 
@@ -148,7 +148,7 @@ class Accounts:
             "available": available,
         }
 
-    def _check_spot_funds(self, inst: InstrumentConfig, side: str, fills: list[_Fill],
+    def _check_spot_funds(self, inst: InstrumentConfig, side: str, fills: list[BookFill],
                           resting_qty: Decimal, price: Decimal | None) -> None:
         if side == "BUY":
             need = sum((f.price * f.qty for f in fills), ZERO)
@@ -161,7 +161,7 @@ class Accounts:
         if need > have:
             raise ApiError(-2010, "Account has insufficient balance for requested action.")
 
-    def _check_margin(self, symbol: str, side: str, fills: list[_Fill], resting_qty: Decimal,
+    def _check_margin(self, symbol: str, side: str, fills: list[BookFill], resting_qty: Decimal,
                       price: Decimal | None) -> None:
         pos = self._positions[symbol]
         sign = ONE if side == "BUY" else -ONE

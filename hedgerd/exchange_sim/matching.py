@@ -41,6 +41,7 @@ from hedgerd.exchange_sim.model import (
     AccountEvent,
     ApiError,
     Book,
+    BookFill,
     BookLevel,
     EngineConfig,
     InstrumentConfig,
@@ -53,7 +54,6 @@ from hedgerd.exchange_sim.model import (
     TickerStats,
     Trade,
     UserEvent,
-    _Fill,
     is_multiple,
     quantize_down,
     quantize_up,
@@ -507,9 +507,9 @@ class Engine(Accounts):
         return any(order.client_order_id == client_order_id for order in orders)
 
     def _walk(self, book: Book, side: str, quantity: Decimal | None, limit_price: Decimal | None,
-              quote_limit: Decimal | None, step: Decimal) -> list[_Fill]:
+              quote_limit: Decimal | None, step: Decimal) -> list[BookFill]:
         levels = book.asks if side == "BUY" else book.bids
-        fills: list[_Fill] = []
+        fills: list[BookFill] = []
         remaining = quantity
         quote_left = quote_limit
         for level in levels:
@@ -524,7 +524,7 @@ class Engine(Accounts):
                 take = min(take, quantize_down(quote_left / level.price, step))
             if take <= 0:
                 break
-            fills.append(_Fill(level.price, take))
+            fills.append(BookFill(level.price, take))
             if remaining is not None:
                 remaining -= take
                 if remaining <= 0:

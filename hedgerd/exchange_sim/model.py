@@ -301,6 +301,8 @@ class TickerStats:
 
 
 @dataclass
-class _Fill:
+class BookFill:
+    """One book level's share of an order walking the book."""
+
     price: Decimal
     qty: Decimal

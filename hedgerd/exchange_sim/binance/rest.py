@@ -67,14 +67,16 @@ class Route:
 # --------------------------------------------------------------------------- parameter parsing
 
 
-def _required(params: Mapping[str, str], name: str) -> str:
+def required_param(params: Mapping[str, str], name: str) -> str:
+    """The parameter ``name``; ApiError -1102 when it is missing."""
     value = params.get(name)
     if value is None or value == "":
         raise ApiError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
     return value
 
 
-def _decimal(params: Mapping[str, str], name: str) -> Decimal | None:
+def decimal_param(params: Mapping[str, str], name: str) -> Decimal | None:
+    """The parameter ``name`` as a Decimal, None when absent; ApiError when malformed."""
     raw = params.get(name)
     if raw is None or raw == "":
         return None
@@ -88,7 +90,8 @@ def _decimal(params: Mapping[str, str], name: str) -> Decimal | None:
     return value
 
 
-def _int(params: Mapping[str, str], name: str) -> int | None:
+def int_param(params: Mapping[str, str], name: str) -> int | None:
+    """The parameter ``name`` as an int, None when absent; ApiError when malformed."""
     raw = params.get(name)
     if raw is None or raw == "":
         return None
@@ -99,7 +102,8 @@ def _int(params: Mapping[str, str], name: str) -> int | None:
                               "'^[0-9]{1,20}$'.") from None
 
 
-def _bool(params: Mapping[str, str], name: str) -> bool:
+def bool_param(params: Mapping[str, str], name: str) -> bool:
+    """The parameter ``name`` as a bool (``true``/``false``), False when absent."""
     raw = params.get(name)
     if raw is None or raw == "":
         return False
@@ -110,16 +114,18 @@ def _bool(params: Mapping[str, str], name: str) -> bool:
     return lowered == "true"
 
 
-def _symbol(sim: RestVenue, params: Mapping[str, str]) -> str:
-    symbol = _required(params, "symbol").upper()
+def symbol_param(sim: RestVenue, params: Mapping[str, str]) -> str:
+    """The listed symbol in ``symbol`` (upper case); ApiError when missing or not listed."""
+    symbol = required_param(params, "symbol").upper()
     sim.engine.instrument(symbol)
     return symbol
 
 
-def _optional_symbol(sim: RestVenue, params: Mapping[str, str]) -> str | None:
+def optional_symbol_param(sim: RestVenue, params: Mapping[str, str]) -> str | None:
+    """As :func:`symbol_param`, or None when the request names no symbol."""
     if not params.get("symbol"):
         return None
-    return _symbol(sim, params)
+    return symbol_param(sim, params)
 
 
 # --------------------------------------------------------------------------- REST handlers
@@ -142,13 +148,14 @@ def h_empty_exchange_info(_sim: RestVenue, ctx: RequestContext) -> Json:
 
 
 def h_depth(sim: RestVenue, ctx: RequestContext) -> Json:
-    symbol = _symbol(sim, ctx.params)
-    limit = _int(ctx.params, "limit") or (100 if ctx.kind == SPOT else 500)
+    symbol = symbol_param(sim, ctx.params)
+    limit = int_param(ctx.params, "limit") or (100 if ctx.kind == SPOT else 500)
     return wire.depth(sim.engine.book(ctx.kind, symbol, depth=limit), ctx.kind, ctx.now)
 
 
-def _per_symbol(sim: RestVenue, ctx: RequestContext, build: Callable[[str], Json]) -> Json:
-    symbol = _optional_symbol(sim, ctx.params)
+def per_symbol(sim: RestVenue, ctx: RequestContext, build: Callable[[str], Json]) -> Json:
+    """``build`` for the requested symbol, else a list for the ``symbols`` listed, else for every symbol."""
+    symbol = optional_symbol_param(sim, ctx.params)
     if symbol is not None:
         return build(symbol)
     raw_list = ctx.params.get("symbols")
@@ -164,22 +171,23 @@ def _per_symbol(sim: RestVenue, ctx: RequestContext, build: Callable[[str], Json
 
 
 def h_ticker_24hr(sim: RestVenue, ctx: RequestContext) -> Json:
-    return _per_symbol(sim, ctx, lambda s: wire.ticker_24hr(sim.engine, ctx.kind, s, ctx.now))
+    return per_symbol(sim, ctx, lambda s: wire.ticker_24hr(sim.engine, ctx.kind, s, ctx.now))
 
 
 def h_book_ticker(sim: RestVenue, ctx: RequestContext) -> Json:
-    return _per_symbol(sim, ctx, lambda s: wire.book_ticker(sim.engine, ctx.kind, s, ctx.now))
+    return per_symbol(sim, ctx, lambda s: wire.book_ticker(sim.engine, ctx.kind, s, ctx.now))
 
 
 def h_price_ticker(sim: RestVenue, ctx: RequestContext) -> Json:
-    return _per_symbol(sim, ctx, lambda s: wire.price_ticker(sim.engine, ctx.kind, s, ctx.now))
+    return per_symbol(sim, ctx, lambda s: wire.price_ticker(sim.engine, ctx.kind, s, ctx.now))
 
 
-def _new_order(sim: RestVenue, ctx: RequestContext) -> tuple[Order, list[Trade]]:
+def place_from_params(sim: RestVenue, ctx: RequestContext) -> tuple[Order, list[Trade]]:
+    """Place the order a new-order request describes; the order and its trades."""
     params = ctx.params
-    symbol = _symbol(sim, params)
-    side = _required(params, "side").upper()
-    order_type = _required(params, "type").upper()
+    symbol = symbol_param(sim, params)
+    side = required_param(params, "side").upper()
+    order_type = required_param(params, "type").upper()
     if ctx.kind == USDM and params.get("positionSide", "BOTH").upper() != "BOTH":
         raise ApiError(-4061, "Order's position side does not match user's setting.")
     if params.get("stopPrice") or params.get("closePosition", "").lower() == "true":
@@ -189,30 +197,31 @@ def _new_order(sim: RestVenue, ctx: RequestContext) -> tuple[Order, list[Trade]]
     after_id = sim.engine.last_trade_id(ctx.kind)
     order = sim.engine.place_order(
         ctx.kind, symbol=symbol, side=side, order_type=order_type,
-        quantity=_decimal(params, "quantity"), price=_decimal(params, "price"),
+        quantity=decimal_param(params, "quantity"), price=decimal_param(params, "price"),
         time_in_force=params.get("timeInForce") or None,
         client_order_id=params.get("newClientOrderId") or None,
-        reduce_only=_bool(params, "reduceOnly") if ctx.kind == USDM else False,
-        quote_order_qty=_decimal(params, "quoteOrderQty") if ctx.kind == SPOT else None,
+        reduce_only=bool_param(params, "reduceOnly") if ctx.kind == USDM else False,
+        quote_order_qty=decimal_param(params, "quoteOrderQty") if ctx.kind == SPOT else None,
     )
     trades = sim.engine.my_trades(ctx.kind, symbol, order_id=order.order_id, from_id=after_id + 1, limit=1000)
     return order, trades
 
 
-def _lookup(sim: RestVenue, ctx: RequestContext) -> Order:
-    symbol = _symbol(sim, ctx.params)
-    return sim.engine.get_order(ctx.kind, symbol, _int(ctx.params, "orderId"),
+def lookup_order(sim: RestVenue, ctx: RequestContext) -> Order:
+    """The order a query or cancel request names by ``orderId`` or ``origClientOrderId``."""
+    symbol = symbol_param(sim, ctx.params)
+    return sim.engine.get_order(ctx.kind, symbol, int_param(ctx.params, "orderId"),
                                 ctx.params.get("origClientOrderId") or None)
 
 
 def h_query_order(sim: RestVenue, ctx: RequestContext) -> Json:
-    order = _lookup(sim, ctx)
+    order = lookup_order(sim, ctx)
     return wire.spot_order(order) if ctx.kind == SPOT else wire.usdm_order(order)
 
 
 def h_cancel_order(sim: RestVenue, ctx: RequestContext) -> Json:
-    symbol = _symbol(sim, ctx.params)
-    order_id = _int(ctx.params, "orderId")
+    symbol = symbol_param(sim, ctx.params)
+    order_id = int_param(ctx.params, "orderId")
     client_id = ctx.params.get("origClientOrderId") or None
     if order_id is None and client_id is None:
         raise ApiError(-1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
@@ -223,17 +232,17 @@ def h_cancel_order(sim: RestVenue, ctx: RequestContext) -> Json:
 
 
 def h_open_orders(sim: RestVenue, ctx: RequestContext) -> Json:
-    symbol = _optional_symbol(sim, ctx.params)
+    symbol = optional_symbol_param(sim, ctx.params)
     orders = sim.engine.open_orders(ctx.kind, symbol)
     return [wire.spot_order(o) if ctx.kind == SPOT else wire.usdm_order(o) for o in orders]
 
 
 def h_all_orders(sim: RestVenue, ctx: RequestContext) -> Json:
-    symbol = _symbol(sim, ctx.params)
-    limit = max(1, min(_int(ctx.params, "limit") or 500, 1000))
-    start = _int(ctx.params, "startTime")
-    end = _int(ctx.params, "endTime")
-    from_order = _int(ctx.params, "orderId")
+    symbol = symbol_param(sim, ctx.params)
+    limit = max(1, min(int_param(ctx.params, "limit") or 500, 1000))
+    start = int_param(ctx.params, "startTime")
+    end = int_param(ctx.params, "endTime")
+    from_order = int_param(ctx.params, "orderId")
     rows = [o for o in sim.engine.orders(ctx.kind) if o.symbol == symbol and not o.is_client_flow]
     if from_order is not None:
         rows = [o for o in rows if o.order_id >= from_order][:limit]
@@ -244,7 +253,7 @@ def h_all_orders(sim: RestVenue, ctx: RequestContext) -> Json:
 
 
 def h_cancel_all(sim: RestVenue, ctx: RequestContext) -> Json:
-    symbol = _symbol(sim, ctx.params)
+    symbol = symbol_param(sim, ctx.params)
     cancelled = sim.engine.cancel_all(ctx.kind, symbol)
     if ctx.kind == SPOT:
         return [wire.spot_cancel(o, secrets.token_hex(11)) for o in cancelled]
@@ -252,11 +261,11 @@ def h_cancel_all(sim: RestVenue, ctx: RequestContext) -> Json:
 
 
 def h_my_trades(sim: RestVenue, ctx: RequestContext) -> Json:
-    symbol = _symbol(sim, ctx.params)
+    symbol = symbol_param(sim, ctx.params)
     trades = sim.engine.my_trades(
-        ctx.kind, symbol, order_id=_int(ctx.params, "orderId"), start_time=_int(ctx.params, "startTime"),
-        end_time=_int(ctx.params, "endTime"), from_id=_int(ctx.params, "fromId"),
-        limit=_int(ctx.params, "limit") or 500)
+        ctx.kind, symbol, order_id=int_param(ctx.params, "orderId"), start_time=int_param(ctx.params, "startTime"),
+        end_time=int_param(ctx.params, "endTime"), from_id=int_param(ctx.params, "fromId"),
+        limit=int_param(ctx.params, "limit") or 500)
     return [wire.spot_trade(t) if ctx.kind == SPOT else wire.usdm_trade(t) for t in trades]
 
 

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 from hedgerd.exchange_sim.binance import wire
-from hedgerd.exchange_sim.binance.rest import Json, RequestContext, RestVenue, _bool, _new_order, _symbol
+from hedgerd.exchange_sim.binance.rest import (
+    Json,
+    RequestContext,
+    RestVenue,
+    bool_param,
+    place_from_params,
+    symbol_param,
+)
 from hedgerd.exchange_sim.model import SPOT
 
 
 def h_avg_price(sim: RestVenue, ctx: RequestContext) -> Json:
-    symbol = _symbol(sim, ctx.params)
+    symbol = symbol_param(sim, ctx.params)
     return {"mins": 5, "price": wire.f8(sim.engine.mid(SPOT, symbol)), "closeTime": ctx.now}
 
 
 def h_spot_account(sim: RestVenue, ctx: RequestContext) -> Json:
-    return wire.spot_account(sim.engine, ctx.now, omit_zero=_bool(ctx.params, "omitZeroBalances"))
+    return wire.spot_account(sim.engine, ctx.now, omit_zero=bool_param(ctx.params, "omitZeroBalances"))
 
 
 def h_spot_new_order(sim: RestVenue, ctx: RequestContext) -> Json:
-    order, trades = _new_order(sim, ctx)
+    order, trades = place_from_params(sim, ctx)
     default = "FULL" if order.type in ("MARKET", "LIMIT") else "ACK"
     resp_type = ctx.params.get("newOrderRespType", default).upper()
     if resp_type == "ACK":
@@ -28,7 +35,7 @@ def h_spot_new_order(sim: RestVenue, ctx: RequestContext) -> Json:
 
 
 def h_spot_test_order(sim: RestVenue, ctx: RequestContext) -> Json:
-    _symbol(sim, ctx.params)
+    symbol_param(sim, ctx.params)
     return {}
 
 

@@ -38,7 +38,7 @@ from hedgerd.exchange_sim.binance.config import SimConfig, SimStats
 from hedgerd.exchange_sim.binance.ratelimit import Admission, WeightLimiter
 from hedgerd.exchange_sim.binance.rest import LimitKind, RequestContext, Route
 from hedgerd.exchange_sim.binance.routes import ROUTES
-from hedgerd.exchange_sim.binance.streams import WebsocketStreams, _WsConn
+from hedgerd.exchange_sim.binance.streams import WebsocketStreams, WsConnection
 from hedgerd.exchange_sim.binance.urls import DEFAULT_API_KEY, DEFAULT_SECRET, ccxt_config, ccxt_urls
 from hedgerd.exchange_sim.faults import FaultConfig, TradeMessageShaper
 from hedgerd.exchange_sim.matching import Engine
@@ -75,7 +75,7 @@ class VenueSim(WebsocketStreams):
         }
         self.stats = SimStats()
         self._listen_keys: dict[MarketKind, dict[str, float]] = {SPOT: {}, USDM: {}}
-        self._conns: set[_WsConn] = set()
+        self._conns: set[WsConnection] = set()
         self._next_subscription_id = 0
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None

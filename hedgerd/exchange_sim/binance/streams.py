@@ -31,7 +31,7 @@ from hedgerd.exchange_sim.model import SPOT, USDM, AccountEvent, ApiError, Marke
 
 
 @dataclass(eq=False)
-class _WsConn:
+class WsConnection:
     """One websocket client with an ordered outgoing queue."""
 
     ws: web.WebSocketResponse
@@ -65,7 +65,7 @@ class WebsocketStreams:
     shapers: dict[MarketKind, TradeMessageShaper]
     stats: SimStats
     _listen_keys: dict[MarketKind, dict[str, float]]
-    _conns: set[_WsConn]
+    _conns: set[WsConnection]
     _next_subscription_id: int
 
     # ------------------------------------------------------------------ user-data streams
@@ -125,7 +125,7 @@ class WebsocketStreams:
         self.stats.ws_dropped += len(victims)
         return len(victims)
 
-    async def _close_conn(self, conn: _WsConn) -> None:
+    async def _close_conn(self, conn: WsConnection) -> None:
         self._conns.discard(conn)
         conn.queue.put_nowait(None)
         with contextlib.suppress(Exception):
@@ -175,8 +175,8 @@ class WebsocketStreams:
 
     # ------------------------------------------------------------------ websocket handlers
 
-    async def _ws_session(self, request: web.Request, conn: _WsConn,
-                          on_text: Callable[[_WsConn, str], None] | None) -> web.WebSocketResponse:
+    async def _ws_session(self, request: web.Request, conn: WsConnection,
+                          on_text: Callable[[WsConnection, str], None] | None) -> web.WebSocketResponse:
         ws = conn.ws
         self._conns.add(conn)
         self.stats.ws_connections += 1
@@ -213,15 +213,15 @@ class WebsocketStreams:
             if self._listen_keys[kind].get(key, 0.0) <= time.time():
                 await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"invalid listen key")
                 return ws
-            conn = _WsConn(ws=ws, kind=kind, role="user", listen_key=key)
+            conn = WsConnection(ws=ws, kind=kind, role="user", listen_key=key)
             return await self._ws_session(request, conn, None)
-        conn = _WsConn(ws=ws, kind=kind, role="market")
+        conn = WsConnection(ws=ws, kind=kind, role="market")
         for part in tail.split("/"):
             if "@" in part or part.startswith("!"):
                 conn.subscriptions.add(part.lower())
         return await self._ws_session(request, conn, self._on_market_message)
 
-    def _on_market_message(self, conn: _WsConn, text: str) -> None:
+    def _on_market_message(self, conn: WsConnection, text: str) -> None:
         try:
             message = json.loads(text)
         except ValueError:
@@ -255,10 +255,10 @@ class WebsocketStreams:
     async def _ws_api_spot(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
-        conn = _WsConn(ws=ws, kind=SPOT, role="wsapi")
+        conn = WsConnection(ws=ws, kind=SPOT, role="wsapi")
         return await self._ws_session(request, conn, self._on_ws_api_message)
 
-    def _on_ws_api_message(self, conn: _WsConn, text: str) -> None:
+    def _on_ws_api_message(self, conn: WsConnection, text: str) -> None:
         try:
             message = json.loads(text)
         except ValueError:
@@ -282,7 +282,7 @@ class WebsocketStreams:
                    "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE",
                                    "intervalNum": 1, "limit": self.config.spot_weight_limit, "count": 2}]})
 
-    def _ws_api_call(self, conn: _WsConn, method: str, params: dict[str, Any]) -> Json:
+    def _ws_api_call(self, conn: WsConnection, method: str, params: dict[str, Any]) -> Json:
         now = self.engine.now()
         if method == "ping":
             return {}
