@@ -27,9 +27,9 @@ from hedgerd.exchange_sim import (
     SPOT,
     USDM,
     ApiError,
-    Engine,
     EngineConfig,
     FaultConfig,
+    MatchingEngine,
     SimConfig,
     VenueSim,
     align_ccxt_exceptions,
@@ -453,7 +453,7 @@ class FakeClock:
 
 def test_client_flow_is_poisson_and_lands_in_the_spot_trade_history() -> None:
     clock = FakeClock()
-    engine = Engine(EngineConfig(seed=5, flow_rate=8.0), now_ms=clock)
+    engine = MatchingEngine(EngineConfig(seed=5, flow_rate=8.0), now_ms=clock)
     events: list[Any] = []
     engine.add_listener(events.append)
     start_btc, _ = engine.spot_balance("BTC")
@@ -474,7 +474,7 @@ def test_client_flow_is_poisson_and_lands_in_the_spot_trade_history() -> None:
 
 def test_usdm_realized_pnl_fees_and_flip() -> None:
     clock = FakeClock()
-    engine = Engine(EngineConfig(seed=1), now_ms=clock)
+    engine = MatchingEngine(EngineConfig(seed=1), now_ms=clock)
     buy = engine.place_order(USDM, symbol="BTCUSDT", side="BUY", order_type="MARKET", quantity=Decimal("0.1"))
     engine.set_mid("BTCUSDT", Decimal(61000))
     flip = engine.place_order(USDM, symbol="BTCUSDT", side="SELL", order_type="MARKET",
@@ -492,7 +492,7 @@ def test_usdm_realized_pnl_fees_and_flip() -> None:
 
 
 def test_resting_limit_order_fills_as_maker_when_price_moves_through() -> None:
-    engine = Engine(EngineConfig(seed=2), now_ms=FakeClock())
+    engine = MatchingEngine(EngineConfig(seed=2), now_ms=FakeClock())
     order = engine.place_order(SPOT, symbol="BTCUSDT", side="SELL", order_type="LIMIT",
                                quantity=Decimal("0.5"), price=Decimal(61000), time_in_force="GTC")
     assert order.status == "NEW" and engine.spot_balance("BTC")[1] == Decimal("0.5")
@@ -504,7 +504,7 @@ def test_resting_limit_order_fills_as_maker_when_price_moves_through() -> None:
 
 def test_trade_and_order_history_stay_within_their_bounds_under_client_flow() -> None:
     balances = {"USDT": Decimal(10**9), "BTC": Decimal(10**4), "ETH": Decimal(0)}
-    engine = Engine(EngineConfig(seed=3, trade_history=100, order_history=100, spot_balances=balances),
+    engine = MatchingEngine(EngineConfig(seed=3, trade_history=100, order_history=100, spot_balances=balances),
                     now_ms=FakeClock())
     resting = engine.place_order(SPOT, symbol="BTCUSDT", side="SELL", order_type="LIMIT",
                                  quantity=Decimal("0.5"), price=Decimal(61000), time_in_force="GTC")

@@ -28,7 +28,7 @@ from hedgerd.exchange_sim.binance.urls import (
     ccxt_urls,
 )
 from hedgerd.exchange_sim.faults import FaultConfig
-from hedgerd.exchange_sim.matching import Engine
+from hedgerd.exchange_sim.matching import MatchingEngine
 from hedgerd.exchange_sim.model import (
     SPOT,
     USDM,
@@ -47,11 +47,11 @@ __all__ = [
     "SPOT",
     "USDM",
     "ApiError",
-    "Engine",
     "EngineConfig",
     "FaultConfig",
     "InstrumentConfig",
     "MarketKind",
+    "MatchingEngine",
     "Order",
     "Position",
     "SimConfig",

@@ -3,7 +3,7 @@
 Spot: free and locked balance per asset; an order locks what it may spend, fills settle with
 the fee in the received asset. USD-M: one-way positions with entry price, realized PnL,
 leverage and margin type; fees and PnL settle in the USDT wallet. :class:`Accounts` is the part
-of :class:`~hedgerd.exchange_sim.matching.Engine` that keeps them; the engine sets the state
+of :class:`~hedgerd.exchange_sim.matching.MatchingEngine` that keeps them; the engine sets the state
 declared here and provides the hooks.
 """
 

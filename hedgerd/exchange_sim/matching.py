@@ -64,7 +64,7 @@ from hedgerd.sim.market import ClientFlow, poisson_count
 # --------------------------------------------------------------------------- engine
 
 
-class Engine(Accounts):
+class MatchingEngine(Accounts):
     """The simulated exchange: markets, books, both accounts, orders and trade history."""
 
     def __init__(self, config: EngineConfig | None = None, now_ms: Callable[[], int] = wall_ms) -> None:

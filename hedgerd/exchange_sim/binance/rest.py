@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, Protocol
 
 from hedgerd.exchange_sim.binance import wire
-from hedgerd.exchange_sim.matching import Engine
+from hedgerd.exchange_sim.matching import MatchingEngine
 from hedgerd.exchange_sim.model import SPOT, USDM, ApiError, MarketKind, Order, Trade
 
 Security = Literal["none", "user_stream", "signed"]
@@ -28,7 +28,7 @@ Json = Any
 class RestVenue(Protocol):
     """What the REST handlers use of the running simulator."""
 
-    engine: Engine
+    engine: MatchingEngine
 
     def listen_key_create(self, kind: MarketKind) -> str: ...
 

@@ -41,7 +41,7 @@ from hedgerd.exchange_sim.binance.routes import ROUTES
 from hedgerd.exchange_sim.binance.streams import WebsocketStreams, WsConnection
 from hedgerd.exchange_sim.binance.urls import DEFAULT_API_KEY, DEFAULT_SECRET, ccxt_config, ccxt_urls
 from hedgerd.exchange_sim.faults import FaultConfig, TradeMessageShaper
-from hedgerd.exchange_sim.matching import Engine
+from hedgerd.exchange_sim.matching import MatchingEngine
 from hedgerd.exchange_sim.model import SPOT, USDM, ApiError, EngineConfig, MarketKind, Order, Trade
 
 log = logging.getLogger("hedgerd.exchange_sim")
@@ -51,10 +51,10 @@ class VenueSim(WebsocketStreams):
     """The running simulator: engine, fault switches, rate limiters, HTTP and websocket server."""
 
     def __init__(self, config: SimConfig | None = None, faults: FaultConfig | None = None,
-                 engine: Engine | None = None) -> None:
+                 engine: MatchingEngine | None = None) -> None:
         self.config = config or SimConfig()
         self.faults = faults or FaultConfig()
-        self.engine = engine or Engine(self.config.engine)
+        self.engine = engine or MatchingEngine(self.config.engine)
         self._rng = random.Random(self.config.engine.seed + 7919)
         cfg = self.config
         self.limiters: dict[LimitKind, WeightLimiter] = {

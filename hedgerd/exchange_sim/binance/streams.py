@@ -26,7 +26,7 @@ from hedgerd.exchange_sim.binance.auth import (
 from hedgerd.exchange_sim.binance.config import SimConfig, SimStats
 from hedgerd.exchange_sim.binance.rest import Json
 from hedgerd.exchange_sim.faults import FaultConfig, TradeMessageShaper
-from hedgerd.exchange_sim.matching import Engine
+from hedgerd.exchange_sim.matching import MatchingEngine
 from hedgerd.exchange_sim.model import SPOT, USDM, AccountEvent, ApiError, MarketKind, OrderEvent, UserEvent
 
 
@@ -61,7 +61,7 @@ class WebsocketStreams:
 
     config: SimConfig
     faults: FaultConfig
-    engine: Engine
+    engine: MatchingEngine
     shapers: dict[MarketKind, TradeMessageShaper]
     stats: SimStats
     _listen_keys: dict[MarketKind, dict[str, float]]
