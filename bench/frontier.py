@@ -4,7 +4,7 @@ Usage: python bench/frontier.py [--seeds 1,2,3] [--duration 4h] [--jobs 2] [--sc
                                 [--config FILE] [--thresholds 0.03,...] [--risk-aversions 3,...]
 
 For every seed, runs ``hedgerd simulate`` (the real engine on virtual time, see
-:mod:`hedgerd.simulate`) once per fixed threshold and once per adaptive risk aversion, on the
+:mod:`hedgerd.sim.day`) once per fixed threshold and once per adaptive risk aversion, on the
 same scenario (default: the built-in day, compressed into ``--duration``: scenario times are
 fractions of the run). Risk is the standard deviation of the hedged PnL, cost the hedging cost
 (fees + spread + fixed order costs).
@@ -42,7 +42,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hedgerd.config import Settings, load_settings
-from hedgerd.simulate import load_scenario, parse_duration, run_simulation
+from hedgerd.sim.day import run_simulation
+from hedgerd.sim.scenario import load_scenario, parse_duration
 
 DEFAULT_THRESHOLDS = (0.03, 0.06, 0.1, 0.15, 0.25, 0.4, 0.6, 0.9)
 DEFAULT_RISK_AVERSIONS = (3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 0.003)

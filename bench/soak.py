@@ -53,7 +53,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hedgerd.config import toml_dumps
-from hedgerd.venue_sim.urls import DEFAULT_API_KEY, DEFAULT_SECRET, ccxt_options
+from hedgerd.exchange_sim.binance.urls import DEFAULT_API_KEY, DEFAULT_SECRET, ccxt_options
 
 SPOT_VENUE = "soak-spot"
 PERP_VENUE = "soak-usdm"
@@ -426,7 +426,7 @@ def run_mode(mode: str, args: argparse.Namespace, workdir: Path) -> Result:
             sim_port = free_port()
             sim_url = f"http://127.0.0.1:{sim_port}"
             trace_dir, extra = traced("sim")
-            sim = spawn(python_command("hedgerd.venue_sim", ["--port", str(sim_port), "--flow-rate", "0",
+            sim = spawn(python_command("hedgerd.exchange_sim", ["--port", str(sim_port), "--flow-rate", "0",
                                                              "--seed", str(args.seed), "--log-level", "WARNING"],
                                        trace_dir),
                         workdir, "venue-sim.log", {**base_env, **extra})

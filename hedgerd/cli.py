@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     simulate = with_config(sub.add_parser(
         "simulate", help="run the engine on simulated time against simulated venues and print hedging figures"))
     simulate.add_argument("--scenario", type=Path, default=None,
-                          help="scenario TOML file (default: the built-in day; see hedgerd.simulate)")
+                          help="scenario TOML file (default: the built-in day; see hedgerd.sim.scenario)")
     simulate.add_argument("--seed", type=int, default=1)
     simulate.add_argument("--duration", default="24h", help="simulated time, e.g. 24h, 90m, 3600s")
     policies = simulate.add_mutually_exclusive_group()
@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["venue-sim"]:
-        venue_sim = importlib.import_module("hedgerd.venue_sim")
+        venue_sim = importlib.import_module("hedgerd.exchange_sim")
         return int(venue_sim.main(argv[1:]) or 0)
     args = _parser().parse_args(argv)
     if args.command in ("status", "kill", "resume"):
@@ -185,7 +185,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "run":
         return _run(settings, args.config)
     if args.command == "simulate":
-        from hedgerd.simulate_cli import run_cli
+        from hedgerd.sim.cli import run_cli
 
         return run_cli(settings, scenario_file=args.scenario, seed=args.seed, duration=args.duration,
                        policies=args.policy, as_json=args.json, plot=args.plot)

@@ -12,7 +12,8 @@ import pytest
 from hedgerd.busypoll import BusyPoller
 from hedgerd.config import Settings
 from hedgerd.models import Side
-from hedgerd.simulate import DEFAULT_SCENARIO, simulation_settings
+from hedgerd.sim.day import simulation_settings
+from hedgerd.sim.scenario import DEFAULT_SCENARIO
 from tests.test_engine import make_settings, running_engine
 
 

@@ -14,7 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from hedgerd import errors as herr
-from hedgerd import venue_sim
+from hedgerd import exchange_sim
 from hedgerd.clock import RealClock
 from hedgerd.config import HedgeConfig, InventorySource, Settings, VenueConfig, VenueKind, VenueRole
 from hedgerd.connectors.ccxt import CcxtVenue, build_ccxt_venue, create_exchange, venue_symbols
@@ -942,7 +942,7 @@ SIM_SPOT_SYMBOLS = (SPOT,)
 
 @pytest.fixture
 async def sim() -> Any:
-    async with venue_sim.start_venue_sim(port=0, seed=3) as running:
+    async with exchange_sim.start_venue_sim(port=0, seed=3) as running:
         yield running
 
 
@@ -952,7 +952,7 @@ def sim_venue(sim: Any, exchange_id: str, symbols: tuple[str, ...], **kwargs: An
     role = VenueRole.HEDGE if exchange_id == "binanceusdm" else VenueRole.INVENTORY
     cfg = VenueConfig(name=exchange_id, kind=VenueKind.CCXT, role=role, exchange=exchange_id,
                       api_key=SecretStr(sim.config.api_key), secret=SecretStr(sim.config.secret),
-                      sim_base_url=sim.base_url, options=venue_sim.ccxt_options())
+                      sim_base_url=sim.base_url, options=exchange_sim.ccxt_options())
     options: dict[str, Any] = {"own_client_id_prefix": "hgd", "secrets": [sim.config.secret],
                                "backoff_initial": 0.05, "backoff_max": 0.2, "resubscribe_delay": 0.1,
                                "poll_interval": 0.2, "rng": random.Random(1)}
@@ -981,12 +981,12 @@ async def test_sim_load_markets(sim: Any) -> None:
     finally:
         await perp.close()
         await spot.close()
-    filters = sim.engine.filters(venue_sim.USDM, "BTCUSDT")
+    filters = sim.engine.filters(exchange_sim.USDM, "BTCUSDT")
     assert perp_markets[PERP].amount_step == filters.step_size
     assert perp_markets[PERP].price_step == filters.tick_size
     assert perp_markets[PERP].min_notional == filters.min_notional
     assert perp_markets[PERP].contract_size == 1
-    spot_filters = sim.engine.filters(venue_sim.SPOT, "BTCUSDT")
+    spot_filters = sim.engine.filters(exchange_sim.SPOT, "BTCUSDT")
     assert spot_markets[SPOT].amount_step == spot_filters.step_size
     assert spot_markets[SPOT].min_amount == spot_filters.min_qty
 
@@ -997,11 +997,11 @@ async def test_sim_order_by_client_id_then_lookup_with_fills(sim: Any) -> None:
         await venue.load_markets()
         report = await venue.create_order(intent(cid="hgdsimx1", side=Side.SELL), Decimal("0.012"), None)
         assert report.client_order_id == "hgdsimx1" and report.status is OrderStatus.FILLED
-        venue_orders = [o for o in sim.engine.orders(venue_sim.USDM) if o.client_order_id == "hgdsimx1"]
+        venue_orders = [o for o in sim.engine.orders(exchange_sim.USDM) if o.client_order_id == "hgdsimx1"]
         assert len(venue_orders) == 1 and venue_orders[0].executed_qty == Decimal("0.012")
         found = await venue.fetch_order(PERP, "hgdsimx1")
         assert found is not None and found.status is OrderStatus.FILLED and found.filled == Decimal("0.012")
-        sim_trades = [t for t in sim.engine.trades(venue_sim.USDM) if t.client_order_id == "hgdsimx1"]
+        sim_trades = [t for t in sim.engine.trades(exchange_sim.USDM) if t.client_order_id == "hgdsimx1"]
         assert sorted(f.trade_id for f in found.fills) == sorted(f"{PERP}#{t.trade_id}" for t in sim_trades)
         assert sum(f.amount for f in found.fills) == Decimal("0.012")
         assert all(f.side is Side.SELL and f.client_order_id == "hgdsimx1" for f in found.fills)
@@ -1034,14 +1034,14 @@ async def test_sim_ioc_limit_orders_and_reduce_only(sim: Any) -> None:
     try:
         await venue.load_markets()
         await venue.create_order(intent(cid="hgdsimx2", side=Side.BUY), Decimal("0.01"), None)
-        book = sim.engine.book(venue_sim.USDM, "BTCUSDT")
+        book = sim.engine.book(exchange_sim.USDM, "BTCUSDT")
         ioc_sell = intent(cid="hgdsimx3", side=Side.SELL, reduce_only=True, order_type=OrderType.LIMIT_IOC)
         missed = await venue.create_order(ioc_sell, Decimal("0.01"), book.best_ask.price + 500)
         assert missed.status is OrderStatus.EXPIRED and missed.filled == 0
         ioc_sell = intent(cid="hgdsimx4", side=Side.SELL, reduce_only=True, order_type=OrderType.LIMIT_IOC)
         hit = await venue.create_order(ioc_sell, Decimal("0.01"), book.best_bid.price - 500)
         assert hit.status is OrderStatus.FILLED and hit.filled == Decimal("0.01")
-        (order,) = [o for o in sim.engine.orders(venue_sim.USDM) if o.client_order_id == "hgdsimx4"]
+        (order,) = [o for o in sim.engine.orders(exchange_sim.USDM) if o.client_order_id == "hgdsimx4"]
         assert order.reduce_only and order.time_in_force == "IOC" and order.type == "LIMIT"
         with pytest.raises(herr.FatalOrderError):  # reduce-only on a flat position is refused
             await venue.create_order(intent(cid="hgdsimx5", side=Side.SELL, reduce_only=True), Decimal("0.01"),
@@ -1093,8 +1093,8 @@ async def test_sim_backfills_fills_missed_while_the_stream_was_down(sim: Any) ->
 
 
 async def test_sim_insufficient_margin_maps_to_insufficient_funds() -> None:
-    config = venue_sim.SimConfig(port=0, engine=venue_sim.EngineConfig(usdm_wallet=Decimal(10)))
-    async with venue_sim.start_venue_sim(config=config) as poor:
+    config = exchange_sim.SimConfig(port=0, engine=exchange_sim.EngineConfig(usdm_wallet=Decimal(10)))
+    async with exchange_sim.start_venue_sim(config=config) as poor:
         venue = sim_venue(poor, "binanceusdm", SIM_PERP_SYMBOLS)
         try:
             with pytest.raises(herr.InsufficientFunds):
@@ -1113,6 +1113,6 @@ async def test_sim_rate_limit_maps_to_rate_limited_with_retry_after(sim: Any) ->
         assert info.value.retry_after is not None and info.value.retry_after > 0
         with pytest.raises(herr.RateLimited):
             await venue.create_order(intent(cid="hgdsimx9"), Decimal("0.01"), None)
-        assert not [o for o in sim.engine.orders(venue_sim.USDM) if o.client_order_id == "hgdsimx9"]
+        assert not [o for o in sim.engine.orders(exchange_sim.USDM) if o.client_order_id == "hgdsimx9"]
     finally:
         await venue.close()

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from hedgerd.venue_sim import DEFAULT_API_KEY, DEFAULT_SECRET, EngineConfig, SimConfig, VenueSim, start_venue_sim
+from hedgerd.exchange_sim import DEFAULT_API_KEY, DEFAULT_SECRET, EngineConfig, SimConfig, VenueSim, start_venue_sim
 from tests.daemon_proc import DaemonProcess, running_daemon
 
 pytestmark = pytest.mark.e2e

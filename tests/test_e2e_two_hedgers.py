@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hedgerd.venue_sim import EngineConfig, SimConfig
+from hedgerd.exchange_sim import EngineConfig, SimConfig
 from tests.daemon_proc import DaemonProcess
 from tests.test_e2e_live_sim import (
     SimThread,

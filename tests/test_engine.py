@@ -36,7 +36,7 @@ from hedgerd.config import (
     VenueConfig,
     VenueRole,
 )
-from hedgerd.connectors.sim import SimPerpVenue, SimSpotVenue, build_sim_venues
+from hedgerd.connectors.paper import SimPerpVenue, SimSpotVenue, build_sim_venues
 from hedgerd.engine import HedgeEngine
 from hedgerd.errors import RateLimited
 from hedgerd.ledger import InventoryLedger

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from hedgerd import venue_sim
+from hedgerd import exchange_sim
 from hedgerd.clock import RealClock
 from hedgerd.config import ExecutorConfig, VenueConfig, VenueKind, VenueRole
 from hedgerd.connectors.ccxt import CcxtVenue, create_exchange
@@ -27,10 +27,10 @@ from tests.fakes import MemoryLedger
 PERP = "BTC/USDT:USDT"
 
 
-def perp_venue(sim: venue_sim.VenueSim) -> CcxtVenue:
+def perp_venue(sim: exchange_sim.VenueSim) -> CcxtVenue:
     cfg = VenueConfig(name="perp", kind=VenueKind.CCXT, role=VenueRole.HEDGE, exchange="binanceusdm",
                       api_key=SecretStr(sim.config.api_key), secret=SecretStr(sim.config.secret),
-                      urls={"api": sim.ccxt_urls()}, options=venue_sim.ccxt_options())
+                      urls={"api": sim.ccxt_urls()}, options=exchange_sim.ccxt_options())
     exchange = create_exchange(cfg, timeout=10.0)
     exchange.timeout_on_exit = 10  # ms ccxt waits on close
     return CcxtVenue("perp", exchange, RealClock(), symbols=(PERP,), own_client_id_prefix="hgd",
@@ -46,8 +46,8 @@ async def wait_for_window_start() -> None:
 
 
 async def test_executor_honours_retry_after_through_ccxt() -> None:
-    config = venue_sim.SimConfig(port=0, engine=venue_sim.EngineConfig(seed=11), weight_window_seconds=WINDOW)
-    async with venue_sim.start_venue_sim(config=config) as sim:
+    config = exchange_sim.SimConfig(port=0, engine=exchange_sim.EngineConfig(seed=11), weight_window_seconds=WINDOW)
+    async with exchange_sim.start_venue_sim(config=config) as sim:
         venue = perp_venue(sim)
         ledger = MemoryLedger()
         results: list[tuple[bool, str]] = []
@@ -72,7 +72,7 @@ async def test_executor_honours_retry_after_through_ccxt() -> None:
                 limiter.limit = 0
                 rejected = limiter.stats.rejected_429
                 started = time.monotonic()
-                report = await executor.execute(intent, reference_price=sim.engine.mid(venue_sim.USDM, "BTCUSDT"))
+                report = await executor.execute(intent, reference_price=sim.engine.mid(exchange_sim.USDM, "BTCUSDT"))
                 elapsed = time.monotonic() - started
                 if limiter.stats.rejected_429 > rejected:
                     break
@@ -86,7 +86,7 @@ async def test_executor_honours_retry_after_through_ccxt() -> None:
     assert stats["requests_during_backoff"] == 0, "a request was sent before Retry-After elapsed"
     assert stats["rejected_418"] == 0 and stats["bans"] == 0
     assert report.status is OrderStatus.FILLED and report.filled == Decimal("0.01")
-    orders = [o for o in sim.engine.orders(venue_sim.USDM) if o.client_order_id == intent.client_order_id]
+    orders = [o for o in sim.engine.orders(exchange_sim.USDM) if o.client_order_id == intent.client_order_id]
     assert len(orders) == 1, "the order was placed more than once"
     assert elapsed >= 0.9, "no back-off at all: Retry-After is at least one second"
     assert bucket.rate < bucket.nominal_rate, "the bucket rate was not lowered after the 429"

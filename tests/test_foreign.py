@@ -15,7 +15,7 @@ import pytest
 import structlog.testing
 
 from hedgerd.config import load_settings
-from hedgerd.connectors.sim import SimPerpVenue
+from hedgerd.connectors.paper import SimPerpVenue
 from hedgerd.errors import ConfigError
 from hedgerd.foreign import ForeignOrderWatch, Origin, classify, foreign_reason, own_form
 from hedgerd.ledger import InventoryLedger

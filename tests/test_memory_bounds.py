@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from hedgerd import venue_sim
+from hedgerd import exchange_sim
 from hedgerd.clock import RealClock
 from hedgerd.config import VenueConfig, VenueKind, VenueRole
 from hedgerd.connectors.ccxt import CCXT_CACHE_LIMITS, CcxtVenue, create_exchange
@@ -67,10 +67,10 @@ async def test_ccxt_cache_limits_are_set_and_a_config_option_wins() -> None:
 
 
 async def test_ccxt_trade_cache_stays_within_trades_limit_while_every_fill_is_delivered() -> None:
-    async with venue_sim.start_venue_sim(port=0, seed=4) as sim:
+    async with exchange_sim.start_venue_sim(port=0, seed=4) as sim:
         cfg = VenueConfig(name="binance", kind=VenueKind.CCXT, role=VenueRole.INVENTORY, exchange="binance",
                           api_key=SecretStr(sim.config.api_key), secret=SecretStr(sim.config.secret),
-                          urls={"api": sim.ccxt_urls()}, options={**venue_sim.ccxt_options(), "tradesLimit": 10})
+                          urls={"api": sim.ccxt_urls()}, options={**exchange_sim.ccxt_options(), "tradesLimit": 10})
         exchange = create_exchange(cfg, timeout=5.0)
         exchange.rateLimit = 5
         venue = CcxtVenue("binance", exchange, RealClock(), symbols=(SPOT,), own_client_id_prefix="hgd",
@@ -128,18 +128,18 @@ async def test_ledger_per_order_caches_stay_bounded(tmp_path: Path, monkeypatch:
 
 
 async def test_paper_venues_keep_a_bounded_fill_history_and_order_book() -> None:
-    from hedgerd.connectors import sim
+    from hedgerd.connectors import paper
     from tests.test_sim import FakeClock, build, intent, place
 
     clock = FakeClock()
     _, perp = build(clock, perp={"requests_per_second": 1_000_000.0})
-    for i in range(sim.HISTORY_LIMIT + 50):
+    for i in range(paper.HISTORY_LIMIT + 50):
         report = await place(perp, intent(Side.BUY if i % 2 else Side.SELL, "0.01"))
         assert report.status is OrderStatus.FILLED
-        assert len(perp._orders) <= sim.ORDER_LIMIT
-        assert len(await perp.fetch_fills_since(None)) <= sim.HISTORY_LIMIT
+        assert len(perp._orders) <= paper.ORDER_LIMIT
+        assert len(await perp.fetch_fills_since(None)) <= paper.HISTORY_LIMIT
         clock.skip(0.01)
-    assert len(perp._orders) == sim.ORDER_LIMIT and len(perp._history) == sim.HISTORY_LIMIT
+    assert len(perp._orders) == paper.ORDER_LIMIT and len(perp._history) == paper.HISTORY_LIMIT
     assert (await perp.fetch_order(PERP, report.client_order_id)) == report  # the latest are the ones kept
 
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import pytest
 
 from hedgerd.config import SimSettings, VenueConfig, VenueKind, VenueRole, default_venues
-from hedgerd.connectors.sim import SimMarketData, SimPerpVenue, SimSpotVenue, build_sim_venues
+from hedgerd.connectors.paper import SimPerpVenue, SimSpotVenue, build_sim_venues
 from hedgerd.errors import (
     InsufficientFunds,
     InvalidOrder,
@@ -24,6 +24,7 @@ from hedgerd.errors import (
     VenueError,
 )
 from hedgerd.models import Fill, HedgeIntent, OrderReport, OrderStatus, OrderType, PriceUpdate, Side
+from hedgerd.sim.market import SimMarketData
 
 T = TypeVar("T")
 PERP = "BTC/USDT:USDT"

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from hedgerd.config import Settings, VenueConfig, VenueKind, VenueRole, load_settings, settings_notes
 from hedgerd.connectors.ccxt import create_exchange
 from hedgerd.errors import ConfigError
-from hedgerd.venue_sim import main as venue_sim_main
+from hedgerd.exchange_sim import main as venue_sim_main
 from tests.daemon_proc import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,7 +141,7 @@ def test_the_connector_does_not_import_the_simulator() -> None:
                           sim_base_url="http://127.0.0.1:8901", urls={"api": {"v1": "http://127.0.0.1:1/api/v1"}},
                           api_key=SecretStr("k"), secret=SecretStr("s"))
         asyncio.run(create_exchange(cfg).close())
-        print(sorted(m for m in sys.modules if m.startswith("hedgerd.venue_sim")))
+        print(sorted(m for m in sys.modules if m.startswith("hedgerd.exchange_sim")))
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.splitlines()[-1] == "[]"

@@ -17,25 +17,14 @@ import pytest
 
 from hedgerd import cli
 from hedgerd.config import Settings
-from hedgerd.connectors.sim import SimMarketData
 from hedgerd.errors import ConfigError
 from hedgerd.models import OrderStatus, Side
-from hedgerd.simulate import (
-    DEFAULT_SCENARIO,
-    Burst,
-    FlowScenario,
-    Regime,
-    Scenario,
-    ScenarioSpotVenue,
-    SimulatedClock,
-    SimulationLedger,
-    VirtualTimeLoop,
-    _drive_scenario,
-    load_scenario,
-    parse_duration,
-    run_simulation,
-    simulation_settings,
-)
+from hedgerd.sim.clock import SimulatedClock, VirtualTimeLoop
+from hedgerd.sim.day import _drive_scenario, run_simulation, simulation_settings
+from hedgerd.sim.ledger import SimulationLedger
+from hedgerd.sim.market import SimMarketData
+from hedgerd.sim.scenario import DEFAULT_SCENARIO, Burst, FlowScenario, Regime, Scenario, load_scenario, parse_duration
+from hedgerd.sim.venues import ScenarioSpotVenue
 
 ROOT = Path(__file__).resolve().parent.parent
 SHORT = Scenario(
@@ -162,7 +151,7 @@ def test_regimes_and_bursts_are_applied_at_their_times() -> None:
         seen = []
         for at in (100, 250, 400, 600):
             await clock.sleep(start + at - clock.monotonic())
-            seen.append((market.volatility, spot._flow_rate, spot.buy_probability, float(spot.mean_size)))
+            seen.append((market.volatility, spot.flow.rate, spot.flow.buy_probability, float(spot.flow.mean_size)))
         await task
         return seen
 

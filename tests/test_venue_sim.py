@@ -23,22 +23,22 @@ import ccxt.async_support as ccxt_async
 import ccxt.pro as ccxt_pro
 import pytest
 
-from hedgerd.venue_sim import (
+from hedgerd.exchange_sim import (
     SPOT,
     USDM,
     ApiError,
-    Engine,
     EngineConfig,
     FaultConfig,
+    MatchingEngine,
     SimConfig,
     VenueSim,
     align_ccxt_exceptions,
     ccxt_urls,
     start_venue_sim,
 )
-from hedgerd.venue_sim.auth import hmac_sha256, rest_signature_payload
-from hedgerd.venue_sim.faults import TradeMessageShaper
-from hedgerd.venue_sim.ratelimit import WeightLimiter
+from hedgerd.exchange_sim.binance.auth import hmac_sha256, rest_signature_payload
+from hedgerd.exchange_sim.binance.ratelimit import WeightLimiter
+from hedgerd.exchange_sim.faults import TradeMessageShaper
 
 ROOT = Path(__file__).resolve().parent.parent
 BTC_SPOT = "BTC/USDT"
@@ -102,7 +102,13 @@ async def test_spot_rest_round_trip_with_default_ccxt_options() -> None:
         ticker = await ex.fetch_ticker(BTC_SPOT)
         assert 0 < ticker["bid"] < ticker["ask"]
         book = await ex.fetch_order_book(BTC_SPOT, 5)
-        assert book["bids"][0][0] == ticker["bid"] or book["bids"][0][0] > 0
+        bids, asks = [level[0] for level in book["bids"]], [level[0] for level in book["asks"]]
+        assert len(bids) == len(asks) == 5
+        assert bids == sorted(bids, reverse=True) and asks == sorted(asks)
+        assert 0 < bids[0] < asks[0] and all(level[1] > 0 for level in book["bids"] + book["asks"])
+        # the same synthetic market milliseconds later: the mid moves about 1e-4 in a second
+        assert bids[0] == pytest.approx(ticker["bid"], rel=1e-3)
+        assert asks[0] == pytest.approx(ticker["ask"], rel=1e-3)
         before = await ex.fetch_balance()
 
         order = await ex.create_order(BTC_SPOT, "market", "buy", 0.01, None, {"clientOrderId": "hgdt1x1"})
@@ -447,7 +453,7 @@ class FakeClock:
 
 def test_client_flow_is_poisson_and_lands_in_the_spot_trade_history() -> None:
     clock = FakeClock()
-    engine = Engine(EngineConfig(seed=5, flow_rate=8.0), now_ms=clock)
+    engine = MatchingEngine(EngineConfig(seed=5, flow_rate=8.0), now_ms=clock)
     events: list[Any] = []
     engine.add_listener(events.append)
     start_btc, _ = engine.spot_balance("BTC")
@@ -468,7 +474,7 @@ def test_client_flow_is_poisson_and_lands_in_the_spot_trade_history() -> None:
 
 def test_usdm_realized_pnl_fees_and_flip() -> None:
     clock = FakeClock()
-    engine = Engine(EngineConfig(seed=1), now_ms=clock)
+    engine = MatchingEngine(EngineConfig(seed=1), now_ms=clock)
     buy = engine.place_order(USDM, symbol="BTCUSDT", side="BUY", order_type="MARKET", quantity=Decimal("0.1"))
     engine.set_mid("BTCUSDT", Decimal(61000))
     flip = engine.place_order(USDM, symbol="BTCUSDT", side="SELL", order_type="MARKET",
@@ -486,7 +492,7 @@ def test_usdm_realized_pnl_fees_and_flip() -> None:
 
 
 def test_resting_limit_order_fills_as_maker_when_price_moves_through() -> None:
-    engine = Engine(EngineConfig(seed=2), now_ms=FakeClock())
+    engine = MatchingEngine(EngineConfig(seed=2), now_ms=FakeClock())
     order = engine.place_order(SPOT, symbol="BTCUSDT", side="SELL", order_type="LIMIT",
                                quantity=Decimal("0.5"), price=Decimal(61000), time_in_force="GTC")
     assert order.status == "NEW" and engine.spot_balance("BTC")[1] == Decimal("0.5")
@@ -498,7 +504,7 @@ def test_resting_limit_order_fills_as_maker_when_price_moves_through() -> None:
 
 def test_trade_and_order_history_stay_within_their_bounds_under_client_flow() -> None:
     balances = {"USDT": Decimal(10**9), "BTC": Decimal(10**4), "ETH": Decimal(0)}
-    engine = Engine(EngineConfig(seed=3, trade_history=100, order_history=100, spot_balances=balances),
+    engine = MatchingEngine(EngineConfig(seed=3, trade_history=100, order_history=100, spot_balances=balances),
                     now_ms=FakeClock())
     resting = engine.place_order(SPOT, symbol="BTCUSDT", side="SELL", order_type="LIMIT",
                                  quantity=Decimal("0.5"), price=Decimal(61000), time_in_force="GTC")
@@ -553,7 +559,7 @@ def test_trade_shaper_duplicates_and_reorders() -> None:
 
 def test_module_entry_point_serves_until_sigterm() -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    command = [sys.executable, "-m", "hedgerd.venue_sim", "--port", "0", "--flow-rate", "0",
+    command = [sys.executable, "-m", "hedgerd.exchange_sim", "--port", "0", "--flow-rate", "0",
                "--log-level", "WARNING"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT) as proc:
         try:

@@ -1,4 +1,4 @@
-"""Venue connectors: simulated venues (the embedded default) and ccxt venues."""
+"""Venue connectors: in-process paper venues (paper.py, the embedded default) and ccxt venues."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hedgerd.connectors.base import Venue
 
 def build_venues(settings: Settings, clock: Clock) -> dict[str, Venue]:
     """One connector per configured venue, keyed by venue name."""
-    from hedgerd.connectors.sim import build_sim_venues
+    from hedgerd.connectors.paper import build_sim_venues
 
     venues: dict[str, Venue] = dict(
         build_sim_venues([v for v in settings.venues if v.kind is VenueKind.SIM], clock))

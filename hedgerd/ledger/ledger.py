@@ -276,7 +276,7 @@ class InventoryLedger:
     def _awaiting_outside_work(self) -> contextlib.AbstractContextManager[None]:
         """Held by every public coroutine method while it waits for work off the event loop (the
         writer thread, worker threads): the seam a virtual-time simulation overrides so its time
-        stands still meanwhile (:class:`hedgerd.simulate.SimulationLedger`). Nothing here.
+        stands still meanwhile (:class:`hedgerd.sim.ledger.SimulationLedger`). Nothing here.
         (``record_fill`` awaits :meth:`submit_fill`, whose future a subclass can hold itself.)"""
         return contextlib.nullcontext()
 

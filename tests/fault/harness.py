@@ -145,7 +145,7 @@ class SimProcess:
         return _http("POST", self.base_url + path, body if body is not None else {})
 
     def set_faults(self, **switches: Any) -> dict[str, Any]:
-        """Flip fault switches (see :class:`hedgerd.venue_sim.FaultConfig`)."""
+        """Flip fault switches (see :class:`hedgerd.exchange_sim.FaultConfig`)."""
         result: dict[str, Any] = self.post("/_sim/faults", switches)
         return result
 
@@ -231,7 +231,7 @@ def running_sim(workdir: Path, config: Mapping[str, Any] | None = None,
 
 def sim_main(argv: Sequence[str]) -> int:
     """Entry of the simulator child process: ``sim [JSON]`` (see :func:`sim_config_json`)."""
-    from hedgerd.venue_sim import EngineConfig, SimConfig, run_server
+    from hedgerd.exchange_sim import EngineConfig, SimConfig, run_server
 
     raw: dict[str, Any] = json.loads(argv[0]) if argv else {}
     engine_raw: dict[str, Any] = dict(raw.pop("engine", {}))
@@ -247,7 +247,7 @@ def sim_main(argv: Sequence[str]) -> int:
 
 # --------------------------------------------------------------------------- daemon config
 def _ccxt_urls(base_url: str, ws_url: str) -> dict[str, Any]:
-    from hedgerd.venue_sim import ccxt_urls
+    from hedgerd.exchange_sim import ccxt_urls
 
     return ccxt_urls(base_url, ws_url)
 
@@ -261,7 +261,7 @@ def live_config(base_url: str, ws_url: str, *, credentials: bool = False,
     ``overrides`` is deep-merged (``{"executor": {"order_timeout": 2}}``); ``hedge`` and
     ``spot_venue``/``perp_venue`` keys merge into the hedge and the venues.
     """
-    from hedgerd.venue_sim import ccxt_options
+    from hedgerd.exchange_sim import ccxt_options
 
     overrides = dict(overrides or {})
     urls = {"api": _ccxt_urls(base_url, ws_url)}
@@ -385,17 +385,17 @@ def daemon_status(daemon: DaemonProcess) -> dict[str, Any]:
 class InProcessStack:
     """A simulator and a live-mode :class:`~hedgerd.engine.HedgeEngine` (real ccxt) on this event loop."""
 
-    sim: Any  # hedgerd.venue_sim.VenueSim
+    sim: Any  # hedgerd.exchange_sim.VenueSim
     engine: Any  # hedgerd.engine.HedgeEngine
     ledger_path: Path
 
     def trades(self, kind: str) -> list[dict[str, Any]]:
-        from hedgerd.venue_sim.server import trade_as_json
+        from hedgerd.exchange_sim.binance.server import trade_as_json
 
         return [trade_as_json(t) for t in self.sim.engine.trades(kind)]
 
     def orders(self, kind: str) -> list[dict[str, Any]]:
-        from hedgerd.venue_sim.server import order_as_json
+        from hedgerd.exchange_sim.binance.server import order_as_json
 
         return [order_as_json(o) for o in self.sim.engine.orders(kind)]
 
@@ -432,8 +432,8 @@ class InProcessStack:
 @contextlib.asynccontextmanager
 async def in_process_stack(workdir: Path, sim_config: Any = None,
                            overrides: Mapping[str, Any] | None = None) -> AsyncIterator[InProcessStack]:
-    """Start a simulator (``sim_config``: a :class:`hedgerd.venue_sim.SimConfig`) and a started engine."""
-    from hedgerd.venue_sim import start_venue_sim
+    """Start a simulator (``sim_config``: a :class:`hedgerd.exchange_sim.SimConfig`) and a started engine."""
+    from hedgerd.exchange_sim import start_venue_sim
 
     async with start_venue_sim(config=sim_config) as sim, running_engine(workdir, sim, overrides) as stack:
         yield stack
@@ -465,8 +465,8 @@ async def running_engine(workdir: Path, sim: Any, overrides: Mapping[str, Any] |
 
 
 def sim_server_config(*, seed: int = 1, flow_rate: float = 0.0, btc: str = "0.3", **server: Any) -> Any:
-    """A :class:`hedgerd.venue_sim.SimConfig` on a free port (``server``: its other fields)."""
-    from hedgerd.venue_sim import EngineConfig, SimConfig
+    """A :class:`hedgerd.exchange_sim.SimConfig` on a free port (``server``: its other fields)."""
+    from hedgerd.exchange_sim import EngineConfig, SimConfig
 
     engine = EngineConfig(seed=seed, flow_rate=flow_rate,
                           spot_balances={"USDT": Decimal(1_000_000), "BTC": Decimal(btc)})

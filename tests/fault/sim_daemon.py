@@ -26,7 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hedgerd import venue_sim
+from hedgerd import exchange_sim
 from hedgerd.clock import RealClock
 from hedgerd.config import (
     HedgeConfig,
@@ -39,7 +39,7 @@ from hedgerd.config import (
     toml_dumps,
 )
 from hedgerd.connectors.base import Venue
-from hedgerd.connectors.sim import build_sim_venues
+from hedgerd.connectors.paper import build_sim_venues
 from hedgerd.engine import HedgeEngine
 from hedgerd.ledger import InventoryLedger
 from hedgerd.metrics import Metrics
@@ -52,12 +52,12 @@ PERP = "BTC/USDT:USDT"
 
 # --------------------------------------------------------------------------- simulator in a thread
 class SimThread:
-    """A :class:`~hedgerd.venue_sim.VenueSim` served from a background thread's event loop."""
+    """A :class:`~hedgerd.exchange_sim.VenueSim` served from a background thread's event loop."""
 
-    def __init__(self, config: venue_sim.SimConfig) -> None:
+    def __init__(self, config: exchange_sim.SimConfig) -> None:
         self.config = config
         self.loop = asyncio.new_event_loop()
-        self.sim: venue_sim.VenueSim | None = None
+        self.sim: exchange_sim.VenueSim | None = None
         self._stop: asyncio.Event | None = None
         self._ready: Future[None] = Future()
         self._thread = threading.Thread(target=self._main, name="venue-sim", daemon=True)
@@ -70,7 +70,7 @@ class SimThread:
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
         try:
-            async with venue_sim.start_venue_sim(config=self.config) as sim:
+            async with exchange_sim.start_venue_sim(config=self.config) as sim:
                 self.sim = sim
                 self._ready.set_result(None)
                 await self._stop.wait()
@@ -90,11 +90,11 @@ class SimThread:
         self._thread.join(timeout=10)
 
     @property
-    def venue(self) -> venue_sim.VenueSim:
+    def venue(self) -> exchange_sim.VenueSim:
         assert self.sim is not None, "simulator not started"
         return self.sim
 
-    def call(self, fn: Callable[[venue_sim.VenueSim], T]) -> T:
+    def call(self, fn: Callable[[exchange_sim.VenueSim], T]) -> T:
         """Run ``fn(sim)`` on the simulator's loop and return its result."""
         async def run() -> T:
             return fn(self.venue)
@@ -112,7 +112,7 @@ class SimThread:
 
     def our_orders(self, prefix: str = "hgd") -> list[Any]:
         """Orders the daemon placed on the USD-M account (by client order id prefix)."""
-        return self.call(lambda s: [o for o in s.engine.orders(venue_sim.USDM)
+        return self.call(lambda s: [o for o in s.engine.orders(exchange_sim.USDM)
                                     if o.client_order_id.startswith(prefix)])
 
     def trades(self, kind: str) -> list[Any]:
@@ -120,12 +120,12 @@ class SimThread:
 
 
 @contextmanager
-def sim_thread(*, api_key: str = venue_sim.DEFAULT_API_KEY, secret: str = venue_sim.DEFAULT_SECRET,
+def sim_thread(*, api_key: str = exchange_sim.DEFAULT_API_KEY, secret: str = exchange_sim.DEFAULT_SECRET,
                flow_rate: float = 0.0, spot_btc: Decimal = Decimal(1), seed: int = 5) -> Iterator[SimThread]:
     """A running simulator (free port) for the duration of the block."""
     balances = {"USDT": Decimal(1_000_000), "BTC": spot_btc, "ETH": Decimal(0)}
-    engine = venue_sim.EngineConfig(seed=seed, flow_rate=flow_rate, spot_balances=balances)
-    config = venue_sim.SimConfig(port=0, api_key=api_key, secret=secret, engine=engine)
+    engine = exchange_sim.EngineConfig(seed=seed, flow_rate=flow_rate, spot_balances=balances)
+    config = exchange_sim.SimConfig(port=0, api_key=api_key, secret=secret, engine=engine)
     thread = SimThread(config).start()
     try:
         yield thread
@@ -139,7 +139,7 @@ def ccxt_daemon_config(sim: SimThread, *, mode: str = "live", hedge_symbol: str 
                        extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Config data: a ccxt spot inventory venue and a ccxt USD-M hedge venue on the simulator."""
     urls = {"api": sim.venue.ccxt_urls()}
-    options = venue_sim.ccxt_options()
+    options = exchange_sim.ccxt_options()
     data: dict[str, Any] = {
         "mode": mode,
         "venues": [

@@ -15,7 +15,7 @@ import pytest
 
 from hedgerd import errors as herr
 from hedgerd.connectors.ccxt import CcxtVenue
-from hedgerd.venue_sim import start_venue_sim
+from hedgerd.exchange_sim import start_venue_sim
 from tests.fault.harness import (
     SPOT_VENUE,
     async_wait_until,

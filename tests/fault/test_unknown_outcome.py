@@ -12,7 +12,7 @@ from hedgerd import errors as herr
 from hedgerd.clock import RealClock
 from hedgerd.config import VenueConfig, VenueKind, VenueRole
 from hedgerd.connectors.ccxt import CcxtVenue, create_exchange
-from hedgerd.venue_sim import ccxt_options, start_venue_sim
+from hedgerd.exchange_sim import ccxt_options, start_venue_sim
 from tests.fault.harness import PERP_SYMBOL, format_table, sim_server_config
 from tests.fault.scenarios import UNKNOWN_OUTCOME_CASES, unknown_outcome_scenario
 

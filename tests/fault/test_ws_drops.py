@@ -17,8 +17,8 @@ from pydantic import SecretStr
 from hedgerd.clock import RealClock
 from hedgerd.config import VenueConfig, VenueKind, VenueRole
 from hedgerd.connectors.ccxt import CcxtVenue, create_exchange
+from hedgerd.exchange_sim import ccxt_options, start_venue_sim
 from hedgerd.models import Fill, OrderReport, PriceUpdate
-from hedgerd.venue_sim import ccxt_options, start_venue_sim
 from tests.fault.harness import SPOT_SYMBOL, async_wait_until, format_table, sim_server_config
 from tests.fault.scenarios import ws_drop_scenario
 

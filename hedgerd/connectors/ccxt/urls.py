@@ -4,7 +4,7 @@ The simulator serves every API section on one host, so sections that Binance tel
 host name (spot, USD-M and COIN-M websockets all end in ``/ws``; ``fapiData`` and ``dapiData``
 share ``/futures/data``) get distinct paths here. A venue's ``sim_base_url`` setting (the
 connector, :func:`hedgerd.connectors.ccxt.build.create_exchange`) and the simulator's own test
-helpers (:mod:`hedgerd.venue_sim.urls`) both use this table, so they cannot drift apart. It lives
+helpers (:mod:`hedgerd.exchange_sim.binance.urls`) both use this table, so they cannot drift apart. It lives
 in the connector package because production code never imports the simulator.
 
 ccxt is not imported here (it is untyped); the helpers return plain dicts.

@@ -1,327 +1,70 @@
-"""Matching engine, accounts and synthetic market of the Binance-protocol venue simulator.
+"""Matching engine of the exchange simulator, shared by every wire protocol.
 
 Pure state machine: no I/O and no asyncio. Time comes in as epoch milliseconds from an
 injected callable, randomness from a seeded :class:`random.Random`. Two account kinds are
 kept side by side: ``spot`` (balances per asset, fees in the received asset) and ``usdm``
 (USDT-margined perpetuals, one-way position mode, fees and PnL in USDT).
 
-The market is a synthetic book rebuilt around a geometric-Brownian-motion mid per symbol
-(shared by spot and perp). Market and IOC/FOK limit orders walk its levels; GTC limit
-orders rest and fill as makers when the mid moves through them. Synthetic client flow
-fills the spot account at a Poisson rate, so inventory moves as on a market-making desk.
+The market is a synthetic book rebuilt around a mid per symbol (shared by spot and perp)
+that follows the simulators' one market model (:mod:`hedgerd.sim.market`: zero-drift GBM,
+stepped by the time elapsed between requests). Market and IOC/FOK limit orders walk the
+book's levels; GTC limit orders rest and fill as makers when the mid moves through them.
+Synthetic client flow (the market model's :class:`~hedgerd.sim.market.ClientFlow`: Poisson
+arrivals, side 50/50, exponential size with the instrument's mean) fills the spot account
+as a maker at the best bid or ask, so inventory moves as on a market-making desk. Fees:
+maker and taker rates per market kind (:class:`EngineConfig`); client fills pay the spot
+maker fee like any maker fill.
 
 Every state change is reported to listeners as :class:`OrderEvent` / :class:`AccountEvent`
-(the server turns them into user-data stream messages).
+(the server turns them into user-data stream messages). The data types are in
+:mod:`hedgerd.exchange_sim.model`, balances, positions and settlement in
+:mod:`hedgerd.exchange_sim.accounts`.
 """
 
 from __future__ import annotations
 
-import math
 import random
-import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
-from typing import Literal
-
-MarketKind = Literal["spot", "usdm"]
-SPOT: MarketKind = "spot"
-USDM: MarketKind = "usdm"
-KINDS: tuple[MarketKind, ...] = (SPOT, USDM)
-
-ZERO = Decimal(0)
-ONE = Decimal(1)
-FEE_QUANTUM = Decimal("1e-8")
-SECONDS_PER_YEAR = 365.0 * 24 * 3600
-CLIENT_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-ALLOWED_CLIENT_ID = set(CLIENT_ID_CHARS + ".:/_-")
-
-
-def wall_ms() -> int:
-    """Current wall-clock time in epoch milliseconds."""
-    return int(time.time() * 1000)
-
-
-class ApiError(Exception):
-    """A request rejected the way Binance rejects it: error code, message and HTTP status."""
-
-    def __init__(self, code: int, msg: str, http_status: int = 400) -> None:
-        super().__init__(f"{code}: {msg}")
-        self.code = code
-        self.msg = msg
-        self.http_status = http_status
-
-
-# --------------------------------------------------------------------------- configuration
-
-
-@dataclass(frozen=True)
-class InstrumentConfig:
-    """One symbol listed on both the spot and the USD-M market."""
-
-    symbol: str
-    base: str
-    quote: str
-    initial_price: Decimal
-    volatility: float = 0.8
-    spot_tick: Decimal = Decimal("0.01")
-    spot_step: Decimal = Decimal("0.00001")
-    spot_min_notional: Decimal = Decimal(5)
-    usdm_tick: Decimal = Decimal("0.10")
-    usdm_step: Decimal = Decimal("0.001")
-    usdm_min_notional: Decimal = Decimal(100)
-    level_qty: Decimal = Decimal("0.5")
-    flow_mean_size: Decimal = Decimal("0.05")
-
-
-def default_instruments() -> tuple[InstrumentConfig, ...]:
-    """BTCUSDT and ETHUSDT with Binance-like filters."""
-    return (
-        InstrumentConfig(symbol="BTCUSDT", base="BTC", quote="USDT", initial_price=Decimal(60000),
-                         volatility=0.8),
-        InstrumentConfig(symbol="ETHUSDT", base="ETH", quote="USDT", initial_price=Decimal(3000),
-                         volatility=0.9, spot_step=Decimal("0.0001"), usdm_tick=Decimal("0.01"),
-                         usdm_min_notional=Decimal(20), level_qty=Decimal(8),
-                         flow_mean_size=Decimal("0.5")),
-    )
-
-
-def _default_spot_balances() -> dict[str, Decimal]:
-    return {"USDT": Decimal(1_000_000), "BTC": Decimal(10), "ETH": Decimal(100)}
-
-
-@dataclass
-class EngineConfig:
-    """Parameters of the simulated exchange (all mutable before the engine is built)."""
-
-    seed: int = 1
-    instruments: tuple[InstrumentConfig, ...] = field(default_factory=default_instruments)
-    spread_bps: Decimal = Decimal(2)
-    level_gap_bps: Decimal = Decimal(1)
-    book_levels: int = 20
-    spot_maker_fee: Decimal = Decimal("0.001")
-    spot_taker_fee: Decimal = Decimal("0.001")
-    usdm_maker_fee: Decimal = Decimal("0.0002")
-    usdm_taker_fee: Decimal = Decimal("0.0005")
-    spot_balances: dict[str, Decimal] = field(default_factory=_default_spot_balances)
-    usdm_wallet: Decimal = Decimal(1_000_000)
-    default_leverage: int = 20
-    max_leverage: int = 125
-    flow_rate: float = 0.0
-    flow_symbols: tuple[str, ...] = ("BTCUSDT",)
-    duplicate_client_id_scope: Literal["open", "all"] = "open"
-    #: Trades and final orders kept per market kind (oldest forgotten first; open orders are
-    #: always kept). Clients only ask for what is newer than their cursor (a backfill reaches
-    #: seconds to minutes back), so a bounded history serves them while a long soak's client
-    #: flow cannot grow the simulator without limit.
-    trade_history: int = 20_000
-    order_history: int = 20_000
-
-
-# --------------------------------------------------------------------------- market model
-
-
-@dataclass(frozen=True)
-class SymbolFilters:
-    """Exchange filters of one symbol on one market kind."""
-
-    tick_size: Decimal
-    step_size: Decimal
-    min_qty: Decimal
-    max_qty: Decimal
-    min_price: Decimal
-    max_price: Decimal
-    min_notional: Decimal
-
-
-@dataclass(frozen=True)
-class BookLevel:
-    price: Decimal
-    qty: Decimal
-
-
-@dataclass(frozen=True)
-class Book:
-    """A snapshot of the synthetic order book (bids descending, asks ascending)."""
-
-    bids: tuple[BookLevel, ...]
-    asks: tuple[BookLevel, ...]
-    update_id: int
-
-    @property
-    def best_bid(self) -> BookLevel:
-        return self.bids[0]
-
-    @property
-    def best_ask(self) -> BookLevel:
-        return self.asks[0]
-
-
-@dataclass
-class PriceModel:
-    """GBM mid price of one symbol plus its rolling session statistics."""
-
-    mid: float
-    volatility: float
-    open: float
-    high: float
-    low: float
-    update_id: int = 1
-
-    def step(self, dt_seconds: float, rng: random.Random) -> None:
-        """Advance the mid by ``dt_seconds`` of zero-drift GBM."""
-        if dt_seconds <= 0:
-            return
-        sigma = self.volatility
-        dt = dt_seconds / SECONDS_PER_YEAR
-        self.mid *= math.exp(-0.5 * sigma * sigma * dt + sigma * math.sqrt(dt) * rng.gauss(0.0, 1.0))
-        self.high = max(self.high, self.mid)
-        self.low = min(self.low, self.mid)
-        self.update_id += 1
-
-    def set(self, mid: float) -> None:
-        self.mid = mid
-        self.high = max(self.high, mid)
-        self.low = min(self.low, mid)
-        self.update_id += 1
-
-
-def quantize_down(value: Decimal, step: Decimal) -> Decimal:
-    """Largest multiple of ``step`` not above ``value``."""
-    return (value / step).to_integral_value(rounding=ROUND_FLOOR) * step
-
-
-def quantize_up(value: Decimal, step: Decimal) -> Decimal:
-    """Smallest multiple of ``step`` not below ``value``."""
-    return (value / step).to_integral_value(rounding=ROUND_CEILING) * step
-
-
-def is_multiple(value: Decimal, step: Decimal) -> bool:
-    return step == 0 or value % step == 0
-
-
-# --------------------------------------------------------------------------- orders and trades
-
-
-@dataclass
-class Order:
-    """One order of the account; mutated in place as it fills (snapshots go to listeners)."""
-
-    kind: MarketKind
-    symbol: str
-    order_id: int
-    client_order_id: str
-    side: str
-    type: str
-    time_in_force: str
-    price: Decimal
-    orig_qty: Decimal
-    time: int
-    update_time: int
-    reduce_only: bool = False
-    orig_quote_qty: Decimal = ZERO
-    executed_qty: Decimal = ZERO
-    cum_quote: Decimal = ZERO
-    status: str = "NEW"
-    is_client_flow: bool = False
-    locked_asset: str | None = None
-    locked_amount: Decimal = ZERO
-
-    @property
-    def is_open(self) -> bool:
-        return self.status in ("NEW", "PARTIALLY_FILLED")
-
-    @property
-    def avg_price(self) -> Decimal:
-        if self.executed_qty == 0:
-            return ZERO
-        return self.cum_quote / self.executed_qty
-
-    @property
-    def remaining(self) -> Decimal:
-        return self.orig_qty - self.executed_qty
-
-
-@dataclass(frozen=True)
-class Trade:
-    """One fill of the account (``is_client_flow``: a synthetic desk fill, not our order)."""
-
-    kind: MarketKind
-    symbol: str
-    trade_id: int
-    order_id: int
-    client_order_id: str
-    side: str
-    price: Decimal
-    qty: Decimal
-    quote_qty: Decimal
-    commission: Decimal
-    commission_asset: str
-    time: int
-    is_maker: bool
-    realized_pnl: Decimal = ZERO
-    is_client_flow: bool = False
-
-
-@dataclass
-class Position:
-    """One-way USD-M position (``amount`` signed, base units)."""
-
-    symbol: str
-    amount: Decimal = ZERO
-    entry_price: Decimal = ZERO
-    realized_pnl: Decimal = ZERO
-    update_time: int = 0
-
-
-@dataclass(frozen=True)
-class OrderEvent:
-    """An order changed: execution type NEW, TRADE, CANCELED or EXPIRED."""
-
-    kind: MarketKind
-    order: Order
-    execution_type: str
-    time: int
-    trade: Trade | None = None
-
-
-@dataclass(frozen=True)
-class AccountEvent:
-    """Balances (spot assets) or wallet and positions (usdm symbols) changed."""
-
-    kind: MarketKind
-    time: int
-    assets: tuple[str, ...]
-    symbols: tuple[str, ...] = ()
-    reason: str = "ORDER"
-
-
-UserEvent = OrderEvent | AccountEvent
-
-
-@dataclass
-class TickerStats:
-    """Rolling statistics for the 24h ticker of one symbol on one market kind."""
-
-    volume: Decimal = ZERO
-    quote_volume: Decimal = ZERO
-    count: int = 0
-    first_id: int = -1
-    last_id: int = -1
-    last_qty: Decimal = ZERO
-
-
-@dataclass
-class _Fill:
-    price: Decimal
-    qty: Decimal
-
+from dataclasses import replace
+from decimal import Decimal
+
+from hedgerd.exchange_sim.accounts import Accounts
+from hedgerd.exchange_sim.model import (
+    ALLOWED_CLIENT_ID,
+    CLIENT_ID_CHARS,
+    KINDS,
+    ONE,
+    SPOT,
+    USDM,
+    ZERO,
+    AccountEvent,
+    ApiError,
+    Book,
+    BookFill,
+    BookLevel,
+    EngineConfig,
+    InstrumentConfig,
+    MarketKind,
+    Order,
+    OrderEvent,
+    Position,
+    PriceModel,
+    SymbolFilters,
+    TickerStats,
+    Trade,
+    UserEvent,
+    is_multiple,
+    quantize_down,
+    quantize_up,
+    wall_ms,
+)
+from hedgerd.sim.market import ClientFlow, poisson_count
 
 # --------------------------------------------------------------------------- engine
 
 
-class Engine:
+class MatchingEngine(Accounts):
     """The simulated exchange: markets, books, both accounts, orders and trade history."""
 
     def __init__(self, config: EngineConfig | None = None, now_ms: Callable[[], int] = wall_ms) -> None:
@@ -366,8 +109,11 @@ class Engine:
         }
         self._next_order_id: dict[MarketKind, int] = {SPOT: 10_000_001, USDM: 80_000_001}
         self._next_trade_id: dict[MarketKind, int] = {SPOT: 1_000_001, USDM: 5_000_001}
-        self.flow_rate = self.config.flow_rate
         self.flow_symbols = tuple(s for s in self.config.flow_symbols if s in self.instruments)
+        # One flow per symbol (its mean size); arrivals are drawn for all of them at once.
+        self._flows = {s: ClientFlow(rate=0.0, mean_size=self.instruments[s].flow_mean_size)
+                       for s in self.flow_symbols}
+        self.flow_rate = self.config.flow_rate
         self._listeners: list[Callable[[UserEvent], None]] = []
         self._last_advance = now_ms()
         self.started_at = self._last_advance
@@ -464,92 +210,6 @@ class Engine:
             model.step(dt, self._rng)
         self._match_resting(now)
         self._run_flow(dt, now)
-
-    # ------------------------------------------------------------------ accounts
-
-    def spot_balances(self) -> dict[str, tuple[Decimal, Decimal]]:
-        """Asset -> (free, locked)."""
-        return {asset: (self._free[asset], self._locked.get(asset, ZERO)) for asset in self._free}
-
-    def spot_balance(self, asset: str) -> tuple[Decimal, Decimal]:
-        return self._free.get(asset, ZERO), self._locked.get(asset, ZERO)
-
-    def set_spot_balance(self, asset: str, free: Decimal) -> None:
-        """Overwrite the free balance of an asset (test setup)."""
-        self._free[asset] = free
-        self._locked.setdefault(asset, ZERO)
-        self._emit(AccountEvent(kind=SPOT, time=self.now(), assets=(asset,), reason="DEPOSIT"))
-
-    def positions(self) -> dict[str, Position]:
-        """USD-M positions by symbol (flat ones included)."""
-        return dict(self._positions)
-
-    def position(self, symbol: str) -> Position:
-        self.instrument(symbol)
-        return self._positions[symbol]
-
-    def leverage(self, symbol: str) -> int:
-        self.instrument(symbol)
-        return self._leverage[symbol]
-
-    def margin_type(self, symbol: str) -> str:
-        self.instrument(symbol)
-        return self._margin_type[symbol]
-
-    def set_leverage(self, symbol: str, leverage: int) -> int:
-        """Change a symbol's leverage (1..max_leverage); ApiError -4028 otherwise."""
-        self.instrument(symbol)
-        if not 1 <= leverage <= self.config.max_leverage:
-            raise ApiError(-4028, f"Leverage {leverage} is not valid")
-        self._leverage[symbol] = leverage
-        return leverage
-
-    def set_margin_type(self, symbol: str, margin_type: str) -> None:
-        self.instrument(symbol)
-        wanted = margin_type.lower()
-        if wanted not in ("cross", "crossed", "isolated"):
-            raise ApiError(-1116, "Invalid marginType.")
-        wanted = "cross" if wanted.startswith("cross") else "isolated"
-        if self._margin_type[symbol] == wanted:
-            raise ApiError(-4046, "No need to change margin type.")
-        self._margin_type[symbol] = wanted
-
-    def unrealized_pnl(self, symbol: str) -> Decimal:
-        """Position amount times (mark - entry), USDT."""
-        pos = self.position(symbol)
-        if pos.amount == 0:
-            return ZERO
-        return pos.amount * (self.mark_price(symbol) - pos.entry_price)
-
-    def position_initial_margin(self, symbol: str) -> Decimal:
-        pos = self.position(symbol)
-        return abs(pos.amount) * self.mark_price(symbol) / self._leverage[symbol]
-
-    def open_order_initial_margin(self, symbol: str | None = None) -> Decimal:
-        total = ZERO
-        for order in self._resting_orders(USDM):
-            if symbol is None or order.symbol == symbol:
-                total += order.remaining * order.price / self._leverage[order.symbol]
-        return total
-
-    def usdm_totals(self) -> dict[str, Decimal]:
-        """Wallet, unrealized PnL, margins and available balance of the USD-M account."""
-        upnl = sum((self.unrealized_pnl(s) for s in self.instruments), ZERO)
-        pim = sum((self.position_initial_margin(s) for s in self.instruments), ZERO)
-        oim = self.open_order_initial_margin()
-        maint = sum((abs(p.amount) * self.mark_price(s) * Decimal("0.004")
-                     for s, p in self._positions.items()), ZERO)
-        available = self.usdm_wallet + upnl - pim - oim
-        return {
-            "wallet": self.usdm_wallet,
-            "unrealized": upnl,
-            "margin_balance": self.usdm_wallet + upnl,
-            "position_im": pim,
-            "open_order_im": oim,
-            "initial_margin": pim + oim,
-            "maint_margin": maint,
-            "available": available,
-        }
 
     # ------------------------------------------------------------------ queries
 
@@ -777,27 +437,27 @@ class Engine:
         self._emit_account(SPOT, symbol, now)
         return trade
 
+    @property
+    def flow_rate(self) -> float:
+        """Client fills per second on the spot account, over all flow symbols."""
+        return self._flow_rate
+
+    @flow_rate.setter
+    def flow_rate(self, rate: float) -> None:
+        self._flow_rate = rate
+        for flow in self._flows.values():
+            flow.rate = rate / len(self._flows)
+
     def _run_flow(self, dt_seconds: float, now: int) -> None:
         if self.flow_rate <= 0 or not self.flow_symbols:
             return
-        count = self._poisson(self.flow_rate * dt_seconds)
+        count = poisson_count(self.flow_rate * dt_seconds, self._rng)
         for _ in range(count):
             symbol = self._rng.choice(self.flow_symbols)
-            mean = float(self.instruments[symbol].flow_mean_size)
-            size = Decimal(repr(self._rng.expovariate(1.0 / mean)))
-            side = "BUY" if self._rng.random() < 0.5 else "SELL"
+            flow = self._flows[symbol]
+            size = Decimal(repr(flow.size(self._rng)))
+            side = "BUY" if flow.desk_buys(self._rng) else "SELL"
             self.client_fill(symbol, side, size, now_ms=now)
-
-    def _poisson(self, lam: float) -> int:
-        if lam <= 0:
-            return 0
-        threshold = math.exp(-lam)
-        k = 0
-        p = self._rng.random()
-        while p > threshold:
-            k += 1
-            p *= self._rng.random()
-        return k
 
     # ------------------------------------------------------------------ internals
 
@@ -847,9 +507,9 @@ class Engine:
         return any(order.client_order_id == client_order_id for order in orders)
 
     def _walk(self, book: Book, side: str, quantity: Decimal | None, limit_price: Decimal | None,
-              quote_limit: Decimal | None, step: Decimal) -> list[_Fill]:
+              quote_limit: Decimal | None, step: Decimal) -> list[BookFill]:
         levels = book.asks if side == "BUY" else book.bids
-        fills: list[_Fill] = []
+        fills: list[BookFill] = []
         remaining = quantity
         quote_left = quote_limit
         for level in levels:
@@ -864,7 +524,7 @@ class Engine:
                 take = min(take, quantize_down(quote_left / level.price, step))
             if take <= 0:
                 break
-            fills.append(_Fill(level.price, take))
+            fills.append(BookFill(level.price, take))
             if remaining is not None:
                 remaining -= take
                 if remaining <= 0:
@@ -879,55 +539,6 @@ class Engine:
         if not reduces or quantity is None:
             raise ApiError(-2022, "ReduceOnly Order is rejected.")
         return min(quantity, abs(pos.amount))
-
-    def _check_spot_funds(self, inst: InstrumentConfig, side: str, fills: list[_Fill],
-                          resting_qty: Decimal, price: Decimal | None) -> None:
-        if side == "BUY":
-            need = sum((f.price * f.qty for f in fills), ZERO)
-            if resting_qty > 0 and price is not None:
-                need += resting_qty * price
-            have = self._free[inst.quote]
-        else:
-            need = sum((f.qty for f in fills), ZERO) + resting_qty
-            have = self._free[inst.base]
-        if need > have:
-            raise ApiError(-2010, "Account has insufficient balance for requested action.")
-
-    def _check_margin(self, symbol: str, side: str, fills: list[_Fill], resting_qty: Decimal,
-                      price: Decimal | None) -> None:
-        pos = self._positions[symbol]
-        sign = ONE if side == "BUY" else -ONE
-        filled = sum((f.qty for f in fills), ZERO)
-        new_abs = abs(pos.amount + sign * filled)
-        leverage = Decimal(self._leverage[symbol])
-        mark = self.mark_price(symbol)
-        extra = max(ZERO, new_abs - abs(pos.amount)) * mark / leverage
-        if resting_qty > 0 and price is not None:
-            extra += resting_qty * price / leverage
-        fee = sum((f.price * f.qty for f in fills), ZERO) * self.config.usdm_taker_fee
-        if extra > 0 and extra + fee > self.usdm_totals()["available"]:
-            raise ApiError(-2019, "Margin is insufficient.")
-
-    def _lock_for(self, order: Order) -> None:
-        inst = self.instruments[order.symbol]
-        if order.side == "BUY":
-            asset, amount = inst.quote, order.remaining * order.price
-        else:
-            asset, amount = inst.base, order.remaining
-        self._free[asset] -= amount
-        self._locked[asset] += amount
-        order.locked_asset = asset
-        order.locked_amount = amount
-        self._emit(AccountEvent(kind=SPOT, time=order.update_time, assets=(asset,)))
-
-    def _unlock(self, order: Order) -> None:
-        if order.kind != SPOT or order.locked_asset is None or order.locked_amount == 0:
-            return
-        asset = order.locked_asset
-        self._free[asset] += order.locked_amount
-        self._locked[asset] -= order.locked_amount
-        order.locked_amount = ZERO
-        self._emit(AccountEvent(kind=SPOT, time=self.now(), assets=(asset,)))
 
     def _execute(self, order: Order, price: Decimal, qty: Decimal, *, is_maker: bool, now: int) -> Trade:
         kind = order.kind
@@ -951,65 +562,6 @@ class Engine:
         self._emit(OrderEvent(kind=kind, order=replace(order), execution_type="TRADE", time=now,
                               trade=trade))
         return trade
-
-    def _settle_spot(self, order: Order, price: Decimal, qty: Decimal, is_maker: bool, now: int) -> Trade:
-        inst = self.instruments[order.symbol]
-        rate = self.config.spot_maker_fee if is_maker else self.config.spot_taker_fee
-        quote_qty = price * qty
-        locked_use = ZERO
-        if order.locked_asset is not None:
-            locked_use = quote_qty if order.side == "BUY" else qty
-            locked_use = min(locked_use, order.locked_amount)
-            order.locked_amount -= locked_use
-            self._locked[order.locked_asset] -= locked_use
-            self._free[order.locked_asset] += locked_use
-        if order.side == "BUY":
-            commission = (qty * rate).quantize(FEE_QUANTUM, rounding=ROUND_HALF_EVEN)
-            commission_asset = inst.base
-            self._free[inst.quote] -= quote_qty
-            self._free[inst.base] += qty - commission
-        else:
-            commission = (quote_qty * rate).quantize(FEE_QUANTUM, rounding=ROUND_HALF_EVEN)
-            commission_asset = inst.quote
-            self._free[inst.base] -= qty
-            self._free[inst.quote] += quote_qty - commission
-        return Trade(kind=SPOT, symbol=order.symbol, trade_id=self._take_trade_id(SPOT),
-                     order_id=order.order_id, client_order_id=order.client_order_id, side=order.side,
-                     price=price, qty=qty, quote_qty=quote_qty, commission=commission,
-                     commission_asset=commission_asset, time=now, is_maker=is_maker,
-                     is_client_flow=order.is_client_flow)
-
-    def _settle_usdm(self, order: Order, price: Decimal, qty: Decimal, is_maker: bool, now: int) -> Trade:
-        inst = self.instruments[order.symbol]
-        rate = self.config.usdm_maker_fee if is_maker else self.config.usdm_taker_fee
-        quote_qty = price * qty
-        commission = (quote_qty * rate).quantize(FEE_QUANTUM, rounding=ROUND_HALF_EVEN)
-        pos = self._positions[order.symbol]
-        signed = qty if order.side == "BUY" else -qty
-        realized = ZERO
-        if pos.amount == 0 or (pos.amount > 0) == (signed > 0):
-            total = abs(pos.amount) + qty
-            pos.entry_price = (abs(pos.amount) * pos.entry_price + qty * price) / total
-            pos.amount += signed
-        else:
-            closed = min(qty, abs(pos.amount))
-            direction = ONE if pos.amount > 0 else -ONE
-            realized = closed * (price - pos.entry_price) * direction
-            pos.amount += signed
-            if pos.amount == 0:
-                pos.entry_price = ZERO
-            elif (pos.amount > 0) == (signed > 0):
-                pos.entry_price = price
-        pos.entry_price = pos.entry_price.quantize(Decimal("1e-8"), rounding=ROUND_DOWN) \
-            if pos.entry_price else ZERO
-        pos.realized_pnl += realized
-        pos.update_time = now
-        self.usdm_wallet += realized - commission
-        return Trade(kind=USDM, symbol=order.symbol, trade_id=self._take_trade_id(USDM),
-                     order_id=order.order_id, client_order_id=order.client_order_id, side=order.side,
-                     price=price, qty=qty, quote_qty=quote_qty, commission=commission,
-                     commission_asset=inst.quote, time=now, is_maker=is_maker, realized_pnl=realized,
-                     is_client_flow=order.is_client_flow)
 
     def _emit_account(self, kind: MarketKind, symbol: str, now: int) -> None:
         inst = self.instruments[symbol]

@@ -1,13 +1,13 @@
-"""In-process simulated venues: the embedded default (paper mode) and ``hedgerd simulate``.
+"""In-process paper venues: the embedded default (paper mode) and the venues of ``hedgerd simulate``.
 
-Venues trading the same base asset share one :class:`SimMarketData`, a geometric Brownian
+Venues trading the same base asset share one :class:`~hedgerd.sim.market.SimMarketData`, a geometric Brownian
 motion mid price that is a pure function of the seed and of the injected clock's time (tick
 ``k`` happens at ``origin + k * price_interval``), so a spot and a perp always quote around the
 same mid and a run is reproducible on a simulated clock.
 
 * :class:`SimSpotVenue` (role inventory) streams prices and synthetic client fills on the desk's
-  account: Poisson arrivals, side 50/50, exponential size; the desk buys at the bid, sells at
-  the ask.
+  account (:class:`~hedgerd.sim.market.ClientFlow`: Poisson arrivals, side 50/50, exponential
+  size); the desk buys at the bid, sells at the ask.
 * :class:`SimPerpVenue` (role hedge) fills our market / IOC orders at the bid or ask with a taker
   fee, tracks the position, enforces its own request limit (:class:`~hedgerd.errors.RateLimited`)
   and latency, and echoes fills and order updates on a separate "user-data stream" task.
@@ -19,11 +19,10 @@ Both take faults for tests through ``venue.faults.inject(...)``, ``stall_prices(
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal, TypeVar, get_args
 
 from hedgerd.clock import Clock
@@ -51,16 +50,13 @@ from hedgerd.models import (
     split_symbol,
 )
 from hedgerd.reconciliation import PositionSnapshot
+from hedgerd.sim.market import ClientFlow, SimMarketData
 
-SECONDS_PER_YEAR = 31_536_000
 SPOT_AMOUNT_STEP = Decimal("0.0001")
 PERP_AMOUNT_STEP = Decimal("0.001")
 PERP_MIN_NOTIONAL = Decimal(5)
 FEE_QUANTUM = Decimal("1e-8")
 _BPS = Decimal(10_000)
-# Tolerance (in ticks) when mapping a clock reading to a tick index, so a sleep that ends a few
-# nanoseconds early still lands on the tick it was aiming for.
-_STEP_EPSILON = 1e-6
 
 FaultKind = Literal[
     "accept_then_timeout",
@@ -88,98 +84,6 @@ ORDER_FAULTS: frozenset[str] = frozenset(
 )
 
 _T = TypeVar("_T")
-
-
-def default_tick(initial_price: Decimal) -> Decimal:
-    """A price tick of about 0.1-1 ppm of the price: 0.1 for 60000, 0.01 for 3000."""
-    return Decimal(1).scaleb(initial_price.adjusted() - 5)
-
-
-class SimMarketData:
-    """Seeded GBM mid price of one base asset, advanced on the clock.
-
-    The mid changes only at tick times ``origin + k * interval`` (``origin`` is the clock's
-    monotonic reading at construction); the path is generated lazily and depends only on the
-    seed, so every reader sees the same price at the same clock time.
-    """
-
-    def __init__(self, base: str, settings: SimSettings, clock: Clock, *,
-                 tick: Decimal | None = None) -> None:
-        self.base = base
-        self.seed = settings.seed
-        self.interval = settings.price_interval
-        self.tick = tick if tick is not None else default_tick(settings.initial_price)
-        self._clock = clock
-        self._rng = random.Random(f"hedgerd-price/{base}/{settings.seed}")
-        self._origin = clock.monotonic()
-        self._step = 0
-        self._mid = float(settings.initial_price)
-        self._mid_decimal: Decimal | None = None
-        self._quotes: dict[Decimal, tuple[Decimal, Decimal]] = {}
-        self._set_volatility(settings.volatility)
-
-    def set_volatility(self, volatility: float) -> None:
-        """Change the annualised volatility from the next tick on (regime changes)."""
-        self._advance_to(self.current_step())
-        self._set_volatility(volatility)
-
-    def _set_volatility(self, volatility: float) -> None:
-        dt = self.interval / SECONDS_PER_YEAR
-        self.volatility = volatility
-        self._drift = -0.5 * volatility * volatility * dt
-        self._diffusion = volatility * math.sqrt(dt)
-
-    def step_at(self, monotonic: float) -> int:
-        """Index of the tick in force at clock reading ``monotonic``."""
-        return max(0, math.floor((monotonic - self._origin) / self.interval + _STEP_EPSILON))
-
-    def step_time(self, step: int) -> float:
-        """Clock (monotonic) time at which tick ``step`` happens."""
-        return self._origin + step * self.interval
-
-    def current_step(self) -> int:
-        return max(self._step, self.step_at(self._clock.monotonic()))
-
-    def mid(self) -> Decimal:
-        """The current mid, rounded to the tick."""
-        self._advance_to(self.current_step())
-        if self._mid_decimal is None:
-            mid = Decimal(self._mid).quantize(self.tick, rounding=ROUND_HALF_EVEN)
-            self._mid_decimal = max(mid, self.tick)
-        return self._mid_decimal
-
-    def quote(self, spread_bps: Decimal) -> tuple[Decimal, Decimal]:
-        """Current (bid, ask) = mid -/+ half the spread, rounded outwards to the tick."""
-        mid = self.mid()
-        cached = self._quotes.get(spread_bps)
-        if cached is None:
-            half = mid * spread_bps / (2 * _BPS)
-            bid = max((mid - half).quantize(self.tick, rounding=ROUND_FLOOR), self.tick)
-            ask = max((mid + half).quantize(self.tick, rounding=ROUND_CEILING), bid)
-            cached = self._quotes[spread_bps] = (bid, ask)
-        return cached
-
-    def set_mid(self, mid: Decimal) -> None:
-        """Move the mid to ``mid`` now (a price shock); the walk continues from there."""
-        if not mid > 0:
-            raise ValueError("mid must be positive")
-        self._advance_to(self.current_step())
-        self._mid = float(mid)
-        self._invalidate()
-
-    def _advance_to(self, step: int) -> None:
-        if step <= self._step:
-            return
-        mid, gauss, drift, diffusion = self._mid, self._rng.gauss, self._drift, self._diffusion
-        for _ in range(step - self._step):
-            mid *= math.exp(drift + diffusion * gauss(0.0, 1.0))
-        self._mid = mid
-        self._step = step
-        self._invalidate()
-
-    def _invalidate(self) -> None:
-        self._mid_decimal = None
-        self._quotes.clear()
 
 
 class SimFaults:
@@ -465,8 +369,7 @@ class SimSpotVenue(_SimVenue):
                  *, history_limit: int = HISTORY_LIMIT) -> None:
         super().__init__(name, settings, market, clock, history_limit=history_limit)
         self._flow_rng = random.Random(f"hedgerd-flow/{name}/{settings.seed}")
-        self._flow_rate = settings.flow_rate
-        self._flow_mean_size = settings.flow_mean_size
+        self.flow = ClientFlow(rate=settings.flow_rate, mean_size=settings.flow_mean_size)
         self._flow_changed = asyncio.Event()
         self._positions = {self.base: ZERO, self.quote_asset: ZERO}
 
@@ -474,11 +377,11 @@ class SimSpotVenue(_SimVenue):
         """Change the client flow intensity (fills/s) and mean size from the next arrival."""
         if rate < 0:
             raise ValueError("rate must be >= 0")
-        self._flow_rate = rate
+        self.flow.rate = rate
         if mean_size is not None:
             if not mean_size > 0:
                 raise ValueError("mean_size must be > 0")
-            self._flow_mean_size = mean_size
+            self.flow.mean_size = mean_size
         self._flow_changed.set()
 
     def _start_streams(self, sink: VenueEventSink) -> list[asyncio.Task[None]]:
@@ -487,18 +390,18 @@ class SimSpotVenue(_SimVenue):
     async def _client_flow(self, sink: VenueEventSink) -> None:
         rng, clock = self._flow_rng, self._clock
         while True:
-            if self._flow_rate <= 0:
+            if self.flow.rate <= 0:
                 self._flow_changed.clear()
                 await self._flow_changed.wait()
                 continue
-            await clock.sleep(rng.expovariate(self._flow_rate))
+            await clock.sleep(self.flow.wait(rng))
             fill = self._client_fill(rng)
             self._book_fill(fill)
             await self._deliver(sink, sink.on_fill(fill), "fill")
 
     def _client_fill(self, rng: random.Random) -> Fill:
-        side = Side.BUY if rng.random() < 0.5 else Side.SELL
-        raw = Decimal(rng.expovariate(1.0 / float(self._flow_mean_size)))
+        side = Side.BUY if self.flow.desk_buys(rng) else Side.SELL
+        raw = Decimal(self.flow.size(rng))
         amount = max(raw.quantize(SPOT_AMOUNT_STEP, rounding=ROUND_HALF_EVEN), SPOT_AMOUNT_STEP)
         bid, ask = self.quote()
         return Fill(venue=self.name, trade_id=self._next_trade_id(), symbol=self.symbol, side=side,

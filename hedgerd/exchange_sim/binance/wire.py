@@ -9,13 +9,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from hedgerd.venue_sim.engine import (
+from hedgerd.exchange_sim.matching import MatchingEngine
+from hedgerd.exchange_sim.model import (
     SPOT,
     USDM,
     ZERO,
     AccountEvent,
     Book,
-    Engine,
     MarketKind,
     Order,
     OrderEvent,
@@ -51,7 +51,7 @@ def _step_decimals(step: Decimal) -> int:
 # --------------------------------------------------------------------------- market data
 
 
-def exchange_info(engine: Engine, kind: MarketKind, now: int) -> JsonDict:
+def exchange_info(engine: MatchingEngine, kind: MarketKind, now: int) -> JsonDict:
     """``GET /api/v3/exchangeInfo`` or ``GET /fapi/v1/exchangeInfo``."""
     if kind == SPOT:
         rate_limits = [
@@ -77,7 +77,7 @@ def exchange_info(engine: Engine, kind: MarketKind, now: int) -> JsonDict:
     }
 
 
-def _spot_symbol(engine: Engine, symbol: str) -> JsonDict:
+def _spot_symbol(engine: MatchingEngine, symbol: str) -> JsonDict:
     inst = engine.instrument(symbol)
     flt = engine.filters(SPOT, symbol)
     return {
@@ -105,7 +105,7 @@ def _spot_symbol(engine: Engine, symbol: str) -> JsonDict:
     }
 
 
-def _usdm_symbol(engine: Engine, symbol: str) -> JsonDict:
+def _usdm_symbol(engine: MatchingEngine, symbol: str) -> JsonDict:
     inst = engine.instrument(symbol)
     flt = engine.filters(USDM, symbol)
     return {
@@ -139,7 +139,7 @@ def empty_exchange_info(now: int) -> JsonDict:
     return {"timezone": "UTC", "serverTime": now, "rateLimits": [], "exchangeFilters": [], "symbols": []}
 
 
-def ticker_24hr(engine: Engine, kind: MarketKind, symbol: str, now: int) -> JsonDict:
+def ticker_24hr(engine: MatchingEngine, kind: MarketKind, symbol: str, now: int) -> JsonDict:
     model = engine.price_model(symbol)
     stats = engine.ticker_stats(kind, symbol)
     tick = engine.filters(kind, symbol).tick_size
@@ -171,7 +171,7 @@ def ticker_24hr(engine: Engine, kind: MarketKind, symbol: str, now: int) -> Json
     return out
 
 
-def book_ticker(engine: Engine, kind: MarketKind, symbol: str, now: int) -> JsonDict:
+def book_ticker(engine: MatchingEngine, kind: MarketKind, symbol: str, now: int) -> JsonDict:
     book = engine.book(kind, symbol, depth=1)
     out: JsonDict = {"symbol": symbol, "bidPrice": num(kind, book.best_bid.price),
                      "bidQty": num(kind, book.best_bid.qty), "askPrice": num(kind, book.best_ask.price),
@@ -182,7 +182,7 @@ def book_ticker(engine: Engine, kind: MarketKind, symbol: str, now: int) -> Json
     return out
 
 
-def price_ticker(engine: Engine, kind: MarketKind, symbol: str, now: int) -> JsonDict:
+def price_ticker(engine: MatchingEngine, kind: MarketKind, symbol: str, now: int) -> JsonDict:
     out: JsonDict = {"symbol": symbol, "price": num(kind, engine.mid(kind, symbol))}
     if kind == USDM:
         out["time"] = now
@@ -199,7 +199,7 @@ def depth(book: Book, kind: MarketKind, now: int) -> JsonDict:
     return out
 
 
-def premium_index(engine: Engine, symbol: str, now: int) -> JsonDict:
+def premium_index(engine: MatchingEngine, symbol: str, now: int) -> JsonDict:
     mark = engine.mark_price(symbol)
     return {"symbol": symbol, "markPrice": fp(mark), "indexPrice": fp(mark),
             "estimatedSettlePrice": fp(mark), "lastFundingRate": "0.00010000", "interestRate": "0.00010000",
@@ -209,7 +209,7 @@ def premium_index(engine: Engine, symbol: str, now: int) -> JsonDict:
 # --------------------------------------------------------------------------- accounts
 
 
-def spot_account(engine: Engine, now: int, omit_zero: bool = False) -> JsonDict:
+def spot_account(engine: MatchingEngine, now: int, omit_zero: bool = False) -> JsonDict:
     balances = [
         {"asset": asset, "free": f8(free), "locked": f8(locked)}
         for asset, (free, locked) in sorted(engine.spot_balances().items())
@@ -227,7 +227,7 @@ def spot_account(engine: Engine, now: int, omit_zero: bool = False) -> JsonDict:
     }
 
 
-def _usdm_asset_rows(engine: Engine, now: int) -> list[JsonDict]:
+def _usdm_asset_rows(engine: MatchingEngine, now: int) -> list[JsonDict]:
     totals = engine.usdm_totals()
     return [{
         "asset": "USDT", "walletBalance": fp(totals["wallet"]), "unrealizedProfit": fp(totals["unrealized"]),
@@ -240,7 +240,7 @@ def _usdm_asset_rows(engine: Engine, now: int) -> list[JsonDict]:
     }]
 
 
-def usdm_account(engine: Engine, now: int, version: int = 3) -> JsonDict:
+def usdm_account(engine: MatchingEngine, now: int, version: int = 3) -> JsonDict:
     """``GET /fapi/v3/account`` (or v2 with ``version=2``)."""
     totals = engine.usdm_totals()
     positions = []
@@ -277,7 +277,7 @@ def usdm_account(engine: Engine, now: int, version: int = 3) -> JsonDict:
     return out
 
 
-def usdm_balance(engine: Engine, now: int) -> list[JsonDict]:
+def usdm_balance(engine: MatchingEngine, now: int) -> list[JsonDict]:
     totals = engine.usdm_totals()
     return [{"accountAlias": "SgsR", "asset": "USDT", "balance": fp(totals["wallet"]),
              "crossWalletBalance": fp(totals["wallet"]), "crossUnPnl": fp(totals["unrealized"]),
@@ -286,7 +286,7 @@ def usdm_balance(engine: Engine, now: int) -> list[JsonDict]:
              "updateTime": now}]
 
 
-def position_risk(engine: Engine, symbol: str | None, version: int = 3) -> list[JsonDict]:
+def position_risk(engine: MatchingEngine, symbol: str | None, version: int = 3) -> list[JsonDict]:
     """``GET /fapi/v3/positionRisk`` (v3 lists open positions only; v2 every symbol)."""
     rows = []
     for sym, pos in engine.positions().items():
@@ -298,7 +298,7 @@ def position_risk(engine: Engine, symbol: str | None, version: int = 3) -> list[
     return rows
 
 
-def _position_row(engine: Engine, pos: Position, version: int) -> JsonDict:
+def _position_row(engine: MatchingEngine, pos: Position, version: int) -> JsonDict:
     mark = engine.mark_price(pos.symbol)
     notional = pos.amount * mark
     row: JsonDict = {
@@ -321,7 +321,7 @@ def _position_row(engine: Engine, pos: Position, version: int) -> JsonDict:
     return row
 
 
-def leverage_brackets(engine: Engine, symbol: str | None) -> list[JsonDict]:
+def leverage_brackets(engine: MatchingEngine, symbol: str | None) -> list[JsonDict]:
     out = []
     for sym in engine.symbols():
         if symbol is not None and sym != symbol:
@@ -337,7 +337,7 @@ def leverage_brackets(engine: Engine, symbol: str | None) -> list[JsonDict]:
     return out
 
 
-def capital_config(engine: Engine) -> list[JsonDict]:
+def capital_config(engine: MatchingEngine) -> list[JsonDict]:
     """``GET /sapi/v1/capital/config/getall`` (coins only, no real networks)."""
     assets = sorted({a for s in engine.symbols() for a in (engine.instrument(s).base,
                                                           engine.instrument(s).quote)})
@@ -460,7 +460,7 @@ def execution_report(event: OrderEvent) -> JsonDict:
     }
 
 
-def outbound_account_position(engine: Engine, event: AccountEvent) -> JsonDict:
+def outbound_account_position(engine: MatchingEngine, event: AccountEvent) -> JsonDict:
     rows = []
     for asset in event.assets:
         free, locked = engine.spot_balance(asset)
@@ -489,7 +489,7 @@ def order_trade_update(event: OrderEvent) -> JsonDict:
     return {"e": "ORDER_TRADE_UPDATE", "E": event.time, "T": event.time, "o": body}
 
 
-def account_update(engine: Engine, event: AccountEvent) -> JsonDict:
+def account_update(engine: MatchingEngine, event: AccountEvent) -> JsonDict:
     """USD-M user-data ``ACCOUNT_UPDATE`` for the wallet and the touched symbols."""
     totals = engine.usdm_totals()
     balances = [{"a": "USDT", "wb": fp(totals["wallet"]), "cw": fp(totals["wallet"]), "bc": "0"}]
@@ -505,7 +505,7 @@ def account_update(engine: Engine, event: AccountEvent) -> JsonDict:
             "a": {"m": event.reason, "B": balances, "P": positions}}
 
 
-def ws_book_ticker(engine: Engine, kind: MarketKind, symbol: str, now: int) -> JsonDict:
+def ws_book_ticker(engine: MatchingEngine, kind: MarketKind, symbol: str, now: int) -> JsonDict:
     book = engine.book(kind, symbol, depth=1)
     core: JsonDict = {"u": book.update_id, "s": symbol, "b": num(kind, book.best_bid.price),
                       "B": num(kind, book.best_bid.qty), "a": num(kind, book.best_ask.price),
@@ -515,7 +515,7 @@ def ws_book_ticker(engine: Engine, kind: MarketKind, symbol: str, now: int) -> J
     return core
 
 
-def ws_ticker(engine: Engine, kind: MarketKind, symbol: str, now: int, mini: bool = False) -> JsonDict:
+def ws_ticker(engine: MatchingEngine, kind: MarketKind, symbol: str, now: int, mini: bool = False) -> JsonDict:
     rest = ticker_24hr(engine, kind, symbol, now)
     if mini:
         return {"e": "24hrMiniTicker", "E": now, "s": symbol, "c": rest["lastPrice"], "o": rest["openPrice"],
@@ -533,13 +533,13 @@ def ws_ticker(engine: Engine, kind: MarketKind, symbol: str, now: int, mini: boo
     return out
 
 
-def ws_mark_price(engine: Engine, symbol: str, now: int) -> JsonDict:
+def ws_mark_price(engine: MatchingEngine, symbol: str, now: int) -> JsonDict:
     mark = engine.mark_price(symbol)
     return {"e": "markPriceUpdate", "E": now, "s": symbol, "p": fp(mark), "ap": fp(mark), "P": fp(mark),
             "i": fp(mark), "r": "0.00010000", "T": (now // 28_800_000 + 1) * 28_800_000}
 
 
-def ws_partial_depth(engine: Engine, kind: MarketKind, symbol: str, levels: int, now: int) -> JsonDict:
+def ws_partial_depth(engine: MatchingEngine, kind: MarketKind, symbol: str, levels: int, now: int) -> JsonDict:
     book = engine.book(kind, symbol, depth=levels)
     bids = [[num(kind, lv.price), num(kind, lv.qty)] for lv in book.bids]
     asks = [[num(kind, lv.price), num(kind, lv.qty)] for lv in book.asks]

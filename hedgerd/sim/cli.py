@@ -20,7 +20,8 @@ from typing import Any, TextIO
 
 from hedgerd.config import Settings
 from hedgerd.errors import ConfigError
-from hedgerd.simulate import SimulationResult, load_scenario, parse_duration, run_simulation
+from hedgerd.sim.day import SimulationResult, run_simulation
+from hedgerd.sim.scenario import load_scenario, parse_duration
 
 PLOT_NEEDS = "--plot needs matplotlib: pip install 'hedgerd[plot]'"
 

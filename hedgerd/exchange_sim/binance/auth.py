@@ -6,7 +6,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
-from hedgerd.venue_sim.engine import ApiError
+from hedgerd.exchange_sim.model import ApiError
 
 MAX_RECV_WINDOW = 60_000
 DEFAULT_RECV_WINDOW = 5_000

@@ -9,30 +9,36 @@ Point the unmodified ccxt ``binance`` / ``binanceusdm`` classes (REST and pro) a
         sim.engine.trades("usdm")                           # the venue's own trade history
         sim.faults.order_timeout_next = 1                   # accept-then-timeout on the next order
 
-Run standalone with ``python -m hedgerd.venue_sim --port 8901``.
+Run standalone with ``python -m hedgerd.exchange_sim --port 8901`` (or ``hedgerd venue-sim``).
+
+Layout: ``matching.py`` is the matching engine shared by every wire protocol (``model.py`` its
+data, ``accounts.py`` its balances and positions; the mid and client flow come from
+:mod:`hedgerd.sim.market`); ``faults.py`` the injectable faults; ``binance/`` the first wire
+protocol (a second, e.g. ``deribit/``, sits beside it on the same engine).
 """
 
-from hedgerd.venue_sim.engine import (
-    SPOT,
-    USDM,
-    ApiError,
-    Engine,
-    EngineConfig,
-    InstrumentConfig,
-    MarketKind,
-    Order,
-    Position,
-    Trade,
-)
-from hedgerd.venue_sim.faults import FaultConfig
-from hedgerd.venue_sim.server import SimConfig, VenueSim, main, run_server, start_venue_sim
-from hedgerd.venue_sim.urls import (
+from hedgerd.exchange_sim.binance.config import SimConfig
+from hedgerd.exchange_sim.binance.server import VenueSim, main, run_server, start_venue_sim
+from hedgerd.exchange_sim.binance.urls import (
     DEFAULT_API_KEY,
     DEFAULT_SECRET,
     align_ccxt_exceptions,
     ccxt_config,
     ccxt_options,
     ccxt_urls,
+)
+from hedgerd.exchange_sim.faults import FaultConfig
+from hedgerd.exchange_sim.matching import MatchingEngine
+from hedgerd.exchange_sim.model import (
+    SPOT,
+    USDM,
+    ApiError,
+    EngineConfig,
+    InstrumentConfig,
+    MarketKind,
+    Order,
+    Position,
+    Trade,
 )
 
 __all__ = [
@@ -41,11 +47,11 @@ __all__ = [
     "SPOT",
     "USDM",
     "ApiError",
-    "Engine",
     "EngineConfig",
     "FaultConfig",
     "InstrumentConfig",
     "MarketKind",
+    "MatchingEngine",
     "Order",
     "Position",
     "SimConfig",
