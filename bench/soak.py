@@ -199,7 +199,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("order path", ("hedgerd/executor/", "create_order (", "fetch_order (")),
     ("ledger", ("hedgerd/ledger/",)),
     ("risk pass", ("hedgerd/risk/", "hedgerd/risk_loop.py", "hedgerd/policy/", "hedgerd/killswitch.py",
-                   "hedgerd/engine.py")),
+                   "hedgerd/engine.py", "hedgerd/risk_pass.py")),
     ("websocket parsing", ("ws/client.py", "ccxt/pro/", "aiohttp/client_ws.py", "aiohttp/_websocket",
                            "hedgerd/connectors/ccxt/")),
 )

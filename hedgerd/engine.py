@@ -1,9 +1,8 @@
 """The hedging engine: venue events in, hedge orders out.
 
-:class:`HedgeEngine` is the :class:`~hedgerd.connectors.base.VenueEventSink` of every venue.
-A risk pass computes net delta per underlying (inventory x ratio + perp position + in-flight
-hedge quantity), checks the auto-triggers, asks the pure :mod:`hedgerd.policy` what to do, and
-hands a :class:`~hedgerd.models.HedgeIntent` to the venue's
+:class:`HedgeEngine` is the :class:`~hedgerd.connectors.base.VenueEventSink` of every venue and
+wires them to the ledger, the :class:`~hedgerd.risk_pass.RiskPass` (net delta per underlying,
+the auto-triggers, the pure :mod:`hedgerd.policy`'s decision) and the venue's
 :class:`~hedgerd.executor.HedgeExecutor`, which sends nothing before the intent is durable.
 Streamed fills get their pass as they commit (the ledger's commit hook: positions, totals and
 triggers all include them, and the intent joins their transaction when the ledger commits on
@@ -16,26 +15,22 @@ saw it: its pass may wait up to 10 ms for the next event's (:meth:`HedgeEngine._
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from decimal import Decimal
 from typing import Any
 
 import structlog
 
 from hedgerd.busypoll import BusyPoller
 from hedgerd.clock import Clock
-from hedgerd.config import HedgeConfig, Settings, VenueRole
+from hedgerd.config import Settings, VenueRole
 from hedgerd.connectors.base import Venue
 from hedgerd.errors import ConfigError, VenueError
 from hedgerd.executor import HedgeExecutor, TokenBucket
 from hedgerd.foreign import ForeignOrderWatch
-from hedgerd.killswitch import KillSwitch, evaluate_auto_triggers
+from hedgerd.killswitch import KillSwitch
 from hedgerd.ledger import InventoryLedger, LedgerError, PreparedIntent
 from hedgerd.metrics import Metrics
 from hedgerd.models import (
-    ZERO,
     Fill,
     HedgeIntent,
     MarketInfo,
@@ -43,34 +38,19 @@ from hedgerd.models import (
     OrderStatus,
     PriceUpdate,
     TradingState,
-    split_symbol,
 )
-from hedgerd.policy import HedgeLimits, HedgePolicy, build_policy, reduces_position
+from hedgerd.policy import HedgePolicy, build_policy
 from hedgerd.reconciliation.reconciler import StartupReconciliation
-from hedgerd.risk.delta import DeltaSnapshot, make_snapshot
 from hedgerd.risk.pnl import BookPnl
 from hedgerd.risk.prices import LogThrottle, PriceBook
 from hedgerd.risk_loop import RiskLoop
+from hedgerd.risk_pass import HedgeState, RiskPass
 from hedgerd.status import EngineGauges, engine_status, readiness_problems, underlying_status
 
 log = structlog.get_logger("hedgerd.engine")
 
 _REJECT_LOG_INTERVAL = 10.0  # seconds between log lines about rejected prices of one feed and kind
 _SHUTDOWN_SETTLE = 4.0  # seconds stop() waits for in-flight orders at most (SIGTERM must exit within 10 s)
-
-
-@dataclass
-class _HedgeState:
-    """Runtime state of one configured hedge (one underlying)."""
-
-    config: HedgeConfig
-    executor: HedgeExecutor
-    market: MarketInfo | None
-    first_unacted_fill_at: float | None = None
-    snapshot: DeltaSnapshot | None = None
-    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-    limits: tuple[HedgeConfig, HedgeLimits] | None = None  # built from this config
-    capped: bool = False  # the last pass decided nothing: max_orders_in_flight were unsettled
 
 
 class HedgeEngine:
@@ -91,7 +71,7 @@ class HedgeEngine:
         self.price_guard = self.price_book.guard
         self.prices = self.price_book.latest
         self._price_seen_at = self.price_book.seen_at
-        self.hedges: dict[str, _HedgeState] = {}
+        self.hedges: dict[str, HedgeState] = {}
         self.markets: dict[str, dict[str, MarketInfo]] = {}
         self.consecutive_order_errors = 0
         self.pnl = BookPnl()
@@ -107,6 +87,13 @@ class HedgeEngine:
                                   next_wait=self._next_wait, refresh=self._refresh_open_orders,
                                   run_pass=self.evaluate, on_error=self._risk_pass_failed)
         self._wake = self.risk_loop.wake
+        self.risk_pass = RiskPass(
+            hedges=self.hedges, ledger=ledger, clock=clock, metrics=metrics, gauges=self.gauges, pnl=self.pnl,
+            kill_switch=self.kill_switch, prices=self.prices, risk_loop=self.risk_loop,
+            settings=lambda: self.settings, may_decide=self._may_decide,
+            consecutive_errors=lambda: self.consecutive_order_errors, sync_latches=self._sync_latches,
+            price_age=self.price_age, policy_for=self.policy_for, engage=self.engage,
+            submit_intent=self._submit_intent, order_done=self._execution_done)
         self._risk_task: asyncio.Task[None] | None = None  # set once the risk loop runs
         self.busy_poller = BusyPoller(lambda: self.settings.risk.busy_poll)
         self._streamed: set[tuple[str, str]] = set()  # (venue, trade id) of fills on_fills is journaling
@@ -141,7 +128,7 @@ class HedgeEngine:
                                   f"instrument {cfg.symbol!r} is not listed on venue {cfg.venue!r}")
             rl = self.settings.executor.rate_limit_for(cfg.venue)
             executor = self._executor_for(cfg.venue, rl.requests_per_second, rl.burst)
-            self.hedges[cfg.underlying] = _HedgeState(config=cfg, executor=executor, market=market)
+            self.hedges[cfg.underlying] = HedgeState(config=cfg, executor=executor, market=market)
             self.metrics.hedge_band.labels(cfg.underlying).set(float(cfg.threshold))
             self.metrics.hedge_fees.labels(cfg.venue)  # export 0 before the first fee
         await self._reconcile()
@@ -281,16 +268,7 @@ class HedgeEngine:
         if all(self._absorbed(fill) for fill in streamed):  # e.g. our hedge fills, ahead of the order's answer
             self._settle_soon()
             return []
-        for fill in streamed:
-            if fill.client_order_id is not None:
-                continue
-            for state in self.hedges.values():
-                if state.first_unacted_fill_at is None and any(
-                        s.venue == fill.venue for s in state.config.inventory):
-                    state.first_unacted_fill_at = fill.received_at or self.clock.monotonic()
-                moved = _inventory_move(fill, state.config)
-                if moved:
-                    self.policy_for(state.config.underlying).observe_flow(self.clock.monotonic(), moved)
+        self.risk_pass.observe_client_fills(streamed)
         if self._risk_task is None:  # not running yet: its first pass will see them
             self._wake.set()
             return []
@@ -474,27 +452,20 @@ class HedgeEngine:
         """Seconds since the last accepted price (since start if none yet)."""
         return self.price_book.age(venue, symbol, self.clock.monotonic(), self.started_at)
 
-    def snapshot(self, state: _HedgeState) -> DeltaSnapshot:
-        cfg = state.config
-        position = self.ledger.position
-        inventory = sum((position(s.venue, s.asset) for s in cfg.inventory), ZERO)
-        price = self.prices.get((cfg.venue, cfg.symbol))
-        return make_snapshot(
-            underlying=cfg.underlying, inventory=inventory, hedge_ratio=cfg.hedge_ratio,
-            perp_position=self.ledger.position(cfg.venue, cfg.symbol),
-            in_flight=state.executor.in_flight(cfg.symbol),
-            mid=price.mid if price else None)
-
     async def evaluate(self) -> None:
         """One pass of the risk loop over every underlying."""
-        self._evaluate()
+        self.risk_pass.run()
 
     def _pass_now(self) -> None:
         """A risk pass outside the risk loop's task, with the loop's error handling."""
         try:
-            self._evaluate()
+            self.risk_pass.run()
         except Exception as exc:  # never break the caller (the ledger's commit)
             self._risk_pass_failed(exc)
+
+    def _may_decide(self) -> bool:
+        """Whether a risk pass may decide orders (it always updates gauges and checks triggers)."""
+        return self.reconciled and not self._stopping and not self.ledger_failed
 
     def _risk_pass_failed(self, exc: Exception) -> None:
         """A ledger failure halts trading as such; anything else is a bug and halts it too."""
@@ -504,109 +475,7 @@ class HedgeEngine:
         log.error("risk_loop_error", exc_info=exc)
         self.engage("internal error in risk loop (see logs)", "auto:internal")
 
-    def _evaluate(self) -> None:
-        self.risk_loop.passing()
-        self._sync_latches()
-        snapshots = {u: self.snapshot(s) for u, s in self.hedges.items()}
-        for underlying, snap in snapshots.items():
-            state = self.hedges[underlying]
-            state.snapshot = snap
-            gauges = self.gauges.underlying(underlying)
-            gauges.net_delta.set(snap.net_delta)
-            gauges.in_flight.set(snap.in_flight)
-            if snap.notional is not None:
-                gauges.net_delta_notional.set(snap.notional)
-        if self.ledger.metrics is not self.metrics:  # the ledger keeps them current itself otherwise
-            self.gauges.set_inventory(self.ledger.positions())
-        self._check_auto_triggers(snapshots)
-        if not self.reconciled or self._stopping or self.ledger_failed:
-            return
-        for underlying, snap in snapshots.items():
-            state = self.hedges[underlying]
-            state.capped = state.executor.open_count(state.config.symbol) >= self.settings.executor.max_orders_in_flight
-            if state.capped:
-                continue
-            self._decide(state, snap)
-
-    def _check_auto_triggers(self, snapshots: dict[str, DeltaSnapshot]) -> None:
-        ages: dict[str, tuple[float, float]] = {}
-        notionals: dict[str, tuple[Decimal, Decimal]] = {}
-        trades = self.ledger.trade_totals()
-        total_pnl = ZERO  # summed over the underlyings with a price; a loss is its negative
-        for underlying, state in self.hedges.items():
-            cfg = state.config
-            age = self.price_age(cfg.venue, cfg.symbol)
-            ages[cfg.symbol] = (age, cfg.max_price_age)
-            gauges = self.gauges.underlying(underlying)
-            snap = snapshots[underlying]
-            if snap.notional is not None:
-                notionals[underlying] = (abs(snap.notional), cfg.max_delta_notional)
-            if snap.mid is not None:
-                pnl = self.pnl.mark(underlying, trades, self.ledger.positions,
-                                    inventory=[(s.venue, s.asset) for s in cfg.inventory],
-                                    hedge=(cfg.venue, cfg.symbol), mid=snap.mid)
-                gauges.realized_pnl.set(pnl)
-                total_pnl += pnl
-        reason = evaluate_auto_triggers(
-            price_ages=ages, delta_notionals=notionals,
-            consecutive_errors=self.consecutive_order_errors,
-            max_consecutive_errors=self.settings.kill_switch.max_consecutive_errors,
-            realized_loss=-total_pnl, max_realized_loss=self.settings.kill_switch.max_realized_loss)
-        if reason is not None and self.kill_switch.state is not TradingState.HALTED:
-            self.engage(reason, "auto")
-
-    @staticmethod
-    def limits(state: _HedgeState) -> HedgeLimits:
-        """The limits decisions on ``state`` are made with (built once per (reloaded) config)."""
-        cfg = state.config
-        if state.limits is None or state.limits[0] is not cfg:
-            state.limits = (cfg, HedgeLimits.from_config(cfg))
-        return state.limits[1]
-
-    def _decide(self, state: _HedgeState, snap: DeltaSnapshot) -> None:
-        cfg = state.config
-        limits = self.limits(state)
-        price = self.prices.get((cfg.venue, cfg.symbol))
-        if price is None:
-            return
-        policy = self.policy_for(cfg.underlying)
-        # Limits apply to the position once the orders in flight have filled; an order is
-        # reduce-only only if it shrinks the position both before and after they fill.
-        projected = snap.perp_position + snap.in_flight
-        decision = policy.decide(snap.net_delta, projected, limits, state.market, price=price.mid)
-        if decision is None:
-            state.first_unacted_fill_at = None
-            return
-        if decision.reduce_only and snap.in_flight and not reduces_position(
-                snap.perp_position, decision.side.sign * decision.amount):
-            decision = replace(decision, reduce_only=False)
-        if not self.kill_switch.allows(decision.reduce_only):
-            return
-        # The order counts as in flight from here; its task sends nothing before the intent
-        # is durable (the commit is already scheduled, this pass does not wait for it).
-        intent, durable = self._submit_intent(
-            underlying=cfg.underlying, venue=cfg.venue, symbol=cfg.symbol, side=decision.side,
-            amount=decision.amount, created_at=self.clock.time(), reduce_only=decision.reduce_only,
-            order_type=self.settings.executor.order_type, reason=decision.reason,
-            client_id_prefix=self.settings.executor.client_id_prefix)
-        task = state.executor.start(intent, durable=durable, reference_price=price.mid,
-                                    received_at=state.first_unacted_fill_at)
-        state.first_unacted_fill_at = None
-
-        def log_decision() -> None:  # after the order's task has handed it off (it runs first)
-            log.info("hedge_decision", underlying=cfg.underlying, client_order_id=intent.client_order_id,
-                     side=decision.side.value, amount=str(decision.amount), reduce_only=decision.reduce_only,
-                     reason=decision.reason, inventory=str(snap.inventory), hedge_ratio=str(snap.hedge_ratio),
-                     perp_position=str(snap.perp_position), in_flight=str(snap.in_flight),
-                     net_delta=str(snap.net_delta), mid=str(price.mid), threshold=str(cfg.threshold),
-                     target=str(cfg.target), policy=policy.name)
-
-        asyncio.get_running_loop().call_soon(log_decision)
-        state.tasks.add(task)
-        task.add_done_callback(state.tasks.discard)
-        task.add_done_callback(functools.partial(self._execution_done, state, intent))
-
-    def _order_changed(self, state: _HedgeState, intent: HedgeIntent, status: OrderStatus) -> None:
+    def _order_changed(self, state: HedgeState, intent: HedgeIntent, status: OrderStatus) -> None:
         """An order's task ended or a streamed update of it was journaled: the next risk pass
         must see what changed.
 
@@ -633,7 +502,7 @@ class HedgeEngine:
     def _settle_soon(self) -> None:
         self.risk_loop.settle_soon()
 
-    def _execution_done(self, state: _HedgeState, intent: HedgeIntent, task: asyncio.Task[OrderReport]) -> None:
+    def _execution_done(self, state: HedgeState, intent: HedgeIntent, task: asyncio.Task[OrderReport]) -> None:
         if task.cancelled():
             self._wake.set()
             return
@@ -667,7 +536,7 @@ class HedgeEngine:
     def status(self) -> dict[str, Any]:
         """JSON-able view for ``/status`` (never contains secrets)."""
         underlyings = {
-            underlying: underlying_status(self.snapshot(state), state.config,
+            underlying: underlying_status(self.risk_pass.snapshot(state), state.config,
                                           self.price_age(state.config.venue, state.config.symbol),
                                           self.realized_pnl.get(underlying))
             for underlying, state in self.hedges.items()}
@@ -683,18 +552,3 @@ def _raise_first(futures: list[asyncio.Future[bool]]) -> None:
     if errors:
         raise errors[0]
 
-
-def _inventory_move(fill: Fill, config: HedgeConfig) -> Decimal:
-    """How much a client fill moves the hedge's net delta (signed base units x hedge ratio)."""
-    base, quote, settle = split_symbol(fill.symbol)
-    moved = ZERO
-    for source in config.inventory:
-        if source.venue != fill.venue:
-            continue
-        if settle is not None:
-            moved += fill.signed_amount if source.asset == fill.symbol else ZERO
-        elif source.asset == base:
-            moved += fill.signed_amount
-        elif source.asset == quote:
-            moved -= fill.signed_amount * fill.price
-    return moved * config.hedge_ratio

@@ -42,6 +42,7 @@ from hedgerd.errors import RateLimited
 from hedgerd.ledger import InventoryLedger
 from hedgerd.metrics import Metrics
 from hedgerd.models import Fill, HedgeIntent, OrderReport, OrderStatus, PriceUpdate, Side, TradingState
+from hedgerd.risk_pass import RiskPass
 
 SPOT, PERP = "BTC/USDT", "BTC/USDT:USDT"
 THRESHOLD = Decimal("0.05")
@@ -107,7 +108,7 @@ class Harness:
         return dict(self.perp._orders)
 
     def net_delta(self) -> Decimal:
-        return self.engine.snapshot(self.state).net_delta
+        return self.engine.risk_pass.snapshot(self.state).net_delta
 
     def settled(self) -> bool:
         return not self.state.executor.has_open(PERP)
@@ -192,7 +193,7 @@ async def test_a_bug_in_the_risk_pass_on_a_fill_halts_trading_and_the_fill_stays
         def broken(snapshots: object) -> None:
             raise RuntimeError("bug in a trigger")
 
-        monkeypatch.setattr(h.engine, "_check_auto_triggers", broken)
+        monkeypatch.setattr(h.engine.risk_pass, "check_auto_triggers", broken)
         fill = await h.client_fill(Side.BUY, "0.3")  # the pass runs inside the fill's commit
         assert h.ledger.position("sim-spot", "BTC") == fill.amount
         assert h.trading_state() is TradingState.HALTED
@@ -332,7 +333,7 @@ async def test_in_flight_quantity_prevents_a_second_hedge(tmp_path: Path) -> Non
         for _ in range(20):  # buys and sells that cancel out, each waking the risk loop
             await h.client_fill(Side.BUY, "0.01")
             await h.client_fill(Side.SELL, "0.01")
-            snap = h.engine.snapshot(h.state)
+            snap = h.engine.risk_pass.snapshot(h.state)
             in_flight_seen.append(snap.in_flight)
             assert snap.net_delta == 0, "the in-flight hedge is not counted"
             await asyncio.sleep(0.005)
@@ -379,13 +380,13 @@ def event_driven(settings: Settings) -> Settings:
 def counting_passes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     """``[n]``: the risk passes run so far (by any caller)."""
     count = [0]
-    evaluate = HedgeEngine._evaluate
+    run = RiskPass.run
 
-    def counted(self: HedgeEngine) -> None:
+    def counted(self: RiskPass) -> None:
         count[0] += 1
-        evaluate(self)
+        run(self)
 
-    monkeypatch.setattr(HedgeEngine, "_evaluate", counted)
+    monkeypatch.setattr(RiskPass, "run", counted)
     yield count
 
 

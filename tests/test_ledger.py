@@ -154,9 +154,9 @@ async def test_echoes_of_own_hedge_fills_are_counted_apart_from_real_duplicates(
 
 async def test_own_fills_remembered_are_bounded_and_older_repeats_still_dedupe(
         path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from hedgerd.ledger import ledger as ledger_module
+    from hedgerd.ledger import view as view_module
 
-    monkeypatch.setattr(ledger_module, "_RECENT_OWN_FILLS", 2)
+    monkeypatch.setattr(view_module, "_RECENT_OWN_FILLS", 2)
     ledger = InventoryLedger(path)
     await ledger.open()
     try:

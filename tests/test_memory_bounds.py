@@ -97,10 +97,10 @@ async def test_ccxt_trade_cache_stays_within_trades_limit_while_every_fill_is_de
 
 async def test_ledger_per_order_caches_stay_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from hedgerd.ledger import journal
-    from hedgerd.ledger import ledger as ledger_module
+    from hedgerd.ledger import view as view_module
 
     bound = journal._CACHE_SIZE
-    monkeypatch.setattr(ledger_module, "_RECENT_OWN_FILLS", 8)
+    monkeypatch.setattr(view_module, "_RECENT_OWN_FILLS", 8)
     ledger = InventoryLedger(tmp_path / "ledger.sqlite")
     await ledger.open()
     try:
@@ -115,9 +115,9 @@ async def test_ledger_per_order_caches_stay_bounded(tmp_path: Path, monkeypatch:
             assert await ledger.record_fill(fill) is True
             await ledger.record_order_state(intent.client_order_id, OrderStatus.FILLED, Decimal("0.1"))
             assert ledger.filled_for(intent.client_order_id) == Decimal("0.1")
-            for cache in (ledger._filled_cache, ledger._state_cache, ledger._journal._w_order_fills):
+            for cache in (ledger._view.filled_cache, ledger._view.state_cache, ledger._journal._w_order_fills):
                 assert len(cache) <= bound
-            assert len(ledger._recent_own_fills) <= 8
+            assert len(ledger._view.recent_own_fills) <= 8
             assert len(ledger.open_intents()) <= 1
         assert ledger.fill_count == bound + 60
         # an order forgotten by the caches is read back from the journal

@@ -91,7 +91,7 @@ def sync(read: Callable[[HedgeEngine], Any]) -> Callable[[HedgeEngine], Awaitabl
 
 
 def limit(name: str) -> Callable[[HedgeEngine], Awaitable[Any]]:
-    return sync(lambda e: getattr(e.limits(state(e)), name))
+    return sync(lambda e: getattr(e.risk_pass.limits(state(e)), name))
 
 
 def executor_config(name: str) -> Callable[[HedgeEngine], Awaitable[Any]]:
@@ -108,7 +108,7 @@ class Wired:
 
 
 WIRED: dict[str, Wired] = {
-    "hedges.*.hedge_ratio": Wired(Decimal("0.5"), sync(lambda e: e.snapshot(state(e)).hedge_ratio)),
+    "hedges.*.hedge_ratio": Wired(Decimal("0.5"), sync(lambda e: e.risk_pass.snapshot(state(e)).hedge_ratio)),
     "hedges.*.threshold": Wired(Decimal("0.2"), limit("threshold")),
     "hedges.*.target": Wired(Decimal("0.01"), limit("target")),
     "hedges.*.min_order": Wired(Decimal("0.002"), limit("min_order")),

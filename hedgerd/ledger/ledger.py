@@ -18,8 +18,9 @@ Where the writer runs (``commit_on``) is the committer's (:mod:`hedgerd.ledger.c
 * ``"thread"`` (default with ``FULL``): on a dedicated writer thread, so a commit's fsync never
   stalls the event loop.
 
-The package: this facade (API, the event loop's view, caches); :mod:`~hedgerd.ledger.accounting`
-(pure position accounting); :mod:`~hedgerd.ledger.journal` (the writer side: connection,
+The package: this facade (API, lifecycle, writes); :mod:`~hedgerd.ledger.view` (the event
+loop's view: positions, totals, order states, caches); :mod:`~hedgerd.ledger.accounting` (pure
+position accounting); :mod:`~hedgerd.ledger.journal` (the writer side: connection,
 commits, aggregates); :mod:`~hedgerd.ledger.schema` (DDL, migrations);
 :mod:`~hedgerd.ledger.committer`; :mod:`~hedgerd.ledger.checkpointer`; :mod:`~hedgerd.ledger.lock`.
 
@@ -90,8 +91,6 @@ from hedgerd.ledger.checkpointer import Checkpointer
 from hedgerd.ledger.committer import Committer, LoopCommitter, ThreadCommitter
 from hedgerd.ledger.gauges import LedgerGauges
 from hedgerd.ledger.journal import (
-    _CACHE_SIZE,
-    _LRU,
     _SYNCHRONOUS_LEVELS,
     JournalWriter,
     LedgerError,
@@ -100,11 +99,11 @@ from hedgerd.ledger.journal import (
     _CallRequest,
     _IntentRequest,
     _is_echo,
-    _issued_intent_id,
     _StateRequest,
     read_for_verify,
 )
 from hedgerd.ledger.lock import LedgerFileLock, LedgerLockError
+from hedgerd.ledger.view import LedgerView
 from hedgerd.metrics import Metrics
 from hedgerd.models import Fill, HedgeIntent, OrderStatus, OrderType, Side
 
@@ -114,11 +113,6 @@ ZERO = Decimal(0)
 CLIENT_ID_MAX_LEN = 36
 CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
 _PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_-]{0,8}$")  # 8 + 8 (ledger id) + 1 + 19 (int64) = 36
-#: Trade ids of our own orders' fills journaled lately. Each such fill arrives up to three times
-#: (the order's response, the order stream, the trade stream); a repeat found here is answered as
-#: the repeat it is (an echo, see ``_is_echo``) without a commit. A repeat older than this goes to
-#: the UNIQUE index as before.
-_RECENT_OWN_FILLS = 4_096
 CHECKPOINT_INTERVAL = 0.05  # seconds between background WAL checkpoints (small: each fsync stays short)
 SNAPSHOT_INTERVAL = 1.0  # seconds between writes of the aggregate tables (a crash replays at most this much)
 WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes: a larger WAL is brought back to the start (and truncated to this)
@@ -190,15 +184,7 @@ class InventoryLedger:
                                       snapshot_interval=snapshot_interval, connect=self._open_connection)
         self._reader: sqlite3.Connection | None = None
 
-        # event-loop side view, updated after each commit
-        self._positions: dict[tuple[str, str], Decimal] = {}
-        self._venues: dict[str, VenueTotals] = {}
-        self._trades: dict[tuple[str, str], TradeTotals] = {}
-        self._filled_cache: _LRU[str, Decimal] = _LRU(_CACHE_SIZE)
-        self._state_cache: _LRU[str, tuple[OrderStatus, Decimal]] = _LRU(_CACHE_SIZE)
-        self._recent_own_fills: _LRU[tuple[str, str], bool] = _LRU(_RECENT_OWN_FILLS)  # committed only
-        self._open_intents: dict[str, HedgeIntent] = {}
-        self._open_states: dict[str, tuple[OrderStatus, Decimal]] = {}
+        self._view = LedgerView(self._read_one)  # event-loop side, updated after each commit
         self._gauges = LedgerGauges(metrics) if metrics is not None else None
 
         self._next_intent_id = 1  # allocated on the event loop (submit_intent), in queue order
@@ -240,19 +226,12 @@ class InventoryLedger:
         self.journal_mode = result.journal_mode
         self.rebuilt_from_journal = result.rebuilt
         self._next_intent_id = result.next_intent_id
-        snapshot = result.snapshot
-        self._positions = dict(snapshot.positions)
-        self._venues = {v: VenueTotals(t.fills, t.fees, t.last_fill_ts) for v, t in snapshot.venues.items()}
-        self.fill_count = sum(t.fills for t in self._venues.values())
-        self._trades = dict(snapshot.trades)
-        for intent, status, reported, journaled in result.open_intents:
-            self._open_intents[intent.client_order_id] = intent
-            self._open_states[intent.client_order_id] = (status, reported)
-            self._filled_cache.put(intent.client_order_id, journaled)
+        self._view.load(result.snapshot, result.open_intents)
+        self.fill_count = sum(t.fills for t in self._view.venues.values())
         self._reader = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
                                        check_same_thread=False)
         if self._gauges is not None:
-            self._gauges.positions(self._positions)
+            self._gauges.positions(self._view.positions)
         self._accepting = True
 
     async def close(self) -> None:
@@ -316,7 +295,7 @@ class InventoryLedger:
         if not (amount.is_finite() and fill.price.is_finite() and fill.fee.is_finite()) \
                 or amount <= ZERO or fill.price < ZERO:
             raise ValueError(f"invalid fill amounts: {fill!r}")
-        if fill.client_order_id is not None and self._recent_own_fills.get((fill.venue, fill.trade_id)):
+        if fill.client_order_id is not None and self._view.recent_own_fills.get((fill.venue, fill.trade_id)):
             return self._known_repeat(fill)
         future: asyncio.Future[bool] = self._enqueue(fill)
         return future
@@ -384,11 +363,8 @@ class InventoryLedger:
             self._next_intent_id, self.ledger_id, underlying=underlying, venue=venue, symbol=symbol, side=side,
             amount=amount, created_at=created_at, reduce_only=reduce_only, order_type=order_type,
             limit_price=limit_price, reason=reason, client_id_prefix=client_id_prefix)
-        client_order_id = intent.client_order_id
         self._next_intent_id = intent.intent_id + 1  # never reused, even if this commit fails
-        self._open_intents[client_order_id] = intent
-        self._open_states[client_order_id] = (OrderStatus.NEW, ZERO)
-        self._filled_cache.put(client_order_id, ZERO)
+        self._view.add_intent(intent)
         future: asyncio.Future[Any] = self._create_future()
         return intent, future
 
@@ -427,8 +403,7 @@ class InventoryLedger:
         problems = _compare(journal, stored, "snapshot tables")
         covered = sum(t.fills for t in journal.venues.values())
         if self.fill_count == total == covered:  # memory is at the same point
-            live = Snapshot(dict(self._positions), self._venues, {}, dict(self._trades))
-            problems += _compare(journal, live, "memory", check_orders=False)
+            problems += _compare(journal, self._view.snapshot(), "memory", check_orders=False)
         if problems:
             raise LedgerError("ledger inconsistent: " + "; ".join(problems[:5]))
 
@@ -472,24 +447,24 @@ class InventoryLedger:
 
     def position(self, venue: str, asset: str) -> Decimal:
         """Signed position of ``asset`` on ``venue`` (base units; derivatives keyed by symbol)."""
-        return self._positions.get((venue, asset), ZERO)
+        return self._view.positions.get((venue, asset), ZERO)
 
     def positions(self) -> dict[tuple[str, str], Decimal]:
         """A copy of every (venue, asset) position."""
-        return dict(self._positions)
+        return dict(self._view.positions)
 
     def fees_paid(self, venue: str) -> Decimal:
         """Sum of fees of the journaled fills of ``venue``."""
-        totals = self._venues.get(venue)
+        totals = self._view.venues.get(venue)
         return totals.fees if totals is not None else ZERO
 
     def trade_totals(self) -> dict[tuple[str, str], TradeTotals]:
         """Per (venue, symbol): what its journaled fills add up to (for PnL, see :mod:`hedgerd.risk`)."""
-        return dict(self._trades)
+        return dict(self._view.trades)
 
     def last_fill_ts(self, venue: str) -> float | None:
         """Latest venue timestamp among the journaled fills of ``venue``."""
-        totals = self._venues.get(venue)
+        totals = self._view.venues.get(venue)
         return totals.last_fill_ts if totals is not None else None
 
     def last_adjustment_ts(self, venue: str) -> float | None:
@@ -499,13 +474,7 @@ class InventoryLedger:
 
     def filled_for(self, client_order_id: str) -> Decimal:
         """Sum of the amounts of journaled fills carrying ``client_order_id``."""
-        cached = self._filled_cache.get(client_order_id)
-        if cached is not None:
-            return cached
-        row = self._read_one("SELECT filled FROM order_fills WHERE client_order_id = ?", client_order_id)
-        filled = Decimal(row[0]) if row is not None else ZERO
-        self._filled_cache.put(client_order_id, filled)
-        return filled
+        return self._view.filled_for(client_order_id)
 
     def order_state(self, client_order_id: str) -> tuple[OrderStatus, Decimal] | None:
         """Last recorded (status, filled) of ``client_order_id``, or None if never recorded.
@@ -513,23 +482,11 @@ class InventoryLedger:
         Answers for the client order ids this ledger issued (from memory, else from the intent
         row, which carries the last state). States recorded for any other id are journaled in
         ``order_events`` but answered only while they are among the recent ones in memory."""
-        state = self._open_states.get(client_order_id) or self._state_cache.get(client_order_id)
-        if state is not None:
-            return state
-        intent_id = _issued_intent_id(client_order_id, self.ledger_id)
-        if intent_id is None:
-            return None
-        row = self._read_one("SELECT status, filled FROM intents WHERE intent_id = ? AND client_order_id = ?",
-                             intent_id, client_order_id)
-        if row is None:
-            return None
-        state = (OrderStatus(row[0]), Decimal(row[1]))
-        self._state_cache.put(client_order_id, state)
-        return state
+        return self._view.order_state(client_order_id, self.ledger_id)
 
     def open_intents(self) -> list[HedgeIntent]:
         """Intents whose last order state is not final, oldest first."""
-        return list(self._open_intents.values())
+        return list(self._view.open_intents.values())
 
     def _read_one(self, sql: str, *params: object) -> tuple[Any, ...] | None:
         if self._reader is None:
@@ -554,10 +511,7 @@ class InventoryLedger:
             if outcome.inserted:
                 for intent, future in self._ask_hook(outcome.inserted):
                     self._queue_op(_IntentRequest(intent), future)
-        recent = self._recent_own_fills
-        for fill in outcome.inserted:  # committed by now: a repeat of these needs no commit
-            if fill.client_order_id is not None:
-                recent.put((fill.venue, fill.trade_id), True)
+        self._view.committed(outcome.inserted)  # committed by now: a repeat of these needs no commit
         for future, result in zip(outcome.futures, outcome.results, strict=True):
             if not future.done():
                 future.set_result(result)
@@ -567,24 +521,8 @@ class InventoryLedger:
     def _apply_view(self, outcome: _BatchOutcome) -> None:
         """Move the event loop's view (positions, totals, order states) forward by ``outcome``."""
         outcome.view_applied = True
-        self._positions.update(outcome.positions)
-        self._venues.update(outcome.venues)
-        self._trades.update(outcome.trades)
+        self._view.apply(outcome)
         self.fill_count += outcome.new_fills
-        for cid, filled in outcome.order_fills.items():
-            self._filled_cache.put(cid, filled)
-        for intent in outcome.reopened:  # a non-final state after a final one
-            self._open_intents[intent.client_order_id] = intent
-        for cid, status, filled in outcome.states:
-            if cid in self._open_intents:
-                if status.is_final:
-                    self._open_states.pop(cid, None)
-                    del self._open_intents[cid]
-                    self._state_cache.put(cid, (status, filled))
-                else:
-                    self._open_states[cid] = (status, filled)
-            else:
-                self._state_cache.put(cid, (status, filled))
         self.duplicate_fills += outcome.duplicates
         self.fill_echoes += outcome.echoes
 

@@ -413,7 +413,7 @@ class InProcessStack:
 
     def net_delta(self) -> Decimal:
         state = self.engine.hedges["BTC"]
-        delta: Decimal = self.engine.snapshot(state).net_delta
+        delta: Decimal = self.engine.risk_pass.snapshot(state).net_delta
         return delta
 
     def hedged(self) -> bool:
