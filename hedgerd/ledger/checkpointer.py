@@ -1,4 +1,12 @@
-"""The ledger's background WAL checkpointer: a thread with a connection of its own."""
+"""The ledger's background WAL checkpointer: a thread with a connection of its own.
+
+The writer never checkpoints inside a commit (``wal_autocheckpoint=0``): a checkpointer thread
+copies the WAL back into the database every ``checkpoint_interval`` seconds from its own
+connection (PASSIVE, so it never waits for or blocks the writer); when the log outgrows
+``wal_size_limit`` the writer's connection, between transactions (in a worker thread in loop
+mode, writes waiting meanwhile), copies the last few frames so the next commit rewinds the WAL,
+and ``close`` checkpoints and truncates it.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,34 @@
 """The ledger's SQLite schema (version 2), the statements the writer uses, and the migration of
-a version-1 file (see :mod:`hedgerd.ledger.ledger` for what each table holds)."""
+a version-1 file.
+
+Storage layout (schema version 2; a version-1 file is migrated when opened). Every Decimal is
+stored as TEXT, exactly. Each table or index a commit touches costs it at least one WAL page, so
+the tables written on the reaction path (fills, intents, order events) carry no index they can
+do without:
+
+* ``fills``: the journal, ``UNIQUE(venue, trade_id)``; a repeat is ignored and counted, as an
+  echo when it is a fill of an order this ledger issued (its client order id carries the ledger
+  id: the order response, order stream and trade stream each deliver it), else as a duplicate.
+* ``intents``: one row per hedge intent, by intent id (no other index: a client order id is
+  ``<prefix><ledger id>x<intent id>``, so the rowid finds its intent), carrying the order's last
+  state. Open intents reload with one range read from ``meta.open_intents_from`` (no open intent
+  has a smaller id; raised with the aggregates, lowered in the transaction that reopens one).
+* ``order_events``: every order state change after the intent's creation, append-only.
+* ``adjustments``: manual position corrections (e.g. a venue position adopted at startup).
+* ``positions``, ``venue_totals``, ``order_fills``, ``trade_totals``: a snapshot of the aggregates
+  derived from the journal (``trade_totals``: per venue and symbol, the fill count, net base
+  amount, net quote notional and quote fees that :mod:`hedgerd.risk` turns into hedged-book
+  PnL), so opening costs O(assets) instead of O(fills). ``order_fills`` (read back on a cache
+  miss) is written in the same transaction as the fills; the other three at most every
+  ``snapshot_interval`` seconds, in a transaction with fills, together with the fill id they
+  cover (``meta.snapshot_fill_id``), and always with an adjustment and on close — each costs
+  as much as the fill insert itself. On open the fills after that id (at most
+  ``snapshot_interval`` seconds of them after a crash) are added to the snapshot; then its fill
+  counts (``venue_totals`` and ``trade_totals``) are checked against the journal and it is
+  rebuilt from the journal if either differs (so a ledger written before ``trade_totals``
+  existed gets it on its next open); :meth:`InventoryLedger.verify` recomputes everything from
+  the journal.
+"""
 
 from __future__ import annotations
 
