@@ -76,7 +76,11 @@ def test_two_daemons_on_one_account_notice_each_other_and_the_double_hedging_sto
                     assert view["reason"] in view["not_ready"], view
                     assert d.total("hedgerd_foreign_orders_total") >= 1
 
-            # The halted daemons send nothing more while the flow goes on.
+            # The halted daemons send nothing more while the flow goes on. An order already on its
+            # way when the halt came may still reach the venue: sample once none is in flight.
+            halted_daemons = [d for d in daemons if halted_by_foreign_order(d)]
+            wait(lambda: all(not status(d)["open_orders"] for d in halted_daemons), 15,
+                 "the halted daemons' orders in flight settled")
             sent = {i: orders_of(sim, i) for i in halted}
             time.sleep(4)
             assert {i: orders_of(sim, i) for i in halted} == sent, "a halted daemon kept sending orders"
