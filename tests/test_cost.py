@@ -1,0 +1,109 @@
+"""Hedging cost decomposition (hedgerd.risk.cost): fee valuation in any currency, spread and
+slippage against the decision quote, and the sum that must always hold."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hedgerd.models import Fill, Side
+from hedgerd.risk.cost import (
+    Conversion,
+    DecisionQuote,
+    FeeStatus,
+    HedgeCost,
+    add_fill,
+    execution_cost,
+    value_fee,
+)
+
+D = Decimal
+PERP = "BTC/USDT:USDT"
+
+
+def fill(*, side: Side = Side.BUY, amount: str = "2", price: str = "100.2", fee: str = "0",
+         fee_currency: str | None = None, ts: float = 1000.0) -> Fill:
+    return Fill(venue="perp", trade_id="t1", symbol=PERP, side=side, amount=D(amount), price=D(price),
+                fee=D(fee), fee_currency=fee_currency, ts=ts, client_order_id="hd-1")
+
+
+def bnb_at(price: str, ts: float) -> Callable[[str, str], Conversion | None]:
+    def lookup(currency: str, quote: str) -> Conversion | None:
+        return Conversion(D(price), ts) if (currency, quote) == ("BNB", "USDT") else None
+    return lookup
+
+
+def no_conversion(currency: str, quote: str) -> Conversion | None:
+    return None
+
+
+def test_fee_in_quote_or_settle_currency_is_taken_as_is() -> None:
+    assert value_fee(fill(fee="0.08", fee_currency="USDT"), no_conversion, max_age=60).value == D("0.08")
+    assert value_fee(fill(fee="0.08"), no_conversion, max_age=60).value == D("0.08")
+
+
+def test_fee_in_base_currency_is_valued_at_the_fill_price() -> None:
+    fee = value_fee(fill(fee="0.001", fee_currency="BTC", price="100"), no_conversion, max_age=60)
+    assert fee.value == D("0.1") and fee.status is FeeStatus.OK
+
+
+def test_fee_in_a_third_currency_is_valued_at_its_conversion_price() -> None:
+    # 0.0002 BNB at 600 USDT = 0.12 USDT
+    fee = value_fee(fill(fee="0.0002", fee_currency="BNB"), bnb_at("600", 990.0), max_age=60)
+    assert fee == type(fee)(D("0.12"), FeeStatus.OK)
+
+
+def test_missing_or_stale_conversion_is_flagged_never_zero() -> None:
+    missing = value_fee(fill(fee="0.0002", fee_currency="BNB"), no_conversion, max_age=60)
+    assert missing.value is None and missing.status is FeeStatus.MISSING
+    stale = value_fee(fill(fee="0.0002", fee_currency="BNB", ts=1000.0), bnb_at("600", 900.0),
+                      max_age=60)
+    assert stale.value is None and stale.status is FeeStatus.STALE
+    cost = HedgeCost()
+    added = add_fill(cost, fill(fee="0.0002", fee_currency="BNB"), None, no_conversion, max_age=60)
+    assert added.fee_status is FeeStatus.MISSING and "fee" not in added.parts
+    assert cost.unvalued_fees == 1 and cost.unmeasured_fills == 1 and cost.total == 0
+
+
+def test_spread_and_slippage_against_the_decision_quote() -> None:
+    # decided at bid 99.9 / ask 100.1 (mid 100, half spread 0.1); bought 2 at 100.2
+    quote = DecisionQuote.from_touch(D("99.9"), D("100.1"))
+    spread, slippage = execution_cost(fill(side=Side.BUY, price="100.2"), quote)
+    assert (spread, slippage) == (D("0.2"), D("0.2"))  # shortfall 0.4 = 0.2 spread + 0.2 slippage
+    # sold 2 at 99.95: better than the bid, slippage negative
+    spread, slippage = execution_cost(fill(side=Side.SELL, price="99.95"), quote)
+    assert (spread, slippage) == (D("0.2"), D("-0.1"))
+
+
+def test_add_fill_accumulates_and_reports_what_it_added() -> None:
+    cost = HedgeCost()
+    quote = DecisionQuote(mid=D(100), half_spread=D("0.1"))
+    added = add_fill(cost, fill(price="100.2", fee="0.0002", fee_currency="BNB"), quote,
+                     bnb_at("600", 999.0), max_age=60)
+    assert added.parts == {"fee": D("0.12"), "spread": D("0.2"), "slippage": D("0.2")}
+    assert cost.total == D("0.52")
+    assert cost.as_status() == {"fee": "0.1200", "spread": "0.2", "slippage": "0.2", "funding": "0",
+                                "total": "0.5200", "unvalued_fees": 0, "unmeasured_fills": 0}
+
+
+@settings(deadline=None)
+@given(st.sampled_from(list(Side)), st.decimals("0.001", "10", places=3), st.decimals("90", "110", places=2),
+       st.decimals("95", "105", places=2), st.decimals("0", "1", places=2), st.decimals("0", "1", places=4))
+def test_parts_always_sum_to_the_shortfall_plus_fee(side: Side, amount: Decimal, price: Decimal, mid: Decimal,
+                                                    half_spread: Decimal, fee: Decimal) -> None:
+    cost = HedgeCost()
+    f = Fill(venue="perp", trade_id="x", symbol=PERP, side=side, amount=amount, price=price, fee=fee,
+             fee_currency="USDT", ts=1.0)
+    add_fill(cost, f, DecisionQuote(mid, half_spread), no_conversion, max_age=60)
+    assert cost.total == side.sign * (price - mid) * amount + fee
+    assert sum(cost.parts().values()) == cost.total
+
+
+def test_unknown_symbol_shape_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        value_fee(Fill(venue="v", trade_id="t", symbol="BTCUSDT", side=Side.BUY, amount=D(1), price=D(1),
+                       fee=D(1), fee_currency="BNB"), no_conversion, max_age=60)
