@@ -28,6 +28,7 @@ from hedgerd.busypoll import BusyPoller
 from hedgerd.clock import Clock
 from hedgerd.config import HedgeConfig, Settings, VenueRole
 from hedgerd.connectors.base import Venue
+from hedgerd.cost_book import CostBook
 from hedgerd.errors import ConfigError, VenueError
 from hedgerd.executor import HedgeExecutor, TokenBucket
 from hedgerd.foreign import ForeignOrderWatch
@@ -97,6 +98,7 @@ class HedgeEngine:
         self.pnl = BookPnl()
         self.realized_pnl = self.pnl.by_underlying  # underlying -> hedged-book PnL (quote), see risk/pnl.py
         self.gauges = EngineGauges(metrics)
+        self.costs = CostBook(metrics, self.prices)  # hedging cost per underlying (hedgerd.cost_book)
         self._rejection_log = LogThrottle(_REJECT_LOG_INTERVAL)  # per feed and kind of rejection
         self.started_at = clock.monotonic()
         self.reconciled = False
@@ -129,6 +131,7 @@ class HedgeEngine:
     async def start(self) -> None:
         """Open the ledger, load markets, reconcile, start streams and the risk loop."""
         await self.ledger.open()
+        self.costs.decided(self.ledger.open_intents())
         self._sync_latches()
         for name, venue in self.venues.items():
             if self.venue_config(name).role is VenueRole.HEDGE:
@@ -144,6 +147,7 @@ class HedgeEngine:
             self.hedges[cfg.underlying] = _HedgeState(config=cfg, executor=executor, market=market)
             self.metrics.hedge_band.labels(cfg.underlying).set(float(cfg.threshold))
             self.metrics.hedge_fees.labels(cfg.venue)  # export 0 before the first fee
+            self.costs.track(cfg.underlying, cfg.venue, cfg.symbol)
         await self._reconcile()
         self.intake_open = True
         # A price that never arrives is stale max_price_age after the streams start, not after
@@ -275,6 +279,7 @@ class HedgeEngine:
         the decision-latency clock, then run a risk pass right here and return the hedge intents
         it decides, which the ledger journals with the fills."""
         self.foreign_orders.on_fills(fills)
+        self.costs.on_fills(fills)
         streamed = [fill for fill in fills if (fill.venue, fill.trade_id) in self._streamed]
         if not streamed:
             return []
@@ -588,7 +593,9 @@ class HedgeEngine:
             underlying=cfg.underlying, venue=cfg.venue, symbol=cfg.symbol, side=decision.side,
             amount=decision.amount, created_at=self.clock.time(), reduce_only=decision.reduce_only,
             order_type=self.settings.executor.order_type, reason=decision.reason,
-            client_id_prefix=self.settings.executor.client_id_prefix)
+            client_id_prefix=self.settings.executor.client_id_prefix,
+            decision_mid=price.mid, decision_half_spread=(price.ask - price.bid) / 2)
+        self.costs.decided((intent,))
         task = state.executor.start(intent, durable=durable, reference_price=price.mid,
                                     received_at=state.first_unacted_fill_at)
         state.first_unacted_fill_at = None
@@ -669,7 +676,7 @@ class HedgeEngine:
         underlyings = {
             underlying: underlying_status(self.snapshot(state), state.config,
                                           self.price_age(state.config.venue, state.config.symbol),
-                                          self.realized_pnl.get(underlying))
+                                          self.realized_pnl.get(underlying), self.costs.status(underlying))
             for underlying, state in self.hedges.items()}
         ready, problems = self.readiness()
         return engine_status(mode=self.settings.mode, kill_switch=self.kill_switch, ready=ready, problems=problems,

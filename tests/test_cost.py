@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hedgerd.models import Fill, Side
+from hedgerd.cost_book import CostBook
+from hedgerd.metrics import Metrics
+from hedgerd.models import Fill, HedgeIntent, PriceUpdate, Side
 from hedgerd.risk.cost import (
     Conversion,
     DecisionQuote,
@@ -107,3 +109,28 @@ def test_unknown_symbol_shape_is_an_error() -> None:
     with pytest.raises(ValueError):
         value_fee(Fill(venue="v", trade_id="t", symbol="BTCUSDT", side=Side.BUY, amount=D(1), price=D(1),
                        fee=D(1), fee_currency="BNB"), no_conversion, max_age=60)
+
+
+def test_the_cost_book_values_a_bnb_fee_at_the_venues_quote_and_flags_it_when_that_quote_is_stale() -> None:
+    metrics = Metrics()
+    prices = {("perp", "BNB/USDT"): PriceUpdate("perp", "BNB/USDT", D("599"), D("601"), ts=995.0)}
+    book = CostBook(metrics, prices, max_conversion_age=60)
+    book.track("BTC", "perp", PERP)
+    book.decided([HedgeIntent(1, "hd-1", "BTC", "perp", PERP, Side.BUY, D(2), 990.0,
+                              decision_mid=D(100), decision_half_spread=D("0.1"))])
+    book.on_fills([fill(price="100.2", fee="0.0002", fee_currency="BNB", ts=1000.0),
+                   Fill(venue="perp", trade_id="desk", symbol=PERP, side=Side.BUY, amount=D(1), price=D(1))])
+    assert book.status("BTC") == {"fee": "0.1200", "spread": "0.2", "slippage": "0.2", "funding": "0",
+                                  "total": "0.5200", "unvalued_fees": 0, "unmeasured_fills": 0}
+    # later: the BNB quote is 100 s old at the fill; a fill of an order decided before a restart
+    late = Fill(venue="perp", trade_id="t2", symbol=PERP, side=Side.SELL, amount=D(1), price=D(100),
+                fee=D("0.0001"), fee_currency="BNB", ts=1095.0, client_order_id="hd-unknown")
+    book.on_fills([late])
+    assert book.total("BTC") == D("0.52")  # nothing guessed
+    assert book.status("BTC") == {"fee": "0.1200", "spread": "0.2", "slippage": "0.2", "funding": "0",
+                                  "total": "0.5200", "unvalued_fees": 1, "unmeasured_fills": 1}
+    sample = metrics.registry.get_sample_value
+    assert sample("hedgerd_fee_unvalued_total", {"venue": "perp", "currency": "BNB",
+                                                 "reason": "stale_conversion"}) == 1
+    assert sample("hedgerd_hedge_cost", {"underlying": "BTC", "kind": "fee"}) == pytest.approx(0.12)
+    assert sample("hedgerd_hedge_cost", {"underlying": "BTC", "kind": "funding"}) == 0
