@@ -9,7 +9,9 @@ from decimal import Decimal
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from hedgerd.config import SimSettings
 from hedgerd.cost_book import CostBook
 from hedgerd.metrics import Metrics
 from hedgerd.models import Fill, HedgeIntent, PriceUpdate, Side
@@ -134,3 +136,10 @@ def test_the_cost_book_values_a_bnb_fee_at_the_venues_quote_and_flags_it_when_th
                                                  "reason": "stale_conversion"}) == 1
     assert sample("hedgerd_hedge_cost", {"underlying": "BTC", "kind": "fee"}) == pytest.approx(0.12)
     assert sample("hedgerd_hedge_cost", {"underlying": "BTC", "kind": "funding"}) == 0
+
+
+def test_a_simulated_third_fee_currency_needs_its_price() -> None:
+    with pytest.raises(ValidationError, match="fee_currency needs fee_currency_price"):
+        SimSettings(symbol=PERP, fee_currency="BNB")
+    with pytest.raises(ValidationError, match="fee_currency_discount"):
+        SimSettings(symbol=PERP, fee_currency="BNB", fee_currency_price=D(600), fee_currency_discount=D(1))
