@@ -143,3 +143,17 @@ def test_a_simulated_third_fee_currency_needs_its_price() -> None:
         SimSettings(symbol=PERP, fee_currency="BNB")
     with pytest.raises(ValidationError, match="fee_currency_discount"):
         SimSettings(symbol=PERP, fee_currency="BNB", fee_currency_price=D(600), fee_currency_discount=D(1))
+
+
+def test_the_readme_worked_example() -> None:
+    quote = DecisionQuote.from_touch(D(59994), D(60006))
+    bnb_fee = (D("0.5") * 59990 * D("0.0005") * D("0.9") / 600).quantize(D("1e-8"))
+    cost = HedgeCost()
+    hedge = Fill(venue="perp", trade_id="t", symbol=PERP, side=Side.SELL, amount=D("0.5"), price=D(59990),
+                 fee=bnb_fee, fee_currency="BNB", ts=1000.0, client_order_id="hd-1")
+    add_fill(cost, hedge, quote, bnb_at("600", 999.0), max_age=60)
+    assert (bnb_fee, cost.fee, cost.spread, cost.slippage, cost.total) == (
+        D("0.02249625"), D("13.49775"), 3, 2, D("18.49775"))
+    stale = HedgeCost()
+    add_fill(stale, hedge, quote, bnb_at("600", 880.0), max_age=60)  # the BNB quote 2 minutes old
+    assert (stale.total, stale.unvalued_fees) == (5, 1)
