@@ -62,7 +62,9 @@ class CostBook:
 
     def _conversion(self, venue: str) -> Callable[[str, str], Conversion | None]:
         def lookup(currency: str, quote: str) -> Conversion | None:
-            price = self.prices.get((venue, f"{currency}/{quote}"))
+            # the spot pair, else the linear perpetual (a futures account often lists no spot pair)
+            price = (self.prices.get((venue, f"{currency}/{quote}"))
+                     or self.prices.get((venue, f"{currency}/{quote}:{quote}")))
             return None if price is None else Conversion(price.mid, price.ts)
         return lookup
 

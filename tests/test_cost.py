@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from hedgerd.config import SimSettings
+from hedgerd.config import SimSettings, VenueConfig, VenueKind, VenueRole
 from hedgerd.cost_book import CostBook
 from hedgerd.metrics import Metrics
 from hedgerd.models import Fill, HedgeIntent, PriceUpdate, Side
@@ -157,3 +157,18 @@ def test_the_readme_worked_example() -> None:
     stale = HedgeCost()
     add_fill(stale, hedge, quote, bnb_at("600", 880.0), max_age=60)  # the BNB quote 2 minutes old
     assert (stale.total, stale.unvalued_fees) == (5, 1)
+
+
+def test_price_symbols_must_be_unified_symbols() -> None:
+    with pytest.raises(ValidationError, match="not a unified symbol"):
+        VenueConfig(name="binance", role=VenueRole.HEDGE, kind=VenueKind.CCXT, price_symbols=["BNBUSDT"])
+    assert VenueConfig(name="binance", role=VenueRole.HEDGE, price_symbols=["BNB/USDT:USDT"]).price_symbols == [
+        "BNB/USDT:USDT"]
+
+
+def test_the_cost_book_falls_back_to_the_fee_currencys_perpetual() -> None:
+    prices = {("perp", "BNB/USDT:USDT"): PriceUpdate("perp", "BNB/USDT:USDT", D(599), D(601), ts=999.0)}
+    book = CostBook(Metrics(), prices)
+    book.track("BTC", "perp", PERP)
+    book.on_fills([fill(fee="0.0002", fee_currency="BNB")])
+    assert book.by_underlying["BTC"].fee == D("0.12")

@@ -109,6 +109,16 @@ class VenueConfig(_Section):
     sim_base_url: str | None = Field(default=None, description=(
         "root of a `hedgerd venue-sim` (e.g. http://127.0.0.1:8901): every ccxt url of the venue points at it"))
     sim: SimSettings = Field(default_factory=SimSettings)
+    price_symbols: list[str] = Field(default_factory=list, description=(
+        "kind = 'ccxt': more unified symbols whose prices the venue streams, no fills: a fee currency's "
+        "conversion, e.g. 'BNB/USDT' or 'BNB/USDT:USDT' for fees paid in BNB"))
+
+    @field_validator("price_symbols")
+    @classmethod
+    def _unified_price_symbols(cls, symbols: list[str]) -> list[str]:
+        for symbol in symbols:
+            split_symbol(symbol)
+        return symbols
 
     @field_validator("name")
     @classmethod
