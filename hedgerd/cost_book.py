@@ -77,8 +77,13 @@ class CostBook:
             if underlying is None:
                 continue
             cost = self.by_underlying[underlying]
-            added = add_fill(cost, fill, self._decisions.get(fill.client_order_id), self._conversion(fill.venue),
-                             max_age=self.max_conversion_age)
+            try:
+                added = add_fill(cost, fill, self._decisions.get(fill.client_order_id),
+                                 self._conversion(fill.venue), max_age=self.max_conversion_age)
+            except ArithmeticError:  # this runs in the ledger's commit hook: accounting must not stop hedging
+                cost.unmeasured_fills += 1
+                log.error("cost_not_measured", venue=fill.venue, trade_id=fill.trade_id, exc_info=True)
+                continue
             for kind in added.parts:
                 self.metrics.hedge_cost.labels(underlying, kind).set(float(getattr(cost, kind)))
             if added.fee_status is not FeeStatus.OK:

@@ -172,3 +172,11 @@ def test_the_cost_book_falls_back_to_the_fee_currencys_perpetual() -> None:
     book.track("BTC", "perp", PERP)
     book.on_fills([fill(fee="0.0002", fee_currency="BNB")])
     assert book.by_underlying["BTC"].fee == D("0.12")
+
+
+def test_a_fill_the_arithmetic_fails_on_is_counted_unmeasured_and_the_book_goes_on() -> None:
+    prices = {("perp", "BNB/USDT"): PriceUpdate("perp", "BNB/USDT", D("sNaN"), D(601), ts=999.0)}
+    book = CostBook(Metrics(), prices)
+    book.track("BTC", "perp", PERP)
+    book.on_fills([fill(fee="0.0002", fee_currency="BNB"), fill(fee="0.08", fee_currency="USDT")])
+    assert (book.by_underlying["BTC"].unmeasured_fills, book.by_underlying["BTC"].fee) == (2, D("0.08"))
