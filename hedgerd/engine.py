@@ -24,6 +24,7 @@ from hedgerd.busypoll import BusyPoller
 from hedgerd.clock import Clock
 from hedgerd.config import Settings, VenueRole
 from hedgerd.connectors.base import Venue
+from hedgerd.cost_book import CostBook
 from hedgerd.errors import ConfigError, VenueError
 from hedgerd.executor import HedgeExecutor, TokenBucket
 from hedgerd.foreign import ForeignOrderWatch
@@ -77,6 +78,7 @@ class HedgeEngine:
         self.pnl = BookPnl()
         self.realized_pnl = self.pnl.by_underlying  # underlying -> hedged-book PnL (quote), see risk/pnl.py
         self.gauges = EngineGauges(metrics)
+        self.costs = CostBook(metrics, self.prices)  # hedging cost per underlying (hedgerd.cost_book)
         self._rejection_log = LogThrottle(_REJECT_LOG_INTERVAL)  # per feed and kind of rejection
         self.started_at = clock.monotonic()
         self.reconciled = False
@@ -116,6 +118,7 @@ class HedgeEngine:
     async def start(self) -> None:
         """Open the ledger, load markets, reconcile, start streams and the risk loop."""
         await self.ledger.open()
+        self.costs.decided(self.ledger.open_intents())
         self._sync_latches()
         for name, venue in self.venues.items():
             if self.venue_config(name).role is VenueRole.HEDGE:
@@ -131,6 +134,7 @@ class HedgeEngine:
             self.hedges[cfg.underlying] = HedgeState(config=cfg, executor=executor, market=market)
             self.metrics.hedge_band.labels(cfg.underlying).set(float(cfg.threshold))
             self.metrics.hedge_fees.labels(cfg.venue)  # export 0 before the first fee
+            self.costs.track(cfg.underlying, cfg.venue, cfg.symbol)
         await self._reconcile()
         self.intake_open = True
         # A price that never arrives is stale max_price_age after the streams start, not after
@@ -262,6 +266,7 @@ class HedgeEngine:
         the decision-latency clock, then run a risk pass right here and return the hedge intents
         it decides, which the ledger journals with the fills."""
         self.foreign_orders.on_fills(fills)
+        self.costs.on_fills(fills)
         streamed = [fill for fill in fills if (fill.venue, fill.trade_id) in self._streamed]
         if not streamed:
             return []
@@ -282,12 +287,15 @@ class HedgeEngine:
 
     def _submit_intent(self, **fields: Any) -> PreparedIntent:
         """Inside the commit hook an intent is the hook's answer (the ledger journals it with the
-        fills); elsewhere it is queued for the next commit."""
+        fills); elsewhere it is queued for the next commit. Either way the cost book learns the
+        quote it was decided on."""
         joining = self._joining
         if joining is None:
-            return self.ledger.submit_intent(**fields)
-        prepared = self.ledger.prepare_intent(**fields)
-        joining.append(prepared)
+            prepared = self.ledger.submit_intent(**fields)
+        else:
+            prepared = self.ledger.prepare_intent(**fields)
+            joining.append(prepared)
+        self.costs.decided((prepared[0],))
         return prepared
 
     async def on_price(self, price: PriceUpdate) -> None:
@@ -538,7 +546,7 @@ class HedgeEngine:
         underlyings = {
             underlying: underlying_status(self.risk_pass.snapshot(state), state.config,
                                           self.price_age(state.config.venue, state.config.symbol),
-                                          self.realized_pnl.get(underlying))
+                                          self.realized_pnl.get(underlying), self.costs.status(underlying))
             for underlying, state in self.hedges.items()}
         ready, problems = self.readiness()
         return engine_status(mode=self.settings.mode, kill_switch=self.kill_switch, ready=ready, problems=problems,

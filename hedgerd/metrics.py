@@ -32,6 +32,14 @@ class Metrics:
                                     ["venue", "symbol", "status"], registry=r)
         self.hedge_fees = Counter("hedgerd_hedge_fees", "Fees paid on hedge fills (quote units)",
                                   ["venue"], registry=r)
+        # a gauge, not a counter (hedgerd_hedge_cost_total): a running sum since start as in /status,
+        # and slippage can be negative; promtool rejects a gauge named _total
+        self.hedge_cost = Gauge("hedgerd_hedge_cost",
+                                "Hedging cost since start per underlying and kind (fee, spread, slippage, "
+                                "funding; quote units; see hedgerd.risk.cost)", ["underlying", "kind"], registry=r)
+        self.fee_unvalued = Counter("hedgerd_fee_unvalued",
+                                    "Hedge fill fees not valued (conversion price missing or stale); left out "
+                                    "of hedgerd_hedge_cost", ["venue", "currency", "reason"], registry=r)
         self.realized_pnl = Gauge("hedgerd_realized_pnl",
                                   "Hedged-book PnL since the ledger began, marked at the hedge mid, net of fees "
                                   "(quote units; see hedgerd.risk.hedge_book_pnl)", ["underlying"], registry=r)

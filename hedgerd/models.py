@@ -159,6 +159,8 @@ class HedgeIntent:
     order_type: OrderType = OrderType.MARKET
     limit_price: Decimal | None = None
     reason: str = ""
+    decision_mid: Decimal | None = None  # the hedge venue's quote when decided (fill slippage is
+    decision_half_spread: Decimal | None = None  # measured against it), journaled with the intent
 
     @property
     def signed_amount(self) -> Decimal:

@@ -190,7 +190,8 @@ class RiskPass:
             underlying=cfg.underlying, venue=cfg.venue, symbol=cfg.symbol, side=decision.side,
             amount=decision.amount, created_at=self.clock.time(), reduce_only=decision.reduce_only,
             order_type=executor_config.order_type, reason=decision.reason,
-            client_id_prefix=executor_config.client_id_prefix)
+            client_id_prefix=executor_config.client_id_prefix,
+            decision_mid=price.mid, decision_half_spread=(price.ask - price.bid) / 2)
         task = state.executor.start(intent, durable=durable, reference_price=price.mid,
                                     received_at=state.first_unacted_fill_at)
         state.first_unacted_fill_at = None

@@ -114,8 +114,8 @@ def readiness_problems(*, reconciled: bool, reconcile_mismatch: str | None, fore
 
 
 def underlying_status(snap: DeltaSnapshot, cfg: HedgeConfig, price_age: float,
-                      realized_pnl: Decimal | None) -> dict[str, Any]:
-    """One underlying's entry in ``/status``."""
+                      realized_pnl: Decimal | None, hedging_cost: dict[str, object] | None = None) -> dict[str, Any]:
+    """One underlying's entry in ``/status``; ``hedging_cost`` as :meth:`hedgerd.risk.cost.HedgeCost.as_status`."""
     return {
         "net_delta": str(snap.net_delta), "inventory": str(snap.inventory),
         "hedge_ratio": str(snap.hedge_ratio), "perp_position": str(snap.perp_position),
@@ -125,6 +125,7 @@ def underlying_status(snap: DeltaSnapshot, cfg: HedgeConfig, price_age: float,
         "hedge_symbol": cfg.symbol,
         "price_age_seconds": round(price_age, 3),
         "realized_pnl": str(realized_pnl) if realized_pnl is not None else None,
+        "hedging_cost": hedging_cost,
     }
 
 

@@ -773,6 +773,29 @@ async def test_streams_deliver_fills_prices_and_own_order_updates() -> None:
     assert ex.closed and not venue.connected
 
 
+async def test_price_symbols_stream_prices_only_and_must_be_listed() -> None:
+    bnb = "BNB/USDT:USDT"
+    ex = FakeExchange(symbols=(PERP, bnb))
+    sink = RecordingSink()
+    venue = make_venue(ex, symbols=[PERP], price_symbols=[bnb, PERP])  # a served symbol is not repeated
+    assert venue.streams.price_symbols == (bnb,)
+    await venue.start(sink)
+    try:
+        await until(lambda: venue.connected)
+        assert ex.called("watch_bids_asks")[0] == ((PERP, bnb),)
+        ex.queue("bidsasks").put_nowait({PERP: {"bid": 100.5, "ask": 101, "timestamp": T0_MS},
+                                         bnb: {"bid": 599.9, "ask": 600.1, "timestamp": T0_MS}})
+        await until(lambda: len(sink.prices) >= 2)
+        assert {(p.symbol, p.mid) for p in sink.prices} == {(PERP, Decimal("100.75")), (bnb, Decimal(600))}
+        assert not ex.called(f"watch_my_trades:{bnb}") and f"fills:{bnb}" not in venue.stream_modes()
+    finally:
+        await venue.close()
+    unlisted = make_venue(FakeExchange(), symbols=[PERP], price_symbols=["BNB/USDT"])
+    with pytest.raises(herr.ConfigError, match="not listed"):
+        await unlisted.start(RecordingSink())
+    await unlisted.close()
+
+
 async def test_fill_stream_reconnects_with_backoff_and_backfills() -> None:
     ex = FakeExchange()
     sink, clock = RecordingSink(), StepClock()

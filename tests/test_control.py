@@ -130,6 +130,15 @@ def test_status_summary_of_a_halted_daemon_says_why_and_since_when() -> None:
     assert "      hedging cost    3.25 USDT" in lines
 
 
+def test_status_summary_shows_the_hedging_cost_decomposition_as_the_daemon_sends_it() -> None:
+    cost = {"fee": "0.1200", "spread": "0.2", "slippage": "-0.05", "funding": "0", "total": "0.2700",
+            "unvalued_fees": 1, "unmeasured_fills": 0}
+    lines = describe_status(_status(underlyings={"BTC": {**UNDERLYING, "hedging_cost": cost}}), NOW).splitlines()
+    assert ("      hedging cost    0.2700 USDT  (fee 0.1200 + spread 0.2 + slippage -0.05 + funding 0)"
+            in lines)
+    assert "      not counted     1 fees not valued (no fresh conversion price)" in lines
+
+
 def test_status_summary_of_an_unexpected_answer_points_at_json() -> None:
     assert "--json" in describe_status({"hello": "world"}, NOW)
     assert "--json" in describe_status(_status(underlyings={"BTC": {"net_delta": "lots"}}), NOW)

@@ -655,6 +655,44 @@ async def test_hedged_book_pnl_is_exported_and_a_loss_beyond_the_limit_halts(tmp
         assert len(h.attempts) == 1, "hedged after the loss limit was hit"
 
 
+async def test_hedging_cost_is_decomposed_against_the_decision_quote_and_status_and_metrics_agree(
+        tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)  # volatility 0: the quote the hedge is decided on is the one it fills at
+    async with running_engine(settings) as h:
+        bid, ask = h.perp.quote()
+        await h.client_fill(Side.BUY, "0.5")
+        await eventually(h.in_band, "the hedge")  # a market sell of 0.5 at the bid
+        fee = (Decimal("0.5") * bid * h.perp.settings.taker_fee_bps / 10_000).quantize(Decimal("1e-8"))
+        spread = (ask - bid) / 2 * Decimal("0.5")  # a taker pays half the spread, no more (no depth, no move)
+        await eventually(lambda: h.engine.costs.total("BTC") == fee + spread, "the hedge fill's cost")
+        cost = h.engine.status()["underlyings"]["BTC"]["hedging_cost"]
+        assert {k: Decimal(v) for k, v in cost.items()} == {
+            "fee": fee, "spread": spread, "slippage": 0, "funding": 0, "total": fee + spread,
+            "unvalued_fees": 0, "unmeasured_fills": 0}
+        for kind, value in (("fee", fee), ("spread", spread), ("slippage", 0), ("funding", 0)):
+            assert h.sample("hedgerd_hedge_cost", underlying="BTC", kind=kind) == pytest.approx(float(value))
+        intent = h.attempts[0].intent  # the decision quote is journaled with the intent
+        assert (intent.decision_mid, intent.decision_half_spread) == ((bid + ask) / 2, (ask - bid) / 2)
+
+
+async def test_a_fee_charged_in_a_third_currency_is_valued_at_its_streamed_price(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, perp={"fee_currency": "BNB", "fee_currency_price": "600",
+                                             "fee_currency_discount": "0.1"})
+    async with running_engine(settings) as h:
+        await eventually(lambda: ("sim-perp", "BNB/USDT") in h.engine.prices, "the BNB/USDT quote")
+        bid, _ = h.perp.quote()
+        await h.client_fill(Side.BUY, "0.5")
+        await eventually(h.in_band, "the hedge")
+        fills = [f for f in h.perp._history if f.client_order_id is not None]
+        assert [f.fee_currency for f in fills] == ["BNB"]
+        in_bnb = (Decimal("0.5") * bid * h.perp.settings.taker_fee_bps / 10_000 * Decimal("0.9")
+                  / 600).quantize(Decimal("1e-8"))
+        assert fills[0].fee == in_bnb
+        await eventually(lambda: h.engine.costs.by_underlying["BTC"].fee == in_bnb * 600, "the fee valued in USDT")
+        assert h.engine.status()["underlyings"]["BTC"]["hedging_cost"]["unvalued_fees"] == 0
+        assert h.ledger.position("sim-perp", "BNB") == -in_bnb
+
+
 async def _hang(venue: SimPerpVenue, intent: HedgeIntent, amount: Decimal, price: Decimal | None) -> OrderReport:
     """A venue that never answers."""
     await asyncio.sleep(3600)

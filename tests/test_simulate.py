@@ -215,6 +215,20 @@ def test_short_run_has_plausible_figures(short_runs: dict[str, object]) -> None:
     assert figures["avg_abs_net_delta_notional"] < figures["max_abs_net_delta"] * 70_000
 
 
+def test_the_daemons_cost_decomposition_agrees_with_the_simulators_own_figures(
+        short_runs: dict[str, object]) -> None:
+    figures = short_runs["a"].figures()  # type: ignore[attr-defined]
+    parts = figures["cost_decomposition"]
+    assert parts["total"] == pytest.approx(parts["fee"] + parts["spread"] + parts["slippage"] + parts["funding"])
+    assert parts["fee"] == pytest.approx(figures["fees"])  # fees in the settle currency: taken as charged
+    assert parts["funding"] == 0  # the simulated venues charge no funding yet
+    # fills at the touch: what the taker paid against the decision mid is the half spread, plus
+    # the mid's move between decision and fill (slippage, small: the order latency is short)
+    assert parts["spread"] > 0
+    assert abs(parts["slippage"]) < parts["spread"]
+    assert parts["spread"] + parts["slippage"] == pytest.approx(figures["spread_paid"], rel=0.05)
+
+
 def test_adaptive_run_feeds_the_policy_through_the_engine() -> None:
     result = run_simulation(Settings(), SHORT, seed=5, duration=600.0, policy="adaptive")
     assert result.policy == "adaptive" and result.trading_state == "active"
@@ -237,6 +251,7 @@ def test_cli_table_and_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path
     assert cli.main(["simulate", "--seed", "1", "--duration", "2m", "--policy", "fixed"]) == 0
     out = capsys.readouterr().out
     assert "hedging cost" in out and "hedge orders" in out and "max |net delta|" in out
+    assert "cost as the daemon sees it" in out and "slippage" in out
     assert cli.main(["simulate", "--seed", "1", "--duration", "soon"]) == 2
     assert "invalid duration" in capsys.readouterr().err
     bad = tmp_path / "bad.toml"

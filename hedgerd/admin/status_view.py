@@ -18,6 +18,18 @@ class _View(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+class HedgingCostView(_View):
+    """``hedging_cost`` of one underlying (quote currency), as :mod:`hedgerd.risk.cost` decomposes it."""
+
+    total: Decimal
+    fee: Decimal | None = None
+    spread: Decimal | None = None
+    slippage: Decimal | None = None
+    funding: Decimal | None = None
+    unvalued_fees: int = 0
+    unmeasured_fills: int = 0
+
+
 class UnderlyingView(_View):
     """One underlying in ``/status``; sizes in the underlying's units, money in the quote currency."""
 
@@ -29,7 +41,7 @@ class UnderlyingView(_View):
     hedge_symbol: str | None = None
     price_age_seconds: float | None = None
     realized_pnl: Decimal | None = None
-    hedging_cost: Decimal | None = None
+    hedging_cost: HedgingCostView | Decimal | None = None  # a bare total from daemons before the decomposition
 
 
 class StatusView(_View):
@@ -102,6 +114,20 @@ def _amount(value: Decimal | None, unit: str, *, signed: bool = False) -> str:
     return f"{text} {unit}".rstrip()
 
 
+def _cost_rows(cost: HedgingCostView, quote: str) -> list[tuple[str, str]]:
+    parts = [f"{kind} {value:f}" for kind, value in (("fee", cost.fee), ("spread", cost.spread),
+                                                      ("slippage", cost.slippage), ("funding", cost.funding))
+             if value is not None]
+    rows = [("hedging cost", f"{_amount(cost.total, quote)}  ({' + '.join(parts)})" if parts
+             else _amount(cost.total, quote))]
+    gaps = [f"{count} {text}" for count, text in (
+        (cost.unvalued_fees, "fees not valued (no fresh conversion price)"),
+        (cost.unmeasured_fills, "fills without a decision quote")) if count]
+    if gaps:  # left out of the total: it is a lower bound
+        rows.append(("not counted", ", ".join(gaps)))
+    return rows
+
+
 def _underlying_lines(name: str, u: UnderlyingView) -> list[str]:
     quote = _quote(u.hedge_symbol)
     band = f"(band ±{u.threshold:f} {name})" if u.threshold is not None else ""
@@ -114,7 +140,9 @@ def _underlying_lines(name: str, u: UnderlyingView) -> list[str]:
     ]
     if u.realized_pnl is not None:
         rows.append(("realized PnL", _amount(u.realized_pnl, quote, signed=True)))
-    if u.hedging_cost is not None:
+    if isinstance(u.hedging_cost, HedgingCostView):
+        rows.extend(_cost_rows(u.hedging_cost, quote))
+    elif u.hedging_cost is not None:
         rows.append(("hedging cost", _amount(u.hedging_cost, quote)))
     width = max(len(label) for label, _ in rows)
     return [f"{name if i == 0 else '':<6}{label:<{width}}  {text}" for i, (label, text) in enumerate(rows)]

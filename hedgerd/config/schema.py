@@ -73,12 +73,24 @@ class SimSettings(_Section):
     taker_fee_bps: Decimal = Field(default=Decimal(5), ge=0)
     latency_ms: float = Field(default=5.0, ge=0)
     requests_per_second: float = Field(default=20.0, gt=0, description="venue-side rate limit")
+    fee_currency: str | None = Field(default=None, pattern=r"^[A-Z0-9]{2,10}$", description=(
+        "hedge venue: charge fees in this third currency (e.g. BNB) instead of the settle currency"))
+    fee_currency_price: Decimal | None = Field(default=None, gt=0, description=(
+        "price of fee_currency in the quote currency; fixed, streamed as FEE/QUOTE by the hedge venue"))
+    fee_currency_discount: Decimal = Field(default=Decimal(0), ge=0, lt=1, description=(
+        "fraction off the taker fee when paid in fee_currency (Binance: 0.1 on USD-M futures with BNB)"))
 
     @field_validator("symbol")
     @classmethod
     def _unified_symbol(cls, symbol: str) -> str:
         split_symbol(symbol)
         return symbol
+
+    @model_validator(mode="after")
+    def _fee_currency_priced(self) -> SimSettings:
+        if self.fee_currency is not None and self.fee_currency_price is None:
+            raise ValueError("fee_currency needs fee_currency_price (its price in the quote currency)")
+        return self
 
 
 class VenueConfig(_Section):
@@ -97,6 +109,16 @@ class VenueConfig(_Section):
     sim_base_url: str | None = Field(default=None, description=(
         "root of a `hedgerd venue-sim` (e.g. http://127.0.0.1:8901): every ccxt url of the venue points at it"))
     sim: SimSettings = Field(default_factory=SimSettings)
+    price_symbols: list[str] = Field(default_factory=list, description=(
+        "kind = 'ccxt': more unified symbols whose prices the venue streams, no fills: a fee currency's "
+        "conversion, e.g. 'BNB/USDT' or 'BNB/USDT:USDT' for fees paid in BNB"))
+
+    @field_validator("price_symbols")
+    @classmethod
+    def _unified_price_symbols(cls, symbols: list[str]) -> list[str]:
+        for symbol in symbols:
+            split_symbol(symbol)
+        return symbols
 
     @field_validator("name")
     @classmethod

@@ -268,7 +268,14 @@ class _SimVenue:
                 update = PriceUpdate(venue=self.name, symbol=self.symbol, bid=bid, ask=ask,
                                      ts=clock.time(), received_at=clock.monotonic())
                 await self._deliver(sink, sink.on_price(update), "price")
+                conversion = self.conversion_quote()
+                if conversion is not None:
+                    await self._deliver(sink, sink.on_price(conversion), "price")
             next_step = max(next_step, market.current_step()) + 1
+
+    def conversion_quote(self) -> PriceUpdate | None:
+        """A fee currency's quote streamed with the instrument's (none by default)."""
+        return None
 
     async def _deliver(self, sink: VenueEventSink, call: Awaitable[None], what: str) -> None:
         """Await a sink call; a failing sink is reported, never kills the stream."""
@@ -443,7 +450,11 @@ class SimPerpVenue(_SimVenue):
                  *, history_limit: int = HISTORY_LIMIT, order_limit: int = ORDER_LIMIT) -> None:
         super().__init__(name, settings, market, clock, history_limit=history_limit,
                          order_limit=order_limit)
-        self.fee_currency = self.settle or self.quote_asset
+        # A third fee currency (BNB on Binance) is charged at a fixed price, streamed as
+        # FEE/QUOTE alongside the perpetual's quote so the daemon can value the fee.
+        self.fee_currency = settings.fee_currency or self.settle or self.quote_asset
+        self._fee_price = settings.fee_currency_price if settings.fee_currency else None
+        self._fee_discount = settings.fee_currency_discount if settings.fee_currency else ZERO
         self.market_info = MarketInfo(symbol=self.symbol, base=self.base, quote=self.quote_asset,
                                       amount_step=PERP_AMOUNT_STEP, price_step=market.tick,
                                       min_amount=PERP_AMOUNT_STEP, min_notional=PERP_MIN_NOTIONAL,
@@ -460,6 +471,16 @@ class SimPerpVenue(_SimVenue):
 
     def _start_streams(self, sink: VenueEventSink) -> list[asyncio.Task[None]]:
         return [asyncio.create_task(self._user_stream(sink), name=f"{self.name}-user")]
+
+    def conversion_quote(self) -> PriceUpdate | None:
+        """The fee currency's quote in the quote currency (fixed price, the perpetual's spread), when
+        fees are charged in a third currency."""
+        if self._fee_price is None:
+            return None
+        half = self._fee_price * self.settings.spread_bps / _BPS / 2
+        return PriceUpdate(venue=self.name, symbol=f"{self.fee_currency}/{self.quote_asset}",
+                           bid=self._fee_price - half, ask=self._fee_price + half, ts=self._clock.time(),
+                           received_at=self._clock.monotonic())
 
     async def _user_stream(self, sink: VenueEventSink) -> None:
         while True:
@@ -525,7 +546,8 @@ class SimPerpVenue(_SimVenue):
         fills: tuple[Fill, ...] = ()
         fee = ZERO
         if fill_amount > 0:
-            fee = (fill_amount * fill_price * self._taker_fee).quantize(FEE_QUANTUM)
+            fee = fill_amount * fill_price * self._taker_fee * (1 - self._fee_discount)
+            fee = (fee if self._fee_price is None else fee / self._fee_price).quantize(FEE_QUANTUM)
             fill = Fill(venue=self.name, trade_id=self._next_trade_id(), symbol=self.symbol, side=intent.side,
                         amount=fill_amount, price=fill_price, fee=fee, fee_currency=self.fee_currency, ts=now,
                         received_at=self._clock.monotonic(), client_order_id=client_id)

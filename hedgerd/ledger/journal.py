@@ -35,6 +35,7 @@ from hedgerd.ledger.schema import (
     _UPSERT_VENUE,
     SCHEMA_VERSION,
     _migrate_from_v1,
+    _migrate_from_v2,
 )
 from hedgerd.models import ZERO, Fill, HedgeIntent, OrderStatus, OrderType, Side
 
@@ -156,7 +157,15 @@ def _intent_from_row(row: Sequence[Any]) -> HedgeIntent:
         intent_id=int(row[0]), client_order_id=str(row[1]), underlying=row[2], venue=row[3], symbol=row[4],
         side=Side(row[5]), amount=Decimal(row[6]), created_at=float(row[7]), reduce_only=bool(row[8]),
         order_type=OrderType(row[9]), limit_price=None if row[10] is None else Decimal(row[10]),
-        reason=row[11])
+        reason=row[11], decision_mid=None if row[12] is None else Decimal(row[12]),
+        decision_half_spread=None if row[13] is None else Decimal(row[13]))
+
+
+_N = len(_INTENT_FIELDS)
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
 
 
 def _issued_intent_id(client_order_id: str, ledger_id: str) -> int | None:
@@ -365,12 +374,12 @@ class JournalWriter:
                 conn.execute(statement)
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         version = int(meta.get("schema_version", SCHEMA_VERSION))
-        if version == 1:
+        if version in (1, 2):
             try:
-                _migrate_from_v1(conn)
-            except sqlite3.Error as exc:  # rolled back by the caller: the file stays at version 1
-                raise LedgerError(f"ledger {self.path}: migrating schema version 1 to {SCHEMA_VERSION} failed "
-                                  f"(the file is unchanged): {exc}") from exc
+                (_migrate_from_v1 if version == 1 else _migrate_from_v2)(conn)
+            except sqlite3.Error as exc:  # rolled back by the caller: the file stays at its version
+                raise LedgerError(f"ledger {self.path}: migrating schema version {version} to {SCHEMA_VERSION} "
+                                  f"failed (the file is unchanged): {exc}") from exc
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         elif version != SCHEMA_VERSION:
             raise LedgerError(f"ledger schema version {version} is not supported (expected {SCHEMA_VERSION})")
@@ -418,7 +427,7 @@ class JournalWriter:
             rows *= 2
         self._w_rows_per_statement = rows
         open_intents = [
-            (_intent_from_row(row[:12]), OrderStatus(row[12]), Decimal(row[13]), Decimal(row[14] or 0))
+            (_intent_from_row(row[:_N]), OrderStatus(row[_N]), Decimal(row[_N + 1]), Decimal(row[_N + 2] or 0))
             for row in conn.execute(
                 f"SELECT {', '.join('i.' + name for name in _INTENT_FIELDS)}, i.status, i.filled, "
                 "o.filled FROM intents AS i LEFT JOIN order_fills AS o USING (client_order_id) "
@@ -656,12 +665,13 @@ class JournalWriter:
         intent = request.intent
         conn.execute(
             "INSERT INTO intents (intent_id, client_order_id, underlying, venue, symbol, side, amount, created_at, "
-            "reduce_only, order_type, limit_price, reason, status, filled, is_open) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '0', 1)",
+            "reduce_only, order_type, limit_price, reason, decision_mid, decision_half_spread, status, filled, "
+            "is_open) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '0', 1)",
             (intent.intent_id, intent.client_order_id, intent.underlying, intent.venue, intent.symbol,
              intent.side.value, str(intent.amount), intent.created_at, int(intent.reduce_only),
              intent.order_type.value, None if intent.limit_price is None else str(intent.limit_price),
-             intent.reason, OrderStatus.NEW.value))
+             intent.reason, _text(intent.decision_mid), _text(intent.decision_half_spread),
+             OrderStatus.NEW.value))
         self._w_open_ids.add(intent.intent_id)
         self._w_next_intent_id = intent.intent_id + 1
         self._w_order_fills.put(intent.client_order_id, ZERO)  # a new client id: no fill to read back

@@ -289,13 +289,15 @@ class InventoryLedger:
     async def new_intent(self, *, underlying: str, venue: str, symbol: str, side: Side, amount: Decimal,
                          created_at: float, reduce_only: bool = False,
                          order_type: OrderType = OrderType.MARKET, limit_price: Decimal | None = None,
-                         reason: str = "", client_id_prefix: str = "hgd") -> HedgeIntent:
+                         reason: str = "", client_id_prefix: str = "hgd",
+                         decision_mid: Decimal | None = None,
+                         decision_half_spread: Decimal | None = None) -> HedgeIntent:
         """Journal a hedge intent (and its NEW order state) and return it with its intent id and
         client order id ``f"{prefix}{ledger_id}x{intent_id}"``; durable before it returns."""
         intent, durable = self.submit_intent(
             underlying=underlying, venue=venue, symbol=symbol, side=side, amount=amount, created_at=created_at,
             reduce_only=reduce_only, order_type=order_type, limit_price=limit_price, reason=reason,
-            client_id_prefix=client_id_prefix)
+            client_id_prefix=client_id_prefix, decision_mid=decision_mid, decision_half_spread=decision_half_spread)
         with self._awaiting_outside_work():
             await durable
         return intent
@@ -303,7 +305,9 @@ class InventoryLedger:
     def submit_intent(self, *, underlying: str, venue: str, symbol: str, side: Side, amount: Decimal,
                       created_at: float, reduce_only: bool = False,
                       order_type: OrderType = OrderType.MARKET, limit_price: Decimal | None = None,
-                      reason: str = "", client_id_prefix: str = "hgd") -> tuple[HedgeIntent, asyncio.Future[Any]]:
+                      reason: str = "", client_id_prefix: str = "hgd",
+                      decision_mid: Decimal | None = None,
+                      decision_half_spread: Decimal | None = None) -> tuple[HedgeIntent, asyncio.Future[Any]]:
         """Queue a hedge intent for the next group commit; return it at once (intent id and client
         order id allocated) with a future that resolves once it is durable.
 
@@ -314,14 +318,16 @@ class InventoryLedger:
         intent, durable = self.prepare_intent(
             underlying=underlying, venue=venue, symbol=symbol, side=side, amount=amount, created_at=created_at,
             reduce_only=reduce_only, order_type=order_type, limit_price=limit_price, reason=reason,
-            client_id_prefix=client_id_prefix)
+            client_id_prefix=client_id_prefix, decision_mid=decision_mid, decision_half_spread=decision_half_spread)
         self._queue_op(_IntentRequest(intent), durable)
         return intent, durable
 
     def prepare_intent(self, *, underlying: str, venue: str, symbol: str, side: Side, amount: Decimal,
                        created_at: float, reduce_only: bool = False,
                        order_type: OrderType = OrderType.MARKET, limit_price: Decimal | None = None,
-                       reason: str = "", client_id_prefix: str = "hgd") -> PreparedIntent:
+                       reason: str = "", client_id_prefix: str = "hgd",
+                       decision_mid: Decimal | None = None,
+                       decision_half_spread: Decimal | None = None) -> PreparedIntent:
         """:meth:`submit_intent` without queueing it: for the :attr:`commit_hook` to return, which
         journals it with the fills the hook was asked about. Every prepared intent must be
         returned by the hook that made it (it counts as open from here)."""
@@ -330,7 +336,8 @@ class InventoryLedger:
         intent = _new_intent(
             self._next_intent_id, self.ledger_id, underlying=underlying, venue=venue, symbol=symbol, side=side,
             amount=amount, created_at=created_at, reduce_only=reduce_only, order_type=order_type,
-            limit_price=limit_price, reason=reason, client_id_prefix=client_id_prefix)
+            limit_price=limit_price, reason=reason, client_id_prefix=client_id_prefix,
+            decision_mid=decision_mid, decision_half_spread=decision_half_spread)
         self._next_intent_id = intent.intent_id + 1  # never reused, even if this commit fails
         self._view.add_intent(intent)
         future: asyncio.Future[Any] = self._create_future()
@@ -602,7 +609,8 @@ def _checked_settings(synchronous: str, commit_on: str | None, *, batch_max: int
 
 def _new_intent(intent_id: int, ledger_id: str, *, underlying: str, venue: str, symbol: str, side: Side,
                 amount: Decimal, created_at: float, reduce_only: bool, order_type: OrderType,
-                limit_price: Decimal | None, reason: str, client_id_prefix: str) -> HedgeIntent:
+                limit_price: Decimal | None, reason: str, client_id_prefix: str,
+                decision_mid: Decimal | None = None, decision_half_spread: Decimal | None = None) -> HedgeIntent:
     """Check an intent's arguments and build it with client order id
     ``<prefix><ledger id>x<intent id>``."""
     if not _PREFIX_PATTERN.match(client_id_prefix):
@@ -610,8 +618,10 @@ def _new_intent(intent_id: int, ledger_id: str, *, underlying: str, venue: str, 
     _check_finite("amount", amount)
     if amount <= ZERO:
         raise ValueError(f"intent amount must be positive, got {amount}")
-    if limit_price is not None:
-        _check_finite("limit_price", limit_price)
+    for name, value in (("limit_price", limit_price), ("decision_mid", decision_mid),
+                        ("decision_half_spread", decision_half_spread)):
+        if value is not None:
+            _check_finite(name, value)
     client_order_id = f"{client_id_prefix}{ledger_id}x{intent_id}"
     if len(client_order_id) > CLIENT_ID_MAX_LEN or not CLIENT_ID_PATTERN.match(client_order_id):
         raise LedgerError(f"client order id {client_order_id!r} is not a valid venue client id")
@@ -619,7 +629,7 @@ def _new_intent(intent_id: int, ledger_id: str, *, underlying: str, venue: str, 
         intent_id=intent_id, client_order_id=client_order_id, underlying=underlying, venue=venue,
         symbol=symbol, side=Side(side), amount=amount, created_at=float(created_at),
         reduce_only=bool(reduce_only), order_type=OrderType(order_type), limit_price=limit_price,
-        reason=reason)
+        reason=reason, decision_mid=decision_mid, decision_half_spread=decision_half_spread)
 
 
 def _no_loop() -> asyncio.Future[Any]:

@@ -1,7 +1,7 @@
-"""The ledger's SQLite schema (version 2), the statements the writer uses, and the migration of
-a version-1 file.
+"""The ledger's SQLite schema (version 3), the statements the writer uses, and the migrations of
+version-1 and version-2 files.
 
-Storage layout (schema version 2; a version-1 file is migrated when opened). Every Decimal is
+Storage layout (schema version 3; older files are migrated when opened). Every Decimal is
 stored as TEXT, exactly. Each table or index a commit touches costs it at least one WAL page, so
 the tables written on the reaction path (fills, intents, order events) carry no index they can
 do without:
@@ -11,8 +11,9 @@ do without:
   id: the order response, order stream and trade stream each deliver it), else as a duplicate.
 * ``intents``: one row per hedge intent, by intent id (no other index: a client order id is
   ``<prefix><ledger id>x<intent id>``, so the rowid finds its intent), carrying the order's last
-  state. Open intents reload with one range read from ``meta.open_intents_from`` (no open intent
-  has a smaller id; raised with the aggregates, lowered in the transaction that reopens one).
+  state and the quote it was decided on (mid and half spread, for the hedging cost). Open
+  intents reload with one range read from ``meta.open_intents_from`` (no open intent has a
+  smaller id; raised with the aggregates, lowered in the transaction that reopens one).
 * ``order_events``: every order state change after the intent's creation, append-only.
 * ``adjustments``: manual position corrections (e.g. a venue position adopted at startup).
 * ``positions``, ``venue_totals``, ``order_fills``, ``trade_totals``: a snapshot of the aggregates
@@ -37,7 +38,7 @@ import sqlite3
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _FILL_COLUMNS = ("venue, trade_id, symbol, side, amount, price, fee, fee_currency, ts, received_at, "
                  "client_order_id")
@@ -60,7 +61,9 @@ CREATE TABLE IF NOT EXISTS intents (
     reason          TEXT NOT NULL,
     status          TEXT NOT NULL,
     filled          TEXT NOT NULL,
-    is_open         INTEGER NOT NULL
+    is_open         INTEGER NOT NULL,
+    decision_mid         TEXT,
+    decision_half_spread TEXT
 )
 """
 _SCHEMA = _CREATE_INTENTS + """;
@@ -142,8 +145,10 @@ _UPSERT_ORDER_FILL = ("INSERT INTO order_fills (client_order_id, filled) VALUES 
 _INSERT_EVENT = ("INSERT INTO order_events (client_order_id, status, filled, average_price, venue_order_id, "
                  "ts, detail) VALUES (?, ?, ?, ?, ?, ?, ?)")
 _INTENT_FIELDS = ("intent_id", "client_order_id", "underlying", "venue", "symbol", "side", "amount", "created_at",
-                  "reduce_only", "order_type", "limit_price", "reason")
+                  "reduce_only", "order_type", "limit_price", "reason", "decision_mid", "decision_half_spread")
 _INTENT_COLUMNS = ", ".join(_INTENT_FIELDS)
+_V2_INTENT_COLUMNS = ("intent_id, client_order_id, underlying, venue, symbol, side, amount, created_at, reduce_only, "
+                      "order_type, limit_price, reason, status, filled, is_open")
 
 
 def _migrate_from_v1(conn: sqlite3.Connection) -> None:
@@ -153,11 +158,13 @@ def _migrate_from_v1(conn: sqlite3.Connection) -> None:
     UNIQUE index on ``intents.client_order_id`` (a client id is derived from the intent id,
     so the rowid finds it), the partial index of open intents (open intents are read from
     ``meta.open_intents_from`` on), the ``order_events`` index by client id (the intent row
-    carries the last state) and AUTOINCREMENT (its counter is kept in ``meta.intent_id_seq``)."""
+    carries the last state) and AUTOINCREMENT (its counter is kept in ``meta.intent_id_seq``).
+    The intents table is created at the current version (version 3's decision quote columns
+    stay NULL for the old rows)."""
     row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'intents'").fetchone()
     conn.execute("ALTER TABLE intents RENAME TO intents_v1")
     conn.execute(_CREATE_INTENTS)
-    conn.execute("INSERT INTO intents SELECT * FROM intents_v1")
+    conn.execute(f"INSERT INTO intents ({_V2_INTENT_COLUMNS}) SELECT {_V2_INTENT_COLUMNS} FROM intents_v1")
     conn.execute("DROP TABLE intents_v1")  # with its indexes and its sqlite_sequence row
     conn.execute("DROP INDEX IF EXISTS order_events_by_client_id")
     last_id = int(conn.execute("SELECT coalesce(max(intent_id), 0) FROM intents").fetchone()[0])
@@ -166,3 +173,13 @@ def _migrate_from_v1(conn: sqlite3.Connection) -> None:
     conn.executemany(_SET_META, [("schema_version", str(SCHEMA_VERSION)), ("intent_id_seq", str(seq)),
                                  ("open_intents_from", str(seq + 1 if first_open is None else first_open))])
     log.warning("ledger schema migrated from version 1 to %d", SCHEMA_VERSION)
+
+
+def _migrate_from_v2(conn: sqlite3.Connection) -> None:
+    """Schema 2 -> 3, inside the opening transaction: each intent row keeps the hedge venue's
+    quote when it was decided (mid and half spread), so a fill's slippage and spread can be
+    measured after a restart too. Rows from before stay NULL (their fills count as unmeasured)."""
+    conn.execute("ALTER TABLE intents ADD COLUMN decision_mid TEXT")
+    conn.execute("ALTER TABLE intents ADD COLUMN decision_half_spread TEXT")
+    conn.execute(_SET_META, ("schema_version", str(SCHEMA_VERSION)))
+    log.warning("ledger schema migrated from version 2 to %d", SCHEMA_VERSION)

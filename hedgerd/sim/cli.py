@@ -58,6 +58,15 @@ def horizon(seconds: float) -> str:
     return f"{seconds:.4g} s"
 
 
+def _decomposed(parts: dict[str, float], q: str) -> str:
+    return (f"{parts['total']:,.2f} {q}  (fee {parts['fee']:,.2f} + spread {parts['spread']:,.2f} + slippage "
+            f"{parts['slippage']:,.2f} + funding {parts['funding']:,.2f}; against the decision quote)")
+
+
+def _part(kind: str) -> Callable[[SimulationResult], str]:
+    return lambda r: f"{r.cost_decomposition[kind]:,.2f}"
+
+
 def format_result(result: SimulationResult) -> str:
     """A human-readable table of one run's figures, each with its unit."""
     q, b = result.quote_currency, result.base_currency
@@ -68,6 +77,7 @@ def format_result(result: SimulationResult) -> str:
         ("simulated", f"{horizon(result.duration_s)} in {result.wall_seconds:.1f} s"),
         ("hedging cost", f"{result.hedging_cost:,.2f} {q}  (fees {result.fees:,.2f} + spread "
                          f"{result.spread_paid:,.2f} + order costs {result.order_costs:,.2f})"),
+        ("cost as the daemon sees it", _decomposed(result.cost_decomposition, q)),
         ("avg |net delta notional|", f"{result.avg_abs_net_delta_notional:,.2f} {q}"),
         (f"hedged PnL std over {horizon(result.duration_s)}",
          f"{result.hedged_pnl_std:,.2f} {q}  (unhedged {result.unhedged_pnl_std:,.2f} {q})"),
@@ -89,6 +99,8 @@ def format_comparison(results: Sequence[SimulationResult]) -> str:
         (f"  fees ({q})", lambda r: f"{r.fees:,.2f}"),
         (f"  spread paid ({q})", lambda r: f"{r.spread_paid:,.2f}"),
         (f"  order costs ({q})", lambda r: f"{r.order_costs:,.2f}"),
+        (f"daemon's cost total ({q})", lambda r: f"{r.cost_decomposition['total']:,.2f}"),
+        *((f"  {kind} ({q})", _part(kind)) for kind in ("fee", "spread", "slippage", "funding")),
         (f"avg |net delta notional| ({q})", lambda r: f"{r.avg_abs_net_delta_notional:,.2f}"),
         (f"hedged PnL std over {over} ({q})", lambda r: f"{r.hedged_pnl_std:,.2f}"),
         (f"unhedged PnL std over {over} ({q})", lambda r: f"{r.unhedged_pnl_std:,.2f}"),

@@ -12,8 +12,10 @@ from the config; the first hedge's venues must be ``kind = "sim"``; the scenario
 simulation parameters, the ledger goes to a temporary file, the kill file is ignored, and the
 inventory venue's own price stream is muted (the engine prices the hedge instrument).
 
-Figures (:class:`SimulationResult`): hedging cost = fees + spread paid (``|fill - mid| x amount``)
-+ fixed order costs; residual risk = time-averaged ``|net delta x mid|`` and the standard
+Figures (:class:`SimulationResult`): hedging cost = fees + spread paid (``|fill - mid| x amount``,
+mid at fill time) + fixed order costs; the daemon's own decomposition of it (fee, spread,
+slippage against the decision quote, funding: :mod:`hedgerd.risk.cost`, as ``/status`` shows,
+without the order costs); residual risk = time-averaged ``|net delta x mid|`` and the standard
 deviation of the hedged mark-to-market PnL (square root of its realised quadratic variation,
 price tick by price tick; costs excluded), over the whole run: its horizon is the run's
 duration; number of hedge orders; max ``|net delta|``. Net delta here is the actual exposure:
@@ -46,6 +48,7 @@ from hedgerd.ledger.accounting import trade_moves
 from hedgerd.metrics import Metrics
 from hedgerd.models import ZERO, Fill, PriceUpdate, split_symbol
 from hedgerd.policy import POLICY_NAMES
+from hedgerd.risk.cost import HedgeCost
 from hedgerd.sim.clock import SimulatedClock, VirtualTimeLoop
 from hedgerd.sim.ledger import SimulationLedger
 from hedgerd.sim.market import SimMarketData
@@ -131,6 +134,9 @@ class SimulationResult:
     max_abs_net_delta: float
     client_fills: int
     trading_state: str
+    # the daemon's own decomposition (hedgerd.risk.cost, as in /status): fee, spread and slippage
+    # against the quote each hedge was decided on, funding, total; excludes the fixed order costs
+    cost_decomposition: dict[str, float]
     wall_seconds: float
     series: dict[str, list[float]] = field(default_factory=dict, repr=False)
 
@@ -332,7 +338,12 @@ async def _simulate(settings: Settings, scenario: Scenario, *, seed: int, durati
         hedge_orders=len(recorder.orders), hedged_volume=float(recorder.volume),
         max_abs_net_delta=recorder.max_abs, client_fills=recorder.client_fills,
         trading_state=engine.kill_switch.state.name.lower(),
+        cost_decomposition=_decomposition(engine.costs.by_underlying.get(underlying, HedgeCost())),
         wall_seconds=time.perf_counter() - started_wall, series=recorder.series)
+
+
+def _decomposition(cost: HedgeCost) -> dict[str, float]:
+    return {**{kind: float(value) for kind, value in cost.parts().items()}, "total": float(cost.total)}
 
 
 @contextlib.contextmanager

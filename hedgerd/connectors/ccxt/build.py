@@ -121,7 +121,7 @@ def build_ccxt_venue(cfg: VenueConfig, settings: Settings, clock: Clock) -> Ccxt
     exchange = create_exchange(cfg, timeout=settings.executor.order_timeout, path=_venue_path(cfg, settings))
     secrets = [s.get_secret_value() for s in (cfg.api_key, cfg.secret, cfg.password) if s is not None]
     hedge = cfg.role is VenueRole.HEDGE
-    return CcxtVenue(cfg.name, exchange, clock, symbols=symbols,
+    return CcxtVenue(cfg.name, exchange, clock, symbols=symbols, price_symbols=cfg.price_symbols,
                      own_client_id_prefix=settings.executor.client_id_prefix, secrets=secrets,
                      stream_orders=hedge, stream_positions=hedge, resolve_client_ids=hedge,
                      # the start-up backfill must not reach further back than the engine's

@@ -65,6 +65,7 @@ class StreamSupervisor:
     """
 
     def __init__(self, client: CcxtClient, fills: FillFeed, symbols: Sequence[str], *,
+                 price_symbols: Sequence[str] = (),
                  fetch_positions: Callable[[], Awaitable[dict[str, Decimal]]],
                  stream_orders: bool = True, stream_positions: bool = True,
                  poll_interval: float = 1.0, positions_poll_interval: float = 5.0,
@@ -76,6 +77,9 @@ class StreamSupervisor:
         self.fills = fills
         self.clock = client.clock
         self.symbols = tuple(symbols)
+        # prices only (no fills, orders or positions): e.g. a fee currency's conversion to the quote
+        self.price_symbols = tuple(s for s in dict.fromkeys(price_symbols) if s not in self.symbols)
+        self._priced = frozenset((*self.symbols, *self.price_symbols))
         self.stream_orders = stream_orders
         self.stream_positions = stream_positions
         self.poll_interval = poll_interval
@@ -163,12 +167,13 @@ class StreamSupervisor:
                 resync=partial(self.fills.backfill, symbol),
                 confirm=partial(self.fills.confirm_backfill, symbol) if self.backfill_when_live else None))
         if self.client.has("watchBidsAsks"):
-            streams.append(_Stream(key="prices", watch=partial(ex.watch_bids_asks, list(self.symbols)),
+            streams.append(_Stream(key="prices", watch=partial(ex.watch_bids_asks, [*self.symbols,
+                                                                                     *self.price_symbols]),
                                    handle=self._deliver_tickers, poll=self._poll_prices,
                                    poll_interval=self.poll_interval))
         else:
             watch_ticker = self.client.has("watchTicker")
-            for symbol in self.symbols:
+            for symbol in (*self.symbols, *self.price_symbols):
                 streams.append(_Stream(
                     key=f"prices:{symbol}",
                     watch=partial(ex.watch_ticker, symbol) if watch_ticker else None,
@@ -307,7 +312,7 @@ class StreamSupervisor:
             return True
         received, now = self.clock.monotonic(), self.clock.time()
         for symbol, ticker in tickers.items():
-            if symbol not in self.symbols:
+            if symbol not in self._priced:
                 continue
             try:
                 price = ticker_to_price(self.client.name, symbol, ticker, received, now)
@@ -321,7 +326,7 @@ class StreamSupervisor:
         return await self._deliver_tickers({symbol: ticker})
 
     async def _poll_prices(self, symbols: Sequence[str] | None = None) -> bool:
-        wanted = list(symbols or self.symbols)
+        wanted = list(symbols or (*self.symbols, *self.price_symbols))
         if self.client.has("fetchBidsAsks"):
             tickers = await self.client.call("read", "fetch_bids_asks", wanted)
         else:

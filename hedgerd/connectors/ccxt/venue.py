@@ -82,6 +82,7 @@ class CcxtVenue:
     """
 
     def __init__(self, name: str, exchange: Any, clock: Clock, *, symbols: Sequence[str],
+                 price_symbols: Sequence[str] = (),
                  own_client_id_prefix: str | None = None, secrets: Sequence[str] = (),
                  stream_orders: bool = True, stream_positions: bool = True, resolve_client_ids: bool = True,
                  poll_interval: float = 1.0, positions_poll_interval: float = 5.0,
@@ -103,7 +104,8 @@ class CcxtVenue:
                               backfill_max_pages=backfill_max_pages, listing_max_pages=listing_max_pages,
                               safety_backfill_interval=safety_backfill_interval)
         self.streams = StreamSupervisor(
-            self.client, self.fills, self.symbols, fetch_positions=self.fetch_positions,
+            self.client, self.fills, self.symbols, price_symbols=price_symbols,
+            fetch_positions=self.fetch_positions,
             stream_orders=stream_orders, stream_positions=stream_positions, poll_interval=poll_interval,
             positions_poll_interval=positions_poll_interval, backoff_initial=backoff_initial,
             backoff_max=backoff_max, max_stream_failures=max_stream_failures, poll_period=poll_period,
@@ -376,7 +378,7 @@ class CcxtVenue:
             return
         self.client.sink = sink
         await self._ensure_markets()
-        missing = [s for s in self.symbols if s not in self.client.markets]
+        missing = [s for s in (*self.symbols, *self.streams.price_symbols) if s not in self.client.markets]
         if missing:
             raise herr.ConfigError(f"venues.{self.name}", f"not listed on {self.exchange.id}: {missing}")
         self.fills.started_wall = self.clock.time()

@@ -1,0 +1,100 @@
+"""The daemon's running hedging cost per underlying: feeds each newly journaled hedge fill to
+the pure arithmetic of :mod:`hedgerd.risk.cost` and exports the result (``/status``, metrics).
+
+Fed by the engine in two places only: :meth:`CostBook.decided` when a hedge intent is made
+(it carries the decision quote, journaled with it) and :meth:`CostBook.on_fills` with the
+fills a commit inserted (the ledger has removed duplicates, so each fill counts once).
+The figures are since the daemon started. The metric is a gauge holding the same running sum
+as ``/status``: slippage can be negative (a fill better than the decision quote), which a
+Prometheus counter cannot express.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
+
+import structlog
+
+from hedgerd.metrics import Metrics
+from hedgerd.models import Fill, HedgeIntent, PriceUpdate
+from hedgerd.risk.cost import COST_KINDS, Conversion, DecisionQuote, FeeStatus, HedgeCost, add_fill
+
+log = structlog.get_logger(__name__)
+
+_MAX_DECISIONS = 4096  # decision quotes kept for late fills; older orders' fills count as unmeasured
+
+
+class CostBook:
+    """Hedging cost per underlying for the hedges in ``hedged`` ((venue, symbol) -> underlying).
+
+    ``prices`` is the engine's latest quote per (venue, symbol): a fee in a third currency is
+    valued at the mid of ``CURRENCY/QUOTE`` on the fill's venue, if that quote is no older than
+    ``max_conversion_age`` seconds at the fill's time.
+    """
+
+    def __init__(self, metrics: Metrics, prices: Mapping[tuple[str, str], PriceUpdate], *,
+                 max_conversion_age: float = 60.0) -> None:
+        self.metrics = metrics
+        self.prices = prices
+        self.max_conversion_age = max_conversion_age
+        self.hedged: dict[tuple[str, str], str] = {}
+        self.by_underlying: dict[str, HedgeCost] = {}
+        self._decisions: OrderedDict[str, DecisionQuote] = OrderedDict()
+
+    def track(self, underlying: str, venue: str, symbol: str) -> None:
+        """Count the hedge fills of ``symbol`` on ``venue`` for ``underlying`` (exported at 0 from here)."""
+        self.hedged[(venue, symbol)] = underlying
+        self.by_underlying.setdefault(underlying, HedgeCost())
+        for kind in COST_KINDS:
+            self.metrics.hedge_cost.labels(underlying, kind)
+
+    def decided(self, intents: Iterable[HedgeIntent]) -> None:
+        """Remember the decision quote of each intent (new ones, or open ones after a restart)."""
+        for intent in intents:
+            if intent.decision_mid is not None and intent.decision_half_spread is not None:
+                self._decisions[intent.client_order_id] = DecisionQuote(intent.decision_mid,
+                                                                        intent.decision_half_spread)
+                self._decisions.move_to_end(intent.client_order_id)
+        while len(self._decisions) > _MAX_DECISIONS:
+            self._decisions.popitem(last=False)
+
+    def _conversion(self, venue: str) -> Callable[[str, str], Conversion | None]:
+        def lookup(currency: str, quote: str) -> Conversion | None:
+            # the spot pair, else the linear perpetual (a futures account often lists no spot pair)
+            price = (self.prices.get((venue, f"{currency}/{quote}"))
+                     or self.prices.get((venue, f"{currency}/{quote}:{quote}")))
+            return None if price is None else Conversion(price.mid, price.ts)
+        return lookup
+
+    def on_fills(self, fills: Iterable[Fill]) -> None:
+        """Add the hedge fills among newly journaled ``fills`` (our orders on a hedged symbol)."""
+        for fill in fills:
+            if fill.client_order_id is None:
+                continue
+            underlying = self.hedged.get((fill.venue, fill.symbol))
+            if underlying is None:
+                continue
+            cost = self.by_underlying[underlying]
+            try:
+                added = add_fill(cost, fill, self._decisions.get(fill.client_order_id),
+                                 self._conversion(fill.venue), max_age=self.max_conversion_age)
+            except ArithmeticError:  # this runs in the ledger's commit hook: accounting must not stop hedging
+                cost.unmeasured_fills += 1
+                log.error("cost_not_measured", venue=fill.venue, trade_id=fill.trade_id, exc_info=True)
+                continue
+            for kind in added.parts:
+                self.metrics.hedge_cost.labels(underlying, kind).set(float(getattr(cost, kind)))
+            if added.fee_status is not FeeStatus.OK:
+                self.metrics.fee_unvalued.labels(fill.venue, fill.fee_currency or "", added.fee_status.value).inc()
+                log.warning("fee_not_valued", venue=fill.venue, trade_id=fill.trade_id, fee=str(fill.fee),
+                            fee_currency=fill.fee_currency, reason=added.fee_status.value)
+
+    def status(self, underlying: str) -> dict[str, object] | None:
+        cost = self.by_underlying.get(underlying)
+        return None if cost is None else cost.as_status()
+
+    def total(self, underlying: str) -> Decimal | None:
+        cost = self.by_underlying.get(underlying)
+        return None if cost is None else cost.total
