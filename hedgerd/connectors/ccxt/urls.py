@@ -90,3 +90,22 @@ def ccxt_urls(base_url: str, ws_url: str | None = None) -> dict[str, Any]:
         },
     }
     return urls
+
+
+# --------------------------------------------------------------------------- Deribit
+
+#: ccxt exchange ids served by the simulator's Deribit API v2 protocol
+DERIBIT_SIMULATED_EXCHANGES = ("deribit",)
+#: Deribit's websocket JSON-RPC path (the same on the real venue and the simulator)
+DERIBIT_WS_PATH = "/ws/api/v2"
+
+
+def deribit_ccxt_urls(base_url: str, ws_url: str | None = None) -> dict[str, Any]:
+    """``exchange.urls['api']`` routing ccxt's ``deribit`` (REST and pro) to a Deribit simulator.
+
+    Deribit has one REST root (ccxt appends ``/api/v2/public|private/...``) and one websocket
+    endpoint, so the table is two entries.
+    """
+    base = base_url.rstrip("/")
+    ws = (ws_url or ws_root_from(base)).rstrip("/")
+    return {"rest": base, "ws": ws + DERIBIT_WS_PATH}

@@ -1,0 +1,231 @@
+"""The Deribit-protocol simulator, driven by the real, unmodified ``ccxt.deribit`` (async).
+
+Every test starts its own simulator on 127.0.0.1 with a free port; nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import ccxt.async_support as ccxt_async
+import pytest
+
+from hedgerd.connectors.ccxt.urls import deribit_ccxt_urls
+from hedgerd.exchange_sim.deribit import DeribitSim, DeribitSimConfig, start_deribit_sim
+from hedgerd.exchange_sim.matching import MatchingEngine
+from hedgerd.exchange_sim.model import EngineConfig
+
+PERP = "BTC/USD:BTC"
+
+
+@contextlib.asynccontextmanager
+async def deribit(sim: DeribitSim, **overrides: Any) -> AsyncIterator[Any]:
+    """A real ccxt.deribit pointed at ``sim``, closed afterwards."""
+    ex = ccxt_async.deribit({**sim.ccxt_config(), **overrides})
+    try:
+        yield ex
+    finally:
+        await ex.close()
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[DeribitSim]:
+    async with start_deribit_sim(port=0, seed=3) as running:
+        yield running
+
+
+def first_option(markets: dict[str, Any], option_type: str = "call") -> dict[str, Any]:
+    return next(m for m in markets.values() if m["option"] and m["optionType"] == option_type)
+
+
+async def test_urls_table_routes_rest_and_ws() -> None:
+    urls = deribit_ccxt_urls("http://127.0.0.1:9/")
+    assert urls == {"rest": "http://127.0.0.1:9", "ws": "ws://127.0.0.1:9/ws/api/v2"}
+
+
+async def test_load_markets_lists_inverse_perpetual_futures_and_options(sim: DeribitSim) -> None:
+    async with deribit(sim) as ex:
+        markets = await ex.load_markets()
+    perp = markets[PERP]
+    assert perp["id"] == "BTC-PERPETUAL"
+    assert perp["swap"] and perp["inverse"] and not perp["linear"]
+    assert perp["contractSize"] == 10
+    assert perp["settle"] == "BTC"
+    assert perp["limits"]["amount"]["min"] == 10
+    assert any(m["future"] and m["base"] == "BTC" for m in markets.values())
+    option = first_option(markets)
+    assert option["strike"] > 0
+    assert option["expiry"] > sim.engine.now()
+    assert option["optionType"] == "call"
+    assert option["contractSize"] == 1
+    assert option["id"].endswith("-C") and option["id"].startswith("BTC-")
+    assert markets["ETH/USD:ETH"]["contractSize"] == 1
+
+
+async def test_fetch_ticker_has_marks_iv_and_greeks(sim: DeribitSim) -> None:
+    async with deribit(sim) as ex:
+        markets = await ex.load_markets()
+        option = first_option(markets)
+        opt_ticker = await ex.fetch_ticker(option["symbol"])
+        perp_ticker = await ex.fetch_ticker(PERP)
+    info = opt_ticker["info"]
+    assert 0 < opt_ticker["markPrice"] < 1  # coin-priced
+    assert info["mark_iv"] > 0
+    assert info["underlying_price"] > 0 and info["index_price"] > 0
+    assert set(info["greeks"]) >= {"delta", "gamma", "vega", "theta"}
+    assert 0 < info["greeks"]["delta"] < 1  # a call
+    assert opt_ticker["bid"] < opt_ticker["markPrice"] < opt_ticker["ask"]
+    assert perp_ticker["bid"] < perp_ticker["markPrice"] < perp_ticker["ask"]
+    # the index is the shared engine's mid, which keeps moving (GBM) between the two reads
+    assert perp_ticker["indexPrice"] == pytest.approx(float(sim.venue.index("BTC")), rel=1e-3)
+    assert perp_ticker["markPrice"] == pytest.approx(perp_ticker["indexPrice"], abs=0.5)  # perp marks at the index
+
+
+async def test_order_lifecycle_by_label(sim: DeribitSim) -> None:
+    async with deribit(sim) as ex:
+        await ex.load_markets()
+        low = float(sim.venue.index("BTC")) // 2
+        order = await ex.create_order(PERP, "limit", "buy", 50, low, params={"label": "hedge-7"})
+        assert order["status"] == "open"
+        assert order["clientOrderId"] is None  # ccxt's Deribit parser keeps the label in info
+        assert order["info"]["label"] == "hedge-7"
+        fetched = await ex.fetch_order(order["id"])
+        assert fetched["status"] == "open" and fetched["amount"] == 50
+        by_label = await ex.privateGetGetOrderStateByLabel({"currency": "BTC", "label": "hedge-7"})
+        assert [o["order_id"] for o in by_label["result"]] == [order["id"]]
+        assert [o["id"] for o in await ex.fetch_open_orders(PERP)] == [order["id"]]
+        cancelled = await ex.cancel_order(order["id"])
+        assert cancelled["status"] == "canceled"
+        assert await ex.fetch_open_orders(PERP) == []
+        with pytest.raises(ccxt_async.InvalidOrder):
+            await ex.cancel_order(order["id"])  # 11044 not_open_order
+        with pytest.raises(ccxt_async.OrderNotFound):
+            await ex.fetch_order("999999")
+
+
+async def test_fill_shows_in_trades_positions_and_account() -> None:
+    # A frozen clock holds the mid and the options' time to expiry, so the account summary
+    # and the positions read in separate requests price the book alike.
+    frozen = MatchingEngine(EngineConfig(seed=4), now_ms=lambda: 1_796_000_000_000)
+    async with start_deribit_sim(engine=frozen) as sim, deribit(sim) as ex:
+        markets = await ex.load_markets()
+        ticker = await ex.fetch_ticker(PERP)
+        order = await ex.create_order(PERP, "market", "buy", 1000, params={"label": "h-perp"})
+        assert order["status"] == "closed" and order["filled"] == 1000
+        assert order["average"] == ticker["ask"]  # took the best ask
+        option = first_option(markets, "put")
+        await ex.create_order(option["symbol"], "market", "buy", 0.5, params={"label": "h-opt"})
+        trades = await ex.fetch_my_trades(PERP)
+        positions = {p["symbol"]: p for p in await ex.fetch_positions()}
+        summary = (await ex.privateGetGetAccountSummary({"currency": "BTC"}))["result"]
+    assert [t["order"] for t in trades] == [order["id"]]
+    trade = trades[0]
+    assert trade["amount"] == 1000 and trade["info"]["label"] == "h-perp"
+    assert trade["fee"]["currency"] == "BTC"
+    assert trade["fee"]["cost"] == pytest.approx(0.0005 * 1000 / ticker["ask"], rel=1e-6)
+    perp = positions[PERP]
+    assert perp["info"]["size"] == 1000  # USD
+    assert perp["side"] == "long"
+    assert perp["entryPrice"] == ticker["ask"]
+    assert perp["info"]["size_currency"] == pytest.approx(1000 / perp["info"]["mark_price"], rel=1e-9)
+    put = positions[option["symbol"]]
+    assert put["info"]["size"] == 0.5  # coin
+    assert put["info"]["delta"] < 0
+    assert summary["delta_total"] == pytest.approx(perp["info"]["delta"] + put["info"]["delta"], abs=1e-9)
+    assert summary["options_delta"] == pytest.approx(put["info"]["delta"], abs=1e-9)
+    assert summary["equity"] < 100  # fees and the spread paid
+
+
+async def test_inverse_pnl_and_option_premium_settle_in_coin(sim: DeribitSim) -> None:
+    venue = sim.venue
+    sim.engine.set_mid("BTCUSDT", Decimal(60000))
+    before = venue.balances["BTC"]
+    _, buy_fills = venue.place("buy", "BTC-PERPETUAL", Decimal(6000), "market", None)
+    sim.engine.set_mid("BTCUSDT", Decimal(66000))
+    _, sell_fills = venue.place("sell", "BTC-PERPETUAL", Decimal(6000), "market", None)
+    entry, exit_ = buy_fills[0].price, sell_fills[0].price
+    fees = buy_fills[0].fee + sell_fills[0].fee
+    expected = Decimal(6000) * (1 / entry - 1 / exit_)
+    assert venue.balances["BTC"] - before == pytest.approx(expected - fees, abs=Decimal("1e-9"))
+    assert venue.positions["BTC-PERPETUAL"].size == 0
+    name = next(n for n, i in venue.instruments.items() if i.is_option and i.currency == "BTC")
+    cash = venue.balances["BTC"]
+    _, fills = venue.place("buy", name, Decimal(1), "market", None)
+    premium = fills[0].price
+    assert fills[0].fee == min(Decimal("0.0003"), Decimal("0.125") * premium).quantize(Decimal("1e-10"))
+    assert venue.balances["BTC"] == cash - premium - fills[0].fee
+
+
+async def test_error_envelopes_become_ccxt_exceptions(sim: DeribitSim) -> None:
+    async with deribit(sim) as ex:
+        await ex.load_markets()
+        index = float(sim.venue.index("BTC"))
+        with pytest.raises(ccxt_async.BadRequest):  # -32602: not a multiple of 10 USD
+            await ex.privateGetBuy({"instrument_name": "BTC-PERPETUAL", "amount": 15, "type": "market"})
+        with pytest.raises(ccxt_async.InsufficientFunds):  # 10009: 2 % of 1e9 USD over 100 BTC
+            await ex.create_order(PERP, "limit", "buy", 1_000_000_000, round(index / 2))
+        with pytest.raises(ccxt_async.InvalidOrder):  # 11054 post_only_reject
+            await ex.create_order(PERP, "limit", "buy", 10, round(index * 1.01),
+                                  params={"postOnly": True})
+        with pytest.raises(ccxt_async.BadRequest):
+            await ex.fetch_ticker("BTC/USD:BTC-991231")  # unknown symbol: ccxt refuses locally
+    async with aiohttp.ClientSession() as http, http.get(f"{sim.base_url}/api/v2/public/ticker",
+                        params={"instrument_name": "BTC-NOPE"}) as resp:
+        body = await resp.json()
+    assert resp.status == 400
+    assert body["jsonrpc"] == "2.0" and body["error"]["code"] == -32602
+    assert body["error"]["data"]["param"] == "instrument_name"
+
+
+async def test_bad_credentials_are_refused(sim: DeribitSim) -> None:
+    async with deribit(sim, secret="wrong") as ex:
+        with pytest.raises(ccxt_async.AuthenticationError):
+            await ex.fetch_balance({"code": "BTC"})
+    async with deribit(sim, apiKey="someone-else") as ex:
+        with pytest.raises(ccxt_async.AuthenticationError):
+            await ex.fetch_positions()
+    base = f"{sim.base_url}/api/v2"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/public/auth", params={
+                "grant_type": "client_credentials", "client_id": sim.config.client_id,
+                "client_secret": "nope"}) as resp:
+            assert resp.status == 400
+            assert (await resp.json())["error"]["code"] == 13004
+        async with http.get(f"{base}/private/get_positions") as resp:
+            assert (await resp.json())["error"]["code"] == 13009
+
+
+async def test_client_credentials_token_and_refresh(sim: DeribitSim) -> None:
+    base = f"{sim.base_url}/api/v2"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/public/auth", params={
+                "grant_type": "client_credentials", "client_id": sim.config.client_id,
+                "client_secret": sim.config.client_secret}) as resp:
+            auth = (await resp.json())["result"]
+        assert auth["expires_in"] == sim.config.token_ttl_seconds and auth["token_type"] == "bearer"
+        headers = {"Authorization": f"Bearer {auth['access_token']}"}
+        async with http.get(f"{base}/private/get_account_summary", params={"currency": "BTC"},
+                            headers=headers) as resp:
+            assert (await resp.json())["result"]["currency"] == "BTC"
+        async with http.get(f"{base}/public/auth", params={
+                "grant_type": "refresh_token", "refresh_token": auth["refresh_token"]}) as resp:
+            refreshed = (await resp.json())["result"]
+        assert refreshed["access_token"] != auth["access_token"]
+        async with http.get(f"{base}/public/auth", params={
+                "grant_type": "refresh_token", "refresh_token": auth["refresh_token"]}) as resp:
+            assert (await resp.json())["error"]["code"] == 13009  # a refresh token is used once
+
+
+async def test_matching_credits_run_out_with_10028() -> None:
+    config = DeribitSimConfig(engine=EngineConfig(seed=2), matching_burst=2, matching_refill=0.001)
+    async with start_deribit_sim(config=config) as sim, deribit(sim) as ex:
+        await ex.load_markets()
+        for _ in range(2):
+            await ex.create_order(PERP, "market", "buy", 10)
+        with pytest.raises(ccxt_async.DDoSProtection):
+            await ex.create_order(PERP, "market", "buy", 10)
+        assert len(await ex.fetch_my_trades(PERP)) == 2  # the refused order did not trade
