@@ -5,6 +5,7 @@ Every test starts its own simulator on 127.0.0.1 with a free port; nothing leave
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -15,6 +16,8 @@ import ccxt.async_support as ccxt_async
 import pytest
 
 from hedgerd.connectors.ccxt.urls import deribit_ccxt_urls
+from hedgerd.exchange_sim.binance.config import SimConfig
+from hedgerd.exchange_sim.binance.server import run_server
 from hedgerd.exchange_sim.deribit import DeribitSim, DeribitSimConfig, start_deribit_sim
 from hedgerd.exchange_sim.matching import MatchingEngine
 from hedgerd.exchange_sim.model import EngineConfig
@@ -229,3 +232,31 @@ async def test_matching_credits_run_out_with_10028() -> None:
         with pytest.raises(ccxt_async.DDoSProtection):
             await ex.create_order(PERP, "market", "buy", 10)
         assert len(await ex.fetch_my_trades(PERP)) == 2  # the refused order did not trade
+
+
+async def test_venue_sim_serves_both_protocols_over_one_market(capsys: pytest.CaptureFixture[str]) -> None:
+    stop = asyncio.Event()
+    config = SimConfig(port=0, engine=EngineConfig(seed=5))
+    server = asyncio.get_running_loop().create_task(
+        run_server(config, stop=stop, protocol="both", deribit_port=0))
+    try:
+        lines: list[str] = []
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            lines += capsys.readouterr().out.splitlines()
+            if len(lines) >= 2:
+                break
+        binance_url = next(line for line in lines if line.startswith("venue-sim listening")).split()[3]
+        deribit_url = next(line for line in lines if "deribit listening" in line).split()[4]
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{binance_url}/api/v3/ticker/price", params={"symbol": "BTCUSDT"}) as resp:
+                binance_price = float((await resp.json())["price"])
+            async with http.get(f"{deribit_url}/api/v2/public/get_index_price",
+                                params={"index_name": "btc_usd"}) as resp:
+                deribit_index = (await resp.json())["result"]["index_price"]
+        assert deribit_index == pytest.approx(binance_price, rel=1e-3)  # one GBM mid, two ticks
+    finally:
+        stop.set()
+        await server
+    with pytest.raises(ValueError, match="protocol"):
+        await run_server(config, protocol="ftx")
