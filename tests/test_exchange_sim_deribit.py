@@ -14,8 +14,11 @@ from typing import Any
 import aiohttp
 import ccxt.async_support as ccxt_async
 import pytest
+from pydantic import SecretStr
 
-from hedgerd.connectors.ccxt.urls import deribit_ccxt_urls
+from hedgerd.config import VenueConfig, VenueKind, VenueRole
+from hedgerd.connectors.ccxt import create_exchange
+from hedgerd.connectors.ccxt.urls import deribit_ccxt_urls, sim_urls
 from hedgerd.exchange_sim.binance.config import SimConfig
 from hedgerd.exchange_sim.binance.server import run_server
 from hedgerd.exchange_sim.deribit import DeribitSim, DeribitSimConfig, start_deribit_sim
@@ -260,3 +263,19 @@ async def test_venue_sim_serves_both_protocols_over_one_market(capsys: pytest.Ca
         await server
     with pytest.raises(ValueError, match="protocol"):
         await run_server(config, protocol="ftx")
+
+
+async def test_a_deribit_venue_reaches_the_simulator_through_sim_base_url(sim: DeribitSim) -> None:
+    cfg = VenueConfig(name="deribit-sim", kind=VenueKind.CCXT, role=VenueRole.HEDGE, exchange="deribit",
+                      api_key=SecretStr(sim.config.client_id), secret=SecretStr(sim.config.client_secret),
+                      sim_base_url=sim.base_url)
+    exchange = create_exchange(cfg)
+    try:
+        assert exchange.urls["api"] == deribit_ccxt_urls(sim.base_url)
+        await exchange.load_markets()
+        balance = await exchange.fetch_balance({"code": "BTC"})
+    finally:
+        await exchange.close()
+    assert balance["BTC"]["total"] == 100
+    with pytest.raises(ValueError, match="does not speak 'bybit'"):
+        sim_urls("bybit", sim.base_url)
