@@ -111,6 +111,10 @@ async def test_order_lifecycle_by_label(sim: DeribitSim) -> None:
             await ex.cancel_order(order["id"])  # 11044 not_open_order
         with pytest.raises(ccxt_async.OrderNotFound):
             await ex.fetch_order("999999")
+        filled = await ex.create_order(PERP, "market", "sell", 20, params={"label": "hedge-8"})
+        closed = await ex.fetch_closed_orders(PERP)
+        # ccxt sorts what the venue sends newest first into oldest first
+        assert [(o["id"], o["status"]) for o in closed] == [(order["id"], "canceled"), (filled["id"], "closed")]
 
 
 async def test_fill_shows_in_trades_positions_and_account() -> None:

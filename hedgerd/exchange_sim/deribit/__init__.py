@@ -48,7 +48,8 @@ The model, and where it departs from the real venue:
 Not yet modelled (later rounds of issue 21): the websocket API ``/ws/api/v2`` (subscriptions,
 heartbeats; ccxt.pro), funding on the perpetual, expiry and settlement at the delivery price,
 synthetic client flow on options, faults (drops, hangs, executed-but-unanswered orders),
-``private/edit``, order history beyond the open and kept orders, and the 10028 session end.
+``private/edit``, and the 10028 session end. Orders are kept without a bound (a long soak grows
+the simulator), trades up to ``DeribitConfig.trade_history``.
 """
 
 from hedgerd.exchange_sim.deribit.server import (

@@ -364,6 +364,20 @@ class DeribitSim:
             self.venue.cancel(order.order_id)
         return len(orders)
 
+    def _order_history(self, params: dict[str, Any]) -> list[Json]:
+        """Filled and cancelled orders, newest first (Deribit keeps unfilled cancelled orders
+        in the history only for a while; the simulator keeps them all)."""
+        name = params.get("instrument_name")
+        currency = params.get("currency")
+        wanted = None if currency is None else self.venue.currency(str(currency))
+        inst = None if name is None else self.venue.instrument(str(name)).name
+        count = int(params.get("count", 20) or 20)
+        offset = int(params.get("offset", 0) or 0)
+        done = [o for o in reversed(self.venue.orders.values()) if o.state != "open"
+                and (wanted is None or o.instrument.currency == wanted)
+                and (inst is None or o.instrument.name == inst)]
+        return [order_json(o) for o in done[offset:offset + count]]
+
     def _user_trades(self, params: dict[str, Any]) -> Json:
         name = params.get("instrument_name")
         currency = params.get("currency")
@@ -430,6 +444,8 @@ _PRIVATE: dict[str, Handler] = {
     "get_open_orders_by_instrument": lambda sim, p: [
         order_json(o) for o in sim.venue.open_orders(name=sim.venue.instrument(
             _string(p, "instrument_name")).name)],
+    "get_order_history_by_currency": DeribitSim._order_history,
+    "get_order_history_by_instrument": DeribitSim._order_history,
     "get_user_trades_by_currency": DeribitSim._user_trades,
     "get_user_trades_by_currency_and_time": DeribitSim._user_trades,
     "get_user_trades_by_instrument": DeribitSim._user_trades,
