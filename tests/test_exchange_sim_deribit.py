@@ -21,7 +21,7 @@ from hedgerd.connectors.ccxt import create_exchange
 from hedgerd.connectors.ccxt.urls import deribit_ccxt_urls, sim_urls
 from hedgerd.exchange_sim.binance.config import SimConfig
 from hedgerd.exchange_sim.binance.server import run_server
-from hedgerd.exchange_sim.deribit import DeribitSim, DeribitSimConfig, start_deribit_sim
+from hedgerd.exchange_sim.deribit import DeribitSim, DeribitSimConfig, DeribitVenue, start_deribit_sim
 from hedgerd.exchange_sim.matching import MatchingEngine
 from hedgerd.exchange_sim.model import EngineConfig
 
@@ -88,7 +88,9 @@ async def test_fetch_ticker_has_marks_iv_and_greeks(sim: DeribitSim) -> None:
     assert perp_ticker["bid"] < perp_ticker["markPrice"] < perp_ticker["ask"]
     # the index is the shared engine's mid, which keeps moving (GBM) between the two reads
     assert perp_ticker["indexPrice"] == pytest.approx(float(sim.venue.index("BTC")), rel=1e-3)
-    assert perp_ticker["markPrice"] == pytest.approx(perp_ticker["indexPrice"], abs=0.5)  # perp marks at the index
+    # the perp marks at the index plus a premium of a few hundredths of a percent
+    assert perp_ticker["markPrice"] == pytest.approx(perp_ticker["indexPrice"], rel=0.01)
+    assert perp_ticker["info"]["funding_8h"] == sim.venue.funding_rate("BTC")
 
 
 async def test_order_lifecycle_by_label(sim: DeribitSim) -> None:
@@ -283,3 +285,23 @@ async def test_a_deribit_venue_reaches_the_simulator_through_sim_base_url(sim: D
     assert balance["BTC"]["total"] == 100
     with pytest.raises(ValueError, match="does not speak 'bybit'"):
         sim_urls("bybit", sim.base_url)
+
+
+def test_perpetual_funding_beyond_the_dead_zone_moves_the_balance() -> None:
+    clock = [1_796_000_000_000]
+    venue = DeribitVenue(MatchingEngine(EngineConfig(seed=6), now_ms=lambda: clock[0]))
+    venue.place("buy", "BTC-PERPETUAL", Decimal(6000), "market", None)
+    venue.place("sell", "ETH-PERPETUAL", Decimal(3000), "market", None)
+    venue.premium["BTC"] = 0.002  # 0.15 % per 8 h beyond the 0.05 % dead zone
+    venue.premium["ETH"] = 0.0004  # inside the dead zone: no funding
+    assert venue.funding_rate("BTC") == pytest.approx(0.0015)
+    assert venue.funding_rate("ETH") == 0
+    btc, eth = venue.balances["BTC"], venue.balances["ETH"]
+    mark = venue.mark(venue.instruments["BTC-PERPETUAL"])
+    clock[0] += 8 * 3600 * 1000
+    venue.accrue_funding(clock[0])
+    paid = (Decimal(6000) / mark * Decimal("0.0015")).quantize(Decimal("1e-10"))
+    assert btc - venue.balances["BTC"] == pytest.approx(paid, abs=Decimal("1e-12"))  # the long pays
+    assert venue.positions["BTC-PERPETUAL"].funding == -(btc - venue.balances["BTC"])
+    assert venue.balances["ETH"] == eth
+    assert venue.premium["BTC"] != 0.002  # the premium moved on

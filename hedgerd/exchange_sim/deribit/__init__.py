@@ -17,11 +17,15 @@ The model, and where it departs from the real venue:
   puts), with Deribit's fields. Futures are inverse: amounts in USD, multiples of the contract
   size (10 USD for BTC, 1 USD for ETH), ticks 0.5 / 0.05 USD. Options: amounts in coin
   (minimum 0.1 BTC / 1 ETH), prices in coin, tick 0.0001 up to 0.005 and 0.0005 above.
-- Marks: the perpetual marks at the index, dated futures at the index times a 5 % annual
-  basis, options at Black-76 on the expiry's forward with a smile (ATM 55 % BTC / 65 % ETH plus
-  0.4 times squared log-moneyness), price in coin = USD price / forward. Ticker greeks are the
-  Black-Scholes ones; position and account deltas of options are the coin-settled
-  (premium-adjusted) delta, ``delta - price / forward``, as Deribit documents.
+- Marks: the perpetual marks at the index times one plus a premium (an Ornstein-Uhlenbeck
+  process: one hour mean reversion, 0.06 % stationary deviation); funding per 8 h is the
+  premium beyond Deribit's +-0.05 % dead zone, accrued continuously on every tick into the
+  coin balance (longs pay a positive rate) and reported as ``realized_funding``. Dated
+  futures mark at the index times a 5 % annual basis, options at Black-76 on the expiry's
+  forward with a smile (ATM 55 % BTC / 65 % ETH plus 0.4 times squared log-moneyness), price
+  in coin = USD price / forward. Ticker greeks are the Black-Scholes ones; position and
+  account deltas of options are the coin-settled (premium-adjusted) delta,
+  ``delta - price / forward``, as Deribit documents.
 - Book: synthetic around the mark (futures 1 bp half spread, at least a tick, levels of
   200 000 / 50 000 USD; options 3 % of the mark, at least a tick, levels of 5 BTC / 50 ETH; ten
   levels). Market orders and crossing limits walk it as takers; resting limits fill whole, as
@@ -46,7 +50,8 @@ The model, and where it departs from the real venue:
   burst of 20 refilled at 5/s).
 
 Not yet modelled (later rounds of issue 21): the websocket API ``/ws/api/v2`` (subscriptions,
-heartbeats; ccxt.pro), funding on the perpetual, expiry and settlement at the delivery price,
+heartbeats; ccxt.pro), Deribit's daily 08:00 session settlement (funding here moves the balance
+at once rather than at settlement), expiry and settlement at the delivery price,
 synthetic client flow on options, faults (drops, hangs, executed-but-unanswered orders),
 ``private/edit``, and the 10028 session end. Orders are kept without a bound (a long soak grows
 the simulator), trades up to ``DeribitConfig.trade_history``.

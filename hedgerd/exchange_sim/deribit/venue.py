@@ -8,21 +8,27 @@ orders rest, filling as makers once the mark moves through their price.
 
 from __future__ import annotations
 
+import math
+import random
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from hedgerd.exchange_sim.deribit.instruments import (
     BTC_SPEC,
     ETH_SPEC,
+    FUNDING_PERIOD_SECONDS,
     FUTURE_MAKER_FEE,
     FUTURE_TAKER_FEE,
     OPTION_FEE,
     OPTION_FEE_CAP,
+    PREMIUM_REVERSION_SECONDS,
+    PREMIUM_STD,
     CurrencySpec,
     Instrument,
     OptionMark,
     catalogue,
     forward,
+    funding_rate_8h,
     option_mark,
 )
 from hedgerd.exchange_sim.matching import MatchingEngine
@@ -114,6 +120,7 @@ class DPosition:
     size: Decimal = ZERO
     average: Decimal = ZERO
     realized: Decimal = ZERO
+    funding: Decimal = ZERO  # funding received (negative: paid) since the position opened
 
 
 def _default_balances() -> dict[str, Decimal]:
@@ -154,6 +161,9 @@ class DeribitVenue:
         self.trades: list[DTrade] = []
         self._next_order = 1
         self._next_trade = 1
+        self._rng = random.Random(engine.config.seed + 4241)
+        self.premium: dict[str, float] = dict.fromkeys(self.specs, 0.0)
+        self._funded_at = now
 
     # ------------------------------------------------------------------ market
 
@@ -180,7 +190,8 @@ class DeribitVenue:
         """Futures: the fair price rounded to the tick (USD); options: the price in coin."""
         if inst.is_option:
             return Decimal(repr(self.option(inst).price)).quantize(COIN)
-        fair = Decimal(repr(forward(inst, float(self.index(inst.currency)), self.engine.now())))
+        fair = Decimal(repr(forward(inst, float(self.index(inst.currency)), self.engine.now(),
+                                    self.premium[inst.currency])))
         return quantize_down(fair, inst.tick_size)
 
     def book(self, inst: Instrument) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
@@ -304,9 +315,33 @@ class DeribitVenue:
                 and (name is None or t.order.instrument.name == name)
                 and (start_ms is None or t.timestamp >= start_ms)]
 
+    def funding_rate(self, currency: str) -> float:
+        """The perpetual's current funding rate per 8 h."""
+        return funding_rate_8h(self.premium[currency])
+
+    def accrue_funding(self, now: int) -> None:
+        """Pay or receive the perpetual's funding since the last call, then step the premium."""
+        dt = (now - self._funded_at) / 1000.0
+        if dt <= 0:
+            return
+        self._funded_at = now
+        for cur in self.specs:
+            perp = self.instruments[f"{cur}-PERPETUAL"]
+            pos = self.positions.get(perp.name)
+            if pos is not None and pos.size != 0:
+                rate = Decimal(repr(self.funding_rate(cur) * dt / FUNDING_PERIOD_SECONDS))
+                paid = (pos.size / self.mark(perp) * rate).quantize(COIN)  # longs pay a positive rate
+                pos.funding -= paid
+                self.balances[cur] -= paid
+            decay = math.exp(-dt / PREMIUM_REVERSION_SECONDS)
+            shock = PREMIUM_STD * math.sqrt(1.0 - decay * decay) * self._rng.gauss(0.0, 1.0)
+            self.premium[cur] = self.premium[cur] * decay + shock
+
     def tick(self) -> list[DTrade]:
-        """Fill resting limit orders (as makers at their price) that the mark has moved through."""
+        """Accrue funding, then fill resting limit orders (as makers at their price) that the
+        mark has moved through."""
         now = self.engine.now()
+        self.accrue_funding(now)
         done: list[DTrade] = []
         for order in self.open_orders():
             mark = self.mark(order.instrument)

@@ -81,8 +81,8 @@ def position_json(venue: DeribitVenue, inst: Instrument, pos: DPosition) -> Json
         out["size_currency"] = num(pos.size / mark)
         out["leverage"] = 50
         out["estimated_liquidation_price"] = None
-        out["realized_funding"] = 0.0
-        out["total_funding"] = 0.0
+        out["realized_funding"] = num(pos.funding)
+        out["total_funding"] = num(pos.funding)
     return out
 
 
@@ -118,8 +118,8 @@ def ticker_json(venue: DeribitVenue, inst: Instrument, now_ms: int) -> Json:
     else:
         out["estimated_delivery_price"] = num(index)
         if inst.is_perpetual:
-            out["current_funding"] = 0.0
-            out["funding_8h"] = 0.0
+            out["current_funding"] = venue.funding_rate(inst.currency)
+            out["funding_8h"] = venue.funding_rate(inst.currency)
             out["interest_value"] = 0.0
     return out
 
