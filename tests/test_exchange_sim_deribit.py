@@ -21,7 +21,7 @@ from hedgerd.connectors.ccxt import create_exchange
 from hedgerd.connectors.ccxt.urls import deribit_ccxt_urls, sim_urls
 from hedgerd.exchange_sim.binance.config import SimConfig
 from hedgerd.exchange_sim.binance.server import run_server
-from hedgerd.exchange_sim.deribit import DeribitSim, DeribitSimConfig, DeribitVenue, start_deribit_sim
+from hedgerd.exchange_sim.deribit import DeribitError, DeribitSim, DeribitSimConfig, DeribitVenue, start_deribit_sim
 from hedgerd.exchange_sim.matching import MatchingEngine
 from hedgerd.exchange_sim.model import EngineConfig
 
@@ -305,3 +305,37 @@ def test_perpetual_funding_beyond_the_dead_zone_moves_the_balance() -> None:
     assert venue.positions["BTC-PERPETUAL"].funding == -(btc - venue.balances["BTC"])
     assert venue.balances["ETH"] == eth
     assert venue.premium["BTC"] != 0.002  # the premium moved on
+
+
+def test_expired_futures_and_options_deliver_at_the_index() -> None:
+    clock = [1_796_000_000_000]
+    engine = MatchingEngine(EngineConfig(seed=7), now_ms=lambda: clock[0])
+    venue = DeribitVenue(engine)
+    weekly = min((i for i in venue.instruments.values() if i.kind == "future" and not i.is_perpetual
+                  and i.currency == "BTC"), key=lambda i: i.expiry_ms)
+    call = next(i for i in venue.instruments.values() if i.is_option and i.option_type == "call"
+                and i.expiry_ms == weekly.expiry_ms and i.currency == "BTC")
+    _, future_fills = venue.place("buy", weekly.name, Decimal(1000), "market", None)
+    venue.place("buy", call.name, Decimal(2), "market", None)
+    resting, _ = venue.place("buy", weekly.name, Decimal(10), "limit", Decimal(1000))
+    balance = venue.balances["BTC"]
+    assert venue.settle_expired(clock[0]) == []  # nothing has expired yet
+    clock[0] = weekly.expiry_ms
+    delivery = (call.strike or Decimal(0)) + 3000
+    engine.set_mid("BTCUSDT", delivery)
+    delivered = venue.settle_expired(clock[0])
+    assert weekly.name in delivered and call.name in delivered
+    assert venue.delivered[call.name] == delivery
+    future_pnl = Decimal(1000) * (1 / future_fills[0].price - 1 / delivery)
+    value = Decimal(3000) / delivery
+    expected = future_pnl + 2 * value - min(Decimal("0.00015") * 2, Decimal("0.125") * value * 2)
+    assert venue.balances["BTC"] - balance == pytest.approx(expected, abs=Decimal("1e-9"))
+    assert venue.positions[weekly.name].size == 0 and venue.positions[call.name].size == 0
+    assert resting.state == "cancelled" and resting.cancel_reason == "settlement"
+    with pytest.raises(DeribitError) as info:
+        venue.place("buy", weekly.name, Decimal(10), "market", None)
+    assert info.value.code == 10020
+    clock[0] += 60_000
+    venue.tick()  # later ticks (funding included) keep the delivery and deliver nothing twice
+    assert venue.delivered[call.name] == delivery
+    assert venue.settle_expired(clock[0]) == []

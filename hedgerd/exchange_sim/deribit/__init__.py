@@ -43,6 +43,11 @@ The model, and where it departs from the real venue:
   short options ``max(0.15 - OTM/index, 0.1) + mark`` initial, ``0.075 + mark`` maintenance;
   open orders reserve the same (option buys their premium). An order that would take
   initial margin past equity answers 10009 ``not_enough_funds``.
+- Expiry: on the first tick past an expiry, its futures and options deliver at the index:
+  open orders are cancelled, futures pay their inverse PnL, options their intrinsic value in
+  coin less Deribit's delivery fee (0.015 % of the amount, capped at 12.5 % of the value);
+  the instrument leaves ``get_instruments`` (it is listed with ``expired=true``) and orders on
+  it answer 10020 ``invalid_or_unsupported_instrument``.
 - Errors: HTTP 400 with Deribit's envelope (-32602 invalid params with ``data.reason``,
   10002 qty_too_low, 10004 order_not_found, 11044 not_open_order, 13004 invalid_credentials,
   13009 unauthorized, -32601 method not found); 10028 too_many_requests with HTTP 429 once
@@ -51,8 +56,9 @@ The model, and where it departs from the real venue:
 
 Not yet modelled (later rounds of issue 21): the websocket API ``/ws/api/v2`` (subscriptions,
 heartbeats; ccxt.pro), Deribit's daily 08:00 session settlement (funding here moves the balance
-at once rather than at settlement), expiry and settlement at the delivery price,
-synthetic client flow on options, faults (drops, hangs, executed-but-unanswered orders),
+at once rather than at settlement), the delivery price as a 30-minute index average (here the
+index at expiry), futures' delivery fee, new expiries listed as old ones deliver, synthetic
+client flow on options, faults (drops, hangs, executed-but-unanswered orders),
 ``private/edit``, and the 10028 session end. Orders are kept without a bound (a long soak grows
 the simulator), trades up to ``DeribitConfig.trade_history``.
 """

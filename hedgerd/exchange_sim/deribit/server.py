@@ -303,10 +303,9 @@ class DeribitSim:
         kind = params.get("kind")
         expired = _flag(params, "expired")
         wanted = None if currency in (None, "any") else self.venue.currency(str(currency))
-        if expired:
-            return []
         return [i.as_json() for i in self.venue.instruments.values()
-                if (wanted is None or i.currency == wanted) and (kind in (None, "any") or i.kind == kind)]
+                if (wanted is None or i.currency == wanted) and (kind in (None, "any") or i.kind == kind)
+                and (i.name in self.venue.delivered) == expired]
 
     def _currencies(self, params: dict[str, Any]) -> list[Json]:
         return [{"currency": c, "currency_long": {"BTC": "Bitcoin", "ETH": "Ethereum"}.get(c, c),

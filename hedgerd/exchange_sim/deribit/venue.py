@@ -40,6 +40,7 @@ FUTURE_MM = Decimal("0.01")
 SHORT_OPTION_IM = Decimal("0.15")  # short option: max(0.15 - OTM/underlying, 0.1) + mark
 SHORT_OPTION_IM_FLOOR = Decimal("0.1")
 SHORT_OPTION_MM = Decimal("0.075")
+OPTION_DELIVERY_FEE = Decimal("0.00015")  # of the underlying amount, capped like the trading fee
 LABEL_MAX = 64
 
 
@@ -164,6 +165,8 @@ class DeribitVenue:
         self._rng = random.Random(engine.config.seed + 4241)
         self.premium: dict[str, float] = dict.fromkeys(self.specs, 0.0)
         self._funded_at = now
+        #: expired instrument -> its delivery price (USD)
+        self.delivered: dict[str, Decimal] = {}
 
     # ------------------------------------------------------------------ market
 
@@ -224,6 +227,8 @@ class DeribitVenue:
               reduce_only: bool = False) -> tuple[DOrder, list[DTrade]]:
         """``private/buy`` / ``private/sell``: validate, walk the book, rest or expire the rest."""
         inst = self.instrument(name)
+        if name in self.delivered:
+            raise DeribitError(10020, "invalid_or_unsupported_instrument")  # expired
         if order_type not in ("limit", "market"):
             raise invalid_param("type", "unsupported order type")
         if time_in_force not in ("good_til_cancelled", "immediate_or_cancel", "fill_or_kill"):
@@ -337,10 +342,45 @@ class DeribitVenue:
             shock = PREMIUM_STD * math.sqrt(1.0 - decay * decay) * self._rng.gauss(0.0, 1.0)
             self.premium[cur] = self.premium[cur] * decay + shock
 
+    def settle_expired(self, now: int) -> list[str]:
+        """Deliver every instrument past its expiry at the index: cancel its open orders, pay
+        futures' inverse PnL and options' intrinsic value in coin (less the option delivery
+        fee), close the positions. Returns the delivered instrument names."""
+        delivered: list[str] = []
+        for name, inst in self.instruments.items():
+            if inst.is_perpetual or name in self.delivered or inst.expiry_ms > now:
+                continue
+            price = self.index(inst.currency)
+            self.delivered[name] = price
+            delivered.append(name)
+            for order in self.open_orders(name=name):
+                order.state = "cancelled"
+                order.cancel_reason = "settlement"
+                order.updated = now
+            pos = self.positions.get(name)
+            if pos is None or pos.size == 0:
+                continue
+            if inst.is_option:
+                strike = inst.strike or ZERO
+                intrinsic = max(ZERO, price - strike if inst.option_type == "call" else strike - price)
+                value = intrinsic / price  # coin per coin of underlying
+                fee = min(OPTION_DELIVERY_FEE * abs(pos.size), OPTION_FEE_CAP * value * abs(pos.size)) \
+                    if value > 0 else ZERO
+                self.balances[inst.currency] += (pos.size * value - fee).quantize(COIN)
+                pos.realized += (pos.size * (value - pos.average)).quantize(COIN)
+            else:
+                pnl = (pos.size * (1 / pos.average - 1 / price)).quantize(COIN)
+                self.balances[inst.currency] += pnl
+                pos.realized += pnl
+            pos.size = ZERO
+            pos.average = ZERO
+        return delivered
+
     def tick(self) -> list[DTrade]:
-        """Accrue funding, then fill resting limit orders (as makers at their price) that the
-        mark has moved through."""
+        """Deliver expired instruments, accrue funding, then fill resting limit orders (as makers
+        at their price) that the mark has moved through."""
         now = self.engine.now()
+        self.settle_expired(now)
         self.accrue_funding(now)
         done: list[DTrade] = []
         for order in self.open_orders():
