@@ -339,3 +339,34 @@ def test_expired_futures_and_options_deliver_at_the_index() -> None:
     venue.tick()  # later ticks (funding included) keep the delivery and deliver nothing twice
     assert venue.delivered[call.name] == delivery
     assert venue.settle_expired(clock[0]) == []
+
+
+async def test_an_order_executed_but_unanswered_is_found_by_its_label(sim: DeribitSim) -> None:
+    sim.faults.update({"order_timeout_next": 1, "order_timeout_mode": "hang", "hang_seconds": 2.0})
+    async with deribit(sim, timeout=500) as ex:
+        await ex.load_markets()
+        with pytest.raises(ccxt_async.RequestTimeout):
+            await ex.create_order(PERP, "market", "buy", 30, params={"label": "intent-42"})
+        found = (await ex.privateGetGetOrderStateByLabel({"currency": "BTC", "label": "intent-42"}))["result"]
+        assert [(o["order_state"], o["filled_amount"]) for o in found] == [("filled", 30)]
+        sim.faults.update({"error_5xx_next": 1, "error_5xx_executes": True})
+        with pytest.raises(ccxt_async.ExchangeNotAvailable):
+            await ex.create_order(PERP, "market", "sell", 30, params={"label": "intent-43"})
+        positions = await ex.fetch_positions()
+    assert positions == []  # the 503'd sell executed too: flat again
+    assert [t.order.label for t in sim.venue.trades] == ["intent-42", "intent-43"]
+
+
+async def test_a_dropped_order_request_is_resent_by_aiohttp(sim: DeribitSim) -> None:
+    """ccxt sends Deribit orders as GET; aiohttp resends an idempotent request once when a
+    reused keep-alive connection closes without an answer, so an order the venue executed and
+    then lost the connection of is placed twice, under one label. The connector has to guard
+    against this (it is no simulator artefact: the real venue closes connections too)."""
+    sim.faults.update({"order_timeout_next": 1, "order_timeout_mode": "drop"})
+    async with deribit(sim) as ex:
+        await ex.load_markets()  # leaves a keep-alive connection in the pool
+        order = await ex.create_order(PERP, "market", "buy", 30, params={"label": "intent-44"})
+        found = (await ex.privateGetGetOrderStateByLabel({"currency": "BTC", "label": "intent-44"}))["result"]
+    assert order["status"] == "closed"
+    assert len(found) == 2 and {o["order_state"] for o in found} == {"filled"}
+    assert sim.venue.positions["BTC-PERPETUAL"].size == 60

@@ -552,7 +552,8 @@ async def run_server(config: SimConfig, faults: FaultConfig | None = None,
 
     ``protocol`` is ``binance``, ``deribit`` (on ``config.port``) or ``both`` (Deribit on
     ``deribit_port``); the protocols served together share one matching engine, hence one
-    market, and Deribit accepts the same credentials as its ``client_id`` / ``client_secret``.
+    market and one set of fault switches, and Deribit accepts the same credentials as its
+    ``client_id`` / ``client_secret``.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
@@ -563,7 +564,7 @@ async def run_server(config: SimConfig, faults: FaultConfig | None = None,
         deribit = DeribitSim(DeribitSimConfig(
             host=config.host, port=config.port if protocol == "deribit" else deribit_port,
             client_id=config.api_key, client_secret=config.secret, tick_interval=config.tick_interval,
-            engine=config.engine), engine)
+            engine=config.engine), engine, sim.faults if sim is not None else faults)
     if sim is not None:
         await sim.start()
     try:

@@ -58,7 +58,8 @@ Not yet modelled (later rounds of issue 21): the websocket API ``/ws/api/v2`` (s
 heartbeats; ccxt.pro), Deribit's daily 08:00 session settlement (funding here moves the balance
 at once rather than at settlement), the delivery price as a 30-minute index average (here the
 index at expiry), futures' delivery fee, new expiries listed as old ones deliver, synthetic
-client flow on options, faults (drops, hangs, executed-but-unanswered orders),
+client flow on options, websocket faults (REST has the shared :class:`FaultConfig`'s latency,
+5xx and accept-then-timeout on ``private/buy`` / ``sell``, switched by ``POST /_sim/faults``),
 ``private/edit``, and the 10028 session end. Orders are kept without a bound (a long soak grows
 the simulator), trades up to ``DeribitConfig.trade_history``.
 """

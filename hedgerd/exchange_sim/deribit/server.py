@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import logging
+import random
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -40,6 +41,7 @@ from hedgerd.exchange_sim.deribit.wire import (
     ticker_json,
     trade_json,
 )
+from hedgerd.exchange_sim.faults import FaultConfig
 from hedgerd.exchange_sim.matching import MatchingEngine
 from hedgerd.exchange_sim.model import EngineConfig
 
@@ -124,9 +126,13 @@ def _string(params: Mapping[str, Any], name: str) -> str:
 class DeribitSim:
     """The running Deribit simulator: account state, tokens, credits and the HTTP server."""
 
-    def __init__(self, config: DeribitSimConfig | None = None, engine: MatchingEngine | None = None) -> None:
+    def __init__(self, config: DeribitSimConfig | None = None, engine: MatchingEngine | None = None,
+                 faults: FaultConfig | None = None) -> None:
         self.config = config or DeribitSimConfig()
         self.engine = engine or MatchingEngine(self.config.engine)
+        #: the Binance side's switches, applied to REST here (latency, 5xx, accept-then-timeout)
+        self.faults = faults or FaultConfig()
+        self._rng = random.Random(self.config.engine.seed + 7927)
         self.venue = DeribitVenue(self.engine, self.config.venue)
         self._tokens: dict[str, float] = {}
         self._refresh: dict[str, float] = {}
@@ -141,6 +147,9 @@ class DeribitSim:
         self.app.router.add_route("*", "/api/v2/{scope}/{method}", self._http)
         self.app.router.add_post("/api/v2", self._http)
         self.app.router.add_get("/_sim/health", self._health)
+        self.app.router.add_get("/_sim/faults", self._get_faults)
+        self.app.router.add_post("/_sim/faults", self._set_faults)
+        self.app.router.add_post("/_sim/faults/reset", self._reset_faults)
 
     @property
     def base_url(self) -> str:
@@ -192,7 +201,24 @@ class DeribitSim:
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "protocol": "deribit"})
 
-    async def _http(self, request: web.Request) -> web.Response:
+    async def _get_faults(self, request: web.Request) -> web.Response:
+        return web.json_response(self.faults.to_dict())
+
+    async def _set_faults(self, request: web.Request) -> web.Response:
+        try:
+            values = await request.json()
+            if not isinstance(values, dict):
+                raise ValueError("body must be a JSON object")
+            self.faults.update(values)
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(self.faults.to_dict())
+
+    async def _reset_faults(self, request: web.Request) -> web.Response:
+        self.faults.reset()
+        return web.json_response(self.faults.to_dict())
+
+    async def _http(self, request: web.Request) -> web.StreamResponse:
         started = time.time()
         request_id: object = None
         try:
@@ -219,7 +245,21 @@ class DeribitSim:
             self._admit(method)
             if scope == "private":
                 self._authenticate(request)
+            faults = self.faults
+            delay = faults.latency_ms + (self._rng.uniform(0.0, faults.latency_jitter_ms)
+                                         if faults.latency_jitter_ms > 0 else 0.0)
+            if delay > 0:
+                await asyncio.sleep(delay / 1000.0)
+            in_scope = method in MATCHING_METHODS or faults.error_5xx_scope == "all"
+            if in_scope and faults.take("error_5xx_rate", "error_5xx_next", self._rng):
+                if faults.error_5xx_executes:
+                    with contextlib.suppress(DeribitError):
+                        self._dispatch(scope, method, params)
+                return web.Response(status=faults.error_5xx_status, content_type="text/html",
+                                    text="<html><body><h1>503 Service Unavailable</h1></body></html>")
             result = self._dispatch(scope, method, params)
+            if method in ("buy", "sell") and faults.take("order_timeout_rate", "order_timeout_next", self._rng):
+                return await self._swallow_response(request)
         except DeribitError as exc:
             status = 429 if exc.code == 10028 else 400
             error: Json = {"code": exc.code, "message": exc.message}
@@ -227,6 +267,14 @@ class DeribitSim:
                 error["data"] = exc.data
             return web.json_response(self._envelope({"error": error}, started, request_id), status=status)
         return web.json_response(self._envelope({"result": result}, started, request_id))
+
+    async def _swallow_response(self, request: web.Request) -> web.StreamResponse:
+        """Accept-then-timeout: the order has executed; the client never gets an answer."""
+        if self.faults.order_timeout_mode == "hang":
+            await asyncio.sleep(self.faults.hang_seconds)
+        if request.transport is not None:
+            request.transport.abort()
+        raise asyncio.CancelledError
 
     @staticmethod
     def _envelope(body: Json, started: float, request_id: object) -> Json:
@@ -461,12 +509,12 @@ _PRIVATE: dict[str, Handler] = {
 
 @contextlib.asynccontextmanager
 async def start_deribit_sim(port: int = 0, *, host: str = "127.0.0.1", seed: int = 1,
-                            config: DeribitSimConfig | None = None,
-                            engine: MatchingEngine | None = None) -> AsyncIterator[DeribitSim]:
+                            config: DeribitSimConfig | None = None, engine: MatchingEngine | None = None,
+                            faults: FaultConfig | None = None) -> AsyncIterator[DeribitSim]:
     """Run a Deribit simulator for the duration of the block (``port=0`` picks a free port)."""
     if config is None:
         config = DeribitSimConfig(host=host, port=port, engine=EngineConfig(seed=seed))
-    sim = DeribitSim(config, engine)
+    sim = DeribitSim(config, engine, faults)
     await sim.start()
     try:
         yield sim
