@@ -22,6 +22,7 @@ from hedgerd.connectors.ccxt.urls import deribit_ccxt_urls, sim_urls
 from hedgerd.exchange_sim.binance.config import SimConfig
 from hedgerd.exchange_sim.binance.server import run_server
 from hedgerd.exchange_sim.deribit import DeribitError, DeribitSim, DeribitSimConfig, DeribitVenue, start_deribit_sim
+from hedgerd.exchange_sim.deribit.flow import OptionFlow
 from hedgerd.exchange_sim.matching import MatchingEngine
 from hedgerd.exchange_sim.model import EngineConfig
 
@@ -370,3 +371,22 @@ async def test_a_dropped_order_request_is_resent_by_aiohttp(sim: DeribitSim) -> 
     assert order["status"] == "closed"
     assert len(found) == 2 and {o["order_state"] for o in found} == {"filled"}
     assert sim.venue.positions["BTC-PERPETUAL"].size == 60
+
+
+def test_option_client_flow_fills_the_account_as_maker_at_the_touch() -> None:
+    clock = [1_796_000_000_000]
+    venue = DeribitVenue(MatchingEngine(EngineConfig(seed=8), now_ms=lambda: clock[0]))
+    flow = OptionFlow(rate=5.0, mean_size={"BTC": Decimal("0.5")}, currencies=("BTC",), seed=8)
+    assert flow.step(venue, clock[0]) == []  # the first step only starts the clock
+    clock[0] += 10_000
+    fills = flow.step(venue, clock[0])
+    assert 20 <= len(fills) <= 80  # Poisson(50)
+    for fill in fills:
+        inst = fill.order.instrument
+        bids, asks = venue.book(inst)
+        touch = bids[0][0] if fill.order.direction == "buy" else asks[0][0]
+        assert inst.is_option and inst.currency == "BTC"
+        assert fill.maker and fill.order.label == "client-flow" and fill.price == touch
+        assert fill.amount % inst.min_trade_amount == 0 and fill.amount > 0
+    assert {f.order.direction for f in fills} == {"buy", "sell"}
+    assert venue.summary("BTC")["options_delta"] != 0

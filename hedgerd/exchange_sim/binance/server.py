@@ -547,7 +547,7 @@ async def start_venue_sim(port: int = 0, *, host: str = "127.0.0.1", seed: int =
 
 async def run_server(config: SimConfig, faults: FaultConfig | None = None,
                      stop: asyncio.Event | None = None, *, protocol: str = "binance",
-                     deribit_port: int = 8902) -> None:
+                     deribit_port: int = 8902, option_flow_rate: float = 0.0) -> None:
     """Serve until SIGINT/SIGTERM (or ``stop`` is set); prints one ``listening`` line per protocol.
 
     ``protocol`` is ``binance``, ``deribit`` (on ``config.port``) or ``both`` (Deribit on
@@ -564,7 +564,7 @@ async def run_server(config: SimConfig, faults: FaultConfig | None = None,
         deribit = DeribitSim(DeribitSimConfig(
             host=config.host, port=config.port if protocol == "deribit" else deribit_port,
             client_id=config.api_key, client_secret=config.secret, tick_interval=config.tick_interval,
-            engine=config.engine), engine, sim.faults if sim is not None else faults)
+            engine=config.engine, option_flow_rate=option_flow_rate), engine, sim.faults if sim is not None else faults)
     if sim is not None:
         await sim.start()
     try:
@@ -603,6 +603,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help="wire protocol(s) to serve: binance, deribit, or both on two ports")
     parser.add_argument("--deribit-port", type=int, default=8902,
                         help="Deribit port with --protocol both (0 picks a free one)")
+    parser.add_argument("--option-flow-rate", type=float, default=0.5,
+                        help="Deribit: synthetic client fills per second on BTC options (Poisson)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8901, help="REST and websocket port (0 picks a free one)")
     parser.add_argument("--seed", type=int, default=1, help="random seed of prices and client flow")
@@ -636,6 +638,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("--port", args.port, 0 <= args.port <= 65535, "0 to 65535"),
         ("--deribit-port", args.deribit_port, 0 <= args.deribit_port <= 65535, "0 to 65535"),
         ("--flow-rate", args.flow_rate, args.flow_rate >= 0, ">= 0"),
+        ("--option-flow-rate", args.option_flow_rate, args.option_flow_rate >= 0, ">= 0"),
         ("--tick-interval", args.tick_interval, args.tick_interval > 0, "> 0"),
         ("--spot-weight-limit", args.spot_weight_limit, args.spot_weight_limit > 0, "> 0"),
         ("--usdm-weight-limit", args.usdm_weight_limit, args.usdm_weight_limit > 0, "> 0"),
@@ -647,7 +650,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = config_from_args(args)
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_server(config, protocol=args.protocol, deribit_port=args.deribit_port))
+            asyncio.run(run_server(config, protocol=args.protocol, deribit_port=args.deribit_port,
+                                   option_flow_rate=args.option_flow_rate))
     except OSError as exc:  # the address: a usage problem, one line like hedgerd's own (no traceback)
         if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
             raise

@@ -43,6 +43,9 @@ The model, and where it departs from the real venue:
   short options ``max(0.15 - OTM/index, 0.1) + mark`` initial, ``0.075 + mark`` maintenance;
   open orders reserve the same (option buys their premium). An order that would take
   initial margin past equity answers 10009 ``not_enough_funds``.
+- Client flow (:mod:`.flow`, off unless ``option_flow_rate`` > 0): Poisson arrivals on live
+  options of the flow currencies, side 50/50, exponential size (mean 0.5 BTC / 5 ETH), filled
+  as maker at the touch on an order labelled ``client-flow``; skipped when margin is short.
 - Expiry: on the first tick past an expiry, its futures and options deliver at the index:
   open orders are cancelled, futures pay their inverse PnL, options their intrinsic value in
   coin less Deribit's delivery fee (0.015 % of the amount, capped at 12.5 % of the value);
@@ -57,8 +60,8 @@ The model, and where it departs from the real venue:
 Not yet modelled (later rounds of issue 21): the websocket API ``/ws/api/v2`` (subscriptions,
 heartbeats; ccxt.pro), Deribit's daily 08:00 session settlement (funding here moves the balance
 at once rather than at settlement), the delivery price as a 30-minute index average (here the
-index at expiry), futures' delivery fee, new expiries listed as old ones deliver, synthetic
-client flow on options, websocket faults (REST has the shared :class:`FaultConfig`'s latency,
+index at expiry), futures' delivery fee, new expiries listed as old ones deliver, websocket
+faults (REST has the shared :class:`FaultConfig`'s latency,
 5xx and accept-then-timeout on ``private/buy`` / ``sell``, switched by ``POST /_sim/faults``),
 ``private/edit``, and the 10028 session end. Orders are kept without a bound (a long soak grows
 the simulator), trades up to ``DeribitConfig.trade_history``.

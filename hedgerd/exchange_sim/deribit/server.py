@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from hedgerd.connectors.ccxt.urls import deribit_ccxt_urls
+from hedgerd.exchange_sim.deribit.flow import OptionFlow
 from hedgerd.exchange_sim.deribit.venue import (
     DeribitConfig,
     DeribitError,
@@ -74,6 +75,11 @@ class DeribitSimConfig:
     credits_cost: int = 500
     matching_burst: int = 20
     matching_refill: float = 5.0
+    #: synthetic client fills per second on options (0: none), their mean size per currency
+    option_flow_rate: float = 0.0
+    option_flow_mean: dict[str, Decimal] = field(
+        default_factory=lambda: {"BTC": Decimal("0.5"), "ETH": Decimal(5)})
+    option_flow_currencies: tuple[str, ...] = ("BTC",)
 
 
 class CreditBucket:
@@ -133,6 +139,8 @@ class DeribitSim:
         #: the Binance side's switches, applied to REST here (latency, 5xx, accept-then-timeout)
         self.faults = faults or FaultConfig()
         self._rng = random.Random(self.config.engine.seed + 7927)
+        self.option_flow = OptionFlow(self.config.option_flow_rate, self.config.option_flow_mean,
+                                      self.config.option_flow_currencies, self.config.engine.seed + 7933)
         self.venue = DeribitVenue(self.engine, self.config.venue)
         self._tokens: dict[str, float] = {}
         self._refresh: dict[str, float] = {}
@@ -184,9 +192,12 @@ class DeribitSim:
             self._runner = None
 
     def tick(self) -> None:
-        """Advance the shared market model and fill resting orders the mark moved through."""
-        self.engine.advance(self.engine.now())
+        """Advance the shared market model, deliver, fund, fill resting orders the mark moved
+        through, run the options client flow."""
+        now = self.engine.now()
+        self.engine.advance(now)
         self.venue.tick()
+        self.option_flow.step(self.venue, now)
 
     async def _tick_loop(self) -> None:
         while True:

@@ -293,6 +293,29 @@ class DeribitVenue:
             order.cancel_reason = "user_request" if order.filled else "immediate_or_cancel"
         return order, trades
 
+    def client_fill(self, name: str, direction: str, amount: Decimal) -> DTrade | None:
+        """A desk client trades with the account as maker at the touch: ``direction`` is the
+        account's side (it buys at the bid, sells at the ask). None when the amount rounds to
+        nothing or the account lacks the margin for it."""
+        inst = self.instrument(name)
+        amount = quantize_down(amount, inst.min_trade_amount)
+        bids, asks = self.book(inst)
+        levels = bids if direction == "buy" else asks
+        if amount <= 0 or not levels:
+            return None
+        price = levels[0][0]
+        try:
+            self._check_funds(inst, direction, [(price, amount)], ZERO, None)
+        except DeribitError:
+            return None
+        now = self.engine.now()
+        order = DOrder(order_id=self._order_id(inst.currency), instrument=inst, direction=direction,
+                       order_type="limit", amount=amount, price=price, label="client-flow",
+                       time_in_force="good_til_cancelled", post_only=True, reject_post_only=False,
+                       reduce_only=False, created=now, updated=now)
+        self.orders[order.order_id] = order
+        return self._execute(order, price, amount, maker=True, now=now)
+
     def cancel(self, order_id: str) -> DOrder:
         order = self.orders.get(order_id)
         if order is None:
