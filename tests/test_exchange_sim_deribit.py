@@ -281,9 +281,11 @@ async def test_a_deribit_venue_reaches_the_simulator_through_sim_base_url(sim: D
         assert exchange.urls["api"] == deribit_ccxt_urls(sim.base_url)
         await exchange.load_markets()
         balance = await exchange.fetch_balance({"code": "BTC"})
+        every = await exchange.fetch_balance()  # private/get_account_summaries
     finally:
         await exchange.close()
     assert balance["BTC"]["total"] == 100
+    assert (every["BTC"]["total"], every["ETH"]["total"]) == (100, 1000)
     with pytest.raises(ValueError, match="does not speak 'bybit'"):
         sim_urls("bybit", sim.base_url)
 
