@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import ccxt.async_support as ccxt_async
+import ccxt.pro as ccxt_pro
 import pytest
 from pydantic import SecretStr
 
@@ -392,3 +393,46 @@ def test_option_client_flow_fills_the_account_as_maker_at_the_touch() -> None:
         assert fill.amount % inst.min_trade_amount == 0 and fill.amount > 0
     assert {f.order.direction for f in fills} == {"buy", "sell"}
     assert venue.summary("BTC")["options_delta"] != 0
+
+
+async def test_ccxt_pro_streams_my_trades_orders_and_tickers(sim: DeribitSim) -> None:
+    ex = ccxt_pro.deribit(sim.ccxt_config())
+    try:
+        await ex.load_markets()
+        ticker = await asyncio.wait_for(ex.watch_ticker(PERP), 5)
+        assert ticker["symbol"] == PERP and ticker["markPrice"] > 0
+        trades_task = asyncio.ensure_future(ex.watch_my_trades())
+        orders_task = asyncio.ensure_future(ex.watch_orders())
+        await asyncio.sleep(0.3)  # both subscriptions are in place before the order
+        order = await ex.create_order(PERP, "market", "buy", 40, params={"label": "ws-1"})
+        trades = await asyncio.wait_for(trades_task, 5)
+        orders = await asyncio.wait_for(orders_task, 5)
+    finally:
+        await ex.close()
+    assert [(t["order"], t["amount"], t["info"]["label"]) for t in trades] == [(order["id"], 40, "ws-1")]
+    assert orders[-1]["id"] == order["id"] and orders[-1]["status"] == "closed"
+
+
+async def test_websocket_auth_heartbeat_and_private_calls(sim: DeribitSim) -> None:
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"ws://127.0.0.1:{sim.port}/ws/api/v2") as ws:
+        await ws.send_json({"jsonrpc": "2.0", "id": 1, "method": "private/get_positions", "params": {}})
+        assert (await ws.receive_json())["error"]["code"] == 13009
+        await ws.send_json({"jsonrpc": "2.0", "id": 2, "method": "public/auth", "params": {
+            "grant_type": "client_credentials", "client_id": sim.config.client_id, "client_secret": "x"}})
+        assert (await ws.receive_json())["error"]["code"] == 13004
+        await ws.send_json({"jsonrpc": "2.0", "id": 3, "method": "public/auth", "params": {
+            "grant_type": "client_credentials", "client_id": sim.config.client_id,
+            "client_secret": sim.config.client_secret}})
+        assert "access_token" in (await ws.receive_json())["result"]
+        await ws.send_json({"jsonrpc": "2.0", "id": 4, "method": "private/get_positions", "params": {}})
+        reply = await ws.receive_json()
+        assert reply["id"] == 4 and reply["result"] == []
+        await ws.send_json({"jsonrpc": "2.0", "id": 5, "method": "public/set_heartbeat",
+                            "params": {"interval": 10}})
+        assert (await ws.receive_json())["result"] == "ok"
+        started = asyncio.get_running_loop().time()
+        beat = await asyncio.wait_for(ws.receive_json(), 15)
+        assert beat == {"jsonrpc": "2.0", "method": "heartbeat", "params": {"type": "test_request"}}
+        assert asyncio.get_running_loop().time() - started >= 9.5  # one interval after set_heartbeat
+        await ws.send_json({"jsonrpc": "2.0", "id": 6, "method": "public/test", "params": {}})
+        assert (await ws.receive_json())["id"] == 6

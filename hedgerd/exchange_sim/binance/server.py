@@ -579,7 +579,7 @@ async def run_server(config: SimConfig, faults: FaultConfig | None = None,
             print(f"venue-sim listening on {sim.base_url} (websockets {sim.ws_url}, api key {config.api_key})",
                   flush=True)
         if deribit is not None:
-            print(f"venue-sim deribit listening on {deribit.base_url} (API v2 over HTTP, client id "
+            print(f"venue-sim deribit listening on {deribit.base_url} (API v2, websocket /ws/api/v2, client id "
                   f"{config.api_key})", flush=True)
         await stop.wait()
     finally:
@@ -595,8 +595,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
         description="Local exchange for ccxt. --protocol binance (the default) speaks Binance spot + "
                     "USD-M REST/websocket; point a ccxt venue at it with sim_base_url = "
                     "\"http://HOST:PORT\" (see config/venue-sim.toml). --protocol deribit speaks "
-                    "Deribit API v2 over HTTP (inverse perpetuals and futures, options; no "
-                    "websocket yet) on --port; --protocol both serves Binance on --port and "
+                    "Deribit API v2 over HTTP and websocket (inverse perpetuals and futures, "
+                    "options) on --port; --protocol both serves Binance on --port and "
                     "Deribit on --deribit-port over one shared market.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--protocol", default="binance", choices=PROTOCOLS,

@@ -1,4 +1,5 @@
-"""The exchange simulator's second wire protocol: Deribit API v2 (HTTP JSON-RPC), for ``ccxt.deribit``.
+"""The exchange simulator's second wire protocol: Deribit API v2 (JSON-RPC over HTTP and the
+websocket ``/ws/api/v2``), for ``ccxt.deribit`` and ``ccxt.pro.deribit``.
 
     async with start_deribit_sim(port=0, seed=1) as sim:
         ex = ccxt.async_support.deribit(sim.ccxt_config())
@@ -57,14 +58,19 @@ The model, and where it departs from the real venue:
   the credits run out (non-matching 500 of 50 000 refilled at 10 000/s; orders and cancels a
   burst of 20 refilled at 5/s).
 
-Not yet modelled (later rounds of issue 21): the websocket API ``/ws/api/v2`` (subscriptions,
-heartbeats; ccxt.pro), Deribit's daily 08:00 session settlement (funding here moves the balance
-at once rather than at settlement), the delivery price as a 30-minute index average (here the
-index at expiry), futures' delivery fee, new expiries listed as old ones deliver, websocket
-faults (REST has the shared :class:`FaultConfig`'s latency,
-5xx and accept-then-timeout on ``private/buy`` / ``sell``, switched by ``POST /_sim/faults``),
-``private/edit``, and the 10028 session end. Orders are kept without a bound (a long soak grows
-the simulator), trades up to ``DeribitConfig.trade_history``.
+Websocket (:mod:`.ws`): every method over the socket, ``public/auth`` (also ccxt.pro's
+``client_signature``), ``public|private/subscribe`` to ``user.trades.*``, ``user.orders.*`` and
+``ticker.*``, ``set_heartbeat`` with ``test_request`` (a missed one closes the session), and
+10028 closing the session.
+
+Not yet modelled (later rounds of issue 21): book, public trades and portfolio channels;
+Deribit's daily 08:00 session settlement (funding here moves the balance at once); the delivery
+price as a 30-minute index average (here the index at expiry); futures' delivery fee; new
+expiries listed as old ones deliver; websocket faults (drops, held notifications: REST has the
+shared :class:`~hedgerd.exchange_sim.faults.FaultConfig`'s latency, 5xx and
+accept-then-timeout on ``private/buy`` / ``sell``, switched by ``POST /_sim/faults``);
+``private/edit``. Orders are kept without a bound (a long soak grows the simulator), trades up
+to ``DeribitConfig.trade_history``.
 """
 
 from hedgerd.exchange_sim.deribit.server import (

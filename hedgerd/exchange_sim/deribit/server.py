@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hedgerd.connectors.ccxt.urls import deribit_ccxt_urls
+from hedgerd.connectors.ccxt.urls import DERIBIT_WS_PATH, deribit_ccxt_urls
 from hedgerd.exchange_sim.deribit.flow import OptionFlow
 from hedgerd.exchange_sim.deribit.venue import (
     DeribitConfig,
@@ -42,6 +42,7 @@ from hedgerd.exchange_sim.deribit.wire import (
     ticker_json,
     trade_json,
 )
+from hedgerd.exchange_sim.deribit.ws import DeribitWebsocket, WsSession
 from hedgerd.exchange_sim.faults import FaultConfig
 from hedgerd.exchange_sim.matching import MatchingEngine
 from hedgerd.exchange_sim.model import EngineConfig
@@ -129,8 +130,12 @@ def _string(params: Mapping[str, Any], name: str) -> str:
     return str(value)
 
 
-class DeribitSim:
-    """The running Deribit simulator: account state, tokens, credits and the HTTP server."""
+class DeribitSim(DeribitWebsocket):
+    """The running Deribit simulator: account state, tokens, credits, the HTTP and websocket server."""
+
+    config: DeribitSimConfig
+    engine: MatchingEngine
+    venue: DeribitVenue
 
     def __init__(self, config: DeribitSimConfig | None = None, engine: MatchingEngine | None = None,
                  faults: FaultConfig | None = None) -> None:
@@ -142,6 +147,8 @@ class DeribitSim:
         self.option_flow = OptionFlow(self.config.option_flow_rate, self.config.option_flow_mean,
                                       self.config.option_flow_currencies, self.config.engine.seed + 7933)
         self.venue = DeribitVenue(self.engine, self.config.venue)
+        self.sessions: set[WsSession] = set()
+        self.venue.listeners.append(self.on_venue_event)
         self._tokens: dict[str, float] = {}
         self._refresh: dict[str, float] = {}
         cfg = self.config
@@ -154,6 +161,7 @@ class DeribitSim:
         self.app = web.Application(client_max_size=64 * 1024)
         self.app.router.add_route("*", "/api/v2/{scope}/{method}", self._http)
         self.app.router.add_post("/api/v2", self._http)
+        self.app.router.add_get(DERIBIT_WS_PATH, self.ws_handler)
         self.app.router.add_get("/_sim/health", self._health)
         self.app.router.add_get("/_sim/faults", self._get_faults)
         self.app.router.add_post("/_sim/faults", self._set_faults)
@@ -187,6 +195,8 @@ class DeribitSim:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
             self._ticker = None
+        for session in list(self.sessions):
+            await session.ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -198,6 +208,7 @@ class DeribitSim:
         self.engine.advance(now)
         self.venue.tick()
         self.option_flow.step(self.venue, now)
+        self.push_tickers()
 
     async def _tick_loop(self) -> None:
         while True:
@@ -253,7 +264,7 @@ class DeribitSim:
                 params.update(body_params)
             if scope not in ("public", "private") or not method:
                 raise DeribitError(-32601, "Method not found")
-            self._admit(method)
+            self.admit(method)
             if scope == "private":
                 self._authenticate(request)
             faults = self.faults
@@ -265,10 +276,10 @@ class DeribitSim:
             if in_scope and faults.take("error_5xx_rate", "error_5xx_next", self._rng):
                 if faults.error_5xx_executes:
                     with contextlib.suppress(DeribitError):
-                        self._dispatch(scope, method, params)
+                        self.dispatch(scope, method, params)
                 return web.Response(status=faults.error_5xx_status, content_type="text/html",
                                     text="<html><body><h1>503 Service Unavailable</h1></body></html>")
-            result = self._dispatch(scope, method, params)
+            result = self.dispatch(scope, method, params)
             if method in ("buy", "sell") and faults.take("order_timeout_rate", "order_timeout_next", self._rng):
                 return await self._swallow_response(request)
         except DeribitError as exc:
@@ -296,7 +307,7 @@ class DeribitSim:
             out["id"] = request_id
         return out
 
-    def _admit(self, method: str) -> None:
+    def admit(self, method: str) -> None:
         """Deribit's credits: too_many_requests (10028) once the pool is empty."""
         bucket, cost = (self._matching, 1) if method in MATCHING_METHODS else (
             self._credits, self.config.credits_cost)
@@ -331,15 +342,29 @@ class DeribitSim:
 
     # ------------------------------------------------------------------ methods
 
-    def _dispatch(self, scope: str, method: str, params: dict[str, Any]) -> object:
+    def dispatch(self, scope: str, method: str, params: dict[str, Any]) -> object:
         handler = (_PUBLIC if scope == "public" else _PRIVATE).get(method)
         if handler is None:
             raise DeribitError(-32601, "Method not found")
         return handler(self, params)
 
-    def _auth(self, params: dict[str, Any]) -> Json:
+    def auth_grant(self, params: dict[str, Any]) -> Json:
+        """``public/auth``: a new access and refresh token for a valid grant."""
         grant = params.get("grant_type")
-        if grant == "client_credentials":
+        if grant == "client_signature":
+            # ccxt.pro signs "timestamp\nnonce\ndata" with the secret
+            if params.get("client_id") != self.config.client_id:
+                raise DeribitError(13004, "invalid_credentials")
+            try:
+                ts = int(str(params.get("timestamp")))
+            except ValueError:
+                raise invalid_param("timestamp", "must be an integer") from None
+            payload = f"{ts}\n{params.get('nonce', '')}\n{params.get('data', '')}"
+            expected = hmac.new(self.config.client_secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+            if abs(ts - time.time() * 1000) > SIGNATURE_WINDOW_MS or \
+                    not hmac.compare_digest(expected, str(params.get("signature", ""))):
+                raise DeribitError(13004, "invalid_credentials")
+        elif grant == "client_credentials":
             if params.get("client_id") != self.config.client_id or \
                     params.get("client_secret") != self.config.client_secret:
                 raise DeribitError(13004, "invalid_credentials")
@@ -348,7 +373,7 @@ class DeribitSim:
             if self._refresh.pop(token, 0) < time.time():
                 raise DeribitError(13009, "unauthorized")
         else:
-            raise invalid_param("grant_type", "must be client_credentials or refresh_token")
+            raise invalid_param("grant_type", "must be client_credentials, client_signature or refresh_token")
         access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         ttl = self.config.token_ttl_seconds
         self._tokens[access] = time.time() + ttl
@@ -473,7 +498,7 @@ class DeribitSim:
 Handler = Callable[[DeribitSim, dict[str, Any]], object]
 
 _PUBLIC: dict[str, Handler] = {
-    "auth": DeribitSim._auth,
+    "auth": DeribitSim.auth_grant,
     "test": lambda sim, p: {"version": "1.2.26"},
     "get_time": lambda sim, p: sim.engine.now(),
     "status": lambda sim, p: {"locked": "false", "locked_indices": []},

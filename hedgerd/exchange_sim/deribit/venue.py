@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 
@@ -167,6 +168,8 @@ class DeribitVenue:
         self._funded_at = now
         #: expired instrument -> its delivery price (USD)
         self.delivered: dict[str, Decimal] = {}
+        #: called with every order change and every fill (the websocket's user channels)
+        self.listeners: list[Callable[[DOrder | DTrade], None]] = []
 
     # ------------------------------------------------------------------ market
 
@@ -291,6 +294,7 @@ class DeribitVenue:
         if order.remaining > 0 and not rests:
             order.state = "cancelled"
             order.cancel_reason = "user_request" if order.filled else "immediate_or_cancel"
+        self._notify(order)
         return order, trades
 
     def client_fill(self, name: str, direction: str, amount: Decimal) -> DTrade | None:
@@ -314,7 +318,9 @@ class DeribitVenue:
                        time_in_force="good_til_cancelled", post_only=True, reject_post_only=False,
                        reduce_only=False, created=now, updated=now)
         self.orders[order.order_id] = order
-        return self._execute(order, price, amount, maker=True, now=now)
+        trade = self._execute(order, price, amount, maker=True, now=now)
+        self._notify(order)
+        return trade
 
     def cancel(self, order_id: str) -> DOrder:
         order = self.orders.get(order_id)
@@ -325,6 +331,7 @@ class DeribitVenue:
         order.state = "cancelled"
         order.cancel_reason = "user_request"
         order.updated = self.engine.now()
+        self._notify(order)
         return order
 
     def by_label(self, currency: str, label: str) -> list[DOrder]:
@@ -380,6 +387,7 @@ class DeribitVenue:
                 order.state = "cancelled"
                 order.cancel_reason = "settlement"
                 order.updated = now
+                self._notify(order)
             pos = self.positions.get(name)
             if pos is None or pos.size == 0:
                 continue
@@ -414,6 +422,7 @@ class DeribitVenue:
             crossed = mark <= price if order.direction == "buy" else mark >= price
             if crossed:
                 done.append(self._execute(order, price, order.remaining, maker=True, now=now))
+                self._notify(order)
         return done
 
     # ------------------------------------------------------------------ account
@@ -488,6 +497,10 @@ class DeribitVenue:
         }
 
     # ------------------------------------------------------------------ internals
+
+    def _notify(self, event: DOrder | DTrade) -> None:
+        for listener in self.listeners:
+            listener(event)
 
     def _order_id(self, currency: str) -> str:
         value = self._next_order
@@ -584,6 +597,7 @@ class DeribitVenue:
                        iv=opt.iv if opt else None, underlying=opt.underlying if opt else None)
         self._next_trade += 1
         self.trades.append(trade)
+        self._notify(trade)
         if len(self.trades) > self.config.trade_history:
             del self.trades[: len(self.trades) - self.config.trade_history]
         return trade
