@@ -76,8 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--plot", type=Path, default=None,
                           help="write a PNG: price, each policy's net delta and band, cumulative hedging cost "
                                "(needs matplotlib: pip install 'hedgerd[plot]')")
-    sub.add_parser("venue-sim", help="run the local Binance-protocol exchange simulator (see venue-sim --help)",
-                   add_help=False)
+    sub.add_parser("venue-sim", add_help=False,
+                   help="run the local exchange simulator, Binance and/or Deribit protocol (see venue-sim --help)")
     return parser
 
 

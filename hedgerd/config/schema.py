@@ -152,12 +152,12 @@ class VenueConfig(_Section):
             raise FieldProblems([("exchange", "kind = 'ccxt' needs an exchange id (e.g. 'binanceusdm')")])
         if self.sim_base_url is not None:
             # imported here: the connector package imports this module
-            from hedgerd.connectors.ccxt.urls import SIMULATED_EXCHANGES
+            from hedgerd.connectors.ccxt.urls import SIM_URL_TABLES
 
-            if self.kind is not VenueKind.CCXT or self.exchange not in SIMULATED_EXCHANGES:
-                raise FieldProblems([("sim_base_url", "the simulator speaks Binance spot and USD-M: "
-                                       "it needs kind = 'ccxt' and exchange = "
-                                       + " or ".join(repr(e) for e in SIMULATED_EXCHANGES))])
+            if self.kind is not VenueKind.CCXT or self.exchange not in SIM_URL_TABLES:
+                raise FieldProblems([("sim_base_url", "the simulator speaks Binance spot and USD-M and "
+                                       "Deribit: it needs kind = 'ccxt' and exchange = "
+                                       + " or ".join(repr(e) for e in SIM_URL_TABLES))])
             if self.sandbox:
                 raise FieldProblems([("sim_base_url", "sandbox = true would point the venue at the "
                                        "exchange's testnet: set one of the two")])

@@ -1,4 +1,4 @@
-"""Local exchange simulator speaking Binance's spot and USD-M futures wire protocol.
+"""Local exchange simulator speaking Binance's spot and USD-M futures wire protocol, and Deribit's.
 
 Point the unmodified ccxt ``binance`` / ``binanceusdm`` classes (REST and pro) at it::
 
@@ -14,7 +14,8 @@ Run standalone with ``python -m hedgerd.exchange_sim --port 8901`` (or ``hedgerd
 Layout: ``matching.py`` is the matching engine shared by every wire protocol (``model.py`` its
 data, ``accounts.py`` its balances and positions; the mid and client flow come from
 :mod:`hedgerd.sim.market`); ``faults.py`` the injectable faults; ``binance/`` the first wire
-protocol (a second, e.g. ``deribit/``, sits beside it on the same engine).
+protocol; ``deribit/`` the second (Deribit API v2: inverse futures and options, its own
+coin-margined account on the same market model; ``start_deribit_sim``, ``--protocol deribit``).
 """
 
 from hedgerd.exchange_sim.binance.config import SimConfig

@@ -14,7 +14,7 @@ from hedgerd.config import Settings, VenueConfig, VenueRole
 from hedgerd.connectors.ccxt.errors import align_ccxt_exceptions
 from hedgerd.connectors.ccxt.fills import SAFETY_BACKFILL_INTERVAL
 from hedgerd.connectors.ccxt.streams import CATCH_UP_DELAY
-from hedgerd.connectors.ccxt.urls import ccxt_urls
+from hedgerd.connectors.ccxt.urls import sim_urls
 from hedgerd.connectors.ccxt.venue import CcxtVenue
 
 log = structlog.get_logger("hedgerd.ccxt")
@@ -105,7 +105,7 @@ def create_exchange(cfg: VenueConfig, *, timeout: float | None = None, path: str
         exchange.set_sandbox_mode(True)
     if cfg.sim_base_url is not None:
         # the whole table is replaced, not merged, so no section is left pointing at the exchange
-        exchange.urls["api"] = ccxt_urls(cfg.sim_base_url)
+        exchange.urls["api"] = sim_urls(str(cfg.exchange), cfg.sim_base_url)
         log.warning("venue_on_simulator", venue=cfg.name, sim_base_url=cfg.sim_base_url)
     if cfg.urls:
         deep_merge(exchange.urls, cfg.urls)

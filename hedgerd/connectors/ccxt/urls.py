@@ -1,4 +1,4 @@
-"""Where ``hedgerd venue-sim`` serves each part of the Binance API that ccxt calls.
+"""Where ``hedgerd venue-sim`` serves each part of the Binance and Deribit APIs that ccxt calls.
 
 The simulator serves every API section on one host, so sections that Binance tells apart only by
 host name (spot, USD-M and COIN-M websockets all end in ``/ws``; ``fapiData`` and ``dapiData``
@@ -12,6 +12,7 @@ ccxt is not imported here (it is untyped); the helpers return plain dicts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 #: ccxt exchange ids whose URL table this is (the simulator speaks Binance spot and USD-M)
@@ -90,3 +91,37 @@ def ccxt_urls(base_url: str, ws_url: str | None = None) -> dict[str, Any]:
         },
     }
     return urls
+
+
+# --------------------------------------------------------------------------- Deribit
+
+#: ccxt exchange ids served by the simulator's Deribit API v2 protocol
+DERIBIT_SIMULATED_EXCHANGES = ("deribit",)
+#: Deribit's websocket JSON-RPC path (the same on the real venue and the simulator)
+DERIBIT_WS_PATH = "/ws/api/v2"
+
+
+def deribit_ccxt_urls(base_url: str, ws_url: str | None = None) -> dict[str, Any]:
+    """``exchange.urls['api']`` routing ccxt's ``deribit`` (REST and pro) to a Deribit simulator.
+
+    Deribit has one REST root (ccxt appends ``/api/v2/public|private/...``) and one websocket
+    endpoint, so the table is two entries.
+    """
+    base = base_url.rstrip("/")
+    ws = (ws_url or ws_root_from(base)).rstrip("/")
+    return {"rest": base, "ws": ws + DERIBIT_WS_PATH}
+
+
+#: ccxt exchange id -> its simulator url table (``sim_base_url`` is accepted for these ids only)
+SIM_URL_TABLES: dict[str, Callable[[str], dict[str, Any]]] = {
+    **{exchange: ccxt_urls for exchange in SIMULATED_EXCHANGES},
+    **{exchange: deribit_ccxt_urls for exchange in DERIBIT_SIMULATED_EXCHANGES},
+}
+
+
+def sim_urls(exchange: str, base_url: str) -> dict[str, Any]:
+    """The whole ``urls['api']`` of ccxt exchange ``exchange`` on the simulator at ``base_url``."""
+    table = SIM_URL_TABLES.get(exchange)
+    if table is None:
+        raise ValueError(f"the simulator does not speak {exchange!r}: one of {', '.join(SIM_URL_TABLES)}")
+    return table(base_url)

@@ -40,11 +40,15 @@ from hedgerd.exchange_sim.binance.rest import LimitKind, RequestContext, Route
 from hedgerd.exchange_sim.binance.routes import ROUTES
 from hedgerd.exchange_sim.binance.streams import WebsocketStreams, WsConnection
 from hedgerd.exchange_sim.binance.urls import DEFAULT_API_KEY, DEFAULT_SECRET, ccxt_config, ccxt_urls
+from hedgerd.exchange_sim.deribit.server import DeribitSim, DeribitSimConfig
 from hedgerd.exchange_sim.faults import FaultConfig, TradeMessageShaper
 from hedgerd.exchange_sim.matching import MatchingEngine
 from hedgerd.exchange_sim.model import SPOT, USDM, ApiError, EngineConfig, MarketKind, Order, Trade
 
 log = logging.getLogger("hedgerd.exchange_sim")
+
+#: what ``hedgerd venue-sim --protocol`` accepts
+PROTOCOLS = ("binance", "deribit", "both")
 
 
 class VenueSim(WebsocketStreams):
@@ -542,30 +546,65 @@ async def start_venue_sim(port: int = 0, *, host: str = "127.0.0.1", seed: int =
 
 
 async def run_server(config: SimConfig, faults: FaultConfig | None = None,
-                     stop: asyncio.Event | None = None) -> None:
-    """Serve until SIGINT/SIGTERM (or ``stop`` is set); prints one ``listening`` line when ready."""
-    sim = VenueSim(config, faults)
-    await sim.start()
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    print(f"venue-sim listening on {sim.base_url} (websockets {sim.ws_url}, api key {config.api_key})",
-          flush=True)
+                     stop: asyncio.Event | None = None, *, protocol: str = "binance",
+                     deribit_port: int = 8902, option_flow_rate: float = 0.0) -> None:
+    """Serve until SIGINT/SIGTERM (or ``stop`` is set); prints one ``listening`` line per protocol.
+
+    ``protocol`` is ``binance``, ``deribit`` (on ``config.port``) or ``both`` (Deribit on
+    ``deribit_port``); the protocols served together share one matching engine, hence one
+    market and one set of fault switches, and Deribit accepts the same credentials as its
+    ``client_id`` / ``client_secret``.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
+    engine = MatchingEngine(config.engine)
+    sim = VenueSim(config, faults, engine) if protocol in ("binance", "both") else None
+    deribit = None
+    if protocol in ("deribit", "both"):
+        deribit = DeribitSim(DeribitSimConfig(
+            host=config.host, port=config.port if protocol == "deribit" else deribit_port,
+            client_id=config.api_key, client_secret=config.secret, tick_interval=config.tick_interval,
+            engine=config.engine, option_flow_rate=option_flow_rate), engine, sim.faults if sim is not None else faults)
+    if sim is not None:
+        await sim.start()
     try:
+        if deribit is not None:
+            await deribit.start()
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        if sim is not None:
+            print(f"venue-sim listening on {sim.base_url} (websockets {sim.ws_url}, api key {config.api_key})",
+                  flush=True)
+        if deribit is not None:
+            print(f"venue-sim deribit listening on {deribit.base_url} (API v2, websocket /ws/api/v2, client id "
+                  f"{config.api_key})", flush=True)
         await stop.wait()
     finally:
-        await sim.stop()
+        if deribit is not None:
+            await deribit.stop()
+        if sim is not None:
+            await sim.stop()
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hedgerd venue-sim",
-        description="Local exchange speaking Binance spot + USD-M REST/websocket protocol (for ccxt). "
-                    "Point a ccxt venue at it with sim_base_url = \"http://HOST:PORT\" "
-                    "(see config/venue-sim.toml).",
+        description="Local exchange for ccxt. --protocol binance (the default) speaks Binance spot + "
+                    "USD-M REST/websocket; point a ccxt venue at it with sim_base_url = "
+                    "\"http://HOST:PORT\" (see config/venue-sim.toml). --protocol deribit speaks "
+                    "Deribit API v2 over HTTP and websocket (inverse perpetuals and futures, "
+                    "options) on --port; --protocol both serves Binance on --port and "
+                    "Deribit on --deribit-port over one shared market.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--protocol", default="binance", choices=PROTOCOLS,
+                        help="wire protocol(s) to serve: binance, deribit, or both on two ports")
+    parser.add_argument("--deribit-port", type=int, default=8902,
+                        help="Deribit port with --protocol both (0 picks a free one)")
+    parser.add_argument("--option-flow-rate", type=float, default=0.5,
+                        help="Deribit: synthetic client fills per second on BTC options (Poisson)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8901, help="REST and websocket port (0 picks a free one)")
     parser.add_argument("--seed", type=int, default=1, help="random seed of prices and client flow")
@@ -597,7 +636,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     problems = [f"{flag} must be {rule}, not {value}" for flag, value, ok, rule in (
         ("--port", args.port, 0 <= args.port <= 65535, "0 to 65535"),
+        ("--deribit-port", args.deribit_port, 0 <= args.deribit_port <= 65535, "0 to 65535"),
         ("--flow-rate", args.flow_rate, args.flow_rate >= 0, ">= 0"),
+        ("--option-flow-rate", args.option_flow_rate, args.option_flow_rate >= 0, ">= 0"),
         ("--tick-interval", args.tick_interval, args.tick_interval > 0, "> 0"),
         ("--spot-weight-limit", args.spot_weight_limit, args.spot_weight_limit > 0, "> 0"),
         ("--usdm-weight-limit", args.usdm_weight_limit, args.usdm_weight_limit > 0, "> 0"),
@@ -609,10 +650,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = config_from_args(args)
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_server(config))
+            asyncio.run(run_server(config, protocol=args.protocol, deribit_port=args.deribit_port,
+                                   option_flow_rate=args.option_flow_rate))
     except OSError as exc:  # the address: a usage problem, one line like hedgerd's own (no traceback)
         if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
             raise
-        print(f"venue-sim: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        ports = f"{args.port} or {args.deribit_port}" if args.protocol == "both" else str(args.port)
+        print(f"venue-sim: cannot listen on {args.host}:{ports}: {exc.strerror}", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,171 @@
+"""Deribit's websocket JSON-RPC (``/ws/api/v2``): auth, subscriptions, heartbeats, notifications.
+
+Every HTTP method is callable over the socket too (Deribit allows it); private ones need a
+prior ``public/auth`` on the connection (``client_credentials``, ``client_signature`` as
+ccxt.pro sends it, or ``refresh_token``). Channels: ``user.trades.{kind|instrument}.{currency}.{interval}``,
+``user.orders.{kind|instrument}.{currency}.{interval}`` and ``ticker.{instrument}.{interval}``
+(tickers are pushed on every simulator tick whatever the interval).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+from aiohttp import WSMsgType, web
+
+from hedgerd.exchange_sim.deribit.venue import DeribitError, DOrder, DTrade
+from hedgerd.exchange_sim.deribit.wire import Json, order_json, ticker_json, trade_json
+
+if TYPE_CHECKING:
+    from hedgerd.exchange_sim.deribit.server import DeribitSim
+
+
+@dataclass(eq=False)
+class WsSession:
+    """One websocket connection: its auth state, channels and outgoing queue."""
+
+    ws: web.WebSocketResponse
+    authenticated: bool = False
+    channels: set[str] = field(default_factory=set)
+    heartbeat: float = 0.0
+    beat_at: float = 0.0  # loop time of the last test_request (or of set_heartbeat)
+    unanswered: bool = False  # a test_request waits for its public/test
+
+    def send(self, message: Json) -> None:
+        if not self.ws.closed:
+            asyncio.get_running_loop().create_task(self._send(message))
+
+    async def _send(self, message: Json) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.ws.send_str(json.dumps(message))
+
+
+def _matches(channel: str, kind: str, instrument: str, currency: str) -> bool:
+    """``user.trades.any.any.raw``, ``user.orders.option.BTC.raw``, ``user.trades.BTC-PERPETUAL.raw``..."""
+    parts = channel.split(".")
+    if len(parts) == 4:  # user.{trades|orders}.{instrument}.{interval}
+        return parts[2] == instrument
+    if len(parts) == 5:
+        return parts[2] in ("any", kind) and parts[3] in ("any", currency)
+    return False
+
+
+class DeribitWebsocket:
+    """The websocket half of :class:`DeribitSim` (mixed in)."""
+
+    sessions: set[WsSession]
+
+    def _ws_dispatch(self, session: WsSession, method: str, params: dict[str, Any]) -> object:
+        sim = cast("DeribitSim", self)
+        scope, _, name = method.partition("/")
+        if method == "public/auth":
+            result = sim.auth_grant(params)
+            session.authenticated = True
+            return result
+        if method in ("public/subscribe", "private/subscribe"):
+            channels = [str(c) for c in params.get("channels", [])]
+            if method == "private/subscribe" and not session.authenticated:
+                raise DeribitError(13009, "unauthorized")
+            if any(c.startswith("user.") for c in channels) and not session.authenticated:
+                raise DeribitError(13009, "unauthorized")
+            session.channels.update(channels)
+            return channels
+        if method in ("public/unsubscribe", "private/unsubscribe"):
+            channels = [str(c) for c in params.get("channels", [])]
+            session.channels.difference_update(channels)
+            return channels
+        if method == "public/set_heartbeat":
+            session.heartbeat = max(10.0, float(params.get("interval", 10)))
+            session.beat_at = asyncio.get_running_loop().time()
+            session.unanswered = False
+            return "ok"
+        if method == "public/test":
+            session.unanswered = False
+        if method == "public/disable_heartbeat":
+            session.heartbeat = 0.0
+            return "ok"
+        if scope == "private" and not session.authenticated:
+            raise DeribitError(13009, "unauthorized")
+        sim.admit(name)
+        return sim.dispatch(scope, name, params)
+
+    async def ws_handler(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        session = WsSession(ws)
+        self.sessions.add(session)
+        heart = asyncio.get_running_loop().create_task(self._heartbeat(session))
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                try:
+                    body = json.loads(msg.data)
+                except ValueError:
+                    continue
+                if not isinstance(body, dict):
+                    continue
+                reply: Json = {"jsonrpc": "2.0", "id": body.get("id")}
+                params = body.get("params") or {}
+                try:
+                    reply["result"] = self._ws_dispatch(session, str(body.get("method", "")),
+                                                        params if isinstance(params, dict) else {})
+                except DeribitError as exc:
+                    error: Json = {"code": exc.code, "message": exc.message}
+                    if exc.data is not None:
+                        error["data"] = exc.data
+                    reply["error"] = error
+                    await ws.send_str(json.dumps(reply))
+                    if exc.code == 10028:  # Deribit ends the session of a client out of credits
+                        await ws.close()
+                        break
+                    continue
+                await ws.send_str(json.dumps(reply))
+        finally:
+            heart.cancel()
+            self.sessions.discard(session)
+        return ws
+
+    async def _heartbeat(self, session: WsSession) -> None:
+        """Every ``interval`` a test_request; one left unanswered by the next ends the session
+        (Deribit closes connections that miss their heartbeat)."""
+        loop = asyncio.get_running_loop()
+        while not session.ws.closed:
+            await asyncio.sleep(0.5)
+            if not session.heartbeat or loop.time() - session.beat_at < session.heartbeat:
+                continue
+            if session.unanswered:
+                await session.ws.close()
+                return
+            session.beat_at = loop.time()
+            session.unanswered = True
+            session.send({"jsonrpc": "2.0", "method": "heartbeat", "params": {"type": "test_request"}})
+
+    def on_venue_event(self, event: DOrder | DTrade) -> None:
+        """Push an order change or a fill to every session subscribed to it."""
+        order = event if isinstance(event, DOrder) else event.order
+        inst = order.instrument
+        prefix = "user.orders." if isinstance(event, DOrder) else "user.trades."
+        data: object = order_json(event) if isinstance(event, DOrder) else [trade_json(event)]
+        for session in list(self.sessions):
+            for channel in session.channels:
+                if channel.startswith(prefix) and _matches(channel, inst.kind, inst.name, inst.currency):
+                    session.send({"jsonrpc": "2.0", "method": "subscription",
+                                  "params": {"channel": channel, "data": data}})
+
+    def push_tickers(self) -> None:
+        sim = cast("DeribitSim", self)
+        now = sim.engine.now()
+        for session in list(self.sessions):
+            for channel in session.channels:
+                if not channel.startswith("ticker."):
+                    continue
+                name = channel.split(".")[1]
+                inst = sim.venue.instruments.get(name)
+                if inst is not None:
+                    session.send({"jsonrpc": "2.0", "method": "subscription",
+                                  "params": {"channel": channel, "data": ticker_json(sim.venue, inst, now)}})
