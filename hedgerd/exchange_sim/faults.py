@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from aiohttp import web
+
 FIVE_XX_SCOPES = ("orders", "all")
 TIMEOUT_MODES = ("hang", "drop")
 WS_SCOPES = ("all", "user", "market")
@@ -151,3 +153,28 @@ class TradeMessageShaper:
             self._held = None
             return [payload]
         return []
+
+
+def add_fault_routes(router: web.UrlDispatcher, faults: FaultConfig) -> None:
+    """``GET/POST /_sim/faults`` and ``POST /_sim/faults/reset`` on ``faults``, for every wire protocol."""
+
+    async def get(_request: web.Request) -> web.Response:
+        return web.json_response(faults.to_dict())
+
+    async def update(request: web.Request) -> web.Response:
+        try:
+            values = await request.json() if request.can_read_body else {}
+            if not isinstance(values, dict):
+                raise ValueError("body must be a JSON object")
+            faults.update(values)
+        except ValueError as exc:  # JSONDecodeError included
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(faults.to_dict())
+
+    async def reset(_request: web.Request) -> web.Response:
+        faults.reset()
+        return web.json_response(faults.to_dict())
+
+    router.add_get("/_sim/faults", get)
+    router.add_post("/_sim/faults", update)
+    router.add_post("/_sim/faults/reset", reset)

@@ -41,7 +41,7 @@ from hedgerd.exchange_sim.binance.routes import ROUTES
 from hedgerd.exchange_sim.binance.streams import WebsocketStreams, WsConnection
 from hedgerd.exchange_sim.binance.urls import DEFAULT_API_KEY, DEFAULT_SECRET, ccxt_config, ccxt_urls
 from hedgerd.exchange_sim.deribit.server import DeribitSim, DeribitSimConfig
-from hedgerd.exchange_sim.faults import FaultConfig, TradeMessageShaper
+from hedgerd.exchange_sim.faults import FaultConfig, TradeMessageShaper, add_fault_routes
 from hedgerd.exchange_sim.matching import MatchingEngine
 from hedgerd.exchange_sim.model import SPOT, USDM, ApiError, EngineConfig, MarketKind, Order, Trade
 
@@ -235,9 +235,7 @@ class VenueSim(WebsocketStreams):
         app.router.add_get("/fws/{category}/ws/{tail:.*}", self._ws_usdm)
         app.router.add_get("/ws-api/v3", self._ws_api_spot)
         app.router.add_get("/_sim/health", self._admin_health)
-        app.router.add_get("/_sim/faults", self._admin_get_faults)
-        app.router.add_post("/_sim/faults", self._admin_set_faults)
-        app.router.add_post("/_sim/faults/reset", self._admin_reset_faults)
+        add_fault_routes(app.router, self.faults)
         app.router.add_post("/_sim/ws/drop", self._admin_drop_ws)
         app.router.add_post("/_sim/ws/raw", self._admin_raw_ws)
         app.router.add_get("/_sim/trades", self._admin_trades)
@@ -371,21 +369,6 @@ class VenueSim(WebsocketStreams):
 
     async def _admin_health(self, _request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "base_url": self.base_url, "ws_url": self.ws_url})
-
-    async def _admin_get_faults(self, _request: web.Request) -> web.Response:
-        return web.json_response(self.faults.to_dict())
-
-    async def _admin_set_faults(self, request: web.Request) -> web.Response:
-        data = await self._admin_json(request)
-        try:
-            self.faults.update(data)
-        except ValueError as exc:
-            return web.json_response({"error": str(exc)}, status=400)
-        return web.json_response(self.faults.to_dict())
-
-    async def _admin_reset_faults(self, _request: web.Request) -> web.Response:
-        self.faults.reset()
-        return web.json_response(self.faults.to_dict())
 
     async def _admin_drop_ws(self, request: web.Request) -> web.Response:
         data = await self._admin_json(request)

@@ -43,7 +43,7 @@ from hedgerd.exchange_sim.deribit.wire import (
     trade_json,
 )
 from hedgerd.exchange_sim.deribit.ws import DeribitWebsocket, WsSession
-from hedgerd.exchange_sim.faults import FaultConfig
+from hedgerd.exchange_sim.faults import FaultConfig, add_fault_routes
 from hedgerd.exchange_sim.matching import MatchingEngine
 from hedgerd.exchange_sim.model import EngineConfig
 
@@ -163,9 +163,7 @@ class DeribitSim(DeribitWebsocket):
         self.app.router.add_post("/api/v2", self._http)
         self.app.router.add_get(DERIBIT_WS_PATH, self.ws_handler)
         self.app.router.add_get("/_sim/health", self._health)
-        self.app.router.add_get("/_sim/faults", self._get_faults)
-        self.app.router.add_post("/_sim/faults", self._set_faults)
-        self.app.router.add_post("/_sim/faults/reset", self._reset_faults)
+        add_fault_routes(self.app.router, self.faults)
 
     @property
     def base_url(self) -> str:
@@ -222,23 +220,6 @@ class DeribitSim(DeribitWebsocket):
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "protocol": "deribit"})
-
-    async def _get_faults(self, request: web.Request) -> web.Response:
-        return web.json_response(self.faults.to_dict())
-
-    async def _set_faults(self, request: web.Request) -> web.Response:
-        try:
-            values = await request.json()
-            if not isinstance(values, dict):
-                raise ValueError("body must be a JSON object")
-            self.faults.update(values)
-        except ValueError as exc:
-            return web.json_response({"error": str(exc)}, status=400)
-        return web.json_response(self.faults.to_dict())
-
-    async def _reset_faults(self, request: web.Request) -> web.Response:
-        self.faults.reset()
-        return web.json_response(self.faults.to_dict())
 
     async def _http(self, request: web.Request) -> web.StreamResponse:
         started = time.time()
