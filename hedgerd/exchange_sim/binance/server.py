@@ -44,6 +44,7 @@ from hedgerd.exchange_sim.deribit.server import DeribitSim, DeribitSimConfig
 from hedgerd.exchange_sim.faults import FaultConfig, TradeMessageShaper, add_fault_routes
 from hedgerd.exchange_sim.matching import MatchingEngine
 from hedgerd.exchange_sim.model import SPOT, USDM, ApiError, EngineConfig, MarketKind, Order, Trade
+from hedgerd.exchange_sim.serving import bind
 
 log = logging.getLogger("hedgerd.exchange_sim")
 
@@ -114,15 +115,7 @@ class VenueSim(WebsocketStreams):
     async def start(self) -> None:
         """Bind the server (port 0 picks a free port, readable from :attr:`port`) and start ticking."""
         self._closing.clear()
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, self.config.host, self.config.port)
-        await site.start()
-        self._runner = runner
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self.port = int(sockets[0].getsockname()[1])
+        self._runner, self.port = await bind(self.app, self.config.host, self.config.port)
         self._spawn(self._tick_loop())
         log.info("venue simulator listening on %s", self.base_url)
 

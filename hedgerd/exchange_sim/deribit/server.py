@@ -46,6 +46,7 @@ from hedgerd.exchange_sim.deribit.ws import DeribitWebsocket, WsSession
 from hedgerd.exchange_sim.faults import FaultConfig, add_fault_routes
 from hedgerd.exchange_sim.matching import MatchingEngine
 from hedgerd.exchange_sim.model import EngineConfig
+from hedgerd.exchange_sim.serving import bind
 
 log = logging.getLogger("hedgerd.exchange_sim.deribit")
 
@@ -175,15 +176,7 @@ class DeribitSim(DeribitWebsocket):
                 "urls": {"api": deribit_ccxt_urls(self.base_url)}, "options": dict(options)}
 
     async def start(self) -> None:
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, self.config.host, self.config.port)
-        await site.start()
-        self._runner = runner
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self.port = int(sockets[0].getsockname()[1])
+        self._runner, self.port = await bind(self.app, self.config.host, self.config.port)
         self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
         log.info("deribit simulator listening on %s", self.base_url)
 
