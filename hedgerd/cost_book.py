@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
+from typing import Any
 
 import structlog
 
@@ -42,13 +43,15 @@ class CostBook:
         self.hedged: dict[tuple[str, str], str] = {}
         self.by_underlying: dict[str, HedgeCost] = {}
         self._decisions: OrderedDict[str, DecisionQuote] = OrderedDict()
+        # Each underlying's gauge per cost kind, looked up once: labels() is a dict lookup under
+        # a lock, and this runs for every hedge fill inside the ledger's commit hook.
+        self._gauges: dict[str, dict[str, Any]] = {}
 
     def track(self, underlying: str, venue: str, symbol: str) -> None:
         """Count the hedge fills of ``symbol`` on ``venue`` for ``underlying`` (exported at 0 from here)."""
         self.hedged[(venue, symbol)] = underlying
         self.by_underlying.setdefault(underlying, HedgeCost())
-        for kind in COST_KINDS:
-            self.metrics.hedge_cost.labels(underlying, kind)
+        self._gauges[underlying] = {kind: self.metrics.hedge_cost.labels(underlying, kind) for kind in COST_KINDS}
 
     def decided(self, intents: Iterable[HedgeIntent]) -> None:
         """Remember the decision quote of each intent (new ones, or open ones after a restart)."""
@@ -84,8 +87,9 @@ class CostBook:
                 cost.unmeasured_fills += 1
                 log.error("cost_not_measured", venue=fill.venue, trade_id=fill.trade_id, exc_info=True)
                 continue
+            gauges = self._gauges[underlying]
             for kind in added.parts:
-                self.metrics.hedge_cost.labels(underlying, kind).set(float(getattr(cost, kind)))
+                gauges[kind].set(float(getattr(cost, kind)))
             if added.fee_status is not FeeStatus.OK:
                 self.metrics.fee_unvalued.labels(fill.venue, fill.fee_currency or "", added.fee_status.value).inc()
                 log.warning("fee_not_valued", venue=fill.venue, trade_id=fill.trade_id, fee=str(fill.fee),
