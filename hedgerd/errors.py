@@ -58,6 +58,21 @@ class AuthError(FatalOrderError):
     kind = "auth"
 
 
+class DuplicateOrder(VenueError):
+    """More than one order on the venue carries one client order id (a non-unique id such as a
+    Deribit label, placed twice by a transport re-send): the position may be doubled.
+
+    Never retried or resolved automatically; ``client_order_id`` names the id for the operator.
+    """
+
+    kind = "duplicate_order"
+
+    def __init__(self, message: str, client_order_id: str, venue_order_ids: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.client_order_id = client_order_id
+        self.venue_order_ids = venue_order_ids
+
+
 class OrderNotFound(VenueError):
     """The venue does not know an order with that id."""
 

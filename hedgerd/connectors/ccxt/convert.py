@@ -20,8 +20,9 @@ from hedgerd.models import (
     Side,
 )
 
-#: Where exchanges put the client order id in a raw trade or order payload.
-_CLIENT_ID_INFO_KEYS = ("clientOrderId", "clOrdId", "orderLinkId", "newClientOrderId", "c")
+#: Where exchanges put the client order id in a raw trade or order payload (Deribit: ``label``,
+#: which ccxt sends our clientOrderId as but does not parse back).
+_CLIENT_ID_INFO_KEYS = ("clientOrderId", "clOrdId", "orderLinkId", "newClientOrderId", "c", "label")
 
 _CCXT_STATUS = {
     "canceled": OrderStatus.CANCELED,

@@ -64,6 +64,16 @@ CLIENT_ID_LOOKUP_PARAM: dict[str, str] = {
     "okx": "clOrdId",
     "bybit": "orderLinkId",
 }
+#: Exchanges whose client order id is a non-unique label, looked up by ccxt's implicit API method
+#: named here with ``{"currency": <settlement currency>, "label": <client id>}``: every order
+#: under the label comes back, so a second one (a transport re-send) is seen, not hidden.
+CLIENT_ID_LABEL_LOOKUP: dict[str, str] = {
+    "deribit": "privateGetGetOrderStateByLabel",
+}
+#: The order parameter carrying our client id where ccxt does not translate ``clientOrderId``
+#: (ccxt.deribit passes unknown parameters through, so ``clientOrderId`` would be dropped by the
+#: venue and the order placed without a label).
+CLIENT_ID_SEND_PARAM: dict[str, str] = {"deribit": "label"}
 #: Extra parameters some exchanges need on ``fetch_order`` by client id.
 _FETCH_ORDER_EXTRA: dict[str, dict[str, Any]] = {"bybit": {"acknowledged": True}}
 #: Fills of orders looked up lately (a lookup repeats while an order settles; one per order in flight).
@@ -170,7 +180,8 @@ class CcxtVenue:
         if amount <= 0:
             raise herr.InvalidOrder(f"{intent.client_order_id}: amount must be positive, got {amount}")
         contracts = self._to_precision("amount_to_precision", symbol, amount)
-        params: dict[str, Any] = {"clientOrderId": intent.client_order_id}
+        send_param = CLIENT_ID_SEND_PARAM.get(str(getattr(self.exchange, "id", "")), "clientOrderId")
+        params: dict[str, Any] = {send_param: intent.client_order_id}
         limit: float | None = None
         order_type = "market"
         if intent.order_type is OrderType.LIMIT_IOC:
@@ -193,8 +204,31 @@ class CcxtVenue:
         param = CLIENT_ID_LOOKUP_PARAM.get(str(getattr(self.exchange, "id", "")))
         return None if param is None else {param: client_order_id}
 
+    async def _find_by_label(self, method: str, symbol: str, client_order_id: str) -> Any:
+        """The one order under the label ``client_order_id``; None if none, DuplicateOrder if several."""
+        market = self.exchange.market(symbol)
+        currency = market.get("settle") or market.get("base")
+        answer = await self.client.call("read", method, {"currency": currency, "label": client_order_id})
+        raw = answer.get("result") if isinstance(answer, Mapping) else None
+        if not isinstance(raw, list):
+            raise herr.TransientVenueError(f"{self.name}: order lookup by label {client_order_id}: no result list")
+        orders = [o for o in self.exchange.parse_orders(raw)
+                  if isinstance(o, Mapping) and client_order_id_of(o) == client_order_id]
+        if len(orders) > 1:
+            ids = tuple(str(o.get("id")) for o in orders)
+            raise herr.DuplicateOrder(f"{self.name}: {len(orders)} orders under client order id "
+                                      f"{client_order_id}: {', '.join(ids)}", client_order_id, ids)
+        return orders[0] if orders else None
+
     async def _find_order(self, symbol: str, client_order_id: str) -> Any:
-        """The raw ccxt order with that client id, by direct lookup or by scanning; None if unknown."""
+        """The raw ccxt order with that client id, by direct lookup or by scanning; None if unknown.
+
+        Raises :class:`~hedgerd.errors.DuplicateOrder` where the venue's ids are labels and more
+        than one order carries ours.
+        """
+        label_method = CLIENT_ID_LABEL_LOOKUP.get(str(getattr(self.exchange, "id", "")))
+        if label_method is not None:
+            return await self._find_by_label(label_method, symbol, client_order_id)
         params = self._client_id_params(client_order_id)
         if params is not None:
             params.update(_FETCH_ORDER_EXTRA.get(str(self.exchange.id), {}))
