@@ -155,7 +155,7 @@ class HedgeEngine:
         return HedgeExecutor(
             venue=self.venues[venue_name], ledger=self.ledger, markets=self.markets[venue_name],
             config=self.settings.executor, bucket=bucket, clock=self.clock, metrics=self.metrics,
-            gate=self._gate, on_result=self._on_order_result)
+            gate=self._gate, on_result=self._on_order_result, on_halt=self.engage)
 
     async def _reconcile(self) -> None:
         """Startup reconciliation (see :class:`StartupReconciliation`). A disagreement beyond

@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 
 from hedgerd.config import ExecutorConfig, RateLimitConfig
-from hedgerd.errors import FatalOrderError, InsufficientFunds, InvalidOrder, RateLimited, TransientVenueError
+from hedgerd.errors import (
+    DuplicateOrder,
+    FatalOrderError,
+    InsufficientFunds,
+    InvalidOrder,
+    RateLimited,
+    TransientVenueError,
+)
 from hedgerd.executor import LANDING_GRACE, HedgeExecutor, TokenBucket
 from hedgerd.ledger import InventoryLedger, LedgerError
 from hedgerd.metrics import Metrics
@@ -152,6 +159,7 @@ class Rig:
     results: list[tuple[bool, str]] = field(default_factory=list)
     denials: list[str | None] = field(default_factory=list)  # scripted gate answers, then None
     gate_in_flight: list[Decimal] = field(default_factory=list)
+    halts: list[tuple[str, str]] = field(default_factory=list)  # (reason, source) of on_halt calls
     executor: HedgeExecutor = field(init=False)
 
     def __post_init__(self) -> None:
@@ -162,6 +170,7 @@ class Rig:
                              config=self.config, bucket=self.bucket, clock=self.clock,
                              metrics=metrics or self.metrics,
                              gate=self.gate, on_result=lambda ok, kind: self.results.append((ok, kind)),
+                             on_halt=lambda reason, source: self.halts.append((reason, source)),
                              rng=random.Random(7))
 
     def gate(self, intent: HedgeIntent) -> str | None:
@@ -438,6 +447,24 @@ async def test_lookup_failing_leaves_order_unknown_and_in_flight(rig: Rig) -> No
     assert rig.ledger.order_state(cid) == (OrderStatus.FILLED, intent.amount)
     assert rig.executor.in_flight(SYMBOL) == 0
     assert not rig.executor.has_open(SYMBOL)
+
+
+async def test_a_duplicate_found_by_the_lookup_halts_naming_the_client_id(rig: Rig) -> None:
+    rig.venue.create_faults.append(Fault.ACCEPT_THEN_TIMEOUT)
+    intent = await rig.intent()
+    cid = intent.client_order_id
+    rig.venue.fetch_faults.append(DuplicateOrder(f"2 orders under client order id {cid}: 7, 8", cid, ("7", "8")))
+    report = await rig.executor.execute(intent)
+    assert report.status is OrderStatus.UNKNOWN
+    assert len(rig.venue.calls_of("create")) == 1  # never resent
+    assert len(rig.venue.calls_of("fetch")) == 1  # nor retried: looking again cannot make it unique
+    assert rig.ledger.order_state(cid) == (OrderStatus.UNKNOWN, 0)
+    assert rig.executor.in_flight(SYMBOL) == intent.amount  # the risk loop does not hedge it again
+    assert len(rig.halts) == 1
+    reason, source = rig.halts[0]
+    assert cid in reason and rig.venue.name in reason and source == "auto:duplicate_order"
+    assert rig.results == [(False, "unknown_outcome")]
+    assert rig.errors_metric("duplicate_order") == 1
 
 
 async def test_gate_denial_after_unknown_keeps_the_order_in_flight(rig: Rig) -> None:

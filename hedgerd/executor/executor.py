@@ -30,6 +30,7 @@ from hedgerd.clock import Clock
 from hedgerd.config import ExecutorConfig
 from hedgerd.connectors.base import Venue
 from hedgerd.errors import (
+    DuplicateOrder,
     FatalOrderError,
     OrderNotFound,
     RateLimited,
@@ -65,6 +66,18 @@ class _LookupFailed(Exception):
     """Every attempt to look an order up failed; its outcome stays unknown."""
 
 
+def _halt_on_duplicate(exc: DuplicateOrder, venue: str,
+                       on_halt: Callable[[str, str], object] | None) -> _LookupFailed:
+    """Halt trading naming the client id several venue orders carry (retrying cannot make it
+    unique; the order stays UNKNOWN or as last reported, in flight, never resent); the look-up's
+    failure to raise."""
+    reason = f"duplicate order on {venue}: {exc}"[:_DETAIL_MAX]
+    log.error("order_duplicated", client_order_id=exc.client_order_id, venue=venue, reason=reason)
+    if on_halt is not None:
+        on_halt(reason, "auto:duplicate_order")
+    return _LookupFailed(_detail(exc))
+
+
 def _error_kind(exc: BaseException) -> str:
     if isinstance(exc, VenueError):
         return exc.kind
@@ -83,14 +96,15 @@ class HedgeExecutor:
 
     ``gate(intent)`` is asked right before every send and returns a denial reason or None;
     ``on_result(ok, error_kind)`` is called once per executed intent that reached the point of
-    sending (success, fatal rejection, retries exhausted, or outcome left unknown).
+    sending (success, fatal rejection, retries exhausted, or outcome left unknown); ``on_halt(reason,
+    source)`` halts trading when a look-up finds the client id on several venue orders.
     :meth:`apply_config` takes reloaded settings; ``config`` is read on every use.
     """
 
     def __init__(self, venue: Venue, ledger: OrderJournal, markets: dict[str, MarketInfo],
                  config: ExecutorConfig, bucket: TokenBucket, clock: Clock, metrics: Metrics,
                  gate: Callable[[HedgeIntent], str | None], on_result: Callable[[bool, str], None],
-                 *, rng: random.Random | None = None) -> None:
+                 *, on_halt: Callable[[str, str], object] | None = None, rng: random.Random | None = None) -> None:
         self.venue = venue
         self.ledger = ledger
         self.markets = markets
@@ -99,7 +113,7 @@ class HedgeExecutor:
         self.clock = clock
         self.metrics = metrics
         self._gate = gate
-        self._on_result = on_result
+        self._on_result, self._on_halt = on_result, on_halt
         self._rng = rng if rng is not None else random.Random()
         self._orders = OrderTracker(ledger)
 
@@ -402,6 +416,9 @@ class HedgeExecutor:
                                                 timeout=self.config.order_timeout)
             except OrderNotFound:
                 report = None
+            except DuplicateOrder as exc:
+                self._count_error(exc, "fetch_order", cid)
+                raise _halt_on_duplicate(exc, self.venue.name, self._on_halt) from None
             except RateLimited as exc:
                 last = exc
                 self._count_error(exc, "fetch_order", cid)
