@@ -105,3 +105,16 @@ async def test_two_orders_under_one_label_are_reported_as_a_duplicate(sim: Derib
     assert "hgd21x3" in str(info.value)
     with pytest.raises(herr.DuplicateOrder):  # a cancel by client id must not pick one of them
         await venue.cancel_order(PERP, "hgd21x3")
+
+
+async def test_an_order_aiohttp_resent_on_a_dropped_connection_is_seen_as_a_duplicate(
+        sim: DeribitSim, venue: CcxtVenue) -> None:
+    """The venue executes the GET order request and drops the keep-alive connection unanswered;
+    aiohttp re-sends it once, so one create_order places two orders under our label."""
+    await venue.load_markets()  # leaves a keep-alive connection in the pool
+    sim.faults.update({"order_timeout_next": 1, "order_timeout_mode": "drop"})
+    placed = await venue.create_order(intent("hgd21x4"), Decimal(30), None)
+    assert placed.status is OrderStatus.FILLED  # nothing in the answer shows the second order
+    assert sim.venue.positions["BTC-PERPETUAL"].size == 60
+    with pytest.raises(herr.DuplicateOrder, match="hgd21x4"):
+        await venue.fetch_order(PERP, "hgd21x4")
