@@ -38,7 +38,7 @@ from hedgerd.config import (
 )
 from hedgerd.connectors.paper import SimPerpVenue, SimSpotVenue, build_sim_venues
 from hedgerd.engine import HedgeEngine
-from hedgerd.errors import RateLimited
+from hedgerd.errors import DuplicateOrder, OrderOutcomeUnknown, RateLimited
 from hedgerd.ledger import InventoryLedger
 from hedgerd.metrics import Metrics
 from hedgerd.models import Fill, HedgeIntent, OrderReport, OrderStatus, PriceUpdate, Side, TradingState
@@ -199,6 +199,26 @@ async def test_a_bug_in_the_risk_pass_on_a_fill_halts_trading_and_the_fill_stays
         assert h.trading_state() is TradingState.HALTED
         assert h.engine.kill_switch.source == "auto:internal"
         assert h.attempts == []
+
+
+async def test_a_hedge_order_found_twice_under_its_client_id_halts_trading_naming_it(tmp_path: Path) -> None:
+    async def accepted_unanswered(venue: SimPerpVenue, intent: HedgeIntent, amount: Decimal,
+                                  price: Decimal | None) -> OrderReport:
+        await SimPerpVenue.create_order(venue, intent, amount, price)
+        raise OrderOutcomeUnknown("connection dropped after the send")
+
+    async with running_engine(make_settings(tmp_path), create_order=accepted_unanswered) as h:
+        async def two_orders(symbol: str, client_order_id: str) -> OrderReport | None:
+            raise DuplicateOrder(f"2 orders under client order id {client_order_id}", client_order_id)
+
+        h.perp.fetch_order = two_orders  # type: ignore[method-assign]
+        await h.client_fill(Side.BUY, "0.3")
+        await eventually(lambda: h.trading_state() is TradingState.HALTED, "the duplicate halt")
+        cid = h.attempts[0].intent.client_order_id
+        assert h.engine.kill_switch.source == "auto:duplicate_order"
+        assert cid in h.engine.kill_switch.reason
+        await asyncio.sleep(QUIET)
+        assert len(h.attempts) == 1  # never resent, nothing else sent
 
 
 @pytest.mark.parametrize("commit_on", ["loop", "thread"])
