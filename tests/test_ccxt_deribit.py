@@ -97,7 +97,8 @@ async def test_two_orders_under_one_label_are_reported_as_a_duplicate(sim: Derib
     await venue.load_markets()
     buy = intent("hgd21x3")
     await venue.create_order(buy, Decimal(30), None)
-    await venue.create_order(buy, Decimal(30), None)  # as aiohttp's re-send of a dropped GET does
+    with pytest.raises(herr.DuplicateOrder):  # the send's own check sees the second order
+        await venue.create_order(buy, Decimal(30), None)  # as aiohttp's re-send of a dropped GET does
     with pytest.raises(herr.DuplicateOrder) as info:
         await venue.fetch_order(PERP, "hgd21x3")
     assert info.value.client_order_id == "hgd21x3"
@@ -113,8 +114,25 @@ async def test_an_order_aiohttp_resent_on_a_dropped_connection_is_seen_as_a_dupl
     aiohttp re-sends it once, so one create_order places two orders under our label."""
     await venue.load_markets()  # leaves a keep-alive connection in the pool
     sim.faults.update({"order_timeout_next": 1, "order_timeout_mode": "drop"})
-    placed = await venue.create_order(intent("hgd21x4"), Decimal(30), None)
-    assert placed.status is OrderStatus.FILLED  # nothing in the answer shows the second order
+    # ccxt's answer is one filled order; the connector's check after the send finds the second
+    with pytest.raises(herr.DuplicateOrder, match="hgd21x4"):
+        await venue.create_order(intent("hgd21x4"), Decimal(30), None)
     assert sim.venue.positions["BTC-PERPETUAL"].size == 60
     with pytest.raises(herr.DuplicateOrder, match="hgd21x4"):
         await venue.fetch_order(PERP, "hgd21x4")
+
+
+async def test_a_failed_check_after_the_send_leaves_the_outcome_to_the_look_up(
+        sim: DeribitSim, venue: CcxtVenue, monkeypatch: pytest.MonkeyPatch) -> None:
+    await venue.load_markets()
+    call = venue.client.call
+
+    async def label_lookup_fails(operation: Any, method: str, *args: Any) -> Any:
+        if method == "privateGetGetOrderStateByLabel":
+            raise herr.TransientVenueError("502 on the look-up")
+        return await call(operation, method, *args)
+
+    monkeypatch.setattr(venue.client, "call", label_lookup_fails)
+    with pytest.raises(herr.OrderOutcomeUnknown, match="hgd21x5"):
+        await venue.create_order(intent("hgd21x5"), Decimal(30), None)
+    assert [o.label for o in sim.venue.orders.values()] == ["hgd21x5"]  # it was placed once

@@ -194,6 +194,9 @@ class CcxtVenue:
             params["reduceOnly"] = True
         order = await self.client.call("create", "create_order", symbol, order_type, intent.side.value,
                                        contracts, limit, params)
+        label_method = CLIENT_ID_LABEL_LOOKUP.get(str(getattr(self.exchange, "id", "")))
+        if label_method is not None:
+            await self._check_not_resent(label_method, symbol, intent.client_order_id)
         try:
             return self.client.order_report(with_symbol(order, symbol), client_order_id=intent.client_order_id)
         except MalformedMessage as exc:
@@ -203,6 +206,22 @@ class CcxtVenue:
     def _client_id_params(self, client_order_id: str) -> dict[str, Any] | None:
         param = CLIENT_ID_LOOKUP_PARAM.get(str(getattr(self.exchange, "id", "")))
         return None if param is None else {param: client_order_id}
+
+    async def _check_not_resent(self, method: str, symbol: str, client_order_id: str) -> None:
+        """After a send on a label venue: raise DuplicateOrder if the transport placed it twice.
+
+        ccxt sends Deribit orders as GET, which aiohttp re-sends once when a reused connection
+        closes unanswered; the answer then shows one order while two exist, and no later look-up
+        would happen. One read per order; when it fails the outcome is left to the executor's
+        look-up (OrderOutcomeUnknown) rather than assumed single.
+        """
+        try:
+            await self._find_by_label(method, symbol, client_order_id)
+        except herr.DuplicateOrder:
+            raise
+        except herr.VenueError as exc:
+            raise herr.OrderOutcomeUnknown(f"{client_order_id}: placed, but the check for a re-sent duplicate "
+                                           f"failed: {exc}") from None
 
     async def _find_by_label(self, method: str, symbol: str, client_order_id: str) -> Any:
         """The one order under the label ``client_order_id``; None if none, DuplicateOrder if several."""
