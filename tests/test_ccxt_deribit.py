@@ -136,3 +136,15 @@ async def test_a_failed_check_after_the_send_leaves_the_outcome_to_the_look_up(
     with pytest.raises(herr.OrderOutcomeUnknown, match="hgd21x5"):
         await venue.create_order(intent("hgd21x5"), Decimal(30), None)
     assert [o.label for o in sim.venue.orders.values()] == ["hgd21x5"]  # it was placed once
+
+
+async def test_a_resting_order_is_cancelled_by_its_label(sim: DeribitSim, venue: CcxtVenue) -> None:
+    await venue.load_markets()
+    low = float(sim.venue.index("BTC")) // 2
+    await venue.exchange.create_order(PERP, "limit", "buy", 50, low, {"label": "hgd21x6"})
+    [listed] = await venue.fetch_open_orders(PERP)
+    assert listed.client_order_id == "hgd21x6"
+    cancelled = await venue.cancel_order(PERP, "hgd21x6")
+    assert cancelled is not None
+    assert (cancelled.client_order_id, cancelled.status) == ("hgd21x6", OrderStatus.CANCELED)
+    assert await venue.fetch_open_orders(PERP) == []
