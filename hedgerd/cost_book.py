@@ -24,7 +24,10 @@ from hedgerd.risk.cost import COST_KINDS, Conversion, DecisionQuote, FeeStatus, 
 
 log = structlog.get_logger(__name__)
 
-_MAX_DECISIONS = 4096  # decision quotes kept for late fills; older orders' fills count as unmeasured
+#: Decision quotes kept for the fills still to come. A hedge order's fills arrive within seconds
+#: of its decision, so the orders that need one are those in flight and those settled lately (as
+#: for the ledger's per-order caches); an older order's late fill counts as unmeasured.
+_MAX_DECISIONS = 256
 
 
 class CostBook:

@@ -158,3 +158,20 @@ async def test_ledger_page_cache_is_bounded_below_what_a_long_run_writes(tmp_pat
         assert journal.PAGE_CACHE_KIB * 1024 // page_size < 50 * 86_400 // 10
     finally:
         await ledger.close()
+
+
+def test_cost_book_keeps_a_bounded_number_of_decision_quotes() -> None:
+    from hedgerd import cost_book
+    from hedgerd.metrics import Metrics
+    from hedgerd.models import HedgeIntent
+
+    book = cost_book.CostBook(Metrics(), {})
+    bound = cost_book._MAX_DECISIONS
+    for i in range(bound + 50):
+        intent = HedgeIntent(intent_id=i, client_order_id=f"hgd0000000ax{i}", underlying="BTC", venue="perp",
+                             symbol=PERP, side=Side.SELL, amount=Decimal("0.1"), created_at=float(i),
+                             decision_mid=Decimal(60_000), decision_half_spread=Decimal(1))
+        book.decided([intent])
+        assert len(book._decisions) <= bound
+    assert len(book._decisions) == bound
+    assert f"hgd0000000ax{bound + 49}" in book._decisions and "hgd0000000ax0" not in book._decisions  # newest kept
