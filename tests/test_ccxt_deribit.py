@@ -21,8 +21,9 @@ from hedgerd.exchange_sim.deribit import DeribitSim, start_deribit_sim
 from hedgerd.models import HedgeIntent, MarketInfo, OrderStatus, Side
 
 PERP = "BTC/USD:BTC"
-PERP_MARKET = MarketInfo(symbol=PERP, base="BTC", quote="USD", amount_step=Decimal(10), price_step=Decimal("0.5"),
-                         min_amount=Decimal(10), contract_size=Decimal(10))
+#: As the connector loads it: ccxt's USD amounts (step and minimum 10) counted in 10-USD contracts.
+PERP_MARKET = MarketInfo(symbol=PERP, base="BTC", quote="USD", amount_step=Decimal(1), price_step=Decimal("0.5"),
+                         min_amount=Decimal(1), contract_size=Decimal(10))
 
 #: What ccxt.deribit's parse_order returned for a filled market order labelled by us (trimmed):
 #: no clientOrderId, the label only in ``info``.
@@ -46,15 +47,16 @@ def test_the_label_in_info_is_the_client_order_id_of_orders_and_trades() -> None
     assert client_order_id_of(DERIBIT_ORDER) == "hgd12x1"
     assert client_order_id_of(DERIBIT_TRADE) == "hgd12x1"
     assert client_order_id_of({**DERIBIT_ORDER, "info": {**DERIBIT_ORDER["info"], "label": ""}}) is None
-    report = order_to_report("deribit", DERIBIT_ORDER, PERP_MARKET, 0.0)
-    assert (report.client_order_id, report.status, report.filled) == ("hgd12x1", OrderStatus.FILLED, Decimal(300))
-    fill = trade_to_fill("deribit", DERIBIT_TRADE, {PERP: PERP_MARKET}, 0.0)
-    assert (fill.client_order_id, fill.trade_id, fill.amount) == ("hgd12x1", f"{PERP}#77", Decimal(300))
+    # 30 USD of the perpetual are 3 contracts of 10 USD
+    report = order_to_report("deribit", DERIBIT_ORDER, PERP_MARKET, 0.0, amount_unit="contract_size")
+    assert (report.client_order_id, report.status, report.filled) == ("hgd12x1", OrderStatus.FILLED, Decimal(3))
+    fill = trade_to_fill("deribit", DERIBIT_TRADE, {PERP: PERP_MARKET}, 0.0, amount_unit="contract_size")
+    assert (fill.client_order_id, fill.trade_id, fill.amount) == ("hgd12x1", f"{PERP}#77", Decimal(3))
 
 
 def intent(cid: str) -> HedgeIntent:
     return HedgeIntent(intent_id=1, client_order_id=cid, underlying="BTC", venue="deribit-sim", symbol=PERP,
-                       side=Side.BUY, amount=Decimal(300), created_at=0.0)
+                       side=Side.BUY, amount=Decimal("0.005"), created_at=0.0)
 
 
 @pytest.fixture
@@ -79,15 +81,16 @@ async def test_an_order_is_placed_under_our_label_and_found_by_it_with_its_fills
         sim: DeribitSim, venue: CcxtVenue) -> None:
     await venue.load_markets()
     buy = intent("hgd21x1")
-    placed = await venue.create_order(buy, Decimal(30), None)
+    placed = await venue.create_order(buy, Decimal(3), None)  # contracts
     assert placed.client_order_id == "hgd21x1"
     assert [o.label for o in sim.venue.orders.values()] == ["hgd21x1"]  # ccxt sent it as the label
+    assert [o.amount for o in sim.venue.orders.values()] == [Decimal(30)]  # 3 contracts are 30 USD
     found = await venue.fetch_order(PERP, "hgd21x1")
     assert found is not None
-    assert (found.client_order_id, found.status, found.filled) == ("hgd21x1", OrderStatus.FILLED, Decimal(300))
+    assert (found.client_order_id, found.status, found.filled) == ("hgd21x1", OrderStatus.FILLED, Decimal(3))
     assert found.venue_order_id == placed.venue_order_id
     assert found.fills and {f.client_order_id for f in found.fills} == {"hgd21x1"}
-    assert sum(f.amount for f in found.fills) == Decimal(300)
+    assert sum(f.amount for f in found.fills) == Decimal(3)
     listed = await venue.fetch_fills_since(None)  # the account's trades carry the label too
     assert [f.client_order_id for f in listed] == [f.client_order_id for f in found.fills]
     assert await venue.fetch_order(PERP, "hgd21x2") is None
@@ -96,9 +99,9 @@ async def test_an_order_is_placed_under_our_label_and_found_by_it_with_its_fills
 async def test_two_orders_under_one_label_are_reported_as_a_duplicate(sim: DeribitSim, venue: CcxtVenue) -> None:
     await venue.load_markets()
     buy = intent("hgd21x3")
-    await venue.create_order(buy, Decimal(30), None)
+    await venue.create_order(buy, Decimal(3), None)
     with pytest.raises(herr.DuplicateOrder):  # the send's own check sees the second order
-        await venue.create_order(buy, Decimal(30), None)  # as aiohttp's re-send of a dropped GET does
+        await venue.create_order(buy, Decimal(3), None)  # as aiohttp's re-send of a dropped GET does
     with pytest.raises(herr.DuplicateOrder) as info:
         await venue.fetch_order(PERP, "hgd21x3")
     assert info.value.client_order_id == "hgd21x3"
@@ -116,7 +119,7 @@ async def test_an_order_aiohttp_resent_on_a_dropped_connection_is_seen_as_a_dupl
     sim.faults.update({"order_timeout_next": 1, "order_timeout_mode": "drop"})
     # ccxt's answer is one filled order; the connector's check after the send finds the second
     with pytest.raises(herr.DuplicateOrder, match="hgd21x4"):
-        await venue.create_order(intent("hgd21x4"), Decimal(30), None)
+        await venue.create_order(intent("hgd21x4"), Decimal(3), None)
     assert sim.venue.positions["BTC-PERPETUAL"].size == 60
     with pytest.raises(herr.DuplicateOrder, match="hgd21x4"):
         await venue.fetch_order(PERP, "hgd21x4")
@@ -134,7 +137,7 @@ async def test_a_failed_check_after_the_send_leaves_the_outcome_to_the_look_up(
 
     monkeypatch.setattr(venue.client, "call", label_lookup_fails)
     with pytest.raises(herr.OrderOutcomeUnknown, match="hgd21x5"):
-        await venue.create_order(intent("hgd21x5"), Decimal(30), None)
+        await venue.create_order(intent("hgd21x5"), Decimal(3), None)
     assert [o.label for o in sim.venue.orders.values()] == ["hgd21x5"]  # it was placed once
 
 

@@ -14,6 +14,7 @@ from hedgerd.config import Settings, VenueConfig, VenueRole
 from hedgerd.connectors.ccxt.errors import align_ccxt_exceptions
 from hedgerd.connectors.ccxt.fills import SAFETY_BACKFILL_INTERVAL
 from hedgerd.connectors.ccxt.streams import CATCH_UP_DELAY
+from hedgerd.connectors.ccxt.traits import traits_for
 from hedgerd.connectors.ccxt.urls import sim_urls
 from hedgerd.connectors.ccxt.venue import CcxtVenue
 
@@ -93,7 +94,7 @@ def create_exchange(cfg: VenueConfig, *, timeout: float | None = None, path: str
     }
     if timeout is not None:
         params["timeout"] = int(timeout * 1000)
-        if exchange_id.startswith("binance") and "recvWindow" not in params["options"]:
+        if traits_for(exchange_id).recv_window and "recvWindow" not in params["options"]:
             # The venue drops a signed request older than this: an order we stopped waiting
             # for cannot execute later (the executor resends only after that; Binance max 60 s).
             params["options"]["recvWindow"] = min(60_000, max(1, int(timeout * 1000)))

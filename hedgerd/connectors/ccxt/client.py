@@ -16,6 +16,7 @@ from hedgerd.clock import Clock
 from hedgerd.connectors.base import VenueEventSink
 from hedgerd.connectors.ccxt.convert import MalformedMessage, order_to_report
 from hedgerd.connectors.ccxt.errors import Operation, map_ccxt_error, retry_after_from_headers, sanitize_message
+from hedgerd.connectors.ccxt.traits import VenueTraits, traits_for
 from hedgerd.models import Fill, MarketInfo, OrderReport
 
 log = structlog.get_logger("hedgerd.ccxt")
@@ -57,6 +58,8 @@ class CcxtClient:
         self.name = name
         self.exchange = exchange
         self.clock = clock
+        exchange_id = getattr(exchange, "id", None)
+        self.traits: VenueTraits = traits_for(exchange_id if isinstance(exchange_id, str) else None)
         self.own_client_id_prefix = own_client_id_prefix
         self.secrets = tuple(s for s in secrets if s)
         self.markets: dict[str, MarketInfo] = {}
@@ -134,7 +137,8 @@ class CcxtClient:
         if market is None:
             raise MalformedMessage(f"order: unknown symbol {str(symbol)[:40]!r}")
         report = order_to_report(self.name, order, market, self.clock.monotonic(),
-                                 client_order_id=client_order_id, fills=fills)
+                                 client_order_id=client_order_id, fills=fills,
+                                 amount_unit=self.traits.amount_unit)
         if report.venue_order_id is not None:
             self.cid_by_order_id.put(report.venue_order_id, report.client_order_id)
         return report

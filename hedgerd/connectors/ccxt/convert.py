@@ -10,6 +10,7 @@ from typing import Any
 
 import ccxt
 
+from hedgerd.connectors.ccxt.traits import AmountUnit
 from hedgerd.models import (
     ZERO,
     Fill,
@@ -81,12 +82,14 @@ def _sub_mapping(parent: Any, key: str) -> Mapping[str, Any]:
     return child if isinstance(child, Mapping) else {}
 
 
-def market_info_from_ccxt(market: Mapping[str, Any], precision_mode: int) -> MarketInfo:
+def market_info_from_ccxt(market: Mapping[str, Any], precision_mode: int, *,
+                          amount_unit: AmountUnit = "contracts") -> MarketInfo:
     """:class:`MarketInfo` from a ccxt market (precision per ``exchange.precisionMode``).
 
-    Amount limits are in contracts for derivatives; ``contract_size`` converts to base units.
-    With ``SIGNIFICANT_DIGITS`` precision no tick size exists, so a tiny step is used and the
-    rounding is left to ccxt's ``amount_to_precision``.
+    The amount step and limits are in contracts: ccxt's own, divided by the contract size where
+    the venue's ccxt amounts are ``contracts x contractSize`` (``amount_unit``, see
+    :mod:`~hedgerd.connectors.ccxt.traits`). With ``SIGNIFICANT_DIGITS`` precision no tick size
+    exists, so a tiny step is used and the rounding is left to ccxt's ``amount_to_precision``.
     """
     symbol = market.get("symbol")
     base, quote = market.get("base"), market.get("quote")
@@ -98,19 +101,27 @@ def market_info_from_ccxt(market: Mapping[str, Any], precision_mode: int) -> Mar
     limits = market.get("limits")
     amount_limits = _sub_mapping(limits, "amount")
     cost_limits = _sub_mapping(limits, "cost")
-    contract_size = market.get("contractSize")
+    raw_size = market.get("contractSize")
+    contract_size = Decimal(1) if raw_size is None else to_decimal(raw_size, f"{symbol}.contractSize", positive=True)
+    unit = contract_size if amount_unit == "contract_size" else Decimal(1)
+    max_amount = optional_decimal(amount_limits.get("max"), f"{symbol}.limits.amount.max", positive=True)
     return MarketInfo(
         symbol=symbol, base=base, quote=quote,
-        amount_step=_precision_step(precision.get("amount"), f"{symbol}.precision.amount", precision_mode),
+        amount_step=_precision_step(precision.get("amount"), f"{symbol}.precision.amount", precision_mode) / unit,
         price_step=_precision_step(precision.get("price"), f"{symbol}.precision.price", precision_mode),
-        min_amount=optional_decimal(amount_limits.get("min"), f"{symbol}.limits.amount.min",
-                                     non_negative=True) or ZERO,
-        max_amount=optional_decimal(amount_limits.get("max"), f"{symbol}.limits.amount.max", positive=True),
+        min_amount=(optional_decimal(amount_limits.get("min"), f"{symbol}.limits.amount.min",
+                                     non_negative=True) or ZERO) / unit,
+        max_amount=None if max_amount is None else max_amount / unit,
         min_notional=optional_decimal(cost_limits.get("min"), f"{symbol}.limits.cost.min",
                                        non_negative=True) or ZERO,
-        contract_size=(Decimal(1) if contract_size is None
-                       else to_decimal(contract_size, f"{symbol}.contractSize", positive=True)),
+        contract_size=contract_size,
     )
+
+
+def per_contract(market: MarketInfo, amount_unit: AmountUnit) -> Decimal:
+    """ccxt amount units in one contract of ``market``: 1, or its contract size where the venue's
+    ccxt amounts are ``contracts x contractSize`` (Deribit: 10 USD on BTC-PERPETUAL)."""
+    return market.contract_size if amount_unit == "contract_size" else Decimal(1)
 
 
 def client_order_id_of(payload: Mapping[str, Any]) -> str | None:
@@ -173,11 +184,12 @@ def _check_raw_execution(info: Any, trade_id: str) -> None:
 
 def trade_to_fill(venue: str, trade: Mapping[str, Any], markets: Mapping[str, MarketInfo], received_at: float,
                   *, expected_symbol: str | None = None, defaults: Mapping[str, Any] | None = None,
-                  client_order_id: str | None = None) -> Fill:
-    """A :class:`Fill` in base units from a ccxt trade; raises :class:`MalformedMessage`.
+                  client_order_id: str | None = None, amount_unit: AmountUnit = "contracts") -> Fill:
+    """A :class:`Fill` in contracts from a ccxt trade; raises :class:`MalformedMessage`.
 
     ``defaults`` fills ``symbol``/``side``/``timestamp`` a trade embedded in an order may lack;
-    ``client_order_id`` overrides what the trade itself carries.
+    ``client_order_id`` overrides what the trade itself carries; ``amount_unit`` says how the
+    venue's ccxt amounts count (:func:`per_contract`).
     """
     if not isinstance(trade, Mapping):
         raise MalformedMessage(f"trade: expected a mapping, got {type(trade).__name__}")
@@ -198,7 +210,8 @@ def trade_to_fill(venue: str, trade: Mapping[str, Any], markets: Mapping[str, Ma
     market = markets.get(symbol)
     if market is None or (expected_symbol is not None and symbol != expected_symbol):
         raise MalformedMessage(f"trade {raw_id}: unknown symbol {symbol[:40]!r}")
-    contracts = to_decimal(trade.get("amount"), f"trade {raw_id}.amount", positive=True)
+    contracts = to_decimal(trade.get("amount"), f"trade {raw_id}.amount", positive=True) / per_contract(
+        market, amount_unit)
     if market.max_amount is not None and contracts > market.max_amount:
         raise MalformedMessage(f"trade {raw_id}.amount: {contracts} exceeds the market's maximum order "
                                f"amount {market.max_amount}")
@@ -208,7 +221,7 @@ def trade_to_fill(venue: str, trade: Mapping[str, Any], markets: Mapping[str, Ma
     return Fill(
         venue=venue, trade_id=qualified_trade_id(symbol, raw_id), symbol=symbol,
         side=_side(pick("side"), f"trade {raw_id}.side"),
-        amount=contracts * market.contract_size,
+        amount=contracts,
         price=to_decimal(trade.get("price"), f"trade {raw_id}.price", positive=True),
         fee=fee, fee_currency=fee_currency,
         ts=_timestamp_seconds(pick("timestamp"), f"trade {raw_id}.timestamp"),
@@ -243,8 +256,9 @@ def order_status(order: Mapping[str, Any], filled: Decimal) -> OrderStatus:
 
 
 def order_to_report(venue: str, order: Mapping[str, Any], market: MarketInfo, received_at: float, *,
-                    client_order_id: str | None = None, fills: Sequence[Fill] = ()) -> OrderReport:
-    """An :class:`OrderReport` (filled in base units) from a ccxt order; raises MalformedMessage.
+                    client_order_id: str | None = None, fills: Sequence[Fill] = (),
+                    amount_unit: AmountUnit = "contracts") -> OrderReport:
+    """An :class:`OrderReport` (filled in contracts) from a ccxt order; raises MalformedMessage.
 
     ``client_order_id`` defaults to the one the order carries ("" if none).
 
@@ -257,7 +271,7 @@ def order_to_report(venue: str, order: Mapping[str, Any], market: MarketInfo, re
     if symbol != market.symbol:
         raise MalformedMessage(f"order {cid}: symbol {str(symbol)[:40]!r} is not {market.symbol}")
     filled = (optional_decimal(order.get("filled"), f"order {cid}.filled", non_negative=True)
-              or ZERO) * market.contract_size
+              or ZERO) / per_contract(market, amount_unit)
     average = optional_decimal(order.get("average"), f"order {cid}.average", positive=True)
     if average is None and filled > 0:
         average = optional_decimal(order.get("price"), f"order {cid}.price", positive=True)
@@ -274,7 +288,7 @@ def order_to_report(venue: str, order: Mapping[str, Any], market: MarketInfo, re
         defaults = {"symbol": market.symbol, "side": order.get("side"),
                     "timestamp": order.get("lastTradeTimestamp") or order.get("timestamp")}
         fills = [trade_to_fill(venue, t, {market.symbol: market}, received_at, expected_symbol=market.symbol,
-                               defaults=defaults, client_order_id=cid) for t in trades]
+                               defaults=defaults, client_order_id=cid, amount_unit=amount_unit) for t in trades]
     if not fee and fills:
         fee = sum((f.fee for f in fills), ZERO)
     return OrderReport(
@@ -284,18 +298,19 @@ def order_to_report(venue: str, order: Mapping[str, Any], market: MarketInfo, re
         ts=ts, fills=tuple(fills))
 
 
-def position_amount(position: Mapping[str, Any], market: MarketInfo) -> Decimal:
-    """Signed base-unit position from a ccxt position (``contracts * contractSize``, short negative)."""
+def position_amount(position: Mapping[str, Any], market: MarketInfo, amount_unit: AmountUnit = "contracts") -> Decimal:
+    """Signed position in contracts from a ccxt position (short negative; ``contracts`` divided by
+    the contract size where the venue's ccxt amounts are ``contracts x contractSize``)."""
     if not isinstance(position, Mapping):
         raise MalformedMessage("position: expected a mapping")
     contracts = optional_decimal(position.get("contracts"), f"position {market.symbol}.contracts") or ZERO
     side = position.get("side")
     if side not in ("long", "short", None):
         raise MalformedMessage(f"position {market.symbol}: unknown side {str(side)[:20]!r}")
-    size_raw = position.get("contractSize")
-    size = market.contract_size if size_raw is None else to_decimal(
-        size_raw, f"position {market.symbol}.contractSize", positive=True)
-    amount = abs(contracts) * size
+    size_raw = position.get("contractSize")  # not needed for the count, but a bad one is a bad payload
+    if size_raw is not None:
+        to_decimal(size_raw, f"position {market.symbol}.contractSize", positive=True)
+    amount = abs(contracts) / per_contract(market, amount_unit)
     if side == "short" or (side is None and contracts < 0):
         return -amount
     return amount

@@ -25,8 +25,6 @@ from hedgerd.connectors.ccxt.convert import (
 )
 from hedgerd.models import Fill
 
-#: Longest time range one ``fetch_my_trades`` query may cover (Binance USD-M: 7 days).
-BACKFILL_WINDOW_MS = 7 * 24 * 3600 * 1000
 #: Trade ids delivered lately, so the stream's and the backfills' overlapping copies of a fill
 #: go to the ledger once: the backfills reach back their overlap plus their interval (seconds),
 #: which this covers at hundreds of fills/s; an older repeat is still deduped by the ledger.
@@ -137,13 +135,17 @@ class FillFeed:
         """Our trades on ``symbol`` since ``since`` (epoch seconds), malformed ones skipped.
 
         Pages forward from the newest trade of a full page; after a short page the cursor
-        jumps one :data:`BACKFILL_WINDOW_MS` (exchanges such as Binance USD-M answer at most
-        7 days per query) until it passes now, within ``backfill_max_pages`` requests (with
+        jumps one window of the venue's ``trades_window_ms`` (Binance USD-M answers at most 7 days
+        per query; none on Deribit) until it passes now, within ``backfill_max_pages`` requests (with
         ``whole``: ``listing_max_pages``, and a :class:`~hedgerd.errors.TransientVenueError`
         rather than a list cut short when they run out).
         """
-        if since is None:
-            return await self._trades_to_fills(await self.client.call("read", "fetch_my_trades", symbol), symbol)
+        traits = self.client.traits
+        extra = (dict(traits.my_trades_params),) if traits.my_trades_params else ()
+        if since is None:  # with a page limit: Deribit answers 10 trades without one
+            return await self._trades_to_fills(await self.client.call(
+                "read", "fetch_my_trades", symbol, None, self.backfill_page_limit, *extra), symbol)
+        window = traits.trades_window_ms
         cursor = max(0, int(since * 1000))
         now_ms = int(self.clock.time() * 1000)
         fills: dict[str, Fill] = {}
@@ -151,7 +153,7 @@ class FillFeed:
         pages = self.listing_max_pages if whole else self.backfill_max_pages
         for page_number in range(1, pages + 1):
             batch = list(await self.client.call("read", "fetch_my_trades", symbol, cursor,
-                                                self.backfill_page_limit) or ())
+                                                self.backfill_page_limit, *extra) or ())
             page = await self._trades_to_fills(batch, symbol, skip_delivered=skip_delivered)
             fresh = [f for f in page if f.trade_id not in fills]
             fills.update((f.trade_id, f) for f in fresh)
@@ -162,8 +164,8 @@ class FillFeed:
                 newest = max([int(f.ts * 1000) for f in page] + list(left_out.values()), default=cursor)
                 progressed = bool(fresh or fresh_left_out)
                 cursor = newest if progressed and newest > cursor else max(newest, cursor) + 1
-            elif cursor + BACKFILL_WINDOW_MS < now_ms:
-                cursor += BACKFILL_WINDOW_MS
+            elif window is not None and cursor + window < now_ms:
+                cursor += window
             else:
                 break
             if whole and page_number == pages:
@@ -220,7 +222,7 @@ class FillFeed:
     def _trade_to_fill(self, trade: Any, received_at: float, expected_symbol: str | None) -> Fill:
         """One ccxt trade as a fill, attributed to our order by its client id or its venue order id."""
         fill = trade_to_fill(self.client.name, trade, self.client.markets, received_at,
-                             expected_symbol=expected_symbol)
+                             expected_symbol=expected_symbol, amount_unit=self.client.traits.amount_unit)
         cid = self.client.own_cid(fill.client_order_id)
         order_id = order_id_of(trade)
         if cid is None and order_id is not None:

@@ -166,7 +166,7 @@ class StreamSupervisor:
                 poll=partial(self.fills.backfill, symbol), poll_interval=self.poll_interval,
                 resync=partial(self.fills.backfill, symbol),
                 confirm=partial(self.fills.confirm_backfill, symbol) if self.backfill_when_live else None))
-        if self.client.has("watchBidsAsks"):
+        if self.client.traits.price_stream == "bids_asks" and self.client.has("watchBidsAsks"):
             streams.append(_Stream(key="prices", watch=partial(ex.watch_bids_asks, [*self.symbols,
                                                                                      *self.price_symbols]),
                                    handle=self._deliver_tickers, poll=self._poll_prices,
@@ -360,7 +360,8 @@ class StreamSupervisor:
             if symbol not in self.symbols or not isinstance(symbol, str):
                 continue
             try:
-                updates[symbol] = updates.get(symbol, ZERO) + position_amount(position, self.client.markets[symbol])
+                updates[symbol] = updates.get(symbol, ZERO) + position_amount(
+                    position, self.client.markets[symbol], self.client.traits.amount_unit)
             except MalformedMessage as exc:
                 self.client.report("malformed", str(exc))
         self.positions.update(updates)

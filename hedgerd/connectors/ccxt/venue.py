@@ -34,6 +34,7 @@ from hedgerd.connectors.ccxt.convert import (
     cursor_seconds,
     market_info_from_ccxt,
     optional_decimal,
+    per_contract,
     position_amount,
     to_decimal,
     trade_to_fill,
@@ -56,26 +57,6 @@ from hedgerd.reconciliation import PositionSnapshot
 
 log = structlog.get_logger("hedgerd.ccxt")
 
-#: Exchanges whose ``fetch_order`` / ``cancel_order`` accept a client order id parameter, and its name.
-CLIENT_ID_LOOKUP_PARAM: dict[str, str] = {
-    "binance": "origClientOrderId",
-    "binanceusdm": "origClientOrderId",
-    "binancecoinm": "origClientOrderId",
-    "okx": "clOrdId",
-    "bybit": "orderLinkId",
-}
-#: Exchanges whose client order id is a non-unique label, looked up by ccxt's implicit API method
-#: named here with ``{"currency": <settlement currency>, "label": <client id>}``: every order
-#: under the label comes back, so a second one (a transport re-send) is seen, not hidden.
-CLIENT_ID_LABEL_LOOKUP: dict[str, str] = {
-    "deribit": "privateGetGetOrderStateByLabel",
-}
-#: The order parameter carrying our client id where ccxt does not translate ``clientOrderId``
-#: (ccxt.deribit passes unknown parameters through, so ``clientOrderId`` would be dropped by the
-#: venue and the order placed without a label).
-CLIENT_ID_SEND_PARAM: dict[str, str] = {"deribit": "label"}
-#: Extra parameters some exchanges need on ``fetch_order`` by client id.
-_FETCH_ORDER_EXTRA: dict[str, dict[str, Any]] = {"bybit": {"acknowledged": True}}
 #: Fills of orders looked up lately (a lookup repeats while an order settles; one per order in flight).
 ORDER_FILLS_KEPT = 1_000
 
@@ -153,7 +134,7 @@ class CcxtVenue:
         markets: dict[str, MarketInfo] = {}
         for symbol, market in raw.items():
             try:
-                info = market_info_from_ccxt(market, mode)
+                info = market_info_from_ccxt(market, mode, amount_unit=self.client.traits.amount_unit)
             except MalformedMessage:
                 continue
             markets[symbol] = info
@@ -179,9 +160,10 @@ class CcxtVenue:
         self.client.market(symbol)
         if amount <= 0:
             raise herr.InvalidOrder(f"{intent.client_order_id}: amount must be positive, got {amount}")
-        contracts = self._to_precision("amount_to_precision", symbol, amount)
-        send_param = CLIENT_ID_SEND_PARAM.get(str(getattr(self.exchange, "id", "")), "clientOrderId")
-        params: dict[str, Any] = {send_param: intent.client_order_id}
+        traits = self.client.traits
+        venue_amount = self._to_precision("amount_to_precision", symbol,
+                                          amount * per_contract(self.client.market(symbol), traits.amount_unit))
+        params: dict[str, Any] = {traits.client_id_send_param: intent.client_order_id}
         limit: float | None = None
         order_type = "market"
         if intent.order_type is OrderType.LIMIT_IOC:
@@ -193,8 +175,8 @@ class CcxtVenue:
         if intent.reduce_only and is_derivative(symbol):
             params["reduceOnly"] = True
         order = await self.client.call("create", "create_order", symbol, order_type, intent.side.value,
-                                       contracts, limit, params)
-        label_method = CLIENT_ID_LABEL_LOOKUP.get(str(getattr(self.exchange, "id", "")))
+                                       venue_amount, limit, params)
+        label_method = traits.client_id_label_lookup
         if label_method is not None:
             await self._check_not_resent(label_method, symbol, intent.client_order_id)
         try:
@@ -204,7 +186,7 @@ class CcxtVenue:
             raise herr.OrderOutcomeUnknown(f"{intent.client_order_id}: unreadable response: {exc}") from None
 
     def _client_id_params(self, client_order_id: str) -> dict[str, Any] | None:
-        param = CLIENT_ID_LOOKUP_PARAM.get(str(getattr(self.exchange, "id", "")))
+        param = self.client.traits.client_id_lookup_param
         return None if param is None else {param: client_order_id}
 
     async def _check_not_resent(self, method: str, symbol: str, client_order_id: str) -> None:
@@ -245,12 +227,12 @@ class CcxtVenue:
         Raises :class:`~hedgerd.errors.DuplicateOrder` where the venue's ids are labels and more
         than one order carries ours.
         """
-        label_method = CLIENT_ID_LABEL_LOOKUP.get(str(getattr(self.exchange, "id", "")))
+        label_method = self.client.traits.client_id_label_lookup
         if label_method is not None:
             return await self._find_by_label(label_method, symbol, client_order_id)
         params = self._client_id_params(client_order_id)
         if params is not None:
-            params.update(_FETCH_ORDER_EXTRA.get(str(self.exchange.id), {}))
+            params.update(self.client.traits.fetch_order_extra)
             try:
                 return await self.client.call("read", "fetch_order", None, symbol, params)
             except herr.OrderNotFound:
@@ -300,7 +282,8 @@ class CcxtVenue:
         for trade in trades or ():
             try:
                 fills.append(trade_to_fill(self.name, trade, self.client.markets, received, expected_symbol=symbol,
-                                           defaults=defaults, client_order_id=cid))
+                                           defaults=defaults, client_order_id=cid,
+                                           amount_unit=self.client.traits.amount_unit))
             except MalformedMessage as exc:
                 self.client.report("malformed", str(exc))
         result = tuple(sorted(fills, key=lambda f: (f.ts, f.trade_id)))
@@ -382,7 +365,8 @@ class CcxtVenue:
                 if not isinstance(held, str) or held not in result:
                     continue
                 try:
-                    result[held] += position_amount(position, self.client.markets[held])
+                    result[held] += position_amount(position, self.client.markets[held],
+                                                    self.client.traits.amount_unit)
                 except MalformedMessage as exc:
                     self.client.report("malformed", str(exc))
                     raise herr.TransientVenueError(f"{self.name}: malformed position: {exc}") from None

@@ -444,10 +444,9 @@ class DeribitSim(DeribitWebsocket):
             None if currency is None else self.venue.currency(str(currency)),
             None if name is None else self.venue.instrument(str(name)).name,
             None if start is None else int(start))
-        # Deribit returns the newest ``count`` trades, newest first unless sorting says otherwise.
-        chosen = trades[-count:]
-        if params.get("sorting", "desc") != "asc":
-            chosen = list(reversed(chosen))
+        # ``sorting=asc`` pages forward: the oldest ``count`` from the start, oldest first; otherwise
+        # Deribit answers the newest ``count``, newest first.
+        chosen = trades[:count] if params.get("sorting") == "asc" else list(reversed(trades[-count:]))
         return {"trades": [trade_json(t) for t in chosen], "has_more": len(trades) > count}
 
     def _positions(self, params: dict[str, Any]) -> list[Json]:
