@@ -15,11 +15,13 @@ saw it: its pass may wait up to 10 ms for the next event's (:meth:`HedgeEngine._
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import structlog
 
+from hedgerd.book import MarketBook
 from hedgerd.busypoll import BusyPoller
 from hedgerd.clock import Clock
 from hedgerd.config import Settings, VenueRole
@@ -35,6 +37,7 @@ from hedgerd.models import (
     Fill,
     HedgeIntent,
     MarketInfo,
+    OptionQuote,
     OrderReport,
     OrderStatus,
     PriceUpdate,
@@ -74,6 +77,7 @@ class HedgeEngine:
         self._price_seen_at = self.price_book.seen_at
         self.hedges: dict[str, HedgeState] = {}
         self.markets: dict[str, dict[str, MarketInfo]] = {}
+        self.book = MarketBook()  # instruments, option quotes and collateral the risk pass values
         self.consecutive_order_errors = 0
         self.pnl = BookPnl()
         self.realized_pnl = self.pnl.by_underlying  # underlying -> hedged-book PnL (quote), see risk/pnl.py
@@ -163,22 +167,13 @@ class HedgeEngine:
         when ``reconcile.adopt_venue_positions``)."""
         problems = await StartupReconciliation(
             self.settings, self.venues, self.ledger, self.clock, self._executors(), self.foreign_orders,
-            self._reconciled_positions()).run()
+            reconciled_positions(self.hedges.values())).run()
         self.reconciled = True
         if problems:
             self.reconcile_mismatch = "reconciliation mismatch: " + "; ".join(problems)
             self.engage(self.reconcile_mismatch, "auto:reconcile")
         log.info("reconciled", open_intents=len(self.ledger.open_intents()), mismatches=problems,
                  positions={f"{v}:{a}": str(q) for (v, a), q in self.ledger.positions().items()})
-
-    def _reconciled_positions(self) -> dict[str, set[str]]:
-        """Venue name -> the symbols and assets reconciliation compares (hedged or inventory)."""
-        wanted: dict[str, set[str]] = {}
-        for state in self.hedges.values():
-            wanted.setdefault(state.config.venue, set()).add(state.config.symbol)
-            for source in state.config.inventory:
-                wanted.setdefault(source.venue, set()).add(source.asset)
-        return wanted
 
     async def stop(self) -> None:
         """Stop intake, settle or cancel in-flight orders, flush the ledger."""
@@ -271,7 +266,7 @@ class HedgeEngine:
         if not streamed:
             return []
         if all(self._absorbed(fill) for fill in streamed):  # e.g. our hedge fills, ahead of the order's answer
-            self._settle_soon()
+            self.risk_loop.settle_soon()
             return []
         self.risk_pass.observe_client_fills(streamed)
         if self._risk_task is None:  # not running yet: its first pass will see them
@@ -318,6 +313,11 @@ class HedgeEngine:
             if (state.config.venue, state.config.symbol) == key:
                 self.policy_for(state.config.underlying).observe_price(self._price_seen_at[key], price.mid)
                 self._wake.set()  # prices no hedge is sized on (e.g. the inventory venue's) change nothing
+
+    async def on_option_quote(self, quote: OptionQuote) -> None:
+        """Store an option's quote (with its arrival time) and wake the risk loop: the book's delta moved."""
+        self.book.on_quote(replace(quote, received_at=quote.received_at or self.clock.monotonic()))
+        self._wake.set()
 
     async def on_order_update(self, venue: str, report: OrderReport) -> None:
         """Hand a streamed update of one of our orders to its executor, which journals it.
@@ -495,7 +495,7 @@ class HedgeEngine:
         error, a cancellation, a capped decision) calls for a pass right away.
         """
         if status is OrderStatus.FILLED and not state.capped and state.executor.settled_as_sized(intent):
-            self._settle_soon()
+            self.risk_loop.settle_soon()
         else:
             self._wake.set()
 
@@ -506,9 +506,6 @@ class HedgeEngine:
             if state.config.venue == fill.venue and not state.capped and state.executor.absorbs(fill):
                 return True
         return False
-
-    def _settle_soon(self) -> None:
-        self.risk_loop.settle_soon()
 
     def _execution_done(self, state: HedgeState, intent: HedgeIntent, task: asyncio.Task[OrderReport]) -> None:
         if task.cancelled():
@@ -552,6 +549,16 @@ class HedgeEngine:
         return engine_status(mode=self.settings.mode, kill_switch=self.kill_switch, ready=ready, problems=problems,
                              underlyings=underlyings, ledger=self.ledger,
                              consecutive_order_errors=self.consecutive_order_errors)
+
+
+def reconciled_positions(hedges: Iterable[HedgeState]) -> dict[str, set[str]]:
+    """Venue name -> the symbols and assets reconciliation compares (hedged or inventory)."""
+    wanted: dict[str, set[str]] = {}
+    for state in hedges:
+        wanted.setdefault(state.config.venue, set()).add(state.config.symbol)
+        for source in state.config.inventory:
+            wanted.setdefault(source.venue, set()).add(source.asset)
+    return wanted
 
 
 def _raise_first(futures: list[asyncio.Future[bool]]) -> None:

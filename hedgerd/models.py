@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import IntEnum, StrEnum
 
+from hedgerd.instruments import Instrument
+
 ZERO = Decimal(0)
 
 
@@ -123,8 +125,12 @@ class OrderType(StrEnum):
 class MarketInfo:
     """What the executor needs to know of an instrument (from ccxt ``load_markets``).
 
-    ``amount_step``/``price_step`` are tick sizes; amounts are in contracts, and
-    ``contract_size`` converts contracts to base units (1 for most linear perps).
+    ``amount_step``/``price_step`` are tick sizes; amounts are in contracts. ``instrument``
+    (:mod:`hedgerd.instruments`) says what a contract is worth: when it is set, the ledger,
+    the engine and the executor count positions and orders of this market in contracts, and
+    every venue that holds derivatives inventory sets it. None is the legacy linear/spot market,
+    counted in base units, where ``contract_size`` converts contracts to base units (1 for most
+    linear perps, so the two counts agree).
     """
 
     symbol: str
@@ -136,6 +142,39 @@ class MarketInfo:
     max_amount: Decimal | None = None
     min_notional: Decimal = ZERO
     contract_size: Decimal = Decimal(1)
+    instrument: Instrument | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OptionGreeks:
+    """The greeks a venue publishes for one option, per unit of underlying (Deribit's ticker
+    ``greeks``: delta dimensionless, premium-adjusted for coin-settled options as the venue
+    documents it; gamma in coin per unit of price; vega in quote per vol point as published)."""
+
+    delta: float
+    gamma: float
+    vega: float
+
+
+@dataclass(frozen=True, slots=True)
+class OptionQuote:
+    """One option's mark from its venue.
+
+    ``mark_price`` is the option's mark in its settle currency per unit of underlying (coin for
+    Deribit); ``mark_iv`` the mark implied volatility as an annualised fraction (0.6 = 60 %);
+    ``underlying_price`` the forward for the option's expiry (quote per coin). ``ts`` is the
+    venue's timestamp (epoch seconds), ``received_at`` the engine clock's monotonic reading on
+    arrival. ``greeks`` is what the venue publishes, if it does.
+    """
+
+    venue: str
+    symbol: str
+    mark_price: Decimal
+    mark_iv: float
+    underlying_price: Decimal
+    ts: float
+    greeks: OptionGreeks | None = None
+    received_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +183,8 @@ class HedgeIntent:
 
     ``intent_id`` is assigned by the ledger; ``client_order_id`` is derived from it, so a
     retry or a restart always reuses the same id and the venue can never hold it twice.
-    ``amount`` is in base units of the underlying (positive); ``side`` gives the direction.
+    ``amount`` is positive, in the hedge market's unit (contracts when its
+    :class:`MarketInfo` has an ``instrument``, else base units); ``side`` gives the direction.
     """
 
     intent_id: int

@@ -32,6 +32,7 @@ from hedgerd.models import (
     Fill,
     HedgeIntent,
     MarketInfo,
+    OptionQuote,
     OrderReport,
     OrderStatus,
     OrderType,
@@ -68,6 +69,7 @@ class RecordingSink:
     def __init__(self) -> None:
         self.fills: list[Fill] = []
         self.prices: list[PriceUpdate] = []
+        self.quotes: list[OptionQuote] = []
         self.orders: list[tuple[str, OrderReport]] = []
         self.errors: list[tuple[str, str, str]] = []
         self.fail_next_fill = False
@@ -83,6 +85,9 @@ class RecordingSink:
 
     async def on_price(self, price: PriceUpdate) -> None:
         self.prices.append(price)
+
+    async def on_option_quote(self, quote: OptionQuote) -> None:
+        self.quotes.append(quote)
 
     async def on_order_update(self, venue: str, report: OrderReport) -> None:
         self.orders.append((venue, report))

@@ -23,7 +23,7 @@ from hedgerd.errors import (
     TransientVenueError,
     VenueError,
 )
-from hedgerd.models import Fill, HedgeIntent, OrderReport, OrderStatus, OrderType, PriceUpdate, Side
+from hedgerd.models import Fill, HedgeIntent, OptionQuote, OrderReport, OrderStatus, OrderType, PriceUpdate, Side
 from hedgerd.sim.market import SimMarketData
 
 T = TypeVar("T")
@@ -91,7 +91,7 @@ class RecordingSink:
     """VenueEventSink that keeps every event in arrival order."""
 
     def __init__(self) -> None:
-        self.events: list[PriceUpdate | Fill | OrderReport] = []
+        self.events: list[PriceUpdate | Fill | OrderReport | OptionQuote] = []
         self.errors: list[tuple[str, str, str]] = []
         self.fail_next_fill = False
 
@@ -119,6 +119,9 @@ class RecordingSink:
 
     async def on_price(self, price: PriceUpdate) -> None:
         self.events.append(price)
+
+    async def on_option_quote(self, quote: OptionQuote) -> None:
+        self.events.append(quote)
 
     async def on_order_update(self, venue: str, report: OrderReport) -> None:
         self.events.append(report)

@@ -288,7 +288,7 @@ def test_cli_table_has_units_from_the_config_and_the_std_horizon(capsys: pytest.
 def test_cli_compares_policies_side_by_side_on_one_price_path(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["simulate", "--seed", "2", "--duration", "3m", "--compare", "--json"]) == 0
     runs = json.loads(capsys.readouterr().out)
-    assert [r["policy"] for r in runs] == ["fixed", "adaptive"]
+    assert [r["policy"] for r in runs] == ["fixed", "adaptive", "gamma"]
     assert runs[0]["client_fills"] == runs[1]["client_fills"] and runs[0]["unhedged_pnl_std"] == \
         runs[1]["unhedged_pnl_std"]  # the same market and flow for both
     assert cli.main(["simulate", "--seed", "2", "--duration", "3m", "--policy", "adaptive,fixed"]) == 0

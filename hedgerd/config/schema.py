@@ -174,11 +174,29 @@ class VenueConfig(_Section):
                     and self.secret.get_secret_value())
 
 
+ALL_INSTRUMENTS = "*"
+"""``InventorySource.asset`` that stands for every derivative on the venue whose underlying is the hedge's."""
+
+
 class InventorySource(_Section):
     """An inventory asset held on a venue that a hedge covers."""
 
     venue: str
-    asset: str = Field(min_length=1)
+    asset: str = Field(min_length=1, description=(
+        "a coin (the spot balance, e.g. 'BTC'), one instrument's unified symbol (e.g. 'BTC/USD:BTC-261227-100000-C'), "
+        "or '*': every option, future and perpetual on the venue whose underlying is the hedge's underlying"))
+
+    @field_validator("asset")
+    @classmethod
+    def _known_form(cls, asset: str) -> str:
+        if asset != ALL_INSTRUMENTS and "*" in asset:
+            raise ValueError("'*' stands alone (every instrument of the hedge's underlying), not in a pattern")
+        return asset
+
+    @property
+    def all_instruments(self) -> bool:
+        """True for ``asset = "*"``."""
+        return self.asset == ALL_INSTRUMENTS
 
 
 class HedgeConfig(_Section):
@@ -187,7 +205,9 @@ class HedgeConfig(_Section):
     underlying: str = Field(min_length=1)
     inventory: list[InventorySource] = Field(min_length=1)
     venue: str = Field(description="hedge venue name")
-    symbol: str = Field(description="hedge instrument, e.g. BTC/USDT:USDT")
+    symbol: str = Field(description=(
+        "hedge instrument: a linear perpetual (BTC/USDT:USDT) or an inverse one (BTC/USD:BTC); "
+        "sizes stay in base units"))
     hedge_ratio: Decimal = Field(default=Decimal(1), gt=0, le=10)
     threshold: Decimal = Field(default=Decimal("0.05"), ge=0, description="|net delta| that triggers a hedge")
     target: Decimal = Field(default=Decimal(0), description="net delta to hedge back to")
@@ -197,6 +217,15 @@ class HedgeConfig(_Section):
     max_price_age: float = Field(default=5.0, gt=0, description="seconds; older price halts")
     max_delta_notional: Decimal = Field(default=Decimal(1_000_000), gt=0,
                                         description="|net delta notional| that halts")
+    include_collateral: bool = Field(default=False, description=(
+        "count the inventory venues' account equity in the underlying (coin-margined collateral) as long delta"))
+    greeks_source: Literal["model", "venue"] = Field(default="model", description=(
+        "options' delta and gamma from our own Black-76 on the quote's mark IV and forward (model) or as the "
+        "venue publishes them (venue); the other one is the cross-check"))
+    max_greeks_age: float = Field(default=10.0, gt=0, description=(
+        "seconds; an older option quote on a held option halts trading, like a stale price"))
+    max_greeks_disagreement: Decimal | None = Field(default=None, gt=0, description=(
+        "|book delta by model - by venue| in base units beyond which trading halts; None = off"))
 
     @field_validator("symbol")
     @classmethod
@@ -215,11 +244,16 @@ class HedgeConfig(_Section):
         if self.max_order > self.max_position:
             problems.append(("max_order", f"must not exceed max_position ({self.max_position})"))
         seen: dict[tuple[str, str], int] = {}
+        every = {s.venue: j for j, s in reversed(list(enumerate(self.inventory))) if s.all_instruments}
         for j, source in enumerate(self.inventory):
             key = (source.venue, source.asset)
             if key in seen:
                 problems.append((f"inventory.{j}", f"{source.asset} on {source.venue!r} is already listed "
                                                    f"as inventory.{seen[key]} (it would be counted twice)"))
+            elif not source.all_instruments and is_derivative(source.asset) and source.venue in every:
+                problems.append((f"inventory.{j}", f"{source.asset} on {source.venue!r} is already covered by "
+                                                   f"inventory.{every[source.venue]} ('*': every instrument "
+                                                   "of the underlying; it would be counted twice)"))
             seen.setdefault(key, j)
         if problems:
             raise FieldProblems(problems)
@@ -377,11 +411,21 @@ class AdaptivePolicyConfig(_Section):
         return self
 
 
-class PolicyConfig(_Section):
-    """Which hedge policy decides orders: ``fixed`` (``hedges.*.threshold``) or ``adaptive``."""
+class GammaPolicyConfig(_Section):
+    """Parameters of the gamma policy: the adaptive band (``[policy.adaptive]``, whose ``cost_bps`` and
+    ``risk_aversion`` are also the Whalley-Wilmott band's ``c`` and ``a``) combined with the book's gamma
+    (see :mod:`hedgerd.policy.gamma`)."""
 
-    name: Literal["fixed", "adaptive"] = "fixed"
+    negligible_gamma: float = Field(default=1e-9, ge=0, description=(
+        "|book gamma| (base units per unit of price) at or below which the band is the adaptive one unchanged"))
+
+
+class PolicyConfig(_Section):
+    """Which hedge policy decides orders: ``fixed`` (``hedges.*.threshold``), ``adaptive`` or ``gamma``."""
+
+    name: Literal["fixed", "adaptive", "gamma"] = "fixed"
     adaptive: AdaptivePolicyConfig = Field(default_factory=AdaptivePolicyConfig)
+    gamma: GammaPolicyConfig = Field(default_factory=GammaPolicyConfig)
 
 
 def default_venues() -> list[VenueConfig]:
@@ -590,7 +634,8 @@ def _hedge_problems(hedges: Sequence[HedgeConfig], venues: Sequence[VenueConfig]
             elif inv.role is not VenueRole.INVENTORY:
                 problems.append((f"{src_at}.venue", f"venue {inv.name!r} has role {inv.role.value!r}; "
                                                     "an inventory venue needs role 'inventory'"))
-            elif inv.kind is VenueKind.SIM and source.asset not in split_symbol(inv.sim.symbol)[:2]:
+            elif (inv.kind is VenueKind.SIM and not source.all_instruments
+                  and source.asset not in split_symbol(inv.sim.symbol)[:2]):
                 problems.append((f"{src_at}.asset", f"asset {source.asset!r} is not traded on sim venue "
                                                     f"{inv.name!r} (it trades {inv.sim.symbol!r})"))
             owner = covered.setdefault((source.venue, source.asset), i)

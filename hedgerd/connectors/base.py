@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
-from hedgerd.models import Fill, HedgeIntent, MarketInfo, OrderReport, PriceUpdate
+from hedgerd.models import Fill, HedgeIntent, MarketInfo, OptionQuote, OrderReport, PriceUpdate
 from hedgerd.reconciliation import PositionSnapshot
 
 
@@ -29,6 +29,14 @@ class VenueEventSink(Protocol):
 
     async def on_price(self, price: PriceUpdate) -> None:
         """A new best bid/ask."""
+        ...
+
+    async def on_option_quote(self, quote: OptionQuote) -> None:
+        """An option's mark, implied volatility, forward and (if the venue publishes them) greeks.
+
+        A venue whose markets include options sends these for the options it holds (or all
+        listed ones) at least every few seconds: an older quote on a held option halts trading.
+        """
         ...
 
     async def on_order_update(self, venue: str, report: OrderReport) -> None:
@@ -59,11 +67,13 @@ class Venue(Protocol):
         ...
 
     async def load_markets(self) -> dict[str, MarketInfo]:
-        """Instrument metadata by unified symbol."""
+        """Instrument metadata by unified symbol; a venue holding derivatives sets each one's
+        ``instrument`` (:class:`hedgerd.instruments.Instrument`)."""
         ...
 
     async def fetch_positions(self) -> dict[str, Decimal]:
-        """Signed positions in base units: by symbol for derivatives, by asset for spot balances."""
+        """Signed positions: by symbol for derivatives (in contracts of a market with an
+        ``instrument``, else base units), by asset for spot balances."""
         ...
 
     async def fetch_position_snapshot(self) -> PositionSnapshot:
@@ -105,4 +115,14 @@ class PositionSeeding(Protocol):
 
     def seed_position(self, symbol: str, amount: Decimal) -> None:
         """Set a position (derivative symbol) or balance (asset)."""
+        ...
+
+
+@runtime_checkable
+class CollateralSource(Protocol):
+    """A venue that reports its account equity (coin-margined accounts: the equity in coin is long
+    delta, counted by a hedge with ``include_collateral``)."""
+
+    async def fetch_collateral(self) -> dict[str, Decimal]:
+        """Currency -> account equity in that currency."""
         ...

@@ -328,6 +328,8 @@ class AdaptiveBandPolicy:
         self._band_output: Band | None = None
         self.band: Band | None = None
         """The band of the last decision (None while warming up)."""
+        self.trigger: Decimal | None = None
+        """The trigger of the last decision (the band's, or the fixed threshold while warming up)."""
 
     @property
     def params(self) -> AdaptiveParams:
@@ -405,17 +407,23 @@ class AdaptiveBandPolicy:
         return Band(trigger=trigger_d, rebalance=rebalance_d, pushed_side=1 if drift > 0 else -1,
                     pushed_rebalance=_to_decimal(pushed))
 
+    def edges(self, band: Band | None, limits: HedgeLimits, side: int,
+              price: Decimal | None) -> tuple[Decimal, Decimal, str]:
+        """(trigger, signed rebalance point relative to target, label) for a deviation of sign
+        ``side``: the band's, or the fixed threshold back to target while warming up."""
+        if band is None:
+            return limits.threshold, ZERO, "warming up, fixed threshold"
+        label = "adaptive band" if band.pushed_side != side else "adaptive band, flow drifting this way"
+        return band.trigger, band.back_to(side), label
+
     def decide(self, net_delta: Decimal, perp_position: Decimal, limits: HedgeLimits,
                market: MarketInfo | None, *, price: Decimal | None = None) -> HedgeDecision | None:
         band = self.current_band(price)
         self.band = band
         deviation = net_delta - limits.target
         side = 1 if deviation > 0 else -1
-        if band is None:
-            trigger, back_to, label = limits.threshold, ZERO, "warming up, fixed threshold"
-        else:
-            trigger, back_to = band.trigger, band.back_to(side)
-            label = "adaptive band" if band.pushed_side != side else "adaptive band, flow drifting this way"
+        trigger, back_to, label = self.edges(band, limits, side, price)
+        self.trigger = trigger
         if abs(deviation) <= trigger:
             return None
         sized = size_order(back_to - deviation, perp_position, limits, market, price=price)

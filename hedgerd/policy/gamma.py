@@ -22,6 +22,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import Decimal
+
+from hedgerd.policy.adaptive import AdaptiveBandPolicy, AdaptiveParams, Band
+from hedgerd.policy.base import HedgeLimits
 
 
 def whalley_wilmott_half_width(*, gamma: float, price: float, cost: float, risk_aversion: float) -> float:
@@ -74,3 +78,53 @@ def gamma_band(*, gamma: float, price: float, cost: float, risk_aversion: float,
         return GammaBand(half_width=0.0, source="gamma", gamma_width=width)
     combined = scale * float(((inventory_band / scale) ** 3 + (width / scale) ** 3) ** (1.0 / 3.0))
     return GammaBand(half_width=combined, source="gamma", gamma_width=width)
+
+
+class GammaBandPolicy(AdaptiveBandPolicy):
+    """The adaptive band combined with the book's gamma through :func:`gamma_band`.
+
+    The engine tells it the book's gamma (coin per unit of price) before each decision with
+    :meth:`observe_gamma`. The trigger is the adaptive policy's (its band, or the fixed
+    threshold while warming up) widened to ``(h³ + w³)^(1/3)``, capped at ``max_band``; the
+    rebalance point moves out by as much, so the gap between trigger and rebalance point (the
+    fixed-order-cost term) is kept. With ``|gamma| <= negligible_gamma`` it decides exactly as
+    the adaptive policy does. ``c`` and ``a`` are the adaptive policy's ``cost_bps`` and
+    ``risk_aversion``.
+    """
+
+    name = "gamma"
+
+    def __init__(self, params: AdaptiveParams | None = None, negligible_gamma: float = 1e-9) -> None:
+        super().__init__(params)
+        if not negligible_gamma >= 0:
+            raise ValueError("negligible_gamma must be >= 0")
+        self.negligible_gamma = negligible_gamma
+        self.gamma = 0.0
+        self.gamma_band: GammaBand | None = None
+        """The combination of the last decision (None without a price)."""
+
+    def observe_gamma(self, gamma: float) -> None:
+        """The book's gamma as of the coming decision (coin per unit of price)."""
+        self.gamma = gamma
+
+    def edges(self, band: Band | None, limits: HedgeLimits, side: int,
+              price: Decimal | None) -> tuple[Decimal, Decimal, str]:
+        trigger, back_to, label = super().edges(band, limits, side, price)
+        mid = float(price) if price is not None and price > 0 else None
+        if mid is None or not math.isfinite(self.gamma):
+            self.gamma_band = None
+            return trigger, back_to, label
+        combined = gamma_band(gamma=self.gamma, price=mid, cost=float(self.params.cost_bps) / 10_000.0,
+                              risk_aversion=self.params.risk_aversion, inventory_band=float(trigger),
+                              negligible_gamma=self.negligible_gamma)
+        self.gamma_band = combined
+        if combined.source != "gamma":
+            return trigger, back_to, label
+        widened = _band_decimal(min(combined.half_width, float(self.params.max_band)))
+        if widened <= trigger:
+            return trigger, back_to, label
+        return widened, back_to + side * (widened - trigger), f"{label} + gamma {self.gamma:.3g}"
+
+
+def _band_decimal(value: float) -> Decimal:
+    return Decimal(repr(value)).quantize(Decimal("1e-8"))

@@ -18,7 +18,7 @@ from hedgerd.clock import RealClock
 from hedgerd.config import VenueConfig, VenueKind, VenueRole
 from hedgerd.connectors.ccxt import CcxtVenue, create_exchange
 from hedgerd.exchange_sim import ccxt_options, start_venue_sim
-from hedgerd.models import Fill, OrderReport, PriceUpdate
+from hedgerd.models import Fill, OptionQuote, OrderReport, PriceUpdate
 from tests.fault.harness import SPOT_SYMBOL, async_wait_until, format_table, sim_server_config
 from tests.fault.scenarios import ws_drop_scenario
 
@@ -46,6 +46,9 @@ class _Sink:
         self.fills.extend(fills)
 
     async def on_price(self, price: PriceUpdate) -> None:
+        return None
+
+    async def on_option_quote(self, quote: OptionQuote) -> None:
         return None
 
     async def on_order_update(self, venue: str, report: OrderReport) -> None:
