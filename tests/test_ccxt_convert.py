@@ -21,11 +21,12 @@ from hedgerd.connectors.ccxt.convert import (
     order_to_report,
     position_amount,
     qualified_trade_id,
+    ticker_to_option_quote,
     ticker_to_price,
     trade_to_fill,
     with_symbol,
 )
-from hedgerd.models import Fill, OrderStatus, Side
+from hedgerd.models import Fill, OptionGreeks, OrderStatus, Side
 
 PERP = "BTC/USDT:USDT"
 
@@ -174,3 +175,30 @@ def test_small_field_helpers() -> None:
     assert with_symbol({"id": "1"}, PERP) == {"id": "1", "symbol": PERP}
     kept = {"id": "1", "symbol": "ETH/USDT:USDT"}
     assert with_symbol(kept, PERP) is kept
+
+
+DERIBIT_OPTION_TICKER = {
+    "symbol": "BTC/USD:BTC-261211-58000-C", "timestamp": 1796634127984, "bid": 0.042, "ask": 0.045,
+    "info": {"mark_price": 0.0433426532, "mark_iv": 55.0475, "underlying_price": 60032.5309,
+             "greeks": {"delta": 0.73553, "gamma": 9.51e-05, "vega": 20.45244, "theta": -142.2665}},
+}
+
+
+def test_a_deribit_option_ticker_is_a_quote_with_iv_as_a_fraction() -> None:
+    quote = ticker_to_option_quote("d", "BTC/USD:BTC-261211-58000-C", DERIBIT_OPTION_TICKER, 3.0, now=9.0)
+    assert (quote.mark_price, quote.underlying_price) == (Decimal("0.0433426532"), Decimal("60032.5309"))
+    assert abs(quote.mark_iv - 0.550475) < 1e-12 and quote.ts == 1796634127.984 and quote.received_at == 3.0
+    assert quote.greeks == OptionGreeks(delta=0.73553, gamma=9.51e-05, vega=20.45244)
+    bare = {**DERIBIT_OPTION_TICKER, "timestamp": None, "info": {**DERIBIT_OPTION_TICKER["info"], "greeks": None}}
+    assert ticker_to_option_quote("d", "x", bare, 0.0, now=9.0).greeks is None
+    assert ticker_to_option_quote("d", "x", bare, 0.0, now=9.0).ts == 9.0
+
+
+@pytest.mark.parametrize("info", [
+    {"mark_iv": None}, {"mark_iv": -1}, {"underlying_price": 0}, {"mark_price": "x"}, {"greeks": [1]},
+    {"greeks": {"delta": "nan", "gamma": 0, "vega": 0}},
+])
+def test_a_malformed_option_ticker_is_rejected(info: dict[str, Any]) -> None:
+    ticker = {**DERIBIT_OPTION_TICKER, "info": {**DERIBIT_OPTION_TICKER["info"], **info}}
+    with pytest.raises(MalformedMessage):
+        ticker_to_option_quote("d", "x", ticker, 0.0, now=0.0)

@@ -4,7 +4,8 @@ Deribit-protocol simulator on 127.0.0.1 (nothing leaves the machine)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -18,12 +19,15 @@ from hedgerd.connectors.ccxt import create_exchange
 from hedgerd.connectors.ccxt.convert import client_order_id_of, order_to_report, trade_to_fill
 from hedgerd.connectors.ccxt.venue import CcxtVenue
 from hedgerd.exchange_sim.deribit import DeribitSim, start_deribit_sim
-from hedgerd.models import HedgeIntent, MarketInfo, OrderStatus, Side
+from hedgerd.instruments import Instrument, InstrumentKind
+from hedgerd.models import Fill, HedgeIntent, MarketInfo, OptionQuote, OrderReport, OrderStatus, PriceUpdate, Side
 
 PERP = "BTC/USD:BTC"
 #: As the connector loads it: ccxt's USD amounts (step and minimum 10) counted in 10-USD contracts.
 PERP_MARKET = MarketInfo(symbol=PERP, base="BTC", quote="USD", amount_step=Decimal(1), price_step=Decimal("0.5"),
-                         min_amount=Decimal(1), contract_size=Decimal(10))
+                         min_amount=Decimal(1), contract_size=Decimal(10),
+                         instrument=Instrument(symbol=PERP, kind=InstrumentKind.INVERSE, underlying="BTC", quote="USD",
+                                               settle="BTC", contract_size=Decimal(10)))
 
 #: What ccxt.deribit's parse_order returned for a filled market order labelled by us (trimmed):
 #: no clientOrderId, the label only in ``info``.
@@ -151,3 +155,98 @@ async def test_a_resting_order_is_cancelled_by_its_label(sim: DeribitSim, venue:
     assert cancelled is not None
     assert (cancelled.client_order_id, cancelled.status) == ("hgd21x6", OrderStatus.CANCELED)
     assert await venue.fetch_open_orders(PERP) == []
+
+
+# --------------------------------------------------------------------------- options inventory ('*')
+class QuoteSink:
+    """Records what the connector streams."""
+
+    def __init__(self) -> None:
+        self.fills: list[Fill] = []
+        self.prices: list[PriceUpdate] = []
+        self.quotes: list[OptionQuote] = []
+        self.errors: list[tuple[str, str]] = []
+
+    async def on_fill(self, fill: Fill) -> None:
+        self.fills.append(fill)
+
+    async def on_fills(self, fills: Sequence[Fill]) -> None:
+        self.fills.extend(fills)
+
+    async def on_price(self, price: PriceUpdate) -> None:
+        self.prices.append(price)
+
+    async def on_option_quote(self, quote: OptionQuote) -> None:
+        self.quotes.append(quote)
+
+    async def on_order_update(self, venue: str, report: OrderReport) -> None:
+        return None
+
+    def on_venue_error(self, venue: str, kind: str, detail: str) -> None:
+        self.errors.append((kind, detail))
+
+
+async def until(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def test_markets_carry_their_instrument_and_count_in_contracts(venue: CcxtVenue) -> None:
+    markets = await venue.load_markets()
+    perp = markets[PERP]
+    assert perp.instrument is not None and perp.instrument.kind is InstrumentKind.INVERSE
+    assert (perp.contract_size, perp.amount_step, perp.min_amount) == (Decimal(10), Decimal(1), Decimal(1))
+    option = next(m for m in markets.values() if m.instrument is not None
+                  and m.instrument.kind is InstrumentKind.OPTION and m.base == "BTC")
+    assert option.instrument is not None and option.instrument.coin_settled
+    assert (option.contract_size, option.amount_step, option.min_amount) == (Decimal(1), Decimal("0.1"), Decimal("0.1"))
+
+
+async def test_inventory_of_every_instrument_streams_option_fills_in_contracts_and_quotes(sim: DeribitSim) -> None:
+    cfg = VenueConfig(name="deribit-options", kind=VenueKind.CCXT, role=VenueRole.INVENTORY, exchange="deribit",
+                      api_key=SecretStr(sim.config.client_id), secret=SecretStr(sim.config.client_secret),
+                      sim_base_url=sim.base_url)
+    inventory = CcxtVenue("deribit-options", create_exchange(cfg, timeout=5.0), RealClock(), symbols=[],
+                          underlyings=["BTC"], exclude_symbols=[PERP], own_client_id_prefix="hgd",
+                          stream_orders=False, stream_positions=False,
+                          resubscribe_delay=0.1)
+    sink = QuoteSink()
+    try:
+        await inventory.start(sink)
+        served = set(inventory.symbols)
+        btc_options = {i.name for i in sim.venue.instruments.values() if i.is_option and i.currency == "BTC"}
+        assert len(served) == len(btc_options) + 2  # every BTC option and dated future, not the hedged perpetual
+        assert PERP not in served and not any(s.startswith("ETH/") for s in served)
+        option = next(s for s in sorted(served) if s.endswith("-C"))
+        name = inventory.exchange.market(option)["id"]
+        await until(lambda: any(q.symbol == option for q in sink.quotes))
+        quote = next(q for q in sink.quotes if q.symbol == option)
+        ticker = sim.venue.option(sim.venue.instruments[name])
+        assert 0 < quote.mark_iv < 2 and abs(quote.mark_iv - ticker.iv) < 0.01  # a fraction, not percent
+        assert quote.underlying_price > 0 and quote.greeks is not None and 0 < quote.greeks.delta < 1
+        assert not any(p.symbol == option for p in sink.prices)  # an option's quote is not a bid/ask
+
+        trade = sim.venue.client_fill(name, "sell", Decimal("1.3"))  # the desk sells 1.3 BTC of calls
+        assert trade is not None
+        await until(lambda: any(f.symbol == option for f in sink.fills))
+        [fill] = [f for f in sink.fills if f.symbol == option]
+        assert (fill.side, fill.amount, fill.client_order_id) == (Side.SELL, Decimal("1.3"), None)
+        positions = await inventory.fetch_positions()
+        assert positions[option] == Decimal("-1.3")  # contracts of 1 BTC
+        equity = await inventory.fetch_collateral()
+        summary = sim.venue.summary("BTC")
+        assert abs(equity["BTC"] - summary["equity"]) < Decimal("0.001")
+        assert not [e for e in sink.errors if e[0] == "malformed"], sink.errors
+    finally:
+        await inventory.close()
+
+
+async def test_perpetual_positions_and_fills_count_contracts_of_10_usd(sim: DeribitSim, venue: CcxtVenue) -> None:
+    await venue.load_markets()
+    await venue.create_order(intent("hgd21x7"), Decimal(7), None)
+    assert sim.venue.positions["BTC-PERPETUAL"].size == Decimal(70)  # USD at the venue
+    assert (await venue.fetch_positions())[PERP] == Decimal(7)
+    [fill] = await venue.fetch_fills_since(0.0)
+    assert fill.amount == Decimal(7)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -28,6 +29,7 @@ from hedgerd.connectors.ccxt.convert import (
     trade_to_fill,
 )
 from hedgerd.connectors.ccxt.errors import map_ccxt_error, retry_after_from_headers, sanitize_message
+from hedgerd.instruments import Instrument, InstrumentKind
 from hedgerd.models import (
     Fill,
     HedgeIntent,
@@ -322,10 +324,10 @@ def test_market_info_without_precision_is_malformed() -> None:
         market_info_from_ccxt(market, ccxt.TICK_SIZE)
 
 
-def test_trade_to_fill_counts_contracts_and_converts_fee_and_client_id() -> None:
+def test_trade_to_fill_converts_contracts_fee_and_client_id() -> None:
     raw = trade(amount=3, price="60000.5", info={"c": "hgdabcx7"}, fee={"cost": 0.012, "currency": "USDT"})
-    fill = trade_to_fill("perp", raw, MARKETS, received_at=42.0)
-    assert fill == Fill(venue="perp", trade_id=f"{PERP}#11", symbol=PERP, side=Side.BUY, amount=Decimal(3),
+    fill = trade_to_fill("perp", raw, MARKETS, received_at=42.0)  # a legacy market: base units
+    assert fill == Fill(venue="perp", trade_id=f"{PERP}#11", symbol=PERP, side=Side.BUY, amount=Decimal("0.003"),
                         price=Decimal("60000.5"), fee=Decimal("0.012"), fee_currency="USDT",
                         ts=T0_MS / 1000, received_at=42.0, client_order_id="hgdabcx7")
 
@@ -374,7 +376,7 @@ def test_ticker_to_price() -> None:
 def test_order_status_mapping(status: str | None, filled: float, expected: OrderStatus) -> None:
     report = order_to_report("perp", ccxt_order(status=status, filled=filled), MARKETS[PERP], 0.0)
     assert report.status is expected
-    assert report.filled == Decimal(str(filled))  # contracts, whatever their size
+    assert report.filled == Decimal(str(filled)) * Decimal("0.001")
 
 
 def test_order_report_fills_from_embedded_trades_take_order_defaults() -> None:
@@ -386,7 +388,7 @@ def test_order_report_fills_from_embedded_trades_take_order_defaults() -> None:
     assert report.fee == Decimal("0.3")
     (fill,) = report.fills
     assert (fill.side, fill.amount, fill.ts, fill.client_order_id, fill.trade_id) == (
-        Side.SELL, Decimal(200), (T0_MS + 5) / 1000, "hgdabcx1", f"{PERP}#t1")
+        Side.SELL, Decimal("0.200"), (T0_MS + 5) / 1000, "hgdabcx1", f"{PERP}#t1")
 
 
 def test_order_report_rejects_unknown_status_and_wrong_symbol() -> None:
@@ -397,20 +399,30 @@ def test_order_report_rejects_unknown_status_and_wrong_symbol() -> None:
 
 
 @pytest.mark.parametrize(("position", "expected"), [
-    ({"contracts": 2000, "side": "long"}, Decimal(2000)),
-    ({"contracts": 2000, "side": "short"}, Decimal(-2000)),
-    ({"contracts": -300, "side": None}, Decimal(-300)),
-    ({"contracts": 5, "side": "short", "contractSize": 0.1}, Decimal(-5)),
+    ({"contracts": 2000, "side": "long"}, Decimal("2.000")),
+    ({"contracts": 2000, "side": "short"}, Decimal("-2.000")),
+    ({"contracts": -300, "side": None}, Decimal("-0.300")),
     ({"contracts": None, "side": None}, Decimal(0)),
 ])
-def test_position_amount_is_signed_contracts(position: dict[str, Any], expected: Decimal) -> None:
+def test_position_amount_is_signed_base_units_of_a_legacy_market(position: dict[str, Any], expected: Decimal) -> None:
     assert position_amount(position, MARKETS[PERP]) == expected
+    with_instrument = replace(MARKETS[PERP], instrument=Instrument(
+        symbol=PERP, kind=InstrumentKind.LINEAR, underlying="BTC", quote="USDT", settle="USDT",
+        contract_size=Decimal("0.001")))
+    # a market with an instrument counts in contracts (the options contract)
+    assert position_amount(position, with_instrument) == expected / Decimal("0.001")
+
+
+def test_a_legacy_position_takes_its_own_contract_size() -> None:
+    assert position_amount({"contracts": 5, "side": "short", "contractSize": 0.1}, MARKETS[PERP]) == Decimal("-0.5")
 
 
 def test_amounts_counted_in_contract_size_units_are_divided_into_contracts() -> None:
     """Deribit's ccxt amounts are USD on an inverse perpetual (10 USD a contract)."""
     inverse = MarketInfo(symbol="BTC/USD:BTC", base="BTC", quote="USD", amount_step=Decimal(1),
-                         price_step=Decimal("0.5"), min_amount=Decimal(1), contract_size=Decimal(10))
+                         price_step=Decimal("0.5"), min_amount=Decimal(1), contract_size=Decimal(10),
+                         instrument=Instrument(symbol="BTC/USD:BTC", kind=InstrumentKind.INVERSE, underlying="BTC",
+                                               quote="USD", settle="BTC", contract_size=Decimal(10)))
     position = {"symbol": "BTC/USD:BTC", "contracts": -1500, "side": "short"}
     assert position_amount(position, inverse, "contract_size") == Decimal(-150)
     raw = trade(amount=30, symbol="BTC/USD:BTC")
@@ -628,7 +640,7 @@ async def test_fetch_positions_derivative_and_spot() -> None:
     ex.results["fetch_balance"] = {"total": {"BTC": 1.25, "USDT": "1000.5", "BNB": None}}
     positions = await make_venue(ex).fetch_positions()
     assert ex.called("fetch_positions") == [([PERP],)]
-    assert positions == {PERP: Decimal(-1500), "BTC": Decimal("1.25"), "USDT": Decimal("1000.5")}
+    assert positions == {PERP: Decimal("-1.500"), "BTC": Decimal("1.25"), "USDT": Decimal("1000.5")}
 
 
 async def test_position_snapshot_carries_the_exchanges_timestamps_as_cursors() -> None:
@@ -638,7 +650,7 @@ async def test_position_snapshot_carries_the_exchanges_timestamps_as_cursors() -
                                       "timestamp": 1_700_000_000_123}]
     ex.results["fetch_balance"] = {"total": {"BTC": 1.25, "USDT": "1000.5"}, "timestamp": 1_700_000_000_456}
     snapshot = await make_venue(ex).fetch_position_snapshot()
-    assert snapshot.positions == {PERP: Decimal(-1500), "BTC": Decimal("1.25"), "USDT": Decimal("1000.5")}
+    assert snapshot.positions == {PERP: Decimal("-1.500"), "BTC": Decimal("1.25"), "USDT": Decimal("1000.5")}
     assert snapshot.as_of == {PERP: 1_700_000_000.123, "BTC": 1_700_000_000.456, "USDT": 1_700_000_000.456}
 
     # hedge mode (a row per side, each with its own time), a zero, a string or no timestamp: no cursor
@@ -646,7 +658,7 @@ async def test_position_snapshot_carries_the_exchanges_timestamps_as_cursors() -
                                      {"symbol": PERP, "contracts": 2, "side": "long", "timestamp": 1_700_000_000_001}]
     ex.results["fetch_balance"] = {"total": {"BTC": 1}, "timestamp": 0}
     snapshot = await make_venue(ex).fetch_position_snapshot()
-    assert snapshot.positions[PERP] == Decimal(1) and snapshot.as_of == {}
+    assert snapshot.positions[PERP] == Decimal("0.001") and snapshot.as_of == {}
     ex.results["fetch_positions"] = [{"symbol": PERP, "contracts": 1, "side": "short", "timestamp": "soon"}]
     ex.results["fetch_balance"] = {"total": {"BTC": 1}}
     assert (await make_venue(ex).fetch_position_snapshot()).as_of == {}

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 
@@ -164,6 +165,49 @@ class Verdict(StrEnum):
     ADOPT = "adopt"  # journal the difference as an adjustment
     MISMATCH = "mismatch"  # beyond tolerance at every possible cut: start HALTED
     UNRESOLVED = "unresolved"  # adopting needs the exact cut: take another snapshot
+    SETTLED = "settled"  # expired, and the venue has settled it away: close the ledger's position
+
+
+#: ``"*"`` in a venue's wanted keys: every derivative position of the venue or the ledger there.
+EVERY_DERIVATIVE = "*"
+# ccxt's unified dated symbols: BTC/USD:BTC-261211 (future), BTC/USD:BTC-261211-58000-C (option)
+_UNIFIED_EXPIRY = re.compile(r":[A-Z0-9]+-(\d{2})(\d{2})(\d{2})(?:-|$)")
+
+
+def expand_keys(keys: Iterable[str], venue_positions: Iterable[str], ledger_positions: Iterable[str]) -> list[str]:
+    """The positions to compare: ``keys``, with :data:`EVERY_DERIVATIVE` replaced by every
+    derivative symbol the venue reports or the ledger holds on it (options included)."""
+    wanted = set(keys)
+    if EVERY_DERIVATIVE in wanted:
+        wanted.discard(EVERY_DERIVATIVE)
+        wanted.update(k for k in (*venue_positions, *ledger_positions) if is_derivative(k))
+    return sorted(wanted)
+
+
+def expiry_day_reached(symbol: str, now: float) -> bool:
+    """True when ``symbol`` is a dated ccxt unified symbol whose expiry day (UTC) has begun.
+
+    For a market no longer listed (venues drop instruments once settled), the symbol is all that
+    is left to tell expiry by; the day, not the hour, since the hour is the venue's (Deribit 08:00).
+    """
+    found = _UNIFIED_EXPIRY.search(symbol)
+    if found is None:
+        return False
+    yy, mm, dd = (int(g) for g in found.groups())
+    try:
+        day = datetime(2000 + yy, mm, dd, tzinfo=UTC)
+    except ValueError:
+        return False
+    return now >= day.timestamp()
+
+
+def settled_at_expiry(check: PositionCheck, *, expired: bool) -> Decision | None:
+    """An expired instrument the venue shows flat was settled in cash (options) or delivered
+    (futures) by the venue, which leaves no trade: the ledger's position closes with an
+    adjustment to zero instead of a mismatch. None when that is not the case."""
+    if not expired or check.venue != 0 or check.ledger == 0:
+        return None
+    return Decision(Verdict.SETTLED, check, -check.ledger)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,14 +21,18 @@ from hedgerd.errors import TransientVenueError
 from hedgerd.executor import HedgeExecutor
 from hedgerd.foreign import ForeignOrderWatch
 from hedgerd.ledger import InventoryLedger
-from hedgerd.models import ZERO, Fill
+from hedgerd.models import ZERO, Fill, MarketInfo
 from hedgerd.reconciliation.decisions import (
+    EVERY_DERIVATIVE,
     Decision,
     Verdict,
     check_position,
     decide,
+    expand_keys,
+    expiry_day_reached,
     locate_cut,
     pending_fills,
+    settled_at_expiry,
     usable_cursor,
 )
 
@@ -80,6 +84,7 @@ class PositionReconciler:
 
     async def _snapshot(self, venue_name: str, venue: Venue, keys: list[str], known: set[tuple[str, str]],
                         since: float) -> list[Decision]:
+        markets = await venue.load_markets() if EVERY_DERIVATIVE in keys else {}
         for attempt in range(1, SNAPSHOT_ATTEMPTS + 1):
             before = await venue.fetch_fills_since(since)
             snapshot = await venue.fetch_position_snapshot()
@@ -89,14 +94,16 @@ class PositionReconciler:
             await self._journal(before)  # all inside the positions
             pending = pending_fills(before, after)
             decisions = []
-            for key in keys:
+            held = [k for (v, k), q in self.ledger.positions().items() if v == venue_name and q != 0]
+            for key in expand_keys(keys, snapshot.positions, held):
                 cursor = usable_cursor(key, before, snapshot.as_of.get(key))
                 check = check_position(key, snapshot.positions.get(key, ZERO), self.ledger.position(venue_name, key),
                                        locate_cut(key, pending, cursor))
-                decisions.append(decide(check, tolerance=self.config.tolerance,
-                                        first_sight=(venue_name, key) not in known,
-                                        adopt_on_first_start=self.config.adopt_on_first_start,
-                                        adopt_venue_positions=self.config.adopt_venue_positions))
+                settled = settled_at_expiry(check, expired=self._expired(markets.get(key), key))
+                decisions.append(settled or decide(check, tolerance=self.config.tolerance,
+                                                   first_sight=(venue_name, key) not in known,
+                                                   adopt_on_first_start=self.config.adopt_on_first_start,
+                                                   adopt_venue_positions=self.config.adopt_venue_positions))
             unresolved = [d.check.key for d in decisions if d.verdict is Verdict.UNRESOLVED]
             if unresolved:
                 log.info("reconcile_snapshot_retry", venue=venue_name, attempt=attempt, positions=unresolved,
@@ -105,11 +112,26 @@ class PositionReconciler:
             for decision in decisions:
                 if decision.verdict is Verdict.ADOPT:
                     await self._adopt(venue_name, decision)
+                elif decision.verdict is Verdict.SETTLED:
+                    await self._settle(venue_name, decision)
             await self._journal(pending)  # after the adjustments: inside or not, each counted once
             return decisions
         # Which trades of that millisecond the positions include is unknowable: try again later.
         raise TransientVenueError(f"{venue_name}: no exact position snapshot cut to adopt from in "
                                   f"{SNAPSHOT_ATTEMPTS} snapshots")
+
+    def _expired(self, market: MarketInfo | None, key: str) -> bool:
+        """Whether ``key`` has expired: by its instrument while listed, else by its symbol's date."""
+        now = self.clock.time()
+        if market is not None and market.instrument is not None:
+            return market.instrument.expired(now)
+        return expiry_day_reached(key, now)
+
+    async def _settle(self, venue_name: str, decision: Decision) -> None:
+        check = decision.check
+        await self.ledger.record_adjustment(venue_name, check.key, decision.adjustment,
+                                            "expired: settled by the venue", self.clock.time())
+        log.warning("position_settled_at_expiry", venue=venue_name, symbol=check.key, ledger=str(check.ledger))
 
     async def _adopt(self, venue_name: str, decision: Decision) -> None:
         # A first-sight adoption is journaled even when zero: the position becomes known (later

@@ -41,11 +41,12 @@ def deep_merge(target: dict[str, Any], override: Mapping[str, Any]) -> dict[str,
 
 
 def venue_symbols(cfg: VenueConfig, settings: Settings) -> list[str]:
-    """The unified symbols a ccxt venue serves.
+    """The unified symbols a ccxt venue serves (besides :func:`venue_underlyings`' instruments).
 
     ``cfg.options["symbols"]`` (a list) wins when given. Otherwise a hedge venue serves the
-    ``symbol`` of every hedge whose ``venue`` is this venue, and an inventory venue serves
-    ``"<asset>/USDT"`` for every inventory source on this venue.
+    ``symbol`` of every hedge whose ``venue`` is this venue, and an inventory venue the asset of
+    every inventory source on this venue that names an instrument (``BTC/USD:BTC-261227-100000-C``)
+    and ``"<asset>/USDT"`` for one that names a coin.
     """
     path = _venue_path(cfg, settings)
     explicit = cfg.options.get("symbols")
@@ -56,13 +57,29 @@ def venue_symbols(cfg: VenueConfig, settings: Settings) -> list[str]:
     elif cfg.role is VenueRole.HEDGE:
         symbols = [h.symbol for h in settings.hedges if h.venue == cfg.name]
     else:
-        symbols = [f"{src.asset}/USDT" for h in settings.hedges for src in h.inventory
-                   if src.venue == cfg.name]
+        symbols = [src.asset if "/" in src.asset else f"{src.asset}/USDT" for h in settings.hedges
+                   for src in h.inventory if src.venue == cfg.name and not src.all_instruments]
     symbols = list(dict.fromkeys(symbols))
-    if not symbols:
+    if not symbols and not venue_underlyings(cfg, settings):
         raise herr.ConfigError(path, f"no hedge or inventory uses venue {cfg.name!r} "
                                "(set options.symbols to stream something anyway)")
     return symbols
+
+
+def venue_underlyings(cfg: VenueConfig, settings: Settings) -> list[str]:
+    """The underlyings of the hedges with inventory ``"*"`` on this venue: it serves every listed
+    derivative of each (resolved when its markets load)."""
+    return list(dict.fromkeys(h.underlying for h in settings.hedges for src in h.inventory
+                              if src.venue == cfg.name and src.all_instruments))
+
+
+def same_account_hedge_symbols(cfg: VenueConfig, settings: Settings) -> list[str]:
+    """Hedge symbols traded through another venue entry of the same ccxt exchange: an inventory
+    ``"*"`` leaves them out, since one account is typically configured as two entries (inventory and
+    hedge) and the hedge position must not also count as inventory."""
+    same = {v.name for v in settings.venues if v.name != cfg.name and v.exchange == cfg.exchange
+            and v.sim_base_url == cfg.sim_base_url}
+    return [h.symbol for h in settings.hedges if h.venue in same]
 
 
 def _venue_path(cfg: VenueConfig, settings: Settings) -> str:
@@ -122,7 +139,8 @@ def build_ccxt_venue(cfg: VenueConfig, settings: Settings, clock: Clock) -> Ccxt
     exchange = create_exchange(cfg, timeout=settings.executor.order_timeout, path=_venue_path(cfg, settings))
     secrets = [s.get_secret_value() for s in (cfg.api_key, cfg.secret, cfg.password) if s is not None]
     hedge = cfg.role is VenueRole.HEDGE
-    return CcxtVenue(cfg.name, exchange, clock, symbols=symbols, price_symbols=cfg.price_symbols,
+    return CcxtVenue(cfg.name, exchange, clock, symbols=symbols, underlyings=venue_underlyings(cfg, settings),
+                     exclude_symbols=same_account_hedge_symbols(cfg, settings), price_symbols=cfg.price_symbols,
                      own_client_id_prefix=settings.executor.client_id_prefix, secrets=secrets,
                      stream_orders=hedge, stream_positions=hedge, resolve_client_ids=hedge,
                      # the start-up backfill must not reach further back than the engine's

@@ -11,10 +11,13 @@ from typing import Any
 import ccxt
 
 from hedgerd.connectors.ccxt.traits import AmountUnit
+from hedgerd.instruments import Instrument, InstrumentKind, from_ccxt_market
 from hedgerd.models import (
     ZERO,
     Fill,
     MarketInfo,
+    OptionGreeks,
+    OptionQuote,
     OrderReport,
     OrderStatus,
     PriceUpdate,
@@ -90,6 +93,8 @@ def market_info_from_ccxt(market: Mapping[str, Any], precision_mode: int, *,
     the venue's ccxt amounts are ``contracts x contractSize`` (``amount_unit``, see
     :mod:`~hedgerd.connectors.ccxt.traits`). With ``SIGNIFICANT_DIGITS`` precision no tick size
     exists, so a tiny step is used and the rounding is left to ccxt's ``amount_to_precision``.
+    ``instrument`` is :func:`hedgerd.instruments.from_ccxt_market`'s, None for a market whose unit
+    it cannot tell (that market's fills and positions then count in base units, as before).
     """
     symbol = market.get("symbol")
     base, quote = market.get("base"), market.get("quote")
@@ -115,13 +120,30 @@ def market_info_from_ccxt(market: Mapping[str, Any], precision_mode: int, *,
         min_notional=optional_decimal(cost_limits.get("min"), f"{symbol}.limits.cost.min",
                                        non_negative=True) or ZERO,
         contract_size=contract_size,
+        instrument=_instrument(market),
     )
+
+
+def _instrument(market: Mapping[str, Any]) -> Instrument | None:
+    try:
+        return from_ccxt_market(market)
+    except (ValueError, ArithmeticError):
+        return None
 
 
 def per_contract(market: MarketInfo, amount_unit: AmountUnit) -> Decimal:
     """ccxt amount units in one contract of ``market``: 1, or its contract size where the venue's
     ccxt amounts are ``contracts x contractSize`` (Deribit: 10 USD on BTC-PERPETUAL)."""
     return market.contract_size if amount_unit == "contract_size" else Decimal(1)
+
+
+def per_unit(market: MarketInfo, amount_unit: AmountUnit) -> Decimal:
+    """ccxt amount units in one of hedgerd's units of ``market``'s fills, orders and positions:
+    a contract when the market has an ``instrument`` (the options contract), else a base unit
+    (``contract_size`` contracts of a legacy market)."""
+    if market.instrument is not None or amount_unit == "contract_size":
+        return per_contract(market, amount_unit)
+    return Decimal(1) / market.contract_size
 
 
 def client_order_id_of(payload: Mapping[str, Any]) -> str | None:
@@ -210,8 +232,8 @@ def trade_to_fill(venue: str, trade: Mapping[str, Any], markets: Mapping[str, Ma
     market = markets.get(symbol)
     if market is None or (expected_symbol is not None and symbol != expected_symbol):
         raise MalformedMessage(f"trade {raw_id}: unknown symbol {symbol[:40]!r}")
-    contracts = to_decimal(trade.get("amount"), f"trade {raw_id}.amount", positive=True) / per_contract(
-        market, amount_unit)
+    venue_amount = to_decimal(trade.get("amount"), f"trade {raw_id}.amount", positive=True)
+    contracts = venue_amount / per_contract(market, amount_unit)
     if market.max_amount is not None and contracts > market.max_amount:
         raise MalformedMessage(f"trade {raw_id}.amount: {contracts} exceeds the market's maximum order "
                                f"amount {market.max_amount}")
@@ -221,7 +243,7 @@ def trade_to_fill(venue: str, trade: Mapping[str, Any], markets: Mapping[str, Ma
     return Fill(
         venue=venue, trade_id=qualified_trade_id(symbol, raw_id), symbol=symbol,
         side=_side(pick("side"), f"trade {raw_id}.side"),
-        amount=contracts,
+        amount=venue_amount / per_unit(market, amount_unit),
         price=to_decimal(trade.get("price"), f"trade {raw_id}.price", positive=True),
         fee=fee, fee_currency=fee_currency,
         ts=_timestamp_seconds(pick("timestamp"), f"trade {raw_id}.timestamp"),
@@ -241,6 +263,49 @@ def ticker_to_price(venue: str, symbol: str, ticker: Mapping[str, Any], received
         ask=to_decimal(ticker.get("ask"), f"ticker {symbol}.ask", positive=True),
         ts=now if ts_raw is None else _timestamp_seconds(ts_raw, f"ticker {symbol}.timestamp"),
         received_at=received_at)
+
+
+def _number(value: Any, field: str) -> float:
+    number = float(to_decimal(value, field))
+    if not math.isfinite(number):
+        raise MalformedMessage(f"{field}: not finite")
+    return number
+
+
+def ticker_to_option_quote(venue: str, symbol: str, ticker: Mapping[str, Any], received_at: float,
+                           now: float) -> OptionQuote:
+    """An :class:`OptionQuote` from a ccxt ticker whose raw ``info`` is Deribit's: ``mark_price``
+    (coin), ``mark_iv`` (percent, made a fraction), ``underlying_price`` (the expiry's forward)
+    and ``greeks`` as published (Deribit's ticker delta is the Black-Scholes one, not the
+    premium-adjusted one of its positions); ``timestamp`` missing → ``now``."""
+    if not isinstance(ticker, Mapping):
+        raise MalformedMessage(f"ticker {symbol}: expected a mapping")
+    info = ticker.get("info")
+    if not isinstance(info, Mapping):
+        raise MalformedMessage(f"ticker {symbol}: no raw info")
+    field = f"ticker {symbol}"
+    iv = to_decimal(info.get("mark_iv"), f"{field}.mark_iv", non_negative=True)
+    greeks = None
+    raw_greeks = info.get("greeks")
+    if isinstance(raw_greeks, Mapping):
+        greeks = OptionGreeks(delta=_number(raw_greeks.get("delta"), f"{field}.greeks.delta"),
+                              gamma=_number(raw_greeks.get("gamma"), f"{field}.greeks.gamma"),
+                              vega=_number(raw_greeks.get("vega"), f"{field}.greeks.vega"))
+    elif raw_greeks is not None:
+        raise MalformedMessage(f"{field}.greeks: expected a mapping")
+    ts_raw = ticker.get("timestamp") or info.get("timestamp")
+    return OptionQuote(
+        venue=venue, symbol=symbol,
+        mark_price=to_decimal(info.get("mark_price"), f"{field}.mark_price", non_negative=True),
+        mark_iv=float(iv / 100),
+        underlying_price=to_decimal(info.get("underlying_price"), f"{field}.underlying_price", positive=True),
+        ts=now if ts_raw is None else _timestamp_seconds(ts_raw, f"{field}.timestamp"),
+        greeks=greeks, received_at=received_at)
+
+
+def is_option_market(market: MarketInfo | None) -> bool:
+    """True for a market whose instrument is an option."""
+    return market is not None and market.instrument is not None and market.instrument.kind is InstrumentKind.OPTION
 
 
 def order_status(order: Mapping[str, Any], filled: Decimal) -> OrderStatus:
@@ -271,7 +336,7 @@ def order_to_report(venue: str, order: Mapping[str, Any], market: MarketInfo, re
     if symbol != market.symbol:
         raise MalformedMessage(f"order {cid}: symbol {str(symbol)[:40]!r} is not {market.symbol}")
     filled = (optional_decimal(order.get("filled"), f"order {cid}.filled", non_negative=True)
-              or ZERO) / per_contract(market, amount_unit)
+              or ZERO) / per_unit(market, amount_unit)
     average = optional_decimal(order.get("average"), f"order {cid}.average", positive=True)
     if average is None and filled > 0:
         average = optional_decimal(order.get("price"), f"order {cid}.price", positive=True)
@@ -307,10 +372,12 @@ def position_amount(position: Mapping[str, Any], market: MarketInfo, amount_unit
     side = position.get("side")
     if side not in ("long", "short", None):
         raise MalformedMessage(f"position {market.symbol}: unknown side {str(side)[:20]!r}")
-    size_raw = position.get("contractSize")  # not needed for the count, but a bad one is a bad payload
-    if size_raw is not None:
-        to_decimal(size_raw, f"position {market.symbol}.contractSize", positive=True)
-    amount = abs(contracts) / per_contract(market, amount_unit)
+    size_raw = position.get("contractSize")
+    size = None if size_raw is None else to_decimal(size_raw, f"position {market.symbol}.contractSize", positive=True)
+    if size is not None and market.instrument is None and amount_unit == "contracts":
+        amount = abs(contracts) * size  # a legacy market counts base units, by the position's own size
+    else:
+        amount = abs(contracts) / per_unit(market, amount_unit)
     if side == "short" or (side is None and contracts < 0):
         return -amount
     return amount

@@ -29,7 +29,9 @@ from hedgerd.connectors.ccxt.client import CcxtClient
 from hedgerd.connectors.ccxt.convert import (
     MalformedMessage,
     client_order_id_of,
+    is_option_market,
     position_amount,
+    ticker_to_option_quote,
     ticker_to_price,
 )
 from hedgerd.connectors.ccxt.fills import FillFeed
@@ -76,10 +78,8 @@ class StreamSupervisor:
         self.client = client
         self.fills = fills
         self.clock = client.clock
-        self.symbols = tuple(symbols)
-        # prices only (no fills, orders or positions): e.g. a fee currency's conversion to the quote
-        self.price_symbols = tuple(s for s in dict.fromkeys(price_symbols) if s not in self.symbols)
-        self._priced = frozenset((*self.symbols, *self.price_symbols))
+        self._price_symbols_asked = tuple(dict.fromkeys(price_symbols))
+        self.serve(symbols)
         self.stream_orders = stream_orders
         self.stream_positions = stream_positions
         self.poll_interval = poll_interval
@@ -99,6 +99,13 @@ class StreamSupervisor:
         self.started = False
         #: Latest positions seen on the positions stream (or its polling fallback), base units.
         self.positions: dict[str, Decimal] = {}
+
+    def serve(self, symbols: Sequence[str]) -> None:
+        """The symbols streamed (fills, prices, orders, positions); set before :meth:`start`."""
+        self.symbols = tuple(symbols)
+        # prices only (no fills, orders or positions): e.g. a fee currency's conversion to the quote
+        self.price_symbols = tuple(s for s in self._price_symbols_asked if s not in self.symbols)
+        self._priced = frozenset((*self.symbols, *self.price_symbols))
 
     @property
     def healthy(self) -> bool:
@@ -311,10 +318,16 @@ class StreamSupervisor:
             self.client.report("malformed", "prices: expected a mapping of tickers")
             return True
         received, now = self.clock.monotonic(), self.clock.time()
+        quotes = self.client.traits.option_quotes
         for symbol, ticker in tickers.items():
             if symbol not in self._priced:
                 continue
             try:
+                if quotes and is_option_market(self.client.markets.get(symbol)):
+                    # an option's quote is its mark, IV and forward (a far OTM option may have no bid)
+                    quote = ticker_to_option_quote(self.client.name, symbol, ticker, received, now)
+                    await self.client.sink.on_option_quote(quote)
+                    continue
                 price = ticker_to_price(self.client.name, symbol, ticker, received, now)
             except MalformedMessage as exc:
                 self.client.report("malformed", str(exc))

@@ -34,7 +34,7 @@ from hedgerd.connectors.ccxt.convert import (
     cursor_seconds,
     market_info_from_ccxt,
     optional_decimal,
-    per_contract,
+    per_unit,
     position_amount,
     to_decimal,
     trade_to_fill,
@@ -43,6 +43,7 @@ from hedgerd.connectors.ccxt.convert import (
 from hedgerd.connectors.ccxt.errors import sanitize_message
 from hedgerd.connectors.ccxt.fills import FillFeed
 from hedgerd.connectors.ccxt.streams import StreamSupervisor
+from hedgerd.instruments import InstrumentKind
 from hedgerd.models import (
     ZERO,
     Fill,
@@ -61,6 +62,17 @@ log = structlog.get_logger("hedgerd.ccxt")
 ORDER_FILLS_KEPT = 1_000
 
 
+def every_derivative(markets: Mapping[str, MarketInfo], underlyings: Sequence[str],
+                     exclude: frozenset[str] = frozenset()) -> list[str]:
+    """The symbols of every listed option, future and perpetual whose underlying is one of
+    ``underlyings`` (inventory ``"*"``), but those in ``exclude``: what another venue entry on the same
+    account hedges with is its position, not this inventory's."""
+    wanted = set(underlyings)
+    return sorted(symbol for symbol, market in markets.items()
+                  if market.instrument is not None and market.instrument.underlying in wanted
+                  and market.instrument.kind is not InstrumentKind.SPOT and symbol not in exclude)
+
+
 class CcxtVenue:
     """A :class:`~hedgerd.connectors.base.Venue` backed by a ccxt (pro) exchange object.
 
@@ -73,6 +85,7 @@ class CcxtVenue:
     """
 
     def __init__(self, name: str, exchange: Any, clock: Clock, *, symbols: Sequence[str],
+                 underlyings: Sequence[str] = (), exclude_symbols: Sequence[str] = (),
                  price_symbols: Sequence[str] = (),
                  own_client_id_prefix: str | None = None, secrets: Sequence[str] = (),
                  stream_orders: bool = True, stream_positions: bool = True, resolve_client_ids: bool = True,
@@ -82,8 +95,11 @@ class CcxtVenue:
                  backfill_page_limit: int = 500, backfill_max_pages: int = 20, listing_max_pages: int = 1000,
                  catch_up_delay: float = 0.0, backfill_when_live: bool = False, safety_backfill_interval: float = 0.0,
                  rng: random.Random | None = None) -> None:
-        if not symbols:
+        if not symbols and not underlyings:
             raise ValueError(f"venue {name}: no symbols to serve")
+        # inventory '*': every derivative of these underlyings, known once the markets are loaded
+        self.underlyings = tuple(dict.fromkeys(underlyings))
+        self.exclude_symbols = frozenset(exclude_symbols)
         self.name = name
         self.exchange = exchange
         self.clock = clock
@@ -139,7 +155,15 @@ class CcxtVenue:
                 continue
             markets[symbol] = info
         self.client.markets = markets
+        if self.underlyings and not self.streams.started:
+            self._serve_symbols([*self.symbols, *every_derivative(markets, self.underlyings, self.exclude_symbols)])
         return dict(markets)
+
+    def _serve_symbols(self, symbols: Sequence[str]) -> None:
+        """Serve ``symbols`` (fills, prices, positions); only before the streams start."""
+        self.symbols = tuple(dict.fromkeys(symbols))
+        self.fills.symbols = self.symbols
+        self.streams.serve(self.symbols)
 
     # ----------------------------------------------------------------- orders
     def _to_precision(self, method: str, symbol: str, value: Decimal) -> float:
@@ -154,7 +178,8 @@ class CcxtVenue:
         return float(number)
 
     async def create_order(self, intent: HedgeIntent, amount: Decimal, price: Decimal | None) -> OrderReport:
-        """Send ``intent`` (amount in contracts) as a market or IOC limit order with its client id."""
+        """Send ``intent`` as a market or IOC limit order with its client id (``amount`` in contracts of a
+        market with an instrument, else base units; ccxt's unit is the venue's, see traits.py)."""
         await self._ensure_markets()
         symbol = intent.symbol
         self.client.market(symbol)
@@ -162,7 +187,7 @@ class CcxtVenue:
             raise herr.InvalidOrder(f"{intent.client_order_id}: amount must be positive, got {amount}")
         traits = self.client.traits
         venue_amount = self._to_precision("amount_to_precision", symbol,
-                                          amount * per_contract(self.client.market(symbol), traits.amount_unit))
+                                          amount * per_unit(self.client.market(symbol), traits.amount_unit))
         params: dict[str, Any] = {traits.client_id_send_param: intent.client_order_id}
         limit: float | None = None
         order_type = "market"
@@ -399,6 +424,25 @@ class CcxtVenue:
             if stamp is not None:
                 as_of.update((key, stamp) for key in result if not is_derivative(key))
         return PositionSnapshot(result, as_of)
+
+    async def fetch_collateral(self) -> dict[str, Decimal]:
+        """Currency -> account equity (ccxt's balance ``total``: Deribit's ``equity``, with the
+        options' value and futures' floating PnL; :class:`~hedgerd.connectors.base.CollateralSource`)."""
+        await self._ensure_markets()
+        balance = await self.client.call("read", "fetch_balance")
+        totals = balance.get("total") if isinstance(balance, Mapping) else None
+        if not isinstance(totals, Mapping):
+            raise herr.TransientVenueError(f"{self.name}: balance without totals")
+        equity: dict[str, Decimal] = {}
+        for currency, total in totals.items():
+            if total is None:
+                continue
+            try:
+                equity[str(currency)] = to_decimal(total, f"balance {currency}")
+            except MalformedMessage as exc:
+                self.client.report("malformed", str(exc))
+                raise herr.TransientVenueError(f"{self.name}: malformed balance: {exc}") from None
+        return equity
 
     async def fetch_fills_since(self, since: float | None) -> list[Fill]:
         """Our account's fills on the served symbols since ``since`` (epoch seconds), oldest first."""
