@@ -53,7 +53,8 @@ def load(path: Path, tmp_path: Path) -> Settings:
 
 def test_the_issue_examples_exist() -> None:
     names = {p.name for p in CONFIGS}
-    assert {"venue-sim.toml", "binance-testnet.toml", "bybit-hedge.example.toml"} <= names
+    assert {"venue-sim.toml", "binance-testnet.toml", "bybit-hedge.example.toml", "deribit-sim.toml",
+            "deribit-options.example.toml", "deribit-binance.example.toml"} <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -148,3 +149,40 @@ async def test_live_examples_build_their_ccxt_venues_offline(name: str, hosts: t
         finally:
             await venue.close()
     assert len(set(seen)) == 2
+
+
+async def test_deribit_sim_example_reaches_only_the_local_simulator(tmp_path: Path) -> None:
+    settings = load(ROOT / "config/deribit-sim.toml", tmp_path)
+    for cfg in settings.venues:
+        assert cfg.exchange == "deribit" and cfg.sim_base_url == "http://127.0.0.1:8902" and not cfg.urls
+        venue = build_ccxt_venue(cfg, settings, RealClock())
+        try:
+            urls = list(_url_strings(venue.exchange.urls["api"]))
+            assert urls and all(u.startswith(("http://127.0.0.1:8902", "ws://127.0.0.1:8902/")) for u in urls), urls
+            if cfg.role is VenueRole.HEDGE:
+                assert venue.symbols == ("BTC/USD:BTC",)
+            else:  # every BTC instrument once the markets load, less the perpetual hedged on the same exchange
+                assert (venue.symbols, venue.underlyings, venue.exclude_symbols) == ((), ("BTC",),
+                                                                                     frozenset({"BTC/USD:BTC"}))
+        finally:
+            await venue.close()
+
+
+@pytest.mark.parametrize(("name", "hosts"), [
+    ("deribit-options.example.toml", ("test.deribit.com", "test.deribit.com")),
+    ("deribit-binance.example.toml", ("test.deribit.com", "binancefuture.com")),
+])
+async def test_deribit_examples_start_on_the_testnets(name: str, hosts: tuple[str, ...], tmp_path: Path) -> None:
+    settings = load(ROOT / "config" / name, tmp_path)
+    assert settings.kill_switch.engaged, "a real-money example starts HALTED"
+    for cfg, host in zip(settings.venues, hosts, strict=True):
+        venue = build_ccxt_venue(cfg, settings, RealClock())
+        try:
+            urls = list(_url_strings(venue.exchange.urls["api"]))
+            assert any(host in u for u in urls), (cfg.name, host)
+            if cfg.exchange == "deribit":  # nothing points at www.deribit.com
+                assert all(host in u for u in urls), (cfg.name, urls)
+        finally:
+            await venue.close()
+    hedge = settings.hedges[0]
+    assert [s.asset for s in hedge.inventory] == ["*"]
