@@ -250,3 +250,32 @@ async def test_perpetual_positions_and_fills_count_contracts_of_10_usd(sim: Deri
     assert (await venue.fetch_positions())[PERP] == Decimal(7)
     [fill] = await venue.fetch_fills_since(0.0)
     assert fill.amount == Decimal(7)
+
+
+async def test_an_options_book_is_listed_by_currency_in_one_request(sim: DeribitSim,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = VenueConfig(name="deribit-options", kind=VenueKind.CCXT, role=VenueRole.INVENTORY, exchange="deribit",
+                      api_key=SecretStr(sim.config.client_id), secret=SecretStr(sim.config.client_secret),
+                      sim_base_url=sim.base_url)
+    inventory = CcxtVenue("deribit-options", create_exchange(cfg, timeout=5.0), RealClock(), symbols=[],
+                          underlyings=["BTC"], exclude_symbols=[PERP], own_client_id_prefix="hgd")
+    try:
+        await inventory.load_markets()
+        options = [i.name for i in sim.venue.instruments.values() if i.is_option and i.currency == "BTC"][:2]
+        for name in options:
+            assert sim.venue.client_fill(name, "buy", Decimal("0.5")) is not None
+        sim.venue.place("buy", "BTC-PERPETUAL", Decimal(100), "market", None, label="hgd9x1")  # the hedge's
+        calls: list[str] = []
+        call = inventory.client.call
+
+        async def counted(operation: Any, method: str, *args: Any) -> Any:
+            calls.append(method)
+            return await call(operation, method, *args)
+
+        monkeypatch.setattr(inventory.client, "call", counted)
+        fills = await inventory.fetch_fills_since(0.0)
+        assert sorted(inventory.exchange.market(f.symbol)["id"] for f in fills) == sorted(options)
+        assert all(f.amount == Decimal("0.5") and f.side is Side.BUY for f in fills)
+        assert calls == ["fetch_my_trades"]  # one listing for the BTC book, not one per instrument
+    finally:
+        await inventory.close()

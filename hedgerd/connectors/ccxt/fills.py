@@ -11,7 +11,7 @@ do not carry client ids).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hedgerd import errors as herr
@@ -31,6 +31,16 @@ from hedgerd.models import Fill
 DELIVERED_IDS_KEPT = 20_000
 #: Seconds between the unconditional fills backfills of daemon venues (see ``safety_backfill_interval``).
 SAFETY_BACKFILL_INTERVAL = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """One trade listing: ``symbol``'s trades, or (``symbol`` None) settle ``currency``'s on ``symbols``."""
+
+    key: str
+    symbol: str | None
+    symbols: tuple[str, ...]
+    currency: str | None = None
 
 
 class FillFeed:
@@ -107,20 +117,45 @@ class FillFeed:
             return False
         return await self._deliver_fills(fills)
 
+    def listings(self) -> list[Listing]:
+        """The trade listings that cover :attr:`symbols`: one per symbol, or, where the venue lists a
+        settle currency's trades at once (``trades_by_currency``), one per currency of two or more
+        served symbols (an options book of dozens of instruments: a few requests instead of dozens)."""
+        if not self.client.traits.trades_by_currency:
+            return [Listing(s, s, (s,)) for s in self.symbols]
+        groups: dict[str, list[str]] = {}
+        for symbol in self.symbols:
+            market = self.client.markets.get(symbol)
+            settle = market.instrument.settle if market is not None and market.instrument is not None else None
+            groups.setdefault(settle or symbol, []).append(symbol)
+        out: list[Listing] = []
+        for currency, symbols in groups.items():
+            if len(symbols) == 1 or currency in symbols:
+                out.extend(Listing(s, s, (s,)) for s in symbols)
+            else:
+                out.append(Listing(f"currency:{currency}", None, tuple(symbols), currency))
+        return out
+
+    async def fetch_listing(self, listing: Listing, since: float | None, *, whole: bool = False,
+                            skip_delivered: bool = False) -> list[Fill]:
+        """:meth:`fetch_trades` of one listing (its symbol's, or its currency's less the symbols not served)."""
+        return await self.fetch_trades(listing.symbol, since, whole=whole, skip_delivered=skip_delivered,
+                                       currency=listing.currency, covered=listing.symbols)
+
     async def safety_backfills(self) -> None:
-        """Every ``safety_backfill_interval``: deliver each symbol's fills since the previous run."""
+        """Every ``safety_backfill_interval``: deliver each listing's fills since the previous run."""
         while not self.client.closed:
             await self.clock.sleep(self.safety_backfill_interval)
-            for symbol in self.symbols:
+            for listing in self.listings():
                 started = self.clock.time()
-                since = self._safety_since.get(symbol, self.started_wall) - self.backfill_overlap
+                since = self._safety_since.get(listing.key, self.started_wall) - self.backfill_overlap
                 try:
-                    fills = await self.fetch_trades(symbol, since, skip_delivered=True)
+                    fills = await self.fetch_listing(listing, since, skip_delivered=True)
                 except herr.VenueError as exc:
-                    self.client.report("backfill", f"{symbol} (safety): {exc}")
+                    self.client.report("backfill", f"{listing.key} (safety): {exc}")
                     continue
                 if await self._deliver_fills(fills):
-                    self._safety_since[symbol] = started
+                    self._safety_since[listing.key] = started
 
     async def confirm_backfill(self, symbol: str) -> bool:
         """Backfill again, from where the resync's backfill started, once the stream is proven live."""
@@ -130,9 +165,11 @@ class FillFeed:
             self._redeliver_from[symbol] = floor if current is None else min(current, floor)
         return await self.backfill(symbol)
 
-    async def fetch_trades(self, symbol: str, since: float | None, *, whole: bool = False,
-                           skip_delivered: bool = False) -> list[Fill]:
-        """Our trades on ``symbol`` since ``since`` (epoch seconds), malformed ones skipped.
+    async def fetch_trades(self, symbol: str | None, since: float | None, *, whole: bool = False,
+                           skip_delivered: bool = False, currency: str | None = None,
+                           covered: Sequence[str] = ()) -> list[Fill]:
+        """Our trades on ``symbol`` since ``since`` (epoch seconds), malformed ones skipped; with
+        ``symbol`` None, those of settle ``currency`` on the ``covered`` symbols.
 
         Pages forward from the newest trade of a full page; after a short page the cursor
         jumps one window of the venue's ``trades_window_ms`` (Binance USD-M answers at most 7 days
@@ -141,10 +178,11 @@ class FillFeed:
         rather than a list cut short when they run out).
         """
         traits = self.client.traits
-        extra = (dict(traits.my_trades_params),) if traits.my_trades_params else ()
+        params = {**traits.my_trades_params, **({"code": currency} if currency is not None else {})}
+        extra = (params,) if params else ()
         if since is None:  # with a page limit: Deribit answers 10 trades without one
-            return await self._trades_to_fills(await self.client.call(
-                "read", "fetch_my_trades", symbol, None, self.backfill_page_limit, *extra), symbol)
+            return await self._trades_to_fills(self._covered(await self.client.call(
+                "read", "fetch_my_trades", symbol, None, self.backfill_page_limit, *extra), covered), symbol)
         window = traits.trades_window_ms
         cursor = max(0, int(since * 1000))
         now_ms = int(self.clock.time() * 1000)
@@ -154,14 +192,16 @@ class FillFeed:
         for page_number in range(1, pages + 1):
             batch = list(await self.client.call("read", "fetch_my_trades", symbol, cursor,
                                                 self.backfill_page_limit, *extra) or ())
-            page = await self._trades_to_fills(batch, symbol, skip_delivered=skip_delivered)
+            page = await self._trades_to_fills(self._covered(batch, covered), symbol, skip_delivered=skip_delivered)
             fresh = [f for f in page if f.trade_id not in fills]
             fills.update((f.trade_id, f) for f in fresh)
             left_out = self._delivered_timestamps(batch) if skip_delivered else {}
             fresh_left_out = left_out.keys() - skipped.keys()
             skipped.update(left_out)
             if len(batch) >= self.backfill_page_limit:
-                newest = max([int(f.ts * 1000) for f in page] + list(left_out.values()), default=cursor)
+                others = [t["timestamp"] for t in batch if isinstance(t, Mapping) and type(t.get("timestamp")) is int
+                          and t.get("symbol") not in covered] if symbol is None else []
+                newest = max([int(f.ts * 1000) for f in page] + list(left_out.values()) + others, default=cursor)
                 progressed = bool(fresh or fresh_left_out)
                 cursor = newest if progressed and newest > cursor else max(newest, cursor) + 1
             elif window is not None and cursor + window < now_ms:
@@ -174,6 +214,15 @@ class FillFeed:
                     f"{self.backfill_page_limit}: the listing would be cut short")
         return list(fills.values())
 
+    @staticmethod
+    def _covered(trades: Any, covered: Sequence[str]) -> list[Any]:
+        """The trades of a currency listing on the ``covered`` symbols (all when none given)."""
+        listed: list[Any] = list(trades or ())
+        if not covered:
+            return listed
+        wanted = set(covered)
+        return [t for t in listed if isinstance(t, Mapping) and t.get("symbol") in wanted]
+
     def _is_delivered(self, trade: Any) -> bool:
         return (isinstance(trade, Mapping) and isinstance(trade.get("symbol"), str) and trade.get("id") is not None
                 and qualified_trade_id(trade["symbol"], str(trade["id"])) in self._delivered)
@@ -184,7 +233,7 @@ class FillFeed:
         return {qualified_trade_id(t["symbol"], str(t["id"])): t["timestamp"] for t in batch
                 if self._is_delivered(t) and type(t.get("timestamp")) is int}
 
-    async def _trades_to_fills(self, trades: Any, symbol: str, *, skip_delivered: bool = False) -> list[Fill]:
+    async def _trades_to_fills(self, trades: Any, symbol: str | None, *, skip_delivered: bool = False) -> list[Fill]:
         """Our fills among ccxt ``trades``; with ``skip_delivered``, without the ones the sink has
         (a backfill refetches mostly those: converting them again, and looking up their orders,
         would be work thrown away by :meth:`_deliver_fills`)."""
@@ -201,7 +250,7 @@ class FillFeed:
                 self.client.report("malformed", str(exc))
         return fills
 
-    async def _learn_client_ids(self, trades: Sequence[Any], symbol: str) -> None:
+    async def _learn_client_ids(self, trades: Sequence[Any], symbol: str | None) -> None:
         """Look up the client id of orders behind trades that do not carry one (REST trades on Binance).
 
         A hedge fill journaled without its client order id would leave the executor counting

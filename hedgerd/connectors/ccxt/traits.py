@@ -13,8 +13,9 @@ difference from this table instead of branching on exchange names:
   ``cancel_order`` take it as, or (Deribit) the implicit method that lists every order under a
   label;
 * **trade listings**: how far one ``fetch_my_trades`` query may reach (Binance USD-M: 7 days),
-  and parameters that make a page start at the cursor (Deribit returns the newest trades first
-  unless ``sorting`` is ``asc``);
+  parameters that make a page start at the cursor (Deribit returns the newest trades first
+  unless ``sorting`` is ``asc``), and whether one query lists a whole settle currency (Deribit:
+  an options book is dozens of instruments, and its API credits are per account);
 * **price stream**: best bid/ask (``watch_bids_asks``) or whole tickers (``watch_ticker``);
   Deribit's ticker also carries the option marks, IVs and greeks hedgerd needs, so one
   subscription per instrument serves both;
@@ -39,7 +40,9 @@ class VenueTraits:
 
     ``amount_unit``: ``"contracts"`` (ccxt amounts are contracts) or ``"contract_size"`` (ccxt
     amounts are contracts x ``contractSize``: Deribit). ``trades_window_ms``: None when one query
-    may reach any distance back. ``price_stream``: ``"bids_asks"`` uses ``watch_bids_asks`` when
+    may reach any distance back. ``trades_by_currency``: ``fetch_my_trades(None, ..., {"code": C})``
+    lists every trade of settle currency ``C`` (Deribit), used for the periodic and reconciliation
+    listings of venues serving many instruments. ``price_stream``: ``"bids_asks"`` uses ``watch_bids_asks`` when
     the class has it, ``"ticker"`` always one ``watch_ticker`` per symbol. ``option_quotes``: the
     ticker's raw ``info`` carries Deribit's ``mark_iv``, ``underlying_price`` and ``greeks``.
     """
@@ -51,6 +54,7 @@ class VenueTraits:
     fetch_order_extra: Mapping[str, Any] = field(default_factory=dict)
     trades_window_ms: int | None = BINANCE_TRADES_WINDOW_MS
     my_trades_params: Mapping[str, Any] = field(default_factory=dict)
+    trades_by_currency: bool = False
     price_stream: Literal["bids_asks", "ticker"] = "bids_asks"
     option_quotes: bool = False
     recv_window: bool = False
@@ -70,7 +74,7 @@ TRAITS: dict[str, VenueTraits] = {
     # ccxt.deribit passes unknown order parameters through, so the label must be sent as such.
     "deribit": VenueTraits(amount_unit="contract_size", client_id_send_param="label",
                            client_id_label_lookup="privateGetGetOrderStateByLabel",
-                           trades_window_ms=None, my_trades_params={"sorting": "asc"},
+                           trades_window_ms=None, my_trades_params={"sorting": "asc"}, trades_by_currency=True,
                            price_stream="ticker", option_quotes=True),
 }
 DEFAULT_TRAITS = VenueTraits()

@@ -448,8 +448,8 @@ class CcxtVenue:
         """Our account's fills on the served symbols since ``since`` (epoch seconds), oldest first."""
         await self._ensure_markets()
         fills: list[Fill] = []
-        for symbol in self.symbols:
-            fills.extend(await self.fills.fetch_trades(symbol, since, whole=True))
+        for listing in self.fills.listings():
+            fills.extend(await self.fills.fetch_listing(listing, since, whole=True))
         return sorted(fills, key=lambda f: (f.ts, f.trade_id))
 
     # ----------------------------------------------------------------- streaming
