@@ -188,7 +188,10 @@ def test_a_deribit_option_ticker_is_a_quote_with_iv_as_a_fraction() -> None:
     quote = ticker_to_option_quote("d", "BTC/USD:BTC-261211-58000-C", DERIBIT_OPTION_TICKER, 3.0, now=9.0)
     assert (quote.mark_price, quote.underlying_price) == (Decimal("0.0433426532"), Decimal("60032.5309"))
     assert abs(quote.mark_iv - 0.550475) < 1e-12 and quote.ts == 1796634127.984 and quote.received_at == 3.0
-    assert quote.greeks == OptionGreeks(delta=0.73553, gamma=9.51e-05, vega=20.45244)
+    assert quote.greeks == OptionGreeks(delta=0.73553, gamma=9.51e-05, vega=20.45244)  # as published
+    coin = ticker_to_option_quote("d", "x", DERIBIT_OPTION_TICKER, 3.0, now=9.0, coin_settled=True)
+    assert coin.greeks is not None  # Deribit's "net transaction delta": Black-Scholes less the mark in coin
+    assert abs(coin.greeks.delta - (0.73553 - 0.0433426532)) < 1e-12 and coin.greeks.gamma == 9.51e-05
     bare = {**DERIBIT_OPTION_TICKER, "timestamp": None, "info": {**DERIBIT_OPTION_TICKER["info"], "greeks": None}}
     assert ticker_to_option_quote("d", "x", bare, 0.0, now=9.0).greeks is None
     assert ticker_to_option_quote("d", "x", bare, 0.0, now=9.0).ts == 9.0

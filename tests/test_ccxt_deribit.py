@@ -225,7 +225,8 @@ async def test_inventory_of_every_instrument_streams_option_fills_in_contracts_a
         quote = next(q for q in sink.quotes if q.symbol == option)
         ticker = sim.venue.option(sim.venue.instruments[name])
         assert 0 < quote.mark_iv < 2 and abs(quote.mark_iv - ticker.iv) < 0.01  # a fraction, not percent
-        assert quote.underlying_price > 0 and quote.greeks is not None and 0 < quote.greeks.delta < 1
+        assert quote.underlying_price > 0 and quote.greeks is not None
+        assert abs(quote.greeks.delta - ticker.coin_delta) < 0.01  # premium-adjusted, as the account's delta
         assert not any(p.symbol == option for p in sink.prices)  # an option's quote is not a bid/ask
 
         trade = sim.venue.client_fill(name, "sell", Decimal("1.3"))  # the desk sells 1.3 BTC of calls

@@ -214,6 +214,10 @@ def test_options_inventory_is_hedged_on_the_perpetual_and_agrees_with_the_venues
                         and not status(d)["open_orders"])
 
             wait(agrees, 45, "daemon net delta == venue delta_total, in band", d, lambda: str(samples[-5:]))
+            book = status(d)["underlyings"]["BTC"]
+            # Black-76 on the quotes and Deribit's published (premium-adjusted) greeks tell the same delta
+            assert Decimal(book["greeks_disagreement"]) <= MODEL_TOLERANCE, book
+            assert Decimal(book["delta_by_source"]["option"]) != 0, book  # the options are in the book
 
             # Every option fill of the account is journaled once, in contracts (1 BTC each).
             journaled = Counter(r[0] for r in ledger_rows(ledger, f"SELECT trade_id FROM fills WHERE venue = "
@@ -225,7 +229,7 @@ def test_options_inventory_is_hedged_on_the_perpetual_and_agrees_with_the_venues
                 if name == "BTC-PERPETUAL":
                     assert Decimal(view["positions"][f"{PERP_VENUE}:{PERP}"]) == size / 10  # contracts of 10 USD
                 else:
-                    key = next(k for k in view["positions"] if k.startswith(f"{OPTIONS_VENUE}:")
+                    key = next(k for k in view["positions"] if k.startswith(f"{OPTIONS_VENUE}:BTC/USD:BTC-")
                                and _deribit_name(k) == name)
                     assert Decimal(view["positions"][key]) == size, (name, size, view["positions"][key])
             labels = sim.hedge_labels()

@@ -273,11 +273,16 @@ def _number(value: Any, field: str) -> float:
 
 
 def ticker_to_option_quote(venue: str, symbol: str, ticker: Mapping[str, Any], received_at: float,
-                           now: float) -> OptionQuote:
+                           now: float, *, coin_settled: bool = False) -> OptionQuote:
     """An :class:`OptionQuote` from a ccxt ticker whose raw ``info`` is Deribit's: ``mark_price``
     (coin), ``mark_iv`` (percent, made a fraction), ``underlying_price`` (the expiry's forward)
-    and ``greeks`` as published (Deribit's ticker delta is the Black-Scholes one, not the
-    premium-adjusted one of its positions); ``timestamp`` missing → ``now``."""
+    and ``greeks``; ``timestamp`` missing → ``now``.
+
+    Deribit's ticker greeks are plain Black-Scholes; the delta its positions and ``delta_total``
+    use for a coin-settled option is that delta less the option's mark in coin ("net transaction
+    delta"), which is what :class:`~hedgerd.models.OptionGreeks` carries: with ``coin_settled``
+    the mark is subtracted here. Gamma and vega are passed on as published.
+    """
     if not isinstance(ticker, Mapping):
         raise MalformedMessage(f"ticker {symbol}: expected a mapping")
     info = ticker.get("info")
@@ -287,8 +292,10 @@ def ticker_to_option_quote(venue: str, symbol: str, ticker: Mapping[str, Any], r
     iv = to_decimal(info.get("mark_iv"), f"{field}.mark_iv", non_negative=True)
     greeks = None
     raw_greeks = info.get("greeks")
+    mark = to_decimal(info.get("mark_price"), f"{field}.mark_price", non_negative=True)
     if isinstance(raw_greeks, Mapping):
-        greeks = OptionGreeks(delta=_number(raw_greeks.get("delta"), f"{field}.greeks.delta"),
+        delta = _number(raw_greeks.get("delta"), f"{field}.greeks.delta") - (float(mark) if coin_settled else 0.0)
+        greeks = OptionGreeks(delta=delta,
                               gamma=_number(raw_greeks.get("gamma"), f"{field}.greeks.gamma"),
                               vega=_number(raw_greeks.get("vega"), f"{field}.greeks.vega"))
     elif raw_greeks is not None:
@@ -296,8 +303,7 @@ def ticker_to_option_quote(venue: str, symbol: str, ticker: Mapping[str, Any], r
     ts_raw = ticker.get("timestamp") or info.get("timestamp")
     return OptionQuote(
         venue=venue, symbol=symbol,
-        mark_price=to_decimal(info.get("mark_price"), f"{field}.mark_price", non_negative=True),
-        mark_iv=float(iv / 100),
+        mark_price=mark, mark_iv=float(iv / 100),
         underlying_price=to_decimal(info.get("underlying_price"), f"{field}.underlying_price", positive=True),
         ts=now if ts_raw is None else _timestamp_seconds(ts_raw, f"{field}.timestamp"),
         greeks=greeks, received_at=received_at)

@@ -323,9 +323,11 @@ class StreamSupervisor:
             if symbol not in self._priced:
                 continue
             try:
-                if quotes and is_option_market(self.client.markets.get(symbol)):
+                market = self.client.markets.get(symbol)
+                if quotes and market is not None and market.instrument is not None and is_option_market(market):
                     # an option's quote is its mark, IV and forward (a far OTM option may have no bid)
-                    quote = ticker_to_option_quote(self.client.name, symbol, ticker, received, now)
+                    quote = ticker_to_option_quote(self.client.name, symbol, ticker, received, now,
+                                                   coin_settled=market.instrument.coin_settled)
                     await self.client.sink.on_option_quote(quote)
                     continue
                 price = ticker_to_price(self.client.name, symbol, ticker, received, now)
