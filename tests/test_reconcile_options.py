@@ -6,7 +6,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
+from typing import cast
 
+from hedgerd.config import ReconcileConfig
+from hedgerd.connectors.base import Venue
+from hedgerd.ledger import InventoryLedger
+from hedgerd.models import Fill, MarketInfo, Side
+from hedgerd.reconciliation import PositionSnapshot
 from hedgerd.reconciliation.decisions import (
     Cut,
     Verdict,
@@ -15,6 +22,8 @@ from hedgerd.reconciliation.decisions import (
     expiry_day_reached,
     settled_at_expiry,
 )
+from hedgerd.reconciliation.reconciler import PositionReconciler
+from tests.fakes import FakeClock
 
 CALL = "BTC/USD:BTC-261211-58000-C"
 PERP = "BTC/USD:BTC"
@@ -42,3 +51,45 @@ def test_an_expired_option_the_venue_settled_closes_in_the_ledger() -> None:
     assert settled_at_expiry(check, expired=False) is None  # live: an ordinary mismatch
     still_held = check_position(CALL, Decimal("-1.3"), Decimal("-1.3"), Cut())
     assert settled_at_expiry(still_held, expired=True) is None  # the venue has not settled it yet
+
+
+# --------------------------------------------------------------------------- with a ledger
+class SettledVenue:
+    """A Deribit-like account after an expiry: the option was settled away, the perpetual is held."""
+
+    name = "deribit"
+
+    def __init__(self, positions: dict[str, Decimal], markets: dict[str, MarketInfo]) -> None:
+        self.positions = positions
+        self.markets = markets
+
+    async def load_markets(self) -> dict[str, MarketInfo]:
+        return dict(self.markets)
+
+    async def fetch_fills_since(self, since: float | None) -> list[Fill]:
+        return []
+
+    async def fetch_position_snapshot(self) -> PositionSnapshot:
+        return PositionSnapshot(dict(self.positions))
+
+
+def option_fill(symbol: str, amount: str, ts: float) -> Fill:
+    return Fill(venue="deribit", trade_id=f"{symbol}#1", symbol=symbol, side=Side.SELL, amount=Decimal(amount),
+                price=Decimal("0.04"), ts=ts)
+
+
+async def test_an_expired_option_no_longer_listed_closes_and_a_live_one_missing_is_a_mismatch(tmp_path: Path) -> None:
+    after_expiry = datetime(2026, 12, 11, 9, tzinfo=UTC).timestamp()
+    live = "BTC/USD:BTC-270129-60000-P"
+    clock = FakeClock(wall_offset=after_expiry - 1_000.0)
+    async with InventoryLedger(tmp_path / "l.sqlite") as ledger:
+        await ledger.record_fill(option_fill(CALL, "1.3", after_expiry - 86400))
+        await ledger.record_fill(option_fill(live, "0.5", after_expiry - 86400))
+        venue = SettledVenue({PERP: Decimal(-20)}, {})
+        await ledger.record_adjustment("deribit", PERP, Decimal(-20), "known", after_expiry - 86400)
+        reconciler = PositionReconciler(ledger, clock, ReconcileConfig(adopt_on_first_start=False))
+        # the engine asks for the listed instruments only: the expired call is no longer among them
+        problems = await reconciler.reconcile({"deribit": cast(Venue, venue)}, {"deribit": {PERP, live}},
+                                              since=after_expiry - 10)
+        assert ledger.position("deribit", CALL) == 0  # settled by the venue: closed, not a mismatch
+        assert problems == [f"deribit:{live} ledger -0.5 venue 0"]  # still live: a real difference

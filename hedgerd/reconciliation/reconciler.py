@@ -21,7 +21,7 @@ from hedgerd.errors import TransientVenueError
 from hedgerd.executor import HedgeExecutor
 from hedgerd.foreign import ForeignOrderWatch
 from hedgerd.ledger import InventoryLedger
-from hedgerd.models import ZERO, Fill, MarketInfo
+from hedgerd.models import ZERO, Fill, MarketInfo, is_derivative
 from hedgerd.reconciliation.decisions import (
     EVERY_DERIVATIVE,
     Decision,
@@ -84,7 +84,13 @@ class PositionReconciler:
 
     async def _snapshot(self, venue_name: str, venue: Venue, keys: list[str], known: set[tuple[str, str]],
                         since: float) -> list[Decision]:
-        markets = await venue.load_markets() if EVERY_DERIVATIVE in keys else {}
+        # A dated derivative the ledger holds past its expiry day is checked whether or not it is
+        # still wanted (the venue has settled it and may no longer list it): see settled_at_expiry.
+        expiring = [k for (v, k), q in self.ledger.positions().items()
+                    if v == venue_name and q != 0 and expiry_day_reached(k, self.clock.time())]
+        keys = sorted({*keys, *expiring})
+        derivatives = EVERY_DERIVATIVE in keys or any(is_derivative(k) for k in keys)
+        markets = await venue.load_markets() if derivatives else {}
         for attempt in range(1, SNAPSHOT_ATTEMPTS + 1):
             before = await venue.fetch_fills_since(since)
             snapshot = await venue.fetch_position_snapshot()
