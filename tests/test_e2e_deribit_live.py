@@ -130,7 +130,7 @@ def deribit_sim(seed: int = 11) -> Iterator[DeribitSimThread]:
         yield sim
 
 
-def prepare_workdir(workdir: Path, sim: DeribitSimThread) -> Path:
+def prepare_workdir(workdir: Path, sim: DeribitSimThread, *, include_collateral: bool = False) -> Path:
     """config/deribit-sim.toml on the simulator's port, its credentials as secrets files."""
     workdir.mkdir(parents=True, exist_ok=True)
     text = (ROOT / "config/deribit-sim.toml").read_text()
@@ -140,6 +140,9 @@ def prepare_workdir(workdir: Path, sim: DeribitSimThread) -> Path:
     assert "max_price_age = 5.0" in text
     text = text.replace("max_price_age = 5.0", "max_price_age = 30.0")  # a loaded CI box must not halt on it
     text = text.replace("max_greeks_age = 10.0", "max_greeks_age = 30.0")
+    if include_collateral:
+        assert "include_collateral = false" in text
+        text = text.replace("include_collateral = false", "include_collateral = true")
     config = workdir / "deribit-sim.toml"
     config.write_text(text)
     secrets = workdir / "secrets"
@@ -183,59 +186,120 @@ def net_delta(d: DaemonProcess) -> Decimal:
     return Decimal(status(d)["underlyings"]["BTC"]["net_delta"])
 
 
-def test_options_inventory_is_hedged_on_the_perpetual_and_agrees_with_the_venues_delta(tmp_path: Path) -> None:
+def run_flow(sim: DeribitSimThread, d: DaemonProcess, seconds: float, rate: float = 2.0) -> None:
+    """Client option fills at ``rate`` for ``seconds``; trading stays active throughout."""
+    sim.set_flow(rate)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        view = status(d)
+        assert view["trading_state"] == "active", view["reason"]
+        time.sleep(0.5)
+    sim.set_flow(0.0)
+
+
+def wait_agreement(sim: DeribitSimThread, d: DaemonProcess, *, collateral: bool) -> dict[str, Any]:
+    """Quiet: the daemon's net delta is the venue's ``delta_total`` (plus its BTC equity when the hedge
+    counts collateral) within :data:`MODEL_TOLERANCE`, in band, with nothing in flight."""
+    samples: list[tuple[Decimal, Decimal]] = []
+
+    def agrees() -> bool:
+        ours = net_delta(d)
+        summary = sim.call(lambda s: s.venue.summary("BTC"))
+        venue = summary["delta_total"] + (summary["equity"] if collateral else Decimal(0))
+        samples.append((ours, venue))
+        return (abs(ours - venue) <= MODEL_TOLERANCE and abs(venue) <= THRESHOLD + MODEL_TOLERANCE
+                and not status(d)["open_orders"])
+
+    wait(agrees, 60, "daemon net delta == venue delta_total, in band", d, lambda: str(samples[-5:]))
+    return status(d)
+
+
+def assert_ledger_is_the_account(sim: DeribitSimThread, view: dict[str, Any], ledger: Path) -> None:
+    """Every client fill journaled once; every position of the account the ledger's, in contracts."""
+    journaled = Counter(r[0] for r in ledger_rows(ledger, f"SELECT trade_id FROM fills WHERE venue = "
+                                                          f"'{OPTIONS_VENUE}'"))
+    assert max(journaled.values(), default=1) == 1
+    ids = {trade_id.rsplit("#", 1)[1] for trade_id in journaled}
+    flow = [t for t in sim.trades() if t[2] == "client-flow"]
+    assert {t[0] for t in flow} <= ids, "a client fill of the account is not in the ledger"
+    for name, size in sim.positions().items():
+        if name == "BTC-PERPETUAL":
+            assert Decimal(view["positions"][f"{PERP_VENUE}:{PERP}"]) == size / 10  # contracts of 10 USD
+        else:  # options: contracts of 1 BTC
+            [key] = [k for k in view["positions"] if k.startswith(f"{OPTIONS_VENUE}:BTC/USD:BTC-")
+                     and _deribit_name(k) == name]
+            assert Decimal(view["positions"][key]) == size, (name, size, view["positions"][key])
+    labels = sim.hedge_labels()
+    assert labels and max(labels.values()) == 1, f"a label on two orders: {labels}"
+
+
+def log_events(d: DaemonProcess, event: str, since: int) -> list[dict[str, Any]]:
+    with d.log_path.open("rb") as f:
+        f.seek(since)
+        lines = f.read().decode(errors="replace").splitlines()
+    out = []
+    for line in lines:
+        if f'"{event}"' in line:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("event") == event:
+                out.append(record)
+    return out
+
+
+def stop(d: DaemonProcess) -> None:
+    d.signal(signal.SIGTERM)
+    assert d.proc.wait(timeout=15) == 0, d.log_tail()
+
+
+@pytest.mark.parametrize("collateral", [False, True], ids=["delta_total", "equity+delta_total"])
+def test_options_inventory_is_hedged_on_the_perpetual_and_agrees_with_the_venues_delta(
+        tmp_path: Path, collateral: bool) -> None:
     with deribit_sim() as sim:
-        config = prepare_workdir(tmp_path, sim)
+        config = prepare_workdir(tmp_path, sim, include_collateral=collateral)
         ledger = tmp_path / "ledger.sqlite"
         with running_daemon(tmp_path, args=["--config", str(config)], wait_ready=False) as d:
             d.wait_for(lambda: d.get("/readyz")[0] == 200, 90, "/readyz ready")
             assert status(d)["trading_state"] == "active", status(d)["reason"]
 
             # Options fills stream in; the delta is hedged on BTC-PERPETUAL while they do.
-            sim.set_flow(2.0)
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                view = status(d)
-                assert view["trading_state"] == "active", view["reason"]
-                time.sleep(0.5)
-            sim.set_flow(0.0)
+            run_flow(sim, d, 20)
             flow = [t for t in sim.trades() if t[2] == "client-flow"]
             assert len(flow) >= 10, f"client flow did not run ({len(flow)} option fills)"
             assert sim.hedge_labels(), "no hedge order on BTC-PERPETUAL"
 
-            # Quiet: the daemon's net delta is the venue's delta_total within the model tolerance,
-            # and in band.
-            samples: list[tuple[Decimal, Decimal]] = []
-
-            def agrees() -> bool:
-                ours, venue = net_delta(d), sim.delta_total()
-                samples.append((ours, venue))
-                return (abs(ours - venue) <= MODEL_TOLERANCE and abs(venue) <= THRESHOLD + MODEL_TOLERANCE
-                        and not status(d)["open_orders"])
-
-            wait(agrees, 45, "daemon net delta == venue delta_total, in band", d, lambda: str(samples[-5:]))
-            book = status(d)["underlyings"]["BTC"]
+            view = wait_agreement(sim, d, collateral=collateral)
+            book = view["underlyings"]["BTC"]
             # Black-76 on the quotes and Deribit's published (premium-adjusted) greeks tell the same delta
             assert Decimal(book["greeks_disagreement"]) <= MODEL_TOLERANCE, book
             assert Decimal(book["delta_by_source"]["option"]) != 0, book  # the options are in the book
+            assert ("collateral" in book["delta_by_source"]) is collateral, book
+            assert_ledger_is_the_account(sim, view, ledger)
+            stop(d)
+        if collateral:
+            return
 
-            # Every option fill of the account is journaled once, in contracts (1 BTC each).
-            journaled = Counter(r[0] for r in ledger_rows(ledger, f"SELECT trade_id FROM fills WHERE venue = "
-                                                                  f"'{OPTIONS_VENUE}'"))
-            assert max(journaled.values(), default=1) == 1
-            venue_positions = sim.positions()
-            view = status(d)
-            for name, size in venue_positions.items():
-                if name == "BTC-PERPETUAL":
-                    assert Decimal(view["positions"][f"{PERP_VENUE}:{PERP}"]) == size / 10  # contracts of 10 USD
-                else:
-                    key = next(k for k in view["positions"] if k.startswith(f"{OPTIONS_VENUE}:BTC/USD:BTC-")
-                               and _deribit_name(k) == name)
-                    assert Decimal(view["positions"][key]) == size, (name, size, view["positions"][key])
-            labels = sim.hedge_labels()
-            assert max(labels.values()) == 1, f"a label on two orders: {labels}"
-            d.signal(signal.SIGTERM)
-            assert d.proc.wait(timeout=15) == 0, d.log_tail()
+        # Down: the clients keep trading options with the account.
+        before = len(sim.trades())
+        sim.set_flow(3.0)
+        deadline = time.monotonic() + 30
+        while len(sim.trades()) < before + 5 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        sim.set_flow(0.0)
+        assert len(sim.trades()) >= before + 5, "no client fill while the daemon was down"
+
+        offset = (tmp_path / "daemon.log").stat().st_size
+        with running_daemon(tmp_path, args=["--config", str(config)], wait_ready=False) as d:
+            d.wait_for(lambda: d.get("/readyz")[0] == 200, 90, "/readyz ready after the restart")
+            reconciled = log_events(d, "reconciled", offset)
+            # the ledger against Deribit's positions, options included: the missed fills backfilled, no difference
+            assert reconciled and reconciled[-1]["mismatches"] == [], reconciled
+            assert not log_events(d, "position_adopted", offset)
+            view = wait_agreement(sim, d, collateral=False)
+            assert_ledger_is_the_account(sim, view, ledger)
+            stop(d)
 
 
 def _deribit_name(key: str) -> str:
