@@ -21,7 +21,7 @@ from hedgerd.errors import TransientVenueError
 from hedgerd.executor import HedgeExecutor
 from hedgerd.foreign import ForeignOrderWatch
 from hedgerd.ledger import InventoryLedger
-from hedgerd.models import ZERO, Fill, MarketInfo, is_derivative
+from hedgerd.models import ZERO, Fill, MarketInfo
 from hedgerd.reconciliation.decisions import (
     EVERY_DERIVATIVE,
     Decision,
@@ -89,8 +89,9 @@ class PositionReconciler:
         expiring = [k for (v, k), q in self.ledger.positions().items()
                     if v == venue_name and q != 0 and expiry_day_reached(k, self.clock.time())]
         keys = sorted({*keys, *expiring})
-        derivatives = EVERY_DERIVATIVE in keys or any(is_derivative(k) for k in keys)
-        markets = await venue.load_markets() if derivatives else {}
+        # The instrument's own expiry (the hour, not only the day) only matters on that day or later.
+        dated = EVERY_DERIVATIVE in keys or any(expiry_day_reached(k, self.clock.time()) for k in keys)
+        markets = await venue.load_markets() if dated else {}
         for attempt in range(1, SNAPSHOT_ATTEMPTS + 1):
             before = await venue.fetch_fills_since(since)
             snapshot = await venue.fetch_position_snapshot()
