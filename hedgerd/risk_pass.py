@@ -30,7 +30,7 @@ from hedgerd.metrics import Metrics
 from hedgerd.models import ZERO, Fill, HedgeIntent, MarketInfo, OrderReport, PriceUpdate, TradingState, split_symbol
 from hedgerd.policy import AdaptiveBandPolicy, GammaBandPolicy, HedgeLimits, HedgePolicy, reduces_position
 from hedgerd.policy.sizing import hedge_order_amount, policy_market
-from hedgerd.risk.book import InventoryExposure, instrument_delta, inventory_exposure
+from hedgerd.risk.book import Holding, InventoryExposure, instrument_delta, inventory_exposure
 from hedgerd.risk.delta import BookFigures, DeltaSnapshot, make_snapshot
 from hedgerd.risk.exposure import NO_EXPOSURE, Exposure
 from hedgerd.risk.pnl import BookPnl
@@ -104,7 +104,7 @@ class RiskPass:
                 if state.first_unacted_fill_at is None and any(
                         s.venue == fill.venue for s in state.config.inventory):
                     state.first_unacted_fill_at = fill.received_at or self.clock.monotonic()
-                moved = _inventory_move(fill, state.config)
+                moved = _inventory_move(fill, state.config, self._instrument_move)
                 if moved:
                     self.policy_for(state.config.underlying).observe_flow(self.clock.monotonic(), moved)
 
@@ -265,6 +265,20 @@ class RiskPass:
             perp_position=(hedge or NO_EXPOSURE).delta, in_flight=(in_flight or NO_EXPOSURE).delta, mid=mid,
             collateral=collateral, book=figures)
 
+    def _instrument_move(self, fill: Fill, cfg: HedgeConfig) -> Decimal | None:
+        """The delta a fill of a derivative with an instrument of ``cfg``'s underlying carries (0 when
+        it cannot be valued now), None when its symbol has no instrument."""
+        instrument = self.book.instruments.get((fill.venue, fill.symbol))
+        if instrument is None:
+            return None
+        if instrument.underlying != cfg.underlying:
+            return ZERO
+        price = self.prices.get((cfg.venue, cfg.symbol))
+        held = Holding(fill.venue, fill.symbol, fill.signed_amount, instrument)
+        return inventory_exposure([held], quotes=self.book.quotes, mark_of=self._mid,
+                                  fallback_mark=price.mid if price else fill.price, now=self.clock.time(),
+                                  greeks_source=cfg.greeks_source).total
+
     def _mid(self, key: tuple[str, str]) -> Decimal | None:
         price = self.prices.get(key)
         return price.mid if price is not None else None
@@ -288,15 +302,25 @@ def _figures(inventory: InventoryExposure, ratio: Decimal, collateral: Decimal |
                        held_options=inventory.held_options, unvalued=unvalued)
 
 
-def _inventory_move(fill: Fill, config: HedgeConfig) -> Decimal:
-    """How much a client fill moves the hedge's net delta (signed base units x hedge ratio)."""
+def _inventory_move(fill: Fill, config: HedgeConfig,
+                    instrument_move: Callable[[Fill, HedgeConfig], Decimal | None]) -> Decimal:
+    """How much a client fill moves the hedge's net delta (signed base units x hedge ratio).
+
+    ``instrument_move`` values a fill of a derivative with an instrument (None: the symbol has
+    none, its amount is base units).
+    """
     base, quote, settle = split_symbol(fill.symbol)
     moved = ZERO
     for source in config.inventory:
         if source.venue != fill.venue:
             continue
         if settle is not None:
-            moved += fill.signed_amount if source.asset == fill.symbol else ZERO
+            if source.asset == fill.symbol or source.all_instruments:
+                valued = instrument_move(fill, config)
+                if valued is not None:
+                    moved += valued
+                elif source.asset == fill.symbol:
+                    moved += fill.signed_amount
         elif source.asset == base:
             moved += fill.signed_amount
         elif source.asset == quote:
