@@ -24,7 +24,7 @@ import structlog
 from hedgerd.book import MarketBook
 from hedgerd.busypoll import BusyPoller
 from hedgerd.clock import Clock
-from hedgerd.config import Settings, VenueRole
+from hedgerd.config import HedgeConfig, Settings, VenueRole
 from hedgerd.connectors.base import Venue
 from hedgerd.cost_book import CostBook
 from hedgerd.errors import ConfigError, VenueError
@@ -130,18 +130,11 @@ class HedgeEngine:
                 self.markets[name] = await venue.load_markets()
         await self.book.load(self.settings.hedges, self.venues, self.markets, self.clock.monotonic())
         for index, cfg in enumerate(self.settings.hedges):
-            markets = self.markets.get(cfg.venue, {})
-            market = markets.get(cfg.symbol)
-            if market is None:
-                raise ConfigError(f"hedges.{index}.symbol",
-                                  f"instrument {cfg.symbol!r} is not listed on venue {cfg.venue!r}")
+            market, values_pnl = _hedge_market(index, cfg, self.markets, self.book, self.settings)
             rl = self.settings.executor.rate_limit_for(cfg.venue)
             executor = self._executor_for(cfg.venue, rl.requests_per_second, rl.burst)
-            state = self.hedges[cfg.underlying] = HedgeState(config=cfg, executor=executor, market=market,
-                                                             values_pnl=self.book.values_pnl(cfg, market))
-            if not state.values_pnl and self.settings.kill_switch.max_realized_loss is not None:
-                raise ConfigError("kill_switch.max_realized_loss", f"not computed yet for the {cfg.underlying} book "
-                                  "(inverse hedge, options, inverse inventory or collateral): unset it")
+            self.hedges[cfg.underlying] = HedgeState(config=cfg, executor=executor, market=market,
+                                                     values_pnl=values_pnl)
             self.metrics.hedge_band.labels(cfg.underlying).set(float(cfg.threshold))
             self.metrics.hedge_fees.labels(cfg.venue)  # export 0 before the first fee
             self.costs.track(cfg.underlying, cfg.venue, cfg.symbol)
@@ -557,6 +550,20 @@ class HedgeEngine:
         return engine_status(mode=self.settings.mode, kill_switch=self.kill_switch, ready=ready, problems=problems,
                              underlyings=underlyings, ledger=self.ledger,
                              consecutive_order_errors=self.consecutive_order_errors)
+
+
+def _hedge_market(index: int, cfg: HedgeConfig, markets: dict[str, dict[str, MarketInfo]], book: MarketBook,
+                  settings: Settings) -> tuple[MarketInfo, bool]:
+    """The hedge instrument's market, and whether the book's PnL is valued; ConfigError when the venue
+    does not list it, or when ``max_realized_loss`` is set for a book whose PnL is not valued yet."""
+    market = markets.get(cfg.venue, {}).get(cfg.symbol)
+    if market is None:
+        raise ConfigError(f"hedges.{index}.symbol", f"instrument {cfg.symbol!r} is not listed on venue {cfg.venue!r}")
+    values_pnl = book.values_pnl(cfg, market)
+    if not values_pnl and settings.kill_switch.max_realized_loss is not None:
+        raise ConfigError("kill_switch.max_realized_loss", f"not computed yet for the {cfg.underlying} book "
+                          "(inverse hedge, options, inverse inventory or collateral): unset it")
+    return market, values_pnl
 
 
 def reconciled_positions(hedges: Iterable[HedgeState], book: MarketBook) -> dict[str, set[str]]:

@@ -17,6 +17,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from hedgerd.clock import RealClock
 from hedgerd.config import (
     ExecutorConfig,
@@ -33,6 +35,7 @@ from hedgerd.config import (
 )
 from hedgerd.connectors.base import VenueEventSink
 from hedgerd.engine import HedgeEngine
+from hedgerd.errors import ConfigError
 from hedgerd.instruments import Instrument, InstrumentKind, OptionType
 from hedgerd.ledger import InventoryLedger
 from hedgerd.metrics import Metrics
@@ -128,6 +131,12 @@ class BookVenue:
         return dict(self.equity)
 
 
+class SilentBookVenue(BookVenue):
+    """An inventory account that does not report its equity (not a CollateralSource)."""
+
+    fetch_collateral = None  # type: ignore[assignment]
+
+
 @dataclass
 class Desk:
     engine: HedgeEngine
@@ -205,7 +214,8 @@ async def eventually(predicate: Callable[[], bool], what: str, within: float = 1
 @contextlib.asynccontextmanager
 async def desk(tmp_path: Path, *, positions: dict[str, Decimal] | None = None, expiring_in: float = 3600.0,
                hedge: dict[str, Any] | None = None, policy: str = "fixed",
-               equity: dict[str, Decimal] | None = None) -> AsyncIterator[Desk]:
+               equity: dict[str, Decimal] | None = None, max_realized_loss: Decimal | None = None,
+               reports_equity: bool = True) -> AsyncIterator[Desk]:
     now = time.time()
     far = now + 0.3 * 365 * 86400
     instruments = {
@@ -219,7 +229,8 @@ async def desk(tmp_path: Path, *, positions: dict[str, Decimal] | None = None, e
     }
     held = positions if positions is not None else {
         "BTC": D("1.5"), LINEAR: D(-250), FUTURE: D(1000), CALL_USDT: D(-300), CALL_COIN: D(2), EXPIRING: D(5)}
-    book = BookVenue({s: _market(i) for s, i in instruments.items()}, held, equity)
+    book = (BookVenue if reports_equity else SilentBookVenue)({s: _market(i) for s, i in instruments.items()},
+                                                               held, equity)
     clock = RealClock()
     metrics = Metrics()
     hedge_venue = FakeVenue(FakeClock(), _market(PERP_INSTRUMENT), name="hedge", price=MID)
@@ -233,15 +244,15 @@ async def desk(tmp_path: Path, *, positions: dict[str, Decimal] | None = None, e
             "inventory": [InventorySource(venue="book", asset="*"), InventorySource(venue="book", asset="BTC")],
             **(hedge or {})})],
         executor=ExecutorConfig(order_timeout=3.0, max_retries=2, backoff_initial=0.02, backoff_max=0.1),
-        kill_switch=KillSwitchConfig(kill_file=tmp_path / "KILL"),
+        kill_switch=KillSwitchConfig(kill_file=tmp_path / "KILL", max_realized_loss=max_realized_loss),
         ledger=LedgerConfig(path=tmp_path / "ledger.sqlite"),
         risk=RiskConfig(safety_tick=0.1),
         policy=PolicyConfig(name=policy),  # type: ignore[arg-type]
     )
     ledger = InventoryLedger(settings.ledger.path, metrics=metrics)
     engine = HedgeEngine(settings, {"book": book, "hedge": hedge_venue}, ledger, clock, metrics)  # type: ignore[dict-item]
-    await engine.start()
     try:
+        await engine.start()
         yield Desk(engine, hedge_venue, book, metrics, instruments)
     finally:
         await engine.stop()
@@ -403,3 +414,14 @@ async def test_the_gamma_policy_widens_the_band_by_the_books_gamma_and_the_band_
         assert policy.gamma < 0 and policy.gamma_band is not None and policy.gamma_band.source == "gamma"
         band = d.sample("hedgerd_hedge_band", underlying="BTC")
         assert band is not None and band == float(policy.trigger) > 0.01  # wider than the 0.01 threshold
+
+
+async def test_what_is_not_valued_yet_is_refused_at_start_naming_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        async with desk(tmp_path, max_realized_loss=D(1000)):
+            pass
+    assert excinfo.value.path == "kill_switch.max_realized_loss" and "not computed yet" in excinfo.value.reason
+    with pytest.raises(ConfigError) as excinfo:
+        async with desk(tmp_path / "2", hedge={"include_collateral": True}, reports_equity=False):
+            pass
+    assert excinfo.value.path == "hedges.0.include_collateral"
