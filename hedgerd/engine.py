@@ -137,7 +137,7 @@ class HedgeEngine:
                                                      values_pnl=values_pnl)
             self.metrics.hedge_band.labels(cfg.underlying).set(float(cfg.threshold))
             self.metrics.hedge_fees.labels(cfg.venue)  # export 0 before the first fee
-            self.costs.track(cfg.underlying, cfg.venue, cfg.symbol)
+            self.costs.track(cfg.underlying, cfg.venue, cfg.symbol, market.instrument)
         await self._reconcile()
         self.intake_open = True
         # A price that never arrives is stale max_price_age after the streams start, not after
