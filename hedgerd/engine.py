@@ -48,7 +48,7 @@ from hedgerd.reconciliation.reconciler import StartupReconciliation
 from hedgerd.risk.pnl import BookPnl
 from hedgerd.risk.prices import LogThrottle, PriceBook
 from hedgerd.risk_loop import RiskLoop
-from hedgerd.risk_pass import HedgeState, RiskPass
+from hedgerd.risk_pass import EngineHooks, HedgeState, RiskPass
 from hedgerd.status import EngineGauges, engine_status, readiness_problems, underlying_status
 
 log = structlog.get_logger("hedgerd.engine")
@@ -95,12 +95,14 @@ class HedgeEngine:
         self._wake = self.risk_loop.wake
         self.risk_pass = RiskPass(
             hedges=self.hedges, ledger=ledger, clock=clock, metrics=metrics, gauges=self.gauges, pnl=self.pnl,
-            kill_switch=self.kill_switch, prices=self.prices, risk_loop=self.risk_loop,
-            settings=lambda: self.settings, may_decide=self._may_decide,
-            consecutive_errors=lambda: self.consecutive_order_errors, sync_latches=self._sync_latches,
-            price_age=self.price_age, policy_for=self.policy_for, engage=self.engage,
-            submit_intent=self._submit_intent, order_done=self._execution_done, book=self.book,
-            quote_age=lambda key: self.book.quote_age(key, self.clock.monotonic(), self.started_at))
+            kill_switch=self.kill_switch, prices=self.prices, risk_loop=self.risk_loop, book=self.book,
+            hooks=EngineHooks(
+                settings=lambda: self.settings, may_decide=self._may_decide,
+                consecutive_errors=lambda: self.consecutive_order_errors, sync_latches=self._sync_latches,
+                price_age=self.price_age,
+                quote_age=lambda key: self.book.quote_age(key, self.clock.monotonic(), self.started_at),
+                policy_for=self.policy_for, engage=self.engage, submit_intent=self._submit_intent,
+                order_done=self._execution_done))
         self._risk_task: asyncio.Task[None] | None = None  # set once the risk loop runs
         self.busy_poller = BusyPoller(lambda: self.settings.risk.busy_poll)
         self._streamed: set[tuple[str, str]] = set()  # (venue, trade id) of fills on_fills is journaling
