@@ -316,9 +316,11 @@ class HedgeEngine:
                 self._wake.set()  # prices no hedge is sized on (e.g. the inventory venue's) change nothing
 
     async def on_option_quote(self, quote: OptionQuote) -> None:
-        """Store an option's quote (with its arrival time) and wake the risk loop: the book's delta moved."""
+        """Store an option's quote (with its arrival time); one of a held option wakes the risk loop
+        (the book's delta moved), one of any other listed option waits until it is traded."""
         self.book.on_quote(replace(quote, received_at=quote.received_at or self.clock.monotonic()))
-        self._wake.set()
+        if self.ledger.position(quote.venue, quote.symbol):
+            self._wake.set()
 
     async def on_order_update(self, venue: str, report: OrderReport) -> None:
         """Hand a streamed update of one of our orders to its executor, which journals it.
