@@ -75,7 +75,8 @@ class EngineGauges:
         return gauges
 
     def set_book(self, snap: DeltaSnapshot, quote_age: float | None) -> None:
-        """The by-source, greeks and quote-age gauges of one underlying's snapshot."""
+        """The by-source, greeks and quote-age gauges of one underlying's snapshot (the quote age is
+        0 while no option is held: nothing can be stale)."""
         gauges = self.underlying(snap.underlying)
         for source, delta in snap.delta_by_source().items():
             child = gauges.by_source.get(source)
@@ -88,8 +89,7 @@ class EngineGauges:
             gauges.vega.set(book.vega)
             if book.greeks_disagreement is not None:
                 gauges.greeks_disagreement.set(book.greeks_disagreement)
-        if quote_age is not None:
-            gauges.option_quote_age.set(quote_age)
+        gauges.option_quote_age.set(quote_age or 0.0)
 
     def set_inventory(self, positions: Mapping[tuple[str, str], Decimal]) -> None:
         """One inventory gauge per ledger position (for a ledger that does not keep them itself)."""
