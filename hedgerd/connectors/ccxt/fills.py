@@ -119,9 +119,9 @@ class FillFeed:
 
     def listings(self) -> list[Listing]:
         """The trade listings that cover :attr:`symbols`: one per symbol, or, where the venue lists a
-        settle currency's trades at once (``trades_by_currency``), one per currency of two or more
+        settle currency's trades at once (``trades_currency_param``), one per currency of two or more
         served symbols (an options book of dozens of instruments: a few requests instead of dozens)."""
-        if not self.client.traits.trades_by_currency:
+        if self.client.traits.trades_currency_param is None:
             return [Listing(s, s, (s,)) for s in self.symbols]
         groups: dict[str, list[str]] = {}
         for symbol in self.symbols:
@@ -178,7 +178,9 @@ class FillFeed:
         rather than a list cut short when they run out).
         """
         traits = self.client.traits
-        params = {**traits.my_trades_params, **({"code": currency} if currency is not None else {})}
+        params = dict(traits.my_trades_params)
+        if currency is not None and traits.trades_currency_param is not None:
+            params[traits.trades_currency_param] = currency
         extra = (params,) if params else ()
         if since is None:  # with a page limit: Deribit answers 10 trades without one
             return await self._trades_to_fills(self._covered(await self.client.call(

@@ -40,11 +40,13 @@ class VenueTraits:
 
     ``amount_unit``: ``"contracts"`` (ccxt amounts are contracts) or ``"contract_size"`` (ccxt
     amounts are contracts x ``contractSize``: Deribit). ``trades_window_ms``: None when one query
-    may reach any distance back. ``trades_by_currency``: ``fetch_my_trades(None, ..., {"code": C})``
-    lists every trade of settle currency ``C`` (Deribit), used for the periodic and reconciliation
-    listings of venues serving many instruments. ``price_stream``: ``"bids_asks"`` uses ``watch_bids_asks`` when
-    the class has it, ``"ticker"`` always one ``watch_ticker`` per symbol. ``option_quotes``: the
-    ticker's raw ``info`` carries Deribit's ``mark_iv``, ``underlying_price`` and ``greeks``.
+    may reach any distance back. ``trades_currency_param``: the parameter with which
+    ``fetch_my_trades(None, ...)`` lists every trade of one settle currency (Deribit's own
+    ``currency``, which ccxt passes through; None: per symbol only), for the periodic and
+    reconciliation listings of venues serving many instruments. ``price_stream``:
+    ``"bids_asks"`` uses ``watch_bids_asks`` when the class has it, ``"ticker"`` always one
+    ``watch_ticker`` per symbol. ``option_quotes``: the ticker's raw ``info`` carries Deribit's
+    ``mark_iv``, ``underlying_price`` and ``greeks``.
     """
 
     amount_unit: AmountUnit = "contracts"
@@ -54,11 +56,10 @@ class VenueTraits:
     fetch_order_extra: Mapping[str, Any] = field(default_factory=dict)
     trades_window_ms: int | None = BINANCE_TRADES_WINDOW_MS
     my_trades_params: Mapping[str, Any] = field(default_factory=dict)
-    trades_by_currency: bool = False
+    trades_currency_param: str | None = None
     price_stream: Literal["bids_asks", "ticker"] = "bids_asks"
     option_quotes: bool = False
     recv_window: bool = False
-
 
 
 _BINANCE = VenueTraits(client_id_lookup_param="origClientOrderId", recv_window=True)
@@ -74,7 +75,8 @@ TRAITS: dict[str, VenueTraits] = {
     # ccxt.deribit passes unknown order parameters through, so the label must be sent as such.
     "deribit": VenueTraits(amount_unit="contract_size", client_id_send_param="label",
                            client_id_label_lookup="privateGetGetOrderStateByLabel",
-                           trades_window_ms=None, my_trades_params={"sorting": "asc"}, trades_by_currency=True,
+                           trades_window_ms=None, my_trades_params={"sorting": "asc"},
+                           trades_currency_param="currency",
                            price_stream="ticker", option_quotes=True),
 }
 DEFAULT_TRAITS = VenueTraits()
