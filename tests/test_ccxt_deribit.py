@@ -280,3 +280,44 @@ async def test_an_options_book_is_listed_by_currency_in_one_request(sim: Deribit
         assert calls == ["fetch_my_trades"]  # one listing for the BTC book, not one per instrument
     finally:
         await inventory.close()
+
+
+async def test_a_trade_on_one_instrument_catches_up_that_instrument_only(sim: DeribitSim,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deribit's user.trades channel carries every instrument's trades, so each symbol's watch wakes on
+    each trade, most of them with nothing of theirs: only the one with a trade backfills after it."""
+    cfg = VenueConfig(name="deribit-options", kind=VenueKind.CCXT, role=VenueRole.INVENTORY, exchange="deribit",
+                      api_key=SecretStr(sim.config.client_id), secret=SecretStr(sim.config.client_secret),
+                      sim_base_url=sim.base_url)
+    inventory = CcxtVenue("deribit-options", create_exchange(cfg, timeout=5.0), RealClock(), symbols=[],
+                          underlyings=["BTC"], exclude_symbols=[PERP], own_client_id_prefix="hgd",
+                          stream_orders=False, stream_positions=False, resubscribe_delay=0.1,
+                          catch_up_delay=0.3, backfill_when_live=True)
+    sink = QuoteSink()
+    listed: list[str | None] = []
+    call = inventory.client.call
+
+    async def counted(operation: Any, method: str, *args: Any) -> Any:
+        if method == "fetch_my_trades":
+            listed.append(args[0])
+        return await call(operation, method, *args)
+
+    monkeypatch.setattr(inventory.client, "call", counted)
+    try:
+        await inventory.start(sink)
+        name = next(i.name for i in sim.venue.instruments.values() if i.is_option and i.currency == "BTC")
+        symbol = next(s for s in inventory.symbols if inventory.exchange.market(s)["id"] == name)
+        for fills in (1, 2):  # a first message proves each subscription live: one confirming backfill each
+            sim.venue.client_fill(name, "buy", Decimal("0.2"))
+            await until(lambda: len(sink.fills) == fills)  # noqa: B023 (awaited in the same iteration)
+            seen = -1
+            while seen != len(listed):  # the resync and confirm backfills, rate-limited by ccxt, done
+                seen = len(listed)
+                await asyncio.sleep(1.5)
+        listed.clear()
+        sim.venue.client_fill(name, "sell", Decimal("0.3"))
+        await until(lambda: len(sink.fills) == 3)
+        await asyncio.sleep(1.0)  # past the catch-up delay of every symbol's stream
+        assert listed and set(listed) == {symbol}, listed
+    finally:
+        await inventory.close()

@@ -255,7 +255,9 @@ class StreamSupervisor:
                 confirm = False
                 if stream.confirm is not None and not await stream.confirm():
                     resync = True
-            catch_up = stream.resync is not None and self.catch_up_delay > 0
+            # An empty answer is another symbol's message on a shared channel (Deribit's user.trades
+            # carries every instrument's): nothing of this symbol's can be waiting in ccxt's cache.
+            catch_up = stream.resync is not None and self.catch_up_delay > 0 and not _empty(message)
 
     async def _catch_up_when_quiet(self, stream: _Stream, watch_task: asyncio.Future[Any]) -> None:
         """Resync once if the stream stays quiet ``catch_up_delay`` seconds after a message.
@@ -390,3 +392,8 @@ class StreamSupervisor:
     def _backoff(self, failures: int) -> float:
         delay = min(self.backoff_max, self.backoff_initial * 2.0 ** max(0, failures - 1))
         return delay * (0.5 + 0.5 * self._rng.random())
+
+
+def _empty(message: Any) -> bool:
+    """True for an empty list of a watch (no entries for this stream's symbol)."""
+    return isinstance(message, Sequence) and not isinstance(message, str | bytes) and len(message) == 0
