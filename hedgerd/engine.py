@@ -534,8 +534,7 @@ class HedgeEngine:
             reconciled=self.reconciled, reconcile_mismatch=self.reconcile_mismatch,
             foreign_order=self.foreign_orders.detected, ledger_failed=self.ledger_failed,
             disconnected=[name for name, venue in self.venues.items() if not venue.connected],
-            prices=[(cfg.symbol, self.price_age(cfg.venue, cfg.symbol) if (cfg.venue, cfg.symbol) in self.prices
-                     else None, cfg.max_price_age) for cfg in (state.config for state in self.hedges.values())])
+            prices=self.risk_pass.price_ages(), unvalued=self.risk_pass.unvalued())
         return not problems, problems
 
     def refresh_gauges(self) -> None:

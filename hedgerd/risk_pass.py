@@ -175,6 +175,16 @@ class RiskPass:
         if reason is not None and self.kill_switch.state is not TradingState.HALTED:
             self.hooks.engage(reason, "auto")
 
+    def price_ages(self) -> list[tuple[str, float | None, float]]:
+        """Per hedge: (symbol, seconds since its last price or None if none yet, max age), for readiness."""
+        return [(cfg.symbol, self.hooks.price_age(cfg.venue, cfg.symbol) if (cfg.venue, cfg.symbol) in self.prices
+                 else None, cfg.max_price_age) for cfg in (state.config for state in self.hedges.values())]
+
+    def unvalued(self) -> list[str]:
+        """What the last pass could not value, over every hedge (their books are not hedged)."""
+        return [what for state in self.hedges.values() if state.snapshot and state.snapshot.book
+                for what in state.snapshot.book.unvalued]
+
     def oldest_quote_age(self, snap: DeltaSnapshot) -> float | None:
         """Seconds since the oldest quote of the held options arrived; None when no option is held."""
         if snap.book is None or not snap.book.held_options:

@@ -273,6 +273,8 @@ async def test_each_instrument_counts_in_net_delta_and_the_inverse_hedge_is_size
         # the options have no quote yet: the book cannot be valued whole and nothing is hedged
         assert d.creates() == []
         assert len(d.snapshot().book.unvalued) == 3
+        ready, problems = d.engine.readiness()
+        assert not ready and f"not valued: {CALL_COIN} on book: no option quote" in problems
         await d.quote_all()
         await eventually(lambda: len(d.creates()) == 1, "the hedge order")
         snap = d.snapshot()
