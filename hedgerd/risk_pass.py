@@ -185,6 +185,15 @@ class RiskPass:
         return [what for state in self.hedges.values() if state.snapshot and state.snapshot.book
                 for what in state.snapshot.book.unvalued]
 
+    def next_quote_stale(self, wait: float) -> float:
+        """``wait``, or less so that the first held option's quote to go stale (as of the last pass)
+        is seen at its max age rather than up to ``wait`` later."""
+        for state in self.hedges.values():
+            age = self.oldest_quote_age(state.snapshot) if state.snapshot is not None else None
+            if age is not None and age <= state.config.max_greeks_age:
+                wait = min(wait, state.config.max_greeks_age - age + 0.01)
+        return wait
+
     def oldest_quote_age(self, snap: DeltaSnapshot) -> float | None:
         """Seconds since the oldest quote of the held options arrived; None when no option is held."""
         if snap.book is None or not snap.book.held_options:
