@@ -255,7 +255,8 @@ class RiskPass:
                      reason=decision.reason, inventory=str(snap.inventory), hedge_ratio=str(snap.hedge_ratio),
                      perp_position=str(snap.perp_position), in_flight=str(snap.in_flight),
                      net_delta=str(snap.net_delta), mid=str(price.mid), threshold=str(cfg.threshold),
-                     target=str(cfg.target), policy=policy.name)
+                     target=str(cfg.target), policy=policy.name,
+                     **({} if amount is decision.amount else {"delta": str(decision.amount), "unit": "contracts"}))
 
         asyncio.get_running_loop().call_soon(log_decision)
         state.tasks.add(task)
