@@ -15,7 +15,7 @@ saw it: its pass may wait up to 10 ms for the next event's (:meth:`HedgeEngine._
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -113,6 +113,7 @@ class HedgeEngine:
         """Set by a signal handler the moment a halt is asked for, before the event loop gets to
         :meth:`engage` (which it may not for a while if a callback is stuck, e.g. a ledger write
         held up by the disk); every send is refused from then on."""
+        self.send_fence: Callable[[], str | None] | None = None  # HA: why this instance may not send now
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -271,7 +272,7 @@ class HedgeEngine:
         if not streamed:
             return []
         if all(self._absorbed(fill) for fill in streamed):  # e.g. our hedge fills, ahead of the order's answer
-            self._settle_soon()
+            self.risk_loop.settle_soon()
             return []
         self.risk_pass.observe_client_fills(streamed)
         if self._risk_task is None:  # not running yet: its first pass will see them
@@ -382,6 +383,8 @@ class HedgeEngine:
             return "shutting down"
         if self.halt_requested is not None:
             return f"halt requested: {self.halt_requested}"
+        if self.send_fence is not None and (fenced := self.send_fence()) is not None:
+            return fenced
         if not self.kill_switch.allows(intent.reduce_only):
             return f"trading {self.kill_switch.state.name.lower()}: {self.kill_switch.reason}"
         return None
@@ -400,9 +403,10 @@ class HedgeEngine:
         log.warning("trading_state", state=ks.state.name, reason=ks.reason, source=ks.source)
         if (ks.state is TradingState.HALTED and self.settings.kill_switch.cancel_open_orders_on_halt
                 and self.hedges and (self._cancel_task is None or self._cancel_task.done())):
-            self._cancel_task = asyncio.create_task(self._cancel_all_open(), name="cancel-on-halt")
+            self._cancel_task = asyncio.create_task(self.cancel_all_open(), name="cancel-on-halt")
 
-    async def _cancel_all_open(self) -> None:
+    async def cancel_all_open(self) -> None:
+        """Cancel every open hedge order (on halt, on losing leadership); failures are logged."""
         for executor in self._executors():
             try:
                 await executor.cancel_all()
@@ -495,7 +499,7 @@ class HedgeEngine:
         error, a cancellation, a capped decision) calls for a pass right away.
         """
         if status is OrderStatus.FILLED and not state.capped and state.executor.settled_as_sized(intent):
-            self._settle_soon()
+            self.risk_loop.settle_soon()
         else:
             self._wake.set()
 
@@ -506,9 +510,6 @@ class HedgeEngine:
             if state.config.venue == fill.venue and not state.capped and state.executor.absorbs(fill):
                 return True
         return False
-
-    def _settle_soon(self) -> None:
-        self.risk_loop.settle_soon()
 
     def _execution_done(self, state: HedgeState, intent: HedgeIntent, task: asyncio.Task[OrderReport]) -> None:
         if task.cancelled():

@@ -25,6 +25,7 @@ from pydantic_settings import (
 )
 
 from hedgerd.admin.token import GENERATE_HINT, admin_token_weakness
+from hedgerd.config.ha import HaConfig, ha_problems
 from hedgerd.config.masking import SECRET_BEARING_DICTS, mask_secrets
 from hedgerd.models import OrderType, is_derivative, split_symbol
 
@@ -466,6 +467,7 @@ class Settings(BaseSettings):
     risk: RiskConfig = Field(default_factory=RiskConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
+    ha: HaConfig = Field(default_factory=HaConfig, description="active/standby leadership (docs/ha.md)")
 
     @classmethod
     def settings_customise_sources(
@@ -490,6 +492,7 @@ class Settings(BaseSettings):
         problems += _venue_problems(self.venues)
         problems += _hedge_problems(self.hedges, self.venues)
         problems += _executor_problems(self.executor, self.venues)
+        problems += ha_problems(self.ha, [v.name for v in self.venues if v.kind is VenueKind.SIM])
         if self.mode is Mode.LIVE:
             problems += _live_mode_problems(self.venues, self.hedges)
             weakness = self.admin.token_weakness()
