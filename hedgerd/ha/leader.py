@@ -117,19 +117,20 @@ class Leadership:
         while not self.lost.is_set():
             await self.clock.sleep(self.config.heartbeat)
             sent = self.clock.monotonic()
-            remaining = self.lease.remaining(sent)
-            try:
-                async with asyncio.timeout(remaining):
-                    held = await session.holds()
-            except TimeoutError:
+            # The query runs as a task of its own and is abandoned, not awaited, at the lease's end:
+            # cancelling it makes the driver ask the silent server to cancel, which can hang too.
+            query = asyncio.create_task(session.holds(), name="ha-heartbeat-query")
+            done, _ = await asyncio.wait({query}, timeout=self.lease.remaining(sent))
+            if not done:
+                query.cancel()
+                query.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved, never raised
                 self._lose(f"no heartbeat answer within the lease ({self.config.lease:g} s)")
-            except Exception as exc:  # the session is gone, and the lock with it
+            elif (exc := query.exception()) is not None:  # the session is gone, and the lock with it
                 self._lose(f"lock connection failed: {_describe(exc)}")
+            elif query.result():
+                self.lease.renew(sent)
             else:
-                if held:
-                    self.lease.renew(sent)
-                else:
-                    self._lose("the lock is no longer held by this session")
+                self._lose("the lock is no longer held by this session")
         await _close_quietly(session)
 
     def _lose(self, reason: str) -> None:
