@@ -112,11 +112,11 @@ async def test_one_leader_at_a_time_and_the_standby_takes_over_when_it_goes(pg_u
     await first.acquire()
     assert first.role is Role.ACTIVE and first.fence() is None
     assert time.monotonic() - started >= first.config.takeover_wait  # it waited out a possible predecessor
-    assert first.metrics.leader._value.get() == 1
+    assert first.metrics.leader.labels(str(key))._value.get() == 1
     contender = asyncio.create_task(second.acquire())
     await asyncio.sleep(5 * BEAT)  # several attempts, every one refused
     assert second.role is Role.STANDBY and not contender.done()
-    assert second.fence() is not None and second.metrics.leader._value.get() == 0
+    assert second.fence() is not None and second.metrics.leader.labels(str(key))._value.get() == 0
     await asyncio.sleep(LEASE)  # heartbeats keep the lease of the leader
     assert first.fence() is None
     await first.close()  # the session ends: the lock is free

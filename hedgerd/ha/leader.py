@@ -57,7 +57,8 @@ class Leadership:
         self._session: LockSession | None = None
         self._taken_at = 0.0  # monotonic time the winning try_lock was sent
         self._heartbeat: asyncio.Task[None] | None = None
-        metrics.leader.set(0)
+        self._leader_gauge = metrics.leader.labels(str(key))
+        self._leader_gauge.set(0)
 
     # ------------------------------------------------------------------ the send check
     def fence(self) -> str | None:
@@ -73,7 +74,7 @@ class Leadership:
         self._session = session
         self.lease.renew(self._taken_at)
         self._set_role(Role.TAKING_OVER)
-        self.metrics.leader.set(1)
+        self._leader_gauge.set(1)
         wait = self.config.takeover_wait
         log.warning("ha_lock_acquired", lock_key=self.key, takeover_wait=wait,
                     detail="waiting out the previous leader's lease before the first send")
@@ -138,7 +139,7 @@ class Leadership:
             return
         self.lost_reason = reason
         self._set_role(Role.STEPPED_DOWN)
-        self.metrics.leader.set(0)
+        self._leader_gauge.set(0)
         self.metrics.ha_errors.labels("heartbeat").inc()
         self.lost.set()
         log.error("ha_leadership_lost", reason=reason, lock_key=self.key)
@@ -152,7 +153,7 @@ class Leadership:
             await _close_quietly(self._session)
             self._session = None
         if self.role is not Role.STEPPED_DOWN:
-            self.metrics.leader.set(0)
+            self._leader_gauge.set(0)
 
     def _set_role(self, role: Role) -> None:
         self.role = role
