@@ -203,3 +203,23 @@ async def test_the_lock_lost_while_taking_over_means_no_first_send(pg_url: str) 
         await acquiring
     assert taker.fence() is not None and not math.isinf(taker.lease.valid_until)
     await taker.close()
+
+
+# ------------------------------------------------------------------------- hedgerd status
+def test_status_summary_names_the_role_and_why_a_leader_stepped_down() -> None:
+    from hedgerd.admin.status_view import describe_status
+
+    now = 1_800_000_000.0
+    standby = {"mode": "live", "trading_state": "active", "ready": True, "not_ready": [], "underlyings": {},
+               "open_orders": [], "role": "standby", "ha": {"role": "standby", "since": now - 65, "lease": 5.0}}
+    lines = describe_status(standby, now).splitlines()
+    assert lines[1].startswith("role: STANDBY (sends nothing; takes over when the leader's lock is released)")
+    assert lines[1].endswith("(1 min 5 s ago)") and lines[2] == "ready"
+    down = {**standby, "ready": False, "not_ready": ["stepped down: lock connection failed"],
+            "ha": {"role": "stepped_down", "since": now - 2, "stepped_down": "lock connection failed"}}
+    role_line = describe_status(down, now).splitlines()[1]
+    assert role_line.startswith("role: STEPPED DOWN") and role_line.endswith(": lock connection failed")
+    unreachable = {**standby, "ha": {"role": "standby", "database_error": "OperationalError: refused"}}
+    assert "lock database unreachable: OperationalError: refused" in describe_status(unreachable, now)
+    plain = {k: v for k, v in standby.items() if k not in ("role", "ha")}
+    assert "role:" not in describe_status(plain, now)  # a daemon without ha says nothing about roles
