@@ -231,9 +231,9 @@ async def test_fill_is_on_disk_when_record_fill_returns(ledger: InventoryLedger)
 
 async def test_a_new_ledger_uses_small_pages_and_an_old_one_keeps_its_own(
         path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from hedgerd.ledger import journal as journal_module
+    from hedgerd.ledger import storage as storage_module
 
-    assert journal_module.PAGE_SIZE == 1024
+    assert storage_module.PAGE_SIZE == 1024
     ledger = InventoryLedger(path)
     await ledger.open()
     await ledger.record_fill(make_fill("t1"))
@@ -242,12 +242,12 @@ async def test_a_new_ledger_uses_small_pages_and_an_old_one_keeps_its_own(
         assert other.execute("PRAGMA page_size").fetchone()[0] == 1024
 
     old_path = path.with_name("old.sqlite")  # a ledger created before: SQLite's default 4 KiB pages
-    monkeypatch.setattr(journal_module, "PAGE_SIZE", 4096)
+    monkeypatch.setattr(storage_module, "PAGE_SIZE", 4096)
     ledger = InventoryLedger(old_path)
     await ledger.open()
     await ledger.record_fill(make_fill("t1", amount="2"))
     await ledger.close()
-    monkeypatch.setattr(journal_module, "PAGE_SIZE", 1024)
+    monkeypatch.setattr(storage_module, "PAGE_SIZE", 1024)
     ledger = InventoryLedger(old_path)
     await ledger.open()
     await ledger.record_fill(make_fill("t2", amount="3"))
