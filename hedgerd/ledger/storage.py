@@ -372,6 +372,12 @@ class PostgresStorage(Storage):
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self._password = urlsplit(url).password or ""
+
+    def _scrubbed(self, exc: BaseException) -> str:
+        """The driver's message, without the URL's password should it quote it."""
+        text = str(exc).strip()
+        return text.replace(self._password, MASK) if self._password else text
 
     @property
     def display(self) -> str:
@@ -386,7 +392,7 @@ class PostgresStorage(Storage):
         try:
             return PgConnection(psycopg.connect(self.url, autocommit=True, connect_timeout=10, **kwargs))
         except psycopg.Error as exc:
-            raise StorageError(str(exc).strip()) from exc
+            raise StorageError(self._scrubbed(exc)) from None  # the cause may quote the URL
 
     def connect(self) -> Connection:
         return self._connect(application_name="hedgerd-ledger")
