@@ -17,6 +17,7 @@ import gc
 import signal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -65,7 +66,7 @@ class Daemon:
         self.clock = clock or RealClock()
         self.metrics = metrics or Metrics()
         commit_on = settings.ledger.commit_on
-        self.ledger = InventoryLedger(settings.ledger.path, synchronous=settings.ledger.synchronous,
+        self.ledger = InventoryLedger(settings.ledger.location(), synchronous=settings.ledger.synchronous,
                                       batch_max=settings.ledger.batch_max, metrics=self.metrics,
                                       commit_on=None if commit_on == "auto" else commit_on)
         self.venues = build_venues(settings, self.clock)
@@ -299,6 +300,16 @@ class Daemon:
         return True
 
 
+def ledger_identity(settings: Settings) -> str:
+    """The ledger's location without credentials or options: ``host:port/database`` of a
+    PostgreSQL ledger, else the SQLite path as configured (instances of a pair must name their
+    ledger alike, or set ``ha.lock_key``)."""
+    if settings.ledger.url is None:
+        return str(settings.ledger.path)
+    parts = urlsplit(settings.ledger.url.get_secret_value().strip())
+    return f"{parts.hostname or ''}:{parts.port or 5432}{parts.path}"
+
+
 def build_leadership(settings: Settings, clock: Clock, metrics: Metrics) -> Leadership:
     """The instance's :class:`Leadership` on the PostgreSQL lock of ``settings.ha``."""
     try:  # psycopg is an optional dependency, loaded only by instances in a pair
@@ -310,7 +321,7 @@ def build_leadership(settings: Settings, clock: Clock, metrics: Metrics) -> Lead
     assert ha.url is not None  # the config refuses ha.enabled without one
     url = ha.url.get_secret_value()
     key = ha.lock_key if ha.lock_key is not None else derive_lock_key(
-        settings.executor.client_id_prefix, str(settings.ledger.path))
+        settings.executor.client_id_prefix, ledger_identity(settings))
 
     async def connect() -> LockSession:
         return await PostgresLock.connect(url, key, connect_timeout=ha.connect_timeout, lease=ha.lease)

@@ -46,3 +46,25 @@ def pg_url(pg_server: PgServer) -> Iterator[str]:
         yield url
     finally:
         pg_server.drop_database(url.rsplit("/", 1)[1])
+
+
+# ---------------------------------------------------------------------------------- ledger backends
+# A test (or fixture) asking for ``ledger_location`` runs once per ledger backend: a SQLite file and a
+# fresh PostgreSQL database. ``@pytest.mark.sqlite_only`` keeps a test of SQLite internals (its
+# files, pragmas, locks) to SQLite.
+LEDGER_BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "ledger_backend" in metafunc.fixturenames:
+        only_sqlite = metafunc.definition.get_closest_marker("sqlite_only") is not None
+        metafunc.parametrize("ledger_backend", ["sqlite"] if only_sqlite else list(LEDGER_BACKENDS))
+
+
+@pytest.fixture
+def ledger_location(ledger_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Path | str:
+    """Where a test's ledger lives: a SQLite file path, or the URL of a fresh PostgreSQL database."""
+    if ledger_backend == "postgresql":
+        url: str = request.getfixturevalue("pg_url")
+        return url
+    return tmp_path / "ledger.sqlite"

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import decimal
 import logging
-import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -24,7 +23,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hedgerd.ledger.accounting import ARITHMETIC
-from hedgerd.ledger.journal import LedgerError, _BatchOutcome, _CallRequest, _IntentRequest, _Op, _OpenResult
+from hedgerd.ledger.journal import _BatchOutcome, _CallRequest, _IntentRequest, _Op, _OpenResult
+from hedgerd.ledger.storage import Connection, LedgerError
 from hedgerd.models import Fill
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class Committer(ABC):
         """Commit what is queued right now, if this committer can; True if it did."""
         return False
 
-    def _in_transaction(self) -> Callable[[sqlite3.Connection, _BatchOutcome], None] | None:
+    def _in_transaction(self) -> Callable[[Connection, _BatchOutcome], None] | None:
         """What runs inside a transaction that journaled new fills, before COMMIT: nothing here."""
         return None
 
@@ -236,10 +236,10 @@ class LoopCommitter(Committer):
         self._start_wal_reset()
         return True
 
-    def _in_transaction(self) -> Callable[[sqlite3.Connection, _BatchOutcome], None] | None:
+    def _in_transaction(self) -> Callable[[Connection, _BatchOutcome], None] | None:
         return self._hook_turn if self.ledger.commit_hook is not None else None
 
-    def _hook_turn(self, conn: sqlite3.Connection, outcome: _BatchOutcome) -> None:
+    def _hook_turn(self, conn: Connection, outcome: _BatchOutcome) -> None:
         """Inside the fills' transaction: bring the ledger's view forward, ask the commit hook
         for its intents and journal them in this same transaction (when nothing else is
         queued, so the queue's order is kept; else they are queued behind it)."""
@@ -285,8 +285,8 @@ class ThreadCommitter(Committer):
         loop = asyncio.get_running_loop()
         opened: asyncio.Future[_OpenResult] = loop.create_future()
         self._done = done = loop.create_future()
-        self._thread = threading.Thread(target=self._main, args=(opened,),
-                                        name=f"ledger-writer:{ledger.path.name}", daemon=True)
+        where = ledger.path.name if ledger.path is not None else ledger.storage.kind
+        self._thread = threading.Thread(target=self._main, args=(opened,), name=f"ledger-writer:{where}", daemon=True)
         self._thread.start()
         try:
             return await opened
