@@ -63,19 +63,21 @@ def _quiet(_: str) -> None:
 
 # --------------------------------------------------------------------------- the pair
 class Pair:
-    """Two instances ``a`` and ``b`` of one config, one shared ledger file and one lock database."""
+    """Two instances ``a`` and ``b`` of one config on one lock database and one shared ledger:
+    PostgreSQL (``ledger="postgres"``: the lock's database) or one SQLite file (``"sqlite"``: one host)."""
 
     def __init__(self, workdir: Path, sim: SimProcess, lock_url: str, *, lease: float, heartbeat: float,
-                 ledger_url: str | None = None) -> None:
+                 ledger: str = "postgres") -> None:
         self.workdir = workdir
         self.ledger_path = workdir / "shared" / "ledger.sqlite"
         self.ledger_path.parent.mkdir(parents=True, exist_ok=True)
-        ledger: dict[str, Any] = {"url": ledger_url} if ledger_url else {}
+        self.ledger_url = lock_url if ledger == "postgres" else None
         self.config = write_config(workdir / "hedgerd.toml", live_config(sim.base_url, sim.ws_url, overrides={
             "executor": {"order_timeout": 3.0},
-            "ha": {"enabled": True, "lease": lease, "heartbeat": heartbeat, "connect_timeout": 2.0},
-            **({"ledger": ledger} if ledger else {})}))
+            "ha": {"enabled": True, "lease": lease, "heartbeat": heartbeat, "connect_timeout": 2.0}}))
         self.env = {"HEDGERD_HA__URL": lock_url, "HEDGERD_LEDGER__PATH": str(self.ledger_path)}
+        if self.ledger_url is not None:
+            self.env["HEDGERD_LEDGER__URL"] = self.ledger_url
         self.lease = lease
         self.daemons: dict[str, DaemonProcess] = {}
         self._contexts: dict[str, contextlib.AbstractContextManager[DaemonProcess]] = {}
@@ -120,6 +122,14 @@ class Pair:
 
     def log(self, name: str) -> Path:
         return self.workdir / name / "daemon.log"
+
+    def ledger_fills(self) -> list[dict[str, Any]]:
+        """The shared ledger's fills (venue, trade_id, amount), read with plain SQL."""
+        if self.ledger_url is None:
+            return read_ledger(self.ledger_path).fills
+        with psycopg.connect(self.ledger_url) as conn:
+            rows = conn.execute("SELECT venue, trade_id, amount FROM fills ORDER BY fill_id").fetchall()
+        return [{"venue": venue, "trade_id": trade_id, "amount": amount} for venue, trade_id, amount in rows]
 
 
 @contextlib.contextmanager
@@ -227,13 +237,14 @@ class FailoverResult:
 
 
 def failover_scenario(workdir: Path, lock_url: str, *, kills: int = 3, seed: int = 1, flow_rate: float = 2.0,
-                      lease: float = 2.0, heartbeat: float = 0.5, ledger_url: str | None = None,
+                      lease: float = 2.0, heartbeat: float = 0.5, ledger: str = "postgres",
                       say: Say = _quiet) -> FailoverResult:
-    """Kill -9 the leader ``kills`` times under client flow; the standby must take over each time."""
+    """Kill -9 the leader ``kills`` times under client flow; the standby must take over each time.
+    ``ledger``: "postgres" (the lock's database) or "sqlite" (one file both instances open)."""
     rng = random.Random(seed)
     result = FailoverResult()
     with running_sim(workdir / "sim", sim_config_json(seed=seed, flow_rate=0.0, btc="0.3")) as sim, \
-            _pair(workdir, sim, lock_url, lease=lease, heartbeat=heartbeat, ledger_url=ledger_url) as pair:
+            _pair(workdir, sim, lock_url, lease=lease, heartbeat=heartbeat, ledger=ledger) as pair:
         leader = start_pair(pair, say)
         sim.set_flow(flow_rate)
         first_ms = int(time.time() * 1000)
@@ -258,11 +269,10 @@ def failover_scenario(workdir: Path, lock_url: str, *, kills: int = 3, seed: int
         result.hedge_orders = sum(1 for o in orders if not o.get("clientFlow"))
         result.duplicate_orders = sum(n - 1 for n in duplicate_client_ids(orders).values())
         result.audit = audit_sends(pair, orders)
-        if ledger_url is None:
-            fills = read_ledger(pair.ledger_path).fills
-            result.fills = {
-                SPOT_VENUE: compare_fills(sim.trades("spot"), fills, SPOT_VENUE, since_ms=first_ms),
-                PERP_VENUE: compare_fills(sim.trades("usdm"), fills, PERP_VENUE)}
+        fills = pair.ledger_fills()
+        result.fills = {
+            SPOT_VENUE: compare_fills(sim.trades("spot"), fills, SPOT_VENUE, since_ms=first_ms),
+            PERP_VENUE: compare_fills(sim.trades("usdm"), fills, PERP_VENUE)}
     return result
 
 
