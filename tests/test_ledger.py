@@ -1289,3 +1289,26 @@ async def test_postgresql_unreachable_fails_open_with_a_clear_error_and_no_passw
     assert "hunter2" not in str(raised.value)
     with pytest.raises(LedgerError, match="not open"):
         await ledger.record_fill(make_fill("t1"))
+
+
+async def test_postgresql_connection_lost_fails_the_write_and_stops_the_ledger(pg_server: Any, pg_url: str) -> None:
+    ledger = InventoryLedger(pg_url)
+    await ledger.open()
+    try:
+        assert await ledger.record_fill(make_fill("t1"))
+        pg_server.terminate_backends(pg_url.rsplit("/", 1)[1])  # a DBA, a failover or a network cut
+        with pytest.raises(LedgerError, match="ledger write failed"):
+            await ledger.record_fill(make_fill("t2"))
+        assert ledger.failure is not None
+        with pytest.raises(LedgerError, match="unusable after an earlier failure"):
+            ledger.submit_intent(underlying="BTC", venue="perp", symbol="BTC/USDT:USDT", side=Side.SELL,
+                                 amount=D(1), created_at=0.0)
+    finally:
+        await ledger.close()
+    again = InventoryLedger(pg_url)  # what was acknowledged is there; the failed write is not
+    await again.open()
+    try:
+        assert again.fill_count == 1 and again.position("spot", "BTC") == 1
+        await again.verify()
+    finally:
+        await again.close()

@@ -320,6 +320,11 @@ class SqliteStorage(Storage):
 # ------------------------------------------------------------------------------------ PostgreSQL
 
 
+TCP_DEFAULTS: dict[str, int] = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 5,
+                                "keepalives_interval": 2, "keepalives_count": 3, "tcp_user_timeout": 10_000}
+"""libpq connection options hedgerd sets unless the URL gives them (seconds; tcp_user_timeout in ms)."""
+
+
 class PgConnection:
     """A psycopg 3 connection (autocommit) behind the ledger's :class:`Connection` interface."""
 
@@ -389,8 +394,16 @@ class PostgresStorage(Storage):
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise StorageError("ledger.url is a PostgreSQL URL but psycopg is not installed: "
                                "pip install 'hedgerd[postgres]'") from exc
+        from psycopg.conninfo import conninfo_to_dict
+
+        given = conninfo_to_dict(self.url)
+        # A server that stops answering (a partition, not a reset) fails the connection within
+        # about ten seconds instead of the kernel's minutes; the URL's own settings win.
+        for option, value in TCP_DEFAULTS.items():
+            if option not in given:
+                kwargs[option] = value
         try:
-            return PgConnection(psycopg.connect(self.url, autocommit=True, connect_timeout=10, **kwargs))
+            return PgConnection(psycopg.connect(self.url, autocommit=True, **kwargs))
         except psycopg.Error as exc:
             raise StorageError(self._scrubbed(exc)) from None  # the cause may quote the URL
 
