@@ -318,8 +318,9 @@ def build_leadership(settings: Settings, clock: Clock, metrics: Metrics) -> Lead
         raise ConfigError("ha.enabled", f"needs psycopg ({exc}): pip install 'hedgerd[postgres]'") from None
 
     ha = settings.ha
-    assert ha.url is not None  # the config refuses ha.enabled without one
-    url = ha.url.get_secret_value()
+    lock_db = ha.url or settings.ledger.url
+    assert lock_db is not None  # the config refuses ha.enabled without either
+    url = lock_db.get_secret_value()
     key = ha.lock_key if ha.lock_key is not None else derive_lock_key(
         settings.executor.client_id_prefix, ledger_identity(settings))
 

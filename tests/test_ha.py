@@ -64,6 +64,14 @@ def test_ha_config_refuses_what_cannot_work(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="sim venues") as exc:
         load_settings(None, env={"HEDGERD_HA__ENABLED": "true", "HEDGERD_HA__URL": "postgresql://h/db"})
     assert exc.value.path == "ha.enabled"
+    # without ha.url the lock lives in the ledger's database
+    venues = {"HEDGERD_VENUES": '[{"name": "perp", "kind": "ccxt", "exchange": "binanceusdm", "role": "hedge"}]',
+              "HEDGERD_HEDGES": "[]", "HEDGERD_HA__ENABLED": "true"}
+    with pytest.raises(ConfigError) as exc:
+        load_settings(None, env=venues)
+    assert exc.value.path == "ha.url"
+    settings = load_settings(None, env={**venues, "HEDGERD_LEDGER__URL": "postgresql://u:pw@db/hedgerd"})
+    assert settings.ha.enabled and settings.ha.url is None
 
 
 def test_ha_url_is_a_secret_from_the_secrets_dir_and_masked(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ class HaConfig(BaseModel):
         "compete for leadership before trading: only the holder of the lock sends orders"))
     url: SecretStr | None = Field(default=None, description=(
         "postgresql:// URL of the database holding the lock (a secret: HEDGERD_HA__URL or the secrets "
-        "file hedgerd_ha__url); usually the ledger's database"))
+        "file hedgerd_ha__url); default: the ledger's (ledger.url)"))
     lease: float = Field(default=5.0, gt=0, le=300, description=(
         "seconds the leader may send after its last confirmed heartbeat; a new leader waits longer "
         "than this before its first send"))
@@ -60,14 +60,16 @@ class HaConfig(BaseModel):
         return self.lease + self.heartbeat
 
 
-def ha_problems(ha: HaConfig, sim_venues: Sequence[str]) -> list[tuple[str, str]]:
-    """Cross-field checks: leadership needs a lock database, and cannot cover in-process venues."""
+def ha_problems(ha: HaConfig, sim_venues: Sequence[str], *, ledger_on_postgres: bool) -> list[tuple[str, str]]:
+    """Cross-field checks: leadership needs a lock database (its own or the ledger's), and cannot
+    cover in-process venues."""
     if not ha.enabled:
         return []
     problems: list[tuple[str, str]] = []
-    if ha.url is None:
+    if ha.url is None and not ledger_on_postgres:
         problems.append(("ha.url", "ha.enabled needs the lock database's postgresql:// URL "
-                                   "(HEDGERD_HA__URL or the secrets file hedgerd_ha__url)"))
+                                   "(HEDGERD_HA__URL or the secrets file hedgerd_ha__url), or a ledger on "
+                                   "PostgreSQL (ledger.url), whose database then holds the lock"))
     if sim_venues:
         problems.append(("ha.enabled", "in-process sim venues live and die with one process, so a standby "
                                        f"cannot take them over ({', '.join(sim_venues)}); use ccxt venues"))

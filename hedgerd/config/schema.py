@@ -525,7 +525,8 @@ class Settings(BaseSettings):
         problems += _venue_problems(self.venues)
         problems += _hedge_problems(self.hedges, self.venues)
         problems += _executor_problems(self.executor, self.venues)
-        problems += ha_problems(self.ha, [v.name for v in self.venues if v.kind is VenueKind.SIM])
+        problems += ha_problems(self.ha, [v.name for v in self.venues if v.kind is VenueKind.SIM],
+                                ledger_on_postgres=self.ledger.url is not None)
         if self.ledger.url is not None and self.mode is Mode.PAPER and any(v.kind is VenueKind.SIM
                                                                            for v in self.venues):
             problems.append(("ledger.url", "a paper run on in-process simulated venues starts each run with an "

@@ -75,9 +75,11 @@ class Pair:
         self.config = write_config(workdir / "hedgerd.toml", live_config(sim.base_url, sim.ws_url, overrides={
             "executor": {"order_timeout": 3.0},
             "ha": {"enabled": True, "lease": lease, "heartbeat": heartbeat, "connect_timeout": 2.0}}))
-        self.env = {"HEDGERD_HA__URL": lock_url, "HEDGERD_LEDGER__PATH": str(self.ledger_path)}
-        if self.ledger_url is not None:
+        self.env = {"HEDGERD_LEDGER__PATH": str(self.ledger_path)}
+        if self.ledger_url is not None:  # ha.url left unset: the lock lives in the ledger's database
             self.env["HEDGERD_LEDGER__URL"] = self.ledger_url
+        else:
+            self.env["HEDGERD_HA__URL"] = lock_url
         self.lease = lease
         self.daemons: dict[str, DaemonProcess] = {}
         self._contexts: dict[str, contextlib.AbstractContextManager[DaemonProcess]] = {}
