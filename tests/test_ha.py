@@ -231,3 +231,20 @@ def test_status_summary_names_the_role_and_why_a_leader_stepped_down() -> None:
     assert "lock database unreachable: OperationalError: refused" in describe_status(unreachable, now)
     plain = {k: v for k, v in standby.items() if k not in ("role", "ha")}
     assert "role:" not in describe_status(plain, now)  # a daemon without ha says nothing about roles
+
+
+async def test_a_leader_that_stops_querying_loses_the_lock_to_the_standby(pg_url: str) -> None:
+    """A frozen leader process keeps its connection (its kernel answers keepalives) but sends no
+    heartbeat: the server ends the idle session after a lease and the standby takes over."""
+    key = derive_lock_key("t", pg_url)
+    leader, standby = _leadership(pg_url, key), _leadership(pg_url, key)
+    await leader.acquire()
+    contender = asyncio.create_task(standby.acquire())
+    assert leader._heartbeat is not None
+    leader._heartbeat.cancel()  # frozen: no more queries on the lock's connection
+    frozen = time.monotonic()
+    await asyncio.wait_for(contender, timeout=LEASE + 2 * BEAT + standby.config.takeover_wait + 2)
+    assert time.monotonic() - frozen > LEASE + standby.config.takeover_wait  # the lease, then the wait
+    assert leader.fence() is not None and standby.fence() is None  # the frozen one's lease ran out first
+    await leader.close()
+    await standby.close()

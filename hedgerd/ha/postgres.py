@@ -36,6 +36,10 @@ class PostgresLock:
             for name, value in (("tcp_keepalives_idle", seconds), ("tcp_keepalives_interval", 1),
                                 ("tcp_keepalives_count", seconds), ("tcp_user_timeout", seconds * 1000)):
                 await conn.execute("SELECT set_config(%s, %s, false)", (name, str(value)))
+            # A frozen process (SIGSTOP, a loop stuck in a call) keeps its TCP connection alive,
+            # since its kernel answers keepalives; it stops querying, though. The server then ends
+            # the idle session after a lease, when the frozen leader's own lease has run out too.
+            await conn.execute("SELECT set_config('idle_session_timeout', %s, false)", (str(seconds * 1000),))
         except BaseException:
             await conn.close()
             raise

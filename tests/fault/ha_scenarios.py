@@ -4,8 +4,8 @@ database, against the venue simulator, under client flow.
 * :func:`failover_scenario` -- ``kill -9`` of the leader, again and again; the test plays the
   supervisor and restarts each killed instance, which comes back as the standby.
 * :func:`cutoff_scenario` -- the leader cut off the lock database (its lock connection
-  terminated with ``pg_terminate_backend``, or the server stopped for a moment): it must stop
-  sending within the lease and exit 75 while the other takes over.
+  terminated with ``pg_terminate_backend``, or the server stopped for a moment) or frozen
+  (SIGSTOP): it must stop sending within the lease and exit 75 while the other takes over.
 
 Who sent what is read from the daemons' own logs (``order_send`` carries the client id, the HA
 events ``ha_standby`` / ``ha_active`` mark each process's role), and checked against the venue's
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import signal
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -342,8 +343,9 @@ def cutoff_scenario(workdir: Path, lock_url: str, *, how: str, stop_server: Call
                     seed: int = 3, flow_rate: float = 2.0, lease: float = 2.0, heartbeat: float = 0.5,
                     say: Say = _quiet) -> CutoffResult:
     """Cut the leader off the lock database under flow: ``how`` = "terminate" (its lock
-    connection ended by ``pg_terminate_backend``) or "server" (``stop_server`` stops the
-    PostgreSQL server for a moment and starts it again)."""
+    connection ended by ``pg_terminate_backend``), "server" (``stop_server`` stops the
+    PostgreSQL server for a moment and starts it again) or "freeze" (the leader process
+    SIGSTOPped until the other leads, then SIGCONTinued: it must send nothing and step down)."""
     result = CutoffResult(how=how, lease=lease)
     with running_sim(workdir / "sim", sim_config_json(seed=seed, flow_rate=0.0, btc="0.3")) as sim, \
             _pair(workdir, sim, lock_url, lease=lease, heartbeat=heartbeat) as pair:
@@ -353,7 +355,15 @@ def cutoff_scenario(workdir: Path, lock_url: str, *, how: str, stop_server: Call
         _hedge_a_while(pair, leader, sim, random.Random(seed))
         old = pair.daemons[leader]
         cut_wall, cut = time.time(), time.monotonic()
-        if how == "terminate":
+        if how == "freeze":
+            old.proc.send_signal(signal.SIGSTOP)
+            try:
+                wait_until(lambda: pair.leading(other), TAKEOVER_GOAL * 3, f"{other} taking over",
+                           on_timeout=pair.daemons[other].log_tail, interval=0.05)
+                result.takeover = time.monotonic() - cut
+            finally:
+                old.proc.send_signal(signal.SIGCONT)
+        elif how == "terminate":
             terminate_lock_holder(lock_url)
         elif stop_server is not None:
             stop_server()
@@ -365,9 +375,10 @@ def cutoff_scenario(workdir: Path, lock_url: str, *, how: str, stop_server: Call
         sends = [iso_to_epoch(e["timestamp"]) for e in log_events(pair.log(leader), "order_send")]
         result.last_send_after_cut = max(sends, default=cut_wall) - cut_wall
         pair.finish(leader)
-        wait_until(lambda: pair.leading(other), TAKEOVER_GOAL * 3, f"{other} taking over",
-                   on_timeout=pair.daemons[other].log_tail, interval=0.05)
-        result.takeover = time.monotonic() - cut
+        if how != "freeze":
+            wait_until(lambda: pair.leading(other), TAKEOVER_GOAL * 3, f"{other} taking over",
+                       on_timeout=pair.daemons[other].log_tail, interval=0.05)
+            result.takeover = time.monotonic() - cut
         say(f"{how}: old leader exit {result.exit_code}, last send {result.last_send_after_cut:+.3f} s after "
             f"the cut, {other} led after {result.takeover:.2f} s")
         pair.start(leader)

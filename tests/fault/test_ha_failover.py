@@ -1,7 +1,8 @@
 """Active/standby failover against the venue simulator and a real PostgreSQL (issue 23).
 
 Small versions of tests/fault/ha_scenarios.py (bench/faults.py runs ten kills): kill -9 of the
-leader, its lock connection terminated, the database server stopped for a moment. Each checks
+leader, its lock connection terminated, the database server stopped for a moment, the leader
+frozen (SIGSTOP) until the other instance leads. Each checks
 the takeover time, that the venue never saw orders of two instances interleaved, and, for the
 kills, that no order was placed twice and no fill lost or doubled.
 """
@@ -56,3 +57,12 @@ def test_a_database_outage_makes_the_leader_step_down_and_one_instance_lead_afte
     assert result.last_send_after_cut <= result.lease, report
     assert result.audit.by_both == 0 and result.audit.sent_as_standby == 0 and result.audit.switches <= 1, report
     assert all(r.ok for r in result.rows()), report
+
+
+def test_a_frozen_leader_is_replaced_and_sends_nothing_when_it_wakes(tmp_path: Path, pg_url: str) -> None:
+    result = cutoff_scenario(tmp_path, pg_url, how="freeze", lease=2.0)
+    report = format_table(result.rows())
+    assert 0 < result.takeover <= TAKEOVER_GOAL, report  # the server ended its idle lock session
+    assert result.exit_code == 75, report  # woken up, its lease long gone: it stepped down
+    assert result.last_send_after_cut <= 0, report
+    assert result.audit.by_both == 0 and result.audit.sent_as_standby == 0 and result.audit.switches <= 1, report
