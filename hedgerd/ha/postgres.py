@@ -9,8 +9,11 @@ from __future__ import annotations
 import math
 
 import psycopg
+import structlog
 
 from hedgerd.ha.lease import lock_key_parts
+
+log = structlog.get_logger("hedgerd.ha")
 
 _HOLDS = ("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() "
           "AND granted AND classid = %s::bigint::oid AND objid = %s::bigint::oid AND objsubid = 1)")
@@ -39,7 +42,11 @@ class PostgresLock:
             # A frozen process (SIGSTOP, a loop stuck in a call) keeps its TCP connection alive,
             # since its kernel answers keepalives; it stops querying, though. The server then ends
             # the idle session after a lease, when the frozen leader's own lease has run out too.
-            await conn.execute("SELECT set_config('idle_session_timeout', %s, false)", (str(seconds * 1000),))
+            try:
+                await conn.execute("SELECT set_config('idle_session_timeout', %s, false)", (str(seconds * 1000),))
+            except psycopg.errors.UndefinedObject:  # before PostgreSQL 14
+                log.warning("ha_idle_session_timeout_unsupported",
+                            detail="a frozen leader keeps the lock until it wakes up; use PostgreSQL 14 or later")
         except BaseException:
             await conn.close()
             raise
