@@ -248,3 +248,27 @@ async def test_a_leader_that_stops_querying_loses_the_lock_to_the_standby(pg_url
     assert leader.fence() is not None and standby.fence() is None  # the frozen one's lease ran out first
     await leader.close()
     await standby.close()
+
+
+# ------------------------------------------------------------------------- the engine's gate
+async def test_the_engine_sends_nothing_outside_the_lease_though_its_kill_switch_is_active(tmp_path: Path) -> None:
+    from hedgerd.models import Side, TradingState
+    from tests.test_engine import QUIET, eventually, make_settings, running_engine
+
+    lease = Lease(LEASE)
+    role = [Role.ACTIVE]
+    async with running_engine(make_settings(tmp_path)) as h:
+        h.engine.send_fence = lambda: send_refusal(role[0], lease, time.monotonic(), "")  # never renewed yet
+        await h.client_fill(Side.BUY, "0.5")
+        await eventually(lambda: (h.sample("hedgerd_hedge_orders_total", venue="sim-perp", symbol="BTC/USDT:USDT",
+                                           status="gated") or 0) >= 1, "an order refused at the gate")
+        await asyncio.sleep(QUIET)
+        assert h.attempts == [] and h.venue_orders() == {}
+        assert h.trading_state() is TradingState.ACTIVE  # the fence alone held it back
+        lease.renew(time.monotonic())
+        await eventually(h.in_band, "hedged once the lease is valid")
+        sent = len(h.attempts)
+        role[0] = Role.STEPPED_DOWN
+        await h.client_fill(Side.BUY, "0.5")
+        await asyncio.sleep(QUIET)
+        assert len(h.attempts) == sent
