@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from hedgerd.clock import RealClock
-from hedgerd.config import HaConfig, load_settings, render_settings
+from hedgerd.config import HaConfig, load_settings, render_settings, secret_values
 from hedgerd.errors import ConfigError
 from hedgerd.ha import Leadership, LeadershipLost, Lease, Role, derive_lock_key, lock_key_parts, send_refusal
 from hedgerd.ha.postgres import PostgresLock
@@ -83,6 +83,7 @@ def test_ha_url_is_a_secret_from_the_secrets_dir_and_masked(tmp_path: Path) -> N
     assert settings.ha.url.get_secret_value() == "postgresql://hedgerd:s3cret-pw@db:5432/hedgerd"
     rendered = render_settings(settings, "toml")
     assert "s3cret-pw" not in rendered and "[ha]" in rendered
+    assert "s3cret-pw" in secret_values(settings)  # the log redactor hides the password quoted alone too
     assert HaConfig(lease=5, heartbeat=1).takeover_wait == 6
 
 
