@@ -20,6 +20,7 @@ the journal catches :data:`DB_ERRORS` whichever backend runs.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -47,6 +48,8 @@ from hedgerd.ledger.schema import (
 
 if TYPE_CHECKING:
     import psycopg
+
+log = logging.getLogger(__name__)
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
@@ -429,6 +432,7 @@ class PostgresStorage(Storage):
             for statement in PG_MIGRATIONS[step]:
                 conn.execute(statement)
         conn.execute(_SET_META, ("schema_version", str(SCHEMA_VERSION)))
+        log.warning("ledger schema migrated from version %d to %d", version, SCHEMA_VERSION)
         return True
 
     def fills_insert(self, rows: int) -> str:
