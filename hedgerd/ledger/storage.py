@@ -10,7 +10,8 @@ differs between them, as a cache differs from the database facade behind it:
   extra). Every commit is durable on the server (``synchronous_commit = on``) whatever
   ``ledger.synchronous`` says. No file lock and no checkpointer: PostgreSQL checkpoints its own
   WAL, and which instance may write is decided by the leadership lock (an advisory lock held by
-  the daemon), not here. The writer's aggregates assume it is the only writer, as on SQLite.
+  the daemon), not here. The writer's aggregates assume it is the only writer, as on SQLite: an
+  instance opens the ledger once it leads, never while another one writes.
 
 Both hand the journal a DB-API-like :class:`Connection` with ``?`` placeholders; PostgreSQL's
 adapter rewrites them to psycopg's ``%s`` and raises :class:`StorageError` for driver errors, so
