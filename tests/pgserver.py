@@ -80,12 +80,13 @@ class PgServer:
 
     def __init__(self, *, fsync: bool = False, start: bool = True) -> None:
         self.bin = find_pg_bin()
-        self.root = Path(tempfile.mkdtemp(prefix="hedgerd-pg-"))
+        self._as_postgres = os.geteuid() == 0
+        # as root, under /tmp: the postgres user must reach the directory (TMPDIR may be root's own)
+        self.root = Path(tempfile.mkdtemp(prefix="hedgerd-pg-", dir="/tmp" if self._as_postgres else None))
         self.data = self.root / "data"
         self.socket_dir = self.root / "sock"
         self.port = _free_port()
         self.fsync = fsync
-        self._as_postgres = os.geteuid() == 0
         self._running = False
         try:
             self._initdb()

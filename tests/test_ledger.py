@@ -1312,3 +1312,32 @@ async def test_postgresql_connection_lost_fails_the_write_and_stops_the_ledger(p
         await again.verify()
     finally:
         await again.close()
+
+
+async def test_postgresql_schema_migrates_in_the_opening_transaction(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from hedgerd.ledger import storage as storage_module
+
+    ledger = InventoryLedger(pg_url)
+    await ledger.open()
+    kept = await new_intent(ledger)
+    await ledger.close()
+    run_sql(pg_url, "UPDATE meta SET value = '2' WHERE key = 'schema_version'")  # as an older hedgerd left it
+    monkeypatch.setattr(storage_module, "PG_MIGRATIONS", {2: ["ALTER TABLE intents ADD COLUMN note TEXT",
+                                                              "SELECT no_such_function()"]})
+    with pytest.raises(LedgerError, match="migrating schema version 2 to 3 failed"):
+        await InventoryLedger(pg_url).open()
+    # DDL is transactional in PostgreSQL: the failed migration left nothing behind
+    assert run_sql(pg_url, "SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
+    assert run_sql(pg_url, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'") == [(0,)]
+
+    monkeypatch.setattr(storage_module, "PG_MIGRATIONS", {2: ["ALTER TABLE intents ADD COLUMN note TEXT"]})
+    ledger = InventoryLedger(pg_url)
+    await ledger.open()
+    try:
+        assert ledger.open_intents() == [kept]
+    finally:
+        await ledger.close()
+    assert run_sql(pg_url, "SELECT value FROM meta WHERE key = 'schema_version'") == [("3",)]
+    assert run_sql(pg_url, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'") == [(1,)]
+    assert "ledger schema migrated from version 2 to 3" in caplog.text

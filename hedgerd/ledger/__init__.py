@@ -1,5 +1,6 @@
-"""The inventory ledger: a durable SQLite journal of fills, hedge intents and order states, with
-positions held in memory (see :mod:`hedgerd.ledger.ledger`)."""
+"""The inventory ledger: a durable journal of fills, hedge intents and order states (a SQLite file,
+or PostgreSQL: :mod:`hedgerd.ledger.storage`), with positions held in memory (see
+:mod:`hedgerd.ledger.ledger`)."""
 
 from hedgerd.ledger.journal import aggregate_journal
 from hedgerd.ledger.ledger import (

@@ -1,4 +1,6 @@
-"""Inventory ledger: a durable SQLite (WAL) journal of fills, hedge intents and order states.
+"""Inventory ledger: a durable journal of fills, hedge intents and order states, in a SQLite (WAL)
+file or a PostgreSQL database (:mod:`~hedgerd.ledger.storage`: what differs between the two; what
+follows is said of SQLite, the default).
 
 Positions per (venue, asset) are held in memory and served without I/O. Writes are queued and
 committed in batches (group commit, up to ``batch_max`` per transaction) by one writer with its
@@ -21,7 +23,8 @@ Where the writer runs (``commit_on``) is the committer's (:mod:`hedgerd.ledger.c
 The package: this facade (API, lifecycle, writes); :mod:`~hedgerd.ledger.view` (the event
 loop's view: positions, totals, order states, caches); :mod:`~hedgerd.ledger.accounting` (pure
 position accounting); :mod:`~hedgerd.ledger.journal` (the writer side: connection,
-commits, aggregates); :mod:`~hedgerd.ledger.schema` (DDL, migrations);
+commits, aggregates); :mod:`~hedgerd.ledger.storage` (the backends: dialect, connections,
+transactions); :mod:`~hedgerd.ledger.schema` (DDL of both, migrations);
 :mod:`~hedgerd.ledger.committer`; :mod:`~hedgerd.ledger.checkpointer`; :mod:`~hedgerd.ledger.lock`.
 
 What each table holds is in :mod:`~hedgerd.ledger.schema`; how the WAL is checkpointed, in

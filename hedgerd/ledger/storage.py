@@ -10,7 +10,8 @@ differs between them, as a cache differs from the database facade behind it:
   extra). Every commit is durable on the server (``synchronous_commit = on``) whatever
   ``ledger.synchronous`` says. No file lock and no checkpointer: PostgreSQL checkpoints its own
   WAL, and which instance may write is decided by the leadership lock (an advisory lock held by
-  the daemon), not here. The writer's aggregates assume it is the only writer, as on SQLite.
+  the daemon), not here. The writer's aggregates assume it is the only writer, as on SQLite: an
+  instance opens the ledger once it leads, never while another one writes.
 
 Both hand the journal a DB-API-like :class:`Connection` with ``?`` placeholders; PostgreSQL's
 adapter rewrites them to psycopg's ``%s`` and raises :class:`StorageError` for driver errors, so
@@ -20,6 +21,7 @@ the journal catches :data:`DB_ERRORS` whichever backend runs.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -47,6 +49,8 @@ from hedgerd.ledger.schema import (
 
 if TYPE_CHECKING:
     import psycopg
+
+log = logging.getLogger(__name__)
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
@@ -429,6 +433,7 @@ class PostgresStorage(Storage):
             for statement in PG_MIGRATIONS[step]:
                 conn.execute(statement)
         conn.execute(_SET_META, ("schema_version", str(SCHEMA_VERSION)))
+        log.warning("ledger schema migrated from version %d to %d", version, SCHEMA_VERSION)
         return True
 
     def fills_insert(self, rows: int) -> str:
