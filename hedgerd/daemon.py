@@ -211,17 +211,26 @@ class Daemon:
         return True
 
     async def _serve(self, stop_requested: asyncio.Task[Any]) -> None:
-        """Run until a stop request or, with HA, until leadership is lost (then step down)."""
-        if self.leadership is None:
+        """Run until a stop request or, with HA, until leadership is lost or the ledger fails
+        (then step down)."""
+        lead = self.leadership
+        if lead is None:
             await stop_requested
             return
-        lost = asyncio.create_task(self.leadership.lost.wait(), name="ha-lost")
+        lost = asyncio.create_task(lead.lost.wait(), name="ha-lost")
         try:
-            await asyncio.wait({lost, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
+            while not (stop_requested.done() or lost.done()):
+                await asyncio.wait({lost, stop_requested}, timeout=lead.config.heartbeat,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if self.engine.ledger_failed is not None and not stop_requested.done():
+                    # A failed ledger halts for good until a restart; a leader holding the lock
+                    # meanwhile would keep the standby, whose ledger may work, from taking over.
+                    await self._step_down(f"ledger failed: {self.engine.ledger_failed}")
+                    return
         finally:
             lost.cancel()
-        if self.leadership.lost.is_set():
-            await self._step_down(self.leadership.lost_reason)
+        if lead.lost.is_set():
+            await self._step_down(lead.lost_reason)
 
     async def _step_down(self, reason: str) -> None:
         """Leadership lost: sends are already refused (the gate asks the lease); halt so nothing

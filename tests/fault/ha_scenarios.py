@@ -344,8 +344,9 @@ def cutoff_scenario(workdir: Path, lock_url: str, *, how: str, stop_server: Call
                     say: Say = _quiet) -> CutoffResult:
     """Cut the leader off the lock database under flow: ``how`` = "terminate" (its lock
     connection ended by ``pg_terminate_backend``), "server" (``stop_server`` stops the
-    PostgreSQL server for a moment and starts it again) or "freeze" (the leader process
-    SIGSTOPped until the other leads, then SIGCONTinued: it must send nothing and step down)."""
+    PostgreSQL server for a moment and starts it again), "ledger" (the leader's ledger sessions
+    terminated: its ledger fails, so it steps down) or "freeze" (the leader process SIGSTOPped
+    until the other leads, then SIGCONTinued: it must send nothing and step down)."""
     result = CutoffResult(how=how, lease=lease)
     with running_sim(workdir / "sim", sim_config_json(seed=seed, flow_rate=0.0, btc="0.3")) as sim, \
             _pair(workdir, sim, lock_url, lease=lease, heartbeat=heartbeat) as pair:
@@ -365,6 +366,8 @@ def cutoff_scenario(workdir: Path, lock_url: str, *, how: str, stop_server: Call
                 old.proc.send_signal(signal.SIGCONT)
         elif how == "terminate":
             terminate_lock_holder(lock_url)
+        elif how == "ledger":  # the leader's ledger sessions only: its lock is fine
+            terminate_sessions(lock_url, "hedgerd-ledger%")
         elif stop_server is not None:
             stop_server()
         else:
@@ -389,6 +392,18 @@ def cutoff_scenario(workdir: Path, lock_url: str, *, how: str, stop_server: Call
         time.sleep(1.0)
         result.audit = audit_sends(pair, sim.orders("usdm"))
     return result
+
+
+def terminate_sessions(url: str, application_name: str) -> int:
+    """``pg_terminate_backend`` every session on ``url``'s database whose application_name is
+    LIKE ``application_name``; how many."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name LIKE %s AND pid <> pg_backend_pid()", (application_name,)).fetchall()
+    if not rows:
+        raise AssertionError(f"no session {application_name!r} to terminate")
+    return len(rows)
 
 
 def terminate_lock_holder(url: str) -> int:

@@ -1,8 +1,8 @@
 """Active/standby failover against the venue simulator and a real PostgreSQL (issue 23).
 
 Small versions of tests/fault/ha_scenarios.py (bench/faults.py runs ten kills): kill -9 of the
-leader, its lock connection terminated, the database server stopped for a moment, the leader
-frozen (SIGSTOP) until the other instance leads. Each checks
+leader, its lock connection terminated, the database server stopped for a moment, its ledger
+sessions terminated, the leader frozen (SIGSTOP) until the other instance leads. Each checks
 the takeover time, that the venue never saw orders of two instances interleaved, and, for the
 kills, that no order was placed twice and no fill lost or doubled.
 """
@@ -65,4 +65,13 @@ def test_a_frozen_leader_is_replaced_and_sends_nothing_when_it_wakes(tmp_path: P
     assert 0 < result.takeover <= TAKEOVER_GOAL, report  # the server ended its idle lock session
     assert result.exit_code == 75, report  # woken up, its lease long gone: it stepped down
     assert result.last_send_after_cut <= 0, report
+    assert result.audit.by_both == 0 and result.audit.sent_as_standby == 0 and result.audit.switches <= 1, report
+
+
+def test_a_leader_whose_ledger_fails_hands_over_to_the_standby(tmp_path: Path, pg_url: str) -> None:
+    result = cutoff_scenario(tmp_path, pg_url, how="ledger", lease=2.0)
+    report = format_table(result.rows())
+    assert result.exit_code == 75, report  # halted by the ledger failure, then stepped down
+    assert result.last_send_after_cut <= result.lease, report
+    assert 0 < result.takeover <= TAKEOVER_GOAL, report
     assert result.audit.by_both == 0 and result.audit.sent_as_standby == 0 and result.audit.switches <= 1, report
