@@ -12,8 +12,8 @@ Scenarios (``--only`` takes these names):
   kill     SIGUSR1 and POST /kill while a hedge storm saturates the executor's rate limiter
   ha       an active/standby pair on a real PostgreSQL (tests/pgserver.py): the leader killed -9
            --ha-kills times under client flow, then cut off the database (its lock connection
-           terminated, the server stopped for a second) and frozen (SIGSTOP); takeover times,
-           duplicates, who sent what
+           terminated, the server stopped for a second), frozen (SIGSTOP) and with its ledger
+           sessions terminated; takeover times, duplicates, who sent what
 
 Every scenario is a function returning rows (scenario, figure, value, goal, ok); add one to
 SCENARIOS to extend the table. Daemon logs of the in-process scenarios go to DIR/bench.log,
@@ -96,6 +96,8 @@ def ha_rows(args: argparse.Namespace, workdir: Path) -> list[Row]:
                                 seed=args.seed + 5, say=_say).rows()
         rows += cutoff_scenario(workdir / "freeze", server.create_database(), how="freeze",
                                 seed=args.seed + 6, say=_say).rows()
+        rows += cutoff_scenario(workdir / "ledger", server.create_database(), how="ledger",
+                                seed=args.seed + 7, say=_say).rows()
     return rows
 
 
