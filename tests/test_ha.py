@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from hedgerd.clock import RealClock
-from hedgerd.config import HaConfig, load_settings, render_settings, secret_values
+from hedgerd.config import HaConfig, load_settings, render_settings, secret_values, settings_notes
 from hedgerd.errors import ConfigError
 from hedgerd.ha import Leadership, LeadershipLost, Lease, Role, derive_lock_key, lock_key_parts, send_refusal
 from hedgerd.ha.postgres import PostgresLock
@@ -72,6 +72,8 @@ def test_ha_config_refuses_what_cannot_work(tmp_path: Path) -> None:
     assert exc.value.path == "ha.url"
     settings = load_settings(None, env={**venues, "HEDGERD_LEDGER__URL": "postgresql://u:pw@db/hedgerd"})
     assert settings.ha.enabled and settings.ha.url is None
+    [note] = [n for n in settings_notes(settings) if n.startswith("ha.enabled")]
+    assert "db:5432/hedgerd" in note and "pw" not in note and "6 s" in note  # check-config names the database
 
 
 def test_ha_url_is_a_secret_from_the_secrets_dir_and_masked(tmp_path: Path) -> None:
