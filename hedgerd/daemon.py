@@ -110,6 +110,9 @@ class Daemon:
             return False, [f"stepped down: {lead.lost_reason}"]
         return False, ["taking over: waiting out the previous leader's lease"]
 
+    def role(self) -> str | None:
+        return None if self.leadership is None else self.leadership.role.value
+
     def status(self) -> dict[str, Any]:
         lead = self.leadership
         if lead is None:

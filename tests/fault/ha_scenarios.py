@@ -17,6 +17,7 @@ Used small by tests/fault/test_ha_failover.py and at full size by bench/faults.p
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import signal
 import statistics
@@ -150,9 +151,9 @@ def start_pair(pair: Pair, say: Say) -> str:
     wait_until(lambda: pair.leading("a"), 90, "a leading", on_timeout=pair.daemons["a"].log_tail)
     pair.start("b")
     wait_until(lambda: pair.role("b") == "standby", 30, "b standing by", on_timeout=pair.daemons["b"].log_tail)
-    code, _ = pair.daemons["b"].get("/readyz")
-    if code != 200:
-        raise AssertionError(f"a healthy standby answers /readyz {code}")
+    code, body = pair.daemons["b"].get("/readyz")
+    if code != 200 or json.loads(body).get("role") != "standby":
+        raise AssertionError(f"a healthy standby answers /readyz {code} {body!r}")
     leaders = {name: pair.daemons[name].total("hedgerd_leader") for name in ("a", "b")}
     if leaders != {"a": 1.0, "b": 0.0}:
         raise AssertionError(f"hedgerd_leader should be 1 on the leader only: {leaders}")
