@@ -56,7 +56,10 @@ from tests.fault.harness import (
 
 Say = Callable[[str], None]
 EXIT_STEPPED_DOWN = 75  # hedgerd.daemon.EXIT_STEPPED_DOWN (the suite reads, never imports, the daemon)
-TAKEOVER_GOAL = 12.0  # seconds from the leader's death to the other instance hedging (lease 2 s + startup)
+# Seconds from the leader's death to the other instance leading and ready, at lease 2 s and
+# heartbeat 0.5 s: up to 0.5 s to notice, the 2.5 s takeover wait, the engine's start (2-3 s against
+# the simulator, measured 5.2-8.1 s in all; docs/performance.md), with room for a loaded CI box.
+TAKEOVER_GOAL = 15.0
 
 
 def _quiet(_: str) -> None:
