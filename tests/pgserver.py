@@ -91,7 +91,7 @@ class PgServer:
         try:
             self._initdb()
             if start:
-                self.start()
+                self._first_start()
         except BaseException:
             self.close()
             raise
@@ -118,6 +118,17 @@ class PgServer:
             str(self.bin / "initdb"), "-D", str(self.data), "-U", SUPERUSER, "-A", "trust",
             "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions",
         )  # fmt: skip
+
+    def _first_start(self, attempts: int = 3) -> None:
+        """Start on a free port; another process may take the port between the pick and the bind."""
+        for attempt in range(attempts):
+            try:
+                self.start()
+                return
+            except RuntimeError:
+                if attempt == attempts - 1 or "could not bind" not in self.log_tail(50).lower():
+                    raise
+                self.port = _free_port()
 
     def start(self) -> None:
         """Start (or restart after ``stop``) the server on the same port and data directory."""

@@ -835,12 +835,49 @@ async def test_the_commit_hook_sees_new_fills_in_the_view_and_its_intents_join_t
     # once per commit, with only the new fills, the view already including them
     assert heard == [(["a", "b"], D(6))]
     [(intent, durable)] = submitted
-    if commit_on == "loop":  # inside the fills' transaction: one commit, durable with them
-        assert durable.done() and durable.result() == intent
-        assert ledger.commits == commits + 1
+    # inside the fills' transaction, on the loop or the writer thread: one commit, durable with them
+    assert durable.done() and durable.result() == intent
+    assert ledger.commits == commits + 1
     assert await durable == intent
     assert intent.client_order_id in [cid for _, cid in intent_rows(where(ledger))]
     assert ledger.open_intents() == [intent]
+
+
+async def test_a_writer_thread_not_answered_by_the_loop_commits_and_asks_the_hook_after(
+        path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hedgerd.ledger import committer as committer_module
+
+    monkeypatch.setattr(committer_module, "HOOK_TURN_TIMEOUT", 0.05)
+    ledger = InventoryLedger(path, commit_on="thread")
+    await ledger.open()
+    try:
+        submitted: list[tuple[HedgeIntent, asyncio.Future[Any]]] = []
+
+        def hook(fills: list[Fill]) -> list[tuple[HedgeIntent, asyncio.Future[Any]]]:
+            submitted.append(ledger.prepare_intent(underlying="BTC", venue="perp", symbol="BTC/USDT:USDT",
+                                                   side=Side.SELL, amount=D(1), created_at=1.0))
+            return submitted[-1:]
+
+        ledger.commit_hook = hook
+        committed = threading.Event()
+        commit = ledger._journal.commit
+
+        def commit_and_tell(*args: Any) -> None:
+            commit(*args)
+            committed.set()
+
+        monkeypatch.setattr(ledger._journal, "commit", commit_and_tell)
+        commits = ledger.commits
+        recorded = ledger.submit_fill(make_fill("a", amount="2"))
+        # the event loop is stuck until the writer has committed: it must have given the turn up
+        assert committed.wait(10)
+        assert await recorded is True
+        [(intent, durable)] = submitted  # asked once, after the commit, from its outcome
+        assert await durable == intent
+        assert ledger.commits == commits + 2  # the intent in a transaction of its own
+        assert ledger.position("spot", "BTC") == 2 and ledger.open_intents() == [intent]
+    finally:
+        await ledger.close()
 
 
 async def test_a_failing_commit_hook_neither_fails_the_commit_nor_blocks_callers(

@@ -1,6 +1,7 @@
-"""The ledger's writer side: its SQLite connection, the journal tables and the aggregates as
-the writer knows them (:class:`JournalWriter`), with the row types and helpers it shares with
-the ledger. It runs wherever the committer runs (see :mod:`hedgerd.ledger.committer`).
+"""The ledger's writer side: its connection (of either backend, :mod:`hedgerd.ledger.storage`), the
+journal tables and the aggregates as the writer knows them (:class:`JournalWriter`), with the row
+types and helpers it shares with the ledger. It runs wherever the committer runs (see
+:mod:`hedgerd.ledger.committer`).
 """
 
 from __future__ import annotations
@@ -232,7 +233,7 @@ def read_for_verify(storage: Storage) -> tuple[Snapshot, Snapshot, int]:
 
 
 class JournalWriter:
-    """The writer's connection and state: opens and checks the file, commits batches of writes
+    """The writer's connection and state: opens and checks the storage, commits batches of writes
     (fills, intents, order states, adjustments) and keeps the aggregate tables. Touched only
     by the committer's thread once the ledger is open."""
 

@@ -166,12 +166,12 @@ class InventoryLedger:
         """Asked on the event loop, once per commit with new fills, for the intents to journal
         with them: it gets the new fills once the view (:meth:`position`, :meth:`trade_totals`,
         ...) includes them and before any caller's future resolves, and returns intents made by
-        :meth:`prepare_intent`. Committing on the loop it runs inside the fills' transaction,
-        before COMMIT, and its intents join that transaction (queued behind, if other writes
-        were queued meanwhile, so the queue's order is kept); with a writer thread it runs
-        right after the commit and its intents are queued. It must not raise; if the commit
-        then fails, every future of the transaction (its intents' included) fails and the
-        ledger refuses further writes."""
+        :meth:`prepare_intent`. It runs inside the fills' transaction, before COMMIT, and its
+        intents join that transaction (queued behind, if other writes were queued meanwhile, so
+        the queue's order is kept); with a writer thread, the writer waits for the event loop's
+        turn meanwhile (should the loop not answer, the hook runs right after the commit and
+        its intents are queued). It must not raise; if the commit then fails, every future of
+        the transaction (its intents' included) fails and the ledger refuses further writes."""
 
     # ------------------------------------------------------------------ lifecycle
 

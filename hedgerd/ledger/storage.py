@@ -61,24 +61,12 @@ class LedgerError(Exception):
 
 
 class StorageError(Exception):
-    """A database error of a non-SQLite backend (the driver's exception is its ``__cause__``)."""
+    """A database error of a non-SQLite backend (the driver's exception is its ``__cause__``, except on
+    connecting, where it may quote the URL)."""
 
 
 DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, StorageError)
 """What a failing statement raises, on any backend."""
-
-
-class Cursor(Protocol):
-    """The part of a DB-API cursor the ledger uses."""
-
-    @property
-    def rowcount(self) -> int: ...
-
-    def fetchone(self) -> Any: ...
-
-    def fetchall(self) -> list[Any]: ...
-
-    def __iter__(self) -> Iterator[Any]: ...
 
 
 class Connection(Protocol):
@@ -464,5 +452,5 @@ class PostgresStorage(Storage):
             conn.close()
 
 
-__all__ = ["DB_ERRORS", "Connection", "Cursor", "LedgerError", "PgConnection", "PostgresStorage",
+__all__ = ["DB_ERRORS", "Connection", "LedgerError", "PgConnection", "PostgresStorage",
            "SqliteStorage", "Storage", "StorageError", "is_postgres_url", "masked_url", "storage_for"]
