@@ -131,12 +131,8 @@ class Pair:
         return self.workdir / name / "daemon.log"
 
     def ledger_fills(self) -> list[dict[str, Any]]:
-        """The shared ledger's fills (venue, trade_id, amount), read with plain SQL."""
-        if self.ledger_url is None:
-            return read_ledger(self.ledger_path).fills
-        with psycopg.connect(self.ledger_url) as conn:
-            rows = conn.execute("SELECT venue, trade_id, amount FROM fills ORDER BY fill_id").fetchall()
-        return [{"venue": venue, "trade_id": trade_id, "amount": amount} for venue, trade_id, amount in rows]
+        """The shared ledger's fills, read with plain SQL."""
+        return read_ledger(self.ledger_url if self.ledger_url is not None else self.ledger_path).fills
 
 
 @contextlib.contextmanager
