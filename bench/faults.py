@@ -1,7 +1,7 @@
 """Fault soak: the long variant of tests/fault/, printing one table with every figure of issue 5.
 
 Usage: python bench/faults.py [--only NAME,...] [--dir DIR] [--seed N] [--restarts N]
-                              [--ws-seconds S] [--rounds N] [--kill-observe S]
+                              [--ws-seconds S] [--rounds N] [--kill-observe S] [--ha-kills N]
 
 Scenarios (``--only`` takes these names):
   crash    kill -9 of a live daemon (subprocess) at random points of its hedging cycle, --restarts
@@ -10,6 +10,10 @@ Scenarios (``--only`` takes these names):
   unknown  hedge orders into accept-then-timeout (hang, drop), 5xx (executed or not), a latency
            spike, 429 on the weight and the order-count limits -- --rounds times each
   kill     SIGUSR1 and POST /kill while a hedge storm saturates the executor's rate limiter
+  ha       an active/standby pair on a real PostgreSQL (tests/pgserver.py): the leader killed -9
+           --ha-kills times under client flow, then cut off the database (its lock connection
+           terminated, the server stopped for a second), frozen (SIGSTOP) and with its ledger
+           sessions terminated; takeover times, duplicates, who sent what
 
 Every scenario is a function returning rows (scenario, figure, value, goal, ok); add one to
 SCENARIOS to extend the table. Daemon logs of the in-process scenarios go to DIR/bench.log,
@@ -68,6 +72,35 @@ def kill_rows(args: argparse.Namespace, workdir: Path) -> list[Row]:
     return kill_under_load_scenario(workdir, observe=args.kill_observe, say=_say).rows()
 
 
+def ha_rows(args: argparse.Namespace, workdir: Path) -> list[Row]:
+    """Failover of an active/standby pair (tests/fault/ha_scenarios.py) on a throw-away PostgreSQL."""
+    from tests.fault.ha_scenarios import cutoff_scenario, failover_scenario
+    from tests.pgserver import PgServer
+
+    with PgServer() as server:
+        result = failover_scenario(workdir / "kill", server.create_database(), kills=args.ha_kills,
+                                   seed=args.seed + 3, say=_say)
+        for note in result.notes:
+            _say(f"ha: {note}")
+        _say(f"ha: takeovers {[round(t, 2) for t in result.takeovers]} s")
+        rows = result.rows()
+        rows += cutoff_scenario(workdir / "terminate", server.create_database(), how="terminate",
+                                seed=args.seed + 4, say=_say).rows()
+
+        def outage() -> None:
+            server.stop()
+            time.sleep(1.0)
+            server.start()
+
+        rows += cutoff_scenario(workdir / "server", server.create_database(), how="server", stop_server=outage,
+                                seed=args.seed + 5, say=_say).rows()
+        rows += cutoff_scenario(workdir / "freeze", server.create_database(), how="freeze",
+                                seed=args.seed + 6, say=_say).rows()
+        rows += cutoff_scenario(workdir / "ledger", server.create_database(), how="ledger",
+                                seed=args.seed + 7, say=_say).rows()
+    return rows
+
+
 def input_rows(args: argparse.Namespace, workdir: Path) -> list[Row]:
     """Stale/wild prices, malformed messages, operator mistakes, disk and secrets (bench/faults_input.py)."""
     from bench.faults_input import input_fault_rows
@@ -82,6 +115,7 @@ SCENARIOS: list[tuple[str, ScenarioFn]] = [
     ("unknown", unknown_rows),
     ("kill", kill_rows),
     ("input", input_rows),
+    ("ha", ha_rows),
 ]
 
 
@@ -105,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restarts", type=int, default=20, help="crash: kill -9 + restart cycles")
     parser.add_argument("--ws-seconds", type=float, default=60.0, help="ws: seconds of stream drops")
     parser.add_argument("--rounds", type=int, default=3, help="unknown: rounds over every fault case")
+    parser.add_argument("--ha-kills", type=int, default=10, help="ha: kill -9 + takeover cycles")
     parser.add_argument("--kill-observe", type=float, default=5.0, help="kill: seconds watched after each halt")
     args = parser.parse_args(argv)
     known = [name for name, _ in SCENARIOS]

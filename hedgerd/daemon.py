@@ -1,8 +1,13 @@
-"""The running daemon: engine + admin server + POSIX signals + config reload.
+"""The running daemon: engine + admin server + POSIX signals + config reload (+ HA leadership).
 
 Signals: SIGUSR1 halts trading (a plain handler: sends stop even while the loop is stuck),
 SIGUSR2 resumes it, SIGHUP reloads the config file (safe fields only; an invalid file keeps the
 old config), SIGTERM/SIGINT stop gracefully.
+
+With ``ha.enabled`` the engine starts only once this instance leads its pair (docs/ha.md): a
+standby serves its admin endpoints and competes for the lock, nothing else. A leader that loses
+the lock halts, cancels what it can and exits with :data:`EXIT_STEPPED_DOWN`, for its supervisor
+to restart it as a standby.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import gc
 import signal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -22,6 +28,7 @@ from hedgerd.config import AdminConfig, Settings, load_settings, reload_diff
 from hedgerd.connectors import build_venues
 from hedgerd.engine import HedgeEngine
 from hedgerd.errors import ConfigError
+from hedgerd.ha import Leadership, LeadershipLost, LockSession, Role, derive_lock_key
 from hedgerd.ledger import InventoryLedger
 from hedgerd.log import configure_logging
 from hedgerd.metrics import Metrics
@@ -30,6 +37,8 @@ from hedgerd.paper import archive_previous_run, starts_clean
 log = structlog.get_logger("hedgerd.daemon")
 
 SHUTDOWN_BUDGET = 8.0  # seconds; SIGTERM must exit within 10 s
+EXIT_STEPPED_DOWN = 75  # EX_TEMPFAIL: leadership lost; restart me (as a standby)
+_STEP_DOWN_CANCEL = 3.0  # seconds a stepping-down leader spends cancelling open orders at most
 
 
 def freeze_startup_heap() -> int:
@@ -57,12 +66,17 @@ class Daemon:
         self.clock = clock or RealClock()
         self.metrics = metrics or Metrics()
         commit_on = settings.ledger.commit_on
-        self.ledger = InventoryLedger(settings.ledger.path, synchronous=settings.ledger.synchronous,
+        self.ledger = InventoryLedger(settings.ledger.location(), synchronous=settings.ledger.synchronous,
                                       batch_max=settings.ledger.batch_max, metrics=self.metrics,
                                       commit_on=None if commit_on == "auto" else commit_on)
         self.venues = build_venues(settings, self.clock)
         self.engine = HedgeEngine(settings, self.venues, self.ledger, self.clock, self.metrics)
         self.admin = AdminServer(self)
+        self.leadership = build_leadership(settings, self.clock, self.metrics) if settings.ha.enabled else None
+        if self.leadership is not None:
+            self.engine.send_fence = self.leadership.fence  # checked in the engine's gate, before every send
+        self.exit_code = 0
+        self._engine_started = False  # engine.start() was called (so engine.stop() must run)
         self._stop = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._previous_usr1: Any = signal.SIG_DFL
@@ -74,6 +88,8 @@ class Daemon:
 
     def render_metrics(self) -> bytes:
         self.engine.refresh_gauges()
+        if self.leadership is not None:
+            self.metrics.ready.set(1 if self.readiness()[0] else 0)
         return self.metrics.render()
 
     def trading_state(self) -> tuple[str, str]:
@@ -81,10 +97,38 @@ class Daemon:
         return ks.state.name.lower(), ks.reason
 
     def readiness(self) -> tuple[bool, list[str]]:
-        return self.engine.readiness()
+        """The engine's readiness; with HA, a healthy standby is ready too (docs/ha.md: Kubernetes
+        gates rolling updates and disruption budgets on readiness, and a standby that can take
+        over is exactly what they should count), one that cannot reach the lock database is not."""
+        lead = self.leadership
+        if lead is None or (lead.role is Role.ACTIVE and self._engine_started):
+            return self.engine.readiness()
+        if lead.role is Role.STANDBY:
+            problems = [] if lead.db_error is None else [f"standby cannot reach the lock database: {lead.db_error}"]
+            return not problems, problems
+        if lead.role is Role.STEPPED_DOWN:
+            return False, [f"stepped down: {lead.lost_reason}"]
+        return False, ["taking over: waiting out the previous leader's lease"]
+
+    def role(self) -> str | None:
+        return None if self.leadership is None else self.leadership.role.value
 
     def status(self) -> dict[str, Any]:
-        return self.engine.status()
+        lead = self.leadership
+        if lead is None:
+            return self.engine.status()
+        view = self.engine.status() if self._engine_started else self._standby_status()
+        view["role"] = lead.role.value
+        view["ha"] = lead.status()
+        return view
+
+    def _standby_status(self) -> dict[str, Any]:
+        """``/status`` before the engine has started: no ledger is open, nothing is hedged."""
+        ks = self.engine.kill_switch
+        ready, problems = self.readiness()
+        return {"mode": self.settings.mode.value, "trading_state": ks.state.name.lower(), "reason": ks.reason,
+                "source": ks.source, "since": ks.since if ks.history else None, "latches": sorted(ks.latches),
+                "ready": ready, "not_ready": problems, "underlyings": {}, "open_orders": []}
 
     def engage(self, reason: str, source: str) -> bool:
         return self.engine.engage(reason, source)
@@ -120,33 +164,97 @@ class Daemon:
         await self.admin.start()
         loop = asyncio.get_running_loop()
         self._install_signals(loop)
-        # Startup (reconciliation against slow venues) can take long: a stop request cuts it short.
-        starting = asyncio.create_task(self.engine.start(), name="engine-start")
         stop_requested = asyncio.create_task(self._stop.wait(), name="stop-requested")
         try:
-            await asyncio.wait({starting, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
-            if starting.done():
-                starting.result()  # a startup failure propagates
-                log.info("startup_heap_frozen", objects=freeze_startup_heap())
-                await stop_requested
-            else:
-                log.warning("startup_interrupted")
+            if await self._lead(stop_requested):
+                self._engine_started = True
+                # Startup (reconciliation against slow venues) can take long: a stop request cuts it short.
+                if await self._unless_stopped(self.engine.start(), stop_requested, "engine-start"):
+                    log.info("startup_heap_frozen", objects=freeze_startup_heap())
+                    await self._serve(stop_requested)
+                else:
+                    log.warning("startup_interrupted")
         finally:
             stop_requested.cancel()
-            if not starting.done():
-                starting.cancel()
-                await asyncio.gather(starting, return_exceptions=True)
             log.info("shutting_down")
-            try:
-                await asyncio.wait_for(self.engine.stop(), timeout=SHUTDOWN_BUDGET)
-            except TimeoutError:
-                log.error("shutdown_timeout", budget=SHUTDOWN_BUDGET)
-                try:  # whatever else overran, the journal must be flushed and closed
-                    await asyncio.wait_for(self.ledger.close(), timeout=1.0)
-                except TimeoutError:
-                    log.error("ledger_close_timeout")
+            if self._engine_started:
+                await self._stop_engine()
+            if self.leadership is not None:
+                await self.leadership.close()
             await self.admin.stop()
             self._remove_signals(loop)
+
+    async def _lead(self, stop_requested: asyncio.Task[Any]) -> bool:
+        """Without HA: True. With HA: compete for leadership until ACTIVE (True), or a stop
+        request (False), or the lock lost while taking over (False, exit code set)."""
+        if self.leadership is None:
+            return True
+        log.info("ha_standby", lock_key=self.leadership.key, detail="competing for leadership; sending nothing")
+        try:
+            return await self._unless_stopped(self.leadership.acquire(), stop_requested, "ha-acquire")
+        except LeadershipLost as exc:
+            log.error("ha_stepping_down", reason=str(exc), exit_code=EXIT_STEPPED_DOWN)
+            self.exit_code = EXIT_STEPPED_DOWN
+            return False
+
+    @staticmethod
+    async def _unless_stopped(work: Any, stop_requested: asyncio.Task[Any], name: str) -> bool:
+        """Run ``work`` until it completes (True; its failure propagates) or a stop is requested
+        (False, ``work`` cancelled)."""
+        task = asyncio.create_task(work, name=name)
+        try:
+            await asyncio.wait({task, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if task.cancelled():
+            return False
+        task.result()
+        return True
+
+    async def _serve(self, stop_requested: asyncio.Task[Any]) -> None:
+        """Run until a stop request or, with HA, until leadership is lost or the ledger fails
+        (then step down)."""
+        lead = self.leadership
+        if lead is None:
+            await stop_requested
+            return
+        lost = asyncio.create_task(lead.lost.wait(), name="ha-lost")
+        try:
+            while not (stop_requested.done() or lost.done()):
+                await asyncio.wait({lost, stop_requested}, timeout=lead.config.heartbeat,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if self.engine.ledger_failed is not None and not stop_requested.done():
+                    # A failed ledger halts for good until a restart; a leader holding the lock
+                    # meanwhile would keep the standby, whose ledger may work, from taking over.
+                    await self._step_down(f"ledger failed: {self.engine.ledger_failed}")
+                    return
+        finally:
+            lost.cancel()
+        if lead.lost.is_set():
+            await self._step_down(lead.lost_reason)
+
+    async def _step_down(self, reason: str) -> None:
+        """Leadership lost: sends are already refused (the gate asks the lease); halt so nothing
+        more is decided, cancel what can be cancelled, and exit for the supervisor to restart us."""
+        log.error("ha_stepping_down", reason=reason, exit_code=EXIT_STEPPED_DOWN)
+        self.exit_code = EXIT_STEPPED_DOWN
+        self.engine.engage(f"leadership lost: {reason}", "auto:ha")
+        try:
+            await asyncio.wait_for(self.engine.cancel_all_open(), timeout=_STEP_DOWN_CANCEL)
+        except TimeoutError:
+            log.error("ha_step_down_cancel_timeout", budget=_STEP_DOWN_CANCEL)
+
+    async def _stop_engine(self) -> None:
+        try:
+            await asyncio.wait_for(self.engine.stop(), timeout=SHUTDOWN_BUDGET)
+        except TimeoutError:
+            log.error("shutdown_timeout", budget=SHUTDOWN_BUDGET)
+            try:  # whatever else overran, the journal must be flushed and closed
+                await asyncio.wait_for(self.ledger.close(), timeout=1.0)
+            except TimeoutError:
+                log.error("ledger_close_timeout")
 
     # ----------------------------------------------------------------- signals
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -204,8 +312,39 @@ class Daemon:
         return True
 
 
+def ledger_identity(settings: Settings) -> str:
+    """The ledger's location without credentials or options: ``host:port/database`` of a
+    PostgreSQL ledger, else the SQLite path as configured (instances of a pair must name their
+    ledger alike, or set ``ha.lock_key``)."""
+    if settings.ledger.url is None:
+        return str(settings.ledger.path)
+    parts = urlsplit(settings.ledger.url.get_secret_value().strip())
+    return f"{parts.hostname or ''}:{parts.port or 5432}{parts.path}"
+
+
+def build_leadership(settings: Settings, clock: Clock, metrics: Metrics) -> Leadership:
+    """The instance's :class:`Leadership` on the PostgreSQL lock of ``settings.ha``."""
+    try:  # psycopg is an optional dependency, loaded only by instances in a pair
+        from hedgerd.ha.postgres import PostgresLock
+    except ImportError as exc:
+        raise ConfigError("ha.enabled", f"needs psycopg ({exc}): pip install 'hedgerd[postgres]'") from None
+
+    ha = settings.ha
+    lock_db = ha.url or settings.ledger.url
+    assert lock_db is not None  # the config refuses ha.enabled without either
+    url = lock_db.get_secret_value()
+    key = ha.lock_key if ha.lock_key is not None else derive_lock_key(
+        settings.executor.client_id_prefix, ledger_identity(settings))
+
+    async def connect() -> LockSession:
+        return await PostgresLock.connect(url, key, connect_timeout=ha.connect_timeout, lease=ha.lease)
+
+    return Leadership(ha, key, clock, metrics, connect)
+
+
 async def run_daemon(settings: Settings, config_file: Path | None = None) -> int:
-    """Entry point of ``hedgerd run``; returns the process exit code."""
+    """Entry point of ``hedgerd run``; returns the process exit code (:data:`EXIT_STEPPED_DOWN`
+    after losing leadership)."""
     daemon = Daemon(settings, config_file=config_file)
     await daemon.run()
-    return 0
+    return daemon.exit_code

@@ -15,7 +15,7 @@ saw it: its pass may wait up to 10 ms for the next event's (:meth:`HedgeEngine._
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -120,6 +120,7 @@ class HedgeEngine:
         """Set by a signal handler the moment a halt is asked for, before the event loop gets to
         :meth:`engage` (which it may not for a while if a callback is stuck, e.g. a ledger write
         held up by the disk); every send is refused from then on."""
+        self.send_fence: Callable[[], str | None] | None = None  # HA: why this instance may not send now
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -385,6 +386,8 @@ class HedgeEngine:
             return "shutting down"
         if self.halt_requested is not None:
             return f"halt requested: {self.halt_requested}"
+        if self.send_fence is not None and (fenced := self.send_fence()) is not None:
+            return fenced
         if not self.kill_switch.allows(intent.reduce_only):
             return f"trading {self.kill_switch.state.name.lower()}: {self.kill_switch.reason}"
         return None
@@ -403,9 +406,10 @@ class HedgeEngine:
         log.warning("trading_state", state=ks.state.name, reason=ks.reason, source=ks.source)
         if (ks.state is TradingState.HALTED and self.settings.kill_switch.cancel_open_orders_on_halt
                 and self.hedges and (self._cancel_task is None or self._cancel_task.done())):
-            self._cancel_task = asyncio.create_task(self._cancel_all_open(), name="cancel-on-halt")
+            self._cancel_task = asyncio.create_task(self.cancel_all_open(), name="cancel-on-halt")
 
-    async def _cancel_all_open(self) -> None:
+    async def cancel_all_open(self) -> None:
+        """Cancel every open hedge order (on halt, on losing leadership); failures are logged."""
         for executor in self._executors():
             try:
                 await executor.cancel_all()

@@ -96,6 +96,15 @@ class Metrics:
         self.up_since = Gauge("hedgerd_start_time_seconds", "Unix time the daemon started", registry=r)
         self.ready = Gauge("hedgerd_ready", "1 when venues are connected, the ledger open and prices fresh",
                            registry=r)
+        # Labelled by the pair's lock key, so that only instances in a pair export it and the alerts
+        # can sum the instances of each pair.
+        self.leader = Gauge("hedgerd_leader", "1 while this instance holds its pair's HA lock (active, or "
+                            "waiting out the previous leader's lease), else 0; absent without ha",
+                            ["lock_key"], registry=r)
+        self.ha_errors = Counter("hedgerd_ha_errors",
+                                 "HA lock failures: connect (a standby could not reach the lock database), "
+                                 "heartbeat (the leader could not confirm the lock: it stepped down)",
+                                 ["kind"], registry=r)
 
     def render(self) -> bytes:
         """The text exposition format of this registry."""

@@ -34,6 +34,9 @@ class FakeControl:
     def readiness(self) -> tuple[bool, list[str]]:
         return False, ["no price yet for BTC/USDT:USDT"]
 
+    def role(self) -> str | None:
+        return None
+
     def status(self) -> dict[str, Any]:
         return {"trading_state": self.state}
 

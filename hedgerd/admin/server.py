@@ -50,6 +50,10 @@ class Control(Protocol):
         """Whether the process is ready to hedge, and why not."""
         ...
 
+    def role(self) -> str | None:
+        """This instance's role in an active/standby pair (``active``, ``standby``, ...); None without ha."""
+        ...
+
     def status(self) -> dict[str, Any]:
         """The JSON-able ``/status`` view (never contains secrets)."""
         ...
@@ -118,8 +122,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    ready, problems = request.app[CONTROL_KEY].readiness()
-    return _json({"ready": ready, "problems": problems}, 200 if ready else 503)
+    control = request.app[CONTROL_KEY]
+    ready, problems = control.readiness()
+    body: dict[str, Any] = {"ready": ready, "problems": problems}
+    role = control.role()
+    if role is not None:  # a ready standby and a ready leader both answer 200: the role tells them apart
+        body["role"] = role
+    return _json(body, 200 if ready else 503)
 
 
 async def status(request: web.Request) -> web.Response:

@@ -49,10 +49,21 @@ class UnderlyingView(_View):
     unvalued: list[str] = []
 
 
+class HaView(_View):
+    """``ha`` in ``/status``: this instance's place in an active/standby pair."""
+
+    role: str
+    since: float | None = None
+    lease: float | None = None
+    stepped_down: str | None = None
+    database_error: str | None = None
+
+
 class StatusView(_View):
     """The parts of ``/status`` that the summary shows."""
 
     mode: str | None = None
+    ha: HaView | None = None
     trading_state: str
     reason: str = ""
     source: str = ""
@@ -184,6 +195,8 @@ def describe_status(status: dict[str, Any], now: float) -> str:
     if view.source and view.source not in view.reason:
         head += f" (by {view.source})"
     lines = [f"hedgerd{f' ({view.mode} mode)' if view.mode else ''}: {head}"]
+    if view.ha is not None:
+        lines.append(_role_line(view.ha, now))
     if view.latches:
         lines.append(f"held by: {', '.join(view.latches)} (resume is refused while a latch holds)")
     if view.ready is not None:
@@ -199,6 +212,23 @@ def describe_status(status: dict[str, Any], now: float) -> str:
         counts.append(f"consecutive order errors {view.consecutive_order_errors}")
     lines.append(", ".join(counts))
     return "\n".join(lines)
+
+
+_ROLES = {
+    "active": "ACTIVE (the leader: the only instance of its pair that sends)",
+    "standby": "STANDBY (sends nothing; takes over when the leader's lock is released)",
+    "taking_over": "TAKING OVER (holds the lock, waiting out the previous leader's lease)",
+    "stepped_down": "STEPPED DOWN (lost the lock: sends nothing, exiting to restart as a standby)",
+}
+
+
+def _role_line(ha: HaView, now: float) -> str:
+    line = f"role: {_ROLES.get(ha.role, ha.role.upper())} {_when(ha.since, now)}"
+    if ha.stepped_down:
+        line += f": {ha.stepped_down}"
+    if ha.database_error:
+        line += f"; lock database unreachable: {ha.database_error}"
+    return line
 
 
 def describe_kill(answer: dict[str, Any], requested: str = "halted") -> str:

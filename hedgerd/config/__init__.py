@@ -8,6 +8,7 @@ view and the ``check-config`` notes, :mod:`~hedgerd.config.masking` secret maski
 :class:`InvalidConfigError` with dotted field paths. The public names are re-exported here.
 """
 
+from hedgerd.config.ha import HaConfig
 from hedgerd.config.masking import MASK, mask_secrets, secret_values
 from hedgerd.config.reload import SAFE_RELOAD_FIELDS, reload_diff, reloadable_fields
 from hedgerd.config.render import masked_settings_dict, render_settings, settings_notes, toml_dumps
@@ -62,6 +63,7 @@ __all__ = [
     "AdminConfig",
     "ExecutorConfig",
     "GammaPolicyConfig",
+    "HaConfig",
     "HedgeConfig",
     "InvalidConfigError",
     "InventorySource",

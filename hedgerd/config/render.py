@@ -187,4 +187,10 @@ def settings_notes(settings: Settings) -> list[str]:
     if settings.risk.busy_poll > 0:
         notes.append(f"risk.busy_poll = {settings.risk.busy_poll:g}: the event loop keeps one CPU core at 100% "
                      "while venue events come less than that many seconds apart; give the process a whole core")
+    lock_db = settings.ha.url or settings.ledger.url
+    if settings.ha.enabled and lock_db is not None:
+        where = urlsplit(lock_db.get_secret_value().strip())
+        notes.append(f"ha.enabled: one instance of an active/standby pair competing for the lock on "
+                     f"{where.hostname}:{where.port or 5432}{where.path}; it sends only while it leads, waits "
+                     f"{settings.ha.takeover_wait:g} s after taking the lock, exits 75 when it loses it (docs/ha.md)")
     return notes
