@@ -79,6 +79,29 @@ class Fill:
 
 
 @dataclass(frozen=True, slots=True)
+class FundingPayment:
+    """A funding payment on a perpetual position, as the venue booked it.
+
+    ``amount`` is what the account received in ``currency`` (negative: paid); ``ts`` is the
+    funding time, epoch seconds. ``payment_id`` is the venue's id of the payment, or
+    ``<symbol>@<funding time in ms>`` where the venue gives none (:meth:`key`): with ``venue``
+    it makes the payment unique, so a payment fetched twice is booked once.
+    """
+
+    venue: str
+    symbol: str
+    payment_id: str
+    amount: Decimal
+    currency: str
+    ts: float
+
+    @staticmethod
+    def key(symbol: str, ts: float, venue_id: str | None = None) -> str:
+        """The payment id to book under: the venue's own, else the symbol and funding time."""
+        return venue_id if venue_id else f"{symbol}@{round(ts * 1000)}"
+
+
+@dataclass(frozen=True, slots=True)
 class PriceUpdate:
     """Best bid/ask for a symbol on a venue."""
 

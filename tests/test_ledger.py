@@ -624,7 +624,7 @@ async def test_a_version_1_ledger_is_migrated_on_open(path: Path, caplog: pytest
     ledger = InventoryLedger(path)
     await ledger.open()
     try:
-        assert "migrated from version 1 to 3" in caplog.text
+        assert "migrated from version 1 to 4" in caplog.text
         assert ledger.ledger_id == "0badcafe"
         assert [i.client_order_id for i in ledger.open_intents()] == [cids[1], cids[3]]
         assert [ledger.order_state(cid) for cid in cids] == [
@@ -637,7 +637,7 @@ async def test_a_version_1_ledger_is_migrated_on_open(path: Path, caplog: pytest
         assert not set(schema) & {"intents_open", "order_events_by_client_id", "sqlite_autoindex_intents_1",
                                   "intents_v1"}
         assert "AUTOINCREMENT" not in schema["intents"]
-        assert read_meta(path)["schema_version"] == "3"
+        assert read_meta(path)["schema_version"] == "4"
         assert ledger.open_intents()[0].decision_mid is None  # not known for intents from before
     finally:
         await ledger.close()
@@ -659,7 +659,7 @@ async def test_a_failed_migration_leaves_the_version_1_file_as_it_was(path: Path
         conn.execute("UPDATE intents SET client_order_id = NULL WHERE intent_id = 3")
     before = read_rows(path, "SELECT type, name, sql FROM sqlite_master ORDER BY name")
     ledger = InventoryLedger(path)
-    with pytest.raises(LedgerError, match=r"migrating schema version 1 to 3 failed \(the file is unchanged\): "
+    with pytest.raises(LedgerError, match=r"migrating schema version 1 to 4 failed \(the file is unchanged\): "
                                           "NOT NULL constraint failed: intents.client_order_id"):
         await ledger.open()
     assert read_rows(path, "SELECT type, name, sql FROM sqlite_master ORDER BY name") == before
@@ -669,9 +669,9 @@ async def test_a_failed_migration_leaves_the_version_1_file_as_it_was(path: Path
 async def test_a_ledger_of_an_unknown_schema_version_is_refused(path: Path) -> None:
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        conn.execute("INSERT INTO meta VALUES ('schema_version', '4')")
+        conn.execute("INSERT INTO meta VALUES ('schema_version', '5')")
     ledger = InventoryLedger(path)
-    with pytest.raises(LedgerError, match="schema version 4 is not supported"):
+    with pytest.raises(LedgerError, match="schema version 5 is not supported"):
         await ledger.open()
 
 
@@ -688,8 +688,8 @@ async def test_a_version_2_ledger_is_migrated_and_decision_quotes_survive_a_rest
     ledger = InventoryLedger(path)
     await ledger.open()
     try:
-        assert "migrated from version 2 to 3" in caplog.text
-        assert read_meta(path)["schema_version"] == "3"
+        assert "migrated from version 2 to 4" in caplog.text
+        assert read_meta(path)["schema_version"] == "4"
         assert ledger.open_intents() == [old]  # its decision quote unknown (None), as before
         quoted = await new_intent(ledger, decision_mid=D("100.05"), decision_half_spread=D("0.05"))
     finally:

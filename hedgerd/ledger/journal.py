@@ -36,6 +36,7 @@ from hedgerd.ledger.schema import (
     SCHEMA_VERSION,
     _migrate_from_v1,
     _migrate_from_v2,
+    _migrate_from_v3,
 )
 from hedgerd.models import ZERO, Fill, HedgeIntent, OrderStatus, OrderType, Side
 
@@ -374,9 +375,9 @@ class JournalWriter:
                 conn.execute(statement)
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         version = int(meta.get("schema_version", SCHEMA_VERSION))
-        if version in (1, 2):
+        if version in (1, 2, 3):
             try:
-                (_migrate_from_v1 if version == 1 else _migrate_from_v2)(conn)
+                {1: _migrate_from_v1, 2: _migrate_from_v2, 3: _migrate_from_v3}[version](conn)
             except sqlite3.Error as exc:  # rolled back by the caller: the file stays at its version
                 raise LedgerError(f"ledger {self.path}: migrating schema version {version} to {SCHEMA_VERSION} "
                                   f"failed (the file is unchanged): {exc}") from exc

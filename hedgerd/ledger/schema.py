@@ -1,7 +1,7 @@
-"""The ledger's SQLite schema (version 3), the statements the writer uses, and the migrations of
-version-1 and version-2 files.
+"""The ledger's SQLite schema (version 4), the statements the writer uses, and the migrations of
+version-1, -2 and -3 files.
 
-Storage layout (schema version 3; older files are migrated when opened). Every Decimal is
+Storage layout (schema version 4; older files are migrated when opened). Every Decimal is
 stored as TEXT, exactly. Each table or index a commit touches costs it at least one WAL page, so
 the tables written on the reaction path (fills, intents, order events) carry no index they can
 do without:
@@ -15,6 +15,10 @@ do without:
   intents reload with one range read from ``meta.open_intents_from`` (no open intent has a
   smaller id; raised with the aggregates, lowered in the transaction that reopens one).
 * ``order_events``: every order state change after the intent's creation, append-only.
+* ``funding``: funding payments on perpetual positions (:data:`CREATE_FUNDING`), one row per
+  payment, ``UNIQUE(venue, payment_id)`` (the venue's id, else ``<symbol>@<funding time ms>``),
+  so a payment fetched again (polls overlap, a backfill after downtime) is ignored. Written
+  off the reaction path, in a transaction of its own (:mod:`hedgerd.ledger.costs`).
 * ``adjustments``: manual position corrections (e.g. a venue position adopted at startup).
 * ``positions``, ``venue_totals``, ``order_fills``, ``trade_totals``: a snapshot of the aggregates
   derived from the journal (``trade_totals``: per venue and symbol, the fill count, net base
@@ -38,7 +42,7 @@ import sqlite3
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _FILL_COLUMNS = ("venue, trade_id, symbol, side, amount, price, fee, fee_currency, ts, received_at, "
                  "client_order_id")
@@ -66,7 +70,21 @@ CREATE TABLE IF NOT EXISTS intents (
     decision_half_spread TEXT
 )
 """
-_SCHEMA = _CREATE_INTENTS + """;
+#: The funding journal: the one table schema 4 adds (mirrored as is by other storage backends).
+#: ``amount`` is what the account received in ``currency`` (negative: paid), ``ts`` the funding time.
+CREATE_FUNDING = """
+CREATE TABLE IF NOT EXISTS funding (
+    funding_id INTEGER PRIMARY KEY,
+    venue      TEXT NOT NULL,
+    payment_id TEXT NOT NULL,
+    symbol     TEXT NOT NULL,
+    amount     TEXT NOT NULL,
+    currency   TEXT NOT NULL,
+    ts         REAL NOT NULL,
+    UNIQUE (venue, payment_id)
+)
+"""
+_SCHEMA = _CREATE_INTENTS + ";" + CREATE_FUNDING + """;
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -183,3 +201,11 @@ def _migrate_from_v2(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE intents ADD COLUMN decision_half_spread TEXT")
     conn.execute(_SET_META, ("schema_version", str(SCHEMA_VERSION)))
     log.warning("ledger schema migrated from version 2 to %d", SCHEMA_VERSION)
+
+
+def _migrate_from_v3(conn: sqlite3.Connection) -> None:
+    """Schema 3 -> 4, inside the opening transaction: the ``funding`` table (created with the
+    schema's ``IF NOT EXISTS`` statements before this runs) is all it adds."""
+    conn.execute(CREATE_FUNDING)
+    conn.execute(_SET_META, ("schema_version", str(SCHEMA_VERSION)))
+    log.warning("ledger schema migrated from version 3 to %d", SCHEMA_VERSION)

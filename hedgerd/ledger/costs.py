@@ -1,0 +1,99 @@
+"""What the hedging cost is rebuilt from: the funding journal (written here) and the hedge fills
+with the quote each was decided on (read here).
+
+Funding payments are booked off the reaction path: :func:`insert_funding` runs on the writer's
+connection between group commits (the ledger queues it like any write) in a transaction of its
+own, ``INSERT OR IGNORE`` on ``UNIQUE(venue, payment_id)``, and returns the payments that were
+new, so each payment counts once however often it is fetched.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from hedgerd.models import Fill, FundingPayment, Side
+
+_INSERT = ("INSERT OR IGNORE INTO funding (venue, payment_id, symbol, amount, currency, ts) "
+           "VALUES (?, ?, ?, ?, ?, ?)")
+_SELECT = "SELECT venue, payment_id, symbol, amount, currency, ts FROM funding"
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeFillRow:
+    """A journaled fill of one of our orders, with its intent's decision quote (None if unknown)."""
+
+    fill: Fill
+    decision_mid: Decimal | None
+    decision_half_spread: Decimal | None
+
+
+def insert_funding(conn: sqlite3.Connection, payments: Sequence[FundingPayment]) -> list[FundingPayment]:
+    """Journal ``payments`` in one transaction; returns those not journaled before, in order."""
+    new: list[FundingPayment] = []
+    conn.execute("BEGIN")
+    try:
+        for p in payments:
+            cursor = conn.execute(_INSERT, (p.venue, p.payment_id, p.symbol, str(p.amount), p.currency, p.ts))
+            if cursor.rowcount:
+                new.append(p)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return new
+
+
+def _payment(row: Sequence[object]) -> FundingPayment:
+    venue, payment_id, symbol, amount, currency, ts = row
+    return FundingPayment(venue=str(venue), payment_id=str(payment_id), symbol=str(symbol),
+                          amount=Decimal(str(amount)), currency=str(currency), ts=float(str(ts)))
+
+
+def read_funding(conn: sqlite3.Connection, venue: str | None = None) -> list[FundingPayment]:
+    """The journaled funding payments (of ``venue``), in the order they were booked."""
+    if venue is None:
+        rows = conn.execute(f"{_SELECT} ORDER BY funding_id")
+    else:
+        rows = conn.execute(f"{_SELECT} WHERE venue = ? ORDER BY funding_id", (venue,))
+    return [_payment(row) for row in rows]
+
+
+def last_funding_ts(conn: sqlite3.Connection, venue: str) -> float | None:
+    """The latest funding time journaled for ``venue`` (where a backfill resumes)."""
+    row = conn.execute("SELECT max(ts) FROM funding WHERE venue = ?", (venue,)).fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
+def read_hedge_fills(path: Path, hedged: Iterable[tuple[str, str]]) -> list[HedgeFillRow]:
+    """Our orders' fills on the ``hedged`` (venue, symbol) pairs, oldest first, each with the
+    decision quote of its intent, from a read-only connection of its own (a worker thread's).
+
+    One scan of the fills journal (client fills included: it has no index a filter could use),
+    plus the intents' decision quotes by client order id."""
+    wanted = set(hedged)
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        conn.execute("BEGIN")  # one read snapshot for both tables
+        quotes = {cid: (mid, half) for cid, mid, half in conn.execute(
+            "SELECT client_order_id, decision_mid, decision_half_spread FROM intents")}
+        rows: list[HedgeFillRow] = []
+        for venue, trade_id, symbol, side, amount, price, fee, fee_currency, ts, cid in conn.execute(
+                "SELECT venue, trade_id, symbol, side, amount, price, fee, fee_currency, ts, client_order_id "
+                "FROM fills WHERE client_order_id IS NOT NULL ORDER BY fill_id"):
+            if (venue, symbol) not in wanted:
+                continue
+            mid, half = quotes.get(cid, (None, None))
+            fill = Fill(venue=venue, trade_id=trade_id, symbol=symbol, side=Side(side), amount=Decimal(amount),
+                        price=Decimal(price), fee=Decimal(fee), fee_currency=fee_currency, ts=ts,
+                        client_order_id=cid)
+            rows.append(HedgeFillRow(fill, None if mid is None else Decimal(mid),
+                                     None if half is None else Decimal(half)))
+        conn.execute("COMMIT")
+        return rows
+    finally:
+        conn.close()
