@@ -19,7 +19,8 @@ The model, and where it departs from the real venue:
   size (10 USD for BTC, 1 USD for ETH), ticks 0.5 / 0.05 USD. Options: amounts in coin
   (minimum 0.1 BTC / 1 ETH), prices in coin, tick 0.0001 up to 0.005 and 0.0005 above.
 - Marks: the perpetual marks at the index times one plus a premium (an Ornstein-Uhlenbeck
-  process: one hour mean reversion, 0.06 % stationary deviation); funding per 8 h is the
+  process: one hour mean reversion, 0.06 % stationary deviation, the model all simulated
+  venues share: :mod:`hedgerd.sim.funding`); funding per 8 h is the
   premium beyond Deribit's +-0.05 % dead zone, accrued continuously on every tick into the
   coin balance (longs pay a positive rate) and reported as ``realized_funding``. Dated
   futures mark at the index times a 5 % annual basis, options at Black-76 on the expiry's
