@@ -78,7 +78,7 @@ class HedgeEngine:
         self.pnl = BookPnl()
         self.realized_pnl = self.pnl.by_underlying  # underlying -> hedged-book PnL (quote), see risk/pnl.py
         self.gauges = EngineGauges(metrics)
-        self.costs = CostBook(metrics, self.prices)  # hedging cost per underlying (hedgerd.cost_book)
+        self.costs = CostBook(metrics, self.prices, self.pnl.funding)  # hedging cost per underlying, funding too
         self._rejection_log = LogThrottle(_REJECT_LOG_INTERVAL)  # per feed and kind of rejection
         self.started_at = clock.monotonic()
         self.reconciled = False
@@ -118,7 +118,6 @@ class HedgeEngine:
     async def start(self) -> None:
         """Open the ledger, load markets, reconcile, start streams and the risk loop."""
         await self.ledger.open()
-        self.costs.decided(self.ledger.open_intents())
         self._sync_latches()
         for name, venue in self.venues.items():
             if self.venue_config(name).role is VenueRole.HEDGE:
@@ -135,6 +134,7 @@ class HedgeEngine:
             self.metrics.hedge_band.labels(cfg.underlying).set(float(cfg.threshold))
             self.metrics.hedge_fees.labels(cfg.venue)  # export 0 before the first fee
             self.costs.track(cfg.underlying, cfg.venue, cfg.symbol)
+        await self.costs.rebuild(self.ledger)  # the cost so far, before reconciliation journals more fills
         await self._reconcile()
         self.intake_open = True
         # A price that never arrives is stale max_price_age after the streams start, not after

@@ -688,7 +688,7 @@ async def test_hedging_cost_is_decomposed_against_the_decision_quote_and_status_
         cost = h.engine.status()["underlyings"]["BTC"]["hedging_cost"]
         assert {k: Decimal(v) for k, v in cost.items()} == {
             "fee": fee, "spread": spread, "slippage": 0, "funding": 0, "total": fee + spread,
-            "unvalued_fees": 0, "unmeasured_fills": 0}
+            "unvalued_fees": 0, "unmeasured_fills": 0, "unvalued_funding": 0}
         for kind, value in (("fee", fee), ("spread", spread), ("slippage", 0), ("funding", 0)):
             assert h.sample("hedgerd_hedge_cost", underlying="BTC", kind=kind) == pytest.approx(float(value))
         intent = h.attempts[0].intent  # the decision quote is journaled with the intent

@@ -28,6 +28,7 @@ class HedgingCostView(_View):
     funding: Decimal | None = None
     unvalued_fees: int = 0
     unmeasured_fills: int = 0
+    unvalued_funding: int = 0
 
 
 class UnderlyingView(_View):
@@ -122,7 +123,8 @@ def _cost_rows(cost: HedgingCostView, quote: str) -> list[tuple[str, str]]:
              else _amount(cost.total, quote))]
     gaps = [f"{count} {text}" for count, text in (
         (cost.unvalued_fees, "fees not valued (no fresh conversion price)"),
-        (cost.unmeasured_fills, "fills without a decision quote")) if count]
+        (cost.unmeasured_fills, "fills without a decision quote"),
+        (cost.unvalued_funding, "funding payments not valued (no fresh conversion price)")) if count]
     if gaps:  # left out of the total: it is a lower bound
         rows.append(("not counted", ", ".join(gaps)))
     return rows
