@@ -13,6 +13,7 @@ from hedgerd.errors import InvalidOrder, OrderOutcomeUnknown, VenueError
 from hedgerd.models import (
     ZERO,
     Fill,
+    FundingPayment,
     HedgeIntent,
     MarketInfo,
     OrderReport,
@@ -194,6 +195,9 @@ class FakeVenue:
         return PositionSnapshot(await self.fetch_positions())
 
     async def fetch_fills_since(self, since: float | None) -> list[Fill]:
+        return []
+
+    async def fetch_funding_since(self, since: float | None) -> list[FundingPayment]:
         return []
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[OrderReport]:

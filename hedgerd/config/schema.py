@@ -79,6 +79,17 @@ class SimSettings(_Section):
         "price of fee_currency in the quote currency; fixed, streamed as FEE/QUOTE by the hedge venue"))
     fee_currency_discount: Decimal = Field(default=Decimal(0), ge=0, lt=1, description=(
         "fraction off the taker fee when paid in fee_currency (Binance: 0.1 on USD-M futures with BNB)"))
+    funding_interval: float = Field(default=28_800.0, ge=60, description=(
+        "hedge venue: seconds between funding payments, at multiples of it in epoch time (Binance: 8 h, "
+        "00:00/08:00/16:00 UTC)"))
+    funding_interest_rate: Decimal = Field(default=Decimal("0.0001"), ge=-1, le=1, description=(
+        "hedge venue: interest rate I of the funding rate P + clamp(I - P, +-0.05 %) per interval "
+        "(Binance: 0.0001); with funding_premium_std = 0 it is the rate"))
+    funding_premium_std: float = Field(default=0.0006, ge=0, le=0.1, description=(
+        "hedge venue: stationary standard deviation of the perpetual's premium P (an Ornstein-Uhlenbeck "
+        "process, one hour mean reversion, averaged over the interval); 0: no premium"))
+    funding: bool = Field(default=True, description=(
+        "hedge venue: charge funding on the perpetual position (hedgerd.sim.funding; README 'Hedging cost')"))
 
     @field_validator("symbol")
     @classmethod
@@ -348,6 +359,12 @@ class ReconcileConfig(_Section):
     unknown_open_orders: Literal["cancel", "keep"] = Field(
         default="cancel", description="open orders with our client id prefix that the ledger does not know")
     backfill_overlap: float = Field(default=10.0, ge=0, description="seconds re-fetched before the last fill")
+    funding_poll_interval: float = Field(default=300.0, gt=0, le=86_400, description=(
+        "seconds between fetches of the hedge venues' funding payments (hedgerd.funding; the first at start "
+        "backfills the downtime)"))
+    funding_backfill_overlap: float = Field(default=28_800.0, ge=0, description=(
+        "seconds re-fetched before the last journaled funding payment (a venue may list one late; "
+        "repeats are ignored by venue and payment id)"))
 
 
 class AdaptivePolicyConfig(_Section):

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
-from hedgerd.models import Fill, HedgeIntent, MarketInfo, OrderReport, PriceUpdate
+from hedgerd.models import Fill, FundingPayment, HedgeIntent, MarketInfo, OrderReport, PriceUpdate
 from hedgerd.reconciliation import PositionSnapshot
 
 
@@ -74,6 +74,13 @@ class Venue(Protocol):
     async def fetch_fills_since(self, since: float | None) -> list[Fill]:
         """Our account's trades since ``since`` (epoch seconds), oldest first, for backfill: all of
         them (reconciliation journals the list as complete), or an error rather than a list cut short."""
+        ...
+
+    async def fetch_funding_since(self, since: float | None) -> list[FundingPayment]:
+        """Funding payments on this account's perpetual positions with a funding time at or after
+        ``since`` (epoch seconds; None: as far back as the venue lists), oldest first; [] where the
+        venue charges none. A payment may be returned again by a later call (the ledger books it
+        once by venue and payment id)."""
         ...
 
     async def create_order(self, intent: HedgeIntent, amount: Decimal, price: Decimal | None) -> OrderReport:

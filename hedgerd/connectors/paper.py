@@ -39,6 +39,7 @@ from hedgerd.errors import (
 from hedgerd.models import (
     ZERO,
     Fill,
+    FundingPayment,
     HedgeIntent,
     MarketInfo,
     OrderReport,
@@ -50,6 +51,7 @@ from hedgerd.models import (
     split_symbol,
 )
 from hedgerd.reconciliation import PositionSnapshot
+from hedgerd.sim.funding import FundingSchedule
 from hedgerd.sim.market import ClientFlow, SimMarketData
 
 SPOT_AMOUNT_STEP = Decimal("0.0001")
@@ -73,6 +75,7 @@ Operation = Literal[
     "cancel_order",
     "fetch_positions",
     "fetch_fills_since",
+    "fetch_funding_since",
     "load_markets",
     "any",
 ]
@@ -437,6 +440,10 @@ class SimSpotVenue(_SimVenue):
     async def cancel_order(self, symbol: str, client_order_id: str) -> OrderReport | None:
         return await self._round_trip("cancel_order", lambda: None)
 
+    async def fetch_funding_since(self, since: float | None) -> list[FundingPayment]:
+        """A spot account pays no funding."""
+        return await self._round_trip("fetch_funding_since", list)
+
 
 class SimPerpVenue(_SimVenue):
     """Hedge venue: a linear perpetual that fills our orders at the bid/ask with a taker fee.
@@ -464,13 +471,62 @@ class SimPerpVenue(_SimVenue):
         self._order_seq = 0
         self._events: asyncio.Queue[Fill | OrderReport] = asyncio.Queue()
         self._positions = {self.symbol: ZERO}
+        # its own random stream: funding leaves the price path and the client flow as they were
+        self._funding = FundingSchedule(
+            random.Random(f"hedgerd-funding/{name}/{settings.seed}"), start=clock.time(),
+            interval=settings.funding_interval, interest=float(settings.funding_interest_rate),
+            std=settings.funding_premium_std) if settings.funding else None
+        self._payments: deque[FundingPayment] = deque(maxlen=history_limit)
 
     def position(self, symbol: str | None = None) -> Decimal:
         """Signed position (base units) without a venue request."""
         return self._positions.get(symbol or self.symbol, ZERO)
 
     def _start_streams(self, sink: VenueEventSink) -> list[asyncio.Task[None]]:
-        return [asyncio.create_task(self._user_stream(sink), name=f"{self.name}-user")]
+        tasks = [asyncio.create_task(self._user_stream(sink), name=f"{self.name}-user")]
+        if self._funding is not None:
+            tasks.append(asyncio.create_task(self._funding_clock(self._funding), name=f"{self.name}-funding"))
+        return tasks
+
+    async def _funding_clock(self, schedule: FundingSchedule) -> None:
+        """Charge funding at each funding time (the clock's, virtual in a simulation)."""
+        clock = self._clock
+        while True:
+            now = clock.time()
+            await clock.sleep(max(0.0, (now // schedule.interval + 1) * schedule.interval - now))
+            self._charge_funding()
+
+    def _charge_funding(self) -> None:
+        """Book the funding of every funding time passed since the last call, on the position
+        held then (a fill books it first, so the position is the one before the fill)."""
+        if self._funding is None:
+            return
+        for ts, rate in self._funding.due(self._clock.time()):
+            position = self._positions.get(self.symbol, ZERO)
+            if not position or not rate:
+                continue
+            received = -(position * self._market.mid() * Decimal(repr(rate))).quantize(FEE_QUANTUM)
+            currency = self.settle or self.quote_asset
+            self._positions[currency] = self._positions.get(currency, ZERO) + received
+            self._payments.append(FundingPayment(venue=self.name, symbol=self.symbol,
+                                                 payment_id=FundingPayment.key(self.symbol, ts),
+                                                 amount=received, currency=currency, ts=ts))
+
+    async def fetch_funding_since(self, since: float | None) -> list[FundingPayment]:
+        """Retained funding payments with a funding time at or after ``since``, oldest first."""
+        def answer() -> list[FundingPayment]:
+            self._charge_funding()
+            return [p for p in self._payments if since is None or p.ts >= since]
+
+        return await self._round_trip("fetch_funding_since", answer)
+
+    def _book_fill(self, fill: Fill) -> None:
+        self._charge_funding()
+        super()._book_fill(fill)
+
+    def seed_position(self, symbol: str, amount: Decimal) -> None:
+        self._charge_funding()  # on the position held until now
+        super().seed_position(symbol, amount)
 
     def conversion_quote(self) -> PriceUpdate | None:
         """The fee currency's quote in the quote currency (fixed price, the perpetual's spread), when

@@ -41,10 +41,12 @@ from hedgerd.connectors.ccxt.convert import (
 )
 from hedgerd.connectors.ccxt.errors import sanitize_message
 from hedgerd.connectors.ccxt.fills import FillFeed
+from hedgerd.connectors.ccxt.funding import fetch_funding
 from hedgerd.connectors.ccxt.streams import StreamSupervisor
 from hedgerd.models import (
     ZERO,
     Fill,
+    FundingPayment,
     HedgeIntent,
     MarketInfo,
     OrderReport,
@@ -123,6 +125,7 @@ class CcxtVenue:
             backfill_when_live=backfill_when_live, rng=rng)
         self._order_fills = BoundedMap(ORDER_FILLS_KEPT)  # venue order id -> (filled, fills)
         self._no_order_trades: set[str] = set()  # symbols where fetch_order_trades is unsupported
+        self._funding_warned = False
 
     # ----------------------------------------------------------------- properties
     @property
@@ -423,6 +426,17 @@ class CcxtVenue:
         for symbol in self.symbols:
             fills.extend(await self.fills.fetch_trades(symbol, since, whole=True))
         return sorted(fills, key=lambda f: (f.ts, f.trade_id))
+
+    async def fetch_funding_since(self, since: float | None) -> list[FundingPayment]:
+        """Funding payments on the served perpetuals since ``since`` (see :mod:`.funding`); none,
+        with a warning on the first call, where ccxt cannot list them."""
+        await self._ensure_markets()
+        if not self.client.has("fetchFundingHistory") and not self._funding_warned \
+                and any(is_derivative(s) for s in self.symbols):
+            self._funding_warned = True
+            log.warning("funding_history_unsupported", venue=self.name,
+                        detail="ccxt offers no fetchFundingHistory for this exchange: its funding is not booked")
+        return await fetch_funding(self.client, self.symbols, since)
 
     # ----------------------------------------------------------------- streaming
     async def start(self, sink: VenueEventSink) -> None:
