@@ -22,6 +22,7 @@ from hedgerd.config import AdminConfig, Settings, load_settings, reload_diff
 from hedgerd.connectors import build_venues
 from hedgerd.engine import HedgeEngine
 from hedgerd.errors import ConfigError
+from hedgerd.funding import FundingPoller
 from hedgerd.ledger import InventoryLedger
 from hedgerd.log import configure_logging
 from hedgerd.metrics import Metrics
@@ -62,6 +63,7 @@ class Daemon:
                                       commit_on=None if commit_on == "auto" else commit_on)
         self.venues = build_venues(settings, self.clock)
         self.engine = HedgeEngine(settings, self.venues, self.ledger, self.clock, self.metrics)
+        self.funding: FundingPoller | None = None  # once the engine has started
         self.admin = AdminServer(self)
         self._stop = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -127,6 +129,8 @@ class Daemon:
             await asyncio.wait({starting, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
             if starting.done():
                 starting.result()  # a startup failure propagates
+                self.funding = FundingPoller.for_engine(self.engine)
+                self.funding.start()  # its first poll backfills the funding paid while we were down
                 log.info("startup_heap_frozen", objects=freeze_startup_heap())
                 await stop_requested
             else:
@@ -137,6 +141,8 @@ class Daemon:
                 starting.cancel()
                 await asyncio.gather(starting, return_exceptions=True)
             log.info("shutting_down")
+            if self.funding is not None:
+                await self.funding.stop()
             try:
                 await asyncio.wait_for(self.engine.stop(), timeout=SHUTDOWN_BUDGET)
             except TimeoutError:
