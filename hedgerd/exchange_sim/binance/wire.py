@@ -199,10 +199,10 @@ def depth(book: Book, kind: MarketKind, now: int) -> JsonDict:
     return out
 
 
-def premium_index(engine: MatchingEngine, symbol: str, now: int) -> JsonDict:
+def premium_index(engine: MatchingEngine, symbol: str, now: int, funding_rate: float) -> JsonDict:
     mark = engine.mark_price(symbol)
     return {"symbol": symbol, "markPrice": fp(mark), "indexPrice": fp(mark),
-            "estimatedSettlePrice": fp(mark), "lastFundingRate": "0.00010000", "interestRate": "0.00010000",
+            "estimatedSettlePrice": fp(mark), "lastFundingRate": f"{funding_rate:.8f}", "interestRate": "0.00010000",
             "nextFundingTime": (now // 28_800_000 + 1) * 28_800_000, "time": now}
 
 
