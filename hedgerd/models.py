@@ -83,7 +83,9 @@ class FundingPayment:
     """A funding payment on a perpetual position, as the venue booked it.
 
     ``amount`` is what the account received in ``currency`` (negative: paid); ``ts`` is the
-    funding time, epoch seconds. ``payment_id`` is the venue's id of the payment, or
+    funding time, epoch seconds; ``price`` the venue's price of ``currency`` in the symbol's
+    quote currency at that time, where it gives one (Deribit's index, for funding paid in
+    coin). ``payment_id`` is the venue's id of the payment, or
     ``<symbol>@<funding time in ms>`` where the venue gives none (:meth:`key`): with ``venue``
     it makes the payment unique, so a payment fetched twice is booked once.
     """
@@ -94,6 +96,7 @@ class FundingPayment:
     amount: Decimal
     currency: str
     ts: float
+    price: Decimal | None = None
 
     @staticmethod
     def key(symbol: str, ts: float, venue_id: str | None = None) -> str:

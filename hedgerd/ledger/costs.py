@@ -17,9 +17,9 @@ from pathlib import Path
 
 from hedgerd.models import Fill, FundingPayment, Side
 
-_INSERT = ("INSERT OR IGNORE INTO funding (venue, payment_id, symbol, amount, currency, ts) "
-           "VALUES (?, ?, ?, ?, ?, ?)")
-_SELECT = "SELECT venue, payment_id, symbol, amount, currency, ts FROM funding"
+_INSERT = ("INSERT OR IGNORE INTO funding (venue, payment_id, symbol, amount, currency, ts, price) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?)")
+_SELECT = "SELECT venue, payment_id, symbol, amount, currency, ts, price FROM funding"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +37,8 @@ def insert_funding(conn: sqlite3.Connection, payments: Sequence[FundingPayment])
     conn.execute("BEGIN")
     try:
         for p in payments:
-            cursor = conn.execute(_INSERT, (p.venue, p.payment_id, p.symbol, str(p.amount), p.currency, p.ts))
+            cursor = conn.execute(_INSERT, (p.venue, p.payment_id, p.symbol, str(p.amount), p.currency, p.ts,
+                                            None if p.price is None else str(p.price)))
             if cursor.rowcount:
                 new.append(p)
         conn.execute("COMMIT")
@@ -49,9 +50,10 @@ def insert_funding(conn: sqlite3.Connection, payments: Sequence[FundingPayment])
 
 
 def _payment(row: Sequence[object]) -> FundingPayment:
-    venue, payment_id, symbol, amount, currency, ts = row
+    venue, payment_id, symbol, amount, currency, ts, price = row
     return FundingPayment(venue=str(venue), payment_id=str(payment_id), symbol=str(symbol),
-                          amount=Decimal(str(amount)), currency=str(currency), ts=float(str(ts)))
+                          amount=Decimal(str(amount)), currency=str(currency), ts=float(str(ts)),
+                          price=None if price is None else Decimal(str(price)))
 
 
 def read_funding(conn: sqlite3.Connection, venue: str | None = None) -> list[FundingPayment]:

@@ -371,6 +371,8 @@ class InventoryLedger:
         journaled (same venue and payment id) is ignored."""
         for p in payments:
             _check_finite("funding amount", p.amount)
+            if p.price is not None:
+                _check_finite("funding price", p.price)
         with self._awaiting_outside_work():
             new: list[FundingPayment] = await self._writer_call(lambda conn: insert_funding(conn, payments))
         return new

@@ -71,7 +71,8 @@ CREATE TABLE IF NOT EXISTS intents (
 )
 """
 #: The funding journal: the one table schema 4 adds (mirrored as is by other storage backends).
-#: ``amount`` is what the account received in ``currency`` (negative: paid), ``ts`` the funding time.
+#: ``amount`` is what the account received in ``currency`` (negative: paid), ``ts`` the funding time,
+#: ``price`` the venue's price of ``currency`` in quote currency then (NULL when it gives none).
 CREATE_FUNDING = """
 CREATE TABLE IF NOT EXISTS funding (
     funding_id INTEGER PRIMARY KEY,
@@ -81,6 +82,7 @@ CREATE TABLE IF NOT EXISTS funding (
     amount     TEXT NOT NULL,
     currency   TEXT NOT NULL,
     ts         REAL NOT NULL,
+    price      TEXT,
     UNIQUE (venue, payment_id)
 )
 """

@@ -14,8 +14,9 @@ moment the hedge was decided (``mid``, ``half_spread``):
   currency (BNB on Binance) at that currency's conversion price (``FEE/QUOTE``), which
   must be fresh. A missing or stale conversion is reported, never counted as zero silently;
 - funding: what the hedge position paid in funding (a payment received counts negative),
-  valued like a fee: in the quote or settle currency as booked, in the base currency at the
-  hedge's mid (fresh at the funding time), else reported as not valued.
+  valued like a fee: in the quote currency as booked, in the coin of an inverse perpetual at
+  the venue's price given with the payment, else at the hedge's mid (fresh at the funding
+  time), else reported as not valued.
 
 So fee + spread + slippage + funding = total, for every fill and every sum of them.
 """
@@ -163,11 +164,14 @@ def value_funding(payment: FundingPayment, conversions: Callable[[str, str], Con
                   max_age: float) -> FeeValue:
     """The cost of a funding payment in its symbol's quote currency: ``-amount`` (what was paid;
     a payment received is a negative cost). One in another currency than the quote (an inverse
-    perpetual's coin) is valued at ``conversions(currency, quote)``, which
-    must be no older than ``max_age`` seconds at the funding time."""
+    perpetual's coin) is valued at the price the venue gave with it, else at
+    ``conversions(currency, quote)``, which must be no older than ``max_age`` seconds at the
+    funding time."""
     quote = split_symbol(payment.symbol)[1]
     if payment.currency == quote:
         return FeeValue(-payment.amount, FeeStatus.OK)
+    if payment.price is not None and payment.price > 0:  # the venue's own price at the funding time
+        return FeeValue(-payment.amount * payment.price, FeeStatus.OK)
     conversion = conversions(payment.currency, quote)
     if conversion is None or conversion.price <= 0:
         return FeeValue(None, FeeStatus.MISSING)
