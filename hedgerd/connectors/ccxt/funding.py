@@ -3,8 +3,12 @@
 
 Where ccxt offers ``fetchFundingHistory`` (Binance USD-M: ``GET /fapi/v1/income`` with
 ``incomeType=FUNDING_FEE``) it is paged forward from ``since``. ccxt's Deribit offers neither
-that nor a ledger, so a venue without it lists nothing (logged once): its funding stays out of
-the hedging cost, which ``/status`` then understates.
+that nor a ledger: there the venue's own records are read through ccxt's implicit API,
+``private/get_settlement_history_by_currency`` (``type=settlement``), newest first, paged by
+``continuation`` back to ``since``: each perpetual's daily session settlement carries its
+``funding`` in coin (received positive) and the index then, which values it. Any other venue
+without ``fetchFundingHistory`` lists nothing (the connector logs it once): its funding stays
+out of the hedging cost, which ``/status`` then understates.
 """
 
 from __future__ import annotations
@@ -36,11 +40,18 @@ def _payment(venue: str, symbol: str, entry: Any) -> FundingPayment:
                           payment_id=FundingPayment.key(symbol, ts, str(payment_id) if payment_id else None))
 
 
+def supported(client: CcxtClient) -> bool:
+    """Whether funding payments can be listed on this exchange."""
+    return client.has("fetchFundingHistory") or getattr(client.exchange, "id", None) == "deribit"
+
+
 async def fetch_funding(client: CcxtClient, symbols: Sequence[str], since: float | None) -> list[FundingPayment]:
     """Funding payments on the derivative ``symbols`` at or after ``since``, oldest first."""
     derivatives = [s for s in symbols if is_derivative(s)]
-    if not derivatives or not client.has("fetchFundingHistory"):
+    if not derivatives or not supported(client):
         return []
+    if not client.has("fetchFundingHistory"):
+        return await _deribit_settlements(client, derivatives, since)
     payments: dict[str, FundingPayment] = {}
     for symbol in derivatives:
         cursor = None if since is None else max(0, int(since * 1000))
@@ -59,3 +70,52 @@ async def fetch_funding(client: CcxtClient, symbols: Sequence[str], since: float
                 break
             cursor = int(max(stamps) * 1000) + 1
     return sorted(payments.values(), key=lambda p: (p.ts, p.payment_id))
+
+
+async def _deribit_settlements(client: CcxtClient, symbols: Sequence[str], since: float | None) -> list[FundingPayment]:
+    markets: Mapping[str, Any] = getattr(client.exchange, "markets", None) or {}
+    by_id = {markets[s]["id"]: s for s in symbols if s in markets}
+    currencies = sorted({str(markets[s].get("settle") or markets[s]["base"]) for s in symbols if s in markets})
+    since_ms = None if since is None else int(since * 1000)
+    payments: dict[str, FundingPayment] = {}
+    for currency in currencies:
+        params: dict[str, Any] = {"currency": currency, "type": "settlement", "count": PAGE_LIMIT}
+        for _ in range(MAX_PAGES):
+            answer = await client.call("read", "privateGetGetSettlementHistoryByCurrency", params)
+            result = answer.get("result") if isinstance(answer, Mapping) else None
+            page = result.get("settlements") if isinstance(result, Mapping) else None
+            if not isinstance(page, list):
+                client.report("malformed", f"settlement history without settlements: {answer!r:.200}")
+                break
+            older = False
+            for entry in page:
+                if not isinstance(entry, Mapping) or entry.get("type") != "settlement":
+                    continue
+                symbol = by_id.get(entry.get("instrument_name"))
+                stamp = entry.get("timestamp")
+                if isinstance(stamp, int | float) and since_ms is not None and stamp < since_ms:
+                    older = True
+                    continue
+                if symbol is None or entry.get("funding") is None:
+                    continue
+                try:
+                    payment = _settlement(client.name, symbol, currency, entry)
+                except MalformedMessage as exc:
+                    client.report("malformed", str(exc))
+                    continue
+                payments[payment.payment_id] = payment
+            token = result.get("continuation") if isinstance(result, Mapping) else None
+            if older or not page or token in (None, "", "none"):
+                break
+            params = {**params, "continuation": token}
+    return sorted(payments.values(), key=lambda p: (p.ts, p.payment_id))
+
+
+def _settlement(venue: str, symbol: str, currency: str, entry: Mapping[str, Any]) -> FundingPayment:
+    stamp = entry.get("timestamp")
+    if not isinstance(stamp, int | float) or isinstance(stamp, bool) or stamp <= 0:
+        raise MalformedMessage(f"settlement without a timestamp: {entry!r:.200}")
+    ts = float(stamp) / 1000.0
+    return FundingPayment(venue=venue, symbol=symbol, payment_id=FundingPayment.key(symbol, ts),
+                          amount=to_decimal(entry.get("funding"), "settlement funding"), currency=currency, ts=ts,
+                          price=to_decimal(entry.get("index_price"), "settlement index_price", positive=True))

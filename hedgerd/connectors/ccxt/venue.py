@@ -42,6 +42,7 @@ from hedgerd.connectors.ccxt.convert import (
 from hedgerd.connectors.ccxt.errors import sanitize_message
 from hedgerd.connectors.ccxt.fills import FillFeed
 from hedgerd.connectors.ccxt.funding import fetch_funding
+from hedgerd.connectors.ccxt.funding import supported as funding_supported
 from hedgerd.connectors.ccxt.streams import StreamSupervisor
 from hedgerd.models import (
     ZERO,
@@ -431,11 +432,11 @@ class CcxtVenue:
         """Funding payments on the served perpetuals since ``since`` (see :mod:`.funding`); none,
         with a warning on the first call, where ccxt cannot list them."""
         await self._ensure_markets()
-        if not self.client.has("fetchFundingHistory") and not self._funding_warned \
+        if not funding_supported(self.client) and not self._funding_warned \
                 and any(is_derivative(s) for s in self.symbols):
             self._funding_warned = True
             log.warning("funding_history_unsupported", venue=self.name,
-                        detail="ccxt offers no fetchFundingHistory for this exchange: its funding is not booked")
+                        detail="no funding history on this exchange: its funding is not booked")
         return await fetch_funding(self.client, self.symbols, since)
 
     # ----------------------------------------------------------------- streaming

@@ -138,6 +138,7 @@ class DeribitConfig:
     future_half_spread_bps: Decimal = Decimal(1)
     option_half_spread: Decimal = Decimal("0.03")  # fraction of the option's mark
     trade_history: int = 20_000
+    settlement_interval: float = 86_400.0  # seconds between session settlements (08:00 UTC daily)
 
 
 class DeribitVenue:
@@ -161,6 +162,8 @@ class DeribitVenue:
         self._next_trade = 1
         self._rng = random.Random(engine.config.seed + 4241)
         self.premium: dict[str, float] = dict.fromkeys(self.specs, 0.0)
+        #: perpetual -> funding received in coin since the start (negative: paid), for the settlements
+        self.funding_received: dict[str, Decimal] = {}
         self._funded_at = now
         #: expired instrument -> its delivery price (USD)
         self.delivered: dict[str, Decimal] = {}
@@ -364,6 +367,7 @@ class DeribitVenue:
                 paid = (pos.size / self.mark(perp) * rate).quantize(COIN)  # longs pay a positive rate
                 pos.funding -= paid
                 self.balances[cur] -= paid
+                self.funding_received[perp.name] = self.funding_received.get(perp.name, ZERO) - paid
             self.premium[cur] = step_premium(self.premium[cur], dt, self._rng)
 
     def settle_expired(self, now: int) -> list[str]:
