@@ -22,7 +22,9 @@ The model, and where it departs from the real venue:
   process: one hour mean reversion, 0.06 % stationary deviation, the model all simulated
   venues share: :mod:`hedgerd.sim.funding`); funding per 8 h is the
   premium beyond Deribit's +-0.05 % dead zone, accrued continuously on every tick into the
-  coin balance (longs pay a positive rate) and reported as ``realized_funding``. Dated
+  coin balance (longs pay a positive rate), reported as ``realized_funding`` and booked per
+  session (daily 08:00 UTC) in ``private/get_settlement_history_by_currency``
+  (:mod:`.settlement`). Dated
   futures mark at the index times a 5 % annual basis, options at Black-76 on the expiry's
   forward with a smile (ATM 55 % BTC / 65 % ETH plus 0.4 times squared log-moneyness), price
   in coin = USD price / forward. Ticker greeks are the Black-Scholes ones; position and
@@ -65,7 +67,8 @@ Websocket (:mod:`.ws`): every method over the socket, ``public/auth`` (also ccxt
 10028 closing the session.
 
 Not yet modelled (later rounds of issue 21): book, public trades and portfolio channels;
-Deribit's daily 08:00 session settlement (funding here moves the balance at once); the delivery
+the session settlement's other parts (funding moves the balance at once, the session's futures
+PnL is realized at the fill; only the funding is settled per session); the delivery
 price as a 30-minute index average (here the index at expiry); futures' delivery fee; new
 expiries listed as old ones deliver; websocket faults (drops, held notifications: REST has the
 shared :class:`~hedgerd.exchange_sim.faults.FaultConfig`'s latency, 5xx and
