@@ -96,7 +96,7 @@ async def _deribit_settlements(client: CcxtClient, symbols: Sequence[str], since
                 if isinstance(stamp, int | float) and since_ms is not None and stamp < since_ms:
                     older = True
                     continue
-                if symbol is None or entry.get("funding") is None:
+                if symbol is None or not entry.get("funding"):  # a session without funding pays nothing
                     continue
                 try:
                     payment = _settlement(client.name, symbol, currency, entry)
