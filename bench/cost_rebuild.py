@@ -44,7 +44,7 @@ async def write(path: Path, client_fills: int, hedge_fills: int, funding: int) -
                 await asyncio.gather(*pending)
                 pending = []
         await asyncio.gather(*pending)
-        await ledger.record_funding([FundingPayment("perp", PERP, f"f{k}", Decimal("-1.5"), "USDT", 28800.0 * k)
+        await ledger.costs.record_funding([FundingPayment("perp", PERP, f"f{k}", Decimal("-1.5"), "USDT", 28800.0 * k)
                                     for k in range(funding)])
 
 

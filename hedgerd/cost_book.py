@@ -6,9 +6,9 @@ quote, journaled with it) and :meth:`CostBook.on_fills` with the fills a commit 
 ledger has removed duplicates, so each fill counts once); by the funding poller
 (:mod:`hedgerd.funding`) with the funding payments the ledger journaled as new. At start
 :meth:`CostBook.rebuild` replays the ledger (hedge fills with their intents' decision quotes,
-funding payments), so the figures run over the ledger's whole life, across restarts. A fee in a
-third currency journaled before the start is counted as not valued then: its conversion price
-at fill time is not journaled. The metric is a gauge holding the same running sum as
+funding payments; a third-currency fee at the price it was valued at, which the cost book
+journals as it values it), so the figures run over the ledger's whole life, across restarts. The
+metric is a gauge holding the same running sum as
 ``/status``: slippage can be negative (a fill better than the decision quote), which a
 Prometheus counter cannot express.
 """
@@ -23,6 +23,7 @@ from typing import Any
 import structlog
 
 from hedgerd.ledger import InventoryLedger
+from hedgerd.ledger.costs import CostJournal
 from hedgerd.metrics import Metrics
 from hedgerd.models import ZERO, Fill, FundingPayment, HedgeIntent, PriceUpdate, split_symbol
 from hedgerd.risk.cost import (
@@ -61,6 +62,7 @@ class CostBook:
         self.hedged: dict[tuple[str, str], str] = {}
         self.by_underlying: dict[str, HedgeCost] = {}
         self._decisions: OrderedDict[str, DecisionQuote] = OrderedDict()
+        self._journal: CostJournal | None = None  # the ledger's, from the rebuild on
         # Each underlying's gauge per cost kind, looked up once: labels() is a dict lookup under
         # a lock, and this runs for every hedge fill inside the ledger's commit hook.
         self._gauges: dict[str, dict[str, Any]] = {}
@@ -122,11 +124,15 @@ class CostBook:
         for underlying in self.by_underlying:
             self.by_underlying[underlying] = HedgeCost()
             self.funding_received.pop(underlying, None)
-        for row in await ledger.hedge_fills(list(self.hedged)):
+        journal = self._journal = ledger.costs
+        conversions = journal.fee_conversions()
+        for row in await journal.hedge_fills(list(self.hedged)):
             decision = None if row.decision_mid is None or row.decision_half_spread is None else \
                 DecisionQuote(row.decision_mid, row.decision_half_spread)
-            self._add_fill(row.fill, decision, quiet=True)
-        self.on_funding(ledger.funding_payments())
+            fill = row.fill
+            known = conversions.get((fill.venue, fill.trade_id))  # the price its fee was valued at
+            self._add_fill(fill, decision, quiet=True, conversion=None if known is None else _at(*known, fill.ts))
+        self.on_funding(journal.funding_payments())
         for underlying, cost in self.by_underlying.items():
             for kind, value in cost.parts().items():
                 self._gauges[underlying][kind].set(float(value))
@@ -135,19 +141,26 @@ class CostBook:
                             detail="third-currency fees journaled before the start: conversion not journaled")
         self.decided(ledger.open_intents())
 
-    def _add_fill(self, fill: Fill, decision: DecisionQuote | None, *, quiet: bool = False) -> None:
+    def _add_fill(self, fill: Fill, decision: DecisionQuote | None, *, quiet: bool = False,
+                  conversion: Callable[[str, str], Conversion | None] | None = None) -> None:
         underlying = self.hedged.get((fill.venue, fill.symbol))
         if underlying is None:
             return
         cost = self.by_underlying[underlying]
+        lookup = conversion or self._conversion(fill.venue)
         try:
-            added = add_fill(cost, fill, decision, self._conversion(fill.venue), max_age=self.max_conversion_age)
+            added = add_fill(cost, fill, decision, lookup, max_age=self.max_conversion_age)
         except ArithmeticError:  # this runs in the ledger's commit hook: accounting must not stop hedging
             cost.unmeasured_fills += 1
             log.error("cost_not_measured", venue=fill.venue, trade_id=fill.trade_id, exc_info=True)
             return
         if quiet:  # a rebuild sets the gauges once at its end
             return
+        if added.fee_status is FeeStatus.OK and self._journal is not None and fill.fee \
+                and fill.fee_currency not in (None, *split_symbol(fill.symbol)):
+            used = lookup(fill.fee_currency, split_symbol(fill.symbol)[1])  # a third currency: journal its price
+            if used is not None:
+                self._journal.record_fee_conversion(fill.venue, fill.trade_id, fill.fee_currency, used.price)
         gauges = self._gauges[underlying]
         for kind in added.parts:
             gauges[kind].set(float(getattr(cost, kind)))
@@ -157,9 +170,15 @@ class CostBook:
                         fee_currency=fill.fee_currency, reason=added.fee_status.value)
 
     def status(self, underlying: str) -> dict[str, object] | None:
+        """``underlying``'s ``hedging_cost`` in ``/status`` (None when it is not tracked)."""
         cost = self.by_underlying.get(underlying)
         return None if cost is None else cost.as_status()
 
     def total(self, underlying: str) -> Decimal | None:
         cost = self.by_underlying.get(underlying)
         return None if cost is None else cost.total
+
+
+def _at(currency: str, price: Decimal, ts: float) -> Callable[[str, str], Conversion | None]:
+    """A conversion lookup that knows one currency's price, as it was at ``ts``."""
+    return lambda wanted, quote: Conversion(price, ts) if wanted == currency else None

@@ -60,7 +60,7 @@ class FundingPoller:
         """One fetch per venue; returns the number of payments that were new."""
         new_total = 0
         for name, venue in self.venues.items():
-            last = self.ledger.last_funding_ts(name)
+            last = self.ledger.costs.last_funding_ts(name)
             since = None if last is None else max(0.0, last - self.overlap())
             try:
                 payments = await venue.fetch_funding_since(since)
@@ -69,7 +69,7 @@ class FundingPoller:
                 log.warning("funding_fetch_failed", venue=name, error=str(exc))
                 continue
             payments = [p for p in payments if p.venue == name]
-            new = await self.ledger.record_funding(payments) if payments else []
+            new = await self.ledger.costs.record_funding(payments) if payments else []
             if new:
                 self.costs.on_funding(new)
                 self.on_booked()

@@ -181,8 +181,8 @@ async def test_funding_is_read_from_deribits_session_settlements_and_valued_at_t
             add_funding(cost, payments[0], lambda currency, quote: None, max_age=60)
             assert cost.funding == -payments[0].amount * payments[0].price > 0  # paid, valued at the index
             async with InventoryLedger(tmp_path / "ledger.sqlite") as ledger:
-                assert await ledger.record_funding(payments) == payments
-                assert await ledger.record_funding(later) == [p for p in later if p not in payments]
-                assert ledger.funding_payments()[0].price == payments[0].price
+                assert await ledger.costs.record_funding(payments) == payments
+                assert await ledger.costs.record_funding(later) == [p for p in later if p not in payments]
+                assert ledger.costs.funding_payments()[0].price == payments[0].price
         finally:
             await venue.close()

@@ -46,16 +46,16 @@ async def test_a_payment_is_journaled_once_however_often_it_is_fetched(tmp_path:
     path = tmp_path / "ledger.sqlite"
     first, second = pay(T0, "-1.5"), pay(T0 + H8, "0.25", payment_id="8812")
     async with InventoryLedger(path) as ledger:
-        assert await ledger.record_funding([first, first]) == [first]  # twice in one fetch
-        assert await ledger.record_funding([first, second]) == [second]  # an overlapping fetch
-        assert await ledger.record_funding([second]) == []
-        assert ledger.last_funding_ts("perp") == T0 + H8 and ledger.last_funding_ts("other") is None
+        assert await ledger.costs.record_funding([first, first]) == [first]  # twice in one fetch
+        assert await ledger.costs.record_funding([first, second]) == [second]  # an overlapping fetch
+        assert await ledger.costs.record_funding([second]) == []
+        assert ledger.costs.last_funding_ts("perp") == T0 + H8 and ledger.costs.last_funding_ts("other") is None
         # without a venue id the key is the symbol and the funding time, with one it is the id
-        assert [p.payment_id for p in ledger.funding_payments()] == [f"{PERP}@{int(T0 * 1000)}", "8812"]
+        assert [p.payment_id for p in ledger.costs.funding_payments()] == [f"{PERP}@{int(T0 * 1000)}", "8812"]
     async with InventoryLedger(path) as ledger:  # durable, and still unique after a restart
-        assert ledger.funding_payments() == [first, second]
-        assert await ledger.record_funding([first, second]) == []
-        assert await ledger.record_funding([pay(T0, "-1.5", venue="other")]) != []  # unique per venue
+        assert ledger.costs.funding_payments() == [first, second]
+        assert await ledger.costs.record_funding([first, second]) == []
+        assert await ledger.costs.record_funding([pay(T0, "-1.5", venue="other")]) != []  # unique per venue
 
 
 async def test_a_version_3_ledger_gets_the_funding_table(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -64,19 +64,21 @@ async def test_a_version_3_ledger_gets_the_funding_table(tmp_path: Path, caplog:
         pass
     with sqlite3.connect(path) as conn:  # as version 3 wrote it
         conn.execute("DROP TABLE funding")
+        conn.execute("DROP TABLE fee_conversions")
         conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     async with InventoryLedger(path) as ledger:
         assert "migrated from version 3 to 4" in caplog.text
-        assert await ledger.record_funding([pay(T0, "-1")]) == [pay(T0, "-1")]
+        assert await ledger.costs.record_funding([pay(T0, "-1")]) == [pay(T0, "-1")]
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
+        assert conn.execute("SELECT count(*) FROM fee_conversions").fetchone() == (0,)
 
 
 async def test_a_non_finite_funding_amount_is_refused(tmp_path: Path) -> None:
     async with InventoryLedger(tmp_path / "ledger.sqlite") as ledger:
         with pytest.raises(ValueError, match="funding amount must be finite"):
-            await ledger.record_funding([pay(T0, "NaN")])
-        assert ledger.funding_payments() == []
+            await ledger.costs.record_funding([pay(T0, "NaN")])
+        assert ledger.costs.funding_payments() == []
 
 
 # ------------------------------------------------------------------ the arithmetic
@@ -159,7 +161,7 @@ async def test_payments_made_while_the_daemon_was_down_are_backfilled_once(tmp_p
         assert book.by_underlying["BTC"].funding == D(5)  # rebuilt from the journal at start
         assert await poller.poll_once() == 3
         assert venue.asked[-1] == T0  # resumed from the last journaled payment, less the overlap
-        assert [p.ts for p in ledger.funding_payments()] == [T0 + k * H8 for k in range(5)]
+        assert [p.ts for p in ledger.costs.funding_payments()] == [T0 + k * H8 for k in range(5)]
         assert book.by_underlying["BTC"].funding == D(8)
         assert book.funding_received["BTC"] == D(-8)
 
@@ -228,8 +230,10 @@ def test_the_paper_funding_settings_are_checked() -> None:
 
 
 async def test_the_hedging_cost_and_pnl_after_a_restart_are_those_before_it(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path)  # volatility 0: the PnL marks at the same mid on both sides
+    # volatility 0: the PnL marks at the same mid on both sides; fees in BNB, valued at its quote
+    settings = make_settings(tmp_path, perp={"fee_currency": "BNB", "fee_currency_price": "600"})
     async with running_engine(settings) as h:
+        await eventually(lambda: ("sim-perp", "BNB/USDT") in h.engine.prices, "the BNB/USDT quote")
         await h.client_fill(Side.BUY, "0.5")
         await eventually(h.in_band, "the hedge")
         await eventually(lambda: h.engine.costs.by_underlying["BTC"].fee > 0, "the hedge's cost")
@@ -244,7 +248,8 @@ async def test_the_hedging_cost_and_pnl_after_a_restart_are_those_before_it(tmp_
         gauges = {kind: h.sample("hedgerd_hedge_cost", underlying="BTC", kind=kind)
                   for kind in ("fee", "spread", "slippage", "funding")}
         assert gauges["funding"] == pytest.approx(0.75)
-    async with running_engine(settings) as h:
+        assert status["hedging_cost"]["unvalued_fees"] == 0
+    async with running_engine(settings) as h:  # the BNB fee at the price it was valued at, not unvalued
         assert h.engine.status()["underlyings"]["BTC"]["hedging_cost"] == status["hedging_cost"]
         assert {kind: h.sample("hedgerd_hedge_cost", underlying="BTC", kind=kind) for kind in gauges} == gauges
         h.engine.evaluate_soon()

@@ -613,7 +613,7 @@ async def test_the_ccxt_connector_books_the_simulators_funding_once(tmp_path: Pa
             (str(r.tran_id), r.income, "USDT") for r in list(sim.funding.records)[:2]]
         assert all(p.amount < 0 for p in payments)  # a long pays the positive rate
         async with InventoryLedger(tmp_path / "ledger.sqlite") as ledger:
-            assert await ledger.record_funding(payments) == payments
+            assert await ledger.costs.record_funding(payments) == payments
             again = await venue.fetch_funding_since(payments[0].ts)  # overlapping: the first ones again
             assert len(again) >= len(payments)
-            assert await ledger.record_funding(again) == again[len(payments):]
+            assert await ledger.costs.record_funding(again) == again[len(payments):]

@@ -1,21 +1,33 @@
-"""What the hedging cost is rebuilt from: the funding journal (written here) and the hedge fills
-with the quote each was decided on (read here).
+"""What the hedging cost is rebuilt from (:class:`CostJournal`, the ledger's ``costs``): the
+funding journal and the fee conversions (written here), and the hedge fills with the quote each
+was decided on (read here).
 
-Funding payments are booked off the reaction path: :func:`insert_funding` runs on the writer's
-connection between group commits (the ledger queues it like any write) in a transaction of its
-own, ``INSERT OR IGNORE`` on ``UNIQUE(venue, payment_id)``, and returns the payments that were
-new, so each payment counts once however often it is fetched.
+Both are written off the reaction path: each write runs on the writer's connection between
+group commits (the ledger queues it like any write) in a transaction of its own. Funding is
+``INSERT OR IGNORE`` on ``UNIQUE(venue, payment_id)`` and returns the payments that were new, so
+each payment counts once however often it is fetched. A fee conversion is queued as the cost
+book values the fee, after the fill's commit: a crash in between loses it, and the rebuild then
+counts that fee as not valued (flagged, never zero).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from hedgerd.ledger.journal import _CallRequest
 from hedgerd.models import Fill, FundingPayment, Side
+
+if TYPE_CHECKING:
+    from hedgerd.ledger.ledger import InventoryLedger
+
+log = logging.getLogger(__name__)
 
 _INSERT = ("INSERT OR IGNORE INTO funding (venue, payment_id, symbol, amount, currency, ts, price) "
            "VALUES (?, ?, ?, ?, ?, ?, ?)")
@@ -29,6 +41,72 @@ class HedgeFillRow:
     fill: Fill
     decision_mid: Decimal | None
     decision_half_spread: Decimal | None
+
+
+class CostJournal:
+    """The ledger's funding payments, fee conversions and hedge fills (``InventoryLedger.costs``)."""
+
+    def __init__(self, ledger: InventoryLedger) -> None:
+        self._ledger = ledger
+
+    def _reader(self) -> sqlite3.Connection:
+        reader = self._ledger._reader
+        if reader is None:
+            raise self._ledger._unwritable()
+        return reader
+
+    async def record_funding(self, payments: Sequence[FundingPayment]) -> list[FundingPayment]:
+        """Journal funding payments (queued behind the writes before them); returns the ones not
+        journaled before, once durable. A payment already journaled (same venue and payment id)
+        is ignored."""
+        for p in payments:
+            for name, value in (("funding amount", p.amount), ("funding price", p.price)):
+                if value is not None and not value.is_finite():
+                    raise ValueError(f"{name} must be finite, got {value}")
+        with self._ledger._awaiting_outside_work():
+            new: list[FundingPayment] = await self._ledger._writer_call(lambda conn: insert_funding(conn, payments))
+        return new
+
+    def funding_payments(self, venue: str | None = None) -> list[FundingPayment]:
+        """The journaled funding payments (of ``venue``), in the order they were booked."""
+        return read_funding(self._reader(), venue)
+
+    def last_funding_ts(self, venue: str) -> float | None:
+        """The latest funding time journaled for ``venue``, or None."""
+        return last_funding_ts(self._reader(), venue)
+
+    def record_fee_conversion(self, venue: str, trade_id: str, currency: str, price: Decimal) -> None:
+        """Queue the price a fill's third-currency fee was valued at (not awaited: a failure is logged)."""
+        ledger = self._ledger
+        if not ledger._accepting or not price.is_finite():
+            return
+        future: asyncio.Future[Any] = ledger._enqueue(_CallRequest(lambda conn: insert_fee_conversion(
+            conn, venue, trade_id, currency, price)))
+        future.add_done_callback(_log_failure)
+
+    def fee_conversions(self) -> dict[tuple[str, str], tuple[str, Decimal]]:
+        """(venue, trade id) -> (currency, price) of every journaled fee conversion."""
+        return {(venue, trade_id): (currency, Decimal(price)) for venue, trade_id, currency, price in
+                self._reader().execute("SELECT venue, trade_id, currency, price FROM fee_conversions")}
+
+    async def hedge_fills(self, hedged: Sequence[tuple[str, str]]) -> list[HedgeFillRow]:
+        """Our orders' fills on the ``hedged`` (venue, symbol) pairs with their decision quotes,
+        oldest first (read in a worker thread; for rebuilding the hedging cost at start)."""
+        ledger = self._ledger
+        if not ledger.ledger_id or ledger._closed:
+            raise ledger._unwritable()
+        with ledger._awaiting_outside_work():
+            return await asyncio.to_thread(read_hedge_fills, ledger.path, list(hedged))
+
+
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("fee conversion not journaled: %s", future.exception())
+
+
+def insert_fee_conversion(conn: sqlite3.Connection, venue: str, trade_id: str, currency: str, price: Decimal) -> None:
+    conn.execute("INSERT OR IGNORE INTO fee_conversions (venue, trade_id, currency, price) VALUES (?, ?, ?, ?)",
+                 (venue, trade_id, currency, str(price)))
 
 
 def insert_funding(conn: sqlite3.Connection, payments: Sequence[FundingPayment]) -> list[FundingPayment]:

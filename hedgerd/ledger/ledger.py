@@ -57,7 +57,7 @@ from hedgerd.ledger.accounting import (
 )
 from hedgerd.ledger.checkpointer import Checkpointer
 from hedgerd.ledger.committer import Committer, LoopCommitter, ThreadCommitter
-from hedgerd.ledger.costs import HedgeFillRow, insert_funding, last_funding_ts, read_funding, read_hedge_fills
+from hedgerd.ledger.costs import CostJournal
 from hedgerd.ledger.gauges import LedgerGauges
 from hedgerd.ledger.journal import (
     _SYNCHRONOUS_LEVELS,
@@ -74,7 +74,7 @@ from hedgerd.ledger.journal import (
 from hedgerd.ledger.lock import LedgerFileLock, LedgerLockError
 from hedgerd.ledger.view import LedgerView
 from hedgerd.metrics import Metrics
-from hedgerd.models import Fill, FundingPayment, HedgeIntent, OrderStatus, OrderType, Side
+from hedgerd.models import Fill, HedgeIntent, OrderStatus, OrderType, Side
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,8 @@ class InventoryLedger:
         self._gauges = LedgerGauges(metrics) if metrics is not None else None
 
         self._next_intent_id = 1  # allocated on the event loop (submit_intent), in queue order
+        #: what the hedging cost is rebuilt from: funding payments, fee conversions, hedge fills
+        self.costs = CostJournal(self)
         self.commit_hook: CommitHook | None = None
         """Asked on the event loop, once per commit with new fills, for the intents to journal
         with them: it gets the new fills once the view (:meth:`position`, :meth:`trade_totals`,
@@ -364,38 +366,6 @@ class InventoryLedger:
         _check_finite("delta", delta)
         with self._awaiting_outside_work():
             await self._submit(_AdjustmentRequest(venue, asset, delta, reason, float(ts)))
-
-    async def record_funding(self, payments: Sequence[FundingPayment]) -> list[FundingPayment]:
-        """Journal funding payments (queued behind the writes before them, in a transaction of
-        their own); returns the ones not journaled before, once durable. A payment already
-        journaled (same venue and payment id) is ignored."""
-        for p in payments:
-            _check_finite("funding amount", p.amount)
-            if p.price is not None:
-                _check_finite("funding price", p.price)
-        with self._awaiting_outside_work():
-            new: list[FundingPayment] = await self._writer_call(lambda conn: insert_funding(conn, payments))
-        return new
-
-    def funding_payments(self, venue: str | None = None) -> list[FundingPayment]:
-        """The journaled funding payments (of ``venue``), in the order they were booked."""
-        if self._reader is None:
-            raise self._unwritable()
-        return read_funding(self._reader, venue)
-
-    def last_funding_ts(self, venue: str) -> float | None:
-        """The latest funding time journaled for ``venue``, or None."""
-        if self._reader is None:
-            raise self._unwritable()
-        return last_funding_ts(self._reader, venue)
-
-    async def hedge_fills(self, hedged: Sequence[tuple[str, str]]) -> list[HedgeFillRow]:
-        """Our orders' fills on the ``hedged`` (venue, symbol) pairs with their decision quotes,
-        oldest first (read in a worker thread; for rebuilding the hedging cost at start)."""
-        if not self.ledger_id or self._closed:
-            raise self._unwritable()
-        with self._awaiting_outside_work():
-            return await asyncio.to_thread(read_hedge_fills, self.path, list(hedged))
 
     async def verify(self) -> None:
         """Recompute every aggregate from the whole journal (in a worker thread) and compare it

@@ -15,10 +15,13 @@ do without:
   intents reload with one range read from ``meta.open_intents_from`` (no open intent has a
   smaller id; raised with the aggregates, lowered in the transaction that reopens one).
 * ``order_events``: every order state change after the intent's creation, append-only.
-* ``funding``: funding payments on perpetual positions (:data:`CREATE_FUNDING`), one row per
-  payment, ``UNIQUE(venue, payment_id)`` (the venue's id, else ``<symbol>@<funding time ms>``),
-  so a payment fetched again (polls overlap, a backfill after downtime) is ignored. Written
-  off the reaction path, in a transaction of its own (:mod:`hedgerd.ledger.costs`).
+* ``funding``: funding payments on perpetual positions, one row per payment,
+  ``UNIQUE(venue, payment_id)`` (the venue's id, else ``<symbol>@<funding time ms>``), so a
+  payment fetched again (polls overlap, a backfill after downtime) is ignored; and
+  ``fee_conversions``: the price a fee paid in a third currency (BNB) was valued at, by the
+  fill's venue and trade id, so the hedging cost is rebuilt as it was counted. Both are schema 4
+  (:data:`CREATE_COST_TABLES`), written off the reaction path in transactions of their own
+  (:mod:`hedgerd.ledger.costs`).
 * ``adjustments``: manual position corrections (e.g. a venue position adopted at startup).
 * ``positions``, ``venue_totals``, ``order_fills``, ``trade_totals``: a snapshot of the aggregates
   derived from the journal (``trade_totals``: per venue and symbol, the fill count, net base
@@ -70,10 +73,11 @@ CREATE TABLE IF NOT EXISTS intents (
     decision_half_spread TEXT
 )
 """
-#: The funding journal: the one table schema 4 adds (mirrored as is by other storage backends).
-#: ``amount`` is what the account received in ``currency`` (negative: paid), ``ts`` the funding time,
-#: ``price`` the venue's price of ``currency`` in quote currency then (NULL when it gives none).
-CREATE_FUNDING = """
+#: The tables schema 4 adds, all here (other storage backends mirror them as they are).
+#: ``funding``: ``amount`` is what the account received in ``currency`` (negative: paid), ``ts``
+#: the funding time, ``price`` the venue's price of ``currency`` in quote currency then (NULL
+#: when it gives none). ``fee_conversions``: the price of ``currency`` a fill's fee was valued at.
+CREATE_COST_TABLES = """
 CREATE TABLE IF NOT EXISTS funding (
     funding_id INTEGER PRIMARY KEY,
     venue      TEXT NOT NULL,
@@ -84,9 +88,16 @@ CREATE TABLE IF NOT EXISTS funding (
     ts         REAL NOT NULL,
     price      TEXT,
     UNIQUE (venue, payment_id)
+);
+CREATE TABLE IF NOT EXISTS fee_conversions (
+    venue    TEXT NOT NULL,
+    trade_id TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    price    TEXT NOT NULL,
+    PRIMARY KEY (venue, trade_id)
 )
 """
-_SCHEMA = _CREATE_INTENTS + ";" + CREATE_FUNDING + """;
+_SCHEMA = _CREATE_INTENTS + ";" + CREATE_COST_TABLES + """;
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -206,8 +217,10 @@ def _migrate_from_v2(conn: sqlite3.Connection) -> None:
 
 
 def _migrate_from_v3(conn: sqlite3.Connection) -> None:
-    """Schema 3 -> 4, inside the opening transaction: the ``funding`` table (created with the
-    schema's ``IF NOT EXISTS`` statements before this runs) is all it adds."""
-    conn.execute(CREATE_FUNDING)
+    """Schema 3 -> 4, inside the opening transaction: the ``funding`` and ``fee_conversions``
+    tables (created with the schema's ``IF NOT EXISTS`` statements before this runs) are all it
+    adds."""
+    for statement in CREATE_COST_TABLES.split(";"):
+        conn.execute(statement)
     conn.execute(_SET_META, ("schema_version", str(SCHEMA_VERSION)))
     log.warning("ledger schema migrated from version 3 to %d", SCHEMA_VERSION)
