@@ -139,6 +139,14 @@ def test_status_summary_shows_the_hedging_cost_decomposition_as_the_daemon_sends
     assert "      not counted     1 fees not valued (no fresh conversion price)" in lines
 
 
+def test_status_summary_shows_funding_and_funding_it_could_not_value() -> None:
+    cost = {"fee": "0.12", "spread": "0.2", "slippage": "0", "funding": "24.6", "total": "24.92",
+            "unvalued_fees": 0, "unmeasured_fills": 0, "unvalued_funding": 2}
+    lines = describe_status(_status(underlyings={"BTC": {**UNDERLYING, "hedging_cost": cost}}), NOW).splitlines()
+    assert ("      hedging cost    24.92 USDT  (fee 0.12 + spread 0.2 + slippage 0 + funding 24.6)" in lines)
+    assert "      not counted     2 funding payments not valued (no fresh conversion price)" in lines
+
+
 def test_status_summary_of_an_unexpected_answer_points_at_json() -> None:
     assert "--json" in describe_status({"hello": "world"}, NOW)
     assert "--json" in describe_status(_status(underlyings={"BTC": {"net_delta": "lots"}}), NOW)
