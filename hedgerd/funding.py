@@ -2,10 +2,12 @@
 
 Every ``reconcile.funding_poll_interval`` seconds (the first time at start, which backfills
 whatever was paid while the daemon was down) each hedge venue is asked for its funding payments
-since the latest one its ledger holds, less ``reconcile.funding_backfill_overlap`` (all it lists,
-the first time). The ledger journals them (each once: ``UNIQUE(venue, payment_id)``) and returns
-those that were new; only those go to the cost book, after they are durable. A failed fetch is
-logged, counted in ``hedgerd_venue_errors_total{kind="funding"}`` and retried at the next poll.
+since the latest one its ledger holds, less ``reconcile.funding_backfill_overlap`` (before the
+first: since the ledger's first fill or position adjustment on the venue, so funding of
+positions held before this ledger is not counted as its hedge's). The ledger journals them
+(each once: ``UNIQUE(venue, payment_id)``) and returns those that were new; only those go to the
+cost book, after they are durable. A failed fetch is logged, counted in
+``hedgerd_venue_errors_total{kind="funding"}`` and retried at the next poll.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class FundingPoller:
         self.overlap = overlap
         self.on_booked = on_booked  # new payments change the hedged book's PnL: the engine re-marks it
         self.booked = 0  # payments journaled as new since start
+        self._floors: dict[str, float] = {}  # venue -> where its first fetch starts, while none is journaled
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -60,8 +63,7 @@ class FundingPoller:
         """One fetch per venue; returns the number of payments that were new."""
         new_total = 0
         for name, venue in self.venues.items():
-            last = self.ledger.costs.last_funding_ts(name)
-            since = None if last is None else max(0.0, last - self.overlap())
+            since = self._since(name)
             try:
                 payments = await venue.fetch_funding_since(since)
             except VenueError as exc:
@@ -78,6 +80,19 @@ class FundingPoller:
             new_total += len(new)
         self.booked += new_total
         return new_total
+
+    def _since(self, venue: str) -> float:
+        """From the last journaled payment less the overlap; without one, from the ledger's first
+        fill or adjustment on the venue (funding on positions held before this ledger existed is
+        not its hedge's), else from now."""
+        last = self.ledger.costs.last_funding_ts(venue)
+        if last is not None:
+            return max(0.0, last - self.overlap())
+        floor = self._floors.get(venue)
+        if floor is None:
+            first = self.ledger.costs.first_activity_ts(venue)
+            floor = self._floors[venue] = first if first is not None else self.clock.time()
+        return floor
 
     def start(self) -> None:
         """Poll now and then every interval, until :meth:`stop`."""

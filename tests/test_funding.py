@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -147,12 +148,14 @@ async def _book_and_poller(ledger: InventoryLedger, venue: ListedFunding) -> tup
 async def test_payments_made_while_the_daemon_was_down_are_backfilled_once(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     venue = ListedFunding()
-    venue.listed = [pay(T0, "-2"), pay(T0 + H8, "-3")]
+    # one from before the ledger held anything on the venue: not its hedge's, never booked
+    venue.listed = [pay(T0 - 10 * H8, "-9"), pay(T0, "-2"), pay(T0 + H8, "-3")]
     async with InventoryLedger(path) as ledger:
         book, poller = await _book_and_poller(ledger, venue)
         assert await poller.poll_once() == 2
         assert await poller.poll_once() == 0  # the overlap fetches the last one again: ignored
-        assert venue.asked == [None, T0]  # from the last payment less one interval of overlap
+        # first from now (nothing journaled on the venue), then from the last payment less the overlap
+        assert venue.asked == [FakeClock().time(), T0]
         assert book.by_underlying["BTC"].funding == D(5)
     # down for a day: three payments happen meanwhile
     venue.listed += [pay(T0 + k * H8, "-1") for k in (2, 3, 4)]
@@ -161,7 +164,7 @@ async def test_payments_made_while_the_daemon_was_down_are_backfilled_once(tmp_p
         assert book.by_underlying["BTC"].funding == D(5)  # rebuilt from the journal at start
         assert await poller.poll_once() == 3
         assert venue.asked[-1] == T0  # resumed from the last journaled payment, less the overlap
-        assert [p.ts for p in ledger.costs.funding_payments()] == [T0 + k * H8 for k in range(5)]
+        assert [p.ts for p in ledger.costs.funding_payments()] == [T0 + k * H8 for k in range(5)]  # each once
         assert book.by_underlying["BTC"].funding == D(8)
         assert book.funding_received["BTC"] == D(-8)
 
@@ -239,7 +242,9 @@ async def test_the_hedging_cost_and_pnl_after_a_restart_are_those_before_it(tmp_
         await eventually(lambda: h.engine.costs.by_underlying["BTC"].fee > 0, "the hedge's cost")
         before_funding = h.engine.costs.total("BTC")
         poller = FundingPoller.for_engine(h.engine)
-        h.perp._payments.extend([pay(T0, "-1.25", venue="sim-perp"), pay(T0 + H8, "0.5", venue="sim-perp")])
+        now = time.time()
+        h.perp._payments.extend([pay(now - H8, "-7", venue="sim-perp"),  # before the ledger's first fill
+                                 pay(now + 1, "-1.25", venue="sim-perp"), pay(now + 2, "0.5", venue="sim-perp")])
         assert await poller.poll_once() == 2
         assert h.engine.costs.total("BTC") == before_funding + D("0.75")
         pnl = h.engine.realized_pnl["BTC"]

@@ -75,6 +75,14 @@ class CostJournal:
         """The latest funding time journaled for ``venue``, or None."""
         return last_funding_ts(self._reader(), venue)
 
+    def first_activity_ts(self, venue: str) -> float | None:
+        """The time of the first fill or position adjustment journaled for ``venue`` (before it,
+        this ledger held nothing there that could pay funding), or None."""
+        row = self._reader().execute(
+            "SELECT min(ts) FROM (SELECT min(ts) AS ts FROM fills WHERE venue = ? "
+            "UNION ALL SELECT min(ts) FROM adjustments WHERE venue = ?)", (venue, venue)).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
     def record_fee_conversion(self, venue: str, trade_id: str, currency: str, price: Decimal) -> None:
         """Queue the price a fill's third-currency fee was valued at (not awaited: a failure is logged)."""
         ledger = self._ledger
