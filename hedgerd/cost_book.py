@@ -7,10 +7,9 @@ ledger has removed duplicates, so each fill counts once); by the funding poller
 (:mod:`hedgerd.funding`) with the funding payments the ledger journaled as new. At start
 :meth:`CostBook.rebuild` replays the ledger (hedge fills with their intents' decision quotes,
 funding payments; a third-currency fee at the price it was valued at, which the cost book
-journals as it values it), so the figures run over the ledger's whole life, across restarts. The
-metric is a gauge holding the same running sum as
-``/status``: slippage can be negative (a fill better than the decision quote), which a
-Prometheus counter cannot express.
+journals as it values it), so the figures run over the ledger's whole life, across restarts.
+The metric is a gauge holding the same running sum as ``/status``: slippage can be negative (a
+fill better than the decision quote), which a Prometheus counter cannot express.
 """
 
 from __future__ import annotations
@@ -138,7 +137,7 @@ class CostBook:
                 self._gauges[underlying][kind].set(float(value))
             if cost.unvalued_fees:
                 log.warning("fees_not_valued_after_restart", underlying=underlying, fees=cost.unvalued_fees,
-                            detail="third-currency fees journaled before the start: conversion not journaled")
+                            detail="third-currency fees not valued when counted, or their conversion lost in a crash")
         self.decided(ledger.open_intents())
 
     def _add_fill(self, fill: Fill, decision: DecisionQuote | None, *, quiet: bool = False,
