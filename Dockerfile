@@ -17,7 +17,8 @@ RUN python -m venv /opt/hedgerd
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY hedgerd ./hedgerd
-RUN /opt/hedgerd/bin/pip install --no-compile . \
+# extra "postgres": psycopg 3 with its own libpq, for a ledger on PostgreSQL (ledger.url)
+RUN /opt/hedgerd/bin/pip install --no-compile ".[postgres]" \
     && /opt/hedgerd/bin/python -m compileall -q /opt/hedgerd/lib \
     && /opt/hedgerd/bin/hedgerd --help > /dev/null
 

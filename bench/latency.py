@@ -4,10 +4,13 @@ Usage: python bench/latency.py [--rates 500,2000,10000] [--seconds 3] [--loops a
                                [--gc frozen,unfrozen] [--busy-poll 0,0.005]
                                [--delivery stream,concurrent] [--fills-per-order 1,10]
                                [--log-level warning] [--dir DIR] [--stages]
+                               [--backend sqlite,postgresql] [--pg-url URL]
 
 The real :class:`~hedgerd.engine.HedgeEngine` runs on the real clock with the real durable
 ledger (SQLite WAL, ``synchronous=NORMAL``, group commit, on disk in ``--dir``), risk loop,
-kill-switch gate and executor. Both venues are in-process stubs: the inventory venue does
+kill-switch gate and executor (``--backend postgresql``: the ledger on PostgreSQL instead, a fresh
+database per level on ``--pg-url``'s server or on a throw-away local one with fsync on, commits on
+the writer thread as the daemon's default there). Both venues are in-process stubs: the inventory venue does
 nothing (the bench feeds its fills), the hedge venue's ``create_order`` records the hand-off
 time (``time.perf_counter``) and answers FILLED at once.
 
@@ -83,6 +86,7 @@ from hedgerd.log import configure_logging
 from hedgerd.metrics import Metrics
 from hedgerd.models import Fill, FundingPayment, HedgeIntent, MarketInfo, OrderReport, OrderStatus, PriceUpdate, Side
 from hedgerd.reconciliation import PositionSnapshot
+from tests.pgserver import PgServer
 
 FILL_SIZE = Decimal("0.01")
 PRICE = Decimal(60000)
@@ -171,9 +175,17 @@ def bench_settings(ledger_path: Path, fills_per_order: int = 1, busy_poll: float
     })
 
 
+def _pg_admin(url: str, sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.encode())
+
+
 async def measure(rate: float, seconds: float, delivery: str, workdir: Path,
-                  fills_per_order: int = 1, freeze_heap: bool = True, busy_poll: float = 0.0) -> dict[str, Any]:
-    """One run at ``rate`` fills/s; returns the latency figures."""
+                  fills_per_order: int = 1, freeze_heap: bool = True, busy_poll: float = 0.0,
+                  pg_url: str | None = None) -> dict[str, Any]:
+    """One run at ``rate`` fills/s (the ledger on ``pg_url``'s server when given); returns the figures."""
     handoffs: list[float] = []
     covered: list[int] = []  # cumulative number of fills covered by the orders handed off so far
     hedged = [Decimal(0)]
@@ -193,9 +205,14 @@ async def measure(rate: float, seconds: float, delivery: str, workdir: Path,
 
     path = Path(tempfile.mkdtemp(dir=workdir)) / "ledger.sqlite"
     settings = bench_settings(path, fills_per_order, busy_poll)
+    location: Path | str = path
+    if pg_url is not None:
+        database = f"latency_{time.monotonic_ns()}"
+        _pg_admin(pg_url, f'CREATE DATABASE "{database}"')
+        location = pg_url.rsplit("/", 1)[0] + "/" + database
     venues: dict[str, Any] = {SPOT: StubVenue(SPOT), PERP: StubVenue(PERP, on_order)}
     metrics = Metrics()  # shared by the ledger and the engine, as in the daemon
-    ledger = InventoryLedger(path, metrics=metrics)
+    ledger = InventoryLedger(location, metrics=metrics)
     engine = HedgeEngine(settings, venues, ledger, RealClock(), metrics)
     prepare_intent = ledger.prepare_intent  # every intent is made here, in the commit hook or not
 
@@ -285,6 +302,8 @@ async def measure(rate: float, seconds: float, delivery: str, workdir: Path,
     await asyncio.sleep(0.05)  # let the last orders go out
     price_task.cancel()
     await engine.stop()
+    if pg_url is not None:
+        _pg_admin(pg_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     if freeze_heap:
         gc.unfreeze()  # back to the GC: the next level (or the caller) starts from its own heap
 
@@ -335,7 +354,8 @@ def quantile_us(ordered: list[float], q: float) -> float:
 
 
 def run_level(loop_name: str, rate: float, seconds: float, delivery: str, workdir: Path,
-              fills_per_order: int, freeze_heap: bool = True, busy_poll: float = 0.0) -> dict[str, Any]:
+              fills_per_order: int, freeze_heap: bool = True, busy_poll: float = 0.0,
+              pg_url: str | None = None) -> dict[str, Any]:
     if loop_name == "uvloop":
         import uvloop
 
@@ -343,7 +363,8 @@ def run_level(loop_name: str, rate: float, seconds: float, delivery: str, workdi
     else:
         factory = asyncio.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
-        result = runner.run(measure(rate, seconds, delivery, workdir, fills_per_order, freeze_heap, busy_poll))
+        result = runner.run(measure(rate, seconds, delivery, workdir, fills_per_order, freeze_heap, busy_poll,
+                                    pg_url))
     result["loop"] = loop_name
     return result
 
@@ -369,7 +390,13 @@ def main() -> int:
     parser.add_argument("--dir", type=Path, default=None, help="where the ledger files go (default: a tmp dir)")
     parser.add_argument("--stages", action="store_true",
                         help="also print p50/p99/p99.9 of each stage on the path (warm-up included)")
+    parser.add_argument("--backend", default="sqlite", help="comma list of ledger backends: sqlite, postgresql")
+    parser.add_argument("--pg-url", default=None, help="PostgreSQL server for --backend postgresql (default: a "
+                                                       "throw-away local server, fsync on)")
     args = parser.parse_args()
+    backends = args.backend.split(",")
+    if any(b not in ("sqlite", "postgresql") for b in backends):
+        parser.error(f"--backend {args.backend!r}: sqlite and/or postgresql")
     bad_gc = [heap for heap in args.gc.split(",") if heap not in ("frozen", "unfrozen")]
     if bad_gc:  # before any level runs
         parser.error(f"--gc: {', '.join(map(repr, bad_gc))} is neither frozen nor unfrozen")
@@ -382,24 +409,35 @@ def main() -> int:
         configure_logging("json", args.log_level)
     workdir = Path(tempfile.mkdtemp(prefix="hedgerd-latency-", dir=args.dir))
     print(f"ledger files in {workdir} (durable: synchronous=NORMAL, WAL); log level {args.log_level}")
-    print(f"{'loop':<8} {'gc':<8} {'spin s':>6} {'delivery':<10} {'K':>3} {'offered/s':>9} {'achieved/s':>10} "
-          f"{'orders/s':>8} {'p50 us':>8} {'p99 us':>8} {'p99.9 us':>9} {'n':>6} {'left':>5} {'cpu us':>6}")
+    server: PgServer | None = None
+    pg_url = args.pg_url
+    if "postgresql" in backends and pg_url is None:
+        server = PgServer(fsync=True)
+        pg_url = server.url()
+    if "postgresql" in backends:
+        print(f"postgresql ledger on {pg_url.rsplit('@', 1)[-1]} (synchronous_commit=on, commits on a writer thread)")
+    print(f"{'backend':<10} {'loop':<8} {'gc':<8} {'spin s':>6} {'delivery':<10} {'K':>3} {'offered/s':>9} "
+          f"{'achieved/s':>10} {'orders/s':>8} {'p50 us':>8} {'p99 us':>8} {'p99.9 us':>9} {'n':>6} {'left':>5} "
+          f"{'cpu us':>6}")
     try:
         for fills_per_order in (int(k) for k in args.fills_per_order.split(",")):
-            for loop_name, heap, spin, delivery, rate in itertools.product(
-                    args.loops.split(","), args.gc.split(","), spins, args.delivery.split(","),
+            for backend, loop_name, heap, spin, delivery, rate in itertools.product(
+                    backends, args.loops.split(","), args.gc.split(","), spins, args.delivery.split(","),
                     [float(r) for r in args.rates.split(",")]):
                 r = run_level(loop_name, rate, args.seconds, delivery, workdir, fills_per_order, heap == "frozen",
-                              spin)
-                print(f"{loop_name:<8} {heap:<8} {spin:>6g} {delivery:<10} {fills_per_order:>3} {rate:>9.0f} "
-                      f"{r['achieved']:>10.0f} {r['orders_per_s']:>8.0f} {r['p50']:>8.0f} {r['p99']:>8.0f} "
-                      f"{r['p999']:>9.0f} {r['fills']:>6} {r['unhedged']:>5} {r['loop_cpu_us']:>6.0f}", flush=True)
+                              spin, pg_url if backend == "postgresql" else None)
+                print(f"{backend:<10} {loop_name:<8} {heap:<8} {spin:>6g} {delivery:<10} {fills_per_order:>3} "
+                      f"{rate:>9.0f} {r['achieved']:>10.0f} {r['orders_per_s']:>8.0f} {r['p50']:>8.0f} "
+                      f"{r['p99']:>8.0f} {r['p999']:>9.0f} {r['fills']:>6} {r['unhedged']:>5} "
+                      f"{r['loop_cpu_us']:>6.0f}", flush=True)
                 if args.stages:
                     for name, values in r["stages"].items():
                         print(f"    {name:<38} {quantile_us(values, 0.5):>8.0f} {quantile_us(values, 0.99):>8.0f} "
                               f"{quantile_us(values, 0.999):>9.0f} {len(values):>6}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        if server is not None:
+            server.close()
     return 0
 
 

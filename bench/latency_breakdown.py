@@ -47,6 +47,7 @@ from hedgerd import engine as engine_module
 from hedgerd import executor as executor_module
 from hedgerd.ledger import journal as journal_module
 from hedgerd.ledger import ledger as ledger_module
+from hedgerd.ledger import schema as schema_module
 from hedgerd.ledger.committer import LoopCommitter
 
 # The marks, in path order: (class, method, mark taken before the call, mark taken after it).
@@ -177,8 +178,8 @@ def _time_transactions(patch: Callable[[type, str, Any], None], wall: dict[str, 
 
     def commit(self: Any, fills: list[Any], others: list[Any], outcome: Any, in_transaction: Any = None) -> None:
         conn = self._conn
-        wal = f"{self.path}-wal"
-        frame_size = journal_module.PAGE_SIZE + 24
+        wal = f"{self.storage.display}-wal"  # a SQLite ledger: its path
+        frame_size = schema_module.PAGE_SIZE + 24
         before = _wal_end(wal, frame_size)
         self._conn = _TimedConnection(conn, wall, cpu)
         cpu_started = time.thread_time()

@@ -58,7 +58,7 @@ class Daemon:
         self.clock = clock or RealClock()
         self.metrics = metrics or Metrics()
         commit_on = settings.ledger.commit_on
-        self.ledger = InventoryLedger(settings.ledger.path, synchronous=settings.ledger.synchronous,
+        self.ledger = InventoryLedger(settings.ledger.location(), synchronous=settings.ledger.synchronous,
                                       batch_max=settings.ledger.batch_max, metrics=self.metrics,
                                       commit_on=None if commit_on == "auto" else commit_on)
         self.venues = build_venues(settings, self.clock)

@@ -147,13 +147,17 @@ async def running_engine(settings: Settings,
                          create_order: Callable[[SimPerpVenue, HedgeIntent, Decimal, Decimal | None],
                                                 Awaitable[OrderReport]] | None = None,
                          spot_balances: dict[str, Decimal] | None = None,
-                         commit_on: str | None = None) -> AsyncIterator[Harness]:
+                         commit_on: str | None = None,
+                         ledger_location: Path | str | None = None) -> AsyncIterator[Harness]:
+    """The engine on paper venues; its ledger at ``ledger_location`` (a path or a PostgreSQL URL),
+    else at ``settings.ledger.path``."""
     clock = RealClock()
     metrics = Metrics()
     venues = build_sim_venues(settings.venues, clock)
     spot, perp = venues["sim-spot"], venues["sim-perp"]
     assert isinstance(spot, SimSpotVenue) and isinstance(perp, SimPerpVenue)
-    ledger = InventoryLedger(settings.ledger.path, metrics=metrics, commit_on=commit_on)
+    ledger = InventoryLedger(settings.ledger.path if ledger_location is None else ledger_location,
+                             metrics=metrics, commit_on=commit_on)
     engine = HedgeEngine(settings, venues, ledger, clock, metrics)
     h = Harness(engine=engine, spot=spot, perp=perp, metrics=metrics)
     place = create_order or (lambda venue, intent, amount, price: SimPerpVenue.create_order(

@@ -5,7 +5,6 @@ and the cost book rebuilt from the ledger after a restart."""
 from __future__ import annotations
 
 import random
-import sqlite3
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -24,6 +23,7 @@ from hedgerd.sim.funding import FundingSchedule, binance_rate, funding_times
 from hedgerd.sim.market import SimMarketData
 from tests.fakes import FakeClock
 from tests.test_engine import PERP, eventually, make_settings, running_engine
+from tests.test_ledger import run_sql
 
 D = Decimal
 H8 = 8 * 3600.0
@@ -41,10 +41,12 @@ def no_conversion(currency: str, quote: str) -> Conversion | None:
 
 
 # ------------------------------------------------------------------ the journal
+# The tests taking ``ledger_location`` run on each ledger backend (SQLite and PostgreSQL, see
+# tests/conftest.py), as tests/test_ledger.py does.
 
 
-async def test_a_payment_is_journaled_once_however_often_it_is_fetched(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.sqlite"
+async def test_a_payment_is_journaled_once_however_often_it_is_fetched(ledger_location: Path | str) -> None:
+    path = ledger_location
     first, second = pay(T0, "-1.5"), pay(T0 + H8, "0.25", payment_id="8812")
     async with InventoryLedger(path) as ledger:
         assert await ledger.costs.record_funding([first, first]) == [first]  # twice in one fetch
@@ -59,24 +61,24 @@ async def test_a_payment_is_journaled_once_however_often_it_is_fetched(tmp_path:
         assert await ledger.costs.record_funding([pay(T0, "-1.5", venue="other")]) != []  # unique per venue
 
 
-async def test_a_version_3_ledger_gets_the_funding_table(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    path = tmp_path / "ledger.sqlite"
+async def test_a_version_3_ledger_gets_the_funding_table(ledger_location: Path | str,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    path = ledger_location
     async with InventoryLedger(path):
         pass
-    with sqlite3.connect(path) as conn:  # as version 3 wrote it
-        conn.execute("DROP TABLE funding")
-        conn.execute("DROP TABLE fee_conversions")
-        conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    run_sql(path, "DROP TABLE funding", "DROP TABLE fee_conversions",  # as version 3 wrote it
+            "UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     async with InventoryLedger(path) as ledger:
         assert "migrated from version 3 to 4" in caplog.text
         assert await ledger.costs.record_funding([pay(T0, "-1")]) == [pay(T0, "-1")]
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
-        assert conn.execute("SELECT count(*) FROM fee_conversions").fetchone() == (0,)
+        ledger.costs.record_fee_conversion("perp", "t1", "BNB", D("600"))
+    assert run_sql(path, "SELECT value FROM meta WHERE key = 'schema_version'") == [("4",)]
+    assert run_sql(path, "SELECT venue, trade_id, currency, price FROM fee_conversions") == [
+        ("perp", "t1", "BNB", "600")]
 
 
-async def test_a_non_finite_funding_amount_is_refused(tmp_path: Path) -> None:
-    async with InventoryLedger(tmp_path / "ledger.sqlite") as ledger:
+async def test_a_non_finite_funding_amount_is_refused(ledger_location: Path | str) -> None:
+    async with InventoryLedger(ledger_location) as ledger:
         with pytest.raises(ValueError, match="funding amount must be finite"):
             await ledger.costs.record_funding([pay(T0, "NaN")])
         assert ledger.costs.funding_payments() == []
@@ -145,8 +147,8 @@ async def _book_and_poller(ledger: InventoryLedger, venue: ListedFunding) -> tup
     return book, poller
 
 
-async def test_payments_made_while_the_daemon_was_down_are_backfilled_once(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.sqlite"
+async def test_payments_made_while_the_daemon_was_down_are_backfilled_once(ledger_location: Path | str) -> None:
+    path = ledger_location
     venue = ListedFunding()
     # one from before the ledger held anything on the venue: not its hedge's, never booked
     venue.listed = [pay(T0 - 10 * H8, "-9"), pay(T0, "-2"), pay(T0 + H8, "-3")]
@@ -169,10 +171,11 @@ async def test_payments_made_while_the_daemon_was_down_are_backfilled_once(tmp_p
         assert book.funding_received["BTC"] == D(-8)
 
 
-async def test_a_payment_on_another_symbol_is_journaled_but_not_the_hedges_cost(tmp_path: Path) -> None:
+async def test_a_payment_on_another_symbol_is_journaled_but_not_the_hedges_cost(
+        ledger_location: Path | str) -> None:
     venue = ListedFunding()
     venue.listed = [pay(T0, "-2", symbol="ETH/USDT:USDT")]
-    async with InventoryLedger(tmp_path / "ledger.sqlite") as ledger:
+    async with InventoryLedger(ledger_location) as ledger:
         book, poller = await _book_and_poller(ledger, venue)
         assert await poller.poll_once() == 1
         assert book.by_underlying["BTC"].funding == 0
@@ -232,10 +235,11 @@ def test_the_paper_funding_settings_are_checked() -> None:
 # ------------------------------------------------------------------ through the engine, across a restart
 
 
-async def test_the_hedging_cost_and_pnl_after_a_restart_are_those_before_it(tmp_path: Path) -> None:
+async def test_the_hedging_cost_and_pnl_after_a_restart_are_those_before_it(
+        tmp_path: Path, ledger_location: Path | str) -> None:
     # volatility 0: the PnL marks at the same mid on both sides; fees in BNB, valued at its quote
     settings = make_settings(tmp_path, perp={"fee_currency": "BNB", "fee_currency_price": "600"})
-    async with running_engine(settings) as h:
+    async with running_engine(settings, ledger_location=ledger_location) as h:
         await eventually(lambda: ("sim-perp", "BNB/USDT") in h.engine.prices, "the BNB/USDT quote")
         await h.client_fill(Side.BUY, "0.5")
         await eventually(h.in_band, "the hedge")
@@ -254,7 +258,7 @@ async def test_the_hedging_cost_and_pnl_after_a_restart_are_those_before_it(tmp_
                   for kind in ("fee", "spread", "slippage", "funding")}
         assert gauges["funding"] == pytest.approx(0.75)
         assert status["hedging_cost"]["unvalued_fees"] == 0
-    async with running_engine(settings) as h:  # the BNB fee at the price it was valued at, not unvalued
+    async with running_engine(settings, ledger_location=ledger_location) as h:  # the BNB fee as valued, not unvalued
         assert h.engine.status()["underlyings"]["BTC"]["hedging_cost"] == status["hedging_cost"]
         assert {kind: h.sample("hedgerd_hedge_cost", underlying="BTC", kind=kind) for kind in gauges} == gauges
         h.engine.evaluate_soon()

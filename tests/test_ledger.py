@@ -15,10 +15,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from hedgerd.ledger import InventoryLedger, LedgerError
 from hedgerd.ledger.accounting import ARITHMETIC, apply_fills
+from hedgerd.ledger.storage import PostgresStorage
 from hedgerd.metrics import Metrics
 from hedgerd.models import Fill, HedgeIntent, OrderStatus, OrderType, Side, split_symbol
 
@@ -53,8 +55,54 @@ def commit_on(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 
 
 @pytest.fixture
-def path(tmp_path: Path) -> Path:
-    return tmp_path / "ledger.sqlite"
+def path(ledger_location: Path | str) -> Any:
+    """The ledger's location on each backend (tests/conftest.py); typed Any because the tests of
+    SQLite internals (marked sqlite_only) use it as a Path."""
+    return ledger_location
+
+
+def run_sql(location: Path | str, *statements: str) -> list[tuple[Any, ...]]:
+    """Run ``statements`` on the ledger's database from a connection of its own (committed); the
+    rows of the last one."""
+    rows: list[tuple[Any, ...]] = []
+    if isinstance(location, str):
+        with psycopg.connect(location, autocommit=True) as conn:
+            for statement in statements:
+                cursor = conn.execute(statement.encode())
+                rows = cursor.fetchall() if cursor.description else []
+        return rows
+    with sqlite3.connect(location) as conn:
+        for statement in statements:
+            rows = conn.execute(statement).fetchall()
+    return rows
+
+
+async def fill_the_storage(ledger: InventoryLedger) -> None:
+    """From now on a long trade id (over 100 characters) fails its commit with "...full...".
+
+    SQLite: the file may not grow by another page (a full disk). PostgreSQL has no per-database
+    size limit to set, so a CHECK constraint named for the failure stands in for it: the commit
+    fails in the server as a full disk's would, and everything before it stays."""
+    if isinstance(ledger.storage, PostgresStorage):
+        await ledger._writer_call(lambda c: c.execute(
+            "ALTER TABLE fills ADD CONSTRAINT storage_full CHECK (length(trade_id) <= 100)"))
+        return
+    pages = await ledger._writer_call(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
+    await ledger._writer_call(lambda c: c.execute(f"PRAGMA max_page_count = {pages}"))
+
+
+@pytest.fixture
+def other_location(ledger_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Path | str:
+    """A second, independent ledger's location on the same backend."""
+    if ledger_backend == "postgresql":
+        return str(request.getfixturevalue("pg_server").create_database())
+    return tmp_path / "other.sqlite"
+
+
+def where(ledger: InventoryLedger) -> Path | str:
+    """Where ``ledger`` is, to open it again (a path, or the PostgreSQL URL)."""
+    storage = ledger.storage
+    return storage.url if isinstance(storage, PostgresStorage) else storage.path  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -67,7 +115,7 @@ async def ledger(path: Path) -> AsyncIterator[InventoryLedger]:
 
 async def reopen(ledger: InventoryLedger, **kwargs: object) -> InventoryLedger:
     await ledger.close()
-    again = InventoryLedger(ledger.path, **kwargs)  # type: ignore[arg-type]
+    again = InventoryLedger(where(ledger), **kwargs)  # type: ignore[arg-type]
     await again.open()
     return again
 
@@ -224,16 +272,16 @@ async def test_duplicate_across_restart(ledger: InventoryLedger) -> None:
 
 async def test_fill_is_on_disk_when_record_fill_returns(ledger: InventoryLedger) -> None:
     await ledger.record_fill(make_fill("t1", amount="0.125", price="60000.10"))
-    with sqlite3.connect(ledger.path) as other:
-        rows = other.execute("SELECT trade_id, amount, price FROM fills").fetchall()
+    rows = run_sql(where(ledger), "SELECT trade_id, amount, price FROM fills")
     assert rows == [("t1", "0.125", "60000.10")]
 
 
+@pytest.mark.sqlite_only
 async def test_a_new_ledger_uses_small_pages_and_an_old_one_keeps_its_own(
         path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from hedgerd.ledger import journal as journal_module
+    from hedgerd.ledger import storage as storage_module
 
-    assert journal_module.PAGE_SIZE == 1024
+    assert storage_module.PAGE_SIZE == 1024
     ledger = InventoryLedger(path)
     await ledger.open()
     await ledger.record_fill(make_fill("t1"))
@@ -242,12 +290,12 @@ async def test_a_new_ledger_uses_small_pages_and_an_old_one_keeps_its_own(
         assert other.execute("PRAGMA page_size").fetchone()[0] == 1024
 
     old_path = path.with_name("old.sqlite")  # a ledger created before: SQLite's default 4 KiB pages
-    monkeypatch.setattr(journal_module, "PAGE_SIZE", 4096)
+    monkeypatch.setattr(storage_module, "PAGE_SIZE", 4096)
     ledger = InventoryLedger(old_path)
     await ledger.open()
     await ledger.record_fill(make_fill("t1", amount="2"))
     await ledger.close()
-    monkeypatch.setattr(journal_module, "PAGE_SIZE", 1024)
+    monkeypatch.setattr(storage_module, "PAGE_SIZE", 1024)
     ledger = InventoryLedger(old_path)
     await ledger.open()
     await ledger.record_fill(make_fill("t2", amount="3"))
@@ -342,10 +390,8 @@ async def test_snapshot_out_of_step_with_journal_is_rebuilt(ledger: InventoryLed
         await ledger.record_fill(fill)
     live = ledger.positions()
     await ledger.close()
-    with sqlite3.connect(ledger.path) as conn:
-        conn.execute("DELETE FROM venue_totals")
-        conn.execute("DELETE FROM positions")
-    ledger = InventoryLedger(ledger.path)
+    run_sql(where(ledger), "DELETE FROM venue_totals", "DELETE FROM positions")
+    ledger = InventoryLedger(where(ledger))
     await ledger.open()
     try:
         assert ledger.rebuilt_from_journal
@@ -366,9 +412,8 @@ async def test_adjustment_moves_a_position_and_survives_rebuild(ledger: Inventor
     assert ledger.fill_count == 1
     await ledger.verify()
     await ledger.close()
-    with sqlite3.connect(ledger.path) as conn:  # force a rebuild from the journal on open
-        conn.execute("DELETE FROM venue_totals")
-    ledger = InventoryLedger(ledger.path)
+    run_sql(where(ledger), "DELETE FROM venue_totals")
+    ledger = InventoryLedger(where(ledger))
     await ledger.open()
     try:
         assert ledger.rebuilt_from_journal
@@ -381,9 +426,8 @@ async def test_adjustment_moves_a_position_and_survives_rebuild(ledger: Inventor
 async def test_verify_detects_a_tampered_snapshot(ledger: InventoryLedger) -> None:
     await ledger.record_fill(make_fill("t1"))
     await ledger.close()
-    with sqlite3.connect(ledger.path) as conn:
-        conn.execute("UPDATE positions SET amount = '7' WHERE asset = 'BTC'")
-    ledger = InventoryLedger(ledger.path)
+    run_sql(where(ledger), "UPDATE positions SET amount = '7' WHERE asset = 'BTC'")
+    ledger = InventoryLedger(where(ledger))
     await ledger.open()
     try:
         with pytest.raises(LedgerError, match="inconsistent"):
@@ -462,7 +506,7 @@ async def test_intents_states_and_fills_mixed_in_one_batch(ledger: InventoryLedg
     assert ledger.commits < 220
 
 
-async def test_client_order_ids_are_well_formed_and_unique_across_restarts(path: Path) -> None:
+async def test_client_order_ids_are_well_formed_and_unique_across_restarts(path: Path, other_location: Any) -> None:
     seen: set[str] = set()
     ledger_ids: set[str] = set()
     ledger = InventoryLedger(path)
@@ -481,7 +525,7 @@ async def test_client_order_ids_are_well_formed_and_unique_across_restarts(path:
     assert len(ledger_ids) == 1
     assert re.fullmatch(r"[0-9a-f]{8}", ledger_ids.pop())
 
-    other = InventoryLedger(path.with_name("other.sqlite"))
+    other = InventoryLedger(other_location)
     await other.open()
     try:
         intent = await new_intent(other, client_id_prefix="abcdefgh")
@@ -491,10 +535,9 @@ async def test_client_order_ids_are_well_formed_and_unique_across_restarts(path:
         await other.close()
 
 
-def read_rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
+def read_rows(path: Path | str, sql: str) -> list[tuple[Any, ...]]:
     """Rows of ``sql`` read by a connection of its own."""
-    with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as conn:
-        return conn.execute(sql).fetchall()
+    return run_sql(path, sql)
 
 
 def read_meta(path: Path) -> dict[str, str]:
@@ -543,12 +586,13 @@ async def test_order_state_of_an_id_the_ledger_did_not_issue(ledger: InventoryLe
         assert ledger.order_state(intent.client_order_id) == (OrderStatus.FILLED, intent.amount)
         assert [ledger.order_state(cid) for cid in look_alikes] == [None] * len(look_alikes)
         assert ledger.order_state("foreign-1") is None  # journaled, but not an order of this ledger
-        assert read_rows(ledger.path, "SELECT status FROM order_events WHERE client_order_id = 'foreign-1'"
+        assert read_rows(where(ledger), "SELECT status FROM order_events WHERE client_order_id = 'foreign-1'"
                          ) == [("canceled",)]
     finally:
         await ledger.close()
 
 
+@pytest.mark.sqlite_only
 async def test_a_fill_and_an_intent_commit_write_few_pages(path: Path) -> None:
     """Each table or index a commit touches is at least one WAL page: a client fill with the
     intent it causes touches the fills table, its trade-id index and the intents table only
@@ -619,6 +663,7 @@ def write_v1_ledger(path: Path) -> list[str]:
     return cids
 
 
+@pytest.mark.sqlite_only
 async def test_a_version_1_ledger_is_migrated_on_open(path: Path, caplog: pytest.LogCaptureFixture) -> None:
     cids = write_v1_ledger(path)
     ledger = InventoryLedger(path)
@@ -653,10 +698,10 @@ async def test_a_version_1_ledger_is_migrated_on_open(path: Path, caplog: pytest
         await ledger.close()
 
 
+@pytest.mark.sqlite_only
 async def test_a_failed_migration_leaves_the_version_1_file_as_it_was(path: Path) -> None:
     write_v1_ledger(path)
-    with sqlite3.connect(path) as conn:  # version 1 allowed an intent without a client id; 2 does not
-        conn.execute("UPDATE intents SET client_order_id = NULL WHERE intent_id = 3")
+    run_sql(path, "UPDATE intents SET client_order_id = NULL WHERE intent_id = 3")
     before = read_rows(path, "SELECT type, name, sql FROM sqlite_master ORDER BY name")
     ledger = InventoryLedger(path)
     with pytest.raises(LedgerError, match=r"migrating schema version 1 to 4 failed \(the file is unchanged\): "
@@ -667,24 +712,23 @@ async def test_a_failed_migration_leaves_the_version_1_file_as_it_was(path: Path
 
 
 async def test_a_ledger_of_an_unknown_schema_version_is_refused(path: Path) -> None:
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        conn.execute("INSERT INTO meta VALUES ('schema_version', '5')")
+    run_sql(path, "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            "INSERT INTO meta VALUES ('schema_version', '5')")
     ledger = InventoryLedger(path)
     with pytest.raises(LedgerError, match="schema version 5 is not supported"):
         await ledger.open()
 
 
+@pytest.mark.sqlite_only
 async def test_a_version_2_ledger_is_migrated_and_decision_quotes_survive_a_restart(
         path: Path, caplog: pytest.LogCaptureFixture) -> None:
     ledger = InventoryLedger(path)
     await ledger.open()
     old = await new_intent(ledger)
     await ledger.close()
-    with sqlite3.connect(path) as conn:  # as version 2 wrote it: no decision quote columns
-        conn.execute("ALTER TABLE intents DROP COLUMN decision_mid")
-        conn.execute("ALTER TABLE intents DROP COLUMN decision_half_spread")
-        conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    run_sql(path, "ALTER TABLE intents DROP COLUMN decision_mid",
+            "ALTER TABLE intents DROP COLUMN decision_half_spread",
+            "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     ledger = InventoryLedger(path)
     await ledger.open()
     try:
@@ -709,11 +753,10 @@ async def test_a_decision_quote_must_be_finite(ledger: InventoryLedger) -> None:
         await new_intent(ledger, decision_mid=D("NaN"))
 
 
-def intent_rows(path: Path) -> list[tuple[int, str]]:
+def intent_rows(path: Path | str) -> list[tuple[int, str]]:
     """(intent_id, client_order_id) of every intent on disk, read by a connection of its own."""
-    with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as conn:
-        return [(int(i), str(c)) for i, c in conn.execute(
-            "SELECT intent_id, client_order_id FROM intents ORDER BY intent_id")]
+    return [(int(i), str(c)) for i, c in run_sql(path, "SELECT intent_id, client_order_id FROM intents "
+                                                       "ORDER BY intent_id")]
 
 
 async def test_submit_intent_returns_the_intent_at_once_and_its_future_once_durable(
@@ -731,10 +774,10 @@ async def test_submit_intent_returns_the_intent_at_once_and_its_future_once_dura
     assert all(ledger.filled_for(i.client_order_id) == 0 for i in intents)
     if commit_on == "loop":  # (a writer thread may already be committing them)
         assert not any(future.done() for _, future in submitted)
-        assert [cid for _, cid in intent_rows(ledger.path)] == [first.client_order_id]
+        assert [cid for _, cid in intent_rows(where(ledger))] == [first.client_order_id]
 
     assert await asyncio.gather(*(future for _, future in submitted)) == intents
-    assert intent_rows(ledger.path) == [(i.intent_id, i.client_order_id) for i in [first, *intents]]
+    assert intent_rows(where(ledger)) == [(i.intent_id, i.client_order_id) for i in [first, *intents]]
     ledger = await reopen(ledger)
     try:
         assert ledger.open_intents() == [first, *intents]
@@ -747,8 +790,7 @@ async def test_submit_intent_returns_the_intent_at_once_and_its_future_once_dura
 async def test_a_failed_intent_commit_fails_its_future_and_leaves_nothing_on_disk(
         ledger: InventoryLedger, commit_on: str) -> None:
     kept = await new_intent(ledger)
-    pages = await ledger._writer_call(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
-    await ledger._writer_call(lambda c: c.execute(f"PRAGMA max_page_count = {pages}"))
+    await fill_the_storage(ledger)
     too_big = ledger.submit_fill(make_fill("big-" + "x" * 100_000))  # more than the file may grow
     fields = {"underlying": "BTC", "venue": "perp", "symbol": "BTC/USDT:USDT", "side": Side.SELL,
               "amount": D(1), "created_at": 0.0}
@@ -759,12 +801,12 @@ async def test_a_failed_intent_commit_fails_its_future_and_leaves_nothing_on_dis
     else:  # queued behind the fill: the same transaction fails, and the intent's future with it
         with pytest.raises(LedgerError, match="ledger write failed"):
             await durable
-        assert lost.client_order_id not in [cid for _, cid in intent_rows(ledger.path)]
+        assert lost.client_order_id not in [cid for _, cid in intent_rows(where(ledger))]
     with pytest.raises(LedgerError, match="full"):
         await too_big
     with pytest.raises(LedgerError):
         ledger.submit_intent(**fields)  # type: ignore[arg-type]
-    assert intent_rows(ledger.path) == [(kept.intent_id, kept.client_order_id)]
+    assert intent_rows(where(ledger)) == [(kept.intent_id, kept.client_order_id)]
     ledger = await reopen(ledger)
     try:
         assert ledger.open_intents() == [kept]
@@ -793,12 +835,49 @@ async def test_the_commit_hook_sees_new_fills_in_the_view_and_its_intents_join_t
     # once per commit, with only the new fills, the view already including them
     assert heard == [(["a", "b"], D(6))]
     [(intent, durable)] = submitted
-    if commit_on == "loop":  # inside the fills' transaction: one commit, durable with them
-        assert durable.done() and durable.result() == intent
-        assert ledger.commits == commits + 1
+    # inside the fills' transaction, on the loop or the writer thread: one commit, durable with them
+    assert durable.done() and durable.result() == intent
+    assert ledger.commits == commits + 1
     assert await durable == intent
-    assert intent.client_order_id in [cid for _, cid in intent_rows(ledger.path)]
+    assert intent.client_order_id in [cid for _, cid in intent_rows(where(ledger))]
     assert ledger.open_intents() == [intent]
+
+
+async def test_a_writer_thread_not_answered_by_the_loop_commits_and_asks_the_hook_after(
+        path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hedgerd.ledger import committer as committer_module
+
+    monkeypatch.setattr(committer_module, "HOOK_TURN_TIMEOUT", 0.05)
+    ledger = InventoryLedger(path, commit_on="thread")
+    await ledger.open()
+    try:
+        submitted: list[tuple[HedgeIntent, asyncio.Future[Any]]] = []
+
+        def hook(fills: list[Fill]) -> list[tuple[HedgeIntent, asyncio.Future[Any]]]:
+            submitted.append(ledger.prepare_intent(underlying="BTC", venue="perp", symbol="BTC/USDT:USDT",
+                                                   side=Side.SELL, amount=D(1), created_at=1.0))
+            return submitted[-1:]
+
+        ledger.commit_hook = hook
+        committed = threading.Event()
+        commit = ledger._journal.commit
+
+        def commit_and_tell(*args: Any) -> None:
+            commit(*args)
+            committed.set()
+
+        monkeypatch.setattr(ledger._journal, "commit", commit_and_tell)
+        commits = ledger.commits
+        recorded = ledger.submit_fill(make_fill("a", amount="2"))
+        # the event loop is stuck until the writer has committed: it must have given the turn up
+        assert committed.wait(10)
+        assert await recorded is True
+        [(intent, durable)] = submitted  # asked once, after the commit, from its outcome
+        assert await durable == intent
+        assert ledger.commits == commits + 2  # the intent in a transaction of its own
+        assert ledger.position("spot", "BTC") == 2 and ledger.open_intents() == [intent]
+    finally:
+        await ledger.close()
 
 
 async def test_a_failing_commit_hook_neither_fails_the_commit_nor_blocks_callers(
@@ -896,6 +975,7 @@ async def wait_for(condition: Callable[[], bool], *, rounds: int = 1000) -> None
     raise AssertionError("condition never held")
 
 
+@pytest.mark.sqlite_only
 async def test_writer_does_not_checkpoint_and_the_checkpointer_keeps_the_wal_bounded(path: Path) -> None:
     limit = 64 * 1024
     ledger = InventoryLedger(path, checkpoint_interval=0.01, wal_size_limit=limit)
@@ -922,6 +1002,7 @@ async def test_writer_does_not_checkpoint_and_the_checkpointer_keeps_the_wal_bou
         await ledger.close()
 
 
+@pytest.mark.sqlite_only
 async def test_close_checkpoints_and_truncates_the_wal(path: Path) -> None:
     ledger = InventoryLedger(path, checkpoint_interval=3600)  # no background checkpoint in this test
     await ledger.open()
@@ -990,6 +1071,7 @@ async def test_flush_now_inside_a_commit_does_not_reenter_it(path: Path, commit_
         assert answers == [False]
 
 
+@pytest.mark.sqlite_only
 def test_commit_mode_defaults_to_the_loop_only_without_fsync(path: Path) -> None:
     assert InventoryLedger(path, synchronous="NORMAL", commit_on=None).commit_on_loop
     assert not InventoryLedger(path, synchronous="FULL", commit_on=None).commit_on_loop
@@ -997,16 +1079,30 @@ def test_commit_mode_defaults_to_the_loop_only_without_fsync(path: Path) -> None
         InventoryLedger(path, commit_on="elsewhere")
 
 
-def crash_image(path: Path, to: Path) -> Path:
-    """Copy a ledger's database and WAL as a crash at this instant would leave them."""
-    for suffix in ("", "-wal"):
-        source = path.with_name(path.name + suffix)
-        if source.exists():
-            to.with_name(to.name + suffix).write_bytes(source.read_bytes())
-    return to
+@pytest.fixture
+def crash_image(request: pytest.FixtureRequest) -> Callable[[Path | str], Path | str]:
+    """Leave a ledger's storage as a crash at this instant would, and return where to open it.
+
+    SQLite: a copy of the database and its WAL. PostgreSQL: the ledger's sessions are ended (as
+    the server sees a killed process), so its close writes nothing; the same database then."""
+
+    def crash(location: Path | str) -> Path | str:
+        if isinstance(location, str):
+            server = request.getfixturevalue("pg_server")
+            assert server.terminate_backends(location.rsplit("/", 1)[1]) >= 2  # the writer and the reader
+            return location
+        to = location.with_name("crashed.sqlite")
+        for suffix in ("", "-wal"):
+            source = location.with_name(location.name + suffix)
+            if source.exists():
+                to.with_name(to.name + suffix).write_bytes(source.read_bytes())
+        return to
+
+    return crash
 
 
-async def test_aggregates_written_late_are_caught_up_from_the_journal_after_a_crash(path: Path) -> None:
+async def test_aggregates_written_late_are_caught_up_from_the_journal_after_a_crash(
+        path: Path, crash_image: Callable[[Path | str], Path | str]) -> None:
     fills = [make_fill(f"t{i}", side=Side.BUY if i % 3 else Side.SELL, amount=f"0.{i % 7 + 1}",
                        price=str(100 + i), fee="0.01", fee_currency="USDT") for i in range(60)]
     fills.append(make_fill("p1", venue="perp", symbol="BTC/USDT:USDT", side=Side.SELL, amount="2",
@@ -1015,7 +1111,7 @@ async def test_aggregates_written_late_are_caught_up_from_the_journal_after_a_cr
         for fill in fills:
             await ledger.record_fill(fill)
         live_positions, live_trades = ledger.positions(), ledger.trade_totals()
-        image = crash_image(path, path.with_name("crashed.sqlite"))
+        image = crash_image(path)
     async with InventoryLedger(image) as crashed:
         assert crashed.replayed_fills == len(fills)
         assert not crashed.rebuilt_from_journal
@@ -1030,8 +1126,9 @@ async def test_aggregates_written_late_are_caught_up_from_the_journal_after_a_cr
         assert again.positions() == live_positions
 
 
-async def test_verify_and_adjustments_write_lagging_aggregates(path: Path) -> None:
-    def covered(conn: sqlite3.Connection) -> int:
+async def test_verify_and_adjustments_write_lagging_aggregates(
+        path: Path, crash_image: Callable[[Path | str], Path | str]) -> None:
+    def covered(conn: Any) -> int:
         return int(conn.execute("SELECT value FROM meta WHERE key = 'snapshot_fill_id'").fetchone()[0])
 
     async with InventoryLedger(path, snapshot_interval=3600) as ledger:
@@ -1043,7 +1140,7 @@ async def test_verify_and_adjustments_write_lagging_aggregates(path: Path) -> No
         await ledger.record_fill(make_fill("t10"))
         await ledger.record_adjustment("spot", "BTC", D("0.5"), "test", 1.0)
         assert await ledger._writer_call(covered) == 11  # an adjustment writes them in its transaction
-        image = crash_image(path, path.with_name("crashed.sqlite"))
+        image = crash_image(path)
     async with InventoryLedger(image) as crashed:
         assert crashed.replayed_fills == 0
         assert crashed.position("spot", "BTC") == D("11.5")
@@ -1056,6 +1153,7 @@ def test_checkpoint_settings_are_validated(path: Path) -> None:
         InventoryLedger(path, wal_size_limit=0)
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize(("setting", "level"), [("NORMAL", 1), ("FULL", 2), ("full", 2)])
 async def test_synchronous_setting_is_applied(path: Path, setting: str, level: int) -> None:
     ledger = InventoryLedger(path, synchronous=setting)
@@ -1089,12 +1187,12 @@ async def test_use_before_open_and_after_close_raises(path: Path) -> None:
         await ledger.record_fill(make_fill("late"))
     with pytest.raises(LedgerError, match="closed"):
         await ledger.record_order_state("x", OrderStatus.CANCELED)
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT count(*) FROM fills").fetchone()[0] == 100
+    assert run_sql(path, "SELECT count(*) FROM fills") == [(100,)]
 
 
+@pytest.mark.sqlite_only
 async def test_second_instance_on_the_same_file_is_refused(ledger: InventoryLedger) -> None:
-    second = InventoryLedger(ledger.path)
+    second = InventoryLedger(where(ledger))
     with pytest.raises(LedgerError, match="in use"):
         await second.open()
     with pytest.raises(LedgerError, match="not open"):
@@ -1106,8 +1204,7 @@ async def test_disk_full_fails_pending_writes_and_stops_the_ledger(ledger: Inven
     await ledger.record_fill(make_fill("before", amount="3"))
     await ledger.new_intent(underlying="BTC", venue="perp", symbol="BTC/USDT:USDT", side=Side.SELL,
                             amount=D(1), created_at=0.0)
-    pages = await ledger._writer_call(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
-    await ledger._writer_call(lambda c: c.execute(f"PRAGMA max_page_count = {pages}"))
+    await fill_the_storage(ledger)
     batch = [make_fill(f"big-{i}-" + "x" * 200) for i in range(500)]
     results = await asyncio.gather(*(ledger.record_fill(f) for f in batch), return_exceptions=True)
     errors = [r for r in results if isinstance(r, LedgerError)]
@@ -1133,6 +1230,7 @@ async def test_disk_full_fails_pending_writes_and_stops_the_ledger(ledger: Inven
         await ledger.close()
 
 
+@pytest.mark.sqlite_only
 async def test_read_only_database_fails_writes(ledger: InventoryLedger) -> None:
     await ledger._writer_call(lambda c: c.execute("PRAGMA query_only = ON"))
     with pytest.raises(LedgerError, match=r"ledger write failed: .*readonly"):
@@ -1150,6 +1248,7 @@ class _ReadOnlyLedger(InventoryLedger):
                                check_same_thread=False)
 
 
+@pytest.mark.sqlite_only
 async def test_read_only_file_is_refused_on_open(ledger: InventoryLedger) -> None:
     await ledger.record_fill(make_fill("t1"))
     await ledger.close()
@@ -1168,14 +1267,16 @@ def overwrite_middle_page(path: Path, page: int = 4096) -> None:
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.sqlite_only
 async def test_corrupted_file_is_detected_on_open(ledger: InventoryLedger) -> None:
     await asyncio.gather(*(ledger.record_fill(make_fill(f"trade-{i:06d}")) for i in range(3000)))
     await ledger.close()
     overwrite_middle_page(ledger.path)
     with pytest.raises(LedgerError, match="ledger corrupt"):
-        await InventoryLedger(ledger.path).open()
+        await InventoryLedger(where(ledger)).open()
 
 
+@pytest.mark.sqlite_only
 async def test_file_that_is_not_a_database_is_refused(path: Path) -> None:
     await asyncio.to_thread(path.write_text, "these are not the pages you are looking for\n" * 200)
     with pytest.raises(LedgerError, match="not a SQLite database"):
@@ -1194,3 +1295,88 @@ async def test_unexpected_error_while_opening_is_reported_not_hung(path: Path) -
     healthy = InventoryLedger(path)  # the file lock was released
     await healthy.open()
     await healthy.close()
+
+
+# ---------------------------------------------------------------- PostgreSQL specifics
+
+
+async def test_postgresql_commits_on_a_writer_thread_durably_and_names_itself_without_its_password(
+        pg_url: str) -> None:
+    assert not InventoryLedger(pg_url, commit_on=None).commit_on_loop  # each commit waits for the server
+    assert InventoryLedger(pg_url, commit_on="loop").commit_on_loop  # still possible when asked for
+    ledger = InventoryLedger(pg_url, synchronous="NORMAL")
+    await ledger.open()
+    try:
+        assert ledger.path is None
+        assert ledger.synchronous_in_effect == "synchronous_commit=on"  # whatever ledger.synchronous says
+        assert ledger.journal_mode == "postgresql"
+    finally:
+        await ledger.close()
+    with_password = pg_url.replace("postgres@", "postgres:hunter2@")
+    masked = InventoryLedger(with_password)
+    assert "hunter2" not in masked.location
+    assert masked.location == pg_url.replace("postgres@", "postgres:**********@")
+
+
+async def test_postgresql_unreachable_fails_open_with_a_clear_error_and_no_password(pg_server: Any) -> None:
+    url = f"postgresql://postgres:hunter2@127.0.0.1:{pg_server.port}/no_such_database"
+    ledger = InventoryLedger(url)
+    with pytest.raises(LedgerError, match=r"ledger open failed: .*no_such_database") as raised:
+        await ledger.open()
+    assert "hunter2" not in str(raised.value)
+    with pytest.raises(LedgerError, match="not open"):
+        await ledger.record_fill(make_fill("t1"))
+
+
+async def test_postgresql_connection_lost_fails_the_write_and_stops_the_ledger(pg_server: Any, pg_url: str) -> None:
+    ledger = InventoryLedger(pg_url)
+    await ledger.open()
+    try:
+        assert await ledger.record_fill(make_fill("t1"))
+        pg_server.terminate_backends(pg_url.rsplit("/", 1)[1])  # a DBA, a failover or a network cut
+        with pytest.raises(LedgerError, match="ledger write failed"):
+            await ledger.record_fill(make_fill("t2"))
+        assert ledger.failure is not None
+        with pytest.raises(LedgerError, match="unusable after an earlier failure"):
+            ledger.submit_intent(underlying="BTC", venue="perp", symbol="BTC/USDT:USDT", side=Side.SELL,
+                                 amount=D(1), created_at=0.0)
+    finally:
+        await ledger.close()
+    again = InventoryLedger(pg_url)  # what was acknowledged is there; the failed write is not
+    await again.open()
+    try:
+        assert again.fill_count == 1 and again.position("spot", "BTC") == 1
+        await again.verify()
+    finally:
+        await again.close()
+
+
+async def test_postgresql_schema_migrates_in_the_opening_transaction(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from hedgerd.ledger import storage as storage_module
+
+    ledger = InventoryLedger(pg_url)
+    await ledger.open()
+    kept = await new_intent(ledger)
+    await ledger.close()
+    run_sql(pg_url, "UPDATE meta SET value = '2' WHERE key = 'schema_version'")  # as an older hedgerd left it
+    real = storage_module.PG_MIGRATIONS
+    monkeypatch.setattr(storage_module, "PG_MIGRATIONS", {2: ["ALTER TABLE intents ADD COLUMN note TEXT",
+                                                              "SELECT no_such_function()"], 3: real[3]})
+    with pytest.raises(LedgerError, match="migrating schema version 2 to 4 failed"):
+        await InventoryLedger(pg_url).open()
+    # DDL is transactional in PostgreSQL: the failed migration left nothing behind
+    assert run_sql(pg_url, "SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
+    assert run_sql(pg_url, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'") == [(0,)]
+
+    monkeypatch.setattr(storage_module, "PG_MIGRATIONS", {2: ["ALTER TABLE intents ADD COLUMN note TEXT"],
+                                                          3: real[3]})
+    ledger = InventoryLedger(pg_url)
+    await ledger.open()
+    try:
+        assert ledger.open_intents() == [kept]
+    finally:
+        await ledger.close()
+    assert run_sql(pg_url, "SELECT value FROM meta WHERE key = 'schema_version'") == [("4",)]
+    assert run_sql(pg_url, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'") == [(1,)]
+    assert "ledger schema migrated from version 2 to 4" in caplog.text

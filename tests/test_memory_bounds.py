@@ -144,7 +144,7 @@ async def test_paper_venues_keep_a_bounded_fill_history_and_order_book() -> None
 
 
 async def test_ledger_page_cache_is_bounded_below_what_a_long_run_writes(tmp_path: Path) -> None:
-    from hedgerd.ledger import journal
+    from hedgerd.ledger import schema
 
     ledger = InventoryLedger(tmp_path / "ledger.sqlite")
     await ledger.open()
@@ -152,10 +152,10 @@ async def test_ledger_page_cache_is_bounded_below_what_a_long_run_writes(tmp_pat
         conn = ledger._journal.conn
         assert conn is not None
         (cache,) = conn.execute("PRAGMA cache_size").fetchone()
-        assert cache == -journal.PAGE_CACHE_KIB <= -1_000  # KiB: at least 1 MiB for the hot pages
+        assert cache == -schema.PAGE_CACHE_KIB <= -1_000  # KiB: at least 1 MiB for the hot pages
         # a day at 50 fills/s writes far more pages than the cache holds: its bound is what is kept
         (page_size,) = conn.execute("PRAGMA page_size").fetchone()
-        assert journal.PAGE_CACHE_KIB * 1024 // page_size < 50 * 86_400 // 10
+        assert schema.PAGE_CACHE_KIB * 1024 // page_size < 50 * 86_400 // 10
     finally:
         await ledger.close()
 

@@ -41,7 +41,9 @@ def secret_values(settings: Settings) -> list[str]:
 
     def collect(value: Any, by_key: bool) -> None:
         if isinstance(value, SecretStr):
-            found.append(value.get_secret_value())
+            secret = value.get_secret_value()
+            found.append(secret)
+            found.extend(_url_passwords(secret))  # a driver's message may quote the password alone
         elif isinstance(value, BaseModel):
             for name in type(value).model_fields:
                 collect(getattr(value, name), by_key or name in SECRET_BEARING_DICTS)
@@ -60,3 +62,13 @@ def secret_values(settings: Settings) -> list[str]:
 
     collect(settings, False)
     return sorted({v for v in found if v})
+
+
+def _url_passwords(text: str) -> list[str]:
+    """The password of each ``scheme://user:password@`` in ``text`` (e.g. a database URL)."""
+    passwords = []
+    for match in URL_USERINFO_PATTERN.finditer(text):
+        userinfo = match.group(0)[len(match["scheme"]):-1]
+        if ":" in userinfo:
+            passwords.append(userinfo.split(":", 1)[1])
+    return passwords

@@ -318,13 +318,46 @@ class AdminConfig(_Section):
         return admin_token_weakness(token) if token else None
 
 
+LEDGER_URL_SCHEMES = ("postgresql", "postgres")
+
+
 class LedgerConfig(_Section):
-    path: Path = Path("var/hedgerd.sqlite")
-    synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
-    batch_max: int = Field(default=512, ge=1)
+    path: Path = Field(default=Path("var/hedgerd.sqlite"),
+                       description="the SQLite ledger file (the embedded default); unused when url is set")
+    url: SecretStr | None = Field(
+        default=None,
+        description="a PostgreSQL ledger instead of the SQLite file: postgresql://user[:password]@host[:port]/database"
+                    "[?sslmode=...] (psycopg, extra 'postgres'). A secret, masked in logs and status: give it from "
+                    "the secrets dir (hedgerd_ledger__url) or HEDGERD_LEDGER__URL rather than in the file")
+    synchronous: Literal["NORMAL", "FULL"] = Field(
+        default="NORMAL", description="SQLite: NORMAL survives a process crash, FULL also power loss (fsync per "
+                                      "commit); PostgreSQL always commits durably (synchronous_commit = on)")
+    batch_max: int = Field(default=512, ge=1, description="writes per transaction at most (group commit)")
     commit_on: Literal["auto", "loop", "thread"] = Field(
         default="auto", description="where commits run: the event loop (no fsync, lowest latency) or a writer "
-                                    "thread (fsyncs off the loop); auto = loop with NORMAL, thread with FULL")
+                                    "thread (fsyncs off the loop); auto = loop with NORMAL, thread with FULL, "
+                                    "always thread on PostgreSQL (each commit waits for the server)")
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        # the message never repeats the value: it may hold a password
+        try:
+            parts = urlsplit(value.get_secret_value().strip())
+            parts.port  # noqa: B018  (raises ValueError on a port that is not a number)
+        except ValueError:
+            raise ValueError("not a valid URL; expected postgresql://user@host[:port]/database") from None
+        if parts.scheme not in LEDGER_URL_SCHEMES:
+            raise ValueError("must be a postgresql:// URL (leave it unset for the SQLite file in ledger.path)")
+        if not parts.path.strip("/"):
+            raise ValueError("names no database; expected postgresql://user@host[:port]/database")
+        return SecretStr(value.get_secret_value().strip())
+
+    def location(self) -> Path | str:
+        """Where the ledger is: the PostgreSQL URL (with its password: never log it) or the SQLite path."""
+        return self.url.get_secret_value() if self.url is not None else self.path
 
 
 class LoggingConfig(_Section):
@@ -507,6 +540,11 @@ class Settings(BaseSettings):
         problems += _venue_problems(self.venues)
         problems += _hedge_problems(self.hedges, self.venues)
         problems += _executor_problems(self.executor, self.venues)
+        if self.ledger.url is not None and self.mode is Mode.PAPER and any(v.kind is VenueKind.SIM
+                                                                           for v in self.venues):
+            problems.append(("ledger.url", "a paper run on in-process simulated venues starts each run with an "
+                                           "empty ledger (the previous SQLite file is archived); use ledger.path "
+                                           "here, or a PostgreSQL ledger against real venues or hedgerd venue-sim"))
         if self.mode is Mode.LIVE:
             problems += _live_mode_problems(self.venues, self.hedges)
             weakness = self.admin.token_weakness()

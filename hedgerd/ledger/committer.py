@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import decimal
 import logging
-import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -24,21 +23,25 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hedgerd.ledger.accounting import ARITHMETIC
-from hedgerd.ledger.journal import LedgerError, _BatchOutcome, _CallRequest, _IntentRequest, _Op, _OpenResult
+from hedgerd.ledger.journal import _BatchOutcome, _CallRequest, _IntentRequest, _Op, _OpenResult
+from hedgerd.ledger.storage import Connection, LedgerError
 from hedgerd.models import Fill
 
 log = logging.getLogger(__name__)
 
+#: seconds the writer thread waits for the event loop's turn inside a transaction (see
+#: ThreadCommitter._hook_turn); a running loop answers within one iteration
+HOOK_TURN_TIMEOUT = 5.0
+
 if TYPE_CHECKING:
-    from hedgerd.ledger.ledger import InventoryLedger
+    from hedgerd.ledger.ledger import InventoryLedger, PreparedIntent
 
 
 class Committer(ABC):
     """Commits the ledger's queue of writes in transactions of up to ``batch_max`` writes and
     hands each outcome to the event loop."""
 
-    #: True when transactions commit on the event loop's thread (the commit hook then runs
-    #: inside the fills' transaction)
+    #: True when transactions commit on the event loop's thread
     on_loop: ClassVar[bool]
 
     def __init__(self, ledger: InventoryLedger) -> None:
@@ -71,7 +74,7 @@ class Committer(ABC):
         """Commit what is queued right now, if this committer can; True if it did."""
         return False
 
-    def _in_transaction(self) -> Callable[[sqlite3.Connection, _BatchOutcome], None] | None:
+    def _in_transaction(self) -> Callable[[Connection, _BatchOutcome], None] | None:
         """What runs inside a transaction that journaled new fills, before COMMIT: nothing here."""
         return None
 
@@ -236,10 +239,10 @@ class LoopCommitter(Committer):
         self._start_wal_reset()
         return True
 
-    def _in_transaction(self) -> Callable[[sqlite3.Connection, _BatchOutcome], None] | None:
+    def _in_transaction(self) -> Callable[[Connection, _BatchOutcome], None] | None:
         return self._hook_turn if self.ledger.commit_hook is not None else None
 
-    def _hook_turn(self, conn: sqlite3.Connection, outcome: _BatchOutcome) -> None:
+    def _hook_turn(self, conn: Connection, outcome: _BatchOutcome) -> None:
         """Inside the fills' transaction: bring the ledger's view forward, ask the commit hook
         for its intents and journal them in this same transaction (when nothing else is
         queued, so the queue's order is kept; else they are queued behind it)."""
@@ -285,8 +288,8 @@ class ThreadCommitter(Committer):
         loop = asyncio.get_running_loop()
         opened: asyncio.Future[_OpenResult] = loop.create_future()
         self._done = done = loop.create_future()
-        self._thread = threading.Thread(target=self._main, args=(opened,),
-                                        name=f"ledger-writer:{ledger.path.name}", daemon=True)
+        where = ledger.path.name if ledger.path is not None else ledger.storage.kind
+        self._thread = threading.Thread(target=self._main, args=(opened,), name=f"ledger-writer:{where}", daemon=True)
         self._thread.start()
         try:
             return await opened
@@ -319,6 +322,54 @@ class ThreadCommitter(Committer):
     def _reset_wal_between_transactions(self) -> bool:
         self.ledger._reset_wal()
         return False
+
+    def _in_transaction(self) -> Callable[[Connection, _BatchOutcome], None] | None:
+        return self._hook_turn if self.ledger.commit_hook is not None else None
+
+    def _hook_turn(self, conn: Connection, outcome: _BatchOutcome) -> None:
+        """Inside the fills' transaction, on the writer thread: the event loop brings its view
+        forward and asks the commit hook, as :class:`LoopCommitter` does on its own thread, and
+        the intents join this transaction. The writer waits a loop iteration for that, where
+        queueing the intents for a transaction of their own cost a second commit (on PostgreSQL
+        or with ``FULL``, a second fsync) before any order could go out.
+
+        If the loop does not answer within ``HOOK_TURN_TIMEOUT`` (stopped, closed), the turn is
+        given up and the hook is asked after the commit, as before."""
+        ledger = self.ledger
+        loop = ledger._loop
+        assert loop is not None
+        lock = threading.Lock()
+        answered = threading.Event()
+        given_up = False
+        prepared: list[PreparedIntent] = []
+
+        def turn() -> None:
+            with lock:
+                if given_up:
+                    return
+                try:
+                    ledger._apply_view(outcome)
+                    intents = ledger._ask_hook(outcome.inserted)
+                    if self.queue:  # writes queued meanwhile go first: the queue's order is kept
+                        for intent, future in intents:
+                            ledger._queue_op(_IntentRequest(intent), future)
+                    else:
+                        prepared.extend(intents)
+                finally:
+                    answered.set()
+
+        try:
+            loop.call_soon_threadsafe(turn)
+        except RuntimeError:  # the event loop is closed: nobody is waiting for this commit's hook
+            return
+        if not answered.wait(HOOK_TURN_TIMEOUT):
+            with lock:
+                if not answered.is_set():
+                    given_up = True
+                    return
+        for intent, future in prepared:
+            outcome.futures.append(future)
+            outcome.results.append(ledger._journal.insert_intent(conn, _IntentRequest(intent)))
 
     def _main(self, opened: asyncio.Future[_OpenResult]) -> None:
         ledger = self.ledger

@@ -4,8 +4,9 @@ was decided on (read here).
 
 Both are written off the reaction path: each write runs on the writer's connection between
 group commits (the ledger queues it like any write) in a transaction of its own. Funding is
-``INSERT OR IGNORE`` on ``UNIQUE(venue, payment_id)`` and returns the payments that were new, so
-each payment counts once however often it is fetched. A fee conversion is queued as the cost
+``INSERT ... ON CONFLICT (venue, payment_id) DO NOTHING`` (one statement for SQLite and
+PostgreSQL alike, as the ledger's upserts are) and returns the payments that were new, so each
+payment counts once however often it is fetched. A fee conversion is queued as the cost
 book values the fee, after the fill's commit: a crash in between loses it, and the rebuild then
 counts that fee as not valued (flagged, never zero).
 """
@@ -14,14 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hedgerd.ledger.journal import _CallRequest
+from hedgerd.ledger.storage import Connection, Storage
 from hedgerd.models import Fill, FundingPayment, Side
 
 if TYPE_CHECKING:
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_INSERT = ("INSERT OR IGNORE INTO funding (venue, payment_id, symbol, amount, currency, ts, price) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?)")
+_INSERT = ("INSERT INTO funding (venue, payment_id, symbol, amount, currency, ts, price) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (venue, payment_id) DO NOTHING")
 _SELECT = "SELECT venue, payment_id, symbol, amount, currency, ts, price FROM funding"
 
 
@@ -49,7 +49,7 @@ class CostJournal:
     def __init__(self, ledger: InventoryLedger) -> None:
         self._ledger = ledger
 
-    def _reader(self) -> sqlite3.Connection:
+    def _reader(self) -> Connection:
         reader = self._ledger._reader
         if reader is None:
             raise self._ledger._unwritable()
@@ -80,7 +80,7 @@ class CostJournal:
         this ledger held nothing there that could pay funding), or None."""
         row = self._reader().execute(
             "SELECT min(ts) FROM (SELECT min(ts) AS ts FROM fills WHERE venue = ? "
-            "UNION ALL SELECT min(ts) FROM adjustments WHERE venue = ?)", (venue, venue)).fetchone()
+            "UNION ALL SELECT min(ts) FROM adjustments WHERE venue = ?) AS firsts", (venue, venue)).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
     def record_fee_conversion(self, venue: str, trade_id: str, currency: str, price: Decimal) -> None:
@@ -104,7 +104,7 @@ class CostJournal:
         if not ledger.ledger_id or ledger._closed:
             raise ledger._unwritable()
         with ledger._awaiting_outside_work():
-            return await asyncio.to_thread(read_hedge_fills, ledger.path, list(hedged))
+            return await asyncio.to_thread(read_hedge_fills, ledger.storage, list(hedged))
 
 
 def _log_failure(future: asyncio.Future[Any]) -> None:
@@ -112,12 +112,12 @@ def _log_failure(future: asyncio.Future[Any]) -> None:
         log.warning("fee conversion not journaled: %s", future.exception())
 
 
-def insert_fee_conversion(conn: sqlite3.Connection, venue: str, trade_id: str, currency: str, price: Decimal) -> None:
-    conn.execute("INSERT OR IGNORE INTO fee_conversions (venue, trade_id, currency, price) VALUES (?, ?, ?, ?)",
-                 (venue, trade_id, currency, str(price)))
+def insert_fee_conversion(conn: Connection, venue: str, trade_id: str, currency: str, price: Decimal) -> None:
+    conn.execute("INSERT INTO fee_conversions (venue, trade_id, currency, price) VALUES (?, ?, ?, ?) "
+                 "ON CONFLICT (venue, trade_id) DO NOTHING", (venue, trade_id, currency, str(price)))
 
 
-def insert_funding(conn: sqlite3.Connection, payments: Sequence[FundingPayment]) -> list[FundingPayment]:
+def insert_funding(conn: Connection, payments: Sequence[FundingPayment]) -> list[FundingPayment]:
     """Journal ``payments`` in one transaction; returns those not journaled before, in order."""
     new: list[FundingPayment] = []
     conn.execute("BEGIN")
@@ -142,7 +142,7 @@ def _payment(row: Sequence[object]) -> FundingPayment:
                           price=None if price is None else Decimal(str(price)))
 
 
-def read_funding(conn: sqlite3.Connection, venue: str | None = None) -> list[FundingPayment]:
+def read_funding(conn: Connection, venue: str | None = None) -> list[FundingPayment]:
     """The journaled funding payments (of ``venue``), in the order they were booked."""
     if venue is None:
         rows = conn.execute(f"{_SELECT} ORDER BY funding_id")
@@ -151,22 +151,20 @@ def read_funding(conn: sqlite3.Connection, venue: str | None = None) -> list[Fun
     return [_payment(row) for row in rows]
 
 
-def last_funding_ts(conn: sqlite3.Connection, venue: str) -> float | None:
+def last_funding_ts(conn: Connection, venue: str) -> float | None:
     """The latest funding time journaled for ``venue`` (where a backfill resumes)."""
     row = conn.execute("SELECT max(ts) FROM funding WHERE venue = ?", (venue,)).fetchone()
     return None if row is None or row[0] is None else float(row[0])
 
 
-def read_hedge_fills(path: Path, hedged: Iterable[tuple[str, str]]) -> list[HedgeFillRow]:
+def read_hedge_fills(storage: Storage, hedged: Iterable[tuple[str, str]]) -> list[HedgeFillRow]:
     """Our orders' fills on the ``hedged`` (venue, symbol) pairs, oldest first, each with the
     decision quote of its intent, from a read-only connection of its own (a worker thread's).
 
     One scan of the fills journal (client fills included: it has no index a filter could use),
     plus the intents' decision quotes by client order id."""
     wanted = set(hedged)
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        conn.execute("BEGIN")  # one read snapshot for both tables
+    with storage.snapshot_reader() as conn:  # one read snapshot for both tables
         quotes = {cid: (mid, half) for cid, mid, half in conn.execute(
             "SELECT client_order_id, decision_mid, decision_half_spread FROM intents")}
         rows: list[HedgeFillRow] = []
@@ -181,7 +179,4 @@ def read_hedge_fills(path: Path, hedged: Iterable[tuple[str, str]]) -> list[Hedg
                         client_order_id=cid)
             rows.append(HedgeFillRow(fill, None if mid is None else Decimal(mid),
                                      None if half is None else Decimal(half)))
-        conn.execute("COMMIT")
-        return rows
-    finally:
-        conn.close()
+    return rows

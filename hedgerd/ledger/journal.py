@@ -1,6 +1,7 @@
-"""The ledger's writer side: its SQLite connection, the journal tables and the aggregates as
-the writer knows them (:class:`JournalWriter`), with the row types and helpers it shares with
-the ledger. It runs wherever the committer runs (see :mod:`hedgerd.ledger.committer`).
+"""The ledger's writer side: its connection (of either backend, :mod:`hedgerd.ledger.storage`), the
+journal tables and the aggregates as the writer knows them (:class:`JournalWriter`), with the row
+types and helpers it shares with the ledger. It runs wherever the committer runs (see
+:mod:`hedgerd.ledger.committer`).
 """
 
 from __future__ import annotations
@@ -10,58 +11,39 @@ import contextlib
 import decimal
 import logging
 import secrets
-import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from hedgerd.ledger.accounting import ARITHMETIC, Snapshot, TradeTotals, VenueTotals, apply_fills
 from hedgerd.ledger.schema import (
-    _FILL_COLUMNS,
-    _FILL_ROW,
     _FILL_WIDTH,
     _INSERT_EVENT,
     _INTENT_COLUMNS,
     _INTENT_FIELDS,
-    _SCHEMA,
     _SET_META,
     _UPSERT_ORDER_FILL,
     _UPSERT_POSITION,
     _UPSERT_TRADES,
     _UPSERT_VENUE,
     SCHEMA_VERSION,
-    _migrate_from_v1,
-    _migrate_from_v2,
-    _migrate_from_v3,
 )
+from hedgerd.ledger.storage import DB_ERRORS, Connection, LedgerError, Storage
 from hedgerd.models import ZERO, Fill, HedgeIntent, OrderStatus, OrderType, Side
 
 log = logging.getLogger(__name__)
 
-_SYNCHRONOUS_LEVELS = {"NORMAL": 1, "FULL": 2}
 _AGGREGATE_BATCH = 4_096  # fills per apply_fills call when aggregating the whole journal
 #: Per-order entries (filled amount, state) kept in memory; a miss reads the database. The orders
 #: asked about are the ones in flight (a handful per underlying) and those settled lately, whose
 #: repeated reports and fills still arrive; a larger cache only held memory for hours of orders.
 _CACHE_SIZE = 256
-#: Page size of a new ledger file (an existing file keeps its own). Every commit writes each page
-#: it touches to the WAL in full, and the checkpoint writes it again: a hedge cycle touches about
-#: fifteen pages (fills, intents, order events and their indexes), so 1 KiB pages write a third of
-#: the bytes 4 KiB pages would, and commits stall less often behind the disk.
-PAGE_SIZE = 1024
-PAGE_CACHE_KIB = 4_000  # the writer connection's SQLite page cache (see JournalWriter's open)
 _BUY = Side.BUY
 K = TypeVar("K")
 V = TypeVar("V")
-
-
-class LedgerError(Exception):
-    """The ledger cannot be used: an I/O failure (read-only file, disk full), a corrupt or
-    foreign file, or use after close. The message says which."""
 
 
 class _LRU(Generic[K, V]):
@@ -114,7 +96,7 @@ class _AdjustmentRequest:
 
 @dataclass(frozen=True, slots=True)
 class _CallRequest:
-    fn: Callable[[sqlite3.Connection], Any]
+    fn: Callable[[Connection], Any]
 
 
 _Op = tuple[Any, "asyncio.Future[Any]"]
@@ -150,6 +132,7 @@ class _BatchOutcome:
     states: list[tuple[str, OrderStatus, Decimal]] = field(default_factory=list)
     seconds: float = 0.0  # BEGIN to COMMIT
     inserted: list[Fill] = field(default_factory=list)  # the new fills, in order
+    last_fill_id: int = 0  # the largest fill id journaled by this batch (0: none)
     view_applied: bool = False  # the event loop's view already has this batch (commit hook)
 
 
@@ -186,7 +169,7 @@ def _is_echo(fill: Fill, ledger_id: str) -> bool:
     return cid is not None and _issued_intent_id(cid, ledger_id) is not None
 
 
-def aggregate_journal(conn: sqlite3.Connection, upto: int | None = None) -> Snapshot:
+def aggregate_journal(conn: Connection, upto: int | None = None) -> Snapshot:
     """Recompute positions, venue totals and per-order fills from the whole fills journal
     (positions and totals from the fills up to fill id ``upto`` only, when given)."""
     snapshot = Snapshot()
@@ -222,7 +205,7 @@ def aggregate_journal(conn: sqlite3.Connection, upto: int | None = None) -> Snap
     return snapshot
 
 
-def _load_snapshot(conn: sqlite3.Connection, *, with_orders: bool = True) -> Snapshot:
+def _load_snapshot(conn: Connection, *, with_orders: bool = True) -> Snapshot:
     snapshot = Snapshot()
     for venue, asset, amount in conn.execute("SELECT venue, asset, amount FROM positions"):
         snapshot.positions[(venue, asset)] = Decimal(amount)
@@ -238,41 +221,25 @@ def _load_snapshot(conn: sqlite3.Connection, *, with_orders: bool = True) -> Sna
     return snapshot
 
 
-def read_for_verify(path: Path) -> tuple[Snapshot, Snapshot, int]:
-    """From one read snapshot of the file: the aggregates recomputed from the journal (up to the
+def read_for_verify(storage: Storage) -> tuple[Snapshot, Snapshot, int]:
+    """From one read snapshot of the storage: the aggregates recomputed from the journal (up to the
     fill id the stored ones cover), the stored aggregates, and the number of fills."""
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        conn.execute("BEGIN")  # one consistent read snapshot for all
+    with storage.snapshot_reader() as conn:
         row = conn.execute("SELECT value FROM meta WHERE key = 'snapshot_fill_id'").fetchone()
         journal = aggregate_journal(conn, upto=None if row is None else int(row[0]))
         stored = _load_snapshot(conn)
         total = int(conn.execute("SELECT count(*) FROM fills").fetchone()[0])
-        conn.execute("COMMIT")
-        return journal, stored, total
-    finally:
-        conn.close()
-
-
-def _classify_open_error(path: Path, exc: sqlite3.Error) -> LedgerError:
-    message = str(exc)
-    if "not a database" in message:
-        return LedgerError(f"ledger file is not a SQLite database: {path}: {message}")
-    if "malformed" in message or "corrupt" in message:
-        return LedgerError(f"ledger corrupt: {path}: {message}")
-    if "readonly" in message or "read-only" in message:
-        return LedgerError(f"ledger write failed: {path} is read-only: {message}")
-    return LedgerError(f"ledger open failed: {path}: {message}")
+    return journal, stored, total
 
 
 class JournalWriter:
-    """The writer's connection and state: opens and checks the file, commits batches of writes
+    """The writer's connection and state: opens and checks the storage, commits batches of writes
     (fills, intents, order states, adjustments) and keeps the aggregate tables. Touched only
     by the committer's thread once the ledger is open."""
 
-    def __init__(self, path: Path, *, synchronous: str, wal_size_limit: int, snapshot_interval: float,
-                 connect: Callable[[], sqlite3.Connection]) -> None:
-        self.path = path
+    def __init__(self, storage: Storage, *, synchronous: str, wal_size_limit: int, snapshot_interval: float,
+                 connect: Callable[[], Connection]) -> None:
+        self.storage = storage
         self.synchronous = synchronous
         self.wal_size_limit = wal_size_limit
         self.snapshot_interval = snapshot_interval
@@ -280,7 +247,7 @@ class JournalWriter:
         #: fills the last open added to aggregates written before them (after a crash: at most
         #: ``snapshot_interval`` seconds of fills)
         self.replayed_fills = 0
-        self._conn: sqlite3.Connection | None = None
+        self._conn: Connection | None = None
         self._w_positions: dict[tuple[str, str], Decimal] = {}
         self._w_venues: dict[str, VenueTotals] = {}
         self._w_trades: dict[tuple[str, str], TradeTotals] = {}
@@ -295,7 +262,7 @@ class JournalWriter:
         self._w_open_from = 1  # meta.open_intents_from: no open intent has a smaller id
 
     @property
-    def conn(self) -> sqlite3.Connection | None:
+    def conn(self) -> Connection | None:
         """The writer's connection (None unless open)."""
         return self._conn
 
@@ -305,13 +272,12 @@ class JournalWriter:
         if conn is None:
             return False
         try:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        except sqlite3.Error as exc:  # the WAL still holds every commit: not a durability problem
+            return self.storage.checkpoint_passive(conn)
+        except DB_ERRORS as exc:  # the WAL still holds every commit: not a durability problem
             log.warning("ledger WAL checkpoint on the writer failed: %s", exc)
             return False
-        return True
 
-    def _open_connection(self) -> sqlite3.Connection:
+    def _open_connection(self) -> Connection:
         return self._connect()
 
     def open_checked(self) -> _OpenResult:
@@ -327,62 +293,40 @@ class JournalWriter:
                 raise LedgerError(f"ledger open failed: {exc!r}") from exc
 
     def _open_storage(self) -> _OpenResult:
+        storage = self.storage
         try:
             self._conn = conn = self._open_connection()
-            conn.execute("PRAGMA busy_timeout = 5000")
-            check = [row[0] for row in conn.execute("PRAGMA quick_check(20)")]
-            if check != ["ok"]:
-                problems = [line for row in check for line in str(row).splitlines() if line.strip()]
-                more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
-                raise LedgerError(f"ledger corrupt: {self.path}: {'; '.join(problems[:3])}{more}")
-            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # takes effect on a new file only
-            mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
-            if mode != "wal":
-                raise LedgerError(f"ledger open failed: {self.path}: cannot switch to WAL "
-                                  f"(journal mode {mode})")
-            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-            level = int(conn.execute("PRAGMA synchronous").fetchone()[0])
-            synchronous = {v: k for k, v in _SYNCHRONOUS_LEVELS.items()}.get(level, str(level))
-            # The page cache keeps every page written until it is full, so it grows with the file up
-            # to this bound. Writes touch only the tables' and index's right edges and the rows of
-            # open intents: 4 MiB holds those many times over and is full after tens of thousands of
-            # fills, where a larger cache kept growing for hours of flow without serving more hits.
-            conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
-            # No checkpoint inside a COMMIT: copying the WAL back (and its fsyncs) would stall every
-            # caller of that commit. The checkpointer thread does it on its own connection instead.
-            conn.execute("PRAGMA wal_autocheckpoint = 0")
-            conn.execute(f"PRAGMA journal_size_limit = {int(self.wal_size_limit)}")
-            conn.execute("PRAGMA temp_store = MEMORY")
-            conn.execute("BEGIN IMMEDIATE")
+            synchronous, mode = storage.configure(conn, self.synchronous, self.wal_size_limit)
+            conn.execute(storage.begin_open)
         except LedgerError:
             raise
-        except sqlite3.Error as exc:
-            raise _classify_open_error(self.path, exc) from exc
+        except DB_ERRORS as exc:
+            raise storage.open_error(exc) from exc
         try:
             return self._prepare_schema(synchronous, mode)
         except LedgerError:
             self.rollback()
             raise
-        except sqlite3.Error as exc:
+        except DB_ERRORS as exc:
             self.rollback()
-            raise _classify_open_error(self.path, exc) from exc
+            raise storage.open_error(exc) from exc
 
     def _prepare_schema(self, synchronous: str, mode: str) -> _OpenResult:
         conn = self._conn
         assert conn is not None
-        for statement in _SCHEMA.split(";"):
-            if statement.strip():
-                conn.execute(statement)
+        for statement in self.storage.schema():
+            conn.execute(statement)
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         version = int(meta.get("schema_version", SCHEMA_VERSION))
-        if version in (1, 2, 3):
+        migrated = False
+        if version < SCHEMA_VERSION:
             try:
-                {1: _migrate_from_v1, 2: _migrate_from_v2, 3: _migrate_from_v3}[version](conn)
-            except sqlite3.Error as exc:  # rolled back by the caller: the file stays at its version
-                raise LedgerError(f"ledger {self.path}: migrating schema version {version} to {SCHEMA_VERSION} "
-                                  f"failed (the file is unchanged): {exc}") from exc
+                migrated = self.storage.migrate(conn, version)
+            except DB_ERRORS as exc:  # rolled back by the caller: the file stays at its version
+                raise LedgerError(f"ledger {self.storage.display}: migrating schema version {version} to "
+                                  f"{SCHEMA_VERSION} failed (the file is unchanged): {exc}") from exc
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        elif version != SCHEMA_VERSION:
+        if version != SCHEMA_VERSION and not migrated:
             raise LedgerError(f"ledger schema version {version} is not supported (expected {SCHEMA_VERSION})")
         ledger_id = meta.get("ledger_id")
         if ledger_id is None:
@@ -422,11 +366,7 @@ class JournalWriter:
         self._w_venues = {v: VenueTotals(t.fills, t.fees, t.last_fill_ts)
                           for v, t in snapshot.venues.items()}
         self._w_trades = dict(snapshot.trades)
-        variables = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        rows = 1
-        while rows * 2 * _FILL_WIDTH <= variables and rows < 1024:
-            rows *= 2
-        self._w_rows_per_statement = rows
+        self._w_rows_per_statement = self.storage.fill_rows_per_statement(conn, _FILL_WIDTH)
         open_intents = [
             (_intent_from_row(row[:_N]), OrderStatus(row[_N]), Decimal(row[_N + 1]), Decimal(row[_N + 2] or 0))
             for row in conn.execute(
@@ -439,7 +379,7 @@ class JournalWriter:
         self._w_open_from = open_from
         return _OpenResult(ledger_id, snapshot, open_intents, rebuilt, synchronous, mode, next_intent_id)
 
-    def _replay_tail(self, conn: sqlite3.Connection, snapshot: Snapshot, covered: int) -> None:
+    def _replay_tail(self, conn: Connection, snapshot: Snapshot, covered: int) -> None:
         """Add the fills journaled after the aggregates were last written (``fill_id > covered``)
         to ``snapshot`` and write it back (opening, inside its transaction)."""
         self._w_positions, self._w_venues, self._w_trades = snapshot.positions, snapshot.venues, snapshot.trades
@@ -462,9 +402,9 @@ class JournalWriter:
         if conn is None:
             return
         if checkpoint:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        with contextlib.suppress(sqlite3.Error):
+            with contextlib.suppress(*DB_ERRORS):
+                self.storage.before_close(conn)
+        with contextlib.suppress(*DB_ERRORS):
             conn.close()
 
     def final_flush(self) -> None:
@@ -473,16 +413,16 @@ class JournalWriter:
             return
         try:
             self.flush_aggregates(self._conn)
-        except sqlite3.Error as exc:  # the journal has every fill: the next open replays them
+        except DB_ERRORS as exc:  # the journal has every fill: the next open replays them
             log.warning("ledger aggregates not written on close: %s", exc)
 
     def rollback(self) -> None:
         if self._conn is not None and self._conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
+            with contextlib.suppress(*DB_ERRORS):
                 self._conn.execute("ROLLBACK")
 
     def commit(self, fills: list[Fill], others: list[tuple[Any, asyncio.Future[Any]]], outcome: _BatchOutcome,
-               in_transaction: Callable[[sqlite3.Connection, _BatchOutcome], None] | None = None) -> None:
+               in_transaction: Callable[[Connection, _BatchOutcome], None] | None = None) -> None:
         """Commit one batch in a transaction of its own; ``in_transaction`` runs before COMMIT
         when the batch journaled new fills (the commit hook's turn, on the event loop)."""
         conn = self._conn
@@ -516,7 +456,7 @@ class JournalWriter:
             now = time.monotonic()
             if any(type(op[0]) is _AdjustmentRequest for op in others) \
                     or now - self._w_snapshot_at >= self.snapshot_interval:
-                self._write_aggregates(self._w_last_fill_id + outcome.new_fills)
+                self._write_aggregates(outcome.last_fill_id or self._w_last_fill_id)
                 flushed = True
         conn.execute("COMMIT")
         outcome.seconds = time.perf_counter() - started
@@ -529,7 +469,8 @@ class JournalWriter:
         self._w_trades.update(outcome.trades)
         for cid, filled in outcome.order_fills.items():
             self._w_order_fills.put(cid, filled)
-        self._w_last_fill_id += outcome.new_fills
+        if outcome.last_fill_id:
+            self._w_last_fill_id = outcome.last_fill_id
 
     def _write_aggregates(self, covered_fill_id: int) -> None:
         """Write the aggregates changed since the last write, and the fill id they now cover
@@ -543,7 +484,7 @@ class JournalWriter:
     def _open_floor(self) -> int:
         return min(self._w_open_ids) if self._w_open_ids else self._w_next_intent_id
 
-    def _write_open_floor(self, conn: sqlite3.Connection) -> None:
+    def _write_open_floor(self, conn: Connection) -> None:
         """Raise ``meta.open_intents_from`` to the oldest intent open now (inside the caller's
         transaction), so opening reads open intents from there instead of scanning them all."""
         floor = self._open_floor()
@@ -551,7 +492,7 @@ class JournalWriter:
             conn.execute(_SET_META, ("open_intents_from", str(floor)))
             self._w_open_from = floor
 
-    def flush_aggregates(self, conn: sqlite3.Connection) -> None:
+    def flush_aggregates(self, conn: Connection) -> None:
         """Bring the aggregate tables up to the journal in a transaction of their own (writer side)."""
         dirty = self._w_dirty
         if not (dirty.positions or dirty.venues or dirty.trades) and self._open_floor() == self._w_open_from:
@@ -566,7 +507,7 @@ class JournalWriter:
         self._w_dirty = Snapshot()
         self._w_snapshot_at = time.monotonic()
 
-    def _insert_fills(self, conn: sqlite3.Connection, fills: list[Fill], outcome: _BatchOutcome) -> None:
+    def _insert_fills(self, conn: Connection, fills: list[Fill], outcome: _BatchOutcome) -> None:
         results = [True] * len(fills)
         outcome.results = results
         keys = [(f.venue, f.trade_id) for f in fills]
@@ -586,17 +527,27 @@ class JournalWriter:
             extend((f.venue, f.trade_id, f.symbol, "buy" if f.side is _BUY else "sell", str(f.amount),
                     str(f.price), str(f.fee), f.fee_currency, f.ts, f.received_at, f.client_order_id))
         inserted_count = 0
+        last_id = self._w_last_fill_id
+        returns_ids = self.storage.returns_fill_ids
         start = 0
         remaining = len(unique)
         rows = self._w_rows_per_statement
         while remaining:
             while rows > remaining:
                 rows //= 2
-            sql = f"INSERT OR IGNORE INTO fills ({_FILL_COLUMNS}) VALUES " + ",".join([_FILL_ROW] * rows)
-            cursor = conn.execute(sql, params[start * _FILL_WIDTH:(start + rows) * _FILL_WIDTH])
-            inserted_count += cursor.rowcount
+            cursor = conn.execute(self.storage.fills_insert(rows),
+                                  params[start * _FILL_WIDTH:(start + rows) * _FILL_WIDTH])
+            if returns_ids:  # ids with gaps (PostgreSQL): the largest one returned
+                ids = [row[0] for row in cursor.fetchall()]
+                inserted_count += len(ids)
+                last_id = max(last_id, *ids) if ids else last_id
+            else:  # SQLite's rowids follow the largest one: dense
+                inserted_count += cursor.rowcount
+                last_id += cursor.rowcount
             start += rows
             remaining -= rows
+        if inserted_count:
+            outcome.last_fill_id = last_id
         inserted = unique
         if inserted_count != len(unique):  # some were already journaled: find which ones are new
             new_keys = set(conn.execute("SELECT venue, trade_id FROM fills WHERE fill_id > ?",
@@ -623,7 +574,7 @@ class JournalWriter:
         if inserted:
             self._account(conn, inserted, outcome)
 
-    def _account(self, conn: sqlite3.Connection, fills: Iterable[Fill], outcome: _BatchOutcome) -> None:
+    def _account(self, conn: Connection, fills: Iterable[Fill], outcome: _BatchOutcome) -> None:
         """Aggregate the batch's new fills into absolute positions/totals (``outcome`` is fresh)."""
         applied = apply_fills(fills, self._w_positions, self._w_venues, self._w_trades)
         outcome.positions.update(applied.positions)
@@ -662,7 +613,7 @@ class JournalWriter:
             conn.executemany(_UPSERT_TRADES, [(v, s, t.fills, str(t.amount), str(t.notional), str(t.fees))
                                               for (v, s), t in trades.items()])
 
-    def insert_intent(self, conn: sqlite3.Connection, request: _IntentRequest) -> HedgeIntent:
+    def insert_intent(self, conn: Connection, request: _IntentRequest) -> HedgeIntent:
         intent = request.intent
         conn.execute(
             "INSERT INTO intents (intent_id, client_order_id, underlying, venue, symbol, side, amount, created_at, "
@@ -678,7 +629,7 @@ class JournalWriter:
         self._w_order_fills.put(intent.client_order_id, ZERO)  # a new client id: no fill to read back
         return intent
 
-    def _insert_state(self, conn: sqlite3.Connection, request: _StateRequest, outcome: _BatchOutcome) -> None:
+    def _insert_state(self, conn: Connection, request: _StateRequest, outcome: _BatchOutcome) -> None:
         cid = request.client_order_id
         final = request.status.is_final
         filled_text = str(request.filled)

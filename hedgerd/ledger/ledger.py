@@ -1,4 +1,6 @@
-"""Inventory ledger: a durable SQLite (WAL) journal of fills, hedge intents and order states.
+"""Inventory ledger: a durable journal of fills, hedge intents and order states, in a SQLite (WAL)
+file or a PostgreSQL database (:mod:`~hedgerd.ledger.storage`: what differs between the two; what
+follows is said of SQLite, the default).
 
 Positions per (venue, asset) are held in memory and served without I/O. Writes are queued and
 committed in batches (group commit, up to ``batch_max`` per transaction) by one writer with its
@@ -21,7 +23,8 @@ Where the writer runs (``commit_on``) is the committer's (:mod:`hedgerd.ledger.c
 The package: this facade (API, lifecycle, writes); :mod:`~hedgerd.ledger.view` (the event
 loop's view: positions, totals, order states, caches); :mod:`~hedgerd.ledger.accounting` (pure
 position accounting); :mod:`~hedgerd.ledger.journal` (the writer side: connection,
-commits, aggregates); :mod:`~hedgerd.ledger.schema` (DDL, migrations);
+commits, aggregates); :mod:`~hedgerd.ledger.storage` (the backends: dialect, connections,
+transactions); :mod:`~hedgerd.ledger.schema` (DDL of both, migrations);
 :mod:`~hedgerd.ledger.committer`; :mod:`~hedgerd.ledger.checkpointer`; :mod:`~hedgerd.ledger.lock`.
 
 What each table holds is in :mod:`~hedgerd.ledger.schema`; how the WAL is checkpointed, in
@@ -44,7 +47,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -55,14 +57,11 @@ from hedgerd.ledger.accounting import (
     TradeTotals,
     VenueTotals,
 )
-from hedgerd.ledger.checkpointer import Checkpointer
 from hedgerd.ledger.committer import Committer, LoopCommitter, ThreadCommitter
 from hedgerd.ledger.costs import CostJournal
 from hedgerd.ledger.gauges import LedgerGauges
 from hedgerd.ledger.journal import (
-    _SYNCHRONOUS_LEVELS,
     JournalWriter,
-    LedgerError,
     _AdjustmentRequest,
     _BatchOutcome,
     _CallRequest,
@@ -71,7 +70,9 @@ from hedgerd.ledger.journal import (
     _StateRequest,
     read_for_verify,
 )
-from hedgerd.ledger.lock import LedgerFileLock, LedgerLockError
+from hedgerd.ledger.lock import LedgerLockError
+from hedgerd.ledger.schema import SYNCHRONOUS_LEVELS
+from hedgerd.ledger.storage import DB_ERRORS, Connection, LedgerError, PostgresStorage, storage_for
 from hedgerd.ledger.view import LedgerView
 from hedgerd.metrics import Metrics
 from hedgerd.models import Fill, HedgeIntent, OrderStatus, OrderType, Side
@@ -105,14 +106,19 @@ class InventoryLedger:
     """Durable journal of fills, hedge intents and order states, with in-memory positions
     (accounted as :mod:`hedgerd.ledger.accounting` says)."""
 
-    def __init__(self, path: Path, *, synchronous: str = "NORMAL", batch_max: int = 512,
+    def __init__(self, path: Path | str, *, synchronous: str = "NORMAL", batch_max: int = 512,
                  metrics: Metrics | None = None, checkpoint_interval: float = CHECKPOINT_INTERVAL,
                  wal_size_limit: int = WAL_SIZE_LIMIT, commit_on: str | None = None,
                  snapshot_interval: float = SNAPSHOT_INTERVAL) -> None:
+        self.storage = storage = storage_for(path)
+        if commit_on is None and isinstance(storage, PostgresStorage):
+            commit_on = "thread"  # each commit waits for the server: never on the event loop
         level, commit_on = _checked_settings(synchronous, commit_on, batch_max=batch_max,
                                              checkpoint_interval=checkpoint_interval,
                                              wal_size_limit=wal_size_limit, snapshot_interval=snapshot_interval)
-        self.path = Path(path)
+        #: the SQLite file (None on PostgreSQL); :attr:`location` names either, without secrets
+        self.path: Path | None = None if isinstance(storage, PostgresStorage) else Path(path)
+        self.location = storage.display
         self.synchronous = level
         #: True: transactions commit on the event loop's thread at the end of the loop iteration the
         #: writes were queued in; False: on the writer thread (see the module docstring)
@@ -145,13 +151,13 @@ class InventoryLedger:
         self._accepting = False  # between a successful open() and close() or a write failure
         self._closed = False
         self._failure: LedgerError | None = None
-        self._checkpointer = Checkpointer(self.path, synchronous=level, interval=checkpoint_interval,
-                                          wal_size_limit=wal_size_limit,
-                                          wake_writer=self._committer.kick_from_thread)
-        self._file_lock = LedgerFileLock(self.path)
-        self._journal = JournalWriter(self.path, synchronous=level, wal_size_limit=wal_size_limit,
+        self._checkpointer = storage.checkpointer(synchronous=level, interval=checkpoint_interval,
+                                                  wal_size_limit=wal_size_limit,
+                                                  wake_writer=self._committer.kick_from_thread)
+        self._file_lock = storage.lock()
+        self._journal = JournalWriter(storage, synchronous=level, wal_size_limit=wal_size_limit,
                                       snapshot_interval=snapshot_interval, connect=self._open_connection)
-        self._reader: sqlite3.Connection | None = None
+        self._reader: Connection | None = None
 
         self._view = LedgerView(self._read_one)  # event-loop side, updated after each commit
         self._gauges = LedgerGauges(metrics) if metrics is not None else None
@@ -163,12 +169,12 @@ class InventoryLedger:
         """Asked on the event loop, once per commit with new fills, for the intents to journal
         with them: it gets the new fills once the view (:meth:`position`, :meth:`trade_totals`,
         ...) includes them and before any caller's future resolves, and returns intents made by
-        :meth:`prepare_intent`. Committing on the loop it runs inside the fills' transaction,
-        before COMMIT, and its intents join that transaction (queued behind, if other writes
-        were queued meanwhile, so the queue's order is kept); with a writer thread it runs
-        right after the commit and its intents are queued. It must not raise; if the commit
-        then fails, every future of the transaction (its intents' included) fails and the
-        ledger refuses further writes."""
+        :meth:`prepare_intent`. It runs inside the fills' transaction, before COMMIT, and its
+        intents join that transaction (queued behind, if other writes were queued meanwhile, so
+        the queue's order is kept); with a writer thread, the writer waits for the event loop's
+        turn meanwhile (should the loop not answer, the hook runs right after the commit and
+        its intents are queued). It must not raise; if the commit then fails, every future of
+        the transaction (its intents' included) fails and the ledger refuses further writes."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -199,8 +205,11 @@ class InventoryLedger:
         self._next_intent_id = result.next_intent_id
         self._view.load(result.snapshot, result.open_intents)
         self.fill_count = sum(t.fills for t in self._view.venues.values())
-        self._reader = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
-                                       check_same_thread=False)
+        try:
+            self._reader = self.storage.reader()
+        except DB_ERRORS as exc:
+            await self._close()
+            raise LedgerError(f"ledger open failed: {self.location}: reader: {exc}") from exc
         if self._gauges is not None:
             self._gauges.positions(self._view.positions)
         self._accepting = True
@@ -377,7 +386,7 @@ class InventoryLedger:
         if not self.ledger_id or self._closed:
             raise self._unwritable()
         await self._writer_call(self._journal.flush_aggregates)
-        journal, stored, total = await asyncio.to_thread(read_for_verify, self.path)
+        journal, stored, total = await asyncio.to_thread(read_for_verify, self.storage)
         problems = _compare(journal, stored, "snapshot tables")
         covered = sum(t.fills for t in journal.venues.values())
         if self.fill_count == total == covered:  # memory is at the same point
@@ -408,7 +417,7 @@ class InventoryLedger:
         with nothing queued, or while a WAL reset holds the queue."""
         return self._committer.flush_now()
 
-    async def _writer_call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _writer_call(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` on the writer thread's connection after the writes queued before it
         (maintenance and test hook)."""
         result: T = await self._submit(_CallRequest(fn))
@@ -471,7 +480,7 @@ class InventoryLedger:
             raise self._unwritable()
         try:
             row: tuple[Any, ...] | None = self._reader.execute(sql, params).fetchone()
-        except sqlite3.Error as exc:
+        except DB_ERRORS as exc:
             raise LedgerError(f"ledger read failed: {exc}") from exc
         return row
 
@@ -552,9 +561,9 @@ class InventoryLedger:
         if self._failure is None:
             self._journal.final_flush()
 
-    def _open_connection(self) -> sqlite3.Connection:
+    def _open_connection(self) -> Connection:
         """The writer's connection (overridable in tests to simulate failing storage)."""
-        return sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, cached_statements=64)
+        return self.storage.connect()
 
     def _ask_hook(self, fills: list[Fill]) -> Sequence[PreparedIntent]:
         hook = self.commit_hook
@@ -593,7 +602,7 @@ def _checked_settings(synchronous: str, commit_on: str | None, *, batch_max: int
                       wal_size_limit: int, snapshot_interval: float) -> tuple[str, str]:
     """(synchronous level, commit mode) of valid ledger settings; ValueError names a bad one."""
     level = synchronous.upper()
-    if level not in _SYNCHRONOUS_LEVELS:
+    if level not in SYNCHRONOUS_LEVELS:
         raise ValueError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
     if commit_on is None:
         commit_on = "loop" if level == "NORMAL" else "thread"

