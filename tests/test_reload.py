@@ -140,6 +140,7 @@ WIRED: dict[str, Wired] = {
     "risk.safety_tick": Wired(0.5, sync(lambda e: e._next_wait())),
     "risk.max_price_jump": Wired(Decimal("0.05"), sync(lambda e: e.price_guard.max_jump)),
     "risk.busy_poll": Wired(0.002, sync(lambda e: e.busy_poller.window)),
+    "risk.pnl_method": Wired("fifo", sync(lambda e: e.pnl_book.method)),
 }
 
 

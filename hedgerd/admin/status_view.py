@@ -30,6 +30,14 @@ class HedgingCostView(_View):
     unmeasured_fills: int = 0
 
 
+class HedgePnlView(_View):
+    """``hedge_pnl`` of one underlying: the hedge leg's realized PnL by the configured method."""
+
+    method: str
+    realized: Decimal
+    unrealized: Decimal | None = None
+
+
 class UnderlyingView(_View):
     """One underlying in ``/status``; sizes in the underlying's units, money in the quote currency."""
 
@@ -42,6 +50,7 @@ class UnderlyingView(_View):
     price_age_seconds: float | None = None
     realized_pnl: Decimal | None = None
     hedging_cost: HedgingCostView | Decimal | None = None  # a bare total from daemons before the decomposition
+    hedge_pnl: HedgePnlView | None = None
 
 
 class StatusView(_View):
@@ -140,6 +149,12 @@ def _underlying_lines(name: str, u: UnderlyingView) -> list[str]:
     ]
     if u.realized_pnl is not None:
         rows.append(("realized PnL", _amount(u.realized_pnl, quote, signed=True)))
+    if u.hedge_pnl is not None:
+        hedge = u.hedge_pnl
+        text = _amount(hedge.realized, quote, signed=True)
+        if hedge.unrealized is not None:
+            text += f"  (unrealized {_amount(hedge.unrealized, quote, signed=True)})"
+        rows.append((f"hedge realized ({hedge.method})", text))
     if isinstance(u.hedging_cost, HedgingCostView):
         rows.extend(_cost_rows(u.hedging_cost, quote))
     elif u.hedging_cost is not None:

@@ -334,6 +334,11 @@ class RiskConfig(_Section):
         default=0.0, ge=0, le=3600,
         description="seconds the event loop keeps spinning (polling without sleeping) after each venue event: "
                     "a faster reaction for a CPU core kept busy (see hedgerd.busypoll); 0 sleeps as usual")
+    pnl_method: Literal["average", "fifo"] = Field(
+        default="average",
+        description="how the hedge leg's closes are matched for realized PnL in /status and `hedgerd status`: "
+                    "'average' (average cost) or 'fifo' (oldest lots first); both are tracked and exported "
+                    "(hedgerd_hedge_realized_pnl{method}), so a reload switches at once; docs/pnl.md")
 
 
 class ReconcileConfig(_Section):

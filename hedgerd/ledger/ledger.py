@@ -437,6 +437,19 @@ class InventoryLedger:
         """Per (venue, symbol): what its journaled fills add up to (for PnL, see :mod:`hedgerd.risk`)."""
         return dict(self._view.trades)
 
+    def symbol_trades(self, venue: str, symbol: str) -> Iterator[tuple[Decimal, Decimal]]:
+        """Every journaled fill of ``symbol`` on ``venue`` as (signed amount, price), oldest first,
+        read in pages from the read connection (for replaying a position's lots at startup)."""
+        if self._reader is None:
+            raise self._unwritable()
+        try:
+            cursor = self._reader.execute("SELECT side, amount, price FROM fills WHERE venue = ? AND symbol = ? "
+                                          "ORDER BY fill_id", (venue, symbol))
+            for side, amount, price in cursor:
+                yield (Decimal(amount) if side == Side.BUY.value else -Decimal(amount)), Decimal(price)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"ledger read failed: {exc}") from exc
+
     def last_fill_ts(self, venue: str) -> float | None:
         """Latest venue timestamp among the journaled fills of ``venue``."""
         totals = self._view.venues.get(venue)
