@@ -23,6 +23,7 @@ from hedgerd.connectors import build_venues
 from hedgerd.engine import HedgeEngine
 from hedgerd.errors import ConfigError
 from hedgerd.ledger import InventoryLedger
+from hedgerd.liquidation import LiquidationWatch
 from hedgerd.log import configure_logging
 from hedgerd.metrics import Metrics
 from hedgerd.paper import archive_previous_run, starts_clean
@@ -123,16 +124,23 @@ class Daemon:
         # Startup (reconciliation against slow venues) can take long: a stop request cuts it short.
         starting = asyncio.create_task(self.engine.start(), name="engine-start")
         stop_requested = asyncio.create_task(self._stop.wait(), name="stop-requested")
+        watching: asyncio.Task[None] | None = None  # the hedge positions' liquidation safety (hedgerd.liquidation)
         try:
             await asyncio.wait({starting, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
             if starting.done():
                 starting.result()  # a startup failure propagates
                 log.info("startup_heap_frozen", objects=freeze_startup_heap())
+                watching = asyncio.create_task(LiquidationWatch(
+                    self.engine.hedges, self.engine.venues, self.metrics, self.clock,
+                    lambda: self.engine.settings.risk.liquidation_poll_interval, self.ledger.position).run(),
+                    name="liquidation-watch")
                 await stop_requested
             else:
                 log.warning("startup_interrupted")
         finally:
             stop_requested.cancel()
+            if watching is not None:
+                watching.cancel()
             if not starting.done():
                 starting.cancel()
                 await asyncio.gather(starting, return_exceptions=True)

@@ -16,6 +16,7 @@ from hedgerd.models import (
     MarketInfo,
     OrderReport,
     OrderStatus,
+    PositionRisk,
     PriceUpdate,
     Side,
 )
@@ -300,6 +301,26 @@ def position_amount(position: Mapping[str, Any], market: MarketInfo) -> Decimal:
         return -amount
     return amount
 
+
+
+def position_risk(position: Mapping[str, Any], market: MarketInfo, venue: str) -> PositionRisk:
+    """A ccxt position's margin: ``liquidationPrice``, ``markPrice`` and ``marginRatio`` (ccxt's
+    maintenance margin / collateral; computed from ``maintenanceMargin`` and ``collateral`` when
+    only those are given). Absent figures are None; a malformed one raises MalformedMessage."""
+    amount = position_amount(position, market)
+    where = f"position {market.symbol}"
+    liquidation = optional_decimal(position.get("liquidationPrice"), f"{where}.liquidationPrice", non_negative=True)
+    mark = optional_decimal(position.get("markPrice"), f"{where}.markPrice", non_negative=True)
+    ratio = optional_decimal(position.get("marginRatio"), f"{where}.marginRatio", non_negative=True)
+    if ratio is None:
+        maintenance = optional_decimal(position.get("maintenanceMargin"), f"{where}.maintenanceMargin",
+                                       non_negative=True)
+        collateral = optional_decimal(position.get("collateral"), f"{where}.collateral")
+        if maintenance is not None and collateral is not None and collateral > 0:
+            ratio = maintenance / collateral
+    return PositionRisk(venue=venue, symbol=market.symbol, position=amount, mark=mark or None,
+                        liquidation_price=liquidation, margin_ratio=ratio,
+                        ts=cursor_seconds(position.get("timestamp")) or 0.0)
 
 
 def cursor_seconds(value: Any) -> float | None:

@@ -35,6 +35,7 @@ from hedgerd.connectors.ccxt.convert import (
     market_info_from_ccxt,
     optional_decimal,
     position_amount,
+    position_risk,
     to_decimal,
     trade_to_fill,
     with_symbol,
@@ -50,6 +51,7 @@ from hedgerd.models import (
     OrderReport,
     OrderStatus,
     OrderType,
+    PositionRisk,
     is_derivative,
 )
 from hedgerd.reconciliation import PositionSnapshot
@@ -415,6 +417,24 @@ class CcxtVenue:
             if stamp is not None:
                 as_of.update((key, stamp) for key in result if not is_derivative(key))
         return PositionSnapshot(result, as_of)
+
+    async def fetch_position_risk(self, symbol: str) -> PositionRisk | None:
+        """The liquidation price and margin ratio of our position in ``symbol`` (``fetch_positions``);
+        None when flat. Several rows (hedge mode) are not one position's figures: the first non-flat
+        row is taken, as hedgerd trades one-way. Malformed: TransientVenueError."""
+        await self._ensure_markets()
+        market = self.client.markets[symbol]
+        for position in await self.client.call("read", "fetch_positions", [symbol]) or ():
+            if not isinstance(position, Mapping) or position.get("symbol") != symbol:
+                continue
+            try:
+                risk = position_risk(position, market, self.name)
+            except MalformedMessage as exc:
+                self.client.report("malformed", str(exc))
+                raise herr.TransientVenueError(f"{self.name}: malformed position: {exc}") from None
+            if risk.position:
+                return risk
+        return None
 
     async def fetch_fills_since(self, since: float | None) -> list[Fill]:
         """Our account's fills on the served symbols since ``since`` (epoch seconds), oldest first."""
