@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import decimal
 import logging
-import secrets
 import sqlite3
 import time
 from collections import OrderedDict
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from hedgerd.ledger.accounting import ARITHMETIC, Snapshot, TradeTotals, VenueTotals, apply_fills
+from hedgerd.ledger.client_ids import issued_intent_id, new_ledger_id
 from hedgerd.ledger.schema import (
     _FILL_COLUMNS,
     _FILL_ROW,
@@ -168,21 +168,11 @@ def _text(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
 
-def _issued_intent_id(client_order_id: str, ledger_id: str) -> int | None:
-    """The intent id inside a client order id this ledger issued (``<prefix><ledger id>x<id>``),
-    or None for any other id. Callers match the row's ``client_order_id`` too, so a look-alike
-    (another prefix, leading zeros) finds nothing."""
-    head, sep, digits = client_order_id.rpartition("x")
-    if not sep or not digits.isascii() or not digits.isdigit() or not head.endswith(ledger_id):
-        return None
-    return int(digits)
-
-
 def _is_echo(fill: Fill, ledger_id: str) -> bool:
     """True when ``fill`` (a repeat) is of an order this ledger issued: its client order id
     carries this ledger's id. Such a fill arrives up to three times by design."""
     cid = fill.client_order_id
-    return cid is not None and _issued_intent_id(cid, ledger_id) is not None
+    return cid is not None and issued_intent_id(cid, ledger_id) is not None
 
 
 def aggregate_journal(conn: sqlite3.Connection, upto: int | None = None) -> Snapshot:
@@ -385,7 +375,7 @@ class JournalWriter:
             raise LedgerError(f"ledger schema version {version} is not supported (expected {SCHEMA_VERSION})")
         ledger_id = meta.get("ledger_id")
         if ledger_id is None:
-            ledger_id = secrets.token_hex(4)
+            ledger_id = new_ledger_id()
             conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
                              [("schema_version", str(SCHEMA_VERSION)), ("ledger_id", ledger_id)])
         # a write on every open, so a read-only file fails here and not at the first fill
@@ -685,7 +675,7 @@ class JournalWriter:
             cid, request.status.value, filled_text,
             None if request.average_price is None else str(request.average_price), request.venue_order_id,
             request.ts, request.detail))
-        intent_id = _issued_intent_id(cid, self._w_ledger_id)
+        intent_id = issued_intent_id(cid, self._w_ledger_id)
         if intent_id is not None:  # the intent row carries the last state
             if not final:
                 closed = conn.execute(f"SELECT {_INTENT_COLUMNS} FROM intents WHERE intent_id = ? "

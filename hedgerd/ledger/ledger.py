@@ -50,6 +50,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hedgerd.ledger import client_ids
 from hedgerd.ledger.accounting import (
     Snapshot,
     TradeTotals,
@@ -635,11 +636,11 @@ def _new_intent(intent_id: int, ledger_id: str, *, underlying: str, venue: str, 
                         ("decision_half_spread", decision_half_spread)):
         if value is not None:
             _check_finite(name, value)
-    client_order_id = f"{client_id_prefix}{ledger_id}x{intent_id}"
-    if len(client_order_id) > CLIENT_ID_MAX_LEN or not CLIENT_ID_PATTERN.match(client_order_id):
-        raise LedgerError(f"client order id {client_order_id!r} is not a valid venue client id")
+    cid = client_ids.client_order_id(client_id_prefix, ledger_id, intent_id)
+    if len(cid) > CLIENT_ID_MAX_LEN or not CLIENT_ID_PATTERN.match(cid):
+        raise LedgerError(f"client order id {cid!r} is not a valid venue client id")
     return HedgeIntent(
-        intent_id=intent_id, client_order_id=client_order_id, underlying=underlying, venue=venue,
+        intent_id=intent_id, client_order_id=cid, underlying=underlying, venue=venue,
         symbol=symbol, side=Side(side), amount=amount, created_at=float(created_at),
         reduce_only=bool(reduce_only), order_type=OrderType(order_type), limit_price=limit_price,
         reason=reason, decision_mid=decision_mid, decision_half_spread=decision_half_spread)

@@ -12,7 +12,8 @@ from decimal import Decimal
 from typing import Any
 
 from hedgerd.ledger.accounting import Snapshot, TradeTotals, VenueTotals
-from hedgerd.ledger.journal import _CACHE_SIZE, _LRU, _BatchOutcome, _issued_intent_id
+from hedgerd.ledger.client_ids import issued_intent_id
+from hedgerd.ledger.journal import _CACHE_SIZE, _LRU, _BatchOutcome
 from hedgerd.models import Fill, HedgeIntent, OrderStatus
 
 ZERO = Decimal(0)
@@ -106,7 +107,7 @@ class LedgerView:
         state = self.open_states.get(client_order_id) or self.state_cache.get(client_order_id)
         if state is not None:
             return state
-        intent_id = _issued_intent_id(client_order_id, ledger_id)
+        intent_id = issued_intent_id(client_order_id, ledger_id)
         if intent_id is None:
             return None
         row = self._read_one("SELECT status, filled FROM intents WHERE intent_id = ? AND client_order_id = ?",
