@@ -24,7 +24,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hedgerd.ledger.accounting import ARITHMETIC
-from hedgerd.ledger.journal import LedgerError, _BatchOutcome, _CallRequest, _IntentRequest, _Op, _OpenResult
+from hedgerd.ledger.journal import LedgerError, _CallRequest, _IntentRequest, _Op, _OpenResult
+from hedgerd.ledger.outcome import BatchOutcome
 from hedgerd.models import Fill
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class Committer(ABC):
         """Commit what is queued right now, if this committer can; True if it did."""
         return False
 
-    def _in_transaction(self) -> Callable[[sqlite3.Connection, _BatchOutcome], None] | None:
+    def _in_transaction(self) -> Callable[[sqlite3.Connection, BatchOutcome], None] | None:
         """What runs inside a transaction that journaled new fills, before COMMIT: nothing here."""
         return None
 
@@ -119,7 +120,7 @@ class Committer(ABC):
             else:
                 others.append(op)
         if fills or others:
-            outcome = _BatchOutcome(futures=fill_futures, results=[])
+            outcome = BatchOutcome(futures=fill_futures, results=[])
             try:
                 ledger._journal.commit(fills, others, outcome, self._in_transaction())
             except Exception as exc:  # any failure to commit stops the ledger: nothing may go unjournaled
@@ -236,10 +237,10 @@ class LoopCommitter(Committer):
         self._start_wal_reset()
         return True
 
-    def _in_transaction(self) -> Callable[[sqlite3.Connection, _BatchOutcome], None] | None:
+    def _in_transaction(self) -> Callable[[sqlite3.Connection, BatchOutcome], None] | None:
         return self._hook_turn if self.ledger.commit_hook is not None else None
 
-    def _hook_turn(self, conn: sqlite3.Connection, outcome: _BatchOutcome) -> None:
+    def _hook_turn(self, conn: sqlite3.Connection, outcome: BatchOutcome) -> None:
         """Inside the fills' transaction: bring the ledger's view forward, ask the commit hook
         for its intents and journal them in this same transaction (when nothing else is
         queued, so the queue's order is kept; else they are queued behind it)."""

@@ -11,15 +11,16 @@ import decimal
 import logging
 import sqlite3
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from hedgerd.ledger.accounting import ARITHMETIC, Snapshot, TradeTotals, VenueTotals, apply_fills
+from hedgerd.ledger.caches import CACHE_SIZE, LRU
 from hedgerd.ledger.client_ids import issued_intent_id, new_ledger_id
+from hedgerd.ledger.outcome import BatchOutcome
 from hedgerd.ledger.schema import (
     _FILL_COLUMNS,
     _FILL_ROW,
@@ -43,10 +44,6 @@ log = logging.getLogger(__name__)
 
 _SYNCHRONOUS_LEVELS = {"NORMAL": 1, "FULL": 2}
 _AGGREGATE_BATCH = 4_096  # fills per apply_fills call when aggregating the whole journal
-#: Per-order entries (filled amount, state) kept in memory; a miss reads the database. The orders
-#: asked about are the ones in flight (a handful per underlying) and those settled lately, whose
-#: repeated reports and fills still arrive; a larger cache only held memory for hours of orders.
-_CACHE_SIZE = 256
 #: Page size of a new ledger file (an existing file keeps its own). Every commit writes each page
 #: it touches to the WAL in full, and the checkpoint writes it again: a hedge cycle touches about
 #: fifteen pages (fills, intents, order events and their indexes), so 1 KiB pages write a third of
@@ -54,36 +51,11 @@ _CACHE_SIZE = 256
 PAGE_SIZE = 1024
 PAGE_CACHE_KIB = 4_000  # the writer connection's SQLite page cache (see JournalWriter's open)
 _BUY = Side.BUY
-K = TypeVar("K")
-V = TypeVar("V")
 
 
 class LedgerError(Exception):
     """The ledger cannot be used: an I/O failure (read-only file, disk full), a corrupt or
     foreign file, or use after close. The message says which."""
-
-
-class _LRU(Generic[K, V]):
-    """A bounded mapping that forgets the least recently used entry."""
-
-    def __init__(self, capacity: int) -> None:
-        self._data: OrderedDict[K, V] = OrderedDict()
-        self._capacity = capacity
-
-    def get(self, key: K) -> V | None:
-        value = self._data.get(key)
-        if value is not None:
-            self._data.move_to_end(key)
-        return value
-
-    def put(self, key: K, value: V) -> None:
-        self._data[key] = value
-        self._data.move_to_end(key)
-        if len(self._data) > self._capacity:
-            self._data.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,28 +100,6 @@ class _OpenResult:
     synchronous: str
     journal_mode: str
     next_intent_id: int
-
-
-@dataclass(slots=True)
-class _BatchOutcome:
-    """What one committed transaction changed, handed from the writer to the event loop."""
-
-    futures: list[asyncio.Future[Any]]
-    results: list[Any]
-    new_fills: int = 0
-    duplicates: int = 0  # repeats of fills that are not our own orders' (see _is_echo)
-    echoes: int = 0  # repeats of our own orders' fills
-    positions: dict[tuple[str, str], Decimal] = field(default_factory=dict)
-    venues: dict[str, VenueTotals] = field(default_factory=dict)
-    order_fills: dict[str, Decimal] = field(default_factory=dict)
-    trades: dict[tuple[str, str], TradeTotals] = field(default_factory=dict)
-    fills_by_symbol: dict[tuple[str, str], int] = field(default_factory=dict)
-    hedge_fees: dict[str, Decimal] = field(default_factory=dict)  # fees of our own (client id) fills
-    reopened: list[HedgeIntent] = field(default_factory=list)
-    states: list[tuple[str, OrderStatus, Decimal]] = field(default_factory=list)
-    seconds: float = 0.0  # BEGIN to COMMIT
-    inserted: list[Fill] = field(default_factory=list)  # the new fills, in order
-    view_applied: bool = False  # the event loop's view already has this batch (commit hook)
 
 
 def _intent_from_row(row: Sequence[Any]) -> HedgeIntent:
@@ -273,7 +223,7 @@ class JournalWriter:
         self._w_positions: dict[tuple[str, str], Decimal] = {}
         self._w_venues: dict[str, VenueTotals] = {}
         self._w_trades: dict[tuple[str, str], TradeTotals] = {}
-        self._w_order_fills: _LRU[str, Decimal] = _LRU(_CACHE_SIZE)
+        self._w_order_fills: LRU[str, Decimal] = LRU(CACHE_SIZE)
         self._w_last_fill_id = 0
         self._w_dirty = Snapshot()  # aggregates changed since they were last written (absolute values)
         self._w_snapshot_at = 0.0
@@ -432,7 +382,7 @@ class JournalWriter:
         """Add the fills journaled after the aggregates were last written (``fill_id > covered``)
         to ``snapshot`` and write it back (opening, inside its transaction)."""
         self._w_positions, self._w_venues, self._w_trades = snapshot.positions, snapshot.venues, snapshot.trades
-        outcome = _BatchOutcome(futures=[], results=[])
+        outcome = BatchOutcome(futures=[], results=[])
         tail = [Fill(venue=venue, trade_id=trade_id, symbol=symbol, side=Side(side), amount=Decimal(amount),
                      price=Decimal(price), fee=Decimal(fee), fee_currency=fee_currency, ts=ts)
                 for venue, trade_id, symbol, side, amount, price, fee, fee_currency, ts in conn.execute(
@@ -470,8 +420,8 @@ class JournalWriter:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK")
 
-    def commit(self, fills: list[Fill], others: list[tuple[Any, asyncio.Future[Any]]], outcome: _BatchOutcome,
-               in_transaction: Callable[[sqlite3.Connection, _BatchOutcome], None] | None = None) -> None:
+    def commit(self, fills: list[Fill], others: list[tuple[Any, asyncio.Future[Any]]], outcome: BatchOutcome,
+               in_transaction: Callable[[sqlite3.Connection, BatchOutcome], None] | None = None) -> None:
         """Commit one batch in a transaction of its own; ``in_transaction`` runs before COMMIT
         when the batch journaled new fills (the commit hook's turn, on the event loop)."""
         conn = self._conn
@@ -555,7 +505,7 @@ class JournalWriter:
         self._w_dirty = Snapshot()
         self._w_snapshot_at = time.monotonic()
 
-    def _insert_fills(self, conn: sqlite3.Connection, fills: list[Fill], outcome: _BatchOutcome) -> None:
+    def _insert_fills(self, conn: sqlite3.Connection, fills: list[Fill], outcome: BatchOutcome) -> None:
         results = [True] * len(fills)
         outcome.results = results
         keys = [(f.venue, f.trade_id) for f in fills]
@@ -612,7 +562,7 @@ class JournalWriter:
         if inserted:
             self._account(conn, inserted, outcome)
 
-    def _account(self, conn: sqlite3.Connection, fills: Iterable[Fill], outcome: _BatchOutcome) -> None:
+    def _account(self, conn: sqlite3.Connection, fills: Iterable[Fill], outcome: BatchOutcome) -> None:
         """Aggregate the batch's new fills into absolute positions/totals (``outcome`` is fresh)."""
         applied = apply_fills(fills, self._w_positions, self._w_venues, self._w_trades)
         outcome.positions.update(applied.positions)
@@ -628,7 +578,7 @@ class JournalWriter:
                 previous = Decimal(row[0]) if row is not None else ZERO
             outcome.order_fills[cid] = previous + amount
 
-    def _move(self, outcome: _BatchOutcome, key: tuple[str, str], delta: Decimal) -> None:
+    def _move(self, outcome: BatchOutcome, key: tuple[str, str], delta: Decimal) -> None:
         """Move position ``key`` by ``delta`` within the batch (absolute value in the outcome)."""
         current = outcome.positions.get(key)
         if current is None:
@@ -667,7 +617,7 @@ class JournalWriter:
         self._w_order_fills.put(intent.client_order_id, ZERO)  # a new client id: no fill to read back
         return intent
 
-    def _insert_state(self, conn: sqlite3.Connection, request: _StateRequest, outcome: _BatchOutcome) -> None:
+    def _insert_state(self, conn: sqlite3.Connection, request: _StateRequest, outcome: BatchOutcome) -> None:
         cid = request.client_order_id
         final = request.status.is_final
         filled_text = str(request.filled)

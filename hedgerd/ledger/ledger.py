@@ -64,7 +64,6 @@ from hedgerd.ledger.journal import (
     JournalWriter,
     LedgerError,
     _AdjustmentRequest,
-    _BatchOutcome,
     _CallRequest,
     _IntentRequest,
     _is_echo,
@@ -72,6 +71,7 @@ from hedgerd.ledger.journal import (
     read_for_verify,
 )
 from hedgerd.ledger.lock import LedgerFileLock, LedgerLockError
+from hedgerd.ledger.outcome import BatchOutcome
 from hedgerd.ledger.view import LedgerView
 from hedgerd.metrics import Metrics
 from hedgerd.models import Fill, HedgeIntent, OrderStatus, OrderType, Side
@@ -488,7 +488,7 @@ class InventoryLedger:
 
     # ------------------------------------------------------------------ event-loop callbacks
 
-    def _apply(self, outcome: _BatchOutcome) -> None:
+    def _apply(self, outcome: BatchOutcome) -> None:
         """Runs on the event loop after a commit: update the view (unless the commit hook's turn
         inside the transaction already did), ask the commit hook (its intents are queued), then
         wake the callers."""
@@ -507,7 +507,7 @@ class InventoryLedger:
         if self._gauges is not None:
             self._gauges.committed(outcome)
 
-    def _apply_view(self, outcome: _BatchOutcome) -> None:
+    def _apply_view(self, outcome: BatchOutcome) -> None:
         """Move the event loop's view (positions, totals, order states) forward by ``outcome``."""
         outcome.view_applied = True
         self._view.apply(outcome)
