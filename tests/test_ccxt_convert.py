@@ -20,6 +20,7 @@ from hedgerd.connectors.ccxt.convert import (
     order_status,
     order_to_report,
     position_amount,
+    position_risk,
     qualified_trade_id,
     ticker_to_price,
     trade_to_fill,
@@ -174,3 +175,22 @@ def test_small_field_helpers() -> None:
     assert with_symbol({"id": "1"}, PERP) == {"id": "1", "symbol": PERP}
     kept = {"id": "1", "symbol": "ETH/USDT:USDT"}
     assert with_symbol(kept, PERP) is kept
+
+
+def test_position_risk_reads_the_liquidation_price_mark_and_margin_ratio() -> None:
+    market = market_info_from_ccxt(MARKET, ccxt.TICK_SIZE)
+    row = {"symbol": PERP, "contracts": 1.0, "contractSize": 1.0, "side": "short", "markPrice": 60000.0,
+           "liquidationPrice": 69692.53731343, "marginRatio": 0.0299, "timestamp": 1796634504519}
+    got = position_risk(row, market, "usdm")
+    assert (got.position, got.mark, got.liquidation_price, got.margin_ratio) == (
+        Decimal(-1), Decimal("60000.0"), Decimal("69692.53731343"), Decimal("0.0299"))
+    assert got.ts == pytest.approx(1796634504.519)
+    # no marginRatio: maintenance margin over collateral; neither: none
+    fallback = {**row, "marginRatio": None, "maintenanceMargin": 300.0, "collateral": 10000.0}
+    assert position_risk(fallback, market, "usdm").margin_ratio == Decimal("0.03")
+    bare = {"symbol": PERP, "contracts": 1.0, "side": "long"}
+    assert (position_risk(bare, market, "usdm").liquidation_price, position_risk(bare, market, "usdm").mark,
+            position_risk(bare, market, "usdm").margin_ratio) == (None, None, None)
+    for bad in ({**row, "liquidationPrice": "nan"}, {**row, "marginRatio": -1}, {**row, "markPrice": "x"}):
+        with pytest.raises(MalformedMessage):
+            position_risk(bad, market, "usdm")
