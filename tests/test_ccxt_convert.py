@@ -12,6 +12,7 @@ import pytest
 
 from hedgerd.connectors.ccxt.convert import (
     MalformedMessage,
+    account_margin_ratio,
     client_order_id_of,
     cursor_seconds,
     market_info_from_ccxt,
@@ -194,3 +195,16 @@ def test_position_risk_reads_the_liquidation_price_mark_and_margin_ratio() -> No
     for bad in ({**row, "liquidationPrice": "nan"}, {**row, "marginRatio": -1}, {**row, "markPrice": "x"}):
         with pytest.raises(MalformedMessage):
             position_risk(bad, market, "usdm")
+
+
+def test_account_margin_ratio_from_a_balance_that_reports_it() -> None:
+    deribit = {"info": {"summaries": [
+        {"currency": "ETH", "maintenance_margin": 1.0, "margin_balance": 2.0},
+        {"currency": "BTC", "maintenance_margin": 0.0005, "margin_balance": 0.01}]}}
+    assert account_margin_ratio(deribit, "BTC") == Decimal("0.05")
+    assert account_margin_ratio({"info": {"currency": "BTC", "maintenance_margin": 1, "margin_balance": 0}},
+                                "BTC") == Decimal("Infinity")
+    assert account_margin_ratio({"info": {"totalWalletBalance": "1"}}, "USDT") is None  # not reported
+    assert account_margin_ratio(None, "BTC") is None
+    with pytest.raises(MalformedMessage):
+        account_margin_ratio({"info": {"currency": "BTC", "maintenance_margin": -1, "margin_balance": 1}}, "BTC")

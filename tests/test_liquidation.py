@@ -193,6 +193,10 @@ async def test_deribit_simulator_estimates_a_futures_liquidation_price_through_c
             assert abs(equity - abs(size) / price * D("0.01")) < D("1e-6")
             distance = liquidation_distance(got)
             assert distance is not None and 0 < distance < 1
+            # ccxt gives no margin ratio for Deribit: the account summary's maintenance / margin balance
+            summary = sim.venue.summary("BTC")
+            assert got.margin_ratio is not None
+            assert abs(got.margin_ratio - summary["maintenance_margin"] / summary["margin_balance"]) < D("1e-9")
         finally:
             await venue.close()
 

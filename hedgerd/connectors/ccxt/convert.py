@@ -323,6 +323,24 @@ def position_risk(position: Mapping[str, Any], market: MarketInfo, venue: str) -
                         ts=cursor_seconds(position.get("timestamp")) or 0.0)
 
 
+def account_margin_ratio(balance: Any, currency: str) -> Decimal | None:
+    """Maintenance margin over margin balance of ``currency``'s account, from a raw balance answer
+    that reports both (Deribit's account summaries: ``maintenance_margin``, ``margin_balance``);
+    None when it does not. Infinite once the margin balance is gone."""
+    info = balance.get("info") if isinstance(balance, Mapping) else None
+    rows = info.get("summaries", [info]) if isinstance(info, Mapping) else ()
+    for row in rows if isinstance(rows, Sequence) else ():
+        if not isinstance(row, Mapping) or row.get("currency") != currency:
+            continue
+        maintenance = optional_decimal(row.get("maintenance_margin"), f"balance {currency}.maintenance_margin",
+                                       non_negative=True)
+        margin_balance = optional_decimal(row.get("margin_balance"), f"balance {currency}.margin_balance")
+        if maintenance is None or margin_balance is None:
+            return None
+        return maintenance / margin_balance if margin_balance > 0 else Decimal("Infinity")
+    return None
+
+
 def cursor_seconds(value: Any) -> float | None:
     """A ccxt ``timestamp`` (epoch ms) as epoch seconds; None when absent, zero or malformed."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
