@@ -166,15 +166,17 @@ class RiskPass:
             realized_loss=-total_pnl, max_realized_loss=kill_switch.max_realized_loss)
         if reason is not None and self.kill_switch.state is not TradingState.HALTED:
             self.engage(reason, "auto")
-        self._check_liquidation(kill_switch.min_liquidation_distance)
+        self._check_liquidation(kill_switch.min_liquidation_distance, snapshots)
 
-    def _check_liquidation(self, minimum: Decimal | None) -> None:
-        """REDUCING when a hedge position's liquidation price is closer to the mark than ``minimum``
-        (:func:`~hedgerd.killswitch.evaluate_reducing_triggers`); only from ACTIVE."""
+    def _check_liquidation(self, minimum: Decimal | None, snapshots: dict[str, DeltaSnapshot]) -> None:
+        """REDUCING when a hedge position's liquidation price (as last polled) is closer to the
+        hedge's current mid than ``minimum`` (:func:`~hedgerd.killswitch.evaluate_reducing_triggers`);
+        only from ACTIVE. The price moves between polls; the liquidation price moves only with the
+        position and the account, and the position is re-polled soon after it moves."""
         if minimum is None or self.kill_switch.state is not TradingState.ACTIVE:
             return
-        distances = {u: (d, minimum) for u, s in self.hedges.items()
-                     if s.liquidation is not None and (d := liquidation_distance(s.liquidation)) is not None}
+        distances = {u: (d, minimum) for u, s in self.hedges.items() if s.liquidation is not None
+                     and (d := liquidation_distance(s.liquidation, snapshots[u].mid)) is not None}
         reason = evaluate_reducing_triggers(liquidation_distances=distances)
         if reason is not None and self.kill_switch.reduce(reason, "auto:liquidation", self.clock.time()):
             self.metrics.kill_switch_engagements.labels("auto").inc()

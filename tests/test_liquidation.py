@@ -62,6 +62,8 @@ def test_liquidation_distance_is_a_fraction_of_the_mark_or_none() -> None:
     assert liquidation_distance(risk("0", "60000", "66000")) is None  # flat
     assert liquidation_distance(risk("-1", None, "66000")) is None
     assert liquidation_distance(risk("-1", "60000", None)) is None
+    assert liquidation_distance(risk("-1", "60000", "66000"), D(64_000)) == D("0.03125")  # at a fresher mid
+    assert liquidation_distance(risk("-1", None, "66000"), D(60_000)) == D("0.1")
 
 
 def test_the_reducing_trigger_fires_under_the_bound_only() -> None:
@@ -225,10 +227,13 @@ async def test_liquidation_distance_under_the_bound_allows_only_reducing_orders(
         assert h.trading_state() is TradingState.ACTIVE  # about 0.33 of the mark away
 
         h.perp.market.set_mid(D(68_000))  # the short loses: liquidation about 0.17 of the mark away
-        await watch.poll_once()
+        # no poll needed: the risk pass measures the polled liquidation price against the latest mid
         await eventually(lambda: h.trading_state() is TradingState.REDUCING, "REDUCING")
         assert h.engine.kill_switch.source == "auto:liquidation"
         assert "liquidation distance: BTC" in h.engine.kill_switch.reason
+        await watch.poll_once()
+        assert h.sample("hedgerd_hedge_liquidation_distance", underlying="BTC") == pytest.approx(
+            float((liquidation - h.perp.market.mid()) / h.perp.market.mid()))
 
         sent = len(h.attempts)
         await h.client_fill(Side.BUY, "0.5")  # hedging it would grow the short: refused

@@ -13,9 +13,11 @@ from decimal import Decimal
 from hedgerd.models import ZERO, PositionRisk
 
 
-def liquidation_distance(risk: PositionRisk) -> Decimal | None:
-    """The liquidation distance as a fraction of the mark (see the module docstring), or None."""
-    liquidation, mark = risk.liquidation_price, risk.mark
+def liquidation_distance(risk: PositionRisk, mark: Decimal | None = None) -> Decimal | None:
+    """The liquidation distance as a fraction of the mark (see the module docstring), or None;
+    at ``mark`` when given (a fresher price than the venue's mark when it answered)."""
+    liquidation = risk.liquidation_price
+    mark = risk.mark if mark is None else mark
     if not risk.position or liquidation is None or mark is None or liquidation <= 0 or mark <= 0:
         return None
     return abs(mark - liquidation) / mark
