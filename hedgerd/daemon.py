@@ -23,7 +23,7 @@ from hedgerd.connectors import build_venues
 from hedgerd.engine import HedgeEngine
 from hedgerd.errors import ConfigError
 from hedgerd.ledger import InventoryLedger
-from hedgerd.liquidation import LiquidationWatch
+from hedgerd.liquidation import LiquidationWatch, liquidation_status
 from hedgerd.log import configure_logging
 from hedgerd.metrics import Metrics
 from hedgerd.paper import archive_previous_run, starts_clean
@@ -85,7 +85,10 @@ class Daemon:
         return self.engine.readiness()
 
     def status(self) -> dict[str, Any]:
-        return self.engine.status()
+        view = self.engine.status()
+        for underlying, entry in view["underlyings"].items():  # the watch is the daemon's
+            entry["liquidation"] = liquidation_status(self.engine.hedges[underlying], self.engine.prices)
+        return view
 
     def engage(self, reason: str, source: str) -> bool:
         return self.engine.engage(reason, source)

@@ -21,7 +21,7 @@ from hedgerd.clock import Clock
 from hedgerd.connectors.base import PositionRiskSource, Venue
 from hedgerd.errors import VenueError
 from hedgerd.metrics import Metrics
-from hedgerd.models import PositionRisk
+from hedgerd.models import PositionRisk, PriceUpdate
 from hedgerd.risk.liquidation import liquidation_distance
 from hedgerd.risk_pass import HedgeState
 
@@ -101,6 +101,21 @@ class LiquidationWatch:
         if distance is not None:
             log.debug("position_risk", underlying=underlying, liquidation_price=str(price),
                       distance=str(distance), margin_ratio=str(ratio))
+
+
+def liquidation_status(state: HedgeState, prices: Mapping[tuple[str, str], PriceUpdate]) -> dict[str, object] | None:
+    """A hedge's liquidation safety for ``/status``: the last polled liquidation price and margin
+    ratio, the distance at the hedge's latest mid (what the trigger uses) and the venue's time of them;
+    None before a poll or for a venue that reports none."""
+    risk = state.liquidation
+    if risk is None:
+        return None
+    price = prices.get((state.config.venue, state.config.symbol))
+    distance = liquidation_distance(risk, None if price is None else price.mid)
+    return {"liquidation_price": None if risk.liquidation_price is None else str(risk.liquidation_price),
+            "distance": None if distance is None else str(distance.quantize(Decimal("0.0001"))),
+            "margin_ratio": None if risk.margin_ratio is None else str(risk.margin_ratio),
+            "position": str(risk.position), "as_of": risk.ts or None}
 
 
 def _float(value: Decimal | None) -> float:

@@ -290,3 +290,25 @@ async def test_the_watch_polls_on_its_interval_and_soon_after_the_position_moves
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_the_daemons_status_shows_the_hedge_positions_liquidation(tmp_path: Path) -> None:
+    from hedgerd.config import masked_settings_dict
+    from tests.test_reload import base_settings, running_daemon, write_config
+
+    config_file = tmp_path / "hedgerd.toml"
+    write_config(config_file, masked_settings_dict(base_settings(tmp_path)))
+    async with running_daemon(config_file) as daemon:
+        engine = daemon.engine
+        assert daemon.status()["underlyings"]["BTC"]["liquidation"] is None  # not polled yet
+        perp = engine.venues["sim-perp"]
+        assert isinstance(perp, SimPerpVenue)
+        perp.seed_position(PERP, D(-10))  # 10 BTC short on 1 000 000 USDT, entered at the mid
+        watch = LiquidationWatch(engine.hedges, engine.venues, daemon.metrics, RealClock(), lambda: 3600.0)
+        await watch.poll_once()
+        view = daemon.status()["underlyings"]["BTC"]["liquidation"]
+        liquidation = perp.margin.liquidation_price()
+        mid = engine.prices[("sim-perp", PERP)].mid
+        assert liquidation is not None and view["liquidation_price"] == str(liquidation)
+        assert view["distance"] == str(((liquidation - mid) / mid).quantize(D("0.0001")))
+        assert view["position"] == "-10" and view["margin_ratio"] is not None

@@ -38,6 +38,14 @@ class HedgePnlView(_View):
     unrealized: Decimal | None = None
 
 
+class LiquidationView(_View):
+    """``liquidation`` of one underlying: the hedge position's liquidation safety."""
+
+    liquidation_price: Decimal | None = None
+    distance: Decimal | None = None
+    margin_ratio: Decimal | None = None
+
+
 class UnderlyingView(_View):
     """One underlying in ``/status``; sizes in the underlying's units, money in the quote currency."""
 
@@ -51,6 +59,7 @@ class UnderlyingView(_View):
     realized_pnl: Decimal | None = None
     hedging_cost: HedgingCostView | Decimal | None = None  # a bare total from daemons before the decomposition
     hedge_pnl: HedgePnlView | None = None
+    liquidation: LiquidationView | None = None
 
 
 class StatusView(_View):
@@ -137,6 +146,13 @@ def _cost_rows(cost: HedgingCostView, quote: str) -> list[tuple[str, str]]:
     return rows
 
 
+def _liquidation_text(view: LiquidationView, quote: str) -> str:
+    if view.liquidation_price is None or view.distance is None:
+        return "no liquidation price (flat, or none reported)"
+    text = f"at {_amount(view.liquidation_price, quote)}, {view.distance * 100:.1f} % of the mark away"
+    return text if view.margin_ratio is None else f"{text} (margin ratio {view.margin_ratio:.4f})"
+
+
 def _underlying_lines(name: str, u: UnderlyingView) -> list[str]:
     quote = _quote(u.hedge_symbol)
     band = f"(band ±{u.threshold:f} {name})" if u.threshold is not None else ""
@@ -155,6 +171,8 @@ def _underlying_lines(name: str, u: UnderlyingView) -> list[str]:
         if hedge.unrealized is not None:
             text += f"  (unrealized {_amount(hedge.unrealized, quote, signed=True)})"
         rows.append((f"hedge realized ({hedge.method})", text))
+    if u.liquidation is not None:
+        rows.append(("liquidation", _liquidation_text(u.liquidation, quote)))
     if isinstance(u.hedging_cost, HedgingCostView):
         rows.extend(_cost_rows(u.hedging_cost, quote))
     elif u.hedging_cost is not None:
