@@ -24,6 +24,7 @@ from hedgerd.engine import HedgeEngine
 from hedgerd.errors import ConfigError
 from hedgerd.funding import FundingPoller
 from hedgerd.ledger import InventoryLedger
+from hedgerd.liquidation import LiquidationWatch, liquidation_status
 from hedgerd.log import configure_logging
 from hedgerd.metrics import Metrics
 from hedgerd.paper import archive_previous_run, starts_clean
@@ -86,7 +87,10 @@ class Daemon:
         return self.engine.readiness()
 
     def status(self) -> dict[str, Any]:
-        return self.engine.status()
+        view = self.engine.status()
+        for underlying, entry in view["underlyings"].items():  # the watch is the daemon's
+            entry["liquidation"] = liquidation_status(self.engine.hedges[underlying], self.engine.prices)
+        return view
 
     def engage(self, reason: str, source: str) -> bool:
         return self.engine.engage(reason, source)
@@ -125,6 +129,7 @@ class Daemon:
         # Startup (reconciliation against slow venues) can take long: a stop request cuts it short.
         starting = asyncio.create_task(self.engine.start(), name="engine-start")
         stop_requested = asyncio.create_task(self._stop.wait(), name="stop-requested")
+        watching: asyncio.Task[None] | None = None  # the hedge positions' liquidation safety (hedgerd.liquidation)
         try:
             await asyncio.wait({starting, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
             if starting.done():
@@ -132,11 +137,17 @@ class Daemon:
                 self.funding = FundingPoller.for_engine(self.engine)
                 self.funding.start()  # its first poll backfills the funding paid while we were down
                 log.info("startup_heap_frozen", objects=freeze_startup_heap())
+                watching = asyncio.create_task(LiquidationWatch(
+                    self.engine.hedges, self.engine.venues, self.metrics, self.clock,
+                    lambda: self.engine.settings.risk.liquidation_poll_interval, self.ledger.position).run(),
+                    name="liquidation-watch")
                 await stop_requested
             else:
                 log.warning("startup_interrupted")
         finally:
             stop_requested.cancel()
+            if watching is not None:
+                watching.cancel()
             if not starting.done():
                 starting.cancel()
                 await asyncio.gather(starting, return_exceptions=True)

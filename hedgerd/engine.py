@@ -40,6 +40,7 @@ from hedgerd.models import (
     PriceUpdate,
     TradingState,
 )
+from hedgerd.pnl_book import PnlBook
 from hedgerd.policy import HedgePolicy, build_policy
 from hedgerd.reconciliation.reconciler import StartupReconciliation
 from hedgerd.risk.pnl import BookPnl
@@ -79,6 +80,7 @@ class HedgeEngine:
         self.realized_pnl = self.pnl.by_underlying  # underlying -> hedged-book PnL (quote), see risk/pnl.py
         self.gauges = EngineGauges(metrics)
         self.costs = CostBook(metrics, self.prices, self.pnl.funding)  # hedging cost per underlying, funding too
+        self.pnl_book = PnlBook(metrics, ledger.position, lambda: self.settings.risk.pnl_method, self.prices)
         self._rejection_log = LogThrottle(_REJECT_LOG_INTERVAL)  # per feed and kind of rejection
         self.started_at = clock.monotonic()
         self.reconciled = False
@@ -134,6 +136,7 @@ class HedgeEngine:
             self.metrics.hedge_band.labels(cfg.underlying).set(float(cfg.threshold))
             self.metrics.hedge_fees.labels(cfg.venue)  # export 0 before the first fee
             self.costs.track(cfg.underlying, cfg.venue, cfg.symbol)
+            self.pnl_book.track(cfg.underlying, cfg.venue, cfg.symbol, self.ledger.symbol_trades(cfg.venue, cfg.symbol))
         await self.costs.rebuild(self.ledger)  # the cost so far, before reconciliation journals more fills
         await self._reconcile()
         self.intake_open = True
@@ -265,8 +268,8 @@ class HedgeEngine:
         first. For those that came through :meth:`on_fills`: note client flow for the policy and
         the decision-latency clock, then run a risk pass right here and return the hedge intents
         it decides, which the ledger journals with the fills."""
-        self.foreign_orders.on_fills(fills)
-        self.costs.on_fills(fills)
+        for book in (self.foreign_orders, self.costs, self.pnl_book):  # the foreign-order halt first
+            book.on_fills(fills)
         streamed = [fill for fill in fills if (fill.venue, fill.trade_id) in self._streamed]
         if not streamed:
             return []
@@ -544,9 +547,9 @@ class HedgeEngine:
     def status(self) -> dict[str, Any]:
         """JSON-able view for ``/status`` (never contains secrets)."""
         underlyings = {
-            underlying: underlying_status(self.risk_pass.snapshot(state), state.config,
-                                          self.price_age(state.config.venue, state.config.symbol),
-                                          self.realized_pnl.get(underlying), self.costs.status(underlying))
+            underlying: underlying_status(
+                self.risk_pass.snapshot(state), state.config, self.price_age(state.config.venue, state.config.symbol),
+                self.realized_pnl.get(underlying), self.costs.status(underlying), self.pnl_book.status(state.config))
             for underlying, state in self.hedges.items()}
         ready, problems = self.readiness()
         return engine_status(mode=self.settings.mode, kill_switch=self.kill_switch, ready=ready, problems=problems,

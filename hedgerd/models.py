@@ -208,6 +208,20 @@ class OrderReport:
     fills: tuple[Fill, ...] = field(default=())
 
 
+@dataclass(frozen=True, slots=True)
+class PositionRisk:
+    """A venue's view of one derivative position's margin: liquidation price and margin ratio
+    (maintenance margin / margin balance; 1 = liquidated), either None when the venue gives none."""
+
+    venue: str
+    symbol: str
+    position: Decimal  # signed base units
+    mark: Decimal | None
+    liquidation_price: Decimal | None
+    margin_ratio: Decimal | None
+    ts: float = 0.0
+
+
 class TradingState(IntEnum):
     """Kill-switch states; the integer is the ``hedgerd_trading_state`` metric value."""
 

@@ -21,12 +21,23 @@ import structlog
 from hedgerd.clock import Clock
 from hedgerd.config import HedgeConfig, Settings
 from hedgerd.executor import HedgeExecutor
-from hedgerd.killswitch import KillSwitch, evaluate_auto_triggers
+from hedgerd.killswitch import KillSwitch, evaluate_auto_triggers, evaluate_reducing_triggers
 from hedgerd.ledger import InventoryLedger, PreparedIntent
 from hedgerd.metrics import Metrics
-from hedgerd.models import ZERO, Fill, HedgeIntent, MarketInfo, OrderReport, PriceUpdate, TradingState, split_symbol
+from hedgerd.models import (
+    ZERO,
+    Fill,
+    HedgeIntent,
+    MarketInfo,
+    OrderReport,
+    PositionRisk,
+    PriceUpdate,
+    TradingState,
+    split_symbol,
+)
 from hedgerd.policy import HedgeLimits, HedgePolicy, reduces_position
 from hedgerd.risk.delta import DeltaSnapshot, make_snapshot
+from hedgerd.risk.liquidation import liquidation_distance
 from hedgerd.risk.pnl import BookPnl
 from hedgerd.risk_loop import RiskLoop
 from hedgerd.status import EngineGauges
@@ -46,6 +57,7 @@ class HedgeState:
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     limits: tuple[HedgeConfig, HedgeLimits] | None = None  # built from this config
     capped: bool = False  # the last pass decided nothing: max_orders_in_flight were unsettled
+    liquidation: PositionRisk | None = None  # the hedge position's margin, polled (hedgerd.liquidation)
 
 
 OrderDone = Callable[[HedgeState, HedgeIntent, "asyncio.Task[OrderReport]"], None]
@@ -154,6 +166,20 @@ class RiskPass:
             realized_loss=-total_pnl, max_realized_loss=kill_switch.max_realized_loss)
         if reason is not None and self.kill_switch.state is not TradingState.HALTED:
             self.engage(reason, "auto")
+        self._check_liquidation(kill_switch.min_liquidation_distance, snapshots)
+
+    def _check_liquidation(self, minimum: Decimal | None, snapshots: dict[str, DeltaSnapshot]) -> None:
+        """REDUCING when a hedge position's liquidation price (as last polled) is closer to the
+        hedge's current mid than ``minimum`` (:func:`~hedgerd.killswitch.evaluate_reducing_triggers`);
+        only from ACTIVE. The price moves between polls; the liquidation price moves only with the
+        position and the account, and the position is re-polled soon after it moves."""
+        if minimum is None or self.kill_switch.state is not TradingState.ACTIVE:
+            return
+        distances = {u: (d, minimum) for u, s in self.hedges.items() if s.liquidation is not None
+                     and (d := liquidation_distance(s.liquidation, snapshots[u].mid)) is not None}
+        reason = evaluate_reducing_triggers(liquidation_distances=distances)
+        if reason is not None and self.kill_switch.reduce(reason, "auto:liquidation", self.clock.time()):
+            self.metrics.kill_switch_engagements.labels("auto").inc()
 
     @staticmethod
     def limits(state: HedgeState) -> HedgeLimits:

@@ -114,8 +114,10 @@ def readiness_problems(*, reconciled: bool, reconcile_mismatch: str | None, fore
 
 
 def underlying_status(snap: DeltaSnapshot, cfg: HedgeConfig, price_age: float,
-                      realized_pnl: Decimal | None, hedging_cost: dict[str, object] | None = None) -> dict[str, Any]:
-    """One underlying's entry in ``/status``; ``hedging_cost`` as :meth:`hedgerd.risk.cost.HedgeCost.as_status`."""
+                      realized_pnl: Decimal | None, hedging_cost: dict[str, object] | None = None,
+                      hedge_pnl: dict[str, object] | None = None) -> dict[str, Any]:
+    """One underlying's entry in ``/status``; ``hedging_cost`` as :meth:`hedgerd.risk.cost.HedgeCost.as_status`,
+    ``hedge_pnl`` as :meth:`hedgerd.pnl_book.PnlBook.mark` (None before the first price)."""
     return {
         "net_delta": str(snap.net_delta), "inventory": str(snap.inventory),
         "hedge_ratio": str(snap.hedge_ratio), "perp_position": str(snap.perp_position),
@@ -126,6 +128,7 @@ def underlying_status(snap: DeltaSnapshot, cfg: HedgeConfig, price_age: float,
         "price_age_seconds": round(price_age, 3),
         "realized_pnl": str(realized_pnl) if realized_pnl is not None else None,
         "hedging_cost": hedging_cost,
+        "hedge_pnl": hedge_pnl,
     }
 
 

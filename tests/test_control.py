@@ -176,3 +176,20 @@ async def test_a_daemons_status_says_since_start_until_the_switch_first_moves(tm
     since = daemon.engine.status()["since"]
     assert isinstance(since, float) and since == pytest.approx(daemon.clock.time(), abs=60)
     await daemon.ledger.close()
+
+
+def test_status_summary_shows_the_hedge_legs_realized_pnl_by_its_method() -> None:
+    underlying = dict(UNDERLYING, hedge_pnl={"method": "fifo", "realized": "-500", "unrealized": "500",
+                                             "open_lots": 1, "cost_price": "62000"})
+    lines = describe_status(_status(underlyings={"BTC": underlying}), NOW).splitlines()
+    assert "      hedge realized (fifo)  -500 USDT  (unrealized +500 USDT)" in lines
+
+
+def test_status_summary_shows_how_far_the_hedge_position_is_from_liquidation() -> None:
+    underlying = dict(UNDERLYING, liquidation={"liquidation_price": "69692.54", "distance": "0.1616",
+                                               "margin_ratio": "0.0299", "position": "-1", "as_of": None})
+    lines = describe_status(_status(underlyings={"BTC": underlying}), NOW).splitlines()
+    assert "      liquidation     at 69692.54 USDT, 16.2 % of the mark away (margin ratio 0.0299)" in lines
+    flat = dict(UNDERLYING, liquidation={"liquidation_price": None, "distance": None, "margin_ratio": None})
+    lines = describe_status(_status(underlyings={"BTC": flat}), NOW).splitlines()
+    assert "      liquidation     no liquidation price (flat, or none reported)" in lines

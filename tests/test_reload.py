@@ -136,10 +136,15 @@ WIRED: dict[str, Wired] = {
     "kill_switch.max_consecutive_errors": Wired(2, halts_after_errors),
     "kill_switch.max_realized_loss": Wired(Decimal(1000), sync(lambda e: e.settings.kill_switch.max_realized_loss),
                                            shows=(None, Decimal(1000))),
+    "kill_switch.min_liquidation_distance": Wired(Decimal("0.1"), sync(
+        lambda e: e.settings.kill_switch.min_liquidation_distance), shows=(None, Decimal("0.1"))),
     "logging.level": Wired("debug", debug_enabled, shows=(False, True)),
     "risk.safety_tick": Wired(0.5, sync(lambda e: e._next_wait())),
     "risk.max_price_jump": Wired(Decimal("0.05"), sync(lambda e: e.price_guard.max_jump)),
     "risk.busy_poll": Wired(0.002, sync(lambda e: e.busy_poller.window)),
+    "risk.pnl_method": Wired("fifo", sync(lambda e: e.pnl_book.method)),
+    # what the daemon's LiquidationWatch reads before each wait
+    "risk.liquidation_poll_interval": Wired(2.5, sync(lambda e: e.settings.risk.liquidation_poll_interval)),
 }
 
 

@@ -31,6 +31,22 @@ class HedgingCostView(_View):
     unvalued_funding: int = 0
 
 
+class HedgePnlView(_View):
+    """``hedge_pnl`` of one underlying: the hedge leg's realized PnL by the configured method."""
+
+    method: str
+    realized: Decimal
+    unrealized: Decimal | None = None
+
+
+class LiquidationView(_View):
+    """``liquidation`` of one underlying: the hedge position's liquidation safety."""
+
+    liquidation_price: Decimal | None = None
+    distance: Decimal | None = None
+    margin_ratio: Decimal | None = None
+
+
 class UnderlyingView(_View):
     """One underlying in ``/status``; sizes in the underlying's units, money in the quote currency."""
 
@@ -43,6 +59,8 @@ class UnderlyingView(_View):
     price_age_seconds: float | None = None
     realized_pnl: Decimal | None = None
     hedging_cost: HedgingCostView | Decimal | None = None  # a bare total from daemons before the decomposition
+    hedge_pnl: HedgePnlView | None = None
+    liquidation: LiquidationView | None = None
 
 
 class StatusView(_View):
@@ -130,6 +148,13 @@ def _cost_rows(cost: HedgingCostView, quote: str) -> list[tuple[str, str]]:
     return rows
 
 
+def _liquidation_text(view: LiquidationView, quote: str) -> str:
+    if view.liquidation_price is None or view.distance is None:
+        return "no liquidation price (flat, or none reported)"
+    text = f"at {_amount(view.liquidation_price, quote)}, {view.distance * 100:.1f} % of the mark away"
+    return text if view.margin_ratio is None else f"{text} (margin ratio {view.margin_ratio:.4f})"
+
+
 def _underlying_lines(name: str, u: UnderlyingView) -> list[str]:
     quote = _quote(u.hedge_symbol)
     band = f"(band ±{u.threshold:f} {name})" if u.threshold is not None else ""
@@ -142,6 +167,14 @@ def _underlying_lines(name: str, u: UnderlyingView) -> list[str]:
     ]
     if u.realized_pnl is not None:
         rows.append(("realized PnL", _amount(u.realized_pnl, quote, signed=True)))
+    if u.hedge_pnl is not None:
+        hedge = u.hedge_pnl
+        text = _amount(hedge.realized, quote, signed=True)
+        if hedge.unrealized is not None:
+            text += f"  (unrealized {_amount(hedge.unrealized, quote, signed=True)})"
+        rows.append((f"hedge realized ({hedge.method})", text))
+    if u.liquidation is not None:
+        rows.append(("liquidation", _liquidation_text(u.liquidation, quote)))
     if isinstance(u.hedging_cost, HedgingCostView):
         rows.extend(_cost_rows(u.hedging_cost, quote))
     elif u.hedging_cost is not None:

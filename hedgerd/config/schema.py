@@ -91,6 +91,14 @@ class SimSettings(_Section):
     funding: bool = Field(default=True, description=(
         "hedge venue: charge funding on the perpetual position (hedgerd.sim.funding; README 'Hedging cost')"))
 
+    margin_balance: Decimal = Field(default=Decimal(1_000_000), gt=0, description=(
+        "hedge venue: the paper account's cross-margin wallet in the settle currency at start "
+        "(hedgerd/connectors/paper_margin.py)"))
+    maintenance_margin_rate: Decimal = Field(default=Decimal("0.004"), gt=0, lt=1, description=(
+        "hedge venue: maintenance margin as a fraction of the position's notional at the mark "
+        "(Binance USD-M BTCUSDT's first tier: 0.004); the position is liquidated when the margin balance "
+        "falls to it"))
+
     @field_validator("symbol")
     @classmethod
     def _unified_symbol(cls, symbol: str) -> str:
@@ -298,6 +306,11 @@ class KillSwitchConfig(_Section):
     cancel_open_orders_on_halt: bool = True
     max_consecutive_errors: int = Field(default=5, ge=1)
     max_realized_loss: Decimal | None = Field(default=None, gt=0, description="quote units; None = off")
+    min_liquidation_distance: Decimal | None = Field(
+        default=None, gt=0, lt=1,
+        description="REDUCING (orders that would grow the hedge position refused) when the hedge position's "
+                    "liquidation price is closer to the mark than this fraction of it (e.g. 0.1), as polled "
+                    "every risk.liquidation_poll_interval; None = off")
 
     @field_validator("kill_file", mode="before")
     @classmethod
@@ -378,6 +391,15 @@ class RiskConfig(_Section):
         default=0.0, ge=0, le=3600,
         description="seconds the event loop keeps spinning (polling without sleeping) after each venue event: "
                     "a faster reaction for a CPU core kept busy (see hedgerd.busypoll); 0 sleeps as usual")
+    liquidation_poll_interval: float = Field(
+        default=10.0, gt=0, le=3600,
+        description="seconds between polls of each hedge position's liquidation price and margin ratio "
+                    "(ccxt fetch_positions: one venue request per hedge each time)")
+    pnl_method: Literal["average", "fifo"] = Field(
+        default="average",
+        description="how the hedge leg's closes are matched for realized PnL in /status and `hedgerd status`: "
+                    "'average' (average cost) or 'fifo' (oldest lots first); both are tracked and exported "
+                    "(hedgerd_hedge_realized_pnl{method}), so a reload switches at once; docs/pnl.md")
 
 
 class ReconcileConfig(_Section):

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
-from hedgerd.models import Fill, FundingPayment, HedgeIntent, MarketInfo, OrderReport, PriceUpdate
+from hedgerd.models import Fill, FundingPayment, HedgeIntent, MarketInfo, OrderReport, PositionRisk, PriceUpdate
 from hedgerd.reconciliation import PositionSnapshot
 
 
@@ -112,4 +112,14 @@ class PositionSeeding(Protocol):
 
     def seed_position(self, symbol: str, amount: Decimal) -> None:
         """Set a position (derivative symbol) or balance (asset)."""
+        ...
+
+
+@runtime_checkable
+class PositionRiskSource(Protocol):
+    """A venue that reports a derivative position's liquidation price and margin ratio (ccxt
+    ``fetch_positions``, the paper perpetual's margin model); polled by :mod:`hedgerd.liquidation`."""
+
+    async def fetch_position_risk(self, symbol: str) -> PositionRisk | None:
+        """The position's margin as the venue sees it now; None when it holds no position there."""
         ...

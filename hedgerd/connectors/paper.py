@@ -28,6 +28,7 @@ from typing import Literal, TypeVar, get_args
 from hedgerd.clock import Clock
 from hedgerd.config import SimSettings, VenueConfig, VenueKind, VenueRole
 from hedgerd.connectors.base import Venue, VenueEventSink
+from hedgerd.connectors.paper_margin import PaperMargin
 from hedgerd.errors import (
     InsufficientFunds,
     InvalidOrder,
@@ -45,6 +46,7 @@ from hedgerd.models import (
     OrderReport,
     OrderStatus,
     OrderType,
+    PositionRisk,
     PriceUpdate,
     Side,
     is_derivative,
@@ -274,11 +276,15 @@ class _SimVenue:
                 conversion = self.conversion_quote()
                 if conversion is not None:
                     await self._deliver(sink, sink.on_price(conversion), "price")
+                self._after_tick((bid + ask) / 2)
             next_step = max(next_step, market.current_step()) + 1
 
     def conversion_quote(self) -> PriceUpdate | None:
         """A fee currency's quote streamed with the instrument's (none by default)."""
         return None
+
+    def _after_tick(self, mid: Decimal) -> None:
+        """What the venue does at each new price (nothing by default)."""
 
     async def _deliver(self, sink: VenueEventSink, call: Awaitable[None], what: str) -> None:
         """Await a sink call; a failing sink is reported, never kills the stream."""
@@ -477,6 +483,8 @@ class SimPerpVenue(_SimVenue):
             interval=settings.funding_interval, interest=float(settings.funding_interest_rate),
             std=settings.funding_premium_std) if settings.funding else None
         self._payments: deque[FundingPayment] = deque(maxlen=history_limit)
+        self.margin = PaperMargin(settings.margin_balance, settings.maintenance_margin_rate)
+        self.liquidations = 0
 
     def position(self, symbol: str | None = None) -> Decimal:
         """Signed position (base units) without a venue request."""
@@ -524,10 +532,6 @@ class SimPerpVenue(_SimVenue):
         self._charge_funding()
         super()._book_fill(fill)
 
-    def seed_position(self, symbol: str, amount: Decimal) -> None:
-        self._charge_funding()  # on the position held until now
-        super().seed_position(symbol, amount)
-
     def conversion_quote(self) -> PriceUpdate | None:
         """The fee currency's quote in the quote currency (fixed price, the perpetual's spread), when
         fees are charged in a third currency."""
@@ -537,6 +541,38 @@ class SimPerpVenue(_SimVenue):
         return PriceUpdate(venue=self.name, symbol=f"{self.fee_currency}/{self.quote_asset}",
                            bid=self._fee_price - half, ask=self._fee_price + half, ts=self._clock.time(),
                            received_at=self._clock.monotonic())
+
+    def seed_position(self, symbol: str, amount: Decimal) -> None:
+        """:meth:`_SimVenue.seed_position`, the margin account's position entered at the mid."""
+        self._charge_funding()  # on the position held until now
+        super().seed_position(symbol, amount)
+        if symbol == self.symbol:
+            bid, ask = self.quote()
+            self.margin.seed(amount, (bid + ask) / 2)
+
+    async def fetch_position_risk(self, symbol: str) -> PositionRisk | None:
+        """The position's liquidation price and margin ratio at the mid (``paper_margin``)."""
+        def answer() -> PositionRisk | None:
+            bid, ask = self.quote()
+            return self.margin.risk(self.name, self.symbol, (bid + ask) / 2, self._clock.time())
+
+        return await self._round_trip("fetch_positions", answer) if symbol == self.symbol else None
+
+    def _after_tick(self, mid: Decimal) -> None:
+        """Liquidate the position once the mid reaches its liquidation price (``paper_margin``)."""
+        position = self.margin.position
+        if not position or not self.margin.liquidates_at(mid):
+            return
+        fee = self.margin.clearance_fee(mid).quantize(FEE_QUANTUM)
+        self.liquidations += 1
+        fill = Fill(venue=self.name, trade_id=f"{self._next_trade_id()}-liq", symbol=self.symbol,
+                    side=Side.for_delta(-position), amount=abs(position), price=mid, fee=fee,
+                    fee_currency=self.settle or self.quote_asset, ts=self._clock.time(),
+                    received_at=self._clock.monotonic(), client_order_id=None)
+        self._book_fill(fill)
+        self.margin.fill(-position, mid, fee)
+        if self._running:
+            self._events.put_nowait(fill)
 
     async def _user_stream(self, sink: VenueEventSink) -> None:
         while True:
@@ -608,6 +644,7 @@ class SimPerpVenue(_SimVenue):
                         amount=fill_amount, price=fill_price, fee=fee, fee_currency=self.fee_currency, ts=now,
                         received_at=self._clock.monotonic(), client_order_id=client_id)
             self._book_fill(fill)
+            self.margin.fill(fill.signed_amount, fill_price, fee if self._fee_price is None else ZERO)
             fills = (fill,)
         status = OrderStatus.FILLED if fill_amount == amount else OrderStatus.EXPIRED
         report = OrderReport(client_order_id=client_id, symbol=self.symbol, status=status, filled=fill_amount,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -30,11 +31,13 @@ from hedgerd.connectors.base import VenueEventSink
 from hedgerd.connectors.ccxt.client import BoundedMap, CcxtClient
 from hedgerd.connectors.ccxt.convert import (
     MalformedMessage,
+    account_margin_ratio,
     client_order_id_of,
     cursor_seconds,
     market_info_from_ccxt,
     optional_decimal,
     position_amount,
+    position_risk,
     to_decimal,
     trade_to_fill,
     with_symbol,
@@ -53,7 +56,9 @@ from hedgerd.models import (
     OrderReport,
     OrderStatus,
     OrderType,
+    PositionRisk,
     is_derivative,
+    split_symbol,
 )
 from hedgerd.reconciliation import PositionSnapshot
 
@@ -125,6 +130,7 @@ class CcxtVenue:
             resubscribe_delay=resubscribe_delay, catch_up_delay=catch_up_delay,
             backfill_when_live=backfill_when_live, rng=rng)
         self._order_fills = BoundedMap(ORDER_FILLS_KEPT)  # venue order id -> (filled, fills)
+        self._account_ratio: bool | None = None  # whether the balance reports a margin ratio (None: not asked)
         self._no_order_trades: set[str] = set()  # symbols where fetch_order_trades is unsupported
         self._funding_warned = False
 
@@ -419,6 +425,40 @@ class CcxtVenue:
             if stamp is not None:
                 as_of.update((key, stamp) for key in result if not is_derivative(key))
         return PositionSnapshot(result, as_of)
+
+    async def fetch_position_risk(self, symbol: str) -> PositionRisk | None:
+        """The liquidation price and margin ratio of our position in ``symbol`` (``fetch_positions``);
+        None when flat. Several rows (hedge mode) are not one position's figures: the first non-flat
+        row is taken, as hedgerd trades one-way. Malformed: TransientVenueError."""
+        await self._ensure_markets()
+        market = self.client.markets[symbol]
+        for position in await self.client.call("read", "fetch_positions", [symbol]) or ():
+            if not isinstance(position, Mapping) or position.get("symbol") != symbol:
+                continue
+            try:
+                risk = position_risk(position, market, self.name)
+            except MalformedMessage as exc:
+                self.client.report("malformed", str(exc))
+                raise herr.TransientVenueError(f"{self.name}: malformed position: {exc}") from None
+            if risk.position:
+                return risk if risk.margin_ratio is not None else await self._with_account_ratio(risk)
+        return None
+
+    async def _with_account_ratio(self, risk: PositionRisk) -> PositionRisk:
+        """``risk`` with the account's maintenance margin / margin balance when ccxt's position has
+        no margin ratio (Deribit): one balance request per poll, given up on a venue whose balance
+        does not report it either."""
+        if self._account_ratio is False:
+            return risk
+        currency = split_symbol(risk.symbol)[2] or self.client.markets[risk.symbol].quote
+        balance = await self.client.call("read", "fetch_balance", {"currency": currency})
+        try:
+            ratio = account_margin_ratio(balance, currency)
+        except MalformedMessage as exc:
+            self.client.report("malformed", str(exc))
+            raise herr.TransientVenueError(f"{self.name}: malformed balance: {exc}") from None
+        self._account_ratio = ratio is not None
+        return risk if ratio is None else replace(risk, margin_ratio=ratio)
 
     async def fetch_fills_since(self, since: float | None) -> list[Fill]:
         """Our account's fills on the served symbols since ``since`` (epoch seconds), oldest first."""

@@ -46,7 +46,10 @@ The model, and where it departs from the real venue:
   Deribit's standard margin): futures 2 % initial / 1 % maintenance of the coin notional;
   short options ``max(0.15 - OTM/index, 0.1) + mark`` initial, ``0.075 + mark`` maintenance;
   open orders reserve the same (option buys their premium). An order that would take
-  initial margin past equity answers 10009 ``not_enough_funds``.
+  initial margin past equity answers 10009 ``not_enough_funds``. A future's
+  ``estimated_liquidation_price`` is where equity would fall to the maintenance margin, the
+  other positions held at their marks (formula in ``wire.estimated_liquidation_price``); null
+  when no positive price liquidates it. Nothing is ever liquidated.
 - Client flow (:mod:`.flow`, off unless ``option_flow_rate`` > 0): Poisson arrivals on live
   options of the flow currencies, side 50/50, exponential size (mean 0.5 BTC / 5 ETH), filled
   as maker at the touch on an order labelled ``client-flow``; skipped when margin is short.
