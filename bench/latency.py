@@ -84,7 +84,7 @@ from hedgerd.engine import HedgeEngine
 from hedgerd.ledger import InventoryLedger
 from hedgerd.log import configure_logging
 from hedgerd.metrics import Metrics
-from hedgerd.models import Fill, HedgeIntent, MarketInfo, OrderReport, OrderStatus, PriceUpdate, Side
+from hedgerd.models import Fill, FundingPayment, HedgeIntent, MarketInfo, OrderReport, OrderStatus, PriceUpdate, Side
 from hedgerd.reconciliation import PositionSnapshot
 from tests.pgserver import PgServer
 
@@ -132,6 +132,9 @@ class StubVenue:
         return PositionSnapshot(await self.fetch_positions())
 
     async def fetch_fills_since(self, since: float | None) -> list[Fill]:
+        return []
+
+    async def fetch_funding_since(self, since: float | None) -> list[FundingPayment]:
         return []
 
     async def create_order(self, intent: HedgeIntent, amount: Decimal, price: Decimal | None) -> OrderReport:

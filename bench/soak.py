@@ -54,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hedgerd.config import toml_dumps
 from hedgerd.exchange_sim.binance.urls import DEFAULT_API_KEY, DEFAULT_SECRET, ccxt_options
+from tests.daemon_proc import stop_process
 
 SPOT_VENUE = "soak-spot"
 PERP_VENUE = "soak-usdm"
@@ -298,16 +299,6 @@ def spawn(cmd: list[str], workdir: Path, log_name: str, env: dict[str, str]) -> 
         return subprocess.Popen(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def stop(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def wait_until(check: Any, timeout: float, what: str, procs: Sequence[subprocess.Popen[bytes]]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -477,7 +468,7 @@ def run_mode(mode: str, args: argparse.Namespace, workdir: Path) -> Result:
         result.error = str(exc)
     finally:
         for proc in reversed(procs):
-            stop(proc)
+            stop_process(proc, timeout=15.0)  # beyond the daemon's 10 s shutdown budget before SIGKILL
     fit(result)
     for name, directory in trace_dirs.items():
         result.tracemalloc_top += [f"{name}: {line}" for line in trace_growth(directory, args)]

@@ -28,8 +28,10 @@ from hedgerd.config import AdminConfig, Settings, load_settings, reload_diff
 from hedgerd.connectors import build_venues
 from hedgerd.engine import HedgeEngine
 from hedgerd.errors import ConfigError
+from hedgerd.funding import FundingPoller
 from hedgerd.ha import Leadership, LeadershipLost, LockSession, Role, derive_lock_key
 from hedgerd.ledger import InventoryLedger
+from hedgerd.liquidation import LiquidationWatch, liquidation_status
 from hedgerd.log import configure_logging
 from hedgerd.metrics import Metrics
 from hedgerd.paper import archive_previous_run, starts_clean
@@ -71,10 +73,11 @@ class Daemon:
                                       commit_on=None if commit_on == "auto" else commit_on)
         self.venues = build_venues(settings, self.clock)
         self.engine = HedgeEngine(settings, self.venues, self.ledger, self.clock, self.metrics)
+        self.funding: FundingPoller | None = None  # once the engine has started
         self.admin = AdminServer(self)
         self.leadership = build_leadership(settings, self.clock, self.metrics) if settings.ha.enabled else None
         if self.leadership is not None:
-            self.engine.send_fence = self.leadership.fence  # checked in the engine's gate, before every send
+            self.engine.control.send_fence = self.leadership.fence  # checked in the engine's gate, before every send
         self.exit_code = 0
         self._engine_started = False  # engine.start() was called (so engine.stop() must run)
         self._stop = asyncio.Event()
@@ -115,11 +118,15 @@ class Daemon:
 
     def status(self) -> dict[str, Any]:
         lead = self.leadership
-        if lead is None:
-            return self.engine.status()
-        view = self.engine.status() if self._engine_started else self._standby_status()
-        view["role"] = lead.role.value
-        view["ha"] = lead.status()
+        if lead is not None and not self._engine_started:
+            view = self._standby_status()
+        else:
+            view = self.engine.status()
+            for underlying, entry in view["underlyings"].items():  # the watch is the daemon's
+                entry["liquidation"] = liquidation_status(self.engine.hedges[underlying], self.engine.prices)
+        if lead is not None:
+            view["role"] = lead.role.value
+            view["ha"] = lead.status()
         return view
 
     def _standby_status(self) -> dict[str, Any]:
@@ -165,24 +172,41 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self._install_signals(loop)
         stop_requested = asyncio.create_task(self._stop.wait(), name="stop-requested")
+        watching: asyncio.Task[None] | None = None  # the hedge positions' liquidation safety (hedgerd.liquidation)
         try:
             if await self._lead(stop_requested):
                 self._engine_started = True
                 # Startup (reconciliation against slow venues) can take long: a stop request cuts it short.
                 if await self._unless_stopped(self.engine.start(), stop_requested, "engine-start"):
+                    # Only the leader polls: a standby has no ledger open and no position to watch.
+                    watching = self._start_pollers()
                     log.info("startup_heap_frozen", objects=freeze_startup_heap())
                     await self._serve(stop_requested)
                 else:
                     log.warning("startup_interrupted")
         finally:
             stop_requested.cancel()
+            if watching is not None:
+                watching.cancel()
             log.info("shutting_down")
+            if self.funding is not None:
+                await self.funding.stop()
             if self._engine_started:
                 await self._stop_engine()
             if self.leadership is not None:
                 await self.leadership.close()
             await self.admin.stop()
             self._remove_signals(loop)
+
+    def _start_pollers(self) -> asyncio.Task[None]:
+        """Start the funding poller (its first poll backfills the funding paid while we were down)
+        and the hedge positions' liquidation watch (:mod:`hedgerd.liquidation`), once the engine runs."""
+        self.funding = FundingPoller.for_engine(self.engine)
+        self.funding.start()
+        return asyncio.create_task(LiquidationWatch(
+            self.engine.hedges, self.engine.venues, self.metrics, self.clock,
+            lambda: self.engine.settings.risk.liquidation_poll_interval, self.ledger.position).run(),
+            name="liquidation-watch")
 
     async def _lead(self, stop_requested: asyncio.Task[Any]) -> bool:
         """Without HA: True. With HA: compete for leadership until ACTIVE (True), or a stop
@@ -225,10 +249,10 @@ class Daemon:
             while not (stop_requested.done() or lost.done()):
                 await asyncio.wait({lost, stop_requested}, timeout=lead.config.heartbeat,
                                    return_when=asyncio.FIRST_COMPLETED)
-                if self.engine.ledger_failed is not None and not stop_requested.done():
+                if self.engine.control.ledger_failed is not None and not stop_requested.done():
                     # A failed ledger halts for good until a restart; a leader holding the lock
                     # meanwhile would keep the standby, whose ledger may work, from taking over.
-                    await self._step_down(f"ledger failed: {self.engine.ledger_failed}")
+                    await self._step_down(f"ledger failed: {self.engine.control.ledger_failed}")
                     return
         finally:
             lost.cancel()
@@ -242,7 +266,7 @@ class Daemon:
         self.exit_code = EXIT_STEPPED_DOWN
         self.engine.engage(f"leadership lost: {reason}", "auto:ha")
         try:
-            await asyncio.wait_for(self.engine.cancel_all_open(), timeout=_STEP_DOWN_CANCEL)
+            await asyncio.wait_for(self.engine.control.cancel_all_open(), timeout=_STEP_DOWN_CANCEL)
         except TimeoutError:
             log.error("ha_step_down_cancel_timeout", budget=_STEP_DOWN_CANCEL)
 
@@ -280,13 +304,13 @@ class Daemon:
 
     def _on_sigusr1(self, signum: int, frame: object) -> None:
         # Only a flag and a thread-safe hand-off here: this may interrupt the loop's own code.
-        self.engine.halt_requested = "operator kill via SIGUSR1"
+        self.engine.control.halt_requested = "operator kill via SIGUSR1"
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._signal_kill)
 
     def _signal_kill(self) -> None:
         self.engine.engage("operator kill via SIGUSR1", "signal:SIGUSR1")
-        self.engine.halt_requested = None  # the kill switch holds it now
+        self.engine.control.halt_requested = None  # the kill switch holds it now
 
     def _signal_resume(self) -> None:
         ok, detail = self.engine.resume("signal:SIGUSR2")

@@ -9,13 +9,14 @@ triggers all include them, and the intent joins their transaction when the ledge
 the event loop); prices, order updates and the safety tick wake the risk loop for theirs. An
 order that ends filled as sized (and a fill of one in flight) leaves net delta as the last pass
 saw it: its pass may wait up to 10 ms for the next event's (:meth:`HedgeEngine._order_changed`). The
-:class:`~hedgerd.killswitch.KillSwitch` gates every order, right before it is sent.
+:class:`~hedgerd.trading_control.TradingControl` (the kill switch and the other reasons not to send)
+gates every order, right before it is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -30,7 +31,6 @@ from hedgerd.cost_book import CostBook
 from hedgerd.errors import ConfigError, VenueError
 from hedgerd.executor import HedgeExecutor, TokenBucket
 from hedgerd.foreign import ForeignOrderWatch
-from hedgerd.killswitch import KillSwitch
 from hedgerd.ledger import InventoryLedger, LedgerError, PreparedIntent
 from hedgerd.metrics import Metrics
 from hedgerd.models import (
@@ -41,8 +41,8 @@ from hedgerd.models import (
     OrderReport,
     OrderStatus,
     PriceUpdate,
-    TradingState,
 )
+from hedgerd.pnl_book import PnlBook
 from hedgerd.policy import HedgePolicy, build_policy
 from hedgerd.reconciliation.reconciler import StartupReconciliation
 from hedgerd.risk.pnl import BookPnl
@@ -50,6 +50,7 @@ from hedgerd.risk.prices import LogThrottle, PriceBook
 from hedgerd.risk_loop import RiskLoop
 from hedgerd.risk_pass import EngineHooks, HedgeState, RiskPass
 from hedgerd.status import EngineGauges, engine_status, readiness_problems, underlying_status
+from hedgerd.trading_control import TradingControl
 
 log = structlog.get_logger("hedgerd.engine")
 
@@ -69,8 +70,11 @@ class HedgeEngine:
         self.metrics = metrics
         self._injected_policy = policy  # if given, shared by every underlying (tests)
         self.policies: dict[str, HedgePolicy] = {}  # one instance per underlying, from settings.policy
-        self.kill_switch = KillSwitch()
-        self.kill_switch.add_listener(self._on_trading_state_change)
+        self.gauges = EngineGauges(metrics)
+        # The kill switch and every other reason not to send, with what engages and resumes it.
+        self.control = TradingControl(lambda: self.settings, clock, metrics, self.gauges, self._executors,
+                                      on_resume=self._resumed)
+        self.kill_switch = self.control.kill_switch
         self.price_book = PriceBook(max_jump=settings.risk.max_price_jump)
         self.price_guard = self.price_book.guard
         self.prices = self.price_book.latest
@@ -78,17 +82,14 @@ class HedgeEngine:
         self.hedges: dict[str, HedgeState] = {}
         self.markets: dict[str, dict[str, MarketInfo]] = {}
         self.book = MarketBook()  # instruments, option quotes and collateral the risk pass values
-        self.consecutive_order_errors = 0
         self.pnl = BookPnl()
         self.realized_pnl = self.pnl.by_underlying  # underlying -> hedged-book PnL (quote), see risk/pnl.py
-        self.gauges = EngineGauges(metrics)
-        self.costs = CostBook(metrics, self.prices)  # hedging cost per underlying (hedgerd.cost_book)
+        self.costs = CostBook(metrics, self.prices, self.pnl.funding)  # hedging cost per underlying, funding too
+        self.pnl_book = PnlBook(metrics, ledger.position, lambda: self.settings.risk.pnl_method, self.prices)
         self._rejection_log = LogThrottle(_REJECT_LOG_INTERVAL)  # per feed and kind of rejection
         self.started_at = clock.monotonic()
         self.reconciled = False
-        self.reconcile_mismatch: str | None = None  # until an operator resumes: /readyz not ready
         self.intake_open = False
-        self.ledger_failed: str | None = None
         self.risk_loop = RiskLoop(clock, safety_tick=lambda: self.settings.risk.safety_tick,
                                   next_wait=self._next_wait, refresh=self._refresh_open_orders,
                                   run_pass=self.evaluate, on_error=self._risk_pass_failed)
@@ -98,7 +99,8 @@ class HedgeEngine:
             kill_switch=self.kill_switch, prices=self.prices, risk_loop=self.risk_loop, book=self.book,
             hooks=EngineHooks(
                 settings=lambda: self.settings, may_decide=self._may_decide,
-                consecutive_errors=lambda: self.consecutive_order_errors, sync_latches=self._sync_latches,
+                consecutive_errors=lambda: self.control.consecutive_order_errors,
+                sync_latches=self.control.sync_latches,
                 price_age=self.price_age,
                 quote_age=lambda key: self.book.quote_age(key, self.clock.monotonic(), self.started_at),
                 policy_for=self.policy_for, engage=self.engage, submit_intent=self._submit_intent,
@@ -114,20 +116,12 @@ class HedgeEngine:
             issued=lambda cid: ledger.order_state(cid) is not None,
             hedged=[(h.venue, h.symbol) for h in settings.hedges], metrics=metrics, clock=clock,
             halt=lambda reason: self.engage(reason, "auto:foreign_order"))
-        self._cancel_task: asyncio.Task[None] | None = None
-        self._stopping = False
-        self.halt_requested: str | None = None
-        """Set by a signal handler the moment a halt is asked for, before the event loop gets to
-        :meth:`engage` (which it may not for a while if a callback is stuck, e.g. a ledger write
-        held up by the disk); every send is refused from then on."""
-        self.send_fence: Callable[[], str | None] | None = None  # HA: why this instance may not send now
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         """Open the ledger, load markets, reconcile, start streams and the risk loop."""
         await self.ledger.open()
-        self.costs.decided(self.ledger.open_intents())
-        self._sync_latches()
+        self.control.sync_latches()
         for name, venue in self.venues.items():
             if self.venue_config(name).role is VenueRole.HEDGE:
                 self.markets[name] = await venue.load_markets()
@@ -141,6 +135,9 @@ class HedgeEngine:
             self.metrics.hedge_band.labels(cfg.underlying).set(float(cfg.threshold))
             self.metrics.hedge_fees.labels(cfg.venue)  # export 0 before the first fee
             self.costs.track(cfg.underlying, cfg.venue, cfg.symbol, market.instrument)
+            self.pnl_book.track(cfg.underlying, cfg.venue, cfg.symbol, self.ledger.symbol_trades(cfg.venue, cfg.symbol),
+                                market.instrument)
+        await self.costs.rebuild(self.ledger)  # the cost so far, before reconciliation journals more fills
         await self._reconcile()
         self.intake_open = True
         # A price that never arrives is stale max_price_age after the streams start, not after
@@ -161,7 +158,7 @@ class HedgeEngine:
         return HedgeExecutor(
             venue=self.venues[venue_name], ledger=self.ledger, markets=self.markets[venue_name],
             config=self.settings.executor, bucket=bucket, clock=self.clock, metrics=self.metrics,
-            gate=self._gate, on_result=self._on_order_result, on_halt=self.engage)
+            gate=self.control.gate, on_result=self.control.on_order_result, on_halt=self.engage)
 
     async def _reconcile(self) -> None:
         """Startup reconciliation (see :class:`StartupReconciliation`). A disagreement beyond
@@ -172,16 +169,16 @@ class HedgeEngine:
             reconciled_positions(self.hedges.values(), self.book)).run()
         self.reconciled = True
         if problems:
-            self.reconcile_mismatch = "reconciliation mismatch: " + "; ".join(problems)
-            self.engage(self.reconcile_mismatch, "auto:reconcile")
+            self.control.reconcile_mismatch = "reconciliation mismatch: " + "; ".join(problems)
+            self.engage(self.control.reconcile_mismatch, "auto:reconcile")
         log.info("reconciled", open_intents=len(self.ledger.open_intents()), mismatches=problems,
                  positions={f"{v}:{a}": str(q) for (v, a), q in self.ledger.positions().items()})
 
     async def stop(self) -> None:
         """Stop intake, settle or cancel in-flight orders, flush the ledger."""
-        if self._stopping:
+        if self.control.stopping:
             return
-        self._stopping = True
+        self.control.stopping = True
         self.intake_open = False
         inventory = [v for n, v in self.venues.items() if self.venue_config(n).role is VenueRole.INVENTORY]
         await asyncio.gather(*(v.close() for v in inventory), return_exceptions=True)
@@ -226,7 +223,7 @@ class HedgeEngine:
         once, in this call, and this returns only after the orders it started have had their
         turn (they go to the venue before the caller's next batch is journaled).
         """
-        if self.ledger_failed or not fills:
+        if self.control.ledger_failed or not fills:
             return
         self.busy_poller.touch()
         streamed = self._streamed
@@ -249,7 +246,7 @@ class HedgeEngine:
                 elif submitted:
                     await asyncio.gather(*submitted)
         except LedgerError as exc:
-            self._ledger_failure(exc)
+            self.control.ledger_failure(exc)
             raise
         finally:
             streamed.difference_update(keys)
@@ -262,8 +259,8 @@ class HedgeEngine:
         first. For those that came through :meth:`on_fills`: note client flow for the policy and
         the decision-latency clock, then run a risk pass right here and return the hedge intents
         it decides, which the ledger journals with the fills."""
-        self.foreign_orders.on_fills(fills)
-        self.costs.on_fills(fills)
+        for book in (self.foreign_orders, self.costs, self.pnl_book):  # the foreign-order halt first
+            book.on_fills(fills)
         streamed = [fill for fill in fills if (fill.venue, fill.trade_id) in self._streamed]
         if not streamed:
             return []
@@ -344,84 +341,25 @@ class HedgeEngine:
         self.metrics.venue_errors.labels(venue, kind).inc()
         log.warning("venue_error", venue=venue, kind=kind, detail=detail)
 
-    # ----------------------------------------------------------------- kill switch
+    # ----------------------------------------------------------------- trading control
     def engage(self, reason: str, source: str) -> bool:
-        """Halt trading (idempotent)."""
-        changed = self.kill_switch.engage(reason, source, self.clock.time())
-        if changed:
-            self.metrics.kill_switch_engagements.labels(source.split(":")[0]).inc()
-        return changed
+        """Halt trading (idempotent); see :class:`~hedgerd.trading_control.TradingControl`."""
+        return self.control.engage(reason, source)
 
     def reduce(self, reason: str, source: str) -> bool:
-        return self.kill_switch.reduce(reason, source, self.clock.time())
+        """Allow only position-reducing orders."""
+        return self.control.reduce(reason, source)
 
     def resume(self, source: str) -> tuple[bool, str]:
         """Deliberately leave HALTED/REDUCING; refused while a latch (kill file, config) holds."""
-        self._sync_latches()
-        if self.ledger_failed:
-            return False, f"ledger failed: {self.ledger_failed}"
-        ok = self.kill_switch.resume(source, self.clock.time())
-        if ok:
-            self.consecutive_order_errors = 0
-            self.reconcile_mismatch = None  # the operator has looked at it
-            self.foreign_orders.detected = None
-            self.price_book.reset_stale_anchors(self.clock.monotonic(), max(
-                (h.config.max_price_age for h in self.hedges.values()), default=0.0))
-            self._wake.set()
-            return True, "resumed"
-        if self.kill_switch.state is TradingState.ACTIVE:
-            return True, "already active"
-        return False, self.kill_switch.resume_refusal()
+        return self.control.resume(source)
 
-    def _sync_latches(self) -> None:
-        ks = self.settings.kill_switch
-        self.kill_switch.set_latch("config", ks.engaged, self.clock.time())
-        self.kill_switch.set_latch("kill_file", bool(ks.kill_file and ks.kill_file.exists()),
-                                   self.clock.time())
-
-    def _gate(self, intent: HedgeIntent) -> str | None:
-        if self.ledger_failed:
-            return "ledger failed"
-        if self._stopping:
-            return "shutting down"
-        if self.halt_requested is not None:
-            return f"halt requested: {self.halt_requested}"
-        if self.send_fence is not None and (fenced := self.send_fence()) is not None:
-            return fenced
-        if not self.kill_switch.allows(intent.reduce_only):
-            return f"trading {self.kill_switch.state.name.lower()}: {self.kill_switch.reason}"
-        return None
-
-    def _on_order_result(self, ok: bool, kind: str) -> None:
-        # No wake-up here: the order's task ends right after this, and its done callback
-        # (_execution_done) wakes the risk loop once for every way an execution ends (a success
-        # only resets the count: an order filled as sized may wait for the next pass).
-        if ok:
-            self.consecutive_order_errors = 0
-        else:
-            self.consecutive_order_errors += 1
-
-    def _on_trading_state_change(self, ks: KillSwitch) -> None:
-        self.gauges.publish_trading_state(self.kill_switch)
-        log.warning("trading_state", state=ks.state.name, reason=ks.reason, source=ks.source)
-        if (ks.state is TradingState.HALTED and self.settings.kill_switch.cancel_open_orders_on_halt
-                and self.hedges and (self._cancel_task is None or self._cancel_task.done())):
-            self._cancel_task = asyncio.create_task(self.cancel_all_open(), name="cancel-on-halt")
-
-    async def cancel_all_open(self) -> None:
-        """Cancel every open hedge order (on halt, on losing leadership); failures are logged."""
-        for executor in self._executors():
-            try:
-                await executor.cancel_all()
-            except (VenueError, LedgerError) as exc:
-                log.warning("cancel_on_halt_failed", error=repr(exc))
-
-    def _ledger_failure(self, exc: LedgerError) -> None:
-        if self.ledger_failed is None:
-            self.ledger_failed = str(exc)
-            self.metrics.ledger_errors.inc()
-            log.error("ledger_failed", error=str(exc))
-            self.engage(f"ledger failure: {exc}", "auto:ledger")
+    def _resumed(self) -> None:
+        """After a resume: forget a detected foreign order, re-anchor stale prices, decide again."""
+        self.foreign_orders.detected = None
+        self.price_book.reset_stale_anchors(self.clock.monotonic(), max(
+            (h.config.max_price_age for h in self.hedges.values()), default=0.0))
+        self._wake.set()
 
     # ----------------------------------------------------------------- risk loop
     async def _refresh_open_orders(self) -> None:
@@ -483,12 +421,12 @@ class HedgeEngine:
 
     def _may_decide(self) -> bool:
         """Whether a risk pass may decide orders (it always updates gauges and checks triggers)."""
-        return self.reconciled and not self._stopping and not self.ledger_failed
+        return self.reconciled and not self.control.stopping and not self.control.ledger_failed
 
     def _risk_pass_failed(self, exc: Exception) -> None:
         """A ledger failure halts trading as such; anything else is a bug and halts it too."""
         if isinstance(exc, LedgerError):
-            self._ledger_failure(exc)
+            self.control.ledger_failure(exc)
             return
         log.error("risk_loop_error", exc_info=exc)
         self.engage("internal error in risk loop (see logs)", "auto:internal")
@@ -527,17 +465,17 @@ class HedgeEngine:
             return
         self._wake.set()
         if isinstance(exc, LedgerError):
-            self._ledger_failure(exc)
+            self.control.ledger_failure(exc)
         elif exc is not None:
             log.error("execute_failed", client_order_id=intent.client_order_id, exc_info=exc)
-            self._on_order_result(False, "internal")
+            self.control.on_order_result(False, "internal")
 
     # ----------------------------------------------------------------- views
     def readiness(self) -> tuple[bool, list[str]]:
         """Whether the daemon is ready to hedge, and why not."""
         problems = readiness_problems(
-            reconciled=self.reconciled, reconcile_mismatch=self.reconcile_mismatch,
-            foreign_order=self.foreign_orders.detected, ledger_failed=self.ledger_failed,
+            reconciled=self.reconciled, reconcile_mismatch=self.control.reconcile_mismatch,
+            foreign_order=self.foreign_orders.detected, ledger_failed=self.control.ledger_failed,
             disconnected=[name for name, venue in self.venues.items() if not venue.connected],
             prices=self.risk_pass.price_ages(), unvalued=self.risk_pass.unvalued())
         return not problems, problems
@@ -550,14 +488,14 @@ class HedgeEngine:
     def status(self) -> dict[str, Any]:
         """JSON-able view for ``/status`` (never contains secrets)."""
         underlyings = {
-            underlying: underlying_status(self.risk_pass.snapshot(state), state.config,
-                                          self.price_age(state.config.venue, state.config.symbol),
-                                          self.realized_pnl.get(underlying), self.costs.status(underlying))
+            underlying: underlying_status(
+                self.risk_pass.snapshot(state), state.config, self.price_age(state.config.venue, state.config.symbol),
+                self.realized_pnl.get(underlying), self.costs.status(underlying), self.pnl_book.status(state.config))
             for underlying, state in self.hedges.items()}
         ready, problems = self.readiness()
         return engine_status(mode=self.settings.mode, kill_switch=self.kill_switch, ready=ready, problems=problems,
                              underlyings=underlyings, ledger=self.ledger,
-                             consecutive_order_errors=self.consecutive_order_errors)
+                             consecutive_order_errors=self.control.consecutive_order_errors)
 
 
 def _hedge_market(index: int, cfg: HedgeConfig, markets: dict[str, dict[str, MarketInfo]], book: MarketBook,

@@ -29,12 +29,12 @@ import structlog
 
 from hedgerd.clock import Clock
 from hedgerd.connectors.base import Venue
+from hedgerd.ledger.client_ids import own_form
 from hedgerd.metrics import Metrics
 from hedgerd.models import Fill
 
 log = structlog.get_logger("hedgerd.foreign")
 
-_LEDGER_ID = "[0-9a-f]{8}"  # InventoryLedger ids: 4 random bytes in hex
 _REMEMBERED = 4096  # foreign client ids remembered, so that each is counted (and halts) once
 _OTHER_LOG_INTERVAL = 60.0  # seconds between log lines about unowned trades on one instrument
 
@@ -47,20 +47,11 @@ class Origin(StrEnum):
     OTHER = "other"  # no client id, or not ours in form: the desk, other bots
 
 
-def own_form(prefix: str) -> re.Pattern[str]:
-    """The client order ids a ledger using ``prefix`` issues, whatever its ledger id.
-
-    The ledger id has a fixed length, so a deployment whose prefix merely starts with ours
-    (``hgd2`` next to ``hgd``) issues ids that do not match ours.
-    """
-    return re.compile(re.escape(prefix) + _LEDGER_ID + r"x[0-9]+")
-
-
 def classify(client_order_id: str | None, form: re.Pattern[str], issued: Callable[[str], bool]) -> Origin:
     """The origin of an order or trade with ``client_order_id``.
 
-    ``form`` is :func:`own_form` of our prefix; ``issued(cid)`` says whether the ledger holds an
-    intent with that client id (allocated counts, committed or not).
+    ``form`` is :func:`~hedgerd.ledger.client_ids.own_form` of our prefix; ``issued(cid)`` says
+    whether the ledger holds an intent with that client id (allocated counts, committed or not).
     """
     if not client_order_id or form.fullmatch(client_order_id) is None:
         return Origin.OTHER

@@ -240,3 +240,22 @@ def evaluate_auto_triggers(
     if max_realized_loss is not None and realized_loss > max_realized_loss:
         return f"realized loss: {realized_loss} > limit {max_realized_loss}"
     return None
+
+
+def evaluate_reducing_triggers(*, liquidation_distances: Mapping[str, tuple[Decimal, Decimal]]) -> str | None:
+    """The first automatic condition that allows only position-reducing orders (REDUCING), or None.
+
+    - ``liquidation_distances``: underlying -> (the hedge position's liquidation distance as a
+      fraction of the mark, the configured minimum); breached when under the minimum (or NaN).
+      An order growing the hedge position would bring liquidation closer; one shrinking it
+      moves it away, so those stay allowed.
+
+    Like the halts, it never clears by itself: leaving REDUCING is a resume, and a resume while
+    the distance is still short is followed by REDUCING again at the next pass.
+    """
+    for underlying in sorted(liquidation_distances):
+        distance, minimum = liquidation_distances[underlying]
+        if distance.is_nan() or distance < minimum:
+            return (f"liquidation distance: {underlying} hedge position {distance:.4f} of mark from its "
+                    f"liquidation price (min {minimum})")
+    return None

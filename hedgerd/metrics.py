@@ -58,6 +58,22 @@ class Metrics:
         self.realized_pnl = Gauge("hedgerd_realized_pnl",
                                   "Hedged-book PnL since the ledger began, marked at the hedge mid, net of fees "
                                   "(quote units; see hedgerd.risk.hedge_book_pnl)", ["underlying"], registry=r)
+        self.hedge_realized_pnl = Gauge(
+            "hedgerd_hedge_realized_pnl",
+            "Realized PnL of the hedge position since the ledger began, fees left out, by matching method "
+            "(average cost or FIFO; quote units; see docs/pnl.md)", ["underlying", "method"], registry=r)
+        self.hedge_liquidation_price = Gauge(
+            "hedgerd_hedge_liquidation_price",
+            "The hedge position's liquidation price as its venue reports it (0: none; quote units)",
+            ["underlying"], registry=r)
+        self.hedge_liquidation_distance = Gauge(
+            "hedgerd_hedge_liquidation_distance",
+            "|mark - liquidation price| / mark of the hedge position (NaN: no position or no figure)",
+            ["underlying"], registry=r)
+        self.hedge_margin_ratio = Gauge(
+            "hedgerd_hedge_margin_ratio",
+            "Maintenance margin / margin balance of the hedge position's account as its venue reports it "
+            "(1 = liquidation; NaN: none)", ["underlying"], registry=r)
         self.trading_state = Gauge("hedgerd_trading_state", "0 active, 1 reducing, 2 halted", registry=r)
         self.kill_reason = Gauge("hedgerd_kill_reason", "1 for the current kill-switch reason and source",
                                  ["state", "reason", "source"], registry=r)

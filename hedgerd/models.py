@@ -81,6 +81,32 @@ class Fill:
 
 
 @dataclass(frozen=True, slots=True)
+class FundingPayment:
+    """A funding payment on a perpetual position, as the venue booked it.
+
+    ``amount`` is what the account received in ``currency`` (negative: paid); ``ts`` is the
+    funding time, epoch seconds; ``price`` the venue's price of ``currency`` in the symbol's
+    quote currency at that time, where it gives one (Deribit's index, for funding paid in
+    coin). ``payment_id`` is the venue's id of the payment, or
+    ``<symbol>@<funding time in ms>`` where the venue gives none (:meth:`key`): with ``venue``
+    it makes the payment unique, so a payment fetched twice is booked once.
+    """
+
+    venue: str
+    symbol: str
+    payment_id: str
+    amount: Decimal
+    currency: str
+    ts: float
+    price: Decimal | None = None
+
+    @staticmethod
+    def key(symbol: str, ts: float, venue_id: str | None = None) -> str:
+        """The payment id to book under: the venue's own, else the symbol and funding time."""
+        return venue_id if venue_id else f"{symbol}@{round(ts * 1000)}"
+
+
+@dataclass(frozen=True, slots=True)
 class PriceUpdate:
     """Best bid/ask for a symbol on a venue."""
 
@@ -220,6 +246,20 @@ class OrderReport:
     venue_order_id: str | None = None
     ts: float = 0.0
     fills: tuple[Fill, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class PositionRisk:
+    """A venue's view of one derivative position's margin: liquidation price and margin ratio
+    (maintenance margin / margin balance; 1 = liquidated), either None when the venue gives none."""
+
+    venue: str
+    symbol: str
+    position: Decimal  # signed base units
+    mark: Decimal | None
+    liquidation_price: Decimal | None
+    margin_ratio: Decimal | None
+    ts: float = 0.0
 
 
 class TradingState(IntEnum):

@@ -24,15 +24,26 @@ from hedgerd.book import MarketBook
 from hedgerd.clock import Clock
 from hedgerd.config import HedgeConfig, Settings
 from hedgerd.executor import HedgeExecutor
-from hedgerd.killswitch import KillSwitch, evaluate_auto_triggers
+from hedgerd.killswitch import KillSwitch, evaluate_auto_triggers, evaluate_reducing_triggers
 from hedgerd.ledger import InventoryLedger, PreparedIntent
 from hedgerd.metrics import Metrics
-from hedgerd.models import ZERO, Fill, HedgeIntent, MarketInfo, OrderReport, PriceUpdate, TradingState, split_symbol
+from hedgerd.models import (
+    ZERO,
+    Fill,
+    HedgeIntent,
+    MarketInfo,
+    OrderReport,
+    PositionRisk,
+    PriceUpdate,
+    TradingState,
+    split_symbol,
+)
 from hedgerd.policy import AdaptiveBandPolicy, GammaBandPolicy, HedgeLimits, HedgePolicy, reduces_position
 from hedgerd.policy.sizing import hedge_order_amount, policy_market
 from hedgerd.risk.book import Holding, InventoryExposure, instrument_delta, inventory_exposure
 from hedgerd.risk.delta import BookFigures, DeltaSnapshot, make_snapshot
 from hedgerd.risk.exposure import NO_EXPOSURE, Exposure
+from hedgerd.risk.liquidation import liquidation_distance
 from hedgerd.risk.pnl import BookPnl
 from hedgerd.risk_loop import RiskLoop
 from hedgerd.status import EngineGauges
@@ -53,6 +64,7 @@ class HedgeState:
     limits: tuple[HedgeConfig, HedgeLimits] | None = None  # built from this config
     capped: bool = False  # the last pass decided nothing: max_orders_in_flight were unsettled
     values_pnl: bool = True  # the hedged-book PnL is valued (not yet for inverse or option books)
+    liquidation: PositionRisk | None = None  # the hedge position's margin, polled (hedgerd.liquidation)
 
 
 OrderDone = Callable[[HedgeState, HedgeIntent, "asyncio.Task[OrderReport]"], None]
@@ -174,6 +186,7 @@ class RiskPass:
             greeks_ages=greeks_ages, greeks_disagreements=disagreements)
         if reason is not None and self.kill_switch.state is not TradingState.HALTED:
             self.hooks.engage(reason, "auto")
+        self._check_liquidation(kill_switch.min_liquidation_distance, snapshots)
 
     def price_ages(self) -> list[tuple[str, float | None, float]]:
         """Per hedge: (symbol, seconds since its last price or None if none yet, max age), for readiness."""
@@ -199,6 +212,19 @@ class RiskPass:
         if snap.book is None or not snap.book.held_options:
             return None
         return max(self.hooks.quote_age(key) for key in snap.book.held_options)
+
+    def _check_liquidation(self, minimum: Decimal | None, snapshots: dict[str, DeltaSnapshot]) -> None:
+        """REDUCING when a hedge position's liquidation price (as last polled) is closer to the
+        hedge's current mid than ``minimum`` (:func:`~hedgerd.killswitch.evaluate_reducing_triggers`);
+        only from ACTIVE. The price moves between polls; the liquidation price moves only with the
+        position and the account, and the position is re-polled soon after it moves."""
+        if minimum is None or self.kill_switch.state is not TradingState.ACTIVE:
+            return
+        distances = {u: (d, minimum) for u, s in self.hedges.items() if s.liquidation is not None
+                     and (d := liquidation_distance(s.liquidation, snapshots[u].mid)) is not None}
+        reason = evaluate_reducing_triggers(liquidation_distances=distances)
+        if reason is not None and self.kill_switch.reduce(reason, "auto:liquidation", self.clock.time()):
+            self.metrics.kill_switch_engagements.labels("auto").inc()
 
     @staticmethod
     def limits(state: HedgeState) -> HedgeLimits:

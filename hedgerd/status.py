@@ -142,8 +142,10 @@ def readiness_problems(*, reconciled: bool, reconcile_mismatch: str | None, fore
 
 
 def underlying_status(snap: DeltaSnapshot, cfg: HedgeConfig, price_age: float,
-                      realized_pnl: Decimal | None, hedging_cost: dict[str, object] | None = None) -> dict[str, Any]:
-    """One underlying's entry in ``/status``; ``hedging_cost`` as :meth:`hedgerd.risk.cost.HedgeCost.as_status`."""
+                      realized_pnl: Decimal | None, hedging_cost: dict[str, object] | None = None,
+                      hedge_pnl: dict[str, object] | None = None) -> dict[str, Any]:
+    """One underlying's entry in ``/status``; ``hedging_cost`` as :meth:`hedgerd.risk.cost.HedgeCost.as_status`,
+    ``hedge_pnl`` as :meth:`hedgerd.pnl_book.PnlBook.mark` (None before the first price)."""
     return {
         "net_delta": str(snap.net_delta), "inventory": str(snap.inventory),
         "hedge_ratio": str(snap.hedge_ratio), "perp_position": str(snap.perp_position),
@@ -161,6 +163,7 @@ def underlying_status(snap: DeltaSnapshot, cfg: HedgeConfig, price_age: float,
         "greeks_disagreement": (None if snap.book is None or snap.book.greeks_disagreement is None
                                 else str(snap.book.greeks_disagreement)),
         "unvalued": list(snap.book.unvalued) if snap.book is not None else [],
+        "hedge_pnl": hedge_pnl,
     }
 
 

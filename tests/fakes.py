@@ -14,6 +14,7 @@ from hedgerd.instruments import InstrumentKind
 from hedgerd.models import (
     ZERO,
     Fill,
+    FundingPayment,
     HedgeIntent,
     MarketInfo,
     OrderReport,
@@ -195,6 +196,9 @@ class FakeVenue:
         return PositionSnapshot(await self.fetch_positions())
 
     async def fetch_fills_since(self, since: float | None) -> list[Fill]:
+        return []
+
+    async def fetch_funding_since(self, since: float | None) -> list[FundingPayment]:
         return []
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[OrderReport]:

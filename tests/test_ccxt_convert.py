@@ -12,6 +12,7 @@ import pytest
 
 from hedgerd.connectors.ccxt.convert import (
     MalformedMessage,
+    account_margin_ratio,
     client_order_id_of,
     cursor_seconds,
     market_info_from_ccxt,
@@ -20,6 +21,7 @@ from hedgerd.connectors.ccxt.convert import (
     order_status,
     order_to_report,
     position_amount,
+    position_risk,
     qualified_trade_id,
     ticker_to_option_quote,
     ticker_to_price,
@@ -205,3 +207,35 @@ def test_a_malformed_option_ticker_is_rejected(info: dict[str, Any]) -> None:
     ticker = {**DERIBIT_OPTION_TICKER, "info": {**DERIBIT_OPTION_TICKER["info"], **info}}
     with pytest.raises(MalformedMessage):
         ticker_to_option_quote("d", "x", ticker, 0.0, now=0.0)
+
+
+def test_position_risk_reads_the_liquidation_price_mark_and_margin_ratio() -> None:
+    market = market_info_from_ccxt(MARKET, ccxt.TICK_SIZE)
+    row = {"symbol": PERP, "contracts": 1.0, "contractSize": 1.0, "side": "short", "markPrice": 60000.0,
+           "liquidationPrice": 69692.53731343, "marginRatio": 0.0299, "timestamp": 1796634504519}
+    got = position_risk(row, market, "usdm")
+    assert (got.position, got.mark, got.liquidation_price, got.margin_ratio) == (
+        Decimal(-1), Decimal("60000.0"), Decimal("69692.53731343"), Decimal("0.0299"))
+    assert got.ts == pytest.approx(1796634504.519)
+    # no marginRatio: maintenance margin over collateral; neither: none
+    fallback = {**row, "marginRatio": None, "maintenanceMargin": 300.0, "collateral": 10000.0}
+    assert position_risk(fallback, market, "usdm").margin_ratio == Decimal("0.03")
+    bare = {"symbol": PERP, "contracts": 1.0, "side": "long"}
+    assert (position_risk(bare, market, "usdm").liquidation_price, position_risk(bare, market, "usdm").mark,
+            position_risk(bare, market, "usdm").margin_ratio) == (None, None, None)
+    for bad in ({**row, "liquidationPrice": "nan"}, {**row, "marginRatio": -1}, {**row, "markPrice": "x"}):
+        with pytest.raises(MalformedMessage):
+            position_risk(bad, market, "usdm")
+
+
+def test_account_margin_ratio_from_a_balance_that_reports_it() -> None:
+    deribit = {"info": {"summaries": [
+        {"currency": "ETH", "maintenance_margin": 1.0, "margin_balance": 2.0},
+        {"currency": "BTC", "maintenance_margin": 0.0005, "margin_balance": 0.01}]}}
+    assert account_margin_ratio(deribit, "BTC") == Decimal("0.05")
+    assert account_margin_ratio({"info": {"currency": "BTC", "maintenance_margin": 1, "margin_balance": 0}},
+                                "BTC") == Decimal("Infinity")
+    assert account_margin_ratio({"info": {"totalWalletBalance": "1"}}, "USDT") is None  # not reported
+    assert account_margin_ratio(None, "BTC") is None
+    with pytest.raises(MalformedMessage):
+        account_margin_ratio({"info": {"currency": "BTC", "maintenance_margin": -1, "margin_balance": 1}}, "BTC")

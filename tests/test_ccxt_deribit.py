@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,9 +19,13 @@ from hedgerd.config import VenueConfig, VenueKind, VenueRole
 from hedgerd.connectors.ccxt import create_exchange
 from hedgerd.connectors.ccxt.convert import client_order_id_of, order_to_report, trade_to_fill
 from hedgerd.connectors.ccxt.venue import CcxtVenue
-from hedgerd.exchange_sim.deribit import DeribitSim, start_deribit_sim
+from hedgerd.exchange_sim.deribit import DeribitConfig, DeribitSim, DeribitSimConfig, start_deribit_sim
+from hedgerd.exchange_sim.model import EngineConfig
 from hedgerd.instruments import Instrument, InstrumentKind
+from hedgerd.ledger import InventoryLedger
 from hedgerd.models import Fill, HedgeIntent, MarketInfo, OptionQuote, OrderReport, OrderStatus, PriceUpdate, Side
+from hedgerd.risk.cost import HedgeCost, add_funding
+from tests.test_engine import eventually
 
 PERP = "BTC/USD:BTC"
 #: As the connector loads it: ccxt's USD amounts (step and minimum 10) counted in 10-USD contracts.
@@ -321,3 +326,36 @@ async def test_a_trade_on_one_instrument_catches_up_that_instrument_only(sim: De
         assert listed and set(listed) == {symbol}, listed
     finally:
         await inventory.close()
+
+
+async def test_funding_is_read_from_deribits_session_settlements_and_valued_at_their_index(tmp_path: Path) -> None:
+    config = DeribitSimConfig(engine=EngineConfig(seed=5), venue=DeribitConfig(settlement_interval=1.0))
+    async with start_deribit_sim(config=config) as sim:
+        cfg = VenueConfig(name="deribit-sim", kind=VenueKind.CCXT, role=VenueRole.HEDGE, exchange="deribit",
+                          api_key=SecretStr(sim.config.client_id), secret=SecretStr(sim.config.client_secret),
+                          sim_base_url=sim.base_url)
+        venue = CcxtVenue("deribit-sim", create_exchange(cfg, timeout=5.0), RealClock(), symbols=[PERP])
+        try:
+            await venue.load_markets()
+            await venue.create_order(intent("hgd31x1"), Decimal(300), None)  # long 300 contracts: 3 000 USD of the perp
+            sim.venue.premium["BTC"] = 0.003  # beyond the dead zone: the long pays 0.25 % per 8 h
+            await eventually(lambda: sum(1 for r in sim.settlements.records if r["funding"]) >= 2,
+                             "two settlements with funding")
+            payments = await venue.fetch_funding_since(None)
+            records = [r for r in sim.settlements.records if r["funding"]]
+            assert [(p.ts, p.amount, p.price) for p in payments][:2] == [
+                (r["timestamp"] / 1000, Decimal(str(r["funding"])), Decimal(str(r["index_price"])))
+                for r in records[:2]]
+            assert all(p.amount < 0 and p.currency == "BTC" and p.symbol == PERP for p in payments)
+            assert payments[0].payment_id == f"{PERP}@{records[0]['timestamp']}"  # Deribit gives no id
+            later = await venue.fetch_funding_since(payments[1].ts)  # paged back to since, no further
+            assert later[0] == payments[1]
+            cost = HedgeCost()
+            add_funding(cost, payments[0], lambda currency, quote: None, max_age=60)
+            assert cost.funding == -payments[0].amount * payments[0].price > 0  # paid, valued at the index
+            async with InventoryLedger(tmp_path / "ledger.sqlite") as ledger:
+                assert await ledger.costs.record_funding(payments) == payments
+                assert await ledger.costs.record_funding(later) == [p for p in later if p not in payments]
+                assert ledger.costs.funding_payments()[0].price == payments[0].price
+        finally:
+            await venue.close()

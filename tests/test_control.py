@@ -153,6 +153,14 @@ def test_status_summary_of_an_options_book_shows_its_delta_by_source_greeks_and_
     assert "delta by source" not in plain  # a spot/linear book: the summary as before
 
 
+def test_status_summary_shows_funding_and_funding_it_could_not_value() -> None:
+    cost = {"fee": "0.12", "spread": "0.2", "slippage": "0", "funding": "24.6", "total": "24.92",
+            "unvalued_fees": 0, "unmeasured_fills": 0, "unvalued_funding": 2}
+    lines = describe_status(_status(underlyings={"BTC": {**UNDERLYING, "hedging_cost": cost}}), NOW).splitlines()
+    assert ("      hedging cost    24.92 USDT  (fee 0.12 + spread 0.2 + slippage 0 + funding 24.6)" in lines)
+    assert "      not counted     2 funding payments not valued (no fresh conversion price)" in lines
+
+
 def test_status_summary_of_an_unexpected_answer_points_at_json() -> None:
     assert "--json" in describe_status({"hello": "world"}, NOW)
     assert "--json" in describe_status(_status(underlyings={"BTC": {"net_delta": "lots"}}), NOW)
@@ -182,3 +190,20 @@ async def test_a_daemons_status_says_since_start_until_the_switch_first_moves(tm
     since = daemon.engine.status()["since"]
     assert isinstance(since, float) and since == pytest.approx(daemon.clock.time(), abs=60)
     await daemon.ledger.close()
+
+
+def test_status_summary_shows_the_hedge_legs_realized_pnl_by_its_method() -> None:
+    underlying = dict(UNDERLYING, hedge_pnl={"method": "fifo", "realized": "-500", "unrealized": "500",
+                                             "open_lots": 1, "cost_price": "62000"})
+    lines = describe_status(_status(underlyings={"BTC": underlying}), NOW).splitlines()
+    assert "      hedge realized (fifo)  -500 USDT  (unrealized +500 USDT)" in lines
+
+
+def test_status_summary_shows_how_far_the_hedge_position_is_from_liquidation() -> None:
+    underlying = dict(UNDERLYING, liquidation={"liquidation_price": "69692.54", "distance": "0.1616",
+                                               "margin_ratio": "0.0299", "position": "-1", "as_of": None})
+    lines = describe_status(_status(underlyings={"BTC": underlying}), NOW).splitlines()
+    assert "      liquidation     at 69692.54 USDT, 16.2 % of the mark away (margin ratio 0.0299)" in lines
+    flat = dict(UNDERLYING, liquidation={"liquidation_price": None, "distance": None, "margin_ratio": None})
+    lines = describe_status(_status(underlyings={"BTC": flat}), NOW).splitlines()
+    assert "      liquidation     no liquidation price (flat, or none reported)" in lines

@@ -91,7 +91,7 @@ def test_add_fill_accumulates_and_reports_what_it_added() -> None:
     assert added.parts == {"fee": D("0.12"), "spread": D("0.2"), "slippage": D("0.2")}
     assert cost.total == D("0.52")
     assert cost.as_status() == {"fee": "0.1200", "spread": "0.2", "slippage": "0.2", "funding": "0",
-                                "total": "0.5200", "unvalued_fees": 0, "unmeasured_fills": 0}
+                                "total": "0.5200", "unvalued_fees": 0, "unmeasured_fills": 0, "unvalued_funding": 0}
 
 
 @settings(deadline=None)
@@ -123,14 +123,14 @@ def test_the_cost_book_values_a_bnb_fee_at_the_venues_quote_and_flags_it_when_th
     book.on_fills([fill(price="100.2", fee="0.0002", fee_currency="BNB", ts=1000.0),
                    Fill(venue="perp", trade_id="desk", symbol=PERP, side=Side.BUY, amount=D(1), price=D(1))])
     assert book.status("BTC") == {"fee": "0.1200", "spread": "0.2", "slippage": "0.2", "funding": "0",
-                                  "total": "0.5200", "unvalued_fees": 0, "unmeasured_fills": 0}
+                                  "total": "0.5200", "unvalued_fees": 0, "unmeasured_fills": 0, "unvalued_funding": 0}
     # later: the BNB quote is 100 s old at the fill; a fill of an order decided before a restart
     late = Fill(venue="perp", trade_id="t2", symbol=PERP, side=Side.SELL, amount=D(1), price=D(100),
                 fee=D("0.0001"), fee_currency="BNB", ts=1095.0, client_order_id="hd-unknown")
     book.on_fills([late])
     assert book.total("BTC") == D("0.52")  # nothing guessed
     assert book.status("BTC") == {"fee": "0.1200", "spread": "0.2", "slippage": "0.2", "funding": "0",
-                                  "total": "0.5200", "unvalued_fees": 1, "unmeasured_fills": 1}
+                                  "total": "0.5200", "unvalued_fees": 1, "unmeasured_fills": 1, "unvalued_funding": 0}
     sample = metrics.registry.get_sample_value
     assert sample("hedgerd_fee_unvalued_total", {"venue": "perp", "currency": "BNB",
                                                  "reason": "stale_conversion"}) == 1

@@ -34,16 +34,16 @@ async def test_sigusr1_refuses_sends_before_the_stuck_loop_gets_to_the_kill_swit
     daemon._install_signals(loop)
     gate_after_stall: list[str | None] = []
     try:
-        assert engine._gate(intent()) is None
+        assert engine.control.gate(intent()) is None
 
         def stuck() -> None:  # e.g. a ledger write held up by the disk, with a send queued behind it
             threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGUSR1)).start()
             deadline = time.monotonic() + 10.0
-            while engine.halt_requested is None and time.monotonic() < deadline:
+            while engine.control.halt_requested is None and time.monotonic() < deadline:
                 time.sleep(0.01)  # still inside this callback: the loop cannot poll for anything
 
         loop.call_soon(stuck)
-        loop.call_soon(lambda: gate_after_stall.append(engine._gate(intent(reduce_only=True))))
+        loop.call_soon(lambda: gate_after_stall.append(engine.control.gate(intent(reduce_only=True))))
         await asyncio.sleep(0.5)
         # the send right behind the stuck callback (before the loop polled for the signal) is refused
         assert gate_after_stall and gate_after_stall[0] is not None
@@ -51,9 +51,9 @@ async def test_sigusr1_refuses_sends_before_the_stuck_loop_gets_to_the_kill_swit
         # then the loop halted trading for good: the kill switch holds it, the flag is cleared
         assert engine.kill_switch.state is TradingState.HALTED
         assert engine.kill_switch.source == "signal:SIGUSR1"
-        assert engine.halt_requested is None
-        assert engine._gate(intent()) is not None
-        assert engine._gate(intent(reduce_only=True)) is not None
+        assert engine.control.halt_requested is None
+        assert engine.control.gate(intent()) is not None
+        assert engine.control.gate(intent(reduce_only=True)) is not None
     finally:
         daemon._remove_signals(loop)
     assert signal.getsignal(signal.SIGUSR1) != daemon._on_sigusr1

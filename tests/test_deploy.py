@@ -48,7 +48,7 @@ IN_CI = bool(os.environ.get("CI"))
 INSTALL_HINT = "run tests/tools/install_tools.sh"
 
 REQUIRED_ALERTS = {"HedgerdDown", "HedgerdHalted", "NetDeltaOutsideBand", "PriceStale", "VenueErrorsHigh",
-                   "HedgeOrdersRejected", "LedgerDuplicateFills"}
+                   "HedgeOrdersRejected", "LedgerDuplicateFills", "HedgeLiquidationClose"}
 SEVERITIES = {"critical", "warning", "info"}
 # Metric families the dashboard must show (issue 4's list).
 DASHBOARD_METRICS = {"hedgerd_trading_state", "hedgerd_kill_reason", "hedgerd_net_delta",
@@ -61,7 +61,10 @@ DASHBOARD_METRICS = {"hedgerd_trading_state", "hedgerd_kill_reason", "hedgerd_ne
                      "hedgerd_hedge_cost", "hedgerd_realized_pnl", "hedgerd_fee_unvalued_total",
                      # issue 20: options and inverse contracts
                      "hedgerd_delta", "hedgerd_gamma", "hedgerd_vega", "hedgerd_greeks_disagreement",
-                     "hedgerd_option_quote_age_seconds"}
+                     "hedgerd_option_quote_age_seconds",
+                     # issue 22: the hedge position's liquidation safety and realized PnL by method
+                     "hedgerd_hedge_liquidation_distance", "hedgerd_hedge_margin_ratio",
+                     "hedgerd_hedge_liquidation_price", "hedgerd_hedge_realized_pnl"}
 # Grafana's built-in variables, as the tests substitute them (scrapes run every second here).
 GRAFANA_BUILTINS = {"__rate_interval": "15s", "__interval": "5s", "__range": "2m"}
 KILL_REASON = "test_deploy drill"
@@ -296,6 +299,51 @@ def test_promtool_checks_shipped_config_and_rules() -> None:
     assert "1 rule files found" in result.stdout, "prometheus.yml must load alerts.yml"
     result = run([promtool, "check", "rules", *lint, str(PROM_DIR / "alerts.yml")])
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+#: promtool's unit test of HedgeLiquidationClose: under 0.15 of the mark for a minute fires; above, or
+#: no figure (NaN: a flat hedge position), does not.
+LIQUIDATION_RULE_TEST = """
+rule_files: [alerts.yml]
+evaluation_interval: 15s
+tests:
+  - interval: 15s
+    input_series:
+      - series: 'hedgerd_hedge_liquidation_distance{job="hedgerd", instance="h:9108", underlying="BTC"}'
+        values: '0.3x4 0.1x8 0.4x8'
+      - series: 'hedgerd_hedge_liquidation_distance{job="hedgerd", instance="h:9108", underlying="ETH"}'
+        values: 'NaN NaN NaN NaN NaN NaN NaN NaN NaN NaN NaN NaN NaN NaN NaN NaN NaN NaN NaN NaN NaN'
+    alert_rule_test:
+      - {eval_time: 30s, alertname: HedgeLiquidationClose, exp_alerts: []}
+      - {eval_time: 1m30s, alertname: HedgeLiquidationClose, exp_alerts: []}
+      - eval_time: 2m30s
+        alertname: HedgeLiquidationClose
+        exp_alerts:
+          - exp_labels: {job: hedgerd, instance: "h:9108", underlying: BTC, severity: critical}
+            exp_annotations: {}
+      - {eval_time: 4m30s, alertname: HedgeLiquidationClose, exp_alerts: []}
+"""
+
+
+@pytest.mark.tools
+def test_the_liquidation_alert_fires_on_a_close_liquidation_only(tmp_path: Path) -> None:
+    shutil.copy(PROM_DIR / "alerts.yml", tmp_path / "alerts.yml")
+    rule = next(r for g in load_yaml(PROM_DIR / "alerts.yml")["groups"] for r in g["rules"]
+                if r.get("alert") == "HedgeLiquidationClose")
+    rendered = {"{{ $labels.underlying }}": "BTC", "{{ $labels.instance }}": "h:9108",
+                "{{ $value | humanizePercentage }}": "10%"}
+    annotations = {}
+    for key, text in rule["annotations"].items():
+        for template, value in rendered.items():
+            text = text.replace(template, value)
+        annotations[key] = text
+    assert "10% of the mark" in annotations["summary"]
+    test = load_yaml(LIQUIDATION_RULE_TEST)
+    test["tests"][0]["alert_rule_test"][2]["exp_alerts"][0]["exp_annotations"] = annotations
+    (tmp_path / "test.yml").write_text(json.dumps(test))  # JSON is YAML
+    result = run([tool("promtool"), "test", "rules", str(tmp_path / "test.yml")])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
 
 
 def test_alert_rules_have_severity_and_instructions() -> None:

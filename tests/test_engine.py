@@ -147,13 +147,17 @@ async def running_engine(settings: Settings,
                          create_order: Callable[[SimPerpVenue, HedgeIntent, Decimal, Decimal | None],
                                                 Awaitable[OrderReport]] | None = None,
                          spot_balances: dict[str, Decimal] | None = None,
-                         commit_on: str | None = None) -> AsyncIterator[Harness]:
+                         commit_on: str | None = None,
+                         ledger_location: Path | str | None = None) -> AsyncIterator[Harness]:
+    """The engine on paper venues; its ledger at ``ledger_location`` (a path or a PostgreSQL URL),
+    else at ``settings.ledger.path``."""
     clock = RealClock()
     metrics = Metrics()
     venues = build_sim_venues(settings.venues, clock)
     spot, perp = venues["sim-spot"], venues["sim-perp"]
     assert isinstance(spot, SimSpotVenue) and isinstance(perp, SimPerpVenue)
-    ledger = InventoryLedger(settings.ledger.path, metrics=metrics, commit_on=commit_on)
+    ledger = InventoryLedger(settings.ledger.path if ledger_location is None else ledger_location,
+                             metrics=metrics, commit_on=commit_on)
     engine = HedgeEngine(settings, venues, ledger, clock, metrics)
     h = Harness(engine=engine, spot=spot, perp=perp, metrics=metrics)
     place = create_order or (lambda venue, intent, amount, price: SimPerpVenue.create_order(
@@ -688,7 +692,7 @@ async def test_hedging_cost_is_decomposed_against_the_decision_quote_and_status_
         cost = h.engine.status()["underlyings"]["BTC"]["hedging_cost"]
         assert {k: Decimal(v) for k, v in cost.items()} == {
             "fee": fee, "spread": spread, "slippage": 0, "funding": 0, "total": fee + spread,
-            "unvalued_fees": 0, "unmeasured_fills": 0}
+            "unvalued_fees": 0, "unmeasured_fills": 0, "unvalued_funding": 0}
         for kind, value in (("fee", fee), ("spread", spread), ("slippage", 0), ("funding", 0)):
             assert h.sample("hedgerd_hedge_cost", underlying="BTC", kind=kind) == pytest.approx(float(value))
         intent = h.attempts[0].intent  # the decision quote is journaled with the intent

@@ -41,6 +41,7 @@ from hedgerd.ledger import InventoryLedger
 from hedgerd.metrics import Metrics
 from hedgerd.models import (
     Fill,
+    FundingPayment,
     HedgeIntent,
     MarketInfo,
     OptionGreeks,
@@ -113,6 +114,9 @@ class BookVenue:
         return PositionSnapshot(dict(self.positions))
 
     async def fetch_fills_since(self, since: float | None) -> list[Fill]:
+        return []
+
+    async def fetch_funding_since(self, since: float | None) -> list[FundingPayment]:
         return []
 
     async def create_order(self, intent: HedgeIntent, amount: Decimal, price: Decimal | None) -> OrderReport:

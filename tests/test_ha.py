@@ -263,7 +263,7 @@ async def test_the_engine_sends_nothing_outside_the_lease_though_its_kill_switch
     lease = Lease(LEASE)
     role = [Role.ACTIVE]
     async with running_engine(make_settings(tmp_path)) as h:
-        h.engine.send_fence = lambda: send_refusal(role[0], lease, time.monotonic(), "")  # never renewed yet
+        h.engine.control.send_fence = lambda: send_refusal(role[0], lease, time.monotonic(), "")  # never renewed yet
         await h.client_fill(Side.BUY, "0.5")
         await eventually(lambda: (h.sample("hedgerd_hedge_orders_total", venue="sim-perp", symbol="BTC/USDT:USDT",
                                            status="gated") or 0) >= 1, "an order refused at the gate")

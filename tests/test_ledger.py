@@ -669,7 +669,7 @@ async def test_a_version_1_ledger_is_migrated_on_open(path: Path, caplog: pytest
     ledger = InventoryLedger(path)
     await ledger.open()
     try:
-        assert "migrated from version 1 to 3" in caplog.text
+        assert "migrated from version 1 to 4" in caplog.text
         assert ledger.ledger_id == "0badcafe"
         assert [i.client_order_id for i in ledger.open_intents()] == [cids[1], cids[3]]
         assert [ledger.order_state(cid) for cid in cids] == [
@@ -682,7 +682,7 @@ async def test_a_version_1_ledger_is_migrated_on_open(path: Path, caplog: pytest
         assert not set(schema) & {"intents_open", "order_events_by_client_id", "sqlite_autoindex_intents_1",
                                   "intents_v1"}
         assert "AUTOINCREMENT" not in schema["intents"]
-        assert read_meta(path)["schema_version"] == "3"
+        assert read_meta(path)["schema_version"] == "4"
         assert ledger.open_intents()[0].decision_mid is None  # not known for intents from before
     finally:
         await ledger.close()
@@ -704,7 +704,7 @@ async def test_a_failed_migration_leaves_the_version_1_file_as_it_was(path: Path
     run_sql(path, "UPDATE intents SET client_order_id = NULL WHERE intent_id = 3")
     before = read_rows(path, "SELECT type, name, sql FROM sqlite_master ORDER BY name")
     ledger = InventoryLedger(path)
-    with pytest.raises(LedgerError, match=r"migrating schema version 1 to 3 failed \(the file is unchanged\): "
+    with pytest.raises(LedgerError, match=r"migrating schema version 1 to 4 failed \(the file is unchanged\): "
                                           "NOT NULL constraint failed: intents.client_order_id"):
         await ledger.open()
     assert read_rows(path, "SELECT type, name, sql FROM sqlite_master ORDER BY name") == before
@@ -713,9 +713,9 @@ async def test_a_failed_migration_leaves_the_version_1_file_as_it_was(path: Path
 
 async def test_a_ledger_of_an_unknown_schema_version_is_refused(path: Path) -> None:
     run_sql(path, "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-            "INSERT INTO meta VALUES ('schema_version', '4')")
+            "INSERT INTO meta VALUES ('schema_version', '5')")
     ledger = InventoryLedger(path)
-    with pytest.raises(LedgerError, match="schema version 4 is not supported"):
+    with pytest.raises(LedgerError, match="schema version 5 is not supported"):
         await ledger.open()
 
 
@@ -732,8 +732,8 @@ async def test_a_version_2_ledger_is_migrated_and_decision_quotes_survive_a_rest
     ledger = InventoryLedger(path)
     await ledger.open()
     try:
-        assert "migrated from version 2 to 3" in caplog.text
-        assert read_meta(path)["schema_version"] == "3"
+        assert "migrated from version 2 to 4" in caplog.text
+        assert read_meta(path)["schema_version"] == "4"
         assert ledger.open_intents() == [old]  # its decision quote unknown (None), as before
         quoted = await new_intent(ledger, decision_mid=D("100.05"), decision_half_spread=D("0.05"))
     finally:
@@ -1360,21 +1360,23 @@ async def test_postgresql_schema_migrates_in_the_opening_transaction(
     kept = await new_intent(ledger)
     await ledger.close()
     run_sql(pg_url, "UPDATE meta SET value = '2' WHERE key = 'schema_version'")  # as an older hedgerd left it
+    real = storage_module.PG_MIGRATIONS
     monkeypatch.setattr(storage_module, "PG_MIGRATIONS", {2: ["ALTER TABLE intents ADD COLUMN note TEXT",
-                                                              "SELECT no_such_function()"]})
-    with pytest.raises(LedgerError, match="migrating schema version 2 to 3 failed"):
+                                                              "SELECT no_such_function()"], 3: real[3]})
+    with pytest.raises(LedgerError, match="migrating schema version 2 to 4 failed"):
         await InventoryLedger(pg_url).open()
     # DDL is transactional in PostgreSQL: the failed migration left nothing behind
     assert run_sql(pg_url, "SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
     assert run_sql(pg_url, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'") == [(0,)]
 
-    monkeypatch.setattr(storage_module, "PG_MIGRATIONS", {2: ["ALTER TABLE intents ADD COLUMN note TEXT"]})
+    monkeypatch.setattr(storage_module, "PG_MIGRATIONS", {2: ["ALTER TABLE intents ADD COLUMN note TEXT"],
+                                                          3: real[3]})
     ledger = InventoryLedger(pg_url)
     await ledger.open()
     try:
         assert ledger.open_intents() == [kept]
     finally:
         await ledger.close()
-    assert run_sql(pg_url, "SELECT value FROM meta WHERE key = 'schema_version'") == [("3",)]
+    assert run_sql(pg_url, "SELECT value FROM meta WHERE key = 'schema_version'") == [("4",)]
     assert run_sql(pg_url, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'") == [(1,)]
-    assert "ledger schema migrated from version 2 to 3" in caplog.text
+    assert "ledger schema migrated from version 2 to 4" in caplog.text

@@ -96,10 +96,10 @@ async def test_ccxt_trade_cache_stays_within_trades_limit_while_every_fill_is_de
 
 
 async def test_ledger_per_order_caches_stay_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from hedgerd.ledger import journal
+    from hedgerd.ledger import caches
     from hedgerd.ledger import view as view_module
 
-    bound = journal._CACHE_SIZE
+    bound = caches.CACHE_SIZE
     monkeypatch.setattr(view_module, "_RECENT_OWN_FILLS", 8)
     ledger = InventoryLedger(tmp_path / "ledger.sqlite")
     await ledger.open()

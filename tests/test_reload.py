@@ -60,10 +60,10 @@ async def kill_switch_latched(engine: HedgeEngine, latch: str) -> bool:
 
 async def cancels_open_orders_on_halt(engine: HedgeEngine) -> bool:
     engine.engage("reload test", "test")
-    task = engine._cancel_task
+    task = engine.control.cancel_task
     if task is not None:
         await task
-    engine._cancel_task = None
+    engine.control.cancel_task = None
     assert engine.resume("test")[0]
     return task is not None
 
@@ -71,7 +71,7 @@ async def cancels_open_orders_on_halt(engine: HedgeEngine) -> bool:
 async def halts_after_errors(engine: HedgeEngine) -> int:
     """The number of consecutive order errors at which the auto-trigger halts."""
     for errors in range(1, 50):
-        engine.consecutive_order_errors = errors
+        engine.control.consecutive_order_errors = errors
         await engine.evaluate()
         if engine.kill_switch.state is TradingState.HALTED:
             assert "error" in engine.kill_switch.reason
@@ -136,10 +136,15 @@ WIRED: dict[str, Wired] = {
     "kill_switch.max_consecutive_errors": Wired(2, halts_after_errors),
     "kill_switch.max_realized_loss": Wired(Decimal(1000), sync(lambda e: e.settings.kill_switch.max_realized_loss),
                                            shows=(None, Decimal(1000))),
+    "kill_switch.min_liquidation_distance": Wired(Decimal("0.1"), sync(
+        lambda e: e.settings.kill_switch.min_liquidation_distance), shows=(None, Decimal("0.1"))),
     "logging.level": Wired("debug", debug_enabled, shows=(False, True)),
     "risk.safety_tick": Wired(0.5, sync(lambda e: e._next_wait())),
     "risk.max_price_jump": Wired(Decimal("0.05"), sync(lambda e: e.price_guard.max_jump)),
     "risk.busy_poll": Wired(0.002, sync(lambda e: e.busy_poller.window)),
+    "risk.pnl_method": Wired("fifo", sync(lambda e: e.pnl_book.method)),
+    # what the daemon's LiquidationWatch reads before each wait
+    "risk.liquidation_poll_interval": Wired(2.5, sync(lambda e: e.settings.risk.liquidation_poll_interval)),
 }
 
 

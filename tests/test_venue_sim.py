@@ -23,6 +23,8 @@ import ccxt.async_support as ccxt_async
 import ccxt.pro as ccxt_pro
 import pytest
 
+from hedgerd.clock import RealClock
+from hedgerd.connectors.ccxt import CcxtVenue
 from hedgerd.exchange_sim import (
     SPOT,
     USDM,
@@ -39,6 +41,8 @@ from hedgerd.exchange_sim import (
 from hedgerd.exchange_sim.binance.auth import hmac_sha256, rest_signature_payload
 from hedgerd.exchange_sim.binance.ratelimit import WeightLimiter
 from hedgerd.exchange_sim.faults import TradeMessageShaper
+from hedgerd.ledger import InventoryLedger
+from tests.test_engine import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 BTC_SPOT = "BTC/USDT"
@@ -569,3 +573,47 @@ def test_module_entry_point_serves_until_sigterm() -> None:
         finally:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=10) == 0
+
+
+# --------------------------------------------------------------------------- funding
+
+
+async def test_usdm_funding_is_charged_on_the_position_and_served_as_income_to_ccxt() -> None:
+    config = SimConfig(port=0, funding_interval=1.0)  # a funding time every second
+    async with start_venue_sim(config=config) as sim, exchange(ccxt_async, "binanceusdm", sim) as ex:
+        await ex.load_markets()
+        await ex.create_order(BTC_PERP, "market", "sell", 0.01, None, {"clientOrderId": "hgdf1"})
+        wallet = sim.engine.usdm_wallet
+        started = sim.engine.now()
+        await eventually(lambda: len(sim.funding.records) >= 2, "two funding times")
+        records = list(sim.funding.records)
+        assert all(r.time % 1000 == 0 and r.time > started - 1000 for r in records)
+        # no premium sampled within a 1 s interval: the rate is the interest rate, and a short receives it
+        assert all(r.rate == pytest.approx(0.0001) and r.income > 0 for r in records)
+        assert sim.engine.usdm_wallet - wallet == sum((r.income for r in sim.funding.records), Decimal(0))
+        history = await ex.fetch_funding_history(BTC_PERP, started - 1000)  # GET /fapi/v1/income, unmodified ccxt
+        assert [(h["id"], h["timestamp"], h["code"], Decimal(str(h["amount"]))) for h in history][:2] == [
+            (str(r.tran_id), r.time, "USDT", r.income) for r in records]
+        assert all(h["symbol"] == BTC_PERP for h in history)
+        later = await ex.fetch_funding_history(BTC_PERP, records[1].time)
+        assert later[0]["id"] == str(records[1].tran_id)
+        premium = await ex.fetch_funding_rate(BTC_PERP)  # premiumIndex: the last rate charged
+        assert premium["fundingRate"] == pytest.approx(records[-1].rate)
+
+
+async def test_the_ccxt_connector_books_the_simulators_funding_once(tmp_path: Path) -> None:
+    config = SimConfig(port=0, funding_interval=1.0)
+    async with start_venue_sim(config=config) as sim, exchange(ccxt_async, "binanceusdm", sim) as ex:
+        await ex.load_markets()
+        await ex.create_order(BTC_PERP, "market", "buy", 0.01, None, {"clientOrderId": "hgdf2"})
+        await eventually(lambda: len(sim.funding.records) >= 2, "two funding times")
+        venue = CcxtVenue("binance", ex, RealClock(), symbols=[BTC_PERP])
+        payments = await venue.fetch_funding_since(None)
+        assert [(p.payment_id, p.amount, p.currency) for p in payments][:2] == [
+            (str(r.tran_id), r.income, "USDT") for r in list(sim.funding.records)[:2]]
+        assert all(p.amount < 0 for p in payments)  # a long pays the positive rate
+        async with InventoryLedger(tmp_path / "ledger.sqlite") as ledger:
+            assert await ledger.costs.record_funding(payments) == payments
+            again = await venue.fetch_funding_since(payments[0].ts)  # overlapping: the first ones again
+            assert len(again) >= len(payments)
+            assert await ledger.costs.record_funding(again) == again[len(payments):]

@@ -28,6 +28,23 @@ class HedgingCostView(_View):
     funding: Decimal | None = None
     unvalued_fees: int = 0
     unmeasured_fills: int = 0
+    unvalued_funding: int = 0
+
+
+class HedgePnlView(_View):
+    """``hedge_pnl`` of one underlying: the hedge leg's realized PnL by the configured method."""
+
+    method: str
+    realized: Decimal
+    unrealized: Decimal | None = None
+
+
+class LiquidationView(_View):
+    """``liquidation`` of one underlying: the hedge position's liquidation safety."""
+
+    liquidation_price: Decimal | None = None
+    distance: Decimal | None = None
+    margin_ratio: Decimal | None = None
 
 
 class UnderlyingView(_View):
@@ -47,6 +64,8 @@ class UnderlyingView(_View):
     vega: float | None = None
     greeks_source: str | None = None
     unvalued: list[str] = []
+    hedge_pnl: HedgePnlView | None = None
+    liquidation: LiquidationView | None = None
 
 
 class HaView(_View):
@@ -138,7 +157,8 @@ def _cost_rows(cost: HedgingCostView, quote: str) -> list[tuple[str, str]]:
              else _amount(cost.total, quote))]
     gaps = [f"{count} {text}" for count, text in (
         (cost.unvalued_fees, "fees not valued (no fresh conversion price)"),
-        (cost.unmeasured_fills, "fills without a decision quote")) if count]
+        (cost.unmeasured_fills, "fills without a decision quote"),
+        (cost.unvalued_funding, "funding payments not valued (no fresh conversion price)")) if count]
     if gaps:  # left out of the total: it is a lower bound
         rows.append(("not counted", ", ".join(gaps)))
     return rows
@@ -161,6 +181,13 @@ def _book_rows(name: str, u: UnderlyingView) -> list[tuple[str, str]]:
     return rows
 
 
+def _liquidation_text(view: LiquidationView, quote: str) -> str:
+    if view.liquidation_price is None or view.distance is None:
+        return "no liquidation price (flat, or none reported)"
+    text = f"at {_amount(view.liquidation_price, quote)}, {view.distance * 100:.1f} % of the mark away"
+    return text if view.margin_ratio is None else f"{text} (margin ratio {view.margin_ratio:.4f})"
+
+
 def _underlying_lines(name: str, u: UnderlyingView) -> list[str]:
     quote = _quote(u.hedge_symbol)
     band = f"(band ±{u.threshold:f} {name})" if u.threshold is not None else ""
@@ -174,6 +201,14 @@ def _underlying_lines(name: str, u: UnderlyingView) -> list[str]:
     rows.extend(_book_rows(name, u))
     if u.realized_pnl is not None:
         rows.append(("realized PnL", _amount(u.realized_pnl, quote, signed=True)))
+    if u.hedge_pnl is not None:
+        hedge = u.hedge_pnl
+        text = _amount(hedge.realized, quote, signed=True)
+        if hedge.unrealized is not None:
+            text += f"  (unrealized {_amount(hedge.unrealized, quote, signed=True)})"
+        rows.append((f"hedge realized ({hedge.method})", text))
+    if u.liquidation is not None:
+        rows.append(("liquidation", _liquidation_text(u.liquidation, quote)))
     if isinstance(u.hedging_cost, HedgingCostView):
         rows.extend(_cost_rows(u.hedging_cost, quote))
     elif u.hedging_cost is not None:

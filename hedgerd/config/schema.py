@@ -80,6 +80,25 @@ class SimSettings(_Section):
         "price of fee_currency in the quote currency; fixed, streamed as FEE/QUOTE by the hedge venue"))
     fee_currency_discount: Decimal = Field(default=Decimal(0), ge=0, lt=1, description=(
         "fraction off the taker fee when paid in fee_currency (Binance: 0.1 on USD-M futures with BNB)"))
+    funding_interval: float = Field(default=28_800.0, ge=60, description=(
+        "hedge venue: seconds between funding payments, at multiples of it in epoch time (Binance: 8 h, "
+        "00:00/08:00/16:00 UTC)"))
+    funding_interest_rate: Decimal = Field(default=Decimal("0.0001"), ge=-1, le=1, description=(
+        "hedge venue: interest rate I of the funding rate P + clamp(I - P, +-0.05 %) per interval "
+        "(Binance: 0.0001); with funding_premium_std = 0 it is the rate"))
+    funding_premium_std: float = Field(default=0.0006, ge=0, le=0.1, description=(
+        "hedge venue: stationary standard deviation of the perpetual's premium P (an Ornstein-Uhlenbeck "
+        "process, one hour mean reversion, averaged over the interval); 0: no premium"))
+    funding: bool = Field(default=True, description=(
+        "hedge venue: charge funding on the perpetual position (hedgerd.sim.funding; README 'Hedging cost')"))
+
+    margin_balance: Decimal = Field(default=Decimal(1_000_000), gt=0, description=(
+        "hedge venue: the paper account's cross-margin wallet in the settle currency at start "
+        "(hedgerd/connectors/paper_margin.py)"))
+    maintenance_margin_rate: Decimal = Field(default=Decimal("0.004"), gt=0, lt=1, description=(
+        "hedge venue: maintenance margin as a fraction of the position's notional at the mark "
+        "(Binance USD-M BTCUSDT's first tier: 0.004); the position is liquidated when the margin balance "
+        "falls to it"))
 
     @field_validator("symbol")
     @classmethod
@@ -322,6 +341,11 @@ class KillSwitchConfig(_Section):
     cancel_open_orders_on_halt: bool = True
     max_consecutive_errors: int = Field(default=5, ge=1)
     max_realized_loss: Decimal | None = Field(default=None, gt=0, description="quote units; None = off")
+    min_liquidation_distance: Decimal | None = Field(
+        default=None, gt=0, lt=1,
+        description="REDUCING (orders that would grow the hedge position refused) when the hedge position's "
+                    "liquidation price is closer to the mark than this fraction of it (e.g. 0.1), as polled "
+                    "every risk.liquidation_poll_interval; None = off")
 
     @field_validator("kill_file", mode="before")
     @classmethod
@@ -402,6 +426,15 @@ class RiskConfig(_Section):
         default=0.0, ge=0, le=3600,
         description="seconds the event loop keeps spinning (polling without sleeping) after each venue event: "
                     "a faster reaction for a CPU core kept busy (see hedgerd.busypoll); 0 sleeps as usual")
+    liquidation_poll_interval: float = Field(
+        default=10.0, gt=0, le=3600,
+        description="seconds between polls of each hedge position's liquidation price and margin ratio "
+                    "(ccxt fetch_positions: one venue request per hedge each time)")
+    pnl_method: Literal["average", "fifo"] = Field(
+        default="average",
+        description="how the hedge leg's closes are matched for realized PnL in /status and `hedgerd status`: "
+                    "'average' (average cost) or 'fifo' (oldest lots first); both are tracked and exported "
+                    "(hedgerd_hedge_realized_pnl{method}), so a reload switches at once; docs/pnl.md")
 
 
 class ReconcileConfig(_Section):
@@ -416,6 +449,12 @@ class ReconcileConfig(_Section):
     unknown_open_orders: Literal["cancel", "keep"] = Field(
         default="cancel", description="open orders with our client id prefix that the ledger does not know")
     backfill_overlap: float = Field(default=10.0, ge=0, description="seconds re-fetched before the last fill")
+    funding_poll_interval: float = Field(default=300.0, gt=0, le=86_400, description=(
+        "seconds between fetches of the hedge venues' funding payments (hedgerd.funding; the first at start "
+        "backfills the downtime)"))
+    funding_backfill_overlap: float = Field(default=28_800.0, ge=0, description=(
+        "seconds re-fetched before the last journaled funding payment (a venue may list one late; "
+        "repeats are ignored by venue and payment id)"))
 
 
 class AdaptivePolicyConfig(_Section):

@@ -11,7 +11,16 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
-from hedgerd.models import Fill, HedgeIntent, MarketInfo, OptionQuote, OrderReport, PriceUpdate
+from hedgerd.models import (
+    Fill,
+    FundingPayment,
+    HedgeIntent,
+    MarketInfo,
+    OptionQuote,
+    OrderReport,
+    PositionRisk,
+    PriceUpdate,
+)
 from hedgerd.reconciliation import PositionSnapshot
 
 
@@ -86,6 +95,13 @@ class Venue(Protocol):
         them (reconciliation journals the list as complete), or an error rather than a list cut short."""
         ...
 
+    async def fetch_funding_since(self, since: float | None) -> list[FundingPayment]:
+        """Funding payments on this account's perpetual positions with a funding time at or after
+        ``since`` (epoch seconds; None: as far back as the venue lists), oldest first; [] where the
+        venue charges none. A payment may be returned again by a later call (the ledger books it
+        once by venue and payment id)."""
+        ...
+
     async def create_order(self, intent: HedgeIntent, amount: Decimal, price: Decimal | None) -> OrderReport:
         """Place the order for ``intent`` with its client order id.
 
@@ -125,4 +141,14 @@ class CollateralSource(Protocol):
 
     async def fetch_collateral(self) -> dict[str, Decimal]:
         """Currency -> account equity in that currency."""
+        ...
+
+
+@runtime_checkable
+class PositionRiskSource(Protocol):
+    """A venue that reports a derivative position's liquidation price and margin ratio (ccxt
+    ``fetch_positions``, the paper perpetual's margin model); polled by :mod:`hedgerd.liquidation`."""
+
+    async def fetch_position_risk(self, symbol: str) -> PositionRisk | None:
+        """The position's margin as the venue sees it now; None when it holds no position there."""
         ...

@@ -28,6 +28,7 @@ from typing import Literal, TypeVar, get_args
 from hedgerd.clock import Clock
 from hedgerd.config import SimSettings, VenueConfig, VenueKind, VenueRole
 from hedgerd.connectors.base import Venue, VenueEventSink
+from hedgerd.connectors.paper_margin import PaperMargin
 from hedgerd.errors import (
     InsufficientFunds,
     InvalidOrder,
@@ -39,17 +40,20 @@ from hedgerd.errors import (
 from hedgerd.models import (
     ZERO,
     Fill,
+    FundingPayment,
     HedgeIntent,
     MarketInfo,
     OrderReport,
     OrderStatus,
     OrderType,
+    PositionRisk,
     PriceUpdate,
     Side,
     is_derivative,
     split_symbol,
 )
 from hedgerd.reconciliation import PositionSnapshot
+from hedgerd.sim.funding import FundingSchedule
 from hedgerd.sim.market import ClientFlow, SimMarketData
 
 SPOT_AMOUNT_STEP = Decimal("0.0001")
@@ -73,6 +77,7 @@ Operation = Literal[
     "cancel_order",
     "fetch_positions",
     "fetch_fills_since",
+    "fetch_funding_since",
     "load_markets",
     "any",
 ]
@@ -271,11 +276,15 @@ class _SimVenue:
                 conversion = self.conversion_quote()
                 if conversion is not None:
                     await self._deliver(sink, sink.on_price(conversion), "price")
+                self._after_tick((bid + ask) / 2)
             next_step = max(next_step, market.current_step()) + 1
 
     def conversion_quote(self) -> PriceUpdate | None:
         """A fee currency's quote streamed with the instrument's (none by default)."""
         return None
+
+    def _after_tick(self, mid: Decimal) -> None:
+        """What the venue does at each new price (nothing by default)."""
 
     async def _deliver(self, sink: VenueEventSink, call: Awaitable[None], what: str) -> None:
         """Await a sink call; a failing sink is reported, never kills the stream."""
@@ -437,6 +446,10 @@ class SimSpotVenue(_SimVenue):
     async def cancel_order(self, symbol: str, client_order_id: str) -> OrderReport | None:
         return await self._round_trip("cancel_order", lambda: None)
 
+    async def fetch_funding_since(self, since: float | None) -> list[FundingPayment]:
+        """A spot account pays no funding."""
+        return await self._round_trip("fetch_funding_since", list)
+
 
 class SimPerpVenue(_SimVenue):
     """Hedge venue: a linear perpetual that fills our orders at the bid/ask with a taker fee.
@@ -464,13 +477,60 @@ class SimPerpVenue(_SimVenue):
         self._order_seq = 0
         self._events: asyncio.Queue[Fill | OrderReport] = asyncio.Queue()
         self._positions = {self.symbol: ZERO}
+        # its own random stream: funding leaves the price path and the client flow as they were
+        self._funding = FundingSchedule(
+            random.Random(f"hedgerd-funding/{name}/{settings.seed}"), start=clock.time(),
+            interval=settings.funding_interval, interest=float(settings.funding_interest_rate),
+            std=settings.funding_premium_std) if settings.funding else None
+        self._payments: deque[FundingPayment] = deque(maxlen=history_limit)
+        self.margin = PaperMargin(settings.margin_balance, settings.maintenance_margin_rate)
+        self.liquidations = 0
 
     def position(self, symbol: str | None = None) -> Decimal:
         """Signed position (base units) without a venue request."""
         return self._positions.get(symbol or self.symbol, ZERO)
 
     def _start_streams(self, sink: VenueEventSink) -> list[asyncio.Task[None]]:
-        return [asyncio.create_task(self._user_stream(sink), name=f"{self.name}-user")]
+        tasks = [asyncio.create_task(self._user_stream(sink), name=f"{self.name}-user")]
+        if self._funding is not None:
+            tasks.append(asyncio.create_task(self._funding_clock(self._funding), name=f"{self.name}-funding"))
+        return tasks
+
+    async def _funding_clock(self, schedule: FundingSchedule) -> None:
+        """Charge funding at each funding time (the clock's, virtual in a simulation)."""
+        clock = self._clock
+        while True:
+            now = clock.time()
+            await clock.sleep(max(0.0, (now // schedule.interval + 1) * schedule.interval - now))
+            self._charge_funding()
+
+    def _charge_funding(self) -> None:
+        """Book the funding of every funding time passed since the last call, on the position
+        held then (a fill books it first, so the position is the one before the fill)."""
+        if self._funding is None:
+            return
+        for ts, rate in self._funding.due(self._clock.time()):
+            position = self._positions.get(self.symbol, ZERO)
+            if not position or not rate:
+                continue
+            received = -(position * self._market.mid() * Decimal(repr(rate))).quantize(FEE_QUANTUM)
+            currency = self.settle or self.quote_asset
+            self._positions[currency] = self._positions.get(currency, ZERO) + received
+            self._payments.append(FundingPayment(venue=self.name, symbol=self.symbol,
+                                                 payment_id=FundingPayment.key(self.symbol, ts),
+                                                 amount=received, currency=currency, ts=ts))
+
+    async def fetch_funding_since(self, since: float | None) -> list[FundingPayment]:
+        """Retained funding payments with a funding time at or after ``since``, oldest first."""
+        def answer() -> list[FundingPayment]:
+            self._charge_funding()
+            return [p for p in self._payments if since is None or p.ts >= since]
+
+        return await self._round_trip("fetch_funding_since", answer)
+
+    def _book_fill(self, fill: Fill) -> None:
+        self._charge_funding()
+        super()._book_fill(fill)
 
     def conversion_quote(self) -> PriceUpdate | None:
         """The fee currency's quote in the quote currency (fixed price, the perpetual's spread), when
@@ -481,6 +541,38 @@ class SimPerpVenue(_SimVenue):
         return PriceUpdate(venue=self.name, symbol=f"{self.fee_currency}/{self.quote_asset}",
                            bid=self._fee_price - half, ask=self._fee_price + half, ts=self._clock.time(),
                            received_at=self._clock.monotonic())
+
+    def seed_position(self, symbol: str, amount: Decimal) -> None:
+        """:meth:`_SimVenue.seed_position`, the margin account's position entered at the mid."""
+        self._charge_funding()  # on the position held until now
+        super().seed_position(symbol, amount)
+        if symbol == self.symbol:
+            bid, ask = self.quote()
+            self.margin.seed(amount, (bid + ask) / 2)
+
+    async def fetch_position_risk(self, symbol: str) -> PositionRisk | None:
+        """The position's liquidation price and margin ratio at the mid (``paper_margin``)."""
+        def answer() -> PositionRisk | None:
+            bid, ask = self.quote()
+            return self.margin.risk(self.name, self.symbol, (bid + ask) / 2, self._clock.time())
+
+        return await self._round_trip("fetch_positions", answer) if symbol == self.symbol else None
+
+    def _after_tick(self, mid: Decimal) -> None:
+        """Liquidate the position once the mid reaches its liquidation price (``paper_margin``)."""
+        position = self.margin.position
+        if not position or not self.margin.liquidates_at(mid):
+            return
+        fee = self.margin.clearance_fee(mid).quantize(FEE_QUANTUM)
+        self.liquidations += 1
+        fill = Fill(venue=self.name, trade_id=f"{self._next_trade_id()}-liq", symbol=self.symbol,
+                    side=Side.for_delta(-position), amount=abs(position), price=mid, fee=fee,
+                    fee_currency=self.settle or self.quote_asset, ts=self._clock.time(),
+                    received_at=self._clock.monotonic(), client_order_id=None)
+        self._book_fill(fill)
+        self.margin.fill(-position, mid, fee)
+        if self._running:
+            self._events.put_nowait(fill)
 
     async def _user_stream(self, sink: VenueEventSink) -> None:
         while True:
@@ -552,6 +644,7 @@ class SimPerpVenue(_SimVenue):
                         amount=fill_amount, price=fill_price, fee=fee, fee_currency=self.fee_currency, ts=now,
                         received_at=self._clock.monotonic(), client_order_id=client_id)
             self._book_fill(fill)
+            self.margin.fill(fill.signed_amount, fill_price, fee if self._fee_price is None else ZERO)
             fills = (fill,)
         status = OrderStatus.FILLED if fill_amount == amount else OrderStatus.EXPIRED
         report = OrderReport(client_order_id=client_id, symbol=self.symbol, status=status, filled=fill_amount,

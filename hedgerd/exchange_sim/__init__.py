@@ -12,10 +12,13 @@ Point the unmodified ccxt ``binance`` / ``binanceusdm`` classes (REST and pro) a
 Run standalone with ``python -m hedgerd.exchange_sim --port 8901`` (or ``hedgerd venue-sim``).
 
 Layout: ``matching.py`` is the matching engine shared by every wire protocol (``model.py`` its
-data, ``accounts.py`` its balances and positions; the mid and client flow come from
-:mod:`hedgerd.sim.market`); ``faults.py`` the injectable faults; ``binance/`` the first wire
-protocol; ``deribit/`` the second (Deribit API v2: inverse futures and options, its own
-coin-margined account on the same market model; ``start_deribit_sim``, ``--protocol deribit``).
+data, ``accounts.py`` its balances and positions, ``margin.py`` USD-M maintenance tiers and
+liquidation prices; the mid and client flow come from :mod:`hedgerd.sim.market`, the
+perpetuals' funding from :mod:`hedgerd.sim.funding`); ``faults.py`` the injectable faults;
+``binance/`` the first wire protocol (its USD-M account pays funding every 8 h and lists it at
+``/fapi/v1/income``: ``binance/funding.py``); ``deribit/`` the second (Deribit API v2: inverse
+futures and options, its own coin-margined account on the same market model, funding settled
+daily: ``deribit/settlement.py``; ``start_deribit_sim``, ``--protocol deribit``).
 """
 
 from hedgerd.exchange_sim.binance.config import SimConfig

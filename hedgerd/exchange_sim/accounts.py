@@ -12,6 +12,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 
+from hedgerd.exchange_sim.margin import liquidation_price, maintenance_margin
 from hedgerd.exchange_sim.model import (
     FEE_QUANTUM,
     ONE,
@@ -118,6 +119,31 @@ class Accounts:
             return ZERO
         return pos.amount * (self.mark_price(symbol) - pos.entry_price)
 
+    def maintenance_margin(self, symbol: str) -> Decimal:
+        """The position's maintenance margin at the mark, by its bracket (:mod:`.margin`)."""
+        return maintenance_margin(self.position(symbol).amount * self.mark_price(symbol))
+
+    def isolated_margin(self, symbol: str) -> Decimal:
+        """An isolated position's margin: its initial margin at entry (no transfers modelled)."""
+        pos = self.position(symbol)
+        if self._margin_type[symbol] != "isolated" or not pos.amount:
+            return ZERO
+        return abs(pos.amount) * pos.entry_price / self._leverage[symbol]
+
+    def liquidation_price(self, symbol: str) -> Decimal:
+        """Binance's liquidation price of the position (:mod:`.margin`); 0 when flat or none."""
+        pos = self.position(symbol)
+        if not pos.amount:
+            return ZERO
+        mark = self.mark_price(symbol)
+        if self._margin_type[symbol] == "isolated":
+            return liquidation_price(pos.amount, pos.entry_price, mark, self.isolated_margin(symbol))
+        cross = [s for s in self.instruments if s != symbol and self._margin_type[s] != "isolated"]
+        wallet = self.usdm_wallet - sum((self.isolated_margin(s) for s in self.instruments), ZERO)
+        return liquidation_price(pos.amount, pos.entry_price, mark, wallet,
+                                 sum((self.maintenance_margin(s) for s in cross), ZERO),
+                                 sum((self.unrealized_pnl(s) for s in cross), ZERO))
+
     def position_initial_margin(self, symbol: str) -> Decimal:
         pos = self.position(symbol)
         return abs(pos.amount) * self.mark_price(symbol) / self._leverage[symbol]
@@ -134,8 +160,7 @@ class Accounts:
         upnl = sum((self.unrealized_pnl(s) for s in self.instruments), ZERO)
         pim = sum((self.position_initial_margin(s) for s in self.instruments), ZERO)
         oim = self.open_order_initial_margin()
-        maint = sum((abs(p.amount) * self.mark_price(s) * Decimal("0.004")
-                     for s, p in self._positions.items()), ZERO)
+        maint = sum((self.maintenance_margin(s) for s in self._positions), ZERO)
         available = self.usdm_wallet + upnl - pim - oim
         return {
             "wallet": self.usdm_wallet,

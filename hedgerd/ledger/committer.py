@@ -23,7 +23,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hedgerd.ledger.accounting import ARITHMETIC
-from hedgerd.ledger.journal import _BatchOutcome, _CallRequest, _IntentRequest, _Op, _OpenResult
+from hedgerd.ledger.journal import _CallRequest, _IntentRequest, _Op, _OpenResult
+from hedgerd.ledger.outcome import BatchOutcome
 from hedgerd.ledger.storage import Connection, LedgerError
 from hedgerd.models import Fill
 
@@ -74,7 +75,7 @@ class Committer(ABC):
         """Commit what is queued right now, if this committer can; True if it did."""
         return False
 
-    def _in_transaction(self) -> Callable[[Connection, _BatchOutcome], None] | None:
+    def _in_transaction(self) -> Callable[[Connection, BatchOutcome], None] | None:
         """What runs inside a transaction that journaled new fills, before COMMIT: nothing here."""
         return None
 
@@ -122,7 +123,7 @@ class Committer(ABC):
             else:
                 others.append(op)
         if fills or others:
-            outcome = _BatchOutcome(futures=fill_futures, results=[])
+            outcome = BatchOutcome(futures=fill_futures, results=[])
             try:
                 ledger._journal.commit(fills, others, outcome, self._in_transaction())
             except Exception as exc:  # any failure to commit stops the ledger: nothing may go unjournaled
@@ -239,10 +240,10 @@ class LoopCommitter(Committer):
         self._start_wal_reset()
         return True
 
-    def _in_transaction(self) -> Callable[[Connection, _BatchOutcome], None] | None:
+    def _in_transaction(self) -> Callable[[Connection, BatchOutcome], None] | None:
         return self._hook_turn if self.ledger.commit_hook is not None else None
 
-    def _hook_turn(self, conn: Connection, outcome: _BatchOutcome) -> None:
+    def _hook_turn(self, conn: Connection, outcome: BatchOutcome) -> None:
         """Inside the fills' transaction: bring the ledger's view forward, ask the commit hook
         for its intents and journal them in this same transaction (when nothing else is
         queued, so the queue's order is kept; else they are queued behind it)."""
@@ -323,10 +324,10 @@ class ThreadCommitter(Committer):
         self.ledger._reset_wal()
         return False
 
-    def _in_transaction(self) -> Callable[[Connection, _BatchOutcome], None] | None:
+    def _in_transaction(self) -> Callable[[Connection, BatchOutcome], None] | None:
         return self._hook_turn if self.ledger.commit_hook is not None else None
 
-    def _hook_turn(self, conn: Connection, outcome: _BatchOutcome) -> None:
+    def _hook_turn(self, conn: Connection, outcome: BatchOutcome) -> None:
         """Inside the fills' transaction, on the writer thread: the event loop brings its view
         forward and asks the commit hook, as :class:`LoopCommitter` does on its own thread, and
         the intents join this transaction. The writer waits a loop iteration for that, where

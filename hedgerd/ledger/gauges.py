@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from hedgerd.metrics import Metrics
 
 if TYPE_CHECKING:
-    from hedgerd.ledger.journal import _BatchOutcome
+    from hedgerd.ledger.outcome import BatchOutcome
 
 
 class LedgerGauges:
@@ -32,7 +32,7 @@ class LedgerGauges:
         """A repeated fill answered without a commit: an echo of our own order's, or a duplicate."""
         (self.metrics.fill_echoes if echo else self.metrics.duplicate_fills).inc()
 
-    def committed(self, outcome: _BatchOutcome) -> None:
+    def committed(self, outcome: BatchOutcome) -> None:
         """One committed transaction: its duration, repeats, fills, positions and hedge fees."""
         metrics = self.metrics
         metrics.ledger_commit.observe(outcome.seconds)

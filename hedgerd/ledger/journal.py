@@ -10,15 +10,16 @@ import asyncio
 import contextlib
 import decimal
 import logging
-import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from hedgerd.ledger.accounting import ARITHMETIC, Snapshot, TradeTotals, VenueTotals, apply_fills
+from hedgerd.ledger.caches import CACHE_SIZE, LRU
+from hedgerd.ledger.client_ids import issued_intent_id, new_ledger_id
+from hedgerd.ledger.outcome import BatchOutcome
 from hedgerd.ledger.schema import (
     _FILL_WIDTH,
     _INSERT_EVENT,
@@ -37,36 +38,7 @@ from hedgerd.models import ZERO, Fill, HedgeIntent, OrderStatus, OrderType, Side
 log = logging.getLogger(__name__)
 
 _AGGREGATE_BATCH = 4_096  # fills per apply_fills call when aggregating the whole journal
-#: Per-order entries (filled amount, state) kept in memory; a miss reads the database. The orders
-#: asked about are the ones in flight (a handful per underlying) and those settled lately, whose
-#: repeated reports and fills still arrive; a larger cache only held memory for hours of orders.
-_CACHE_SIZE = 256
 _BUY = Side.BUY
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class _LRU(Generic[K, V]):
-    """A bounded mapping that forgets the least recently used entry."""
-
-    def __init__(self, capacity: int) -> None:
-        self._data: OrderedDict[K, V] = OrderedDict()
-        self._capacity = capacity
-
-    def get(self, key: K) -> V | None:
-        value = self._data.get(key)
-        if value is not None:
-            self._data.move_to_end(key)
-        return value
-
-    def put(self, key: K, value: V) -> None:
-        self._data[key] = value
-        self._data.move_to_end(key)
-        if len(self._data) > self._capacity:
-            self._data.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,29 +85,6 @@ class _OpenResult:
     next_intent_id: int
 
 
-@dataclass(slots=True)
-class _BatchOutcome:
-    """What one committed transaction changed, handed from the writer to the event loop."""
-
-    futures: list[asyncio.Future[Any]]
-    results: list[Any]
-    new_fills: int = 0
-    duplicates: int = 0  # repeats of fills that are not our own orders' (see _is_echo)
-    echoes: int = 0  # repeats of our own orders' fills
-    positions: dict[tuple[str, str], Decimal] = field(default_factory=dict)
-    venues: dict[str, VenueTotals] = field(default_factory=dict)
-    order_fills: dict[str, Decimal] = field(default_factory=dict)
-    trades: dict[tuple[str, str], TradeTotals] = field(default_factory=dict)
-    fills_by_symbol: dict[tuple[str, str], int] = field(default_factory=dict)
-    hedge_fees: dict[str, Decimal] = field(default_factory=dict)  # fees of our own (client id) fills
-    reopened: list[HedgeIntent] = field(default_factory=list)
-    states: list[tuple[str, OrderStatus, Decimal]] = field(default_factory=list)
-    seconds: float = 0.0  # BEGIN to COMMIT
-    inserted: list[Fill] = field(default_factory=list)  # the new fills, in order
-    last_fill_id: int = 0  # the largest fill id journaled by this batch (0: none)
-    view_applied: bool = False  # the event loop's view already has this batch (commit hook)
-
-
 def _intent_from_row(row: Sequence[Any]) -> HedgeIntent:
     return HedgeIntent(
         intent_id=int(row[0]), client_order_id=str(row[1]), underlying=row[2], venue=row[3], symbol=row[4],
@@ -152,21 +101,11 @@ def _text(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
 
-def _issued_intent_id(client_order_id: str, ledger_id: str) -> int | None:
-    """The intent id inside a client order id this ledger issued (``<prefix><ledger id>x<id>``),
-    or None for any other id. Callers match the row's ``client_order_id`` too, so a look-alike
-    (another prefix, leading zeros) finds nothing."""
-    head, sep, digits = client_order_id.rpartition("x")
-    if not sep or not digits.isascii() or not digits.isdigit() or not head.endswith(ledger_id):
-        return None
-    return int(digits)
-
-
 def _is_echo(fill: Fill, ledger_id: str) -> bool:
     """True when ``fill`` (a repeat) is of an order this ledger issued: its client order id
     carries this ledger's id. Such a fill arrives up to three times by design."""
     cid = fill.client_order_id
-    return cid is not None and _issued_intent_id(cid, ledger_id) is not None
+    return cid is not None and issued_intent_id(cid, ledger_id) is not None
 
 
 def aggregate_journal(conn: Connection, upto: int | None = None) -> Snapshot:
@@ -251,7 +190,7 @@ class JournalWriter:
         self._w_positions: dict[tuple[str, str], Decimal] = {}
         self._w_venues: dict[str, VenueTotals] = {}
         self._w_trades: dict[tuple[str, str], TradeTotals] = {}
-        self._w_order_fills: _LRU[str, Decimal] = _LRU(_CACHE_SIZE)
+        self._w_order_fills: LRU[str, Decimal] = LRU(CACHE_SIZE)
         self._w_last_fill_id = 0
         self._w_dirty = Snapshot()  # aggregates changed since they were last written (absolute values)
         self._w_snapshot_at = 0.0
@@ -330,7 +269,7 @@ class JournalWriter:
             raise LedgerError(f"ledger schema version {version} is not supported (expected {SCHEMA_VERSION})")
         ledger_id = meta.get("ledger_id")
         if ledger_id is None:
-            ledger_id = secrets.token_hex(4)
+            ledger_id = new_ledger_id()
             conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
                              [("schema_version", str(SCHEMA_VERSION)), ("ledger_id", ledger_id)])
         # a write on every open, so a read-only file fails here and not at the first fill
@@ -383,7 +322,7 @@ class JournalWriter:
         """Add the fills journaled after the aggregates were last written (``fill_id > covered``)
         to ``snapshot`` and write it back (opening, inside its transaction)."""
         self._w_positions, self._w_venues, self._w_trades = snapshot.positions, snapshot.venues, snapshot.trades
-        outcome = _BatchOutcome(futures=[], results=[])
+        outcome = BatchOutcome(futures=[], results=[])
         tail = [Fill(venue=venue, trade_id=trade_id, symbol=symbol, side=Side(side), amount=Decimal(amount),
                      price=Decimal(price), fee=Decimal(fee), fee_currency=fee_currency, ts=ts)
                 for venue, trade_id, symbol, side, amount, price, fee, fee_currency, ts in conn.execute(
@@ -421,8 +360,8 @@ class JournalWriter:
             with contextlib.suppress(*DB_ERRORS):
                 self._conn.execute("ROLLBACK")
 
-    def commit(self, fills: list[Fill], others: list[tuple[Any, asyncio.Future[Any]]], outcome: _BatchOutcome,
-               in_transaction: Callable[[Connection, _BatchOutcome], None] | None = None) -> None:
+    def commit(self, fills: list[Fill], others: list[tuple[Any, asyncio.Future[Any]]], outcome: BatchOutcome,
+               in_transaction: Callable[[Connection, BatchOutcome], None] | None = None) -> None:
         """Commit one batch in a transaction of its own; ``in_transaction`` runs before COMMIT
         when the batch journaled new fills (the commit hook's turn, on the event loop)."""
         conn = self._conn
@@ -507,7 +446,7 @@ class JournalWriter:
         self._w_dirty = Snapshot()
         self._w_snapshot_at = time.monotonic()
 
-    def _insert_fills(self, conn: Connection, fills: list[Fill], outcome: _BatchOutcome) -> None:
+    def _insert_fills(self, conn: Connection, fills: list[Fill], outcome: BatchOutcome) -> None:
         results = [True] * len(fills)
         outcome.results = results
         keys = [(f.venue, f.trade_id) for f in fills]
@@ -574,7 +513,7 @@ class JournalWriter:
         if inserted:
             self._account(conn, inserted, outcome)
 
-    def _account(self, conn: Connection, fills: Iterable[Fill], outcome: _BatchOutcome) -> None:
+    def _account(self, conn: Connection, fills: Iterable[Fill], outcome: BatchOutcome) -> None:
         """Aggregate the batch's new fills into absolute positions/totals (``outcome`` is fresh)."""
         applied = apply_fills(fills, self._w_positions, self._w_venues, self._w_trades)
         outcome.positions.update(applied.positions)
@@ -590,7 +529,7 @@ class JournalWriter:
                 previous = Decimal(row[0]) if row is not None else ZERO
             outcome.order_fills[cid] = previous + amount
 
-    def _move(self, outcome: _BatchOutcome, key: tuple[str, str], delta: Decimal) -> None:
+    def _move(self, outcome: BatchOutcome, key: tuple[str, str], delta: Decimal) -> None:
         """Move position ``key`` by ``delta`` within the batch (absolute value in the outcome)."""
         current = outcome.positions.get(key)
         if current is None:
@@ -629,7 +568,7 @@ class JournalWriter:
         self._w_order_fills.put(intent.client_order_id, ZERO)  # a new client id: no fill to read back
         return intent
 
-    def _insert_state(self, conn: Connection, request: _StateRequest, outcome: _BatchOutcome) -> None:
+    def _insert_state(self, conn: Connection, request: _StateRequest, outcome: BatchOutcome) -> None:
         cid = request.client_order_id
         final = request.status.is_final
         filled_text = str(request.filled)
@@ -637,7 +576,7 @@ class JournalWriter:
             cid, request.status.value, filled_text,
             None if request.average_price is None else str(request.average_price), request.venue_order_id,
             request.ts, request.detail))
-        intent_id = _issued_intent_id(cid, self._w_ledger_id)
+        intent_id = issued_intent_id(cid, self._w_ledger_id)
         if intent_id is not None:  # the intent row carries the last state
             if not final:
                 closed = conn.execute(f"SELECT {_INTENT_COLUMNS} FROM intents WHERE intent_id = ? "

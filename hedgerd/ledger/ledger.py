@@ -52,17 +52,18 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hedgerd.ledger import client_ids
 from hedgerd.ledger.accounting import (
     Snapshot,
     TradeTotals,
     VenueTotals,
 )
 from hedgerd.ledger.committer import Committer, LoopCommitter, ThreadCommitter
+from hedgerd.ledger.costs import CostJournal
 from hedgerd.ledger.gauges import LedgerGauges
 from hedgerd.ledger.journal import (
     JournalWriter,
     _AdjustmentRequest,
-    _BatchOutcome,
     _CallRequest,
     _IntentRequest,
     _is_echo,
@@ -70,6 +71,7 @@ from hedgerd.ledger.journal import (
     read_for_verify,
 )
 from hedgerd.ledger.lock import LedgerLockError
+from hedgerd.ledger.outcome import BatchOutcome
 from hedgerd.ledger.schema import SYNCHRONOUS_LEVELS
 from hedgerd.ledger.storage import DB_ERRORS, Connection, LedgerError, PostgresStorage, storage_for
 from hedgerd.ledger.view import LedgerView
@@ -162,6 +164,8 @@ class InventoryLedger:
         self._gauges = LedgerGauges(metrics) if metrics is not None else None
 
         self._next_intent_id = 1  # allocated on the event loop (submit_intent), in queue order
+        #: what the hedging cost is rebuilt from: funding payments, fee conversions, hedge fills
+        self.costs = CostJournal(self)
         self.commit_hook: CommitHook | None = None
         """Asked on the event loop, once per commit with new fills, for the intents to journal
         with them: it gets the new fills once the view (:meth:`position`, :meth:`trade_totals`,
@@ -446,6 +450,19 @@ class InventoryLedger:
         """Per (venue, symbol): what its journaled fills add up to (for PnL, see :mod:`hedgerd.risk`)."""
         return dict(self._view.trades)
 
+    def symbol_trades(self, venue: str, symbol: str) -> Iterator[tuple[Decimal, Decimal]]:
+        """Every journaled fill of ``symbol`` on ``venue`` as (signed amount, price), oldest first,
+        read in pages from the read connection (for replaying a position's lots at startup)."""
+        if self._reader is None:
+            raise self._unwritable()
+        try:
+            cursor = self._reader.execute("SELECT side, amount, price FROM fills WHERE venue = ? AND symbol = ? "
+                                          "ORDER BY fill_id", (venue, symbol))
+            for side, amount, price in cursor:
+                yield (Decimal(amount) if side == Side.BUY.value else -Decimal(amount)), Decimal(price)
+        except DB_ERRORS as exc:
+            raise LedgerError(f"ledger read failed: {exc}") from exc
+
     def last_fill_ts(self, venue: str) -> float | None:
         """Latest venue timestamp among the journaled fills of ``venue``."""
         totals = self._view.venues.get(venue)
@@ -483,7 +500,7 @@ class InventoryLedger:
 
     # ------------------------------------------------------------------ event-loop callbacks
 
-    def _apply(self, outcome: _BatchOutcome) -> None:
+    def _apply(self, outcome: BatchOutcome) -> None:
         """Runs on the event loop after a commit: update the view (unless the commit hook's turn
         inside the transaction already did), ask the commit hook (its intents are queued), then
         wake the callers."""
@@ -502,7 +519,7 @@ class InventoryLedger:
         if self._gauges is not None:
             self._gauges.committed(outcome)
 
-    def _apply_view(self, outcome: _BatchOutcome) -> None:
+    def _apply_view(self, outcome: BatchOutcome) -> None:
         """Move the event loop's view (positions, totals, order states) forward by ``outcome``."""
         outcome.view_applied = True
         self._view.apply(outcome)
@@ -631,11 +648,11 @@ def _new_intent(intent_id: int, ledger_id: str, *, underlying: str, venue: str, 
                         ("decision_half_spread", decision_half_spread)):
         if value is not None:
             _check_finite(name, value)
-    client_order_id = f"{client_id_prefix}{ledger_id}x{intent_id}"
-    if len(client_order_id) > CLIENT_ID_MAX_LEN or not CLIENT_ID_PATTERN.match(client_order_id):
-        raise LedgerError(f"client order id {client_order_id!r} is not a valid venue client id")
+    cid = client_ids.client_order_id(client_id_prefix, ledger_id, intent_id)
+    if len(cid) > CLIENT_ID_MAX_LEN or not CLIENT_ID_PATTERN.match(cid):
+        raise LedgerError(f"client order id {cid!r} is not a valid venue client id")
     return HedgeIntent(
-        intent_id=intent_id, client_order_id=client_order_id, underlying=underlying, venue=venue,
+        intent_id=intent_id, client_order_id=cid, underlying=underlying, venue=venue,
         symbol=symbol, side=Side(side), amount=amount, created_at=float(created_at),
         reduce_only=bool(reduce_only), order_type=OrderType(order_type), limit_price=limit_price,
         reason=reason, decision_mid=decision_mid, decision_half_spread=decision_half_spread)

@@ -45,6 +45,7 @@ from hedgerd.ledger.schema import (
     SYNCHRONOUS_LEVELS,
     _migrate_from_v1,
     _migrate_from_v2,
+    _migrate_from_v3,
 )
 
 if TYPE_CHECKING:
@@ -255,10 +256,11 @@ class SqliteStorage(Storage):
         return [s for s in _SCHEMA.split(";") if s.strip()]
 
     def migrate(self, conn: Connection, version: int) -> bool:
-        if version not in (1, 2):
+        step = {1: _migrate_from_v1, 2: _migrate_from_v2, 3: _migrate_from_v3}.get(version)
+        if step is None:
             return False
         assert isinstance(conn, sqlite3.Connection)
-        (_migrate_from_v1 if version == 1 else _migrate_from_v2)(conn)
+        step(conn)
         return True
 
     def fills_insert(self, rows: int) -> str:

@@ -12,7 +12,9 @@ from decimal import Decimal
 from typing import Any
 
 from hedgerd.ledger.accounting import Snapshot, TradeTotals, VenueTotals
-from hedgerd.ledger.journal import _CACHE_SIZE, _LRU, _BatchOutcome, _issued_intent_id
+from hedgerd.ledger.caches import CACHE_SIZE, LRU
+from hedgerd.ledger.client_ids import issued_intent_id
+from hedgerd.ledger.outcome import BatchOutcome
 from hedgerd.models import Fill, HedgeIntent, OrderStatus
 
 ZERO = Decimal(0)
@@ -34,9 +36,9 @@ class LedgerView:
         self.positions: dict[tuple[str, str], Decimal] = {}
         self.venues: dict[str, VenueTotals] = {}
         self.trades: dict[tuple[str, str], TradeTotals] = {}
-        self.filled_cache: _LRU[str, Decimal] = _LRU(_CACHE_SIZE)
-        self.state_cache: _LRU[str, tuple[OrderStatus, Decimal]] = _LRU(_CACHE_SIZE)
-        self.recent_own_fills: _LRU[tuple[str, str], bool] = _LRU(_RECENT_OWN_FILLS)  # committed only
+        self.filled_cache: LRU[str, Decimal] = LRU(CACHE_SIZE)
+        self.state_cache: LRU[str, tuple[OrderStatus, Decimal]] = LRU(CACHE_SIZE)
+        self.recent_own_fills: LRU[tuple[str, str], bool] = LRU(_RECENT_OWN_FILLS)  # committed only
         self.open_intents: dict[str, HedgeIntent] = {}
         self.open_states: dict[str, tuple[OrderStatus, Decimal]] = {}
 
@@ -63,7 +65,7 @@ class LedgerView:
         self.open_states[client_order_id] = (OrderStatus.NEW, ZERO)
         self.filled_cache.put(client_order_id, ZERO)
 
-    def apply(self, outcome: _BatchOutcome) -> None:
+    def apply(self, outcome: BatchOutcome) -> None:
         """Move positions, totals and order states forward by a committed batch."""
         self.positions.update(outcome.positions)
         self.venues.update(outcome.venues)
@@ -106,7 +108,7 @@ class LedgerView:
         state = self.open_states.get(client_order_id) or self.state_cache.get(client_order_id)
         if state is not None:
             return state
-        intent_id = _issued_intent_id(client_order_id, ledger_id)
+        intent_id = issued_intent_id(client_order_id, ledger_id)
         if intent_id is None:
             return None
         row = self._read_one("SELECT status, filled FROM intents WHERE intent_id = ? AND client_order_id = ?",

@@ -12,7 +12,11 @@ moment the hedge was decided (``mid``, ``half_spread``):
 - fee: the venue's fee valued in the quote currency at fill time. A fee in the quote
   currency is taken as is; one in the base currency at the fill price; one in a third
   currency (BNB on Binance) at that currency's conversion price (``FEE/QUOTE``), which
-  must be fresh. A missing or stale conversion is reported, never counted as zero silently.
+  must be fresh. A missing or stale conversion is reported, never counted as zero silently;
+- funding: what the hedge position paid in funding (a payment received counts negative),
+  valued like a fee: in the quote currency as booked, in the coin of an inverse perpetual at
+  the venue's price given with the payment, else at the hedge's mid (fresh at the funding
+  time), else reported as not valued.
 
 So fee + spread + slippage + funding = total, for every fill and every sum of them.
 """
@@ -24,7 +28,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
-from hedgerd.models import ZERO, Fill, split_symbol
+from hedgerd.models import ZERO, Fill, FundingPayment, split_symbol
 
 COST_KINDS = ("fee", "spread", "slippage", "funding")
 
@@ -107,6 +111,7 @@ class HedgeCost:
     funding: Decimal = ZERO
     unvalued_fees: int = 0  # fees left out of ``fee``: their conversion was missing or stale
     unmeasured_fills: int = 0  # hedge fills without a decision quote (e.g. decided before a restart)
+    unvalued_funding: int = 0  # funding payments left out of ``funding``: no fresh conversion
 
     @property
     def total(self) -> Decimal:
@@ -122,6 +127,7 @@ class HedgeCost:
         view["total"] = str(self.total)
         view["unvalued_fees"] = self.unvalued_fees
         view["unmeasured_fills"] = self.unmeasured_fills
+        view["unvalued_funding"] = self.unvalued_funding
         return view
 
 
@@ -152,3 +158,34 @@ def add_fill(cost: HedgeCost, fill: Fill, decision: DecisionQuote | None,
         cost.slippage += slippage
         parts["spread"], parts["slippage"] = spread, slippage
     return FillCost(parts, fee.status, decision is not None)
+
+
+def value_funding(payment: FundingPayment, conversions: Callable[[str, str], Conversion | None], *,
+                  max_age: float) -> FeeValue:
+    """The cost of a funding payment in its symbol's quote currency: ``-amount`` (what was paid;
+    a payment received is a negative cost). One in another currency than the quote (an inverse
+    perpetual's coin) is valued at the price the venue gave with it, else at
+    ``conversions(currency, quote)``, which must be no older than ``max_age`` seconds at the
+    funding time."""
+    quote = split_symbol(payment.symbol)[1]
+    if payment.currency == quote:
+        return FeeValue(-payment.amount, FeeStatus.OK)
+    if payment.price is not None and payment.price > 0:  # the venue's own price at the funding time
+        return FeeValue(-payment.amount * payment.price, FeeStatus.OK)
+    conversion = conversions(payment.currency, quote)
+    if conversion is None or conversion.price <= 0:
+        return FeeValue(None, FeeStatus.MISSING)
+    if payment.ts - conversion.ts > max_age:
+        return FeeValue(None, FeeStatus.STALE)
+    return FeeValue(-payment.amount * conversion.price, FeeStatus.OK)
+
+
+def add_funding(cost: HedgeCost, payment: FundingPayment,
+                conversions: Callable[[str, str], Conversion | None], *, max_age: float) -> FeeValue:
+    """Add one funding payment to ``cost``; returns its value (None, counted, when not valued)."""
+    value = value_funding(payment, conversions, max_age=max_age)
+    if value.value is None:
+        cost.unvalued_funding += 1
+    else:
+        cost.funding += value.value
+    return value

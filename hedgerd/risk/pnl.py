@@ -92,11 +92,15 @@ class BookPnl:
         self.by_underlying: dict[str, Decimal] = {}  # underlying -> PnL at its last mark (quote units)
         self._untraded: dict[str, tuple[Decimal, Decimal]] = {}  # underlying -> (untraded qty, mark)
         self._book_keys: dict[str, tuple[int, list[tuple[str, str]]]] = {}  # underlying -> (#symbols, its book)
+        #: underlying -> funding the hedge received (quote; negative: paid), added to its PnL
+        #: (kept by :class:`hedgerd.cost_book.CostBook` from the journaled funding payments)
+        self.funding: dict[str, Decimal] = {}
 
     def mark(self, underlying: str, trades: Mapping[tuple[str, str], TradeTotals],
              positions: Callable[[], Mapping[tuple[str, str], Decimal]], *,
              inventory: list[tuple[str, str]], hedge: tuple[str, str], mid: Decimal) -> Decimal:
-        """:func:`hedge_book_pnl` of ``underlying`` at ``mid``, remembered in :attr:`by_underlying`.
+        """:func:`hedge_book_pnl` of ``underlying`` at ``mid`` plus the funding received, remembered
+        in :attr:`by_underlying`.
 
         Balances no trade accounts for (adopted at startup) are valued from the first mid marked,
         so ``positions`` is only called then.
@@ -108,6 +112,6 @@ class BookPnl:
         book = self._book_keys.get(underlying)
         if book is None or book[0] != len(trades):  # a symbol traded for the first time
             book = self._book_keys[underlying] = (len(trades), book_keys(trades, inventory, hedge))
-        pnl = book_pnl([trades[k] for k in book[1]], mid=mid, untraded=untraded)
+        pnl = book_pnl([trades[k] for k in book[1]], mid=mid, untraded=untraded) + self.funding.get(underlying, ZERO)
         self.by_underlying[underlying] = pnl
         return pnl

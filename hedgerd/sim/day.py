@@ -44,6 +44,7 @@ from pydantic import ValidationError
 from hedgerd.config import Mode, Settings, VenueKind, VenueRole, config_error_from_validation
 from hedgerd.engine import HedgeEngine
 from hedgerd.errors import ConfigError
+from hedgerd.funding import FundingPoller
 from hedgerd.ledger.accounting import trade_moves
 from hedgerd.metrics import Metrics
 from hedgerd.models import ZERO, Fill, PriceUpdate, split_symbol
@@ -313,6 +314,8 @@ async def _simulate(settings: Settings, scenario: Scenario, *, seed: int, durati
 
     recorder.band_of = band
     await engine.start()
+    funding = FundingPoller.for_engine(engine)  # as the daemon runs it, on virtual time
+    funding.start()
     spot.stall_prices(True)
     helpers = [asyncio.create_task(_drive_scenario(scenario, duration, market, spot, clock, start))]
     if progress is not None:
@@ -320,10 +323,12 @@ async def _simulate(settings: Settings, scenario: Scenario, *, seed: int, durati
     try:
         await clock.sleep(start + duration - clock.monotonic())
         recorder._integrate(clock.monotonic())
+        await funding.poll_once()  # funding charged since the last poll counts too
     finally:
         for task in helpers:
             task.cancel()
         await asyncio.gather(*helpers, return_exceptions=True)
+        await funding.stop()
         await engine.stop()
     if progress is not None:
         progress(1.0)

@@ -884,7 +884,7 @@ async def ledger_fault_in_process(workdir: Path, fault: str) -> LedgerFaultResul
         fills_at_fault = engine.ledger.fill_count
         await engine.ledger._writer_call(inject)
         try:
-            result.detected_after = await until(lambda: engine.ledger_failed is not None, 10,
+            result.detected_after = await until(lambda: engine.control.ledger_failed is not None, 10,
                                                 f"ledger failure ({fault})")
         except AssertionError as exc:
             raise AssertionError(f"{exc}; fills journaled since the fault: "

@@ -20,6 +20,7 @@ from hedgerd.models import (
     OptionQuote,
     OrderReport,
     OrderStatus,
+    PositionRisk,
     PriceUpdate,
     Side,
 )
@@ -388,6 +389,45 @@ def position_amount(position: Mapping[str, Any], market: MarketInfo, amount_unit
         return -amount
     return amount
 
+
+def position_risk(position: Mapping[str, Any], market: MarketInfo, venue: str,
+                  amount_unit: AmountUnit = "contracts") -> PositionRisk:
+    """A ccxt position's margin: ``liquidationPrice``, ``markPrice`` and ``marginRatio`` (ccxt's
+    maintenance margin / collateral; computed from ``maintenanceMargin`` and ``collateral`` when
+    only those are given); its size in the market's unit, as :func:`position_amount`. Absent
+    figures are None; a malformed one raises MalformedMessage."""
+    amount = position_amount(position, market, amount_unit)
+    where = f"position {market.symbol}"
+    liquidation = optional_decimal(position.get("liquidationPrice"), f"{where}.liquidationPrice", non_negative=True)
+    mark = optional_decimal(position.get("markPrice"), f"{where}.markPrice", non_negative=True)
+    ratio = optional_decimal(position.get("marginRatio"), f"{where}.marginRatio", non_negative=True)
+    if ratio is None:
+        maintenance = optional_decimal(position.get("maintenanceMargin"), f"{where}.maintenanceMargin",
+                                       non_negative=True)
+        collateral = optional_decimal(position.get("collateral"), f"{where}.collateral")
+        if maintenance is not None and collateral is not None and collateral > 0:
+            ratio = maintenance / collateral
+    return PositionRisk(venue=venue, symbol=market.symbol, position=amount, mark=mark or None,
+                        liquidation_price=liquidation, margin_ratio=ratio,
+                        ts=cursor_seconds(position.get("timestamp")) or 0.0)
+
+
+def account_margin_ratio(balance: Any, currency: str) -> Decimal | None:
+    """Maintenance margin over margin balance of ``currency``'s account, from a raw balance answer
+    that reports both (Deribit's account summaries: ``maintenance_margin``, ``margin_balance``);
+    None when it does not. Infinite once the margin balance is gone."""
+    info = balance.get("info") if isinstance(balance, Mapping) else None
+    rows = info.get("summaries", [info]) if isinstance(info, Mapping) else ()
+    for row in rows if isinstance(rows, Sequence) else ():
+        if not isinstance(row, Mapping) or row.get("currency") != currency:
+            continue
+        maintenance = optional_decimal(row.get("maintenance_margin"), f"balance {currency}.maintenance_margin",
+                                       non_negative=True)
+        margin_balance = optional_decimal(row.get("margin_balance"), f"balance {currency}.margin_balance")
+        if maintenance is None or margin_balance is None:
+            return None
+        return maintenance / margin_balance if margin_balance > 0 else Decimal("Infinity")
+    return None
 
 
 def cursor_seconds(value: Any) -> float | None:

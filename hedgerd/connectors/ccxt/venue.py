@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -30,29 +31,36 @@ from hedgerd.connectors.base import VenueEventSink
 from hedgerd.connectors.ccxt.client import BoundedMap, CcxtClient
 from hedgerd.connectors.ccxt.convert import (
     MalformedMessage,
+    account_margin_ratio,
     client_order_id_of,
     cursor_seconds,
     market_info_from_ccxt,
     optional_decimal,
     per_unit,
     position_amount,
+    position_risk,
     to_decimal,
     trade_to_fill,
     with_symbol,
 )
 from hedgerd.connectors.ccxt.errors import sanitize_message
 from hedgerd.connectors.ccxt.fills import FillFeed
+from hedgerd.connectors.ccxt.funding import fetch_funding
+from hedgerd.connectors.ccxt.funding import supported as funding_supported
 from hedgerd.connectors.ccxt.streams import StreamSupervisor
 from hedgerd.instruments import InstrumentKind
 from hedgerd.models import (
     ZERO,
     Fill,
+    FundingPayment,
     HedgeIntent,
     MarketInfo,
     OrderReport,
     OrderStatus,
     OrderType,
+    PositionRisk,
     is_derivative,
+    split_symbol,
 )
 from hedgerd.reconciliation import PositionSnapshot
 
@@ -119,7 +127,9 @@ class CcxtVenue:
             resubscribe_delay=resubscribe_delay, catch_up_delay=catch_up_delay,
             backfill_when_live=backfill_when_live, rng=rng)
         self._order_fills = BoundedMap(ORDER_FILLS_KEPT)  # venue order id -> (filled, fills)
+        self._account_ratio: bool | None = None  # whether the balance reports a margin ratio (None: not asked)
         self._no_order_trades: set[str] = set()  # symbols where fetch_order_trades is unsupported
+        self._funding_warned = False
 
     # ----------------------------------------------------------------- properties
     @property
@@ -444,6 +454,40 @@ class CcxtVenue:
                 raise herr.TransientVenueError(f"{self.name}: malformed balance: {exc}") from None
         return equity
 
+    async def fetch_position_risk(self, symbol: str) -> PositionRisk | None:
+        """The liquidation price and margin ratio of our position in ``symbol`` (``fetch_positions``);
+        None when flat. Several rows (hedge mode) are not one position's figures: the first non-flat
+        row is taken, as hedgerd trades one-way. Malformed: TransientVenueError."""
+        await self._ensure_markets()
+        market = self.client.markets[symbol]
+        for position in await self.client.call("read", "fetch_positions", [symbol]) or ():
+            if not isinstance(position, Mapping) or position.get("symbol") != symbol:
+                continue
+            try:
+                risk = position_risk(position, market, self.name, self.client.traits.amount_unit)
+            except MalformedMessage as exc:
+                self.client.report("malformed", str(exc))
+                raise herr.TransientVenueError(f"{self.name}: malformed position: {exc}") from None
+            if risk.position:
+                return risk if risk.margin_ratio is not None else await self._with_account_ratio(risk)
+        return None
+
+    async def _with_account_ratio(self, risk: PositionRisk) -> PositionRisk:
+        """``risk`` with the account's maintenance margin / margin balance when ccxt's position has
+        no margin ratio (Deribit): one balance request per poll, given up on a venue whose balance
+        does not report it either."""
+        if self._account_ratio is False:
+            return risk
+        currency = split_symbol(risk.symbol)[2] or self.client.markets[risk.symbol].quote
+        balance = await self.client.call("read", "fetch_balance", {"currency": currency})
+        try:
+            ratio = account_margin_ratio(balance, currency)
+        except MalformedMessage as exc:
+            self.client.report("malformed", str(exc))
+            raise herr.TransientVenueError(f"{self.name}: malformed balance: {exc}") from None
+        self._account_ratio = ratio is not None
+        return risk if ratio is None else replace(risk, margin_ratio=ratio)
+
     async def fetch_fills_since(self, since: float | None) -> list[Fill]:
         """Our account's fills on the served symbols since ``since`` (epoch seconds), oldest first."""
         await self._ensure_markets()
@@ -451,6 +495,17 @@ class CcxtVenue:
         for listing in self.fills.listings():
             fills.extend(await self.fills.fetch_listing(listing, since, whole=True))
         return sorted(fills, key=lambda f: (f.ts, f.trade_id))
+
+    async def fetch_funding_since(self, since: float | None) -> list[FundingPayment]:
+        """Funding payments on the served perpetuals since ``since`` (see :mod:`.funding`); none,
+        with a warning on the first call, where ccxt cannot list them."""
+        await self._ensure_markets()
+        if not funding_supported(self.client) and not self._funding_warned \
+                and any(is_derivative(s) for s in self.symbols):
+            self._funding_warned = True
+            log.warning("funding_history_unsupported", venue=self.name,
+                        detail="no funding history on this exchange: its funding is not booked")
+        return await fetch_funding(self.client, self.symbols, since)
 
     # ----------------------------------------------------------------- streaming
     async def start(self, sink: VenueEventSink) -> None:

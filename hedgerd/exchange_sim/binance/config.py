@@ -28,6 +28,7 @@ class SimConfig:
     usdm_order_limit: int = 1200
     usdm_order_window_seconds: float = 60.0
     listen_key_ttl_seconds: float = 3600.0
+    funding_interval: float = 8 * 3600.0  # seconds between USD-M funding times (binance/funding.py)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, Protocol
 
 from hedgerd.exchange_sim.binance import wire
+from hedgerd.exchange_sim.binance.funding import UsdmFunding
 from hedgerd.exchange_sim.matching import MatchingEngine
 from hedgerd.exchange_sim.model import SPOT, USDM, ApiError, MarketKind, Order, Trade
 
@@ -29,6 +30,7 @@ class RestVenue(Protocol):
     """What the REST handlers use of the running simulator."""
 
     engine: MatchingEngine
+    funding: UsdmFunding
 
     def listen_key_create(self, kind: MarketKind) -> str: ...
 

@@ -20,7 +20,14 @@ from hedgerd.exchange_sim.model import ApiError
 
 
 def h_premium_index(sim: RestVenue, ctx: RequestContext) -> Json:
-    return per_symbol(sim, ctx, lambda s: wire.premium_index(sim.engine, s, ctx.now))
+    return per_symbol(sim, ctx, lambda s: wire.premium_index(sim.engine, s, ctx.now, sim.funding.rate(s)))
+
+
+def h_income(sim: RestVenue, ctx: RequestContext) -> Json:
+    p = ctx.params
+    return sim.funding.income(symbol=optional_symbol_param(sim, p), income_type=p.get("incomeType"),
+                              start=int_param(p, "startTime"), end=int_param(p, "endTime"),
+                              limit=int_param(p, "limit"), now=ctx.now)
 
 
 def h_usdm_new_order(sim: RestVenue, ctx: RequestContext) -> Json:

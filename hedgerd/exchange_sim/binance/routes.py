@@ -28,6 +28,7 @@ from hedgerd.exchange_sim.binance.rest import (
 )
 from hedgerd.exchange_sim.binance.rest_futures import (
     h_commission_rate,
+    h_income,
     h_leverage,
     h_leverage_bracket,
     h_margin_type,
@@ -129,6 +130,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/fapi/v1/positionSide/dual"): Route("usdm", "signed", _w(1), h_set_position_mode),
     ("GET", "/fapi/v1/leverageBracket"): Route("usdm", "signed", _w(1), h_leverage_bracket),
     ("GET", "/fapi/v1/commissionRate"): Route("usdm", "signed", _w(20), h_commission_rate),
+    ("GET", "/fapi/v1/income"): Route("usdm", "signed", _w(30), h_income),
     ("POST", "/fapi/v1/listenKey"): Route("usdm", "user_stream", _w(1), h_listen_key_new),
     ("PUT", "/fapi/v1/listenKey"): Route("usdm", "user_stream", _w(1), h_listen_key_keepalive),
     ("DELETE", "/fapi/v1/listenKey"): Route("usdm", "user_stream", _w(1), h_listen_key_close),

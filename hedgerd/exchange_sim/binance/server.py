@@ -35,6 +35,7 @@ from hedgerd.exchange_sim.binance.auth import (
     rest_signature_payload,
 )
 from hedgerd.exchange_sim.binance.config import SimConfig, SimStats
+from hedgerd.exchange_sim.binance.funding import UsdmFunding
 from hedgerd.exchange_sim.binance.ratelimit import Admission, WeightLimiter
 from hedgerd.exchange_sim.binance.rest import LimitKind, RequestContext, Route
 from hedgerd.exchange_sim.binance.routes import ROUTES
@@ -60,6 +61,7 @@ class VenueSim(WebsocketStreams):
         self.config = config or SimConfig()
         self.faults = faults or FaultConfig()
         self.engine = engine or MatchingEngine(self.config.engine)
+        self.funding = UsdmFunding(self.engine, interval=self.config.funding_interval)
         self._rng = random.Random(self.config.engine.seed + 7919)
         cfg = self.config
         self.limiters: dict[LimitKind, WeightLimiter] = {
@@ -165,6 +167,7 @@ class VenueSim(WebsocketStreams):
         """One simulation step: prices, resting orders, client flow, held messages, market data."""
         now = self.engine.now()
         self.engine.advance(now)
+        self.funding.advance(now)
         for kind, shaper in self.shapers.items():
             for payload in shaper.flush_due(now / 1000.0):
                 self._deliver_user(kind, payload)

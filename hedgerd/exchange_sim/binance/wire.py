@@ -9,6 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from hedgerd.exchange_sim.margin import BRACKETS
 from hedgerd.exchange_sim.matching import MatchingEngine
 from hedgerd.exchange_sim.model import (
     SPOT,
@@ -199,10 +200,10 @@ def depth(book: Book, kind: MarketKind, now: int) -> JsonDict:
     return out
 
 
-def premium_index(engine: MatchingEngine, symbol: str, now: int) -> JsonDict:
+def premium_index(engine: MatchingEngine, symbol: str, now: int, funding_rate: float) -> JsonDict:
     mark = engine.mark_price(symbol)
     return {"symbol": symbol, "markPrice": fp(mark), "indexPrice": fp(mark),
-            "estimatedSettlePrice": fp(mark), "lastFundingRate": "0.00010000", "interestRate": "0.00010000",
+            "estimatedSettlePrice": fp(mark), "lastFundingRate": f"{funding_rate:.8f}", "interestRate": "0.00010000",
             "nextFundingTime": (now // 28_800_000 + 1) * 28_800_000, "time": now}
 
 
@@ -252,7 +253,7 @@ def usdm_account(engine: MatchingEngine, now: int, version: int = 3) -> JsonDict
             "unrealizedProfit": fp(engine.unrealized_pnl(symbol)), "isolatedMargin": "0",
             "notional": fp(pos.amount * engine.mark_price(symbol)), "isolatedWallet": "0",
             "initialMargin": fp(engine.position_initial_margin(symbol)),
-            "maintMargin": fp(abs(pos.amount) * engine.mark_price(symbol) * Decimal("0.004")),
+            "maintMargin": fp(engine.maintenance_margin(symbol)),
             "updateTime": pos.update_time,
         }
         if version == 2:
@@ -301,17 +302,20 @@ def position_risk(engine: MatchingEngine, symbol: str | None, version: int = 3) 
 def _position_row(engine: MatchingEngine, pos: Position, version: int) -> JsonDict:
     mark = engine.mark_price(pos.symbol)
     notional = pos.amount * mark
+    isolated = engine.isolated_margin(pos.symbol)
     row: JsonDict = {
         "symbol": pos.symbol, "positionSide": "BOTH", "positionAmt": fp(pos.amount),
         "entryPrice": fp(pos.entry_price), "breakEvenPrice": fp(pos.entry_price), "markPrice": fp(mark),
-        "unRealizedProfit": fp(engine.unrealized_pnl(pos.symbol)), "liquidationPrice": "0",
-        "isolatedMargin": "0", "notional": fp(notional), "isolatedWallet": "0",
+        "unRealizedProfit": fp(engine.unrealized_pnl(pos.symbol)),
+        "liquidationPrice": fp(engine.liquidation_price(pos.symbol)),
+        "isolatedMargin": fp(isolated + (engine.unrealized_pnl(pos.symbol) if isolated else ZERO)),
+        "notional": fp(notional), "isolatedWallet": fp(isolated),
         "updateTime": pos.update_time,
     }
     if version == 3:
         row.update({"marginAsset": "USDT",
                     "initialMargin": fp(engine.position_initial_margin(pos.symbol)),
-                    "maintMargin": fp(abs(notional) * Decimal("0.004")),
+                    "maintMargin": fp(engine.maintenance_margin(pos.symbol)),
                     "positionInitialMargin": fp(engine.position_initial_margin(pos.symbol)),
                     "openOrderInitialMargin": fp(engine.open_order_initial_margin(pos.symbol)),
                     "adl": 0, "bidNotional": "0", "askNotional": "0"})
@@ -327,13 +331,9 @@ def leverage_brackets(engine: MatchingEngine, symbol: str | None) -> list[JsonDi
         if symbol is not None and sym != symbol:
             continue
         out.append({"symbol": sym, "notionalCoef": 1.0, "brackets": [
-            {"bracket": 1, "initialLeverage": 125, "notionalCap": 50000, "notionalFloor": 0,
-             "maintMarginRatio": 0.004, "cum": 0.0},
-            {"bracket": 2, "initialLeverage": 100, "notionalCap": 600000, "notionalFloor": 50000,
-             "maintMarginRatio": 0.005, "cum": 50.0},
-            {"bracket": 3, "initialLeverage": 20, "notionalCap": 100000000, "notionalFloor": 600000,
-             "maintMarginRatio": 0.025, "cum": 12050.0},
-        ]})
+            {"bracket": i, "initialLeverage": leverage, "notionalCap": int(cap), "notionalFloor": int(floor),
+             "maintMarginRatio": float(rate), "cum": float(cum)}
+            for i, (floor, cap, rate, cum, leverage) in enumerate(BRACKETS, start=1)]})
     return out
 
 

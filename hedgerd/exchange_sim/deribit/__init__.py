@@ -19,9 +19,12 @@ The model, and where it departs from the real venue:
   size (10 USD for BTC, 1 USD for ETH), ticks 0.5 / 0.05 USD. Options: amounts in coin
   (minimum 0.1 BTC / 1 ETH), prices in coin, tick 0.0001 up to 0.005 and 0.0005 above.
 - Marks: the perpetual marks at the index times one plus a premium (an Ornstein-Uhlenbeck
-  process: one hour mean reversion, 0.06 % stationary deviation); funding per 8 h is the
+  process: one hour mean reversion, 0.06 % stationary deviation, the model all simulated
+  venues share: :mod:`hedgerd.sim.funding`); funding per 8 h is the
   premium beyond Deribit's +-0.05 % dead zone, accrued continuously on every tick into the
-  coin balance (longs pay a positive rate) and reported as ``realized_funding``. Dated
+  coin balance (longs pay a positive rate), reported as ``realized_funding`` and booked per
+  session (daily 08:00 UTC) in ``private/get_settlement_history_by_currency``
+  (:mod:`.settlement`). Dated
   futures mark at the index times a 5 % annual basis, options at Black-76 on the expiry's
   forward with a smile (ATM 55 % BTC / 65 % ETH plus 0.4 times squared log-moneyness), price
   in coin = USD price / forward. Ticker greeks are the Black-Scholes ones; position and
@@ -43,7 +46,10 @@ The model, and where it departs from the real venue:
   Deribit's standard margin): futures 2 % initial / 1 % maintenance of the coin notional;
   short options ``max(0.15 - OTM/index, 0.1) + mark`` initial, ``0.075 + mark`` maintenance;
   open orders reserve the same (option buys their premium). An order that would take
-  initial margin past equity answers 10009 ``not_enough_funds``.
+  initial margin past equity answers 10009 ``not_enough_funds``. A future's
+  ``estimated_liquidation_price`` is where equity would fall to the maintenance margin, the
+  other positions held at their marks (formula in ``wire.estimated_liquidation_price``); null
+  when no positive price liquidates it. Nothing is ever liquidated.
 - Client flow (:mod:`.flow`, off unless ``option_flow_rate`` > 0): Poisson arrivals on live
   options of the flow currencies, side 50/50, exponential size (mean 0.5 BTC / 5 ETH), filled
   as maker at the touch on an order labelled ``client-flow``; skipped when margin is short.
@@ -64,7 +70,8 @@ Websocket (:mod:`.ws`): every method over the socket, ``public/auth`` (also ccxt
 10028 closing the session.
 
 Not yet modelled (later rounds of issue 21): book, public trades and portfolio channels;
-Deribit's daily 08:00 session settlement (funding here moves the balance at once); the delivery
+the session settlement's other parts (funding moves the balance at once, the session's futures
+PnL is realized at the fill; only the funding is settled per session); the delivery
 price as a 30-minute index average (here the index at expiry); futures' delivery fee; new
 expiries listed as old ones deliver; websocket faults (drops, held notifications: REST has the
 shared :class:`~hedgerd.exchange_sim.faults.FaultConfig`'s latency, 5xx and

@@ -141,20 +141,6 @@ def catalogue(spec: CurrencySpec, index: Decimal, now_ms: int) -> list[Instrumen
     return out
 
 
-#: perpetual premium over the index: an Ornstein-Uhlenbeck process with this mean reversion
-#: time and stationary standard deviation, so the premium outruns the funding dead zone now and
-#: then; funding per 8 h is the premium beyond +-0.05 % (Deribit's dead zone), paid continuously
-PREMIUM_REVERSION_SECONDS = 3600.0
-PREMIUM_STD = 0.0006
-FUNDING_DEAD_ZONE = 0.0005
-FUNDING_PERIOD_SECONDS = 8 * 3600.0
-
-
-def funding_rate_8h(premium: float) -> float:
-    """Deribit's funding per 8 h from the premium: ``max(0.05 %, p) + min(-0.05 %, p)``."""
-    return max(FUNDING_DEAD_ZONE, premium) + min(-FUNDING_DEAD_ZONE, premium)
-
-
 def forward(inst: Instrument, index: float, now_ms: int, premium: float = 0.0) -> float:
     """Fair price of a dated future (index times the basis to expiry); the perp marks at the
     index times one plus its premium."""

@@ -27,6 +27,7 @@ from aiohttp import web
 
 from hedgerd.connectors.ccxt.urls import DERIBIT_WS_PATH, deribit_ccxt_urls
 from hedgerd.exchange_sim.deribit.flow import OptionFlow
+from hedgerd.exchange_sim.deribit.settlement import SessionSettlements
 from hedgerd.exchange_sim.deribit.venue import (
     DeribitConfig,
     DeribitError,
@@ -148,6 +149,7 @@ class DeribitSim(DeribitWebsocket):
         self.option_flow = OptionFlow(self.config.option_flow_rate, self.config.option_flow_mean,
                                       self.config.option_flow_currencies, self.config.engine.seed + 7933)
         self.venue = DeribitVenue(self.engine, self.config.venue)
+        self.settlements = SessionSettlements(self.engine.now(), interval=self.config.venue.settlement_interval)
         self.sessions: set[WsSession] = set()
         self.venue.listeners.append(self.on_venue_event)
         self._tokens: dict[str, float] = {}
@@ -198,6 +200,7 @@ class DeribitSim(DeribitWebsocket):
         now = self.engine.now()
         self.engine.advance(now)
         self.venue.tick()
+        self.settlements.settle(now, self.venue)
         self.option_flow.step(self.venue, now)
         self.push_tickers()
 
@@ -508,6 +511,8 @@ _PRIVATE: dict[str, Handler] = {
     "get_user_trades_by_instrument_and_time": DeribitSim._user_trades,
     "get_user_trades_by_order": lambda sim, p: [
         trade_json(t) for t in sim.venue.trades if t.order.order_id == _string(p, "order_id")],
+    "get_settlement_history_by_currency": lambda sim, p: sim.settlements.history(
+        sim.venue.currency(_string(p, "currency")), p, sim.engine.now()),
     "get_positions": DeribitSim._positions,
     "get_position": DeribitSim._position,
     "get_account_summary": lambda sim, p: summary_json(sim.venue, sim.venue.currency(_string(p, "currency"))),

@@ -8,7 +8,6 @@ orders rest, filling as makers once the mark moves through their price.
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,23 +16,20 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from hedgerd.exchange_sim.deribit.instruments import (
     BTC_SPEC,
     ETH_SPEC,
-    FUNDING_PERIOD_SECONDS,
     FUTURE_MAKER_FEE,
     FUTURE_TAKER_FEE,
     OPTION_FEE,
     OPTION_FEE_CAP,
-    PREMIUM_REVERSION_SECONDS,
-    PREMIUM_STD,
     CurrencySpec,
     Instrument,
     OptionMark,
     catalogue,
     forward,
-    funding_rate_8h,
     option_mark,
 )
 from hedgerd.exchange_sim.matching import MatchingEngine
 from hedgerd.exchange_sim.model import ZERO, quantize_down, quantize_up
+from hedgerd.sim.funding import FUNDING_PERIOD_SECONDS, deribit_rate_8h, step_premium
 
 COIN = Decimal("1e-10")
 FUTURE_IM = Decimal("0.02")  # initial margin of futures, fraction of the coin notional (50x)
@@ -142,6 +138,7 @@ class DeribitConfig:
     future_half_spread_bps: Decimal = Decimal(1)
     option_half_spread: Decimal = Decimal("0.03")  # fraction of the option's mark
     trade_history: int = 20_000
+    settlement_interval: float = 86_400.0  # seconds between session settlements (08:00 UTC daily)
 
 
 class DeribitVenue:
@@ -165,6 +162,8 @@ class DeribitVenue:
         self._next_trade = 1
         self._rng = random.Random(engine.config.seed + 4241)
         self.premium: dict[str, float] = dict.fromkeys(self.specs, 0.0)
+        #: perpetual -> funding received in coin since the start (negative: paid), for the settlements
+        self.funding_received: dict[str, Decimal] = {}
         self._funded_at = now
         #: expired instrument -> its delivery price (USD)
         self.delivered: dict[str, Decimal] = {}
@@ -352,7 +351,7 @@ class DeribitVenue:
 
     def funding_rate(self, currency: str) -> float:
         """The perpetual's current funding rate per 8 h."""
-        return funding_rate_8h(self.premium[currency])
+        return deribit_rate_8h(self.premium[currency])
 
     def accrue_funding(self, now: int) -> None:
         """Pay or receive the perpetual's funding since the last call, then step the premium."""
@@ -368,9 +367,8 @@ class DeribitVenue:
                 paid = (pos.size / self.mark(perp) * rate).quantize(COIN)  # longs pay a positive rate
                 pos.funding -= paid
                 self.balances[cur] -= paid
-            decay = math.exp(-dt / PREMIUM_REVERSION_SECONDS)
-            shock = PREMIUM_STD * math.sqrt(1.0 - decay * decay) * self._rng.gauss(0.0, 1.0)
-            self.premium[cur] = self.premium[cur] * decay + shock
+                self.funding_received[perp.name] = self.funding_received.get(perp.name, ZERO) - paid
+            self.premium[cur] = step_premium(self.premium[cur], dt, self._rng)
 
     def settle_expired(self, now: int) -> list[str]:
         """Deliver every instrument past its expiry at the index: cancel its open orders, pay

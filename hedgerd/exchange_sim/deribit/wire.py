@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from hedgerd.exchange_sim.deribit.instruments import Instrument
-from hedgerd.exchange_sim.deribit.venue import DeribitVenue, DOrder, DPosition, DTrade
+from hedgerd.exchange_sim.deribit.venue import FUTURE_MM, DeribitVenue, DOrder, DPosition, DTrade
 
 Json = dict[str, object]
 
@@ -80,10 +80,38 @@ def position_json(venue: DeribitVenue, inst: Instrument, pos: DPosition) -> Json
     else:
         out["size_currency"] = num(pos.size / mark)
         out["leverage"] = 50
-        out["estimated_liquidation_price"] = None
+        out["estimated_liquidation_price"] = _liquidation_or_none(venue, inst, pos)
         out["realized_funding"] = num(pos.funding)
         out["total_funding"] = num(pos.funding)
     return out
+
+
+def estimated_liquidation_price(venue: DeribitVenue, inst: Instrument, pos: DPosition) -> Decimal | None:
+    """Where an inverse future's position would be liquidated, the account's other positions held
+    at their current marks: the mark P at which equity falls to the maintenance margin,
+
+        K + S/A - S/P = |S| x mm / P   =>   P = (S + |S| x mm) / (K + S/A)
+
+    with S the signed size (USD), A its average price, mm the futures maintenance rate and
+    K = equity - this position's floating PnL - the other positions' maintenance margin (coin).
+    None when flat or when no positive price liquidates it (a short backed by more coin than it
+    can lose)."""
+    if pos.size == 0 or inst.is_option or pos.average <= 0:
+        return None
+    summary = venue.summary(inst.currency)
+    own_mm = venue.margins(inst, pos.size)[1]
+    base = summary["equity"] - venue.floating_pnl(inst, pos) - (summary["maintenance_margin"] - own_mm)
+    size = pos.size
+    denominator = base + size / pos.average
+    if denominator == 0:
+        return None
+    price = (size + abs(size) * FUTURE_MM) / denominator
+    return price.quantize(Decimal("0.01")) if price > 0 else None
+
+
+def _liquidation_or_none(venue: DeribitVenue, inst: Instrument, pos: DPosition) -> float | None:
+    price = estimated_liquidation_price(venue, inst, pos)
+    return None if price is None else num(price)
 
 
 def ticker_json(venue: DeribitVenue, inst: Instrument, now_ms: int) -> Json:
