@@ -28,7 +28,8 @@ from hedgerd.connectors.ccxt.convert import (
     trade_to_fill,
     with_symbol,
 )
-from hedgerd.models import Fill, OptionGreeks, OrderStatus, Side
+from hedgerd.instruments import Instrument, InstrumentKind
+from hedgerd.models import Fill, MarketInfo, OptionGreeks, OrderStatus, Side
 
 PERP = "BTC/USDT:USDT"
 
@@ -227,6 +228,18 @@ def test_position_risk_reads_the_liquidation_price_mark_and_margin_ratio() -> No
         with pytest.raises(MalformedMessage):
             position_risk(bad, market, "usdm")
 
+
+
+def test_position_risk_counts_the_position_in_the_markets_unit() -> None:
+    # Deribit's ccxt positions are in USD on BTC-PERPETUAL: 3 000 USD short is 300 contracts of 10 USD
+    inverse = Instrument(symbol="BTC/USD:BTC", kind=InstrumentKind.INVERSE, underlying="BTC", quote="USD",
+                         settle="BTC", contract_size=Decimal(10))
+    market = MarketInfo(symbol="BTC/USD:BTC", base="BTC", quote="USD", amount_step=Decimal(1),
+                        price_step=Decimal("0.5"), contract_size=Decimal(10), instrument=inverse)
+    row = {"symbol": "BTC/USD:BTC", "contracts": 3000.0, "contractSize": 10.0, "side": "short",
+           "liquidationPrice": 90000.0}
+    assert position_risk(row, market, "deribit", "contract_size").position == Decimal(-300)
+    assert position_risk(row, market, "deribit", "contract_size").liquidation_price == Decimal(90000)
 
 def test_account_margin_ratio_from_a_balance_that_reports_it() -> None:
     deribit = {"info": {"summaries": [

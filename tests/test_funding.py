@@ -15,9 +15,10 @@ from hedgerd.config import SimSettings
 from hedgerd.connectors.paper import SimPerpVenue
 from hedgerd.cost_book import CostBook
 from hedgerd.funding import FundingPoller
+from hedgerd.instruments import Instrument, InstrumentKind
 from hedgerd.ledger import InventoryLedger
 from hedgerd.metrics import Metrics
-from hedgerd.models import FundingPayment, PriceUpdate, Side
+from hedgerd.models import Fill, FundingPayment, PriceUpdate, Side
 from hedgerd.risk.cost import Conversion, FeeStatus, HedgeCost, add_funding, value_funding
 from hedgerd.sim.funding import FundingSchedule, binance_rate, funding_times
 from hedgerd.sim.market import SimMarketData
@@ -28,6 +29,7 @@ from tests.test_ledger import run_sql
 D = Decimal
 H8 = 8 * 3600.0
 T0 = 1_700_006_400.0  # a funding time (a multiple of 8 h)
+INVERSE = "BTC/USD:BTC"
 
 
 def pay(ts: float, amount: str, *, venue: str = "perp", payment_id: str | None = None,
@@ -266,6 +268,30 @@ async def test_the_hedging_cost_and_pnl_after_a_restart_are_those_before_it(
         assert h.engine.status()["underlyings"]["BTC"]["realized_pnl"] == status["realized_pnl"]
         assert h.engine.pnl.funding["BTC"] == D("-0.75")
 
+
+
+async def test_the_rebuilt_cost_of_an_inverse_hedge_counts_its_contracts_as_the_live_one(
+        ledger_location: Path | str) -> None:
+    # 60 contracts of 10 USD at 60 000 are 0.01 BTC; the fee is charged in BTC
+    inverse = Instrument(symbol=INVERSE, kind=InstrumentKind.INVERSE, underlying="BTC", quote="USD", settle="BTC",
+                         contract_size=D(10))
+    async with InventoryLedger(ledger_location) as ledger:
+        live = CostBook(Metrics(), {})
+        live.track("BTC", "inv", INVERSE, inverse)
+        await live.rebuild(ledger)
+        intent = await ledger.new_intent(underlying="BTC", venue="inv", symbol=INVERSE, side=Side.BUY, amount=D(60),
+                                         created_at=T0, decision_mid=D(59995), decision_half_spread=D(5))
+        live.decided([intent])
+        fill = Fill(venue="inv", trade_id="t1", symbol=INVERSE, side=Side.BUY, amount=D(60), price=D(60000),
+                    fee=D("0.000001"), fee_currency="BTC", ts=T0 + 1, client_order_id=intent.client_order_id)
+        await ledger.record_fill(fill)
+        live.on_fills([fill])
+        cost = live.by_underlying["BTC"]
+        assert (cost.spread, cost.slippage, cost.fee) == (D("0.05"), 0, D("0.06"))
+        rebuilt = CostBook(Metrics(), {})
+        rebuilt.track("BTC", "inv", INVERSE, inverse)
+        await rebuilt.rebuild(ledger)
+        assert rebuilt.status("BTC") == live.status("BTC")
 
 def test_a_price_update_is_not_a_conversion_of_another_venue() -> None:
     book = CostBook(Metrics(), {("other", "BTC/USD:BTC"): PriceUpdate("other", "BTC/USD:BTC", D(1), D(1), T0)})

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hedgerd.config import Settings
+from hedgerd.instruments import Instrument, InstrumentKind
 from hedgerd.ledger import InventoryLedger
 from hedgerd.ledger.accounting import ARITHMETIC
 from hedgerd.metrics import Metrics
@@ -20,6 +21,7 @@ from hedgerd.risk.realized import AverageCost, FifoLots, Lot, PnlMethod, Positio
 
 D = Decimal
 PERP = "BTC/USDT:USDT"
+INVERSE = "BTC/USD:BTC"
 
 # docs/pnl.md's worked example: a short hedge opened at 60 000 and 62 000, closed at 61 000 and 59 000
 EXAMPLE = [(D("-0.5"), D(60_000)), (D("-0.5"), D(62_000)), (D("0.5"), D(61_000)), (D("0.5"), D(59_000))]
@@ -173,6 +175,28 @@ async def test_pnl_book_opens_a_position_no_trade_accounts_for_at_the_mid(ledger
         assert book.realized("BTC") == D(1_000)
         assert book.mark("BTC", "perp", PERP, D(49_000))["unrealized"] == "1000"
 
+
+
+async def test_pnl_book_counts_a_contract_hedge_in_base_units_and_leaves_an_inverse_one_out(
+        ledger_location: Path | str) -> None:
+    # a market with an instrument journals contracts: 500 of 0.001 BTC are 0.5 BTC
+    linear = Instrument(symbol=PERP, kind=InstrumentKind.LINEAR, underlying="BTC", quote="USDT", settle="USDT",
+                        contract_size=D("0.001"))
+    inverse = Instrument(symbol=INVERSE, kind=InstrumentKind.INVERSE, underlying="BTC", quote="USD", settle="BTC",
+                         contract_size=D(10))
+    async with InventoryLedger(ledger_location) as ledger:
+        await ledger.record_fill(_fill("t0", Side.SELL, "500", "60000"))
+        await ledger.record_fill(_fill("i0", Side.SELL, "30", "60000", venue="inv", symbol=INVERSE))
+        book = PnlBook(Metrics(), ledger.position, lambda: "average")
+        book.track("BTC", "perp", PERP, ledger.symbol_trades("perp", PERP), linear)
+        assert book.mark("BTC", "perp", PERP, D(61_000)) == {
+            "method": "average", "realized": "0", "unrealized": "-500", "open_lots": 1, "cost_price": "60000"}
+        book.on_fills([_fill("t1", Side.BUY, "200", "59000")])
+        assert book.realized("BTC") == D(200)  # 0.2 BTC closed 1 000 below its cost
+        coin = PnlBook(Metrics(), ledger.position, lambda: "average")
+        coin.track("BTC", "inv", INVERSE, ledger.symbol_trades("inv", INVERSE), inverse)
+        coin.on_fills([_fill("i1", Side.BUY, "30", "59000", venue="inv", symbol=INVERSE)])
+        assert "BTC" not in coin.by_underlying and coin.realized("BTC") == 0  # in coin: not valued yet
 
 def test_pnl_method_is_validated_and_reloads_live() -> None:
     from hedgerd.config.reload import reloadable_fields
