@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import ccxt
 import pytest
 from pydantic import SecretStr
 
@@ -56,3 +57,26 @@ async def test_connector_sends_nothing_until_retry_after_has_elapsed() -> None:
             assert sim.limiters["usdm"].stats.bans == 0
         finally:
             await venue.close()
+
+
+async def test_an_order_whose_connection_is_dropped_unanswered_is_not_resent_by_the_http_library() -> None:
+    # ccxt.deribit places orders with GET, which aiohttp resends once by itself when the server
+    # closes the connection without answering: the executed order went out twice under one label.
+    from hedgerd.exchange_sim.deribit import start_deribit_sim
+
+    async with start_deribit_sim(seed=43) as sim:
+        cfg = VenueConfig(name="perp", kind=VenueKind.CCXT, role=VenueRole.HEDGE, exchange="deribit",
+                          api_key=SecretStr(sim.config.client_id), secret=SecretStr(sim.config.client_secret),
+                          sim_base_url=sim.base_url)
+        exchange = create_exchange(cfg, timeout=5.0)
+        try:
+            await exchange.load_markets()
+            await exchange.fetch_balance({"currency": "BTC"})  # a kept-alive connection for the order
+            sim.faults.update({"order_timeout_next": 1, "order_timeout_mode": "drop"})
+            with pytest.raises(ccxt.NetworkError):
+                await exchange.create_order("BTC/USD:BTC", "market", "buy", 10, None, {"label": "hgdtest1"})
+            orders = [o for o in sim.venue.orders.values() if o.label == "hgdtest1"]
+            assert len(orders) == 1, [o.order_id for o in orders]  # executed once, answered never
+            assert orders[0].state == "filled"
+        finally:
+            await exchange.close()
