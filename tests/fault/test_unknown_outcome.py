@@ -15,20 +15,23 @@ from hedgerd.config import VenueConfig, VenueKind, VenueRole
 from hedgerd.connectors.ccxt import CcxtVenue, create_exchange
 from hedgerd.exchange_sim import ccxt_options, start_venue_sim
 from tests.fault.harness import PERP_SYMBOL, format_table, sim_server_config
-from tests.fault.scenarios import UNKNOWN_OUTCOME_CASES, unknown_outcome_scenario
+from tests.fault.scenarios import OUTCOME_CASES, PROTOCOLS, unknown_outcome_scenario
 
 
-async def test_unknown_outcomes_place_nothing_twice_and_honour_retry_after(tmp_path: Path) -> None:
-    result = await unknown_outcome_scenario(tmp_path, rounds=1, order_timeout=2.0)
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_unknown_outcomes_place_nothing_twice_and_honour_rate_limits(tmp_path: Path, protocol: str) -> None:
+    result = await unknown_outcome_scenario(tmp_path, rounds=1, order_timeout=2.0, protocol=protocol)
     report = format_table(result.rows())
-    assert [c.name for c in result.cases] == list(UNKNOWN_OUTCOME_CASES)
+    assert [c.name for c in result.cases] == list(OUTCOME_CASES[protocol])
     for case in result.cases:
         assert case.venue_orders == 1 and case.client_ids == 1 and case.settled, report
-        if case.name.startswith("429"):
-            assert case.rate_limited >= 1, report  # the venue really answered 429
+        if case.name.startswith(("429", "10028")):
+            assert case.rate_limited >= 1, report  # the venue really answered 429 / 10028
     assert result.duplicate_orders == 0, report
     assert result.requests_during_backoff == 0, report
     assert result.rejected_418 == 0 and result.bans == 0, report
+    if protocol == "deribit":  # running out of credits also ended the websocket sessions
+        assert result.sessions_ended > 0, report
     assert result.final_gap == 0, report
     assert all(r.ok for r in result.rows()), report
 
