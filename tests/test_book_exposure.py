@@ -8,6 +8,8 @@ from decimal import Decimal
 
 import pytest
 
+from hedgerd.book import MarketBook
+from hedgerd.config import HedgeConfig, InventorySource
 from hedgerd.cost_book import CostBook
 from hedgerd.instruments import Instrument, InstrumentKind, OptionType
 from hedgerd.killswitch import evaluate_auto_triggers
@@ -230,3 +232,18 @@ def test_an_inverse_hedge_fills_cost_is_valued_in_coin_and_its_coin_fee_in_the_q
     assert cost.fee == D("0.00001") * D(50010)  # in USD, not 0.00001 "USD"
     assert cost.spread == D("0.5") * coin
     assert cost.spread + cost.slippage == D(10) * coin  # paid 10 USD over mid on 0.02 BTC: 0.20 USD
+
+
+def test_a_listed_derivative_the_venue_no_longer_lists_is_not_valued_rather_than_taken_for_base_units() -> None:
+    book = MarketBook()
+    call = option("BTC")
+    book.add_markets("deribit", {call.symbol: _market(call)})
+    cfg = HedgeConfig(underlying="BTC", venue="hedge", symbol="BTC/USD:BTC", inventory=[
+        InventorySource(venue="deribit", asset="BTC/USD:BTC-261225-90000-P"),  # expired and delisted
+        InventorySource(venue="legacy", asset="BTC/USDT:USDT")])  # a venue without instruments: base units
+    positions = {("deribit", "BTC/USD:BTC-261225-90000-P"): D(5), ("legacy", "BTC/USDT:USDT"): D("0.5")}
+    holdings = book.holdings(cfg, lambda venue, asset: positions.get((venue, asset), D(0)))
+    assert [h.unlisted for h in holdings] == [True, False]
+    exposure = value(holdings)
+    assert exposure.total == D("0.5")
+    assert exposure.unvalued == ("BTC/USD:BTC-261225-90000-P on deribit: not listed by the venue",)

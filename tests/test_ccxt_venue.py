@@ -953,6 +953,8 @@ def test_venue_symbols_per_role_and_explicit_option() -> None:
     with pytest.raises(herr.ConfigError) as info:
         venue_symbols(bad, settings)
     assert info.value.path == "venues.0.options.symbols"
+    deribit = settings.venues[0].model_copy(update={"exchange": "deribit"})
+    assert venue_symbols(deribit, settings) == ["BTC/USDC", "ETH/USDC"]  # the exchange's spot quote (traits)
 
 
 async def test_create_exchange_applies_sandbox_urls_options_and_credentials() -> None:

@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from hedgerd.exchange_sim import EngineConfig
+from hedgerd.exchange_sim import DEFAULT_API_KEY, DEFAULT_SECRET, EngineConfig, SimConfig, VenueSim
 from hedgerd.exchange_sim.deribit import DeribitConfig, DeribitSim, DeribitSimConfig, start_deribit_sim
 from tests.daemon_proc import DaemonProcess, running_daemon
 
@@ -311,3 +311,80 @@ def _deribit_name(key: str) -> str:
     yymmdd = parts[1]
     date = f"{int(yymmdd[4:])}{month[int(yymmdd[2:4]) - 1]}{yymmdd[:2]}"
     return "-".join([parts[0], date, *parts[2:]])
+
+
+# --------------------------------------------------------------------------- across venues
+class BothSimThread(DeribitSimThread):
+    """The Binance and the Deribit protocol over one market (``venue-sim --protocol both``)."""
+
+    def __init__(self, config: DeribitSimConfig) -> None:
+        super().__init__(config)
+        self.binance: VenueSim | None = None
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        binance = VenueSim(SimConfig(port=0, engine=self.config.engine))
+        sim = DeribitSim(self.config, binance.engine, binance.faults)
+        await binance.start()
+        await sim.start()
+        try:
+            self.binance, self.sim = binance, sim
+            self._started.set()
+            await self._stop.wait()
+        finally:
+            await sim.stop()
+            await binance.stop()
+
+    def binance_perp(self) -> Decimal:
+        def read(_: DeribitSim) -> Decimal:
+            assert self.binance is not None
+            return self.binance.engine.positions()["BTCUSDT"].amount
+        return self.call(read)
+
+
+def test_a_deribit_options_book_is_hedged_on_binance_usdm(tmp_path: Path) -> None:
+    """config/deribit-binance.example.toml on the simulator: the Deribit account's options (and anything
+    else of BTC on it) hedged with Binance USD-M's BTC/USDT:USDT; the daemon's net delta is Deribit's
+    delta_total plus the Binance position, within :data:`MODEL_TOLERANCE`, and in band."""
+    config = DeribitSimConfig(port=0, engine=EngineConfig(seed=12), option_flow_rate=0.0,
+                              venue=DeribitConfig(balances={"BTC": Decimal(20), "ETH": Decimal(100)}))
+    with BothSimThread(config) as sim:
+        assert sim.binance is not None
+        text = (ROOT / "config/deribit-binance.example.toml").read_text()
+        for testnet in ("sandbox = true                # test.deribit.com; false = production",
+                        "sandbox = true                # Binance futures testnet; false = production"):
+            assert testnet in text
+        text = text.replace("sandbox = true                # test.deribit.com; false = production",
+                            f'sim_base_url = "http://127.0.0.1:{sim.port}"')
+        text = text.replace("sandbox = true                # Binance futures testnet; false = production",
+                            f'sim_base_url = "http://127.0.0.1:{sim.binance.port}"')
+        text = text.replace("options = { adjustForTimeDifference = true }", "options = { fetchCurrencies = false, "
+                            "fetchMargins = false, warnOnFetchOpenOrdersWithoutSymbol = false }")
+        text = text.replace("max_price_age = 3.0", "max_price_age = 30.0").replace("max_greeks_age = 10.0",
+                                                                                  "max_greeks_age = 30.0")
+        path = tmp_path / "deribit-binance.toml"
+        path.write_text(text)
+        secrets = tmp_path / "secrets"
+        secrets.mkdir()
+        for venue, (key, secret) in {"deribit_options": (config.client_id, config.client_secret),
+                                     "binance_usdm": (DEFAULT_API_KEY, DEFAULT_SECRET)}.items():
+            (secrets / f"hedgerd_credentials__{venue}__api_key").write_text(key)
+            (secrets / f"hedgerd_credentials__{venue}__secret").write_text(secret)
+        with running_daemon(tmp_path, args=["--config", str(path)], wait_ready=False,
+                            env={"HEDGERD_KILL_SWITCH__ENGAGED": "false"}) as d:
+            d.wait_for(lambda: d.get("/readyz")[0] == 200, 90, "/readyz ready")
+            run_flow(sim, d, 15)
+            assert [t for t in sim.trades() if t[2] == "client-flow"], "client flow did not run"
+            samples: list[tuple[Decimal, Decimal]] = []
+
+            def agrees() -> bool:
+                ours = net_delta(d)
+                venue = sim.delta_total() + sim.binance_perp()
+                samples.append((ours, venue))
+                return (abs(ours - venue) <= MODEL_TOLERANCE and abs(venue) <= THRESHOLD + MODEL_TOLERANCE
+                        and not status(d)["open_orders"])
+
+            wait(agrees, 60, "daemon net delta == Deribit delta_total + Binance perp, in band", d,
+                 lambda: str(samples[-5:]))
+            assert sim.binance_perp() != 0, "nothing hedged on Binance"
+            stop(d)

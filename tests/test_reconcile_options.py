@@ -11,6 +11,7 @@ from typing import cast
 
 from hedgerd.config import ReconcileConfig
 from hedgerd.connectors.base import Venue
+from hedgerd.instruments import Instrument, InstrumentKind, OptionType
 from hedgerd.ledger import InventoryLedger
 from hedgerd.models import Fill, MarketInfo, Side
 from hedgerd.reconciliation import PositionSnapshot
@@ -93,3 +94,24 @@ async def test_an_expired_option_no_longer_listed_closes_and_a_live_one_missing_
                                               since=after_expiry - 10)
         assert ledger.position("deribit", CALL) == 0  # settled by the venue: closed, not a mismatch
         assert problems == [f"deribit:{live} ledger -0.5 venue 0"]  # still live: a real difference
+
+
+async def test_a_listed_option_expires_at_its_instruments_hour_not_at_midnight(tmp_path: Path) -> None:
+    """Deribit options expire at 08:00 UTC: at 07:00 on the day, a flat venue against a held option is a
+    mismatch; from 08:00 it is the venue's settlement."""
+    expiry = datetime(2026, 12, 11, 8, tzinfo=UTC).timestamp()
+    instrument = Instrument(symbol=CALL, kind=InstrumentKind.OPTION, underlying="BTC", quote="USD", settle="BTC",
+                            contract_size=Decimal(1), expiry=expiry, strike=Decimal(58000),
+                            option_type=OptionType.CALL)
+    market = MarketInfo(symbol=CALL, base="BTC", quote="USD", amount_step=Decimal("0.1"), price_step=Decimal("0.0001"),
+                        instrument=instrument)
+    venue = SettledVenue({}, {CALL: market})
+    for hours, settled in ((-1, False), (1, True)):
+        async with InventoryLedger(tmp_path / f"l{hours}.sqlite") as ledger:
+            await ledger.record_fill(option_fill(CALL, "1.3", expiry - 86400))
+            now = expiry + hours * 3600
+            reconciler = PositionReconciler(ledger, FakeClock(wall_offset=now - 1_000.0),
+                                            ReconcileConfig(adopt_on_first_start=False))
+            problems = await reconciler.reconcile({"deribit": cast(Venue, venue)}, {"deribit": {CALL}},
+                                                  since=now - 10)
+            assert (problems == [], ledger.position("deribit", CALL) == 0) == (settled, settled), (hours, problems)

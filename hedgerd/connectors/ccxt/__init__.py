@@ -1,8 +1,10 @@
 """Real exchanges through ccxt: :class:`CcxtVenue` and its construction from a venue's config.
 
 ``convert`` parses ccxt payloads into hedgerd models (pure), ``errors`` maps ccxt exceptions,
-``urls`` points ccxt's Binance classes at ``hedgerd venue-sim``; ``venue`` is the connector,
-built on ``client`` (requests), ``fills`` (fills and backfills) and ``streams`` (watch loops).
+``urls`` points ccxt's Binance and Deribit classes at ``hedgerd venue-sim``, ``traits`` holds what
+differs between exchanges (units, client id parameters, listings) as data keyed by ccxt id;
+``venue`` is the connector, built on ``client`` (requests), ``fills`` (fills and backfills) and
+``streams`` (watch loops).
 """
 
 from __future__ import annotations

@@ -46,7 +46,8 @@ def venue_symbols(cfg: VenueConfig, settings: Settings) -> list[str]:
     ``cfg.options["symbols"]`` (a list) wins when given. Otherwise a hedge venue serves the
     ``symbol`` of every hedge whose ``venue`` is this venue, and an inventory venue the asset of
     every inventory source on this venue that names an instrument (``BTC/USD:BTC-261227-100000-C``)
-    and ``"<asset>/USDT"`` for one that names a coin.
+    and the spot pair of one that names a coin (``"<asset>/USDT"``; the quote is the exchange's
+    ``spot_quote`` trait).
     """
     path = _venue_path(cfg, settings)
     explicit = cfg.options.get("symbols")
@@ -57,7 +58,8 @@ def venue_symbols(cfg: VenueConfig, settings: Settings) -> list[str]:
     elif cfg.role is VenueRole.HEDGE:
         symbols = [h.symbol for h in settings.hedges if h.venue == cfg.name]
     else:
-        symbols = [src.asset if "/" in src.asset else f"{src.asset}/USDT" for h in settings.hedges
+        quote = traits_for(cfg.exchange).spot_quote
+        symbols = [src.asset if "/" in src.asset else f"{src.asset}/{quote}" for h in settings.hedges
                    for src in h.inventory if src.venue == cfg.name and not src.all_instruments]
     symbols = list(dict.fromkeys(symbols))
     if not symbols and not venue_underlyings(cfg, settings):

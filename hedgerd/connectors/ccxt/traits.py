@@ -19,6 +19,8 @@ difference from this table instead of branching on exchange names:
 * **price stream**: best bid/ask (``watch_bids_asks``) or whole tickers (``watch_ticker``);
   Deribit's ticker also carries the option marks, IVs and greeks hedgerd needs, so one
   subscription per instrument serves both;
+* **spot quote**: the quote of the spot pair an inventory coin is priced and traded in (Binance
+  USDT, Deribit USDC);
 * **recvWindow**: Binance drops a signed request older than it (set from ``order_timeout``).
 """
 
@@ -46,7 +48,8 @@ class VenueTraits:
     reconciliation listings of venues serving many instruments. ``price_stream``:
     ``"bids_asks"`` uses ``watch_bids_asks`` when the class has it, ``"ticker"`` always one
     ``watch_ticker`` per symbol. ``option_quotes``: the ticker's raw ``info`` carries Deribit's
-    ``mark_iv``, ``underlying_price`` and ``greeks``.
+    ``mark_iv``, ``underlying_price`` and ``greeks``. ``spot_quote``: an inventory coin ``C`` is
+    served as the spot pair ``C/<spot_quote>``.
     """
 
     amount_unit: AmountUnit = "contracts"
@@ -59,6 +62,7 @@ class VenueTraits:
     trades_currency_param: str | None = None
     price_stream: Literal["bids_asks", "ticker"] = "bids_asks"
     option_quotes: bool = False
+    spot_quote: str = "USDT"
     recv_window: bool = False
 
 
@@ -77,7 +81,7 @@ TRAITS: dict[str, VenueTraits] = {
                            client_id_label_lookup="privateGetGetOrderStateByLabel",
                            trades_window_ms=None, my_trades_params={"sorting": "asc"},
                            trades_currency_param="currency",
-                           price_stream="ticker", option_quotes=True),
+                           price_stream="ticker", option_quotes=True, spot_quote="USDC"),
 }
 DEFAULT_TRAITS = VenueTraits()
 
