@@ -1,15 +1,20 @@
 """Fault soak: the long variant of tests/fault/, printing one table with every figure of issue 5.
 
-Usage: python bench/faults.py [--only NAME,...] [--dir DIR] [--seed N] [--restarts N]
-                              [--ws-seconds S] [--rounds N] [--kill-observe S] [--ha-kills N]
+Usage: python bench/faults.py [--only NAME,...] [--protocols binance,deribit] [--dir DIR] [--seed N]
+                              [--restarts N] [--ws-seconds S] [--rounds N] [--kill-observe S] [--ha-kills N]
 
-Scenarios (``--only`` takes these names):
+Scenarios (``--only`` takes these names); crash, ws and unknown run once per simulator protocol
+(``--protocols``): Binance (spot inventory hedged on the USD-M perpetual) and Deribit
+(config/deribit-sim.toml: options inventory hedged on BTC-PERPETUAL):
   crash    kill -9 of a live daemon (subprocess) at random points of its hedging cycle, --restarts
-           times in a row on one ledger, against the venue simulator (subprocess)
+           times in a row on one ledger, against the venue simulator (Binance: a subprocess;
+           Deribit: a thread of this process)
   ws       user-data and market-data streams closed every 3 s for --ws-seconds while fills flow
   unknown  hedge orders into accept-then-timeout (hang, drop), 5xx (executed or not), a latency
-           spike, 429 on the weight and the order-count limits -- --rounds times each
-  kill     SIGUSR1 and POST /kill while a hedge storm saturates the executor's rate limiter
+           spike, and the rate limits (Binance: 429 on the weight and the order-count limits;
+           Deribit: 10028 on the credits and the matching credits, which also ends the websocket
+           sessions) -- --rounds times each
+  kill     SIGUSR1 and POST /kill while a hedge storm saturates the executor's rate limiter (Binance)
   ha       an active/standby pair on a real PostgreSQL (tests/pgserver.py): the leader killed -9
            --ha-kills times under client flow, then cut off the database (its lock connection
            terminated, the server stopped for a second), frozen (SIGSTOP) and with its ledger
@@ -38,6 +43,7 @@ import structlog
 
 from tests.fault.harness import Row, format_table, row
 from tests.fault.scenarios import (
+    PROTOCOLS,
     crash_scenario,
     kill_under_load_scenario,
     unknown_outcome_scenario,
@@ -52,20 +58,30 @@ def _say(message: str) -> None:
 
 
 def crash_rows(args: argparse.Namespace, workdir: Path) -> list[Row]:
-    started = time.monotonic()
-    result = crash_scenario(workdir, restarts=args.restarts, seed=args.seed, say=_say)
-    for note in result.notes:
-        _say(f"crash: {note}")
-    per_cycle = (time.monotonic() - started) / max(1, result.restarts + 1)
-    return [*result.rows(), row("crash mid-hedge", "seconds per kill/restart cycle", per_cycle, "info", True)]
+    rows: list[Row] = []
+    for protocol in args.protocols:
+        started = time.monotonic()
+        result = crash_scenario(workdir / protocol, restarts=args.restarts, seed=args.seed, protocol=protocol,
+                                say=_say)
+        for note in result.notes:
+            _say(f"crash ({protocol}): {note}")
+        per_cycle = (time.monotonic() - started) / max(1, result.restarts + 1)
+        rows += [*result.rows(), row(f"crash mid-hedge ({protocol})", "seconds per kill/restart cycle", per_cycle,
+                                     "info", True)]
+    return rows
 
 
 def ws_rows(args: argparse.Namespace, workdir: Path) -> list[Row]:
-    return asyncio.run(ws_drop_scenario(workdir, seconds=args.ws_seconds, seed=args.seed + 1, say=_say)).rows()
+    # Deribit's client flow is on options: fewer fills per second, each moving the delta more
+    rates = {"binance": 4.0, "deribit": 2.0}
+    return [r for protocol in args.protocols for r in asyncio.run(ws_drop_scenario(
+        workdir / protocol, seconds=args.ws_seconds, flow_rate=rates[protocol], seed=args.seed + 1,
+        protocol=protocol, say=_say)).rows()]
 
 
 def unknown_rows(args: argparse.Namespace, workdir: Path) -> list[Row]:
-    return asyncio.run(unknown_outcome_scenario(workdir, rounds=args.rounds, seed=args.seed + 2, say=_say)).rows()
+    return [r for protocol in args.protocols for r in asyncio.run(unknown_outcome_scenario(
+        workdir / protocol, rounds=args.rounds, seed=args.seed + 2, protocol=protocol, say=_say)).rows()]
 
 
 def kill_rows(args: argparse.Namespace, workdir: Path) -> list[Row]:
@@ -134,6 +150,8 @@ def _quiet_in_process_logs(path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="", help="comma-separated scenario names (default: all)")
+    parser.add_argument("--protocols", default=",".join(PROTOCOLS),
+                        help="simulator protocols for crash, ws and unknown (default: all)")
     parser.add_argument("--dir", type=Path, default=None, help="work directory (default: a temporary one)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--restarts", type=int, default=20, help="crash: kill -9 + restart cycles")
@@ -147,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(wanted) - set(known))
     if unknown:
         parser.error(f"unknown scenario(s) {unknown}; choose from {known}")
+    args.protocols = [p for p in args.protocols.split(",") if p]
+    if not args.protocols or set(args.protocols) - set(PROTOCOLS):
+        parser.error(f"--protocols: choose from {list(PROTOCOLS)}")
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="hedgerd-faults-"))
     workdir.mkdir(parents=True, exist_ok=True)
     _quiet_in_process_logs(workdir / "bench.log")

@@ -436,3 +436,70 @@ async def test_websocket_auth_heartbeat_and_private_calls(sim: DeribitSim) -> No
         assert asyncio.get_running_loop().time() - started >= 9.5  # one interval after set_heartbeat
         await ws.send_json({"jsonrpc": "2.0", "id": 6, "method": "public/test", "params": {}})
         assert (await ws.receive_json())["id"] == 6
+
+
+async def _authed_ws(http: aiohttp.ClientSession, sim: DeribitSim, channels: list[str]) -> Any:
+    ws = await http.ws_connect(f"ws://127.0.0.1:{sim.port}/ws/api/v2")
+    await ws.send_json({"jsonrpc": "2.0", "id": 1, "method": "public/auth", "params": {
+        "grant_type": "client_credentials", "client_id": sim.config.client_id,
+        "client_secret": sim.config.client_secret}})
+    assert "access_token" in (await ws.receive_json())["result"]
+    await ws.send_json({"jsonrpc": "2.0", "id": 2, "method": "private/subscribe", "params": {"channels": channels}})
+    assert (await ws.receive_json())["result"] == channels
+    return ws
+
+
+async def _next_message(ws: Any, channel_prefix: str, seconds: float) -> Any:
+    """The next notification on a channel starting with ``channel_prefix`` (None on close or after ``seconds``)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while (left := deadline - asyncio.get_running_loop().time()) > 0:
+        try:
+            msg = await ws.receive(timeout=left)
+        except TimeoutError:
+            return None
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            return None
+        body = msg.json()
+        if str(body.get("params", {}).get("channel", "")).startswith(channel_prefix):
+            return body
+    return None
+
+
+async def test_websocket_fault_switches_drop_sessions_and_silence_user_data(sim: DeribitSim) -> None:
+    async with aiohttp.ClientSession() as http, deribit(sim) as ex:
+        await ex.load_markets()
+        ws = await _authed_ws(http, sim, ["user.trades.any.any.raw", "ticker.BTC-PERPETUAL.raw"])
+        sim.faults.update({"user_data_paused": True})
+        await ex.create_order(PERP, "market", "buy", 10, params={"label": "lost"})
+        assert await _next_message(ws, "user.trades", 1.0) is None  # the session lives, its events are lost
+        assert not ws.closed
+        sim.faults.update({"user_data_paused": False, "market_data_paused": True})
+        await ex.create_order(PERP, "market", "sell", 10, params={"label": "seen"})
+        seen = await _next_message(ws, "user.trades", 2.0)
+        assert seen is not None and seen["params"]["data"][0]["label"] == "seen"
+        assert await _next_message(ws, "ticker.", 1.0) is None  # no ticker while market data is paused
+        sim.faults.update({"market_data_paused": False, "ws_drop_interval": 0.5, "ws_drop_scope": "user"})
+        assert await _next_message(ws, "ticker.", 1.0) is not None  # tickers again, until the drop
+        assert await _next_message(ws, "no channel", 5.0) is None and ws.closed
+        assert sim.stats.ws_dropped >= 1
+
+
+async def test_running_out_of_credits_answers_10028_and_ends_the_websocket_sessions(sim: DeribitSim) -> None:
+    async with aiohttp.ClientSession() as http, deribit(sim) as ex:
+        await ex.load_markets()
+        ws = await _authed_ws(http, sim, ["user.orders.any.any.raw"])
+        sim.credits.starve()
+        with pytest.raises(ccxt_async.DDoSProtection):
+            await ex.fetch_ticker(PERP)
+        closed = await ws.receive(timeout=5)
+        assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+        assert sim.stats.rejected_10028 == 1 and sim.stats.sessions_ended_10028 == 1
+        # a new session's subscription spends credits too, so it is refused (and ended) while they are out
+        ws2 = await http.ws_connect(f"ws://127.0.0.1:{sim.port}/ws/api/v2")
+        await ws2.send_json({"jsonrpc": "2.0", "id": 1, "method": "public/subscribe",
+                             "params": {"channels": ["ticker.BTC-PERPETUAL.raw"]}})
+        assert (await ws2.receive_json())["error"]["code"] == 10028
+        assert (await ws2.receive(timeout=5)).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        sim.credits.restore(sim.config.credits_refill)
+        await asyncio.sleep(0.1)
+        assert (await ex.fetch_ticker(PERP))["symbol"] == PERP

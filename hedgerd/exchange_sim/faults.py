@@ -155,6 +155,29 @@ class TradeMessageShaper:
         return []
 
 
+class PeriodicDrop:
+    """When the ``ws_drop_interval`` switch drops streams, for every wire protocol: the first
+    drop comes one interval after the switch is turned on, then one every interval."""
+
+    def __init__(self, faults: FaultConfig) -> None:
+        self._faults = faults
+        self._last: float | None = None
+
+    def due(self, now: float) -> bool:
+        """Whether to drop now (``now``: monotonic seconds, polled at least once per interval)."""
+        interval = self._faults.ws_drop_interval
+        if interval <= 0:
+            self._last = None
+            return False
+        if self._last is None:
+            self._last = now
+            return False
+        if now - self._last >= interval:
+            self._last = now
+            return True
+        return False
+
+
 def add_fault_routes(router: web.UrlDispatcher, faults: FaultConfig) -> None:
     """``GET/POST /_sim/faults`` and ``POST /_sim/faults/reset`` on ``faults``, for every wire protocol."""
 

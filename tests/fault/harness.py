@@ -185,6 +185,22 @@ class SimProcess:
         return {(SPOT_VENUE, "BTC"): Decimal(spot["free"]) + Decimal(spot["locked"]),
                 (PERP_VENUE, PERP_SYMBOL): Decimal(perp["amount"])}
 
+    # what the crash scenario asks of every protocol's simulator (deribit_stack.DeribitSimThread too)
+    def faults_timeout(self) -> int:
+        """Executed orders whose answer the simulator held or dropped so far."""
+        return int(self.stats()["faults_timeout"])
+
+    def hedge_orders(self) -> list[dict[str, Any]]:
+        return self.orders("usdm")
+
+    def fill_comparisons(self, ledger_fills: list[dict[str, Any]], since_ms: int = 0) -> dict[str, FillComparison]:
+        """Spot fills since ``since_ms`` (older ones are in the adopted balance) and every perp fill."""
+        return {SPOT_VENUE: compare_fills(self.trades("spot"), ledger_fills, SPOT_VENUE, since_ms=since_ms),
+                PERP_VENUE: compare_fills(self.trades("usdm"), ledger_fills, PERP_VENUE)}
+
+    def credentials_env(self) -> dict[str, str]:
+        return sim_credentials_env()
+
     def log_tail(self, lines: int = 30) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
@@ -361,13 +377,15 @@ def write_config(path: Path, data: Mapping[str, Any]) -> Path:
 
 @contextlib.contextmanager
 def live_daemon(workdir: Path, config: Path, *, env: Mapping[str, str] | None = None,
-                ready_timeout: float = 60.0) -> Iterator[DaemonProcess]:
+                ready_timeout: float = 60.0, credentials: Mapping[str, str] | None = None) -> Iterator[DaemonProcess]:
     """``hedgerd run --config config`` with the simulator's credentials, until the block ends.
 
     The ledger is ``workdir/ledger.sqlite``, the kill file ``workdir/KILL``, the log
     ``workdir/daemon.log`` (appended across restarts); see :func:`tests.daemon_proc.daemon_env`.
+    ``credentials``: the venues' credential variables (default: the Binance simulator's).
     """
-    with running_daemon(workdir, args=["--config", str(config)], env={**sim_credentials_env(), **(env or {})},
+    creds = sim_credentials_env() if credentials is None else dict(credentials)
+    with running_daemon(workdir, args=["--config", str(config)], env={**creds, **(env or {})},
                         wait_ready=False) as daemon:
         daemon.wait_for(lambda: daemon.get("/healthz")[0] == 200, ready_timeout, "/healthz")
         yield daemon
@@ -425,8 +443,52 @@ class InProcessStack:
         """No order of ours unsettled and the ledger agreeing with the venue."""
         return self.open_orders() == 0 and not any(self.gaps().values())
 
-    def client_fill(self, side: str, qty: str) -> None:
-        self.sim.engine.client_fill(SIM_SYMBOL, side, Decimal(qty))
+    def client_fill(self, side: str, qty: str | None = None) -> None:
+        self.sim.engine.client_fill(SIM_SYMBOL, side, Decimal(qty or "0.05"))
+
+    # what the scenarios ask of every protocol's stack (tests/fault/deribit_stack.py: the Deribit side)
+    protocol = "binance"
+    hedge_venue = PERP_VENUE
+
+    def hedge_orders(self) -> list[dict[str, Any]]:
+        return self.orders("usdm")
+
+    def fill_comparisons(self, ledger_fills: list[dict[str, Any]], since_ms: int = 0) -> dict[str, FillComparison]:
+        """Spot fills since ``since_ms`` (older ones are in the adopted balance) and every perp fill."""
+        return {SPOT_VENUE: compare_fills(self.trades("spot"), ledger_fills, SPOT_VENUE, since_ms=since_ms),
+                PERP_VENUE: compare_fills(self.trades("usdm"), ledger_fills, PERP_VENUE)}
+
+    def ws_dropped(self) -> int:
+        return int(self.sim.stats.ws_dropped)
+
+    def now_ms(self) -> int:
+        return int(self.sim.engine.now())
+
+    def set_flow(self, rate: float) -> None:
+        self.sim.engine.flow_rate = rate
+
+    def _limiters(self) -> list[Any]:
+        return [*self.sim.limiters.values(), *self.sim.order_limiters.values()]
+
+    def rate_limited(self) -> int:
+        """429 answers so far."""
+        return sum(int(lim.stats.rejected_429) for lim in self._limiters())
+
+    def limit_for(self, case: str) -> None:
+        """Put the USD-M account over its request-weight or its order-count limit."""
+        if "order count" in case:
+            now = self.sim.engine.now() / 1000.0
+            self.sim.order_limiters["usdm"].limit = max(0, self.sim.order_limiters["usdm"].used("127.0.0.1", now))
+        else:
+            self.sim.limiters["usdm"].limit = 1
+
+    def unlimit(self) -> None:
+        self.sim.limiters["usdm"].limit = self.sim.config.usdm_weight_limit
+        self.sim.order_limiters["usdm"].limit = self.sim.config.usdm_order_limit
+
+    def backoff_seconds(self) -> float:
+        """Long enough for the connector's back-off after a 429 to end."""
+        return float(self.sim.config.weight_window_seconds)
 
 
 @contextlib.asynccontextmanager
@@ -548,6 +610,13 @@ def compare_fills(venue_trades: Sequence[Mapping[str, Any]], ledger_fills: Seque
     """
     at_venue = venue_trade_ids(venue_trades)
     expected = venue_trade_ids([t for t in venue_trades if int(t["time"]) >= since_ms])
+    return compare_trade_ids(at_venue, expected, ledger_fills, venue)
+
+
+def compare_trade_ids(at_venue: Mapping[str, Decimal], expected: Mapping[str, Decimal],
+                      ledger_fills: Sequence[Mapping[str, Any]], venue: str) -> FillComparison:
+    """The ledger's fills of ``venue`` against the venue's trades as ledger trade ids -> amount:
+    ``at_venue`` all of them, ``expected`` those the ledger must hold (every wire protocol)."""
     mine = [f for f in ledger_fills if f["venue"] == venue]
     counts = Counter(f["trade_id"] for f in mine)
     amounts = {f["trade_id"]: Decimal(f["amount"]) for f in mine}

@@ -22,21 +22,24 @@ import contextlib
 import random
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from tests.fault.deribit_stack import (
+    deribit_settings_data,
+    deribit_sim_config,
+    deribit_stack,
+    running_deribit_sim,
+)
 from tests.fault.harness import (
     PERP_VENUE,
-    SPOT_SYMBOL,
-    SPOT_VENUE,
     FillComparison,
     LogFollower,
     Row,
     async_wait_until,
-    compare_fills,
     daemon_status,
     duplicate_client_ids,
     in_process_stack,
@@ -55,6 +58,8 @@ from tests.fault.harness import (
 )
 
 Say = Callable[[str], None]
+#: the simulator's wire protocols the in-process scenarios run on
+PROTOCOLS = ("binance", "deribit")
 
 
 def _quiet(_: str) -> None:
@@ -69,6 +74,7 @@ CRASH_MODES = ("answer_pending", "after_decision", "after_send", "random")
 class CrashResult:
     """Figures of :func:`crash_scenario`."""
 
+    protocol: str = "binance"
     restarts: int = 0
     kill_modes: list[str] = field(default_factory=list)
     recovered_orders: int = 0  # intents left open by a kill and resolved at restart
@@ -94,7 +100,7 @@ class CrashResult:
         return max(self.reconcile_gaps, default=Decimal(0))
 
     def rows(self) -> list[Row]:
-        name = "crash mid-hedge"
+        name = f"crash mid-hedge ({self.protocol})"
         venue_fills = sum(c.venue_fills for c in self.fills.values())
         return [
             row(name, "kill -9 + restart cycles", self.restarts, ">= 1", self.restarts >= 1),
@@ -104,7 +110,7 @@ class CrashResult:
                 "info", True),
             row(name, "hedge orders at the venue", self.hedge_orders, "> 0", self.hedge_orders > 0),
             zero_row(name, "duplicate orders (by client order id)", self.duplicate_orders),
-            row(name, "fills at the venue (spot + perp)", venue_fills, "> 0", venue_fills > 0),
+            row(name, "fills at the venue (inventory + perp)", venue_fills, "> 0", venue_fills > 0),
             zero_row(name, "fills missing from the ledger", self.missing_fills),
             zero_row(name, "fills doubled in the ledger", self.doubled_fills),
             zero_row(name, "max |ledger - venue| after restart reconciliation", self.max_gap),
@@ -113,10 +119,37 @@ class CrashResult:
         ]
 
 
+@contextlib.contextmanager
+def _crash_sim(protocol: str, workdir: Path, *, seed: int, flow_rate: float) -> Iterator[Any]:
+    """Binance: the simulator in its own process; Deribit: in a thread of this one. Either way a
+    ``kill -9`` of the daemon leaves it and its books running."""
+    if protocol == "binance":
+        with running_sim(workdir, sim_config_json(seed=seed, flow_rate=flow_rate, btc="0.3")) as sim:
+            yield sim
+    else:
+        with running_deribit_sim(seed=seed, flow_rate=flow_rate) as dsim:
+            yield dsim
+
+
+def _crash_config(protocol: str, sim: Any, daemon_dir: Path) -> dict[str, Any]:
+    overrides = {"executor": {"order_timeout": 5.0}}
+    if protocol == "binance":
+        return live_config(sim.base_url, sim.ws_url, overrides=overrides)
+    data = deribit_settings_data(sim.base_url, daemon_dir / "ledger.sqlite", "", "", overrides)
+    for venue in data["venues"]:  # the daemon reads them from its environment
+        del venue["api_key"], venue["secret"]
+    data["kill_switch"]["kill_file"] = str(daemon_dir / "KILL")
+    return data
+
+
 def crash_scenario(workdir: Path, *, restarts: int = 5, seed: int = 1, flow_rate: float = 2.0,
-                   latency_ms: float = 20.0, say: Say = _quiet, ledger_url: str | None = None) -> CrashResult:
+                   latency_ms: float = 20.0, protocol: str = "binance", say: Say = _quiet,
+                   ledger_url: str | None = None) -> CrashResult:
     """Kill -9 a live daemon ``restarts`` times at random points of its hedging cycle.
 
+    ``protocol``: Binance (spot inventory hedged on the USD-M perpetual, simulator in a child
+    process) or Deribit (config/deribit-sim.toml: options inventory hedged on BTC-PERPETUAL,
+    simulator in a thread of this process; client flow on options).
     Each cycle: the daemon hedges client flow; it is killed right after it sends an order,
     right after it decides a hedge, or at a random moment; flow continues for a moment while it
     is down, then pauses; it restarts on the same ledger HALTED by the kill file, and once it
@@ -126,15 +159,14 @@ def crash_scenario(workdir: Path, *, restarts: int = 5, seed: int = 1, flow_rate
     PostgreSQL database instead of the file.
     """
     rng = random.Random(seed)
-    result = CrashResult()
+    result = CrashResult(protocol=protocol)
     ledger_env = {"HEDGERD_LEDGER__URL": ledger_url} if ledger_url else {}
     sim_dir, daemon_dir = workdir / "sim", workdir / "daemon"
     daemon_dir.mkdir(parents=True, exist_ok=True)
     kill_file = daemon_dir / "KILL"
-    with running_sim(sim_dir, sim_config_json(seed=seed, flow_rate=flow_rate, btc="0.3")) as sim:
+    with _crash_sim(protocol, sim_dir, seed=seed, flow_rate=flow_rate) as sim:
         sim.set_faults(latency_ms=latency_ms, latency_jitter_ms=2 * latency_ms)
-        config = write_config(workdir / "hedgerd.toml", live_config(
-            sim.base_url, sim.ws_url, overrides={"executor": {"order_timeout": 5.0}}))
+        config = write_config(workdir / "hedgerd.toml", _crash_config(protocol, sim, daemon_dir))
         follower = LogFollower(daemon_dir / "daemon.log")
         first_reconciled_ms = 0
         time.sleep(1.0)  # client fills before the first start: inside the balance it adopts
@@ -142,7 +174,7 @@ def crash_scenario(workdir: Path, *, restarts: int = 5, seed: int = 1, flow_rate
             last = cycle == restarts
             if cycle > 0:
                 kill_file.write_text("fault suite: restarted after kill -9\n")
-            with live_daemon(daemon_dir, config, env=ledger_env) as daemon:
+            with live_daemon(daemon_dir, config, env=ledger_env, credentials=sim.credentials_env()) as daemon:
                 reconciled = follower.wait_for(lambda e: e.get("event") == "reconciled", 90, "reconciled",
                                                daemon.proc)
                 if reconciled is None:
@@ -173,18 +205,11 @@ def crash_scenario(workdir: Path, *, restarts: int = 5, seed: int = 1, flow_rate
         result.recovered_filled = len({e["client_order_id"] for e in follower.events
                                        if e.get("event") == "order_lookup" and e.get("found")
                                        and e["client_order_id"] in recovering})
-        orders = sim.orders("usdm")
+        orders = sim.hedge_orders()
         result.hedge_orders = sum(1 for o in orders if not o.get("clientFlow"))
         result.duplicate_orders = sum(n - 1 for n in duplicate_client_ids(orders).values())
         ledger = read_ledger(ledger_url or daemon_dir / "ledger.sqlite")
-        result.fills = {
-            SPOT_VENUE: compare_fills(sim.trades("spot"), ledger.fills, SPOT_VENUE, since_ms=first_reconciled_ms),
-            PERP_VENUE: compare_fills(sim.trades("usdm"), ledger.fills, PERP_VENUE)}
-        spot_trades = sim.trades("spot")
-        known = {f["trade_id"] for f in ledger.fills}
-        lost = [t for t in spot_trades if f"{SPOT_SYMBOL}#{t['id']}" not in known and t["time"] >= first_reconciled_ms]
-        if lost:
-            result.notes.append(f"spot trades missing from the ledger: {lost[:5]}")
+        result.fills = sim.fill_comparisons(ledger.fills, first_reconciled_ms)
         final_gaps = position_gaps(ledger.positions, sim.positions())
         result.final_gap = max(final_gaps.values(), default=Decimal(0))
     return result
@@ -201,9 +226,9 @@ def _kill_at(mode: str, daemon: Any, sim: Any, follower: LogFollower, rng: rando
     time.sleep(rng.uniform(0.5, 2.0))
     follower.poll()
     if mode == "answer_pending":  # and the user-data streams lose its execution reports
-        held = int(sim.stats()["faults_timeout"])
+        held = sim.faults_timeout()
         sim.set_faults(order_timeout_next=1, order_timeout_mode="hang", hang_seconds=3.0, user_data_paused=True)
-        wait_until(lambda: int(sim.stats()["faults_timeout"]) > held, 30, "an executed order's answer held",
+        wait_until(lambda: sim.faults_timeout() > held, 30, "an executed order's answer held",
                    on_timeout=daemon.log_tail)
         time.sleep(rng.uniform(0.0, 1.0))
     elif mode == "after_send":
@@ -234,13 +259,8 @@ def _check_reconciliation(daemon: Any, sim: Any, reconciled: dict[str, Any], res
         result.reconcile_mismatches += 1
         result.notes.append(f"restart {len(result.reconcile_gaps)}: {reconciled['mismatches']}")
     if gap:
-        fills = read_ledger(daemon.workdir / "ledger.sqlite").fills
-        comparison = {kind: compare_fills(sim.trades(kind), fills, venue) for kind, venue in
-                      (("spot", SPOT_VENUE), ("usdm", PERP_VENUE))}
-        known = {f["trade_id"] for f in fills}
-        lost = [t for t in sim.trades("spot") if f"{SPOT_SYMBOL}#{t['id']}" not in known]
-        result.notes.append(f"restart {len(result.reconcile_gaps)}: gaps {gaps}; {comparison}; "
-                            f"newest spot trades not journaled: {lost[-3:]}")
+        comparison = sim.fill_comparisons(read_ledger(daemon.workdir / "ledger.sqlite").fills)
+        result.notes.append(f"restart {len(result.reconcile_gaps)}: gaps {gaps}; {comparison}")
     say(f"restart {len(result.reconcile_gaps)}: max gap {gap}, mismatches {reconciled.get('mismatches')}")
 
 
@@ -269,6 +289,7 @@ def _settle_and_stop(daemon: Any, sim: Any, rng: random.Random, say: Say) -> boo
 class WsDropResult:
     """Figures of :func:`ws_drop_scenario`."""
 
+    protocol: str = "binance"
     seconds: float = 0.0
     streams_dropped: int = 0  # websocket connections the simulator closed
     reconnects: int = 0  # stream failures the daemon reported (and recovered from)
@@ -279,7 +300,7 @@ class WsDropResult:
     settle_seconds: float = 0.0  # after the drops stop, until the ledger has every venue fill
 
     def rows(self) -> list[Row]:
-        name = "websocket drops"
+        name = f"websocket drops ({self.protocol})"
         venue_fills = sum(c.venue_fills for c in self.fills.values())
         ledger_fills = sum(c.ledger_fills for c in self.fills.values())
         missing = sum(c.missing + c.amount_mismatch for c in self.fills.values())
@@ -288,7 +309,7 @@ class WsDropResult:
             row(name, "seconds of drops (user + market streams)", self.seconds, "info", True),
             row(name, "streams closed by the venue", self.streams_dropped, "> 0", self.streams_dropped > 0),
             row(name, "stream failures seen by the daemon", self.reconnects, "> 0", self.reconnects > 0),
-            row(name, "fills at the venue (spot + perp)", venue_fills, "> 0", venue_fills > 0),
+            row(name, "fills at the venue (inventory + perp)", venue_fills, "> 0", venue_fills > 0),
             row(name, "fills in the ledger", ledger_fills, f"= {venue_fills}", ledger_fills == venue_fills),
             zero_row(name, "fills missing from the ledger", missing),
             zero_row(name, "fills doubled in the ledger", doubled),
@@ -298,43 +319,60 @@ class WsDropResult:
         ]
 
 
+@contextlib.asynccontextmanager
+async def protocol_stack(protocol: str, workdir: Path, *, seed: int, overrides: dict[str, Any] | None = None,
+                         flow_rate: float = 0.0, **binance_server: Any) -> AsyncIterator[Any]:
+    """The in-process simulator of ``protocol`` ("binance" or "deribit") with a live engine on it.
+
+    Binance: spot inventory hedged on the USD-M perpetual (``binance_server``: SimConfig fields);
+    Deribit: config/deribit-sim.toml, options inventory hedged on BTC-PERPETUAL.
+    """
+    if protocol == "binance":
+        async with in_process_stack(workdir, sim_server_config(seed=seed, flow_rate=flow_rate, **binance_server),
+                                    overrides) as stack:
+            yield stack
+    elif protocol == "deribit":
+        async with deribit_stack(workdir, deribit_sim_config(seed=seed, flow_rate=flow_rate), overrides) as dstack:
+            yield dstack
+    else:
+        raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+
+
 async def ws_drop_scenario(workdir: Path, *, seconds: float = 15.0, drop_interval: float = 3.0,
-                           flow_rate: float = 4.0, seed: int = 2, say: Say = _quiet) -> WsDropResult:
+                           flow_rate: float = 4.0, seed: int = 2, protocol: str = "binance",
+                           say: Say = _quiet) -> WsDropResult:
     """Close the user-data and market-data streams every ``drop_interval`` s for ``seconds`` s.
 
-    Client fills flow on the spot account and the daemon hedges them on the perpetual; the
-    daemon runs in-process (real ccxt) against an in-process simulator. Afterwards the flow
-    stops and the ledger must hold exactly the venue's fills (spot and perp): streamed, or
-    backfilled over REST after each reconnect, deduplicated by trade id.
+    Client fills flow (Binance: on the spot account; Deribit: on BTC options) and the daemon
+    hedges them on the perpetual; the daemon runs in-process (real ccxt) against an in-process
+    simulator. Afterwards the flow stops and the ledger must hold exactly the venue's fills
+    (inventory and perp): streamed, or backfilled over REST after each reconnect, deduplicated
+    by trade id.
     """
-    result = WsDropResult(seconds=seconds)
-    async with in_process_stack(workdir, sim_server_config(seed=seed)) as stack:
+    result = WsDropResult(protocol=protocol, seconds=seconds)
+    async with protocol_stack(protocol, workdir, seed=seed) as stack:
         await async_wait_until(lambda: stack.engine.readiness()[0], 60, "the engine to be ready")
-        first_ms = stack.sim.engine.now()
-        stack.sim.engine.flow_rate = flow_rate
+        first_ms = stack.now_ms()
+        stack.set_flow(flow_rate)
         stack.sim.faults.update({"ws_drop_interval": drop_interval, "ws_drop_scope": "all"})
         await asyncio.sleep(seconds)
         stack.sim.faults.update({"ws_drop_interval": 0.0})
-        stack.sim.engine.flow_rate = 0.0
+        stack.set_flow(0.0)
         stopped = time.monotonic()
-        say(f"drops over: {stack.sim.stats.ws_dropped} streams closed")
+        say(f"drops over: {stack.ws_dropped()} streams closed")
 
         def caught_up() -> bool:
-            fills = read_ledger(stack.ledger_path).fills
-            spot = compare_fills(stack.trades("spot"), fills, SPOT_VENUE, since_ms=first_ms)
-            perp = compare_fills(stack.trades("usdm"), fills, PERP_VENUE)
-            return spot.missing == 0 and perp.missing == 0 and stack.settled()
+            comparisons = stack.fill_comparisons(read_ledger(stack.ledger_path).fills, first_ms)
+            return all(c.missing == 0 for c in comparisons.values()) and bool(stack.settled())
 
         with contextlib.suppress(AssertionError):  # the figures show what is missing
             await async_wait_until(caught_up, 60, "the ledger to hold every venue fill", interval=0.25)
         result.settle_seconds = time.monotonic() - stopped
-        fills = read_ledger(stack.ledger_path).fills
-        result.fills = {SPOT_VENUE: compare_fills(stack.trades("spot"), fills, SPOT_VENUE, since_ms=first_ms),
-                        PERP_VENUE: compare_fills(stack.trades("usdm"), fills, PERP_VENUE)}
-        orders = stack.orders("usdm")
+        result.fills = stack.fill_comparisons(read_ledger(stack.ledger_path).fills, first_ms)
+        orders = stack.hedge_orders()
         result.hedge_orders = sum(1 for o in orders if not o.get("clientFlow"))
         result.duplicate_orders = sum(n - 1 for n in duplicate_client_ids(orders).values())
-        result.streams_dropped = stack.sim.stats.ws_dropped
+        result.streams_dropped = stack.ws_dropped()
         result.reconnects = int(_metric_total(stack.engine.metrics, "hedgerd_venue_errors_total", kind="stream"))
         result.final_gap = max(stack.gaps().values(), default=Decimal(0))
     return result
@@ -351,9 +389,17 @@ def _metric_total(metrics: Any, name: str, **labels: str) -> float:
 
 
 # =========================================================================== unknown order outcome
-UNKNOWN_OUTCOME_CASES = ("accept, then hang", "accept, then drop", "5xx, executed", "5xx, not executed",
-                         "late execution (latency spike)", "429 while resolving (weight)",
-                         "429 on the order (order count)")
+_COMMON_OUTCOME_CASES = ("accept, then hang", "accept, then drop", "5xx, executed", "5xx, not executed",
+                         "late execution (latency spike)")
+UNKNOWN_OUTCOME_CASES = (*_COMMON_OUTCOME_CASES, "429 while resolving (weight)", "429 on the order (order count)")
+#: Deribit's rate limit is the account's credits: 10028 too_many_requests, which also ends its websocket sessions
+DERIBIT_OUTCOME_CASES = (*_COMMON_OUTCOME_CASES, "10028 while resolving (credits)",
+                         "10028 on the order (matching credits)")
+OUTCOME_CASES = {"binance": UNKNOWN_OUTCOME_CASES, "deribit": DERIBIT_OUTCOME_CASES}
+
+
+def _rate_limit_case(name: str) -> bool:
+    return name.startswith(("429", "10028"))
 
 
 @dataclass
@@ -364,28 +410,31 @@ class OutcomeCase:
     venue_orders: int = 0  # orders the venue accepted for the hedge(s) of this case
     client_ids: int = 0  # distinct client order ids among them
     settled: bool = False  # ledger and venue agreed afterwards, nothing left open
-    rate_limited: int = 0  # 429 answers the venue gave during the case
+    rate_limited: int = 0  # 429 (Binance) or 10028 (Deribit) answers the venue gave during the case
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return self.venue_orders == 1 and self.settled and (self.rate_limited > 0 or not self.name.startswith("429"))
+        return self.venue_orders == 1 and self.settled and (self.rate_limited > 0 or not _rate_limit_case(self.name))
 
 
 @dataclass
 class UnknownOutcomeResult:
     """Figures of :func:`unknown_outcome_scenario`."""
 
+    protocol: str = "binance"
     cases: list[OutcomeCase] = field(default_factory=list)
     duplicate_orders: int = 0
-    rejected_429: int = 0
-    requests_during_backoff: int = 0  # sent after a 429 before its Retry-After elapsed
+    rejected_429: int = 0  # Binance: 429 answers; Deribit: 10028 answers
+    requests_during_backoff: int = 0  # Binance: sent after a 429 before its Retry-After elapsed
     rejected_418: int = 0
     bans: int = 0
+    sessions_ended: int = 0  # Deribit: websocket sessions the venue ended on a 10028
     final_gap: Decimal = Decimal(0)
 
     def rows(self) -> list[Row]:
-        name = "unknown order outcome"
+        name = f"unknown order outcome ({self.protocol})"
+        limited = "429" if self.protocol == "binance" else "10028"
         by_case: dict[str, list[OutcomeCase]] = {}
         for case in self.cases:
             by_case.setdefault(case.name, []).append(case)
@@ -395,49 +444,58 @@ class UnknownOutcomeResult:
             orders = str(low) if low == high else f"{low}-{high}"
             settled = sum(1 for c in group if c.settled)
             value = f"{orders}, {settled}/{len(group)}, {sum(c.rate_limited for c in group)}"
-            goal = "1, all, >0" if case_name.startswith("429") else "1, all, -"
-            rows.append(row(name, f"{case_name}: venue orders per hedge, settled, 429s", value, goal,
+            goal = "1, all, >0" if _rate_limit_case(case_name) else "1, all, -"
+            rows.append(row(name, f"{case_name}: venue orders per hedge, settled, {limited}s", value, goal,
                             all(c.ok for c in group)))
-        return [
-            *rows,
+        rows += [
             zero_row(name, "duplicate orders (by client order id)", self.duplicate_orders),
-            row(name, "429 answers received", self.rejected_429, "> 0", self.rejected_429 > 0),
-            zero_row(name, "requests sent after a 429 before Retry-After", self.requests_during_backoff),
-            zero_row(name, "418 answers (IP banned)", self.rejected_418),
-            zero_row(name, "|ledger - venue| at the end", self.final_gap),
+            row(name, f"{limited} answers received", self.rejected_429, "> 0", self.rejected_429 > 0),
         ]
+        if self.protocol == "binance":
+            rows += [
+                zero_row(name, "requests sent after a 429 before Retry-After", self.requests_during_backoff),
+                zero_row(name, "418 answers (IP banned)", self.rejected_418),
+            ]
+        else:
+            rows.append(row(name, "websocket sessions ended by 10028", self.sessions_ended, "> 0",
+                            self.sessions_ended > 0))
+        return [*rows, zero_row(name, "|ledger - venue| at the end", self.final_gap)]
 
 
 async def unknown_outcome_scenario(workdir: Path, *, rounds: int = 1, order_timeout: float = 2.0,
-                                   cases: tuple[str, ...] = UNKNOWN_OUTCOME_CASES, seed: int = 3,
-                                   say: Say = _quiet) -> UnknownOutcomeResult:
+                                   cases: tuple[str, ...] | None = None, seed: int = 3,
+                                   protocol: str = "binance", say: Say = _quiet) -> UnknownOutcomeResult:
     """Send hedge orders into each unknown-outcome fault ``rounds`` times (daemon in-process, real ccxt).
 
     Each case: set the fault, make a client fill, wait until the hedge it triggers is settled
-    (ledger = venue, nothing open) and count the venue's orders for it. The simulator's
-    request-weight and order-count windows are short (4 s) so Retry-After stays short.
+    (ledger = venue, nothing open) and count the venue's orders for it. Binance: the simulator's
+    request-weight and order-count windows are short (4 s) so Retry-After stays short. Deribit:
+    the rate-limit cases run the account's credits out (non-matching ones, or the matching
+    engine's) until a 10028 was answered, which also ends the account's websocket sessions.
     """
-    result = UnknownOutcomeResult()
-    sim_config = sim_server_config(seed=seed, weight_window_seconds=4.0, usdm_order_window_seconds=4.0,
-                                   spot_order_window_seconds=4.0)
-    overrides = {"executor": {"order_timeout": order_timeout, "max_retries": 4}}
-    async with in_process_stack(workdir, sim_config, overrides) as stack:
+    result = UnknownOutcomeResult(protocol=protocol)
+    overrides: dict[str, Any] = {"executor": {"order_timeout": order_timeout, "max_retries": 4}}
+    async with protocol_stack(protocol, workdir, seed=seed, overrides=overrides, weight_window_seconds=4.0,
+                              usdm_order_window_seconds=4.0, spot_order_window_seconds=4.0) as stack:
         await async_wait_until(lambda: stack.engine.readiness()[0], 60, "the engine to be ready")
         await async_wait_until(lambda: stack.settled() and stack.hedged(), 60, "the adopted balance hedged")
         side = "BUY"
         for _ in range(rounds):
-            for case in cases:
+            for case in cases or OUTCOME_CASES[protocol]:
                 outcome = await _hedge_into_fault(stack, case, side, order_timeout)
                 result.cases.append(outcome)
                 say(f"{case}: {outcome}")
                 side = "SELL" if side == "BUY" else "BUY"
-        orders = stack.orders("usdm")
+        orders = stack.hedge_orders()
         result.duplicate_orders = sum(n - 1 for n in duplicate_client_ids(orders).values())
-        limiters = [*stack.sim.limiters.values(), *stack.sim.order_limiters.values()]
-        result.rejected_429 = sum(lim.stats.rejected_429 for lim in limiters)
-        result.requests_during_backoff = sum(lim.stats.requests_during_backoff for lim in limiters)
-        result.rejected_418 = sum(lim.stats.rejected_418 for lim in limiters)
-        result.bans = sum(lim.stats.bans for lim in limiters)
+        result.rejected_429 = stack.rate_limited()
+        if protocol == "binance":
+            limiters = [*stack.sim.limiters.values(), *stack.sim.order_limiters.values()]
+            result.requests_during_backoff = sum(lim.stats.requests_during_backoff for lim in limiters)
+            result.rejected_418 = sum(lim.stats.rejected_418 for lim in limiters)
+            result.bans = sum(lim.stats.bans for lim in limiters)
+        else:
+            result.sessions_ended = stack.sim.stats.sessions_ended_10028
         result.final_gap = max(stack.gaps().values(), default=Decimal(0))
     return result
 
@@ -445,8 +503,8 @@ async def unknown_outcome_scenario(workdir: Path, *, rounds: int = 1, order_time
 async def _hedge_into_fault(stack: Any, case: str, side: str, order_timeout: float) -> OutcomeCase:
     sim = stack.sim
     outcome = OutcomeCase(case)
-    known = {o["orderId"] for o in stack.orders("usdm")}
-    rejected_before = sum(lim.stats.rejected_429 for lim in (*sim.limiters.values(), *sim.order_limiters.values()))
+    known = {o["orderId"] for o in stack.hedge_orders()}
+    rejected_before = stack.rate_limited()
     if case == "accept, then hang":
         sim.faults.update({"order_timeout_next": 1, "order_timeout_mode": "hang",
                            "hang_seconds": order_timeout + 3.0})
@@ -460,31 +518,32 @@ async def _hedge_into_fault(stack: Any, case: str, side: str, order_timeout: flo
         # every request waits 0.25-1.5 order timeouts: the order can execute after the daemon gave
         # up waiting, and after a look-up that overtook it found nothing
         sim.faults.update({"latency_ms": 250.0 * order_timeout, "latency_jitter_ms": 1250.0 * order_timeout})
-    elif case == "429 while resolving (weight)":
-        # the order's answer is lost, and every weighted request (the look-up) is over the limit
+    elif "while resolving" in case:
+        # the order's answer is lost, and every look-up is over the limit
         sim.faults.update({"order_timeout_next": 1, "order_timeout_mode": "drop"})
-        sim.limiters["usdm"].limit = 1
-    elif case == "429 on the order (order count)":
-        now = sim.engine.now() / 1000.0
-        sim.order_limiters["usdm"].limit = max(0, sim.order_limiters["usdm"].used("127.0.0.1", now))
+        stack.limit_for(case)
+    elif "on the order" in case:
+        stack.limit_for(case)
     started = time.monotonic()
-    stack.client_fill(side, "0.05")
+    stack.client_fill(side)
 
-    def limited() -> bool:
-        limiters = (*sim.limiters.values(), *sim.order_limiters.values())
-        return bool(sum(lim.stats.rejected_429 for lim in limiters) > rejected_before)
+    def new_hedge_order() -> bool:
+        return any(o["orderId"] not in known and not o["clientFlow"] for o in stack.hedge_orders())
 
     try:
         if case.startswith("late"):  # the spike lasts while the first send and look-ups are out
             await async_wait_until(lambda: stack.open_orders() > 0, 30, "the hedge order to be sent")
             await asyncio.sleep(1.5 * order_timeout)
             sim.faults.update({"latency_ms": 0.0, "latency_jitter_ms": 0.0})
-        if case.startswith("429"):
-            await async_wait_until(limited, 30, "a 429")
-            sim.limiters["usdm"].limit = sim.config.usdm_weight_limit
-            sim.order_limiters["usdm"].limit = sim.config.usdm_order_limit
-        await async_wait_until(lambda: any(o["orderId"] not in known and not o["clientFlow"]
-                                           for o in stack.orders("usdm")), 30, "the hedge order")
+        if _rate_limit_case(case):
+            await async_wait_until(lambda: stack.rate_limited() > rejected_before, 30, "a rate-limit answer")
+            if stack.protocol == "deribit" and "while resolving" in case:
+                # the daemon's other requests (polls) meet the empty pool first: keep it empty
+                # until the order executed unanswered and its look-ups met it too
+                await async_wait_until(new_hedge_order, 30, "the hedge order")
+                await asyncio.sleep(order_timeout + 1.0)
+            stack.unlimit()
+        await async_wait_until(new_hedge_order, 30, "the hedge order")
         await async_wait_until(lambda: stack.settled() and stack.hedged(), 60, "the hedge to settle",
                                interval=0.1)
         outcome.settled = True
@@ -492,14 +551,12 @@ async def _hedge_into_fault(stack: Any, case: str, side: str, order_timeout: flo
         pass
     finally:
         sim.faults.reset()
-        sim.limiters["usdm"].limit = sim.config.usdm_weight_limit
-        sim.order_limiters["usdm"].limit = sim.config.usdm_order_limit
+        stack.unlimit()
     outcome.seconds = time.monotonic() - started
-    outcome.rate_limited = sum(lim.stats.rejected_429 for lim in (*sim.limiters.values(),
-                                                                  *sim.order_limiters.values())) - rejected_before
+    outcome.rate_limited = stack.rate_limited() - rejected_before
     if outcome.rate_limited:  # let the connector's back-off end before the next case
-        await asyncio.sleep(sim.config.weight_window_seconds)
-    new = [o for o in stack.orders("usdm") if o["orderId"] not in known and not o["clientFlow"]]
+        await asyncio.sleep(stack.backoff_seconds())
+    new = [o for o in stack.hedge_orders() if o["orderId"] not in known and not o["clientFlow"]]
     outcome.venue_orders = len(new)
     outcome.client_ids = len({o["clientOrderId"] for o in new})
     return outcome

@@ -23,12 +23,14 @@ from tests.fault.harness import (
     running_engine,
     sim_server_config,
 )
-from tests.fault.scenarios import crash_scenario
+from tests.fault.scenarios import PROTOCOLS, crash_scenario
 
 
 @pytest.mark.e2e
-def test_kill_9_mid_hedge_places_nothing_twice_and_loses_no_fill(tmp_path: Path) -> None:
-    result = crash_scenario(tmp_path, restarts=5, seed=11)
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_kill_9_mid_hedge_places_nothing_twice_and_loses_no_fill(tmp_path: Path, protocol: str) -> None:
+    # 5 cycles here (every kill mode at least once); bench/faults.py runs 20 per protocol
+    result = crash_scenario(tmp_path, restarts=5, seed=11, protocol=protocol)
     report = format_table(result.rows()) + "\n" + "\n".join(result.notes)
     assert result.restarts == 5, report
     assert result.recovered_orders >= 1, "no kill caught an order in flight:\n" + report

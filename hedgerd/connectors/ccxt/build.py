@@ -121,6 +121,7 @@ def create_exchange(cfg: VenueConfig, *, timeout: float | None = None, path: str
         if secret is not None and secret.get_secret_value():
             params[key] = secret.get_secret_value()
     exchange = cls(params)
+    no_silent_resend(exchange)
     if cfg.sandbox:
         exchange.set_sandbox_mode(True)
     if cfg.sim_base_url is not None:
@@ -133,6 +134,26 @@ def create_exchange(cfg: VenueConfig, *, timeout: float | None = None, path: str
         # ccxt picks Binance's market-specific error tables by host name; keep them on other hosts
         align_ccxt_exceptions(exchange)
     return exchange
+
+
+def no_silent_resend(exchange: Any) -> None:
+    """Stop aiohttp from resending a request whose connection the server closed unanswered.
+
+    aiohttp resends an idempotent-method request (GET, DELETE, ...) once when the server
+    disconnects before answering; ccxt.deribit places orders with GET (``private/buy``), so an
+    order the venue executed but did not answer went out twice under the same label. Only the
+    executor may resend an order, after looking it up by client id. aiohttp has no public switch
+    for this, so the session ccxt opens (lazily, and again after a close) gets its private one.
+    """
+    original = exchange.open
+
+    def open_session(lazy: bool = False) -> None:
+        original(lazy)
+        session = getattr(exchange, "session", None)
+        if session is not None:
+            session._retry_connection = False
+
+    exchange.open = open_session
 
 
 def build_ccxt_venue(cfg: VenueConfig, settings: Settings, clock: Clock) -> CcxtVenue:

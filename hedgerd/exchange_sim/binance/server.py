@@ -42,7 +42,7 @@ from hedgerd.exchange_sim.binance.routes import ROUTES
 from hedgerd.exchange_sim.binance.streams import WebsocketStreams, WsConnection
 from hedgerd.exchange_sim.binance.urls import DEFAULT_API_KEY, DEFAULT_SECRET, ccxt_config, ccxt_urls
 from hedgerd.exchange_sim.deribit.server import DeribitSim, DeribitSimConfig
-from hedgerd.exchange_sim.faults import FaultConfig, TradeMessageShaper, add_fault_routes
+from hedgerd.exchange_sim.faults import FaultConfig, PeriodicDrop, TradeMessageShaper, add_fault_routes
 from hedgerd.exchange_sim.matching import MatchingEngine
 from hedgerd.exchange_sim.model import SPOT, USDM, ApiError, EngineConfig, MarketKind, Order, Trade
 from hedgerd.exchange_sim.serving import bind
@@ -87,7 +87,7 @@ class VenueSim(WebsocketStreams):
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._last_drop: float | None = None
+        self._drops = PeriodicDrop(self.faults)
         self.host = self.config.host
         self.port = self.config.port
         self.app = self._build_app()
@@ -153,14 +153,7 @@ class VenueSim(WebsocketStreams):
 
     async def _periodic_drop(self) -> None:
         """The ``ws_drop_interval`` fault: the first drop comes one interval after it is switched on."""
-        if self.faults.ws_drop_interval <= 0:
-            self._last_drop = None
-            return
-        now = time.monotonic()
-        if self._last_drop is None:
-            self._last_drop = now
-        elif now - self._last_drop >= self.faults.ws_drop_interval:
-            self._last_drop = now
+        if self._drops.due(time.monotonic()):
             await self.close_streams(self.faults.ws_drop_scope)
 
     def tick(self) -> None:

@@ -62,7 +62,16 @@ The model, and where it departs from the real venue:
   10002 qty_too_low, 10004 order_not_found, 11044 not_open_order, 13004 invalid_credentials,
   13009 unauthorized, -32601 method not found); 10028 too_many_requests with HTTP 429 once
   the credits run out (non-matching 500 of 50 000 refilled at 10 000/s; orders and cancels a
-  burst of 20 refilled at 5/s).
+  burst of 20 refilled at 5/s). The credits are the account's, spent by HTTP and websocket
+  requests alike (auth and subscriptions included; heartbeat answers are free), and Deribit
+  ends the session of a client that runs out: the simulator ends every websocket session of
+  the account on any 10028, the harsher reading, which a client must survive anyway.
+- Faults (the shared :class:`~hedgerd.exchange_sim.faults.FaultConfig`, ``POST /_sim/faults``):
+  REST latency, 5xx (executed or not) and accept-then-timeout (hang, drop) on ``private/buy`` /
+  ``sell``; websocket sessions ended every ``ws_drop_interval`` (scope ``user``: sessions
+  subscribed to a ``user.*`` channel, ``market``: to a ticker), ``user_data_paused`` (order and
+  trade notifications lost, sessions open) and ``market_data_paused`` (no tickers). Counters
+  in ``DeribitSim.stats``.
 
 Websocket (:mod:`.ws`): every method over the socket, ``public/auth`` (also ccxt.pro's
 ``client_signature``), ``public|private/subscribe`` to ``user.trades.*``, ``user.orders.*`` and
@@ -73,10 +82,9 @@ Not yet modelled (later rounds of issue 21): book, public trades and portfolio c
 the session settlement's other parts (funding moves the balance at once, the session's futures
 PnL is realized at the fill; only the funding is settled per session); the delivery
 price as a 30-minute index average (here the index at expiry); futures' delivery fee; new
-expiries listed as old ones deliver; websocket faults (drops, held notifications: REST has the
-shared :class:`~hedgerd.exchange_sim.faults.FaultConfig`'s latency, 5xx and
-accept-then-timeout on ``private/buy`` / ``sell``, switched by ``POST /_sim/faults``);
-``private/edit``. Orders are kept without a bound (a long soak grows the simulator), trades up
+expiries listed as old ones deliver; duplicated or reordered trade notifications (the
+Binance side's ``duplicate_trade_*`` / ``reorder_trade_*`` switches); ``private/edit``.
+Orders are kept without a bound (a long soak grows the simulator), trades up
 to ``DeribitConfig.trade_history``.
 """
 

@@ -44,7 +44,7 @@ from hedgerd.exchange_sim.deribit.wire import (
     trade_json,
 )
 from hedgerd.exchange_sim.deribit.ws import DeribitWebsocket, WsSession
-from hedgerd.exchange_sim.faults import FaultConfig, add_fault_routes
+from hedgerd.exchange_sim.faults import FaultConfig, PeriodicDrop, add_fault_routes
 from hedgerd.exchange_sim.matching import MatchingEngine
 from hedgerd.exchange_sim.model import EngineConfig
 from hedgerd.exchange_sim.serving import bind
@@ -104,6 +104,27 @@ class CreditBucket:
         self.level -= cost
         return True
 
+    def starve(self) -> None:
+        """Empty the pool and stop its refill (a test's way to run the account out of credits)."""
+        self.take(0)
+        self.level, self.refill = 0.0, 0.0
+
+    def restore(self, refill_per_second: float) -> None:
+        """Refill at ``refill_per_second`` again (from the empty pool :meth:`starve` left)."""
+        self.take(0)
+        self.refill = refill_per_second
+
+
+@dataclass
+class DeribitStats:
+    """Counters of what the simulator did to its clients (the fault suite reads them)."""
+
+    requests: int = 0
+    rejected_10028: int = 0
+    sessions_ended_10028: int = 0  # websocket sessions ended because the credits ran out
+    ws_dropped: int = 0  # websocket sessions closed by the ``ws_drop_interval`` switch
+    faults_timeout: int = 0  # executed orders whose answer was held or dropped
+
 
 def _flag(params: Mapping[str, Any], name: str) -> bool:
     value = params.get(name, False)
@@ -155,8 +176,11 @@ class DeribitSim(DeribitWebsocket):
         self._tokens: dict[str, float] = {}
         self._refresh: dict[str, float] = {}
         cfg = self.config
-        self._credits = CreditBucket(cfg.credits_max, cfg.credits_refill, time.monotonic)
-        self._matching = CreditBucket(cfg.matching_burst, cfg.matching_refill, time.monotonic)
+        #: the account's credit pools: non-matching requests, and orders and cancels
+        self.credits = CreditBucket(cfg.credits_max, cfg.credits_refill, time.monotonic)
+        self.matching_credits = CreditBucket(cfg.matching_burst, cfg.matching_refill, time.monotonic)
+        self.stats = DeribitStats()
+        self._drops = PeriodicDrop(self.faults)
         self._runner: web.AppRunner | None = None
         self._ticker: asyncio.Task[None] | None = None
         self.host = cfg.host
@@ -211,6 +235,8 @@ class DeribitSim(DeribitWebsocket):
                 self.tick()
             except Exception:
                 log.exception("deribit simulator tick failed")
+            if self._drops.due(time.monotonic()):
+                self.stats.ws_dropped += await self.close_sessions(self.faults.ws_drop_scope)
 
     # ------------------------------------------------------------------ HTTP
 
@@ -241,6 +267,7 @@ class DeribitSim(DeribitWebsocket):
                 params.update(body_params)
             if scope not in ("public", "private") or not method:
                 raise DeribitError(-32601, "Method not found")
+            self.stats.requests += 1
             self.admit(method)
             if scope == "private":
                 self._authenticate(request)
@@ -258,9 +285,12 @@ class DeribitSim(DeribitWebsocket):
                                     text="<html><body><h1>503 Service Unavailable</h1></body></html>")
             result = self.dispatch(scope, method, params)
             if method in ("buy", "sell") and faults.take("order_timeout_rate", "order_timeout_next", self._rng):
+                self.stats.faults_timeout += 1
                 return await self._swallow_response(request)
         except DeribitError as exc:
             status = 429 if exc.code == 10028 else 400
+            if exc.code == 10028:
+                self.stats.sessions_ended_10028 += await self.close_sessions("all")
             error: Json = {"code": exc.code, "message": exc.message}
             if exc.data is not None:
                 error["data"] = exc.data
@@ -286,9 +316,10 @@ class DeribitSim(DeribitWebsocket):
 
     def admit(self, method: str) -> None:
         """Deribit's credits: too_many_requests (10028) once the pool is empty."""
-        bucket, cost = (self._matching, 1) if method in MATCHING_METHODS else (
-            self._credits, self.config.credits_cost)
+        bucket, cost = (self.matching_credits, 1) if method in MATCHING_METHODS else (
+            self.credits, self.config.credits_cost)
         if not bucket.take(cost):
+            self.stats.rejected_10028 += 1
             raise DeribitError(10028, "too_many_requests")
 
     def _authenticate(self, request: web.Request) -> None:

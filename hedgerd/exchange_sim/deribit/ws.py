@@ -15,13 +15,17 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from hedgerd.exchange_sim.deribit.venue import DeribitError, DOrder, DTrade
 from hedgerd.exchange_sim.deribit.wire import Json, order_json, ticker_json, trade_json
 
 if TYPE_CHECKING:
     from hedgerd.exchange_sim.deribit.server import DeribitSim
+
+
+#: heartbeat housekeeping, which costs no credits (the client cannot choose not to answer)
+_HEARTBEAT_METHODS = frozenset({"public/set_heartbeat", "public/test", "public/disable_heartbeat"})
 
 
 @dataclass(eq=False)
@@ -62,6 +66,8 @@ class DeribitWebsocket:
     def _ws_dispatch(self, session: WsSession, method: str, params: dict[str, Any]) -> object:
         sim = cast("DeribitSim", self)
         scope, _, name = method.partition("/")
+        if method not in _HEARTBEAT_METHODS:  # every other request spends the account's credits
+            sim.admit(name)
         if method == "public/auth":
             result = sim.auth_grant(params)
             session.authenticated = True
@@ -90,7 +96,6 @@ class DeribitWebsocket:
             return "ok"
         if scope == "private" and not session.authenticated:
             raise DeribitError(13009, "unauthorized")
-        sim.admit(name)
         return sim.dispatch(scope, name, params)
 
     async def ws_handler(self, request: web.Request) -> web.WebSocketResponse:
@@ -121,7 +126,7 @@ class DeribitWebsocket:
                     reply["error"] = error
                     await ws.send_str(json.dumps(reply))
                     if exc.code == 10028:  # Deribit ends the session of a client out of credits
-                        await ws.close()
+                        cast("DeribitSim", self).stats.sessions_ended_10028 += await self.close_sessions("all")
                         break
                     continue
                 await ws.send_str(json.dumps(reply))
@@ -145,8 +150,23 @@ class DeribitWebsocket:
             session.unanswered = True
             session.send({"jsonrpc": "2.0", "method": "heartbeat", "params": {"type": "test_request"}})
 
+    async def close_sessions(self, scope: str) -> int:
+        """End websocket sessions: ``scope`` "all", "user" (those subscribed to a ``user.*`` channel)
+        or "market" (those subscribed to a ticker); returns how many."""
+        prefixes = {"all": ("",), "user": ("user.",), "market": ("ticker.",)}[scope]
+        victims = [s for s in list(self.sessions)
+                   if scope == "all" or any(c.startswith(prefixes) for c in s.channels)]
+        for session in victims:
+            self.sessions.discard(session)
+            with contextlib.suppress(Exception):
+                await session.ws.close(code=WSCloseCode.GOING_AWAY, message=b"session ended by the server")
+        return len(victims)
+
     def on_venue_event(self, event: DOrder | DTrade) -> None:
-        """Push an order change or a fill to every session subscribed to it."""
+        """Push an order change or a fill to every session subscribed to it (none while the
+        ``user_data_paused`` switch is on: a stream that died silently)."""
+        if cast("DeribitSim", self).faults.user_data_paused:
+            return
         order = event if isinstance(event, DOrder) else event.order
         inst = order.instrument
         prefix = "user.orders." if isinstance(event, DOrder) else "user.trades."
@@ -159,6 +179,8 @@ class DeribitWebsocket:
 
     def push_tickers(self) -> None:
         sim = cast("DeribitSim", self)
+        if sim.faults.market_data_paused:
+            return
         now = sim.engine.now()
         for session in list(self.sessions):
             for channel in session.channels:
