@@ -15,6 +15,7 @@ saw it: its pass may wait up to 10 ms for the next event's (:meth:`HedgeEngine._
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -132,6 +133,8 @@ class HedgeEngine:
             rl = self.settings.executor.rate_limit_for(cfg.venue)
             executor = self._executor_for(cfg.venue, rl.requests_per_second, rl.burst)
             self.hedges[cfg.underlying] = HedgeState(config=cfg, executor=executor, market=market)
+            executor.passive.attach(book=functools.partial(self.risk_pass.book, cfg.venue),
+                                    urgency=self.risk_pass.urgency)
             self.metrics.hedge_band.labels(cfg.underlying).set(float(cfg.threshold))
             self.metrics.hedge_fees.labels(cfg.venue)  # export 0 before the first fee
             self.costs.track(cfg.underlying, cfg.venue, cfg.symbol)

@@ -52,6 +52,13 @@ class InvalidOrder(FatalOrderError):
     kind = "invalid_order"
 
 
+class PostOnlyRejected(InvalidOrder):
+    """A post-only order would have taken liquidity and was refused (Binance -5022, Deribit
+    11054 post_only_reject): the book moved through its price; reprice, it is no error."""
+
+    kind = "post_only_rejected"
+
+
 class AuthError(FatalOrderError):
     """Bad or missing credentials, or a permission the key does not have."""
 

@@ -209,6 +209,23 @@ class RiskPass:
         task.add_done_callback(state.tasks.discard)
         task.add_done_callback(functools.partial(self._execution_done, state, intent))
 
+    def book(self, venue: str, symbol: str) -> tuple[Decimal, Decimal] | None:
+        """The latest (bid, ask) of ``symbol`` on ``venue``, None before the first."""
+        price = self.prices.get((venue, symbol))
+        return (price.bid, price.ask) if price is not None else None
+
+    def urgency(self, intent: HedgeIntent) -> tuple[Decimal, Decimal] | None:
+        """(|net delta - target| with the orders in flight left out, the policy's band) of the
+        intent's underlying: how far the exposure has run while a passive intent rests
+        (:mod:`hedgerd.executor.passive` escalates past a multiple of the band)."""
+        state = self.hedges.get(intent.underlying)
+        if state is None:
+            return None
+        snap = self.snapshot(state)
+        band = getattr(self.policy_for(intent.underlying), "band", None)  # the adaptive policy's
+        trigger = band.trigger if band is not None else state.config.threshold
+        return abs(snap.net_delta - snap.in_flight - state.config.target), Decimal(trigger)
+
     def snapshot(self, state: HedgeState) -> DeltaSnapshot:
         """Net delta of one hedge as the ledger, the executor and the latest price have it now."""
         cfg = state.config

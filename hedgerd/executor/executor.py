@@ -26,12 +26,14 @@ from typing import Any, TypeVar
 
 import structlog
 
+from hedgerd.client_ids import parent_client_id
 from hedgerd.clock import Clock
 from hedgerd.config import ExecutorConfig
 from hedgerd.connectors.base import Venue
 from hedgerd.errors import (
     FatalOrderError,
     OrderNotFound,
+    PostOnlyRejected,
     RateLimited,
     TransientVenueError,
 )
@@ -44,10 +46,11 @@ from hedgerd.executor.orders import (
     limit_price,
     send_refusal,
 )
+from hedgerd.executor.passive import PassiveRunner
 from hedgerd.executor.ratelimit import TokenBucket
 from hedgerd.executor.requests import DETAIL_MAX, LANDING_GRACE, LookupFailed, VenueRequests, detail
 from hedgerd.metrics import Metrics
-from hedgerd.models import ZERO, Fill, HedgeIntent, MarketInfo, OrderReport, OrderStatus
+from hedgerd.models import ZERO, Fill, HedgeIntent, MarketInfo, OrderReport, OrderStatus, OrderType
 from hedgerd.policy.sizing import venue_contracts
 
 log = structlog.get_logger("hedgerd.executor")
@@ -73,6 +76,7 @@ class HedgeExecutor(VenueRequests):
         self._gate = gate
         self._on_result = on_result
         self._orders = OrderTracker(ledger)
+        self.passive = PassiveRunner(self)
 
     # ------------------------------------------------------------------ queries
     def in_flight(self, symbol: str) -> Decimal:
@@ -97,7 +101,7 @@ class HedgeExecutor(VenueRequests):
     def absorbs(self, fill: Fill) -> bool:
         """True if ``fill`` (journaled) belongs to an order :meth:`in_flight` counts, within the
         size it counts: journaling it moved that much from in flight to position."""
-        cid = fill.client_order_id
+        cid = parent_client_id(fill.client_order_id)  # a passive child's fill is its intent's
         order = self._orders.by_id.get(cid) if cid is not None else None
         if order is None or not (order.maybe_live or order.executing) or order.intent.symbol != fill.symbol:
             return False
@@ -192,6 +196,8 @@ class HedgeExecutor(VenueRequests):
                             amount=str(intent.amount), contracts=str(contracts))
                 await self._journal(order, OrderStatus.REJECTED, detail=detail, metric_status=label)
                 return OrderReport(cid, intent.symbol, OrderStatus.REJECTED)
+            if intent.order_type is OrderType.PASSIVE:
+                return await self.passive.run(order, received_at)
             try:
                 limit = limit_price(intent, market, reference_price, self.config.max_slippage_bps)
             except ValueError as exc:
@@ -264,6 +270,10 @@ class HedgeExecutor(VenueRequests):
                     await self.clock.sleep(self._backoff(sends - 1))
             except FatalOrderError as exc:
                 order.maybe_live = was_live
+                if isinstance(exc, PostOnlyRejected) and not was_live:  # a reprice, not an error
+                    order.post_only_rejected = True
+                    await self._journal(order, OrderStatus.REJECTED, detail=detail(exc))
+                    return OrderReport(cid, intent.symbol, OrderStatus.REJECTED)
                 self._count_error(exc, "create", cid)
                 return await self._fatal(order, exc)
             except Exception as exc:  # timeout, OrderOutcomeUnknown, anything unexpected
@@ -273,6 +283,9 @@ class HedgeExecutor(VenueRequests):
                 needs_lookup = True
             else:
                 self.bucket.restore()
+                if intent.order_type is OrderType.POST_ONLY:  # rests: the passive runner follows it
+                    await self._apply_report(order, report)
+                    return report
                 return await self._finish(order, report)
 
     async def _finish(self, order: TrackedOrder, report: OrderReport) -> OrderReport:
@@ -392,7 +405,9 @@ class HedgeExecutor(VenueRequests):
         Returns the order's intent if the update journaled anything new (a fill or a state
         change), None if it changed nothing (e.g. it repeats the answer to the send)."""
         order = self._orders.by_id.get(report.client_order_id)
-        if order is not None and await self._apply_report(order, report):
+        if order is None:
+            return await self.passive.on_child_update(report)
+        if await self._apply_report(order, report):
             return order.intent
         return None
 
@@ -441,7 +456,10 @@ class HedgeExecutor(VenueRequests):
                 order.acknowledged = state[0] in (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED)
             self._orders.by_id[cid] = order
             log.info("order_recovering", client_order_id=cid, status=order.status.value)
-            await self._resolve(order, self.config.max_retries + 1)
+            if intent.order_type is OrderType.PASSIVE:
+                await self.passive.recover(order)
+            else:
+                await self._resolve(order, self.config.max_retries + 1)
         self._orders.live(None)
 
     async def refresh_open(self) -> None:
@@ -452,13 +470,22 @@ class HedgeExecutor(VenueRequests):
         """
         for order in list(self._orders.live(None)):
             if not order.executing and order.maybe_live and not order.status.is_final:
-                await self._resolve(order, 1)
+                if order.intent.order_type is OrderType.PASSIVE:
+                    await self.passive.recover(order)
+                else:
+                    await self._resolve(order, 1)
         self._orders.live(None)
 
     async def cancel_all(self) -> None:
-        """Cancel every open order of this executor by client order id and journal the results."""
+        """Cancel every open order of this executor by client order id and journal the results;
+        every passive intent being worked ends (its live child cancelled)."""
+        await self.passive.cancel_all("cancel_all")
         for order in list(self._orders.live(None)):
             if order.status.is_final or not order.maybe_live:
+                continue
+            if order.intent.order_type is OrderType.PASSIVE:
+                if not order.executing:
+                    await self.passive.recover(order)
                 continue
             intent = order.intent
             cid = intent.client_order_id

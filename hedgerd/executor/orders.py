@@ -39,6 +39,8 @@ class OrderJournal(Protocol):
 
     def open_intents(self) -> list[HedgeIntent]: ...
 
+    def child_orders(self, parent_client_id: str) -> list[tuple[str, OrderStatus, Decimal, float]]: ...
+
 
 @dataclass(eq=False)
 class TrackedOrder:
@@ -54,6 +56,7 @@ class TrackedOrder:
     executing: bool = False  # execute() is working on it
     last_sent_at: float = 0.0  # wall-clock time of the last send (intent creation if recovered)
     last_report: OrderReport | None = None
+    post_only_rejected: bool = False  # a passive child the venue refused rather than let it take
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 

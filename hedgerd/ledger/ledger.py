@@ -46,10 +46,12 @@ import logging
 import re
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hedgerd.client_ids import CHILD_SEPARATOR, parent_client_id, split_child_id
 from hedgerd.ledger.accounting import (
     Snapshot,
     TradeTotals,
@@ -263,6 +265,10 @@ class InventoryLedger:
         if not (amount.is_finite() and fill.price.is_finite() and fill.fee.is_finite()) \
                 or amount <= ZERO or fill.price < ZERO:
             raise ValueError(f"invalid fill amounts: {fill!r}")
+        if fill.client_order_id is not None:
+            parent = parent_client_id(fill.client_order_id)
+            if parent != fill.client_order_id:  # a passive intent's child order: the intent's fill
+                fill = replace(fill, client_order_id=parent)
         if fill.client_order_id is not None and self._view.recent_own_fills.get((fill.venue, fill.trade_id)):
             return self._known_repeat(fill)
         future: asyncio.Future[bool] = self._enqueue(fill)
@@ -458,6 +464,28 @@ class InventoryLedger:
         row, which carries the last state). States recorded for any other id are journaled in
         ``order_events`` but answered only while they are among the recent ones in memory."""
         return self._view.order_state(client_order_id, self.ledger_id)
+
+    def child_orders(self, parent_client_id: str) -> list[tuple[str, OrderStatus, Decimal, float]]:
+        """Each journaled child order of the passive intent ``parent_client_id``: (client id, last
+        journaled status, filled, time of its first record), by sequence. Read from
+        ``order_events``, which has no index by client id (it would cost every state change a
+        page): a scan, done only when an intent is recovered or executed again, never per order."""
+        if self._reader is None:
+            raise self._unwritable()
+        low = parent_client_id + CHILD_SEPARATOR
+        try:
+            rows = self._reader.execute(
+                "SELECT client_order_id, status, filled, ts FROM order_events WHERE client_order_id > ? "
+                "AND client_order_id < ? ORDER BY event_id", (low, low + "~")).fetchall()
+        except sqlite3.Error as exc:
+            raise LedgerError(f"ledger read failed: {exc}") from exc
+        children: dict[str, tuple[OrderStatus, Decimal, float]] = {}
+        for cid, status, filled, ts in rows:
+            if split_child_id(cid) is not None:
+                first = children[cid][2] if cid in children else float(ts)
+                children[cid] = (OrderStatus(status), Decimal(filled), first)
+        ordered = sorted(children.items(), key=lambda item: split_child_id(item[0]) or ("", 0))
+        return [(cid, status, filled, ts) for cid, (status, filled, ts) in ordered]
 
     def open_intents(self) -> list[HedgeIntent]:
         """Intents whose last order state is not final, oldest first."""
