@@ -80,6 +80,8 @@ class SimSettings(_Section):
         "hedge venue: mean base units already queued at the touch when our resting order joins it"))
     sweep_probability: float = Field(default=0.1, ge=0, le=1, description=(
         "hedge venue: chance per price tick that a side's flow sweeps beyond the touch it started at"))
+    adverse_selection_bps: Decimal = Field(default=Decimal("0.5"), ge=0, le=100, description=(
+        "hedge venue: the mid moves this far against a resting order the moment it fills (docs/passive.md)"))
     latency_ms: float = Field(default=5.0, ge=0)
     requests_per_second: float = Field(default=20.0, gt=0, description="venue-side rate limit")
     fee_currency: str | None = Field(default=None, pattern=r"^[A-Z0-9]{2,10}$", description=(

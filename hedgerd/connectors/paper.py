@@ -32,6 +32,7 @@ from hedgerd.errors import (
     InsufficientFunds,
     InvalidOrder,
     OrderOutcomeUnknown,
+    PostOnlyRejected,
     RateLimited,
     TransientVenueError,
     VenueError,
@@ -50,7 +51,7 @@ from hedgerd.models import (
     split_symbol,
 )
 from hedgerd.reconciliation import PositionSnapshot
-from hedgerd.sim.market import ClientFlow, SimMarketData
+from hedgerd.sim.market import ClientFlow, RestingOrder, SimMarketData, TradeFlow
 
 SPOT_AMOUNT_STEP = Decimal("0.0001")
 PERP_AMOUNT_STEP = Decimal("0.001")
@@ -265,6 +266,7 @@ class _SimVenue:
                 await clock.sleep(delay)
             if not self._stalled:
                 bid, ask = self.quote()
+                self._on_tick(next_step, bid, ask)
                 update = PriceUpdate(venue=self.name, symbol=self.symbol, bid=bid, ask=ask,
                                      ts=clock.time(), received_at=clock.monotonic())
                 await self._deliver(sink, sink.on_price(update), "price")
@@ -276,6 +278,9 @@ class _SimVenue:
     def conversion_quote(self) -> PriceUpdate | None:
         """A fee currency's quote streamed with the instrument's (none by default)."""
         return None
+
+    def _on_tick(self, step: int, bid: Decimal, ask: Decimal) -> None:
+        """Price tick ``step`` with this venue's new quote (resting orders match here)."""
 
     async def _deliver(self, sink: VenueEventSink, call: Awaitable[None], what: str) -> None:
         """Await a sink call; a failing sink is reported, never kills the stream."""
@@ -460,6 +465,12 @@ class SimPerpVenue(_SimVenue):
                                       min_amount=PERP_AMOUNT_STEP, min_notional=PERP_MIN_NOTIONAL,
                                       contract_size=Decimal(1))
         self._taker_fee = settings.taker_fee_bps / _BPS
+        self._maker_fee = settings.maker_fee_bps / _BPS
+        self._flow = TradeFlow(settings.seed, market.interval, settings.market_volume,
+                               settings.sweep_probability, market.tick)
+        self._queue_rng = random.Random(f"hedgerd-queue/{self.symbol}/{settings.seed}")
+        self._resting: dict[str, RestingOrder] = {}
+        self._last_quote: tuple[Decimal, Decimal] | None = None
         self._orders: OrderedDict[str, OrderReport] = OrderedDict()
         self._order_seq = 0
         self._events: asyncio.Queue[Fill | OrderReport] = asyncio.Queue()
@@ -527,6 +538,9 @@ class SimPerpVenue(_SimVenue):
             raise InvalidOrder(f"{self.name}: order rejected (injected)")
 
         bid, ask = self.quote()
+        if intent.order_type is OrderType.POST_ONLY:
+            assert price is not None
+            return self._rest(intent, amount, price, bid, ask)
         fill_price = ask if intent.side is Side.BUY else bid
         fill_amount = amount * self.market_info.contract_size
         if intent.order_type is OrderType.LIMIT_IOC:
@@ -566,6 +580,76 @@ class SimPerpVenue(_SimVenue):
             self._events.put_nowait(report)
         return report
 
+    def _rest(self, intent: HedgeIntent, amount: Decimal, price: Decimal, bid: Decimal, ask: Decimal) -> OrderReport:
+        """Place a post-only order: refused if it would take liquidity (as Binance's -5022), else
+        it rests behind the volume already queued at its price (docs/passive.md)."""
+        buy = intent.side is Side.BUY
+        if (price >= ask) if buy else (price <= bid):
+            raise PostOnlyRejected(f"{self.name}: post-only order at {price} would trade against the book "
+                                   f"({bid} / {ask})")
+        if intent.reduce_only and self._positions.get(self.symbol, ZERO) * intent.side.sign >= 0:
+            raise InvalidOrder("ReduceOnly Order is rejected: it would increase the position")
+        touch = bid if buy else ask
+        behind = price < touch if buy else price > touch
+        # a new best price has nothing ahead of it; at (or behind) the touch, the queue already there
+        depth = float(self.settings.touch_depth)
+        queue = Decimal(repr(round(self._queue_rng.expovariate(1 / depth), 6))) \
+            if depth > 0 and (price == touch or behind) else ZERO
+        self._order_seq += 1
+        report = OrderReport(client_order_id=intent.client_order_id, symbol=self.symbol,
+                             status=OrderStatus.SUBMITTED, venue_order_id=f"{self.run_tag}-o{self._order_seq}",
+                             ts=self._clock.time())
+        self._orders[intent.client_order_id] = report
+        self._resting[intent.client_order_id] = RestingOrder(
+            side_buy=buy, price=price, remaining=amount * self.market_info.contract_size, queue_ahead=queue)
+        if self._running:
+            self._events.put_nowait(report)
+        return report
+
+    def _on_tick(self, step: int, bid: Decimal, ask: Decimal) -> None:
+        """Match the resting orders against this tick's market trade flow."""
+        before = self._last_quote or (bid, ask)
+        self._last_quote = (bid, ask)
+        if not self._resting:
+            return
+        flow = self._flow.at(step, before, (bid, ask))
+        for client_id, resting in list(self._resting.items()):
+            filled = resting.match(flow, self.market_info.amount_step)
+            if filled > 0:
+                self._fill_resting(client_id, resting, filled)
+
+    def _fill_resting(self, client_id: str, resting: RestingOrder, filled: Decimal) -> None:
+        """Book a fill of a resting order at its price with the maker fee; report it on the stream."""
+        report = self._orders.get(client_id)
+        if report is None:
+            self._resting.pop(client_id, None)
+            return
+        side = Side.BUY if resting.side_buy else Side.SELL
+        # Adverse selection beyond the trade-through rule: the flow that filled us keeps going,
+        # the mid moves against the order as it fills (its markout is part of the fill's cost).
+        adverse = self.settings.adverse_selection_bps / _BPS
+        if adverse > 0:
+            self._market.set_mid(self._market.mid() * (1 - side.sign * adverse))
+        fee = filled * resting.price * self._maker_fee * (1 - self._fee_discount)
+        fee = (fee if self._fee_price is None else fee / self._fee_price).quantize(FEE_QUANTUM)
+        now = self._clock.time()
+        fill = Fill(venue=self.name, trade_id=self._next_trade_id(), symbol=self.symbol, side=side, amount=filled,
+                    price=resting.price, fee=fee, fee_currency=self.fee_currency, ts=now,
+                    received_at=self._clock.monotonic(), client_order_id=client_id)
+        self._book_fill(fill)
+        total = report.filled + filled
+        done = resting.remaining <= 0
+        if done:
+            del self._resting[client_id]
+        updated = OrderReport(client_order_id=client_id, symbol=self.symbol,
+                              status=OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED,
+                              filled=total, average_price=resting.price, fee=report.fee + fee,
+                              venue_order_id=report.venue_order_id, ts=now, fills=(*report.fills, fill))
+        self._orders[client_id] = updated
+        if self._running:
+            self._events.put_nowait(fill)
+            self._events.put_nowait(updated)
+
     def _validate(self, intent: HedgeIntent, amount: Decimal, price: Decimal | None) -> None:
         info = self.market_info
         if intent.symbol != self.symbol:
@@ -575,9 +659,9 @@ class SimPerpVenue(_SimVenue):
                 f"{self.name}: amount {amount} is not a positive multiple of {info.amount_step}")
         if amount < info.min_amount:
             raise InvalidOrder(f"{self.name}: amount {amount} below minimum {info.min_amount}")
-        if intent.order_type is OrderType.LIMIT_IOC:
+        if intent.order_type in (OrderType.LIMIT_IOC, OrderType.POST_ONLY):
             if price is None or not price > 0:
-                raise InvalidOrder(f"{self.name}: IOC order needs a positive limit price")
+                raise InvalidOrder(f"{self.name}: limit order needs a positive limit price")
             if price % info.price_step != 0:
                 raise InvalidOrder(f"{self.name}: price {price} is not a multiple of {info.price_step}")
         if not intent.reduce_only:
@@ -608,6 +692,7 @@ class SimPerpVenue(_SimVenue):
                                    venue_order_id=report.venue_order_id, ts=self._clock.time(),
                                    fills=report.fills)
             self._orders[client_order_id] = canceled
+            self._resting.pop(client_order_id, None)
             return canceled
         return await self._round_trip("cancel_order", cancel)
 
