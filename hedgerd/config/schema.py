@@ -270,9 +270,9 @@ class ExecutorConfig(_Section):
     order_type: OrderType = Field(default=OrderType.MARKET, description=(
         "market, limit_ioc, or passive: post-only limits at the touch, repriced as the book moves, "
         "escalated to IOC on urgency or timeout (docs/passive.md)"))
-    passive_timeout: float = Field(default=60.0, gt=0, description=(
+    passive_timeout: float = Field(default=5.0, gt=0, description=(
         "passive: seconds an intent may rest before what is left is sent as an IOC"))
-    passive_urgency: Decimal = Field(default=Decimal(3), ge=1, le=100, description=(
+    passive_urgency: Decimal = Field(default=Decimal("1.5"), ge=1, le=100, description=(
         "passive: send what is left as an IOC once |net delta| (orders in flight left out) exceeds this "
         "multiple of the policy's band"))
     passive_max_reprices: int = Field(default=30, ge=0, le=999, description=(
