@@ -48,13 +48,13 @@ def test_flow_that_does_not_reach_the_price_changes_nothing() -> None:
 
 
 def test_trade_flow_is_a_function_of_seed_and_tick() -> None:
-    a = TradeFlow(7, 1.0, D(2), 0.1, D("0.1"))
-    b = TradeFlow(7, 1.0, D(2), 0.1, D("0.1"))
+    a = TradeFlow(7, D(2), 0.1, D("0.1"))
+    b = TradeFlow(7, D(2), 0.1, D("0.1"))
     quotes = ((D(100), D(101)), (D("99.5"), D("100.5")))
-    assert a.at(5, *quotes) == b.at(5, *quotes)
-    tick = a.at(5, *quotes)
+    assert a.at(5, *quotes, 1.0) == b.at(5, *quotes, 1.0)
+    tick = a.at(5, *quotes, 1.0)
     assert tick.low <= D("99.5") and tick.high >= D(101)  # spans the move, and maybe beyond
-    assert a.at(6, *quotes) != tick
+    assert a.at(6, *quotes, 1.0) != tick
 
 
 class Sink:

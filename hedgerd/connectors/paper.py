@@ -466,8 +466,7 @@ class SimPerpVenue(_SimVenue):
                                       contract_size=Decimal(1))
         self._taker_fee = settings.taker_fee_bps / _BPS
         self._maker_fee = settings.maker_fee_bps / _BPS
-        self._flow = TradeFlow(settings.seed, market.interval, settings.market_volume,
-                               settings.sweep_probability, market.tick)
+        self._flow = TradeFlow(settings.seed, settings.market_volume, settings.sweep_probability, market.tick)
         self._queue_rng = random.Random(f"hedgerd-queue/{self.symbol}/{settings.seed}")
         self._resting: dict[str, RestingOrder] = {}
         self._last_quote: tuple[Decimal, Decimal] | None = None
@@ -612,7 +611,7 @@ class SimPerpVenue(_SimVenue):
         self._last_quote = (bid, ask)
         if not self._resting:
             return
-        flow = self._flow.at(step, before, (bid, ask))
+        flow = self._flow.at(step, before, (bid, ask), self._market.interval)
         for client_id, resting in list(self._resting.items()):
             filled = resting.match(flow, self.market_info.amount_step)
             if filled > 0:

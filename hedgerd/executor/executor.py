@@ -270,7 +270,8 @@ class HedgeExecutor(VenueRequests):
                     await self.clock.sleep(self._backoff(sends - 1))
             except FatalOrderError as exc:
                 order.maybe_live = was_live
-                if isinstance(exc, PostOnlyRejected) and not was_live:  # a reprice, not an error
+                if isinstance(exc, PostOnlyRejected) and intent.order_type is OrderType.POST_ONLY \
+                        and not was_live:  # a reprice, not an error
                     order.post_only_rejected = True
                     await self._journal(order, OrderStatus.REJECTED, detail=detail(exc))
                     return OrderReport(cid, intent.symbol, OrderStatus.REJECTED)

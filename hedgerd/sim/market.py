@@ -220,18 +220,19 @@ class TradeFlow:
     generator seeded by the seed and the tick index, so the flow does not depend on who asked
     for which tick, nor on whether anyone did: runs without resting orders draw nothing."""
 
-    def __init__(self, seed: int, interval: float, volume_per_second: Decimal, sweep_probability: float,
-                 tick: Decimal) -> None:
+    def __init__(self, seed: int, volume_per_second: Decimal, sweep_probability: float, tick: Decimal) -> None:
         self._seed = seed
-        self._mean = float(volume_per_second) * interval / 2
+        self._per_second = float(volume_per_second)
         self._sweep = sweep_probability
         self._tick = tick
 
-    def at(self, step: int, before: tuple[Decimal, Decimal], after: tuple[Decimal, Decimal]) -> TickFlow:
-        """The flow of tick ``step``, between the (bid, ask) ``before`` and ``after`` it."""
+    def at(self, step: int, before: tuple[Decimal, Decimal], after: tuple[Decimal, Decimal],
+           seconds: float) -> TickFlow:
+        """The flow of tick ``step`` (``seconds`` long), between the (bid, ask) ``before`` and ``after`` it."""
         rng = random.Random(self._seed * 1_000_003 + step)
-        sell = Decimal(repr(round(rng.expovariate(1.0 / self._mean), 6))) if self._mean > 0 else Decimal(0)
-        buy = Decimal(repr(round(rng.expovariate(1.0 / self._mean), 6))) if self._mean > 0 else Decimal(0)
+        mean = self._per_second * seconds / 2
+        sell = Decimal(repr(round(rng.expovariate(1.0 / mean), 6))) if mean > 0 else Decimal(0)
+        buy = Decimal(repr(round(rng.expovariate(1.0 / mean), 6))) if mean > 0 else Decimal(0)
         low = min(before[0], after[0]) - self._sweep_ticks(rng) * self._tick
         high = max(before[1], after[1]) + self._sweep_ticks(rng) * self._tick
         return TickFlow(sell_volume=sell, buy_volume=buy, low=low, high=high)

@@ -77,6 +77,8 @@ def map_ccxt_error(exc: BaseException, operation: Operation, *, retry_after: flo
         return herr.TransientVenueError(message)
     if isinstance(exc, ccxt.NetworkError | ccxt.BadResponse):
         return herr.OrderOutcomeUnknown(message) if creating else herr.TransientVenueError(message)
+    if creating and _post_only_refused(exc, ccxt):
+        return herr.PostOnlyRejected(message)
     if isinstance(exc, ccxt.InvalidOrder | ccxt.BadRequest | ccxt.ArgumentsRequired | ccxt.NotSupported
                   | ccxt.OperationRejected):
         return herr.InvalidOrder(message)
@@ -84,6 +86,14 @@ def map_ccxt_error(exc: BaseException, operation: Operation, *, retry_after: flo
         return herr.FatalOrderError(message) if creating else herr.TransientVenueError(message)
     # OperationFailed and transport errors that escaped ccxt's wrapping
     return herr.OrderOutcomeUnknown(message) if creating else herr.TransientVenueError(message)
+
+
+def _post_only_refused(exc: BaseException, ccxt: Any) -> bool:
+    """A post-only order refused because it would take: Binance -5022 (ccxt OrderNotFillable),
+    Deribit 11054 post_only_reject (ccxt InvalidOrder)."""
+    text = str(exc)
+    return (isinstance(exc, ccxt.OrderNotFillable) and "-5022" in text) or "post_only_reject" in text \
+        or "11054" in text
 
 
 def align_ccxt_exceptions(exchange: Any) -> None:

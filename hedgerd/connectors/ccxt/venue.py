@@ -173,7 +173,8 @@ class CcxtVenue:
         return float(number)
 
     async def create_order(self, intent: HedgeIntent, amount: Decimal, price: Decimal | None) -> OrderReport:
-        """Send ``intent`` (amount in contracts) as a market or IOC limit order with its client id."""
+        """Send ``intent`` (amount in contracts) as a market, IOC limit or post-only limit order with
+        its client id; a post-only order that would take raises PostOnlyRejected."""
         await self._ensure_markets()
         symbol = intent.symbol
         self.client.market(symbol)
@@ -190,6 +191,14 @@ class CcxtVenue:
             order_type = "limit"
             limit = self._to_precision("price_to_precision", symbol, price)
             params["timeInForce"] = "IOC"
+        elif intent.order_type is OrderType.POST_ONLY:  # ccxt's unified flag: GTX on Binance USD-M
+            if price is None or price <= 0:
+                raise herr.InvalidOrder(f"{intent.client_order_id}: a post-only order needs a price")
+            order_type = "limit"
+            limit = self._to_precision("price_to_precision", symbol, price)
+            params["postOnly"] = True
+            if str(getattr(self.exchange, "id", "")) == "deribit":
+                params["reject_post_only"] = True  # refuse (11054) rather than reprice it on its own
         if intent.reduce_only and is_derivative(symbol):
             params["reduceOnly"] = True
         order = await self.client.call("create", "create_order", symbol, order_type, intent.side.value,
