@@ -106,3 +106,53 @@ async def test_passive_intent_rests_reprices_and_halt_cancels_through_ccxt(still
     finally:
         await ledger.close()
         await venue.close()
+
+
+# ---------------------------------------------------------------------------- the matcher's rule
+def still_engine(**config: Any) -> tuple[exchange_sim.MatchingEngine, list[int]]:
+    clock = [1_700_000_000_000]
+    instruments = tuple(dataclasses.replace(i, volatility=0.0) for i in default_instruments())
+    engine = exchange_sim.MatchingEngine(exchange_sim.EngineConfig(seed=4, instruments=instruments, **config),
+                                         now_ms=lambda: clock[0])
+    return engine, clock
+
+
+def test_a_resting_order_at_a_still_touch_never_fills_however_much_trades() -> None:
+    engine, clock = still_engine(sweep_probability=0.0, market_volume=D(1000), touch_depth=D(0))
+    bid = engine.book(exchange_sim.USDM, "BTCUSDT").best_bid.price
+    order = engine.place_order(exchange_sim.USDM, symbol="BTCUSDT", side="BUY", order_type="LIMIT",
+                               quantity=D("0.01"), price=bid, time_in_force="GTX")
+    for _ in range(100):
+        clock[0] += 1000
+        engine.advance()
+    assert order.status == "NEW" and order.executed_qty == 0  # flow at the touch is never a fill
+
+
+def test_flow_through_the_price_fills_after_the_queue_and_moves_the_mid_against_it() -> None:
+    engine, clock = still_engine(sweep_probability=1.0, market_volume=D("0.02"), touch_depth=D(0),
+                                 adverse_selection_bps=D(1))
+    bid = engine.book(exchange_sim.USDM, "BTCUSDT").best_bid.price
+    order = engine.place_order(exchange_sim.USDM, symbol="BTCUSDT", side="BUY", order_type="LIMIT",
+                               quantity=D("0.05"), price=bid, time_in_force="GTX")
+    mid = engine.mid(exchange_sim.USDM, "BTCUSDT")
+    steps = 0
+    while order.executed_qty == 0 and steps < 50:
+        clock[0] += 1000
+        engine.advance()
+        steps += 1
+    assert order.executed_qty > 0  # swept through (every step sweeps here) with little volume each
+    trades = [t for t in engine.trades(exchange_sim.USDM) if t.order_id == order.order_id]
+    assert trades and all(t.is_maker and t.price == bid for t in trades)
+    assert engine.mid(exchange_sim.USDM, "BTCUSDT") < mid  # moved against the filled buy
+    assert order.status in ("PARTIALLY_FILLED", "FILLED")
+
+
+def test_the_queue_ahead_trades_first() -> None:
+    engine, clock = still_engine(sweep_probability=1.0, market_volume=D("0.2"), touch_depth=D(50))
+    bid = engine.book(exchange_sim.USDM, "BTCUSDT").best_bid.price
+    order = engine.place_order(exchange_sim.USDM, symbol="BTCUSDT", side="BUY", order_type="LIMIT",
+                               quantity=D("0.05"), price=bid, time_in_force="GTX")
+    for _ in range(20):  # ~2 base units trade through in 20 s; ~50 queued ahead
+        clock[0] += 1000
+        engine.advance()
+    assert order.executed_qty == 0
