@@ -9,7 +9,10 @@ same mid and a run is reproducible on a simulated clock.
   account (:class:`~hedgerd.sim.market.ClientFlow`: Poisson arrivals, side 50/50, exponential
   size); the desk buys at the bid, sells at the ask.
 * :class:`SimPerpVenue` (role hedge) fills our market / IOC orders at the bid or ask with a taker
-  fee, tracks the position, enforces its own request limit (:class:`~hedgerd.errors.RateLimited`)
+  fee; post-only orders rest and fill from the market's trade flow by the rule of
+  :class:`~hedgerd.sim.market.RestingOrder` (never at the touch, only through the price, behind
+  the queue, the mid moving against a filled order: docs/passive.md), with the maker fee. It
+  tracks the position, enforces its own request limit (:class:`~hedgerd.errors.RateLimited`)
   and latency, and echoes fills and order updates on a separate "user-data stream" task.
 
 Both take faults for tests through ``venue.faults.inject(...)``, ``stall_prices()`` and
