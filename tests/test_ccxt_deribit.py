@@ -5,6 +5,7 @@ Deribit-protocol simulator on 127.0.0.1 (nothing leaves the machine)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -18,7 +19,7 @@ from hedgerd.connectors.ccxt import create_exchange
 from hedgerd.connectors.ccxt.convert import client_order_id_of, order_to_report, trade_to_fill
 from hedgerd.connectors.ccxt.venue import CcxtVenue
 from hedgerd.exchange_sim.deribit import DeribitSim, start_deribit_sim
-from hedgerd.models import HedgeIntent, MarketInfo, OrderStatus, Side
+from hedgerd.models import HedgeIntent, MarketInfo, OrderStatus, OrderType, Side
 
 PERP = "BTC/USD:BTC"
 PERP_MARKET = MarketInfo(symbol=PERP, base="BTC", quote="USD", amount_step=Decimal(10), price_step=Decimal("0.5"),
@@ -148,3 +149,18 @@ async def test_a_resting_order_is_cancelled_by_its_label(sim: DeribitSim, venue:
     assert cancelled is not None
     assert (cancelled.client_order_id, cancelled.status) == ("hgd21x6", OrderStatus.CANCELED)
     assert await venue.fetch_open_orders(PERP) == []
+
+
+async def test_a_post_only_child_rests_as_such_and_a_crossing_one_is_refused(sim: DeribitSim,
+                                                                             venue: CcxtVenue) -> None:
+    await venue.load_markets()
+    bids, asks = sim.venue.book(sim.venue.instrument("BTC-PERPETUAL"))
+    post_only = replace(intent("hgd21x7c1"), order_type=OrderType.POST_ONLY)
+    with pytest.raises(herr.PostOnlyRejected):  # sent with reject_post_only: 11054, not repriced by Deribit
+        await venue.create_order(post_only, Decimal(30), asks[0][0])
+    assert [o for o in sim.venue.orders.values() if o.label == "hgd21x7c1"] == []
+    resting = replace(post_only, client_order_id="hgd21x7c2")
+    placed = await venue.create_order(resting, Decimal(30), bids[0][0])
+    assert placed.status is OrderStatus.SUBMITTED
+    [order] = [o for o in sim.venue.orders.values() if o.label == "hgd21x7c2"]
+    assert order.post_only and order.reject_post_only

@@ -419,6 +419,10 @@ def test_position_amount_is_signed_base_units(position: dict[str, Any], expected
     (ccxt.InsufficientFunds("x"), "create", herr.InsufficientFunds),
     (ccxt.InvalidOrder("x"), "create", herr.InvalidOrder),
     (ccxt.OrderNotFillable("x"), "create", herr.InvalidOrder),
+    (ccxt.OrderNotFillable('binanceusdm {"code":-5022,"msg":"Due to the order could not be executed as maker, '
+                           'the Post Only order will be rejected."}'), "create", herr.PostOnlyRejected),
+    (ccxt.InvalidOrder('deribit {"error":{"code":11054,"message":"post_only_reject"}}'), "create",
+     herr.PostOnlyRejected),
     (ccxt.BadSymbol("x"), "create", herr.InvalidOrder),
     (ccxt.AuthenticationError("x"), "read", herr.AuthError),
     (ccxt.PermissionDenied("x"), "create", herr.AuthError),

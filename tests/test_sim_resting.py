@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from hedgerd.config import SimSettings
+from hedgerd.config import Settings, SimSettings
 from hedgerd.connectors.paper import SimPerpVenue
 from hedgerd.errors import PostOnlyRejected
 from hedgerd.models import Fill, HedgeIntent, OrderReport, OrderStatus, OrderType, PriceUpdate, Side
+from hedgerd.sim.day import run_simulation
 from hedgerd.sim.market import RestingOrder, SimMarketData, TickFlow, TradeFlow
 from tests.test_sim import FakeClock, settle
 
@@ -139,3 +140,17 @@ async def test_a_filled_resting_order_sees_the_mid_move_against_it(perp: Any) ->
     fill = sink.fills[0]
     assert venue.market.mid() < fill.price  # bought above where the market then stood
     assert venue.market.mid() < before
+
+
+def test_simulate_hedges_with_passive_orders_that_fill_as_makers() -> None:
+    settings = Settings()
+    passive = settings.model_copy(update={"executor": settings.executor.model_copy(
+        update={"order_type": OrderType.PASSIVE})})
+    taker = run_simulation(settings, seed=2, duration=1800, policy="fixed")
+    maker = run_simulation(passive, seed=2, duration=1800, policy="fixed")
+    assert maker.trading_state == "active" and maker.hedge_orders > 0
+    mid = 60_000  # the default day's price, roughly: only the ratio of fee rates matters here
+    assert taker.fees / (taker.hedged_volume * mid) == pytest.approx(0.0004, rel=0.05)  # all taker
+    # some of it filled at the maker fee (2 bps; how much depends on the escalation settings)
+    assert maker.fees / (maker.hedged_volume * mid) < 0.97 * taker.fees / (taker.hedged_volume * mid)
+    assert maker.max_abs_net_delta < 10 * taker.max_abs_net_delta  # escalation keeps the book hedged
