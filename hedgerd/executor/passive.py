@@ -141,8 +141,12 @@ class PassiveRunner:
         run = _Run(order=order, started=ex.clock.monotonic())
         self._runs[cid] = run
         try:
-            for child_id, status, _, sent_at in ex.ledger.child_orders(cid):  # executed again: never reuse
-                run.sequence = max(run.sequence, _sequence(child_id))  # a number
+            # executed again: never reuse a number, never place beside a live child. A fresh intent
+            # (NEW, not sent) has none (after a restart recover() resolves the children of every
+            # intent left open before anything executes), and the look-up is a scan.
+            journaled = ex.ledger.child_orders(cid) if order.maybe_live or order.status is not OrderStatus.NEW else []
+            for child_id, status, _, sent_at in journaled:
+                run.sequence = max(run.sequence, _sequence(child_id))
                 tries = 0
                 while not status.is_final and not await self._resolve_child(order, child_id, status, sent_at):
                     tries += 1  # one child may be live: none is placed until it is known final
