@@ -34,6 +34,11 @@ def split_child_id(client_order_id: str | None) -> tuple[str, int] | None:
     return match.group(1), int(match.group(2))
 
 
+def is_child_id(client_order_id: str) -> bool:
+    """True for a child order's client id."""
+    return split_child_id(client_order_id) is not None
+
+
 def parent_client_id(client_order_id: str | None) -> str | None:
     """The intent's client id for a child order's id; any other id unchanged (None stays None)."""
     split = split_child_id(client_order_id)

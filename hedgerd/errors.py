@@ -59,6 +59,13 @@ class PostOnlyRejected(InvalidOrder):
     kind = "post_only_rejected"
 
 
+class ReduceOnlyRejected(InvalidOrder):
+    """A reduce-only order refused because it would grow the position (Binance -2022, Deribit
+    11030 reduce_only): the position moved since the order was decided."""
+
+    kind = "reduce_only_rejected"
+
+
 class AuthError(FatalOrderError):
     """Bad or missing credentials, or a permission the key does not have."""
 

@@ -423,6 +423,8 @@ def test_position_amount_is_signed_base_units(position: dict[str, Any], expected
                            'the Post Only order will be rejected."}'), "create", herr.PostOnlyRejected),
     (ccxt.InvalidOrder('deribit {"error":{"code":11054,"message":"post_only_reject"}}'), "create",
      herr.PostOnlyRejected),
+    (ccxt.InvalidOrder('binanceusdm {"code":-2022,"msg":"ReduceOnly Order is rejected."}'), "create",
+     herr.ReduceOnlyRejected),
     (ccxt.BadSymbol("x"), "create", herr.InvalidOrder),
     (ccxt.AuthenticationError("x"), "read", herr.AuthError),
     (ccxt.PermissionDenied("x"), "create", herr.AuthError),

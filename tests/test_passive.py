@@ -12,7 +12,7 @@ import pytest
 
 from hedgerd.client_ids import child_client_id, parent_client_id, split_child_id
 from hedgerd.config import ExecutorConfig
-from hedgerd.errors import InvalidOrder, OrderOutcomeUnknown, PostOnlyRejected
+from hedgerd.errors import InvalidOrder, OrderOutcomeUnknown, PostOnlyRejected, ReduceOnlyRejected
 from hedgerd.executor import HedgeExecutor, TokenBucket
 from hedgerd.executor.passive import Escalation, escalation, moved_away, touch_price
 from hedgerd.ledger import InventoryLedger
@@ -117,6 +117,7 @@ class BookVenue:
         self.sent: list[tuple[str, OrderType, Decimal, Decimal | None]] = []
         self.cancels: list[str] = []
         self.reject_next_post_only = False
+        self.position_flipped = False  # a reduce-only order would now grow the position
         self.hang: str | None = None  # "before" / "after": the next send never answers (a crash point)
         self._trade = 0
 
@@ -134,6 +135,8 @@ class BookVenue:
             await asyncio.Event().wait()
         if cid in self.orders:
             raise InvalidOrder("duplicate clientOrderId")
+        if intent.reduce_only and self.position_flipped:
+            raise ReduceOnlyRejected("-2022 ReduceOnly Order is rejected.")
         if intent.order_type is OrderType.POST_ONLY:
             assert price is not None
             crosses = price >= self.ask if intent.side is Side.BUY else price <= self.bid
@@ -201,10 +204,11 @@ class Rig:
         executor.passive.attach(book=self.venue.book, urgency=lambda intent: self.urgency)
         return executor
 
-    async def start(self, amount: str = "1.0", side: Side = Side.BUY) -> tuple[HedgeIntent, asyncio.Task[OrderReport]]:
+    async def start(self, amount: str = "1.0", side: Side = Side.BUY,
+                    reduce_only: bool = False) -> tuple[HedgeIntent, asyncio.Task[OrderReport]]:
         intent = await self.ledger.new_intent(underlying="BTC", venue="perp", symbol=SYMBOL, side=side,
                                               amount=D(amount), created_at=self.clock.time(),
-                                              order_type=OrderType.PASSIVE)
+                                              order_type=OrderType.PASSIVE, reduce_only=reduce_only)
         task = self.executor.start(intent)
         await settle()
         return intent, task
@@ -423,3 +427,15 @@ async def test_an_unknown_send_is_looked_up_by_the_childs_id(rig: Rig) -> None:
     assert [c for c, _, _, _ in rig.venue.sent] == [first]  # looked up, found resting, not resent
     assert rig.venue.orders[first].status is OrderStatus.SUBMITTED
     task.cancel()
+
+
+async def test_a_reduce_only_intent_the_position_outran_ends_without_an_error(rig: Rig) -> None:
+    intent, task = await rig.start(side=Side.SELL, reduce_only=True)
+    await rig.deliver(rig.venue.fill_resting(child_client_id(intent.client_order_id, 1), D("0.3"), Side.SELL))
+    rig.venue.position_flipped = True  # another order took the position through zero meanwhile
+    rig.venue.bid, rig.venue.ask = D("99.5"), D("99.7")
+    await rig.clock.advance(1.5)
+    report = await asyncio.wait_for(task, 1)
+    assert report.status is OrderStatus.CANCELED and report.filled == D("0.3")
+    assert rig.results == [(True, "")] and venue_errors(rig) == 0
+    assert len(rig.venue.sent) == 2  # the refused reprice, and nothing after it

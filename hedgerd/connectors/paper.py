@@ -37,6 +37,7 @@ from hedgerd.errors import (
     OrderOutcomeUnknown,
     PostOnlyRejected,
     RateLimited,
+    ReduceOnlyRejected,
     TransientVenueError,
     VenueError,
 )
@@ -553,7 +554,7 @@ class SimPerpVenue(_SimVenue):
         if intent.reduce_only:
             position = self._positions.get(self.symbol, ZERO)
             if position * intent.side.sign >= 0:
-                raise InvalidOrder("ReduceOnly Order is rejected: it would increase the position")
+                raise ReduceOnlyRejected("ReduceOnly Order is rejected: it would increase the position")
             fill_amount = min(fill_amount, abs(position))
 
         self._order_seq += 1
@@ -590,7 +591,7 @@ class SimPerpVenue(_SimVenue):
             raise PostOnlyRejected(f"{self.name}: post-only order at {price} would trade against the book "
                                    f"({bid} / {ask})")
         if intent.reduce_only and self._positions.get(self.symbol, ZERO) * intent.side.sign >= 0:
-            raise InvalidOrder("ReduceOnly Order is rejected: it would increase the position")
+            raise ReduceOnlyRejected("ReduceOnly Order is rejected: it would increase the position")
         touch = bid if buy else ask
         behind = price < touch if buy else price > touch
         # a new best price has nothing ahead of it; at (or behind) the touch, the queue already there

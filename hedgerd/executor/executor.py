@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from hedgerd.client_ids import parent_client_id
+from hedgerd.client_ids import is_child_id, parent_client_id
 from hedgerd.clock import Clock
 from hedgerd.config import ExecutorConfig
 from hedgerd.connectors.base import Venue
@@ -35,6 +35,7 @@ from hedgerd.errors import (
     OrderNotFound,
     PostOnlyRejected,
     RateLimited,
+    ReduceOnlyRejected,
     TransientVenueError,
 )
 from hedgerd.executor.orders import (
@@ -270,9 +271,9 @@ class HedgeExecutor(VenueRequests):
                     await self.clock.sleep(self._backoff(sends - 1))
             except FatalOrderError as exc:
                 order.maybe_live = was_live
-                if isinstance(exc, PostOnlyRejected) and intent.order_type is OrderType.POST_ONLY \
-                        and not was_live:  # a reprice, not an error
-                    order.post_only_rejected = True
+                if not was_live and ((isinstance(exc, PostOnlyRejected) and intent.order_type is OrderType.POST_ONLY)
+                                     or (isinstance(exc, ReduceOnlyRejected) and is_child_id(cid))):
+                    order.refused = exc.kind  # the passive runner reprices, or ends the intent: no error
                     await self._journal(order, OrderStatus.REJECTED, detail=detail(exc))
                     return OrderReport(cid, intent.symbol, OrderStatus.REJECTED)
                 self._count_error(exc, "create", cid)

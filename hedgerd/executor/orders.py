@@ -56,7 +56,7 @@ class TrackedOrder:
     executing: bool = False  # execute() is working on it
     last_sent_at: float = 0.0  # wall-clock time of the last send (intent creation if recovered)
     last_report: OrderReport | None = None
-    post_only_rejected: bool = False  # a passive child the venue refused rather than let it take
+    refused: str = ""  # a passive child the venue refused for a reason that is no error: the kind
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 

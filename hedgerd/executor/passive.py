@@ -47,7 +47,7 @@ import structlog
 
 from hedgerd.client_ids import child_client_id, split_child_id
 from hedgerd.config import ExecutorConfig
-from hedgerd.errors import OrderNotFound
+from hedgerd.errors import OrderNotFound, PostOnlyRejected, ReduceOnlyRejected
 from hedgerd.executor.orders import TrackedOrder, limit_price, send_refusal
 from hedgerd.executor.requests import DETAIL_MAX, LookupFailed
 from hedgerd.models import ZERO, HedgeIntent, OrderReport, OrderStatus, OrderType, Side
@@ -190,10 +190,12 @@ class PassiveRunner:
             price = round_price(touch_price(intent.side, *book), market.price_step, intent.side)
             child = await self._send_child(run, OrderType.POST_ONLY, contracts, base, price, received_at)
             received_at = None
-            if child.post_only_rejected:
+            if child.refused == PostOnlyRejected.kind:
                 log.info("passive_post_only_rejected", client_order_id=child.intent.client_order_id,
                          price=str(price))
                 await ex.clock.sleep(ex.config.passive_check_interval)
+            elif child.refused == ReduceOnlyRejected.kind:  # the position moved: it no longer reduces
+                return await self._end(run, "no longer reduces the position")
             elif child.status is OrderStatus.REJECTED:
                 return await self._end(run, "child rejected", result_sent=True)
 
