@@ -127,12 +127,6 @@ class PassiveRunner:
         """Where the runner reads the book and the urgency of an underlying."""
         self._book, self._urgency = book, urgency
 
-    def live_child(self, parent_client_id: str) -> str | None:
-        """Client id of the child of ``parent_client_id`` that may be live now, if any."""
-        run = self._runs.get(parent_client_id)
-        child = run.child if run is not None else None
-        return child.intent.client_order_id if child is not None and not child.status.is_final else None
-
     # ------------------------------------------------------------------ the lifecycle
     async def run(self, order: TrackedOrder, received_at: float | None) -> OrderReport:
         """Work ``order`` (a passive intent) to its end; the intent's last report."""
