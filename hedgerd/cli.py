@@ -28,6 +28,7 @@ from hedgerd.config import (
 )
 from hedgerd.errors import ConfigError
 from hedgerd.log import configure_logging, redact, register_secrets
+from hedgerd.models import OrderType
 from hedgerd.policy import POLICY_NAMES
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
@@ -71,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
                                f"({', '.join(POLICY_NAMES)}; default: policy.name from the config)")
     policies.add_argument("--compare", dest="policy", action="store_const", const=list(POLICY_NAMES),
                           help=f"run every policy ({','.join(POLICY_NAMES)}) and compare them")
+    simulate.add_argument("--order-type", choices=["market", "limit_ioc", "passive"], default=None,
+                          help="hedge orders' executor.order_type (default: the config's)")
     simulate.add_argument("--json", action="store_true",
                           help="print the figures as JSON (a list when several policies run)")
     simulate.add_argument("--plot", type=Path, default=None,
@@ -187,6 +190,9 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "simulate":
         from hedgerd.sim.cli import run_cli
 
+        if args.order_type is not None:
+            executor = settings.executor.model_copy(update={"order_type": OrderType(args.order_type)})
+            settings = settings.model_copy(update={"executor": executor})
         return run_cli(settings, scenario_file=args.scenario, seed=args.seed, duration=args.duration,
                        policies=args.policy, as_json=args.json, plot=args.plot)
     return EXIT_CONFIG

@@ -16,6 +16,7 @@ gates every order, right before it is sent.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -132,6 +133,8 @@ class HedgeEngine:
             executor = self._executor_for(cfg.venue, rl.requests_per_second, rl.burst)
             self.hedges[cfg.underlying] = HedgeState(config=cfg, executor=executor, market=market,
                                                      values_pnl=values_pnl)
+            executor.passive.attach(book=functools.partial(self.risk_pass.touch, cfg.venue),
+                                    urgency=self.risk_pass.urgency)
             self.metrics.hedge_band.labels(cfg.underlying).set(float(cfg.threshold))
             self.metrics.hedge_fees.labels(cfg.venue)  # export 0 before the first fee
             self.costs.track(cfg.underlying, cfg.venue, cfg.symbol, market.instrument)

@@ -52,6 +52,20 @@ class InvalidOrder(FatalOrderError):
     kind = "invalid_order"
 
 
+class PostOnlyRejected(InvalidOrder):
+    """A post-only order would have taken liquidity and was refused (Binance -5022, Deribit
+    11054 post_only_reject): the book moved through its price; reprice, it is no error."""
+
+    kind = "post_only_rejected"
+
+
+class ReduceOnlyRejected(InvalidOrder):
+    """A reduce-only order refused because it would grow the position (Binance -2022, Deribit
+    11030 reduce_only): the position moved since the order was decided."""
+
+    kind = "reduce_only_rejected"
+
+
 class AuthError(FatalOrderError):
     """Bad or missing credentials, or a permission the key does not have."""
 

@@ -29,7 +29,7 @@ import structlog
 
 from hedgerd.clock import Clock
 from hedgerd.connectors.base import Venue
-from hedgerd.ledger.client_ids import own_form
+from hedgerd.ledger.client_ids import own_form, parent_client_id
 from hedgerd.metrics import Metrics
 from hedgerd.models import Fill
 
@@ -53,6 +53,7 @@ def classify(client_order_id: str | None, form: re.Pattern[str], issued: Callabl
     ``form`` is :func:`~hedgerd.ledger.client_ids.own_form` of our prefix; ``issued(cid)`` says
     whether the ledger holds an intent with that client id (allocated counts, committed or not).
     """
+    client_order_id = parent_client_id(client_order_id)  # a passive intent's child is the intent's
     if not client_order_id or form.fullmatch(client_order_id) is None:
         return Origin.OTHER
     return Origin.OWN if issued(client_order_id) else Origin.FOREIGN

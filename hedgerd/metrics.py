@@ -45,6 +45,12 @@ class Metrics:
                                ["underlying"], registry=r)
         self.hedge_orders = Counter("hedgerd_hedge_orders", "Hedge orders by final or current status",
                                     ["venue", "symbol", "status"], registry=r)
+        self.passive_reprices = Counter("hedgerd_passive_reprices",
+                                        "Passive child orders placed after a passive intent's first",
+                                        ["venue", "symbol"], registry=r)
+        self.passive_escalations = Counter("hedgerd_passive_escalations",
+                                           "Passive intents whose rest went out as an IOC, by why",
+                                           ["venue", "symbol", "why"], registry=r)
         self.hedge_fees = Counter("hedgerd_hedge_fees", "Fees paid on hedge fills (quote units)",
                                   ["venue"], registry=r)
         # a gauge, not a counter (hedgerd_hedge_cost_total): a running sum since start as in /status,

@@ -143,8 +143,12 @@ _FINAL = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECT
 
 
 class OrderType(StrEnum):
+    """How a hedge intent is executed (``PASSIVE``) or one order is placed (the others)."""
+
     MARKET = "market"
     LIMIT_IOC = "limit_ioc"
+    PASSIVE = "passive"  # an intent worked by post-only child orders (hedgerd.executor.passive)
+    POST_ONLY = "post_only"  # one child order: a limit that rests, never takes liquidity
 
 
 @dataclass(frozen=True, slots=True)

@@ -289,6 +289,23 @@ class RiskPass:
         task.add_done_callback(state.tasks.discard)
         task.add_done_callback(functools.partial(self.hooks.order_done, state, intent))
 
+    def touch(self, venue: str, symbol: str) -> tuple[Decimal, Decimal] | None:
+        """The latest (bid, ask) of ``symbol`` on ``venue``, None before the first."""
+        price = self.prices.get((venue, symbol))
+        return (price.bid, price.ask) if price is not None else None
+
+    def urgency(self, intent: HedgeIntent) -> tuple[Decimal, Decimal] | None:
+        """(|net delta - target| with the orders in flight left out, the policy's band) of the
+        intent's underlying: how far the exposure has run while a passive intent rests
+        (:mod:`hedgerd.executor.passive` escalates past a multiple of the band)."""
+        state = self.hedges.get(intent.underlying)
+        if state is None:
+            return None
+        snap = self.snapshot(state)
+        # the adaptive policy's trigger of its last decision; the fixed threshold otherwise
+        trigger = getattr(self.hooks.policy_for(intent.underlying), "trigger", None) or state.config.threshold
+        return abs(snap.net_delta - snap.in_flight - state.config.target), Decimal(trigger)
+
     def snapshot(self, state: HedgeState) -> DeltaSnapshot:
         """Net delta of one hedge as the ledger, the executor, the option quotes and the latest
         prices have it now."""

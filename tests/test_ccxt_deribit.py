@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,17 @@ from hedgerd.exchange_sim.deribit import DeribitConfig, DeribitSim, DeribitSimCo
 from hedgerd.exchange_sim.model import EngineConfig
 from hedgerd.instruments import Instrument, InstrumentKind
 from hedgerd.ledger import InventoryLedger
-from hedgerd.models import Fill, HedgeIntent, MarketInfo, OptionQuote, OrderReport, OrderStatus, PriceUpdate, Side
+from hedgerd.models import (
+    Fill,
+    HedgeIntent,
+    MarketInfo,
+    OptionQuote,
+    OrderReport,
+    OrderStatus,
+    OrderType,
+    PriceUpdate,
+    Side,
+)
 from hedgerd.risk.cost import HedgeCost, add_funding
 from tests.test_engine import eventually
 
@@ -359,3 +370,18 @@ async def test_funding_is_read_from_deribits_session_settlements_and_valued_at_t
                 assert ledger.costs.funding_payments()[0].price == payments[0].price
         finally:
             await venue.close()
+
+
+async def test_a_post_only_child_rests_as_such_and_a_crossing_one_is_refused(sim: DeribitSim,
+                                                                             venue: CcxtVenue) -> None:
+    await venue.load_markets()
+    bids, asks = sim.venue.book(sim.venue.instrument("BTC-PERPETUAL"))
+    post_only = replace(intent("hgd21x7c1"), order_type=OrderType.POST_ONLY)
+    with pytest.raises(herr.PostOnlyRejected):  # sent with reject_post_only: 11054, not repriced by Deribit
+        await venue.create_order(post_only, Decimal(30), asks[0][0])
+    assert [o for o in sim.venue.orders.values() if o.label == "hgd21x7c1"] == []
+    resting = replace(post_only, client_order_id="hgd21x7c2")
+    placed = await venue.create_order(resting, Decimal(30), bids[0][0])
+    assert placed.status is OrderStatus.SUBMITTED
+    [order] = [o for o in sim.venue.orders.values() if o.label == "hgd21x7c2"]
+    assert order.post_only and order.reject_post_only

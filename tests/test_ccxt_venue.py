@@ -446,6 +446,12 @@ def test_amounts_counted_in_contract_size_units_are_divided_into_contracts() -> 
     (ccxt.InsufficientFunds("x"), "create", herr.InsufficientFunds),
     (ccxt.InvalidOrder("x"), "create", herr.InvalidOrder),
     (ccxt.OrderNotFillable("x"), "create", herr.InvalidOrder),
+    (ccxt.OrderNotFillable('binanceusdm {"code":-5022,"msg":"Due to the order could not be executed as maker, '
+                           'the Post Only order will be rejected."}'), "create", herr.PostOnlyRejected),
+    (ccxt.InvalidOrder('deribit {"error":{"code":11054,"message":"post_only_reject"}}'), "create",
+     herr.PostOnlyRejected),
+    (ccxt.InvalidOrder('binanceusdm {"code":-2022,"msg":"ReduceOnly Order is rejected."}'), "create",
+     herr.ReduceOnlyRejected),
     (ccxt.BadSymbol("x"), "create", herr.InvalidOrder),
     (ccxt.AuthenticationError("x"), "read", herr.AuthError),
     (ccxt.PermissionDenied("x"), "create", herr.AuthError),

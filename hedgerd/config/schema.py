@@ -72,6 +72,17 @@ class SimSettings(_Section):
     flow_rate: float = Field(default=4.0, ge=0, description="client fills per second (Poisson)")
     flow_mean_size: Decimal = Field(default=Decimal("0.05"), gt=0, description="mean client fill, base units")
     taker_fee_bps: Decimal = Field(default=Decimal(5), ge=0)
+    maker_fee_bps: Decimal = Field(default=Decimal(2), ge=-10, description=(
+        "hedge venue: fee on fills of our resting (post-only) orders; negative is a rebate"))
+    market_volume: Decimal = Field(default=Decimal(1), gt=0, description=(
+        "hedge venue: base units the rest of the market trades per second (half each side), the flow "
+        "that fills resting orders (docs/passive.md)"))
+    touch_depth: Decimal = Field(default=Decimal(2), ge=0, description=(
+        "hedge venue: mean base units already queued at the touch when our resting order joins it"))
+    sweep_probability: float = Field(default=0.1, ge=0, le=1, description=(
+        "hedge venue: chance per price tick that a side's flow sweeps beyond the touch it started at"))
+    adverse_selection_bps: Decimal = Field(default=Decimal("0.5"), ge=0, le=100, description=(
+        "hedge venue: the mid moves this far against a resting order the moment it fills (docs/passive.md)"))
     latency_ms: float = Field(default=5.0, ge=0)
     requests_per_second: float = Field(default=20.0, gt=0, description="venue-side rate limit")
     fee_currency: str | None = Field(default=None, pattern=r"^[A-Z0-9]{2,10}$", description=(
@@ -310,7 +321,20 @@ class RateLimitConfig(_Section):
 
 
 class ExecutorConfig(_Section):
-    order_type: OrderType = OrderType.MARKET
+    order_type: OrderType = Field(default=OrderType.MARKET, description=(
+        "market, limit_ioc, or passive: post-only limits at the touch, repriced as the book moves, "
+        "escalated to IOC on urgency or timeout (docs/passive.md)"))
+    passive_timeout: float = Field(default=5.0, gt=0, description=(
+        "passive: seconds an intent may rest before what is left is sent as an IOC"))
+    passive_urgency: Decimal = Field(default=Decimal("1.5"), ge=1, le=100, description=(
+        "passive: send what is left as an IOC once |net delta| (orders in flight left out) exceeds this "
+        "multiple of the policy's band"))
+    passive_max_reprices: int = Field(default=30, ge=0, le=999, description=(
+        "passive: child orders one intent may place after its first before what is left goes out as an IOC"))
+    passive_check_interval: float = Field(default=1.0, gt=0, le=60, description=(
+        "passive: seconds between looks at the book (reprice, escalate) while a child rests"))
+    passive_poll_interval: float = Field(default=5.0, gt=0, le=300, description=(
+        "passive: seconds between look-ups of a resting child by client id when no stream update came"))
     max_slippage_bps: Decimal = Field(default=Decimal(20), ge=0, le=1000)
     order_timeout: float = Field(default=5.0, gt=0, description="seconds before the outcome is unknown")
     max_retries: int = Field(default=5, ge=0)
@@ -327,6 +351,8 @@ class ExecutorConfig(_Section):
 
     @model_validator(mode="after")
     def _backoff_consistent(self) -> ExecutorConfig:
+        if self.order_type is OrderType.POST_ONLY:
+            raise FieldProblems([("order_type", "post_only is a child order of passive; use passive")])
         if self.backoff_initial > self.backoff_max:
             raise FieldProblems([("backoff_initial", f"must not exceed backoff_max ({self.backoff_max})")])
         return self

@@ -9,7 +9,10 @@ same mid and a run is reproducible on a simulated clock.
   account (:class:`~hedgerd.sim.market.ClientFlow`: Poisson arrivals, side 50/50, exponential
   size); the desk buys at the bid, sells at the ask.
 * :class:`SimPerpVenue` (role hedge) fills our market / IOC orders at the bid or ask with a taker
-  fee, tracks the position, enforces its own request limit (:class:`~hedgerd.errors.RateLimited`)
+  fee; post-only orders rest and fill from the market's trade flow by the rule of
+  :class:`~hedgerd.sim.market.RestingOrder` (never at the touch, only through the price, behind
+  the queue, the mid moving against a filled order: docs/passive.md), with the maker fee. It
+  tracks the position, enforces its own request limit (:class:`~hedgerd.errors.RateLimited`)
   and latency, and echoes fills and order updates on a separate "user-data stream" task.
 
 Both take faults for tests through ``venue.faults.inject(...)``, ``stall_prices()`` and
@@ -33,7 +36,9 @@ from hedgerd.errors import (
     InsufficientFunds,
     InvalidOrder,
     OrderOutcomeUnknown,
+    PostOnlyRejected,
     RateLimited,
+    ReduceOnlyRejected,
     TransientVenueError,
     VenueError,
 )
@@ -54,7 +59,7 @@ from hedgerd.models import (
 )
 from hedgerd.reconciliation import PositionSnapshot
 from hedgerd.sim.funding import FundingSchedule
-from hedgerd.sim.market import ClientFlow, SimMarketData
+from hedgerd.sim.market import ClientFlow, RestingOrder, SimMarketData, TradeFlow
 
 SPOT_AMOUNT_STEP = Decimal("0.0001")
 PERP_AMOUNT_STEP = Decimal("0.001")
@@ -270,21 +275,22 @@ class _SimVenue:
                 await clock.sleep(delay)
             if not self._stalled:
                 bid, ask = self.quote()
+                self._on_tick(next_step, bid, ask)
                 update = PriceUpdate(venue=self.name, symbol=self.symbol, bid=bid, ask=ask,
                                      ts=clock.time(), received_at=clock.monotonic())
                 await self._deliver(sink, sink.on_price(update), "price")
                 conversion = self.conversion_quote()
                 if conversion is not None:
                     await self._deliver(sink, sink.on_price(conversion), "price")
-                self._after_tick((bid + ask) / 2)
             next_step = max(next_step, market.current_step()) + 1
 
     def conversion_quote(self) -> PriceUpdate | None:
         """A fee currency's quote streamed with the instrument's (none by default)."""
         return None
 
-    def _after_tick(self, mid: Decimal) -> None:
-        """What the venue does at each new price (nothing by default)."""
+    def _on_tick(self, step: int, bid: Decimal, ask: Decimal) -> None:
+        """What the venue does at price tick ``step`` with its new quote, before the tick is
+        streamed (as an exchange matches before it publishes): nothing by default."""
 
     async def _deliver(self, sink: VenueEventSink, call: Awaitable[None], what: str) -> None:
         """Await a sink call; a failing sink is reported, never kills the stream."""
@@ -454,9 +460,12 @@ class SimSpotVenue(_SimVenue):
 class SimPerpVenue(_SimVenue):
     """Hedge venue: a linear perpetual that fills our orders at the bid/ask with a taker fee.
 
-    Market orders fill fully; IOC limit orders fill fully when marketable, else expire. A
+    Market orders fill fully; IOC limit orders fill fully when marketable, else expire; post-only
+    orders rest and fill from the market's trade flow with the maker fee (:meth:`_on_tick`). A
     reduce-only order never increases the position (it is rejected, or capped and the rest
-    expires). Fills and order updates are also delivered on a separate stream task.
+    expires). Funding is charged on its own clock; at each tick, after the resting orders
+    match, the position is liquidated if the mid reached its liquidation price. Fills and order
+    updates are also delivered on a separate stream task.
     """
 
     def __init__(self, name: str, settings: SimSettings, market: SimMarketData, clock: Clock,
@@ -473,6 +482,11 @@ class SimPerpVenue(_SimVenue):
                                       min_amount=PERP_AMOUNT_STEP, min_notional=PERP_MIN_NOTIONAL,
                                       contract_size=Decimal(1))
         self._taker_fee = settings.taker_fee_bps / _BPS
+        self._maker_fee = settings.maker_fee_bps / _BPS
+        self._flow = TradeFlow(settings.seed, settings.market_volume, settings.sweep_probability, market.tick)
+        self._queue_rng = random.Random(f"hedgerd-queue/{self.symbol}/{settings.seed}")
+        self._resting: dict[str, RestingOrder] = {}
+        self._last_quote: tuple[Decimal, Decimal] | None = None
         self._orders: OrderedDict[str, OrderReport] = OrderedDict()
         self._order_seq = 0
         self._events: asyncio.Queue[Fill | OrderReport] = asyncio.Queue()
@@ -558,11 +572,15 @@ class SimPerpVenue(_SimVenue):
 
         return await self._round_trip("fetch_positions", answer) if symbol == self.symbol else None
 
-    def _after_tick(self, mid: Decimal) -> None:
-        """Liquidate the position once the mid reaches its liquidation price (``paper_margin``)."""
+    def _liquidate_at(self, mid: Decimal) -> None:
+        """Liquidate the position once the mid reaches its liquidation price (``paper_margin``);
+        the venue first cancels the account's resting orders, as Binance does before it takes the
+        position over."""
         position = self.margin.position
         if not position or not self.margin.liquidates_at(mid):
             return
+        for client_id in list(self._resting):
+            self._cancel_resting(client_id, report_it=True)
         fee = self.margin.clearance_fee(mid).quantize(FEE_QUANTUM)
         self.liquidations += 1
         fill = Fill(venue=self.name, trade_id=f"{self._next_trade_id()}-liq", symbol=self.symbol,
@@ -619,6 +637,9 @@ class SimPerpVenue(_SimVenue):
             raise InvalidOrder(f"{self.name}: order rejected (injected)")
 
         bid, ask = self.quote()
+        if intent.order_type is OrderType.POST_ONLY:
+            assert price is not None
+            return self._rest(intent, amount, price, bid, ask)
         fill_price = ask if intent.side is Side.BUY else bid
         fill_amount = amount * self.market_info.contract_size
         if intent.order_type is OrderType.LIMIT_IOC:
@@ -629,7 +650,7 @@ class SimPerpVenue(_SimVenue):
         if intent.reduce_only:
             position = self._positions.get(self.symbol, ZERO)
             if position * intent.side.sign >= 0:
-                raise InvalidOrder("ReduceOnly Order is rejected: it would increase the position")
+                raise ReduceOnlyRejected("ReduceOnly Order is rejected: it would increase the position")
             fill_amount = min(fill_amount, abs(position))
 
         self._order_seq += 1
@@ -659,6 +680,78 @@ class SimPerpVenue(_SimVenue):
             self._events.put_nowait(report)
         return report
 
+    def _rest(self, intent: HedgeIntent, amount: Decimal, price: Decimal, bid: Decimal, ask: Decimal) -> OrderReport:
+        """Place a post-only order: refused if it would take liquidity (as Binance's -5022), else
+        it rests behind the volume already queued at its price (docs/passive.md)."""
+        buy = intent.side is Side.BUY
+        if (price >= ask) if buy else (price <= bid):
+            raise PostOnlyRejected(f"{self.name}: post-only order at {price} would trade against the book "
+                                   f"({bid} / {ask})")
+        if intent.reduce_only and self._positions.get(self.symbol, ZERO) * intent.side.sign >= 0:
+            raise ReduceOnlyRejected("ReduceOnly Order is rejected: it would increase the position")
+        touch = bid if buy else ask
+        behind = price < touch if buy else price > touch
+        # a new best price has nothing ahead of it; at (or behind) the touch, the queue already there
+        depth = float(self.settings.touch_depth)
+        queue = Decimal(repr(round(self._queue_rng.expovariate(1 / depth), 6))) \
+            if depth > 0 and (price == touch or behind) else ZERO
+        self._order_seq += 1
+        report = OrderReport(client_order_id=intent.client_order_id, symbol=self.symbol,
+                             status=OrderStatus.SUBMITTED, venue_order_id=f"{self.run_tag}-o{self._order_seq}",
+                             ts=self._clock.time())
+        self._orders[intent.client_order_id] = report
+        self._resting[intent.client_order_id] = RestingOrder(
+            side_buy=buy, price=price, remaining=amount * self.market_info.contract_size, queue_ahead=queue)
+        if self._running:
+            self._events.put_nowait(report)
+        return report
+
+    def _on_tick(self, step: int, bid: Decimal, ask: Decimal) -> None:
+        """Match the resting orders against this tick's market trade flow, then liquidate the
+        position if the tick's mid reached its liquidation price."""
+        before = self._last_quote or (bid, ask)
+        self._last_quote = (bid, ask)
+        if self._resting:
+            flow = self._flow.at(step, before, (bid, ask), self._market.interval)
+            for client_id, resting in list(self._resting.items()):
+                filled = resting.match(flow, self.market_info.amount_step)
+                if filled > 0:
+                    self._fill_resting(client_id, resting, filled)
+        self._liquidate_at((bid + ask) / 2)
+
+    def _fill_resting(self, client_id: str, resting: RestingOrder, filled: Decimal) -> None:
+        """Book a fill of a resting order at its price with the maker fee; report it on the stream."""
+        report = self._orders.get(client_id)
+        if report is None:
+            self._resting.pop(client_id, None)
+            return
+        side = Side.BUY if resting.side_buy else Side.SELL
+        # Adverse selection beyond the trade-through rule: the flow that filled us keeps going,
+        # the mid moves against the order as it fills (its markout is part of the fill's cost).
+        adverse = self.settings.adverse_selection_bps / _BPS
+        if adverse > 0:
+            self._market.set_mid(self._market.mid() * (1 - side.sign * adverse))
+        fee = filled * resting.price * self._maker_fee * (1 - self._fee_discount)
+        fee = (fee if self._fee_price is None else fee / self._fee_price).quantize(FEE_QUANTUM)
+        now = self._clock.time()
+        fill = Fill(venue=self.name, trade_id=self._next_trade_id(), symbol=self.symbol, side=side, amount=filled,
+                    price=resting.price, fee=fee, fee_currency=self.fee_currency, ts=now,
+                    received_at=self._clock.monotonic(), client_order_id=client_id)
+        self._book_fill(fill)
+        self.margin.fill(fill.signed_amount, resting.price, fee if self._fee_price is None else ZERO)
+        total = report.filled + filled
+        done = resting.remaining <= 0
+        if done:
+            del self._resting[client_id]
+        updated = OrderReport(client_order_id=client_id, symbol=self.symbol,
+                              status=OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED,
+                              filled=total, average_price=resting.price, fee=report.fee + fee,
+                              venue_order_id=report.venue_order_id, ts=now, fills=(*report.fills, fill))
+        self._orders[client_id] = updated
+        if self._running:
+            self._events.put_nowait(fill)
+            self._events.put_nowait(updated)
+
     def _validate(self, intent: HedgeIntent, amount: Decimal, price: Decimal | None) -> None:
         info = self.market_info
         if intent.symbol != self.symbol:
@@ -668,9 +761,9 @@ class SimPerpVenue(_SimVenue):
                 f"{self.name}: amount {amount} is not a positive multiple of {info.amount_step}")
         if amount < info.min_amount:
             raise InvalidOrder(f"{self.name}: amount {amount} below minimum {info.min_amount}")
-        if intent.order_type is OrderType.LIMIT_IOC:
+        if intent.order_type in (OrderType.LIMIT_IOC, OrderType.POST_ONLY):
             if price is None or not price > 0:
-                raise InvalidOrder(f"{self.name}: IOC order needs a positive limit price")
+                raise InvalidOrder(f"{self.name}: limit order needs a positive limit price")
             if price % info.price_step != 0:
                 raise InvalidOrder(f"{self.name}: price {price} is not a multiple of {info.price_step}")
         if not intent.reduce_only:
@@ -691,18 +784,24 @@ class SimPerpVenue(_SimVenue):
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> OrderReport | None:
         """Cancel an open order; None if it is unknown or already final."""
-        def cancel() -> OrderReport | None:
-            report = self._orders.get(client_order_id)
-            if report is None or report.status.is_final:
-                return None
-            canceled = OrderReport(client_order_id=report.client_order_id, symbol=report.symbol,
-                                   status=OrderStatus.CANCELED, filled=report.filled,
-                                   average_price=report.average_price, fee=report.fee,
-                                   venue_order_id=report.venue_order_id, ts=self._clock.time(),
-                                   fills=report.fills)
-            self._orders[client_order_id] = canceled
-            return canceled
-        return await self._round_trip("cancel_order", cancel)
+        return await self._round_trip("cancel_order", lambda: self._cancel_resting(client_order_id))
+
+    def _cancel_resting(self, client_order_id: str, *, report_it: bool = False) -> OrderReport | None:
+        """Cancel an open order now; None if it is unknown or already final. ``report_it``: also
+        stream the update (a cancel the venue makes on its own, e.g. before a liquidation)."""
+        report = self._orders.get(client_order_id)
+        if report is None or report.status.is_final:
+            return None
+        canceled = OrderReport(client_order_id=report.client_order_id, symbol=report.symbol,
+                               status=OrderStatus.CANCELED, filled=report.filled,
+                               average_price=report.average_price, fee=report.fee,
+                               venue_order_id=report.venue_order_id, ts=self._clock.time(),
+                               fills=report.fills)
+        self._orders[client_order_id] = canceled
+        self._resting.pop(client_order_id, None)
+        if report_it and self._running:
+            self._events.put_nowait(canceled)
+        return canceled
 
 
 def build_sim_venues(configs: list[VenueConfig], clock: Clock) -> dict[str, Venue]:

@@ -8,7 +8,10 @@ kept side by side: ``spot`` (balances per asset, fees in the received asset) and
 The market is a synthetic book rebuilt around a mid per symbol (shared by spot and perp)
 that follows the simulators' one market model (:mod:`hedgerd.sim.market`: zero-drift GBM,
 stepped by the time elapsed between requests). Market and IOC/FOK limit orders walk the
-book's levels; GTC limit orders rest and fill as makers when the mid moves through them.
+book's levels; GTC and GTX (post-only) limit orders rest and fill as makers from the market's
+trade flow, behind the queue at their price, only when it trades through them
+(:mod:`hedgerd.exchange_sim.resting`, docs/passive.md); a GTX order that would take is refused
+with -5022, as Binance USD-M does.
 Synthetic client flow (the market model's :class:`~hedgerd.sim.market.ClientFlow`: Poisson
 arrivals, side 50/50, exponential size with the instrument's mean) fills the spot account
 as a maker at the best bid or ask, so inventory moves as on a market-making desk. Fees:
@@ -41,7 +44,6 @@ from hedgerd.exchange_sim.model import (
     AccountEvent,
     ApiError,
     Book,
-    BookFill,
     BookLevel,
     EngineConfig,
     InstrumentConfig,
@@ -58,7 +60,8 @@ from hedgerd.exchange_sim.model import (
     quantize_up,
     wall_ms,
 )
-from hedgerd.exchange_sim.order_rules import check_order_params
+from hedgerd.exchange_sim.order_rules import check_order_params, walk_book
+from hedgerd.exchange_sim.resting import QueueModel
 from hedgerd.sim.market import ClientFlow, poisson_count
 
 # --------------------------------------------------------------------------- engine
@@ -71,6 +74,7 @@ class MatchingEngine(Accounts):
         self.config = config or EngineConfig()
         self._now_ms = now_ms
         self._rng = random.Random(self.config.seed)
+        self._queue = QueueModel(self.config)
         self.instruments: dict[str, InstrumentConfig] = {i.symbol: i for i in self.config.instruments}
         self._prices: dict[str, PriceModel] = {
             i.symbol: PriceModel(mid=float(i.initial_price), volatility=i.volatility,
@@ -206,9 +210,10 @@ class MatchingEngine(Accounts):
         if dt <= 0:
             return
         self._last_advance = now
+        before = {(k, o.symbol): self._touch(k, o.symbol) for k in KINDS for o in self._resting_orders(k)}
         for model in self._prices.values():
             model.step(dt, self._rng)
-        self._match_resting(now)
+        self._match_resting(now, before, dt)
         self._run_flow(dt, now)
 
     # ------------------------------------------------------------------ queries
@@ -309,16 +314,17 @@ class MatchingEngine(Accounts):
         limit_price = price if order_type in ("LIMIT", "LIMIT_MAKER") else None
         if kind == USDM and reduce_only:
             quantity = self._reduce_only_quantity(symbol, side, quantity)
-        fills = self._walk(book, side, quantity, limit_price, quote_order_qty, filters.step_size)
+        fills = walk_book(book, side, quantity, limit_price, quote_order_qty, filters.step_size)
         crosses = bool(fills)
         if order_type == "LIMIT_MAKER" and crosses:
             raise ApiError(-2010, "Order would immediately match and take.")
-        post_only_expired = kind == USDM and tif == "GTX" and crosses
-        fok_expired = tif == "FOK" and sum((f.qty for f in fills), ZERO) < (quantity or ZERO)
-        if post_only_expired or fok_expired:
+        if kind == USDM and tif == "GTX" and crosses:
+            raise ApiError(-5022, "Due to the order could not be executed as maker, the Post Only order will be "
+                                  "rejected.")
+        if tif == "FOK" and sum((f.qty for f in fills), ZERO) < (quantity or ZERO):
             fills = []
         filled_qty = sum((f.qty for f in fills), ZERO)
-        rests = order_type in ("LIMIT", "LIMIT_MAKER") and tif in ("GTC", "GTX") and not post_only_expired
+        rests = order_type in ("LIMIT", "LIMIT_MAKER") and tif in ("GTC", "GTX")
         if quantity is None:
             quantity = filled_qty
         resting_qty = quantity - filled_qty if rests else ZERO
@@ -346,6 +352,7 @@ class MatchingEngine(Accounts):
             self._lock_for(order)
         if order.is_open:
             self._resting[kind][order.order_id] = order
+            self._queue.join(order, book, filters.tick_size)
         if fills:
             self._emit_account(kind, symbol, now)
         return order
@@ -470,33 +477,6 @@ class MatchingEngine(Accounts):
         orders = self._orders[kind].values() if scope == "all" else self._resting_orders(kind)
         return any(order.client_order_id == client_order_id for order in orders)
 
-    def _walk(self, book: Book, side: str, quantity: Decimal | None, limit_price: Decimal | None,
-              quote_limit: Decimal | None, step: Decimal) -> list[BookFill]:
-        levels = book.asks if side == "BUY" else book.bids
-        fills: list[BookFill] = []
-        remaining = quantity
-        quote_left = quote_limit
-        for level in levels:
-            if limit_price is not None and (
-                    (side == "BUY" and level.price > limit_price)
-                    or (side == "SELL" and level.price < limit_price)):
-                break
-            take = level.qty
-            if remaining is not None:
-                take = min(take, remaining)
-            if quote_left is not None:
-                take = min(take, quantize_down(quote_left / level.price, step))
-            if take <= 0:
-                break
-            fills.append(BookFill(level.price, take))
-            if remaining is not None:
-                remaining -= take
-                if remaining <= 0:
-                    break
-            if quote_left is not None:
-                quote_left -= take * level.price
-        return fills
-
     def _reduce_only_quantity(self, symbol: str, side: str, quantity: Decimal | None) -> Decimal:
         pos = self._positions[symbol]
         reduces = (pos.amount > 0 and side == "SELL") or (pos.amount < 0 and side == "BUY")
@@ -534,15 +514,24 @@ class MatchingEngine(Accounts):
         else:
             self._emit(AccountEvent(kind=USDM, time=now, assets=(inst.quote,), symbols=(symbol,)))
 
-    def _match_resting(self, now: int) -> None:
+    def _touch(self, kind: MarketKind, symbol: str) -> tuple[Decimal, Decimal]:
+        book = self.book(kind, symbol, depth=1)
+        return book.best_bid.price, book.best_ask.price
+
+    def _match_resting(self, now: int, before: dict[tuple[MarketKind, str], tuple[Decimal, Decimal]] | None = None,
+                       seconds: float = 0.0) -> None:
+        """Fill resting orders from the step's trade flow (:mod:`hedgerd.exchange_sim.resting`);
+        ``before`` None: a price jump."""
+        step = self._queue.next_step(self._resting)
         for kind in KINDS:
             for order in self._resting_orders(kind):
-                book = self.book(kind, order.symbol, depth=1)
-                crossed = (order.side == "BUY" and book.best_ask.price <= order.price) or (
-                    order.side == "SELL" and book.best_bid.price >= order.price)
-                if not crossed:
+                after = self._touch(kind, order.symbol)
+                prior = before.get((kind, order.symbol), after) if before is not None else None
+                wanted = self._queue.fillable(order, step, prior, after, seconds,
+                                              self._filters[(kind, order.symbol)].step_size)
+                if wanted <= 0:
                     continue
-                qty = order.remaining
+                qty = wanted
                 if kind == USDM and order.reduce_only:
                     pos = self._positions[order.symbol]
                     reduces = (pos.amount > 0 and order.side == "SELL") or (
@@ -550,13 +539,14 @@ class MatchingEngine(Accounts):
                     qty = min(qty, abs(pos.amount)) if reduces else ZERO
                 if qty > 0:
                     self._execute(order, order.price, qty, is_maker=True, now=now)
-                if order.remaining > 0:
-                    self._unlock(order)
+                    self._queue.adverse(self.price_model(order.symbol), order.side)
+                if qty < wanted and order.remaining > 0:  # a reduce-only order capped: the rest expires
                     order.status = "EXPIRED"
                     order.update_time = now
                     self._emit(OrderEvent(kind=kind, order=replace(order), execution_type="EXPIRED",
                                           time=now))
-                else:
+                if not order.is_open:
                     self._unlock(order)
+                    self._queue.forget(order)
                 if qty > 0:
                     self._emit_account(kind, order.symbol, now)

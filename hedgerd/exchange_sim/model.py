@@ -98,6 +98,13 @@ class EngineConfig:
     default_leverage: int = 20
     max_leverage: int = 125
     flow_rate: float = 0.0
+    #: The rest of the market's trade flow that fills resting orders (exchange_sim/resting.py):
+    #: base units traded per second, mean volume queued at the touch ahead of an order joining it,
+    #: chance per step of a sweep beyond the touch, and the mid's move against a filled order.
+    market_volume: Decimal = Decimal(2)
+    touch_depth: Decimal = Decimal(5)
+    sweep_probability: float = 0.1
+    adverse_selection_bps: Decimal = Decimal("0.5")
     flow_symbols: tuple[str, ...] = ("BTCUSDT",)
     duplicate_client_id_scope: Literal["open", "all"] = "open"
     #: Trades and final orders kept per market kind (oldest forgotten first; open orders are

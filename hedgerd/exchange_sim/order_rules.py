@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from hedgerd.exchange_sim.model import SPOT, ApiError, MarketKind, SymbolFilters, is_multiple
+from hedgerd.exchange_sim.model import (
+    SPOT,
+    ApiError,
+    Book,
+    BookFill,
+    MarketKind,
+    SymbolFilters,
+    is_multiple,
+    quantize_down,
+)
 
 
 def check_order_params(kind: MarketKind, filters: SymbolFilters, *, side: str, order_type: str,
@@ -52,3 +61,33 @@ def check_order_params(kind: MarketKind, filters: SymbolFilters, *, side: str, o
                 or not is_multiple(quantity - filters.min_qty, filters.step_size):
             raise ApiError(-1013, "Filter failure: LOT_SIZE")
     return tif
+
+
+def walk_book(book: Book, side: str, quantity: Decimal | None, limit_price: Decimal | None,
+              quote_limit: Decimal | None, step: Decimal) -> list[BookFill]:
+    """What an order would trade against ``book`` now: level by level up to its quantity (or
+    quote amount) and limit price."""
+    levels = book.asks if side == "BUY" else book.bids
+    fills: list[BookFill] = []
+    remaining = quantity
+    quote_left = quote_limit
+    for level in levels:
+        if limit_price is not None and (
+                (side == "BUY" and level.price > limit_price)
+                or (side == "SELL" and level.price < limit_price)):
+            break
+        take = level.qty
+        if remaining is not None:
+            take = min(take, remaining)
+        if quote_left is not None:
+            take = min(take, quantize_down(quote_left / level.price, step))
+        if take <= 0:
+            break
+        fills.append(BookFill(level.price, take))
+        if remaining is not None:
+            remaining -= take
+            if remaining <= 0:
+                break
+        if quote_left is not None:
+            quote_left -= take * level.price
+    return fills

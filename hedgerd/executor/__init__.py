@@ -1,11 +1,14 @@
 """Hedge order execution: rate-limited, journaled, never the same order twice.
 
 :mod:`~hedgerd.executor.executor` holds :class:`HedgeExecutor`, :mod:`~hedgerd.executor.ratelimit`
-the per-venue :class:`TokenBucket` and :mod:`~hedgerd.executor.orders` the order state machine.
+the per-venue :class:`TokenBucket`, :mod:`~hedgerd.executor.requests` the paced, retried venue
+requests, :mod:`~hedgerd.executor.orders` the order state machine and
+:mod:`~hedgerd.executor.passive` the lifecycle of a passive intent's child orders.
 """
 
-from hedgerd.executor.executor import LANDING_GRACE, HedgeExecutor
+from hedgerd.executor.executor import HedgeExecutor
 from hedgerd.executor.orders import OrderJournal
 from hedgerd.executor.ratelimit import TokenBucket
+from hedgerd.executor.requests import LANDING_GRACE
 
 __all__ = ["LANDING_GRACE", "HedgeExecutor", "OrderJournal", "TokenBucket"]

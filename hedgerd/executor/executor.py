@@ -30,12 +30,12 @@ from hedgerd.clock import Clock
 from hedgerd.config import ExecutorConfig
 from hedgerd.connectors.base import Venue
 from hedgerd.errors import (
-    DuplicateOrder,
     FatalOrderError,
     OrderNotFound,
+    PostOnlyRejected,
     RateLimited,
+    ReduceOnlyRejected,
     TransientVenueError,
-    VenueError,
 )
 from hedgerd.executor.orders import (
     OrderJournal,
@@ -46,52 +46,18 @@ from hedgerd.executor.orders import (
     limit_price,
     send_refusal,
 )
+from hedgerd.executor.passive import PassiveRunner
 from hedgerd.executor.ratelimit import TokenBucket
+from hedgerd.executor.requests import DETAIL_MAX, LANDING_GRACE, LookupFailed, VenueRequests, detail
+from hedgerd.ledger.client_ids import is_child_id, parent_client_id
 from hedgerd.metrics import Metrics
-from hedgerd.models import ZERO, Fill, HedgeIntent, MarketInfo, OrderReport, OrderStatus
+from hedgerd.models import ZERO, Fill, HedgeIntent, MarketInfo, OrderReport, OrderStatus, OrderType
 from hedgerd.policy.sizing import venue_contracts
 
 log = structlog.get_logger("hedgerd.executor")
 T = TypeVar("T")
 
-_MAX_BACKOFF_EXPONENT = 30
-_DETAIL_MAX = 200
-# An order sent ``order_timeout`` ago can no longer execute: the connector makes the venue drop
-# requests older than that (Binance's recvWindow), plus this much for clock skew (Binance also
-# refuses timestamps more than 1 s ahead of its clock).
-LANDING_GRACE = 1.0
-
-
-class _LookupFailed(Exception):
-    """Every attempt to look an order up failed; its outcome stays unknown."""
-
-
-def _halt_on_duplicate(exc: DuplicateOrder, venue: str,
-                       on_halt: Callable[[str, str], object] | None) -> _LookupFailed:
-    """Halt trading naming the client id several venue orders carry (retrying cannot make it
-    unique; the order stays UNKNOWN or as last reported, in flight, never resent); the look-up's
-    failure to raise."""
-    reason = f"duplicate order on {venue}: {exc}"[:_DETAIL_MAX]
-    log.error("order_duplicated", client_order_id=exc.client_order_id, venue=venue, reason=reason)
-    if on_halt is not None:
-        on_halt(reason, "auto:duplicate_order")
-    return _LookupFailed(_detail(exc))
-
-
-def _error_kind(exc: BaseException) -> str:
-    if isinstance(exc, VenueError):
-        return exc.kind
-    if isinstance(exc, TimeoutError):
-        return "timeout"
-    return "unexpected"
-
-
-def _detail(exc: BaseException) -> str:
-    text = f"{_error_kind(exc)}: {exc}" if str(exc) else _error_kind(exc)
-    return text[:_DETAIL_MAX]
-
-
-class HedgeExecutor:
+class HedgeExecutor(VenueRequests):
     """Places hedge orders on one venue, paced by ``bucket``, journaled in ``ledger``.
 
     ``gate(intent)`` is asked right before every send and returns a denial reason or None;
@@ -105,17 +71,13 @@ class HedgeExecutor:
                  config: ExecutorConfig, bucket: TokenBucket, clock: Clock, metrics: Metrics,
                  gate: Callable[[HedgeIntent], str | None], on_result: Callable[[bool, str], None],
                  *, on_halt: Callable[[str, str], object] | None = None, rng: random.Random | None = None) -> None:
-        self.venue = venue
+        super().__init__(venue, config, bucket, clock, metrics, on_halt=on_halt, rng=rng)
         self.ledger = ledger
         self.markets = markets
-        self.config = config
-        self.bucket = bucket
-        self.clock = clock
-        self.metrics = metrics
         self._gate = gate
-        self._on_result, self._on_halt = on_result, on_halt
-        self._rng = rng if rng is not None else random.Random()
+        self._on_result = on_result
         self._orders = OrderTracker(ledger)
+        self.passive = PassiveRunner(self)
 
     # ------------------------------------------------------------------ queries
     def in_flight(self, symbol: str) -> Decimal:
@@ -140,7 +102,7 @@ class HedgeExecutor:
     def absorbs(self, fill: Fill) -> bool:
         """True if ``fill`` (journaled) belongs to an order :meth:`in_flight` counts, within the
         size it counts: journaling it moved that much from in flight to position."""
-        cid = fill.client_order_id
+        cid = parent_client_id(fill.client_order_id)  # a passive child's fill is its intent's
         order = self._orders.by_id.get(cid) if cid is not None else None
         if order is None or not (order.maybe_live or order.executing) or order.intent.symbol != fill.symbol:
             return False
@@ -235,11 +197,13 @@ class HedgeExecutor:
                             amount=str(intent.amount), contracts=str(contracts))
                 await self._journal(order, OrderStatus.REJECTED, detail=detail, metric_status=label)
                 return OrderReport(cid, intent.symbol, OrderStatus.REJECTED)
+            if intent.order_type is OrderType.PASSIVE:
+                return await self.passive.run(order, received_at)
             try:
                 limit = limit_price(intent, market, reference_price, self.config.max_slippage_bps)
             except ValueError as exc:
                 log.warning("order_not_sent", client_order_id=cid, symbol=intent.symbol, reason=str(exc))
-                await self._journal(order, OrderStatus.REJECTED, detail=str(exc)[:_DETAIL_MAX],
+                await self._journal(order, OrderStatus.REJECTED, detail=str(exc)[:DETAIL_MAX],
                                     metric_status="bad_price")
                 return OrderReport(cid, intent.symbol, OrderStatus.REJECTED)
             return await self._run(order, limit, received_at)
@@ -260,7 +224,7 @@ class HedgeExecutor:
                 looked_at = self.clock.time()
                 try:
                     found = await self._lookup(order, self.config.max_retries + 1)
-                except _LookupFailed as exc:
+                except LookupFailed as exc:
                     return await self._give_up_unknown(order, f"lookup failed: {exc}")
                 if found is not None:
                     return await self._finish(order, found)
@@ -307,15 +271,23 @@ class HedgeExecutor:
                     await self.clock.sleep(self._backoff(sends - 1))
             except FatalOrderError as exc:
                 order.maybe_live = was_live
+                if not was_live and ((isinstance(exc, PostOnlyRejected) and intent.order_type is OrderType.POST_ONLY)
+                                     or (isinstance(exc, ReduceOnlyRejected) and is_child_id(cid))):
+                    order.refused = exc.kind  # the passive runner reprices, or ends the intent: no error
+                    await self._journal(order, OrderStatus.REJECTED, detail=detail(exc))
+                    return OrderReport(cid, intent.symbol, OrderStatus.REJECTED)
                 self._count_error(exc, "create", cid)
                 return await self._fatal(order, exc)
             except Exception as exc:  # timeout, OrderOutcomeUnknown, anything unexpected
                 last_kind = "unknown_outcome"
                 self._count_error(exc, "create", cid)
-                await self._journal(order, OrderStatus.UNKNOWN, detail=_detail(exc))
+                await self._journal(order, OrderStatus.UNKNOWN, detail=detail(exc))
                 needs_lookup = True
             else:
                 self.bucket.restore()
+                if intent.order_type is OrderType.POST_ONLY:  # rests: the passive runner follows it
+                    await self._apply_report(order, report)
+                    return report
                 return await self._finish(order, report)
 
     async def _finish(self, order: TrackedOrder, report: OrderReport) -> OrderReport:
@@ -327,7 +299,7 @@ class HedgeExecutor:
             polls += 1
             try:
                 found = await self._lookup(order, 1)
-            except _LookupFailed:
+            except LookupFailed:
                 break
             if found is None:
                 break
@@ -347,12 +319,12 @@ class HedgeExecutor:
             # invalid): look before concluding the order does not exist.
             try:
                 found = await self._lookup(order, self.config.max_retries + 1)
-            except _LookupFailed as lookup_exc:
+            except LookupFailed as lookup_exc:
                 return await self._give_up_unknown(order, f"lookup failed: {lookup_exc}")
             if found is not None:
                 return await self._finish(order, found)
-        log.error("order_rejected", client_order_id=cid, kind=exc.kind, detail=_detail(exc))
-        await self._journal(order, OrderStatus.REJECTED, detail=_detail(exc))
+        log.error("order_rejected", client_order_id=cid, kind=exc.kind, detail=detail(exc))
+        await self._journal(order, OrderStatus.REJECTED, detail=detail(exc))
         self._on_result(False, exc.kind)
         return OrderReport(cid, order.intent.symbol, OrderStatus.REJECTED)
 
@@ -361,7 +333,7 @@ class HedgeExecutor:
         if order.maybe_live:
             return await self._give_up_unknown(order, f"gate: {reason}")
         log.warning("order_gated", client_order_id=cid, reason=reason)
-        await self._journal(order, OrderStatus.CANCELED, detail=reason[:_DETAIL_MAX], metric_status="gated")
+        await self._journal(order, OrderStatus.CANCELED, detail=reason[:DETAIL_MAX], metric_status="gated")
         return OrderReport(cid, order.intent.symbol, OrderStatus.CANCELED)
 
     async def _give_up(self, order: TrackedOrder, kind: str, sends: int) -> OrderReport:
@@ -379,81 +351,11 @@ class HedgeExecutor:
         """Stop with the outcome unknown: the order stays UNKNOWN and in flight in full."""
         cid = order.intent.client_order_id
         if order.status is OrderStatus.NEW:
-            await self._journal(order, OrderStatus.UNKNOWN, detail=why[:_DETAIL_MAX])
+            await self._journal(order, OrderStatus.UNKNOWN, detail=why[:DETAIL_MAX])
         log.error("order_outcome_unknown", client_order_id=cid, status=order.status.value, reason=why)
         self.metrics.hedge_orders.labels(self.venue.name, order.intent.symbol, "unknown").inc()
         self._on_result(False, "unknown_outcome")
         return order.last_report or OrderReport(cid, order.intent.symbol, OrderStatus.UNKNOWN)
-
-    def apply_config(self, config: ExecutorConfig) -> None:
-        """Take reloaded executor settings: retries and back-off from their next use on, this
-        venue's rate limit (rate, burst, weights) at once."""
-        self.config = config
-        limit = config.rate_limit_for(self.venue.name)
-        self.bucket.configure(limit.requests_per_second, limit.burst)
-
-    def request_weight(self, endpoint: str) -> float:
-        """Tokens one request to ``endpoint`` takes from this venue's bucket."""
-        return self.config.rate_limit_for(self.venue.name).weight(endpoint)
-
-    # ------------------------------------------------------------------ venue requests
-    async def _acquire(self, endpoint: str) -> None:
-        waited = await self.bucket.acquire(self.request_weight(endpoint))
-        self.metrics.rate_limit_wait.labels(self.venue.name).observe(waited)
-
-    async def _lookup(self, order: TrackedOrder, attempts: int) -> OrderReport | None:
-        """The venue's report on ``order`` by client id, None if it never saw it.
-
-        Retries errors with back-off up to ``attempts`` tries; raises :class:`_LookupFailed`.
-        """
-        intent = order.intent
-        cid = intent.client_order_id
-        last: BaseException | None = None
-        for n in range(attempts):
-            await self._acquire("fetch_order")
-            try:
-                report = await asyncio.wait_for(self.venue.fetch_order(intent.symbol, cid),
-                                                timeout=self.config.order_timeout)
-            except OrderNotFound:
-                report = None
-            except DuplicateOrder as exc:
-                self._count_error(exc, "fetch_order", cid)
-                raise _halt_on_duplicate(exc, self.venue.name, self._on_halt) from None
-            except RateLimited as exc:
-                last = exc
-                self._count_error(exc, "fetch_order", cid)
-                self._on_rate_limited(exc, n)
-                continue
-            except Exception as exc:
-                last = exc
-                self._count_error(exc, "fetch_order", cid)
-                if n + 1 < attempts:
-                    await self.clock.sleep(self._backoff(n))
-                continue
-            self.bucket.restore()
-            log.info("order_lookup", client_order_id=cid, found=report is not None,
-                     status=report.status.value if report is not None else None)
-            return report
-        raise _LookupFailed(_detail(last) if last is not None else "no attempt")
-
-    def _on_rate_limited(self, exc: RateLimited, retry: int) -> None:
-        retry_after = exc.retry_after
-        delay = retry_after if retry_after is not None and retry_after >= 0 else self._backoff(retry)
-        self.bucket.pause_until(self.clock.monotonic() + delay)
-        rate = self.bucket.throttle()
-        log.warning("rate_limited", venue=self.venue.name, retry_after=delay, rate=rate)
-
-    def _backoff(self, retry: int) -> float:
-        """Exponential back-off with jitter, within [backoff_initial, backoff_max]."""
-        initial, ceiling = self.config.backoff_initial, self.config.backoff_max
-        delay = min(ceiling, initial * 2.0 ** min(retry, _MAX_BACKOFF_EXPONENT))
-        return self._rng.uniform(max(min(initial, delay), delay / 2), delay)
-
-    def _count_error(self, exc: BaseException, request: str, cid: str) -> None:
-        kind = _error_kind(exc)
-        self.metrics.venue_errors.labels(self.venue.name, kind).inc()
-        log.warning("venue_error", venue=self.venue.name, request=request, client_order_id=cid, kind=kind,
-                    detail=_detail(exc))
 
     # ------------------------------------------------------------------ journal
     async def _journal(self, order: TrackedOrder, status: OrderStatus, *, filled: Decimal | None = None,
@@ -505,7 +407,9 @@ class HedgeExecutor:
         Returns the order's intent if the update journaled anything new (a fill or a state
         change), None if it changed nothing (e.g. it repeats the answer to the send)."""
         order = self._orders.by_id.get(report.client_order_id)
-        if order is not None and await self._apply_report(order, report):
+        if order is None:
+            return await self.passive.on_child_update(report)
+        if await self._apply_report(order, report):
             return order.intent
         return None
 
@@ -520,7 +424,7 @@ class HedgeExecutor:
         looked_at = self.clock.time()
         try:
             found = await self._lookup(order, attempts)
-        except _LookupFailed as exc:
+        except LookupFailed as exc:
             log.warning("order_unresolved", client_order_id=cid, status=order.status.value, reason=str(exc))
             return
         if found is not None:
@@ -554,7 +458,10 @@ class HedgeExecutor:
                 order.acknowledged = state[0] in (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED)
             self._orders.by_id[cid] = order
             log.info("order_recovering", client_order_id=cid, status=order.status.value)
-            await self._resolve(order, self.config.max_retries + 1)
+            if intent.order_type is OrderType.PASSIVE:
+                await self.passive.recover(order)
+            else:
+                await self._resolve(order, self.config.max_retries + 1)
         self._orders.live(None)
 
     async def refresh_open(self) -> None:
@@ -565,13 +472,22 @@ class HedgeExecutor:
         """
         for order in list(self._orders.live(None)):
             if not order.executing and order.maybe_live and not order.status.is_final:
-                await self._resolve(order, 1)
+                if order.intent.order_type is OrderType.PASSIVE:
+                    await self.passive.recover(order)
+                else:
+                    await self._resolve(order, 1)
         self._orders.live(None)
 
     async def cancel_all(self) -> None:
-        """Cancel every open order of this executor by client order id and journal the results."""
+        """Cancel every open order of this executor by client order id and journal the results;
+        every passive intent being worked ends (its live child cancelled)."""
+        await self.passive.cancel_all("cancel_all")
         for order in list(self._orders.live(None)):
             if order.status.is_final or not order.maybe_live:
+                continue
+            if order.intent.order_type is OrderType.PASSIVE:
+                if not order.executing:
+                    await self.passive.recover(order)
                 continue
             intent = order.intent
             cid = intent.client_order_id

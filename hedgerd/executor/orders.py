@@ -40,6 +40,8 @@ class OrderJournal(Protocol):
 
     def open_intents(self) -> list[HedgeIntent]: ...
 
+    def child_orders(self, parent_client_id: str) -> list[tuple[str, OrderStatus, Decimal, float]]: ...
+
 
 @dataclass(eq=False)
 class TrackedOrder:
@@ -55,6 +57,7 @@ class TrackedOrder:
     executing: bool = False  # execute() is working on it
     last_sent_at: float = 0.0  # wall-clock time of the last send (intent creation if recovered)
     last_report: OrderReport | None = None
+    refused: str = ""  # a passive child the venue refused for a reason that is no error: the kind
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 

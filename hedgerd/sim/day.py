@@ -12,8 +12,9 @@ from the config; the first hedge's venues must be ``kind = "sim"``; the scenario
 simulation parameters, the ledger goes to a temporary file, the kill file is ignored, and the
 inventory venue's own price stream is muted (the engine prices the hedge instrument).
 
-Figures (:class:`SimulationResult`): hedging cost = fees + spread paid (``|fill - mid| x amount``,
-mid at fill time) + fixed order costs; the daemon's own decomposition of it (fee, spread,
+Figures (:class:`SimulationResult`): hedging cost = fees + spread paid (``(fill - mid) x amount``
+against us, mid at fill time: a taker pays ``|fill - mid|``, a passive fill may earn) + fixed order
+costs; the daemon's own decomposition of it (fee, spread,
 slippage against the decision quote, funding: :mod:`hedgerd.risk.cost`, as ``/status`` shows,
 without the order costs); residual risk = time-averaged ``|net delta x mid|`` and the standard
 deviation of the hedged mark-to-market PnL (square root of its realised quadratic variation,
@@ -80,7 +81,11 @@ def simulation_settings(settings: Settings, scenario: Scenario, *, seed: int, le
                    volatility=scenario.market.volatility, price_interval=scenario.market.price_interval,
                    spread_bps=scenario.market.spread_bps, latency_ms=scenario.costs.latency_ms)
         if venue["role"] == VenueRole.HEDGE:
-            sim.update(flow_rate=0.0, taker_fee_bps=scenario.costs.taker_fee_bps)
+            sim.update(flow_rate=0.0, taker_fee_bps=scenario.costs.taker_fee_bps,
+                       maker_fee_bps=scenario.costs.maker_fee_bps, market_volume=scenario.market.market_volume,
+                       touch_depth=scenario.market.touch_depth,
+                       sweep_probability=scenario.market.sweep_probability,
+                       adverse_selection_bps=scenario.market.adverse_selection_bps)
         else:
             sim.update(flow_rate=scenario.flow.rate, flow_mean_size=scenario.flow.mean_size,
                        latency_ms=0.0)
@@ -203,7 +208,8 @@ class _Recorder:
         if fill.venue == self.hedge_venue and fill.symbol == self.hedge_symbol:
             self.perp = float(self.positions[(fill.venue, fill.symbol)])
             self.fees += fill.fee
-            self.spread_paid += abs(fill.price - self.market.mid()) * fill.amount
+            # signed: a passive fill below the mid (buy) earns; for a taker fill it is |fill - mid|
+            self.spread_paid += (fill.price - self.market.mid()) * fill.side.sign * fill.amount
             self.volume += fill.amount
             if fill.client_order_id is not None:
                 self.orders.add(fill.client_order_id)

@@ -19,6 +19,14 @@ exchange simulator the number in the time elapsed); the desk buys with ``buy_pro
 (0.5 unless a scenario biases it), at the bid, else sells at the ask; the size is exponential
 with mean ``mean_size`` (a scenario may choose lognormal or fixed), rounded to the venue's step.
 
+Trade flow (:class:`TradeFlow`): the rest of the market's aggressive trades on the hedge venue,
+which is what fills a resting order. Per price tick each side trades an exponential volume with
+mean ``market_volume * interval / 2``; the sell flow prints down to the lower of the bids before
+and after the tick, the buy flow up to the higher of the asks, and with ``sweep_probability`` a
+side sweeps one or more ticks (geometric) beyond that. How a resting order fills from it is
+:class:`RestingOrder`'s rule (docs/passive.md): never at the touch, only when the flow trades
+through its price, and only the volume left after the queue ahead of it.
+
 Fees are the venue's, not the market's: client fills carry none on the paper venues, and the
 paper perpetual charges ``taker_fee_bps`` on our fills; the exchange simulator charges maker
 and taker fees per market kind (``EngineConfig``: spot 0.1 %, USD-M 0.02 % maker, 0.05 % taker).
@@ -191,3 +199,80 @@ class SimMarketData:
     def _invalidate(self) -> None:
         self._mid_decimal = None
         self._quotes.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class TickFlow:
+    """The rest of the market's aggressive trades in one price tick on one venue."""
+
+    sell_volume: Decimal
+    """Base units sold into the bids."""
+    buy_volume: Decimal
+    """Base units bought from the asks."""
+    low: Decimal
+    """Lowest price the sells printed at."""
+    high: Decimal
+    """Highest price the buys printed at."""
+
+
+class TradeFlow:
+    """Per-tick market trade flow of one venue (module docstring). Each tick's draws come from a
+    generator seeded by the seed and the tick index, so the flow does not depend on who asked
+    for which tick, nor on whether anyone did: runs without resting orders draw nothing."""
+
+    def __init__(self, seed: int, volume_per_second: Decimal, sweep_probability: float, tick: Decimal) -> None:
+        self._seed = seed
+        self._per_second = float(volume_per_second)
+        self._sweep = sweep_probability
+        self._tick = tick
+
+    def at(self, step: int, before: tuple[Decimal, Decimal], after: tuple[Decimal, Decimal],
+           seconds: float) -> TickFlow:
+        """The flow of tick ``step`` (``seconds`` long), between the (bid, ask) ``before`` and ``after`` it."""
+        rng = random.Random(self._seed * 1_000_003 + step)
+        mean = self._per_second * seconds / 2
+        sell = Decimal(repr(round(rng.expovariate(1.0 / mean), 6))) if mean > 0 else Decimal(0)
+        buy = Decimal(repr(round(rng.expovariate(1.0 / mean), 6))) if mean > 0 else Decimal(0)
+        low = min(before[0], after[0]) - self._sweep_ticks(rng) * self._tick
+        high = max(before[1], after[1]) + self._sweep_ticks(rng) * self._tick
+        return TickFlow(sell_volume=sell, buy_volume=buy, low=low, high=high)
+
+    def _sweep_ticks(self, rng: random.Random) -> int:
+        ticks = 0
+        while rng.random() < self._sweep and ticks < 1000:
+            ticks += 1
+        return ticks
+
+
+@dataclass
+class RestingOrder:
+    """A post-only order resting on a simulated book, and its fill rule (docs/passive.md).
+
+    ``queue_ahead`` is the volume at its price that joined before it. Flow that reaches its
+    price without going through it (a print at the price) only works the queue down: no fill.
+    Flow that trades through it (prints beyond the price) first takes what is left of the queue
+    ahead, then fills the order with the rest, at its limit price. The price path and the
+    volumes are drawn independently; where they disagree (the price went through a level more
+    volume was queued at than traded), the rule takes the side that fills less.
+    """
+
+    side_buy: bool
+    price: Decimal
+    remaining: Decimal
+    queue_ahead: Decimal
+
+    def match(self, flow: TickFlow, step: Decimal) -> Decimal:
+        """Base units this tick's flow fills (a multiple of ``step``); updates the queue and the
+        remaining amount."""
+        volume = flow.sell_volume if self.side_buy else flow.buy_volume
+        reached = flow.low <= self.price if self.side_buy else flow.high >= self.price
+        through = flow.low < self.price if self.side_buy else flow.high > self.price
+        if not reached:
+            return Decimal(0)
+        left = volume - self.queue_ahead
+        self.queue_ahead = max(self.queue_ahead - volume, Decimal(0))
+        if not through or left <= 0:
+            return Decimal(0)
+        filled = min(self.remaining, (left // step) * step)
+        self.remaining -= filled
+        return filled

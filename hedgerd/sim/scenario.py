@@ -11,6 +11,10 @@ its regimes and bursts)::
     volatility = 0.6                # annualised, at the start of the run
     price_interval = 1.0            # seconds between price ticks (max_price_age must exceed it)
     spread_bps = 2                  # full spread of both venues
+    market_volume = 2               # base units/s the rest of the market trades on the hedge venue
+    touch_depth = 5                 # mean base units queued ahead of a resting order at the touch
+    sweep_probability = 0.1         # chance per tick that a side's flow sweeps beyond the touch
+    adverse_selection_bps = 0.5     # the mid moves this far against a resting order as it fills
     [flow]                          # client fills on the inventory venue (Poisson arrivals)
     rate = 1.0                      # fills per second at the start of the run
     mean_size = 0.02                # base units
@@ -19,6 +23,7 @@ its regimes and bursts)::
     buy_probability = 0.5           # probability that a client fill makes the desk buy
     [costs]
     taker_fee_bps = 4               # hedge venue taker fee
+    maker_fee_bps = 2               # hedge venue maker fee (fills of passive orders)
     order_cost = 1.0                # fixed cost per hedge order, quote units (added by the simulator)
     latency_ms = 20                 # hedge venue round trip
     inform_policy = true            # tell the adaptive policy fee + half spread and order cost
@@ -63,6 +68,14 @@ class MarketScenario(_Model):
     volatility: float = Field(default=0.6, ge=0, description="annualised")
     price_interval: float = Field(default=1.0, gt=0, description="seconds between ticks")
     spread_bps: Decimal = Field(default=Decimal(2), ge=0)
+    market_volume: Decimal = Field(default=Decimal(2), gt=0, description=(
+        "base units the rest of the market trades per second on the hedge venue (fills resting orders)"))
+    touch_depth: Decimal = Field(default=Decimal(5), ge=0, description=(
+        "mean base units queued at the touch ahead of a resting order when it joins"))
+    sweep_probability: float = Field(default=0.1, ge=0, le=1, description=(
+        "chance per tick that a side's flow sweeps beyond the touch"))
+    adverse_selection_bps: Decimal = Field(default=Decimal("0.5"), ge=0, le=100, description=(
+        "the mid moves this far against a resting order the moment it fills"))
 
 
 class FlowScenario(_Model):
@@ -75,6 +88,7 @@ class FlowScenario(_Model):
 
 class CostScenario(_Model):
     taker_fee_bps: Decimal = Field(default=Decimal(4), ge=0)
+    maker_fee_bps: Decimal = Field(default=Decimal(2), ge=-10, description="on fills of resting (passive) orders")
     order_cost: Decimal = Field(default=Decimal(1), ge=0, description="fixed cost per hedge order, quote")
     latency_ms: float = Field(default=20.0, ge=0)
     inform_policy: bool = True

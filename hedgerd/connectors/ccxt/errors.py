@@ -77,6 +77,10 @@ def map_ccxt_error(exc: BaseException, operation: Operation, *, retry_after: flo
         return herr.TransientVenueError(message)
     if isinstance(exc, ccxt.NetworkError | ccxt.BadResponse):
         return herr.OrderOutcomeUnknown(message) if creating else herr.TransientVenueError(message)
+    if creating and _post_only_refused(exc, ccxt):
+        return herr.PostOnlyRejected(message)
+    if creating and _reduce_only_refused(exc):
+        return herr.ReduceOnlyRejected(message)
     if isinstance(exc, ccxt.InvalidOrder | ccxt.BadRequest | ccxt.ArgumentsRequired | ccxt.NotSupported
                   | ccxt.OperationRejected):
         return herr.InvalidOrder(message)
@@ -84,6 +88,21 @@ def map_ccxt_error(exc: BaseException, operation: Operation, *, retry_after: flo
         return herr.FatalOrderError(message) if creating else herr.TransientVenueError(message)
     # OperationFailed and transport errors that escaped ccxt's wrapping
     return herr.OrderOutcomeUnknown(message) if creating else herr.TransientVenueError(message)
+
+
+def _post_only_refused(exc: BaseException, ccxt: Any) -> bool:
+    """A post-only order refused because it would take: Binance -5022 (ccxt OrderNotFillable),
+    Deribit 11054 post_only_reject (ccxt InvalidOrder)."""
+    text = str(exc)
+    return (isinstance(exc, ccxt.OrderNotFillable) and "-5022" in text) or "post_only_reject" in text \
+        or "11054" in text
+
+
+def _reduce_only_refused(exc: BaseException) -> bool:
+    """A reduce-only order refused because it would grow the position: Binance -2022, Deribit
+    11030 with reason reduce_only."""
+    text = str(exc)
+    return "-2022" in text or ("11030" in text and "reduce_only" in text)
 
 
 def align_ccxt_exceptions(exchange: Any) -> None:

@@ -21,7 +21,9 @@ difference from this table instead of branching on exchange names:
   subscription per instrument serves both;
 * **spot quote**: the quote of the spot pair an inventory coin is priced and traded in (Binance
   USDT, Deribit USDC);
-* **recvWindow**: Binance drops a signed request older than it (set from ``order_timeout``).
+* **recvWindow**: Binance drops a signed request older than it (set from ``order_timeout``);
+* **post-only**: extra parameters of a post-only order beside ccxt's ``postOnly`` (Deribit's
+  ``reject_post_only``: refuse a crossing order with 11054 rather than reprice it on its own).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class VenueTraits:
     option_quotes: bool = False
     spot_quote: str = "USDT"
     recv_window: bool = False
+    post_only_params: Mapping[str, Any] = field(default_factory=dict)
 
 
 _BINANCE = VenueTraits(client_id_lookup_param="origClientOrderId", recv_window=True)
@@ -81,7 +84,8 @@ TRAITS: dict[str, VenueTraits] = {
                            client_id_label_lookup="privateGetGetOrderStateByLabel",
                            trades_window_ms=None, my_trades_params={"sorting": "asc"},
                            trades_currency_param="currency",
-                           price_stream="ticker", option_quotes=True, spot_quote="USDC"),
+                           price_stream="ticker", option_quotes=True, spot_quote="USDC",
+                           post_only_params={"reject_post_only": True}),
 }
 DEFAULT_TRAITS = VenueTraits()
 

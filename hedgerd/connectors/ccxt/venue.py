@@ -188,8 +188,9 @@ class CcxtVenue:
         return float(number)
 
     async def create_order(self, intent: HedgeIntent, amount: Decimal, price: Decimal | None) -> OrderReport:
-        """Send ``intent`` as a market or IOC limit order with its client id (``amount`` in contracts of a
-        market with an instrument, else base units; ccxt's unit is the venue's, see traits.py)."""
+        """Send ``intent`` as a market, IOC limit or post-only limit order with its client id (``amount``
+        in contracts of a market with an instrument, else base units; ccxt's unit is the venue's, see
+        traits.py); a post-only order that would take raises PostOnlyRejected."""
         await self._ensure_markets()
         symbol = intent.symbol
         self.client.market(symbol)
@@ -207,6 +208,13 @@ class CcxtVenue:
             order_type = "limit"
             limit = self._to_precision("price_to_precision", symbol, price)
             params["timeInForce"] = "IOC"
+        elif intent.order_type is OrderType.POST_ONLY:  # ccxt's unified flag: GTX on Binance USD-M
+            if price is None or price <= 0:
+                raise herr.InvalidOrder(f"{intent.client_order_id}: a post-only order needs a price")
+            order_type = "limit"
+            limit = self._to_precision("price_to_precision", symbol, price)
+            params["postOnly"] = True
+            params.update(traits.post_only_params)
         if intent.reduce_only and is_derivative(symbol):
             params["reduceOnly"] = True
         order = await self.client.call("create", "create_order", symbol, order_type, intent.side.value,
