@@ -439,3 +439,18 @@ async def test_a_reduce_only_intent_the_position_outran_ends_without_an_error(ri
     assert report.status is OrderStatus.CANCELED and report.filled == D("0.3")
     assert rig.results == [(True, "")] and venue_errors(rig) == 0
     assert len(rig.venue.sent) == 2  # the refused reprice, and nothing after it
+
+
+async def test_child_orders_reads_one_intents_children_in_sequence_on_either_backend(
+        ledger_location: Path | str) -> None:
+    async with InventoryLedger(ledger_location) as ledger:
+        parent, neighbour = "hgdabcdef01x1", "hgdabcdef01x12"  # one id is the other's prefix
+        for cid in (child_client_id(parent, 10), child_client_id(neighbour, 1), child_client_id(parent, 2),
+                    parent, "hgdabcdef01x1cx"):
+            await ledger.record_order_state(cid, OrderStatus.SUBMITTED, D(0), None, None, 1.0, "test")
+        await ledger.record_order_state(child_client_id(parent, 2), OrderStatus.FILLED, D("0.5"), None, None, 2.0,
+                                        "test")
+        children = ledger.child_orders(parent)
+        assert [(c, s, f, ts) for c, s, f, ts in children] == [
+            (child_client_id(parent, 2), OrderStatus.FILLED, D("0.5"), 1.0),  # last state, first time
+            (child_client_id(parent, 10), OrderStatus.SUBMITTED, D(0), 1.0)]

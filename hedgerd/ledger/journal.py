@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from hedgerd.ledger import client_ids
 from hedgerd.ledger.accounting import ARITHMETIC, Snapshot, TradeTotals, VenueTotals, apply_fills
 from hedgerd.ledger.caches import CACHE_SIZE, LRU
 from hedgerd.ledger.client_ids import issued_intent_id, new_ledger_id
@@ -158,6 +159,25 @@ def _load_snapshot(conn: Connection, *, with_orders: bool = True) -> Snapshot:
         for cid, filled in conn.execute("SELECT client_order_id, filled FROM order_fills"):
             snapshot.order_fills[cid] = Decimal(filled)
     return snapshot
+
+
+def read_child_orders(conn: Connection, parent_client_id: str) -> list[tuple[str, OrderStatus, Decimal, float]]:
+    """Each journaled child order of the passive intent ``parent_client_id``: (client id, last
+    journaled status, filled, time of its first record), by sequence. Read from ``order_events``,
+    which has no index by client id (it would cost every state change a page): a scan, done only
+    when an intent is recovered or executed again, never per order."""
+    low = parent_client_id + client_ids.CHILD_SEPARATOR
+    # A prefix compare, not a range: PostgreSQL orders text by the database's collation, in which
+    # "~" need not sort last. The length is an int of ours, inlined so both dialects type it alike.
+    rows = conn.execute("SELECT client_order_id, status, filled, ts FROM order_events "
+                        f"WHERE substr(client_order_id, 1, {len(low)}) = ? ORDER BY event_id", (low,)).fetchall()
+    children: dict[str, tuple[OrderStatus, Decimal, float]] = {}
+    for cid, status, filled, ts in rows:
+        if client_ids.split_child_id(cid) is not None:
+            first = children[cid][2] if cid in children else float(ts)
+            children[cid] = (OrderStatus(status), Decimal(filled), first)
+    ordered = sorted(children.items(), key=lambda item: client_ids.split_child_id(item[0]) or ("", 0))
+    return [(cid, status, filled, ts) for cid, (status, filled, ts) in ordered]
 
 
 def read_for_verify(storage: Storage) -> tuple[Snapshot, Snapshot, int]:

@@ -69,6 +69,7 @@ from hedgerd.ledger.journal import (
     _IntentRequest,
     _is_echo,
     _StateRequest,
+    read_child_orders,
     read_for_verify,
 )
 from hedgerd.ledger.lock import LedgerLockError
@@ -277,10 +278,9 @@ class InventoryLedger:
         if not (amount.is_finite() and fill.price.is_finite() and fill.fee.is_finite()) \
                 or amount <= ZERO or fill.price < ZERO:
             raise ValueError(f"invalid fill amounts: {fill!r}")
-        if fill.client_order_id is not None:
-            parent = client_ids.parent_client_id(fill.client_order_id)
-            if parent != fill.client_order_id:  # a passive intent's child order: the intent's fill
-                fill = replace(fill, client_order_id=parent)
+        parent = client_ids.parent_client_id(fill.client_order_id)
+        if parent != fill.client_order_id:  # a passive intent's child order: the intent's fill
+            fill = replace(fill, client_order_id=parent)
         if fill.client_order_id is not None and self._view.recent_own_fills.get((fill.venue, fill.trade_id)):
             return self._known_repeat(fill)
         future: asyncio.Future[bool] = self._enqueue(fill)
@@ -491,29 +491,14 @@ class InventoryLedger:
         return self._view.order_state(client_order_id, self.ledger_id)
 
     def child_orders(self, parent_client_id: str) -> list[tuple[str, OrderStatus, Decimal, float]]:
-        """Each journaled child order of the passive intent ``parent_client_id``: (client id, last
-        journaled status, filled, time of its first record), by sequence. Read from
-        ``order_events``, which has no index by client id (it would cost every state change a
-        page): a scan, done only when an intent is recovered or executed again, never per order."""
+        """Each journaled child order of the passive intent ``parent_client_id``, by sequence
+        (:func:`~hedgerd.ledger.journal.read_child_orders`: a scan, never per order)."""
         if self._reader is None:
             raise self._unwritable()
-        low = parent_client_id + client_ids.CHILD_SEPARATOR
-        # A prefix compare, not a range: PostgreSQL orders text by the database's collation, in
-        # which "~" need not sort last. The length is an int of ours, inlined so both dialects
-        # type it alike.
         try:
-            rows = self._reader.execute(
-                "SELECT client_order_id, status, filled, ts FROM order_events "
-                f"WHERE substr(client_order_id, 1, {len(low)}) = ? ORDER BY event_id", (low,)).fetchall()
+            return read_child_orders(self._reader, parent_client_id)
         except DB_ERRORS as exc:
             raise LedgerError(f"ledger read failed: {exc}") from exc
-        children: dict[str, tuple[OrderStatus, Decimal, float]] = {}
-        for cid, status, filled, ts in rows:
-            if client_ids.split_child_id(cid) is not None:
-                first = children[cid][2] if cid in children else float(ts)
-                children[cid] = (OrderStatus(status), Decimal(filled), first)
-        ordered = sorted(children.items(), key=lambda item: client_ids.split_child_id(item[0]) or ("", 0))
-        return [(cid, status, filled, ts) for cid, (status, filled, ts) in ordered]
 
     def open_intents(self) -> list[HedgeIntent]:
         """Intents whose last order state is not final, oldest first."""
