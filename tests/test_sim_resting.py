@@ -142,6 +142,42 @@ async def test_a_filled_resting_order_sees_the_mid_move_against_it(perp: Any) ->
     assert venue.market.mid() < before
 
 
+async def test_one_tick_hook_resting_fills_move_the_margin_account_and_a_liquidation_cancels_what_rests() -> None:
+    clock = FakeClock()
+    settings = SimSettings(symbol=PERP, seed=3, latency_ms=0, volatility=0.8, price_interval=1.0,
+                           market_volume=D(4), touch_depth=D(1), maker_fee_bps=D(2), adverse_selection_bps=D(1),
+                           margin_balance=D(1000))  # 0.2 BTC long is liquidated a few thousand below its entry
+    venue = SimPerpVenue("perp", settings, SimMarketData("BTC", settings, clock), clock)
+    sink = Sink()
+    await venue.start(sink)
+    await settle()
+    try:
+        await _fill_then_liquidate(venue, clock, sink)
+    finally:
+        await venue.close()
+
+
+async def _fill_then_liquidate(venue: SimPerpVenue, clock: FakeClock, sink: Sink) -> None:
+    bid, _ = venue.quote()
+    await venue.create_order(post_only("m1", Side.BUY, bid, amount="0.2"), D("0.2"), bid)
+    for _ in range(200):
+        await clock.advance(1.0)
+        if sink.fills:
+            break
+    assert sink.fills, "the buy must fill within 200 ticks"
+    assert venue.margin.position == venue.position() == sum(f.amount for f in sink.fills)  # the account saw it
+    far = venue.quote()[1] + 1000 * venue.market_info.price_step  # a sell the fall never reaches
+    await venue.create_order(post_only("m2", Side.SELL, far, amount="0.1"), D("0.1"), far)
+    liquidation = venue.margin.liquidation_price()
+    assert liquidation is not None
+    venue.market.set_mid(liquidation - 200)  # the long is liquidated at the next tick (a tick moves ~10)
+    await clock.advance(1.0)
+    assert venue.liquidations == 1 and venue.position() == 0
+    resting = await venue.fetch_order(PERP, "m2")
+    assert resting is not None and resting.status is OrderStatus.CANCELED  # cancelled by the venue first
+    assert any(u.client_order_id == "m2" and u.status is OrderStatus.CANCELED for u in sink.updates)
+
+
 def test_simulate_hedges_with_passive_orders_that_fill_as_makers() -> None:
     settings = Settings()
     passive = settings.model_copy(update={"executor": settings.executor.model_copy(
