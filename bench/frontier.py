@@ -184,7 +184,7 @@ def passive_reading(points: Sequence[Point], seeds: Sequence[int], aversions: Se
                  f"(goal: >= 40%)\n  " + "; ".join(per_seed))
     lines.append(f"  of which the band (adaptive vs fixed, both taker, equal exposure): {band_mean:.1%}; "
                  f"the passive fills: {total_mean - band_mean:.1%} (points of the fixed policy's cost); "
-                 f"funding: not simulated on this branch")
+                 f"funding: left out (hedging_cost is fees, spread and order costs; funding is in cost_decomposition)")
     return "\n".join(lines)
 
 
