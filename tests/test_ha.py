@@ -9,6 +9,7 @@ import math
 import os
 import signal
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -277,3 +278,39 @@ async def test_the_engine_sends_nothing_outside_the_lease_though_its_kill_switch
         await h.client_fill(Side.BUY, "0.5")
         await asyncio.sleep(QUIET)
         assert len(h.attempts) == sent
+
+
+@pytest.mark.parametrize("then", ["reprice", "step_down"])
+async def test_a_passive_intent_places_no_child_once_fenced_and_its_resting_one_is_cancelled(
+        tmp_path: Path, then: str) -> None:
+    from hedgerd.models import OrderStatus, OrderType, Side
+    from tests.test_engine import QUIET, eventually, make_settings, running_engine
+
+    lease = Lease(600)
+    lease.renew(time.monotonic())
+    role = [Role.ACTIVE]
+    # the child rests long enough to be fenced: no timeout, no urgency escalation, reprices allowed
+    # and the market trades too little to fill it, so only a cancel ends it
+    settings = make_settings(tmp_path, perp={"market_volume": Decimal("0.000001"), "sweep_probability": 0.0},
+                             executor={"order_type": OrderType.PASSIVE, "passive_timeout": 600,
+                                       "passive_urgency": 100, "passive_check_interval": 0.05})
+    async with running_engine(settings) as h:
+        h.engine.control.send_fence = lambda: send_refusal(role[0], lease, time.monotonic(), "")
+        await h.client_fill(Side.BUY, "0.5")
+
+        def resting() -> list[str]:
+            return [c for c, r in h.venue_orders().items() if not r.status.is_final]
+
+        await eventually(lambda: bool(resting()), "a post-only child resting")
+        [child] = resting()
+        assert h.attempts[-1].intent.order_type is OrderType.POST_ONLY
+        role[0] = Role.STEPPED_DOWN  # fenced: every send from here is refused at the gate
+        sent = len(h.attempts)
+        if then == "reprice":  # the book moves away: the child is cancelled, its successor refused
+            h.perp.market.set_mid(h.perp.market.mid() * Decimal("0.9995"))  # the hedge sells: the ask falls below it
+            await eventually(lambda: h.venue_orders()[child].status.is_final, "the child cancelled to reprice")
+        else:
+            await h.engine.control.cancel_all_open()  # what the daemon's step-down does
+        await asyncio.sleep(QUIET)
+        assert h.venue_orders()[child].status is OrderStatus.CANCELED and resting() == []
+        assert len(h.attempts) == sent  # no new child, no escalation IOC
