@@ -14,6 +14,7 @@ from hedgerd.config import ExecutorConfig
 from hedgerd.errors import InvalidOrder, OrderOutcomeUnknown, PostOnlyRejected, ReduceOnlyRejected
 from hedgerd.executor import HedgeExecutor, TokenBucket
 from hedgerd.executor.passive import Escalation, escalation, moved_away, touch_price
+from hedgerd.instruments import Instrument, InstrumentKind
 from hedgerd.ledger import InventoryLedger
 from hedgerd.ledger.client_ids import child_client_id, parent_client_id, split_child_id
 from hedgerd.metrics import Metrics
@@ -194,11 +195,12 @@ class Rig:
         self.results: list[tuple[bool, str]] = []
         self.gate: str | None = None
         self.urgency: tuple[Decimal, Decimal] | None = None
+        self.market = MARKET
         self.executor = self.new_executor()
 
     def new_executor(self) -> HedgeExecutor:
         executor = HedgeExecutor(
-            venue=self.venue, ledger=self.ledger, markets={SYMBOL: MARKET}, config=self.config,  # type: ignore[arg-type]
+            venue=self.venue, ledger=self.ledger, markets={SYMBOL: self.market}, config=self.config,  # type: ignore[arg-type]
             bucket=TokenBucket(1000, 1000, self.clock), clock=self.clock, metrics=self.metrics,
             gate=lambda intent: self.gate, on_result=lambda ok, kind: self.results.append((ok, kind)))
         executor.passive.attach(book=self.venue.book, urgency=lambda intent: self.urgency)
@@ -288,6 +290,26 @@ async def test_partial_fills_count_and_the_next_child_takes_what_is_left(rig: Ri
     assert rig.ledger.order_state(intent.client_order_id) == (OrderStatus.FILLED, D("1.0"))
     assert rig.executor.in_flight(SYMBOL) == 0 and not rig.executor.has_open(SYMBOL)
     assert rig.results == [(True, "")]
+
+
+async def test_an_inverse_hedges_children_count_in_contracts_as_its_ledger_does(rig: Rig) -> None:
+    # a coin-margined perpetual of 10 USD contracts: the intent, its children and their fills
+    # are all in contracts, never divided or multiplied by the contract size on the way
+    rig.market = MarketInfo(symbol=SYMBOL, base="BTC", quote="USD", amount_step=D(1), price_step=D("0.1"),
+                            min_amount=D(1), min_notional=D(0), contract_size=D(10),
+                            instrument=Instrument(symbol=SYMBOL, kind=InstrumentKind.INVERSE, underlying="BTC",
+                                                  quote="USD", settle="BTC", contract_size=D(10)))
+    rig.executor = rig.new_executor()
+    intent, task = await rig.start(amount="30")
+    first = child_client_id(intent.client_order_id, 1)
+    assert rig.venue.sent == [(first, OrderType.POST_ONLY, D(30), D("100.0"))]
+    await rig.deliver(rig.venue.fill_resting(first, D(12)))
+    assert rig.ledger.filled_for(intent.client_order_id) == D(12) == rig.ledger.position("perp", SYMBOL)
+    assert rig.executor.in_flight(SYMBOL) == D(18)
+    rig.venue.bid, rig.venue.ask = D("100.3"), D("100.5")
+    await rig.clock.advance(1.5)
+    assert rig.venue.sent[-1] == (child_client_id(intent.client_order_id, 2), OrderType.POST_ONLY, D(18), D("100.3"))
+    task.cancel()
 
 
 async def test_escalates_to_ioc_after_the_passive_timeout(rig: Rig) -> None:
