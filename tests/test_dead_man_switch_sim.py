@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import aiohttp
 import ccxt.async_support as ccxt_async
 import pytest
 
 from hedgerd.exchange_sim import USDM, SimConfig, start_venue_sim
+from hedgerd.exchange_sim.deribit import DeribitSim, start_deribit_sim
+from tests.test_engine import eventually
 from tests.test_venue_sim import exchange
 
 BTC_PERP = "BTC/USDT:USDT"
@@ -77,3 +81,78 @@ async def test_binance_countdown_refuses_a_bad_symbol_or_time() -> None:
         with pytest.raises(ccxt_async.BadSymbol):
             await ex.fapiPrivatePostCountdownCancelAll({"symbol": "NOPEUSDT", "countdownTime": 1000})
         assert sim.countdowns.deadlines == {}
+
+
+# --------------------------------------------------------------------------- Deribit cancel on disconnect
+async def _rpc(ws: Any, request_id: int, method: str, **params: Any) -> Any:
+    """One JSON-RPC call over the websocket; its result (asserts no error)."""
+    await ws.send_json({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+    while True:  # skip notifications
+        body = await asyncio.wait_for(ws.receive_json(), 5)
+        if body.get("id") == request_id:
+            assert "error" not in body, body
+            return body["result"]
+
+
+async def _authed(http: aiohttp.ClientSession, sim: DeribitSim) -> Any:
+    ws = await http.ws_connect(f"ws://127.0.0.1:{sim.port}/ws/api/v2")
+    await _rpc(ws, 1, "public/auth", grant_type="client_credentials", client_id=sim.config.client_id,
+               client_secret=sim.config.client_secret)
+    return ws
+
+
+async def _ws_resting_buy(ws: Any, sim: DeribitSim, request_id: int, label: str) -> str:
+    low = float(sim.venue.index("BTC")) // 2
+    result = await _rpc(ws, request_id, "private/buy", instrument_name="BTC-PERPETUAL", amount=10,
+                        type="limit", price=low, label=label)
+    return str(result["order"]["order_id"])
+
+
+def _state(sim: DeribitSim, order_id: str) -> str:
+    return sim.venue.orders[order_id].state
+
+
+async def test_deribit_cancel_on_disconnect_cancels_the_connections_own_orders_when_it_closes() -> None:
+    async with start_deribit_sim(port=0, seed=3) as sim, aiohttp.ClientSession() as http:
+        ex = ccxt_async.deribit(sim.ccxt_config())
+        try:
+            await ex.load_markets()
+            over_http = await ex.create_order("BTC/USD:BTC", "limit", "buy", 10,
+                                              float(sim.venue.index("BTC")) // 2, params={"label": "hgdhttp"})
+            # websocket only: over HTTP the method is not there
+            with pytest.raises(ccxt_async.ExchangeError):
+                await ex.privateGetEnableCancelOnDisconnect({"scope": "connection"})
+        finally:
+            await ex.close()
+        ws = await _authed(http, sim)
+        assert await _rpc(ws, 2, "private/get_cancel_on_disconnect") == {"scope": "connection", "enabled": False}
+        assert await _rpc(ws, 3, "private/enable_cancel_on_disconnect") == "ok"
+        mine = await _ws_resting_buy(ws, sim, 4, "hgdws1")
+        other = await _authed(http, sim)  # a second connection without it
+        theirs = await _ws_resting_buy(other, sim, 5, "hgdws2")
+        await ws.close()
+        await eventually(lambda: _state(sim, mine) == "cancelled", "the connection's order cancelled", 3.0)
+        # orders placed over HTTP or through another connection stay
+        assert (_state(sim, theirs), _state(sim, over_http["id"])) == ("open", "open")
+        assert sim.stats.cancelled_on_disconnect == 1
+        await other.close()
+        await asyncio.sleep(0.2)
+        assert _state(sim, theirs) == "open"
+
+
+async def test_deribit_logout_keeps_the_orders_and_account_scope_arms_new_connections() -> None:
+    async with start_deribit_sim(port=0, seed=3) as sim, aiohttp.ClientSession() as http:
+        ws = await _authed(http, sim)
+        assert await _rpc(ws, 2, "private/enable_cancel_on_disconnect", scope="account") == "ok"
+        kept = await _ws_resting_buy(ws, sim, 3, "hgdws3")
+        await ws.send_json({"jsonrpc": "2.0", "id": 4, "method": "private/logout", "params": {}})
+        assert (await ws.receive()).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        await asyncio.sleep(0.2)
+        assert _state(sim, kept) == "open"  # a graceful logout does not cancel
+        fresh = await _authed(http, sim)  # starts with it on: the account scope
+        assert await _rpc(fresh, 2, "private/get_cancel_on_disconnect", scope="account") == \
+            {"scope": "account", "enabled": True}
+        placed = await _ws_resting_buy(fresh, sim, 3, "hgdws4")
+        await sim.close_sessions("all")  # the server ends the connection (or its heartbeat fails)
+        await eventually(lambda: _state(sim, placed) == "cancelled", "the order cancelled", 3.0)
+        assert _state(sim, kept) == "open"
