@@ -193,7 +193,7 @@ def test_the_daemon_keeps_the_countdown_armed_stops_it_on_sigterm_and_kill_9_lea
             assert _open_on_btcusdt(sim) == ["desk-resting-1"]
             gone = wait_until(lambda: _open_on_btcusdt(sim) == [], WINDOW + 2, "the venue cancelling the order")
         after_kill = time.monotonic() - killed
-        # the venue cancelled it one window after the last refresh at most (+ the simulator's 250 ms tick)
-        assert gone <= WINDOW + 0.5, after_kill
+        # one window after the last refresh at most, + the simulator's 250 ms tick and a loaded box's lag
+        assert gone <= WINDOW + 1.0, after_kill
         assert countdown()["expired"] == 1 and countdown()["cancelled_orders"] == 1
         print(json.dumps({"window_s": WINDOW, "cancelled_after_kill_s": round(after_kill, 2)}))

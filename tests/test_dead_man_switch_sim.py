@@ -39,10 +39,11 @@ async def test_binance_countdown_cancels_the_symbols_open_orders_when_it_runs_ou
         await _resting_buy(ex, ETH_PERP, "hgdeth1")
         answer = await ex.fapiPrivatePostCountdownCancelAll({"symbol": "BTCUSDT", "countdownTime": 600})
         assert answer == {"symbol": "BTCUSDT", "countdownTime": "600"}
-        assert ex.last_response_headers["X-MBX-USED-WEIGHT-1M"]  # a weighed, signed request
+        used = int(ex.last_response_headers["X-MBX-USED-WEIGHT-1M"])
         await asyncio.sleep(0.3)
         # a refresh well inside the countdown replaces it: nothing is cancelled at its first end
         await ex.fapiPrivatePostCountdownCancelAll({"symbol": "BTCUSDT", "countdownTime": 600})
+        assert int(ex.last_response_headers["X-MBX-USED-WEIGHT-1M"]) == used + 10  # weight 10
         await asyncio.sleep(0.45)
         assert [o.client_order_id for o in sim.engine.open_orders(USDM, "BTCUSDT")] == ["hgdbtc1"]
         stats = sim.stats_json()["countdown_cancel_all"]
