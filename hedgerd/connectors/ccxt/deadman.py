@@ -21,11 +21,6 @@ from hedgerd.connectors.ccxt.client import CcxtClient
 #: exchange id -> the name of its dead-man switch, for logs, status and metrics
 SWITCHES = {"binanceusdm": "countdownCancelAll"}
 
-UNAVAILABLE = {
-    "deribit": "cancel-on-disconnect covers only orders placed over its websocket connection; "
-               "hedgerd places Deribit orders over HTTP (ccxt has no Deribit createOrderWs)",
-}
-
 
 def switch_of(exchange_id: str) -> str | None:
     """The dead-man switch an exchange offers hedgerd, None if it offers none usable."""
