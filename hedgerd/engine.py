@@ -30,7 +30,7 @@ from hedgerd.config import HedgeConfig, Settings, VenueRole
 from hedgerd.connectors.base import Venue
 from hedgerd.cost_book import CostBook
 from hedgerd.errors import ConfigError, VenueError
-from hedgerd.executor import HedgeExecutor, TokenBucket
+from hedgerd.executor import DeadManSwitches, HedgeExecutor, TokenBucket
 from hedgerd.foreign import ForeignOrderWatch
 from hedgerd.ledger import InventoryLedger, LedgerError, PreparedIntent
 from hedgerd.metrics import Metrics
@@ -76,6 +76,8 @@ class HedgeEngine:
         self.control = TradingControl(lambda: self.settings, clock, metrics, self.gauges, self._executors,
                                       on_resume=self._resumed)
         self.kill_switch = self.control.kill_switch
+        self.dead_man = DeadManSwitches(lambda: self.settings.executor, clock, metrics,
+                                        lambda: self.control.send_fence() if self.control.send_fence else None)
         self.price_book = PriceBook(max_jump=settings.risk.max_price_jump)
         self.price_guard = self.price_book.guard
         self.prices = self.price_book.latest
@@ -148,6 +150,8 @@ class HedgeEngine:
         self.started_at = self.clock.monotonic()
         for venue in self.venues.values():
             await venue.start(self)
+        # before the first decision: every order from now on is covered
+        await self.dead_man.start((h.executor, h.config.symbol) for h in self.hedges.values())
         self._risk_task = self.risk_loop.start()
         self.gauges.publish_trading_state(self.kill_switch)
         log.info("engine_started", mode=self.settings.mode.value, hedges=list(self.hedges),
@@ -200,6 +204,7 @@ class HedgeEngine:
                     await asyncio.wait_for(executor.cancel_all(), timeout=3.0)
                 except (TimeoutError, VenueError, LedgerError) as exc:
                     log.warning("cancel_on_shutdown_failed", error=repr(exc))
+        await self.dead_man.stop(orders_kept=not self.settings.executor.cancel_on_shutdown)
         hedge = [v for n, v in self.venues.items() if self.venue_config(n).role is VenueRole.HEDGE]
         await asyncio.gather(*(v.close() for v in hedge), return_exceptions=True)
         await self.ledger.close()

@@ -128,6 +128,16 @@ class Metrics:
                                  "heartbeat (the leader could not confirm the lock: it stepped down)",
                                  ["kind"], registry=r)
 
+        self.dead_man_switch_armed = Gauge(
+            "hedgerd_dead_man_switch_armed",
+            "1 while this instance keeps its hedge venue's dead-man switch armed (last refresh succeeded), 0 when "
+            "a refresh failed, it is fenced or stopped; absent where the venue offers none or it is off",
+            ["venue"], registry=r)
+        self.dead_man_switch_errors = Counter(
+            "hedgerd_dead_man_switch_errors",
+            "Failed dead-man switch requests: arm (arming or a refresh; trading goes on), disarm (at shutdown)",
+            ["venue", "kind"], registry=r)
+
     def render(self) -> bytes:
         """The text exposition format of this registry."""
         return generate_latest(self.registry)

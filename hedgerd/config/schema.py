@@ -291,7 +291,7 @@ class HedgeConfig(_Section):
         return self
 
 
-RATE_LIMITED_ENDPOINTS = ("create_order", "fetch_order", "cancel_order")
+RATE_LIMITED_ENDPOINTS = ("create_order", "fetch_order", "cancel_order", "dead_man_switch")
 
 
 class RateLimitConfig(_Section):
@@ -344,6 +344,15 @@ class ExecutorConfig(_Section):
     default_rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     client_id_prefix: str = Field(default="hgd", pattern=r"^[A-Za-z0-9]{1,8}$")
     cancel_on_shutdown: bool = True
+    dead_man_switch: Literal["off", "auto"] = Field(
+        default="auto",
+        description="the venue's dead-man switch (Binance USD-M: countdownCancelAll per hedge symbol): auto arms it "
+                    "on every hedge venue that offers one, so the venue cancels the open orders of an instance that "
+                    "crashed, hung or was fenced within dead_man_switch_window; off never sets it (docs/ha.md)")
+    dead_man_switch_window: float = Field(
+        default=10.0, ge=5.0, le=3600.0,
+        description="seconds the venue waits for the next refresh before it cancels the hedge symbols' open orders; "
+                    "refreshed every third of it, each refresh one request per symbol (dead_man_switch weight)")
     max_orders_in_flight: int = Field(
         default=4, ge=1, le=64,
         description="hedge orders per underlying that may be unsettled at once; each new one is sized on "

@@ -152,3 +152,23 @@ class PositionRiskSource(Protocol):
     async def fetch_position_risk(self, symbol: str) -> PositionRisk | None:
         """The position's margin as the venue sees it now; None when it holds no position there."""
         ...
+
+
+@runtime_checkable
+class DeadManSwitchVenue(Protocol):
+    """A venue that may offer a dead-man switch: a timer the venue runs, which cancels our open
+    orders unless we restart it in time (docs/ha.md). The in-process simulated venues have none:
+    their orders die with the process."""
+
+    @property
+    def dead_man_switch(self) -> str | None:
+        """The switch's name (e.g. ``countdownCancelAll``), None where the venue offers none usable."""
+        ...
+
+    async def arm_dead_man_switch(self, symbols: Sequence[str], window: float) -> None:
+        """(Re)start the timer of ``symbols`` at ``window`` seconds."""
+        ...
+
+    async def disarm_dead_man_switch(self, symbols: Sequence[str]) -> None:
+        """Stop the timer of ``symbols``."""
+        ...

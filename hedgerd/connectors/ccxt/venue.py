@@ -28,6 +28,7 @@ import structlog
 from hedgerd import errors as herr
 from hedgerd.clock import Clock
 from hedgerd.connectors.base import VenueEventSink
+from hedgerd.connectors.ccxt import deadman
 from hedgerd.connectors.ccxt.client import BoundedMap, CcxtClient
 from hedgerd.connectors.ccxt.convert import (
     MalformedMessage,
@@ -514,6 +515,22 @@ class CcxtVenue:
             log.warning("funding_history_unsupported", venue=self.name,
                         detail="no funding history on this exchange: its funding is not booked")
         return await fetch_funding(self.client, self.symbols, since)
+
+    # ----------------------------------------------------------------- dead-man switch
+    @property
+    def dead_man_switch(self) -> str | None:
+        """The venue's dead-man switch hedgerd can use (see :mod:`.deadman`), None if none."""
+        return deadman.switch_of(str(getattr(self.exchange, "id", "")))
+
+    async def arm_dead_man_switch(self, symbols: Sequence[str], window: float) -> None:
+        """(Re)start the switch: the venue cancels the open orders of ``symbols`` unless this is
+        called again within ``window`` seconds."""
+        await self._ensure_markets()
+        await deadman.set_countdown(self.client, symbols, window)
+
+    async def disarm_dead_man_switch(self, symbols: Sequence[str]) -> None:
+        """Stop the switch of ``symbols`` (clean shutdown, after cancelling)."""
+        await deadman.set_countdown(self.client, symbols, 0)
 
     # ----------------------------------------------------------------- streaming
     async def start(self, sink: VenueEventSink) -> None:

@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, Protocol
 
 from hedgerd.exchange_sim.binance import wire
+from hedgerd.exchange_sim.binance.countdown import Countdowns
 from hedgerd.exchange_sim.binance.funding import UsdmFunding
 from hedgerd.exchange_sim.matching import MatchingEngine
 from hedgerd.exchange_sim.model import SPOT, USDM, ApiError, MarketKind, Order, Trade
@@ -31,6 +32,7 @@ class RestVenue(Protocol):
 
     engine: MatchingEngine
     funding: UsdmFunding
+    countdowns: Countdowns
 
     def listen_key_create(self, kind: MarketKind) -> str: ...
 

@@ -35,6 +35,18 @@ def h_usdm_new_order(sim: RestVenue, ctx: RequestContext) -> Json:
     return wire.usdm_order(order)
 
 
+def h_countdown_cancel_all(sim: RestVenue, ctx: RequestContext) -> Json:
+    symbol = symbol_param(sim, ctx.params)
+    countdown = int_param(ctx.params, "countdownTime")
+    if countdown is None:
+        raise ApiError(-1102, "Mandatory parameter 'countdownTime' was not sent, was empty/null, or malformed.")
+    if countdown < 0:
+        raise ApiError(-1100, "Illegal characters found in parameter 'countdownTime'; legal range is "
+                              "'^[0-9]{1,20}$'.")
+    sim.countdowns.set(symbol, countdown, ctx.now)
+    return {"symbol": symbol, "countdownTime": str(countdown)}
+
+
 def h_open_order(sim: RestVenue, ctx: RequestContext) -> Json:
     order = lookup_order(sim, ctx)
     if not order.is_open:

@@ -28,6 +28,7 @@ from hedgerd.exchange_sim.binance.rest import (
 )
 from hedgerd.exchange_sim.binance.rest_futures import (
     h_commission_rate,
+    h_countdown_cancel_all,
     h_income,
     h_leverage,
     h_leverage_bracket,
@@ -122,6 +123,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/fapi/v1/openOrders"): Route("usdm", "signed", _w_symbol(1, 40), h_open_orders),
     ("GET", "/fapi/v1/openOrder"): Route("usdm", "signed", _w(1), h_open_order),
     ("DELETE", "/fapi/v1/allOpenOrders"): Route("usdm", "signed", _w(1), h_cancel_all, False, True),
+    ("POST", "/fapi/v1/countdownCancelAll"): Route("usdm", "signed", _w(10), h_countdown_cancel_all),
     ("GET", "/fapi/v1/allOrders"): Route("usdm", "signed", _w(5), h_all_orders),
     ("GET", "/fapi/v1/userTrades"): Route("usdm", "signed", _w(5), h_my_trades),
     ("POST", "/fapi/v1/leverage"): Route("usdm", "signed", _w(1), h_leverage),

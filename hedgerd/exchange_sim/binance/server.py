@@ -35,6 +35,7 @@ from hedgerd.exchange_sim.binance.auth import (
     rest_signature_payload,
 )
 from hedgerd.exchange_sim.binance.config import SimConfig, SimStats
+from hedgerd.exchange_sim.binance.countdown import Countdowns
 from hedgerd.exchange_sim.binance.funding import UsdmFunding
 from hedgerd.exchange_sim.binance.ratelimit import Admission, WeightLimiter
 from hedgerd.exchange_sim.binance.rest import LimitKind, RequestContext, Route
@@ -62,6 +63,7 @@ class VenueSim(WebsocketStreams):
         self.faults = faults or FaultConfig()
         self.engine = engine or MatchingEngine(self.config.engine)
         self.funding = UsdmFunding(self.engine, interval=self.config.funding_interval)
+        self.countdowns = Countdowns()  # countdownCancelAll, the USD-M dead-man switch
         self._rng = random.Random(self.config.engine.seed + 7919)
         cfg = self.config
         self.limiters: dict[LimitKind, WeightLimiter] = {
@@ -161,6 +163,10 @@ class VenueSim(WebsocketStreams):
         now = self.engine.now()
         self.engine.advance(now)
         self.funding.advance(now)
+        for symbol in self.countdowns.due(now):
+            cancelled = self.engine.cancel_all(USDM, symbol)
+            self.countdowns.stats.cancelled_orders += len(cancelled)
+            log.info("countdownCancelAll ran out on %s: %d orders cancelled", symbol, len(cancelled))
         for kind, shaper in self.shapers.items():
             for payload in shaper.flush_due(now / 1000.0):
                 self._deliver_user(kind, payload)
@@ -461,6 +467,7 @@ class VenueSim(WebsocketStreams):
             "requests": self.stats.requests, "faults_5xx": self.stats.faults_5xx,
             "faults_timeout": self.stats.faults_timeout, "ws_dropped": self.stats.ws_dropped,
             "ws_connections": self.stats.ws_connections, "ws_open": len(self._conns),
+            "countdown_cancel_all": self.countdowns.as_json(self.engine.now()),
             "duplicated_trade_messages": sum(s.duplicated for s in self.shapers.values()),
             "reordered_trade_messages": sum(s.reordered for s in self.shapers.values()),
             "rate_limits": {

@@ -124,6 +124,7 @@ class DeribitStats:
     sessions_ended_10028: int = 0  # websocket sessions ended because the credits ran out
     ws_dropped: int = 0  # websocket sessions closed by the ``ws_drop_interval`` switch
     faults_timeout: int = 0  # executed orders whose answer was held or dropped
+    cancelled_on_disconnect: int = 0  # orders cancelled because their websocket connection closed
 
 
 def _flag(params: Mapping[str, Any], name: str) -> bool:
@@ -172,6 +173,7 @@ class DeribitSim(DeribitWebsocket):
         self.venue = DeribitVenue(self.engine, self.config.venue)
         self.settlements = SessionSettlements(self.engine.now(), interval=self.config.venue.settlement_interval)
         self.sessions: set[WsSession] = set()
+        self.cod_account = False
         self.venue.listeners.append(self.on_venue_event)
         self._tokens: dict[str, float] = {}
         self._refresh: dict[str, float] = {}

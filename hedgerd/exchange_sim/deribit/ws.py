@@ -5,6 +5,12 @@ prior ``public/auth`` on the connection (``client_credentials``, ``client_signat
 ccxt.pro sends it, or ``refresh_token``). Channels: ``user.trades.{kind|instrument}.{currency}.{interval}``,
 ``user.orders.{kind|instrument}.{currency}.{interval}`` and ``ticker.{instrument}.{interval}``
 (tickers are pushed on every simulator tick whatever the interval).
+
+Cancel on disconnect, as Deribit documents it: ``private/enable_cancel_on_disconnect`` (websocket
+only; ``scope`` "connection", the default, or "account": every connection opened afterwards starts
+with it on) makes the server cancel the orders *created through that connection* when it closes
+(the client closing it, a missed heartbeat, the server ending it); orders placed over HTTP or
+another connection stay. ``private/logout`` closes the connection without cancelling.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from hedgerd.exchange_sim.deribit.venue import DeribitError, DOrder, DTrade
+from hedgerd.exchange_sim.deribit.venue import DeribitError, DOrder, DTrade, invalid_param
 from hedgerd.exchange_sim.deribit.wire import Json, order_json, ticker_json, trade_json
 
 if TYPE_CHECKING:
@@ -26,6 +32,9 @@ if TYPE_CHECKING:
 
 #: heartbeat housekeeping, which costs no credits (the client cannot choose not to answer)
 _HEARTBEAT_METHODS = frozenset({"public/set_heartbeat", "public/test", "public/disable_heartbeat"})
+#: websocket-only session methods (over HTTP the simulator answers "Method not found")
+_COD_METHODS = frozenset({"private/enable_cancel_on_disconnect", "private/disable_cancel_on_disconnect",
+                          "private/get_cancel_on_disconnect", "private/logout"})
 
 
 @dataclass(eq=False)
@@ -38,6 +47,9 @@ class WsSession:
     heartbeat: float = 0.0
     beat_at: float = 0.0  # loop time of the last test_request (or of set_heartbeat)
     unanswered: bool = False  # a test_request waits for its public/test
+    cancel_on_disconnect: bool = False
+    logged_out: bool = False  # private/logout: a graceful close, cancel on disconnect does not run
+    orders: set[str] = field(default_factory=set)  # ids of the orders placed through this connection
 
     def send(self, message: Json) -> None:
         if not self.ws.closed:
@@ -62,6 +74,7 @@ class DeribitWebsocket:
     """The websocket half of :class:`DeribitSim` (mixed in)."""
 
     sessions: set[WsSession]
+    cod_account: bool  # cancel on disconnect set with scope "account": new connections start with it on
 
     def _ws_dispatch(self, session: WsSession, method: str, params: dict[str, Any]) -> object:
         sim = cast("DeribitSim", self)
@@ -96,12 +109,45 @@ class DeribitWebsocket:
             return "ok"
         if scope == "private" and not session.authenticated:
             raise DeribitError(13009, "unauthorized")
-        return sim.dispatch(scope, name, params)
+        if method in _COD_METHODS:
+            return self._cancel_on_disconnect(session, name, params)
+        answer = sim.dispatch(scope, name, params)
+        if name in ("buy", "sell"):
+            placed = cast("dict[str, Json]", answer)
+            session.orders.add(str(placed["order"]["order_id"]))
+        return answer
+
+    def _cancel_on_disconnect(self, session: WsSession, name: str, params: dict[str, Any]) -> object:
+        if name == "logout":
+            session.logged_out = True
+            return None
+        cod_scope = str(params.get("scope", "connection"))
+        if cod_scope not in ("connection", "account"):
+            raise invalid_param("scope", "must be connection or account")
+        if name == "get_cancel_on_disconnect":
+            enabled = self.cod_account if cod_scope == "account" else session.cancel_on_disconnect
+            return {"scope": cod_scope, "enabled": enabled}
+        enable = name == "enable_cancel_on_disconnect"
+        session.cancel_on_disconnect = enable
+        if cod_scope == "account":
+            self.cod_account = enable
+        return "ok"
+
+    def _cancel_session_orders(self, session: WsSession) -> None:
+        """The connection has closed: cancel what it placed and is still open, if it asked to."""
+        sim = cast("DeribitSim", self)
+        if not session.cancel_on_disconnect or session.logged_out:
+            return
+        for order_id in sorted(session.orders):
+            order = sim.venue.orders.get(order_id)
+            if order is not None and order.state == "open":
+                sim.venue.cancel(order_id)
+                sim.stats.cancelled_on_disconnect += 1
 
     async def ws_handler(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
-        session = WsSession(ws)
+        session = WsSession(ws, cancel_on_disconnect=self.cod_account)
         self.sessions.add(session)
         heart = asyncio.get_running_loop().create_task(self._heartbeat(session))
         try:
@@ -129,10 +175,14 @@ class DeribitWebsocket:
                         cast("DeribitSim", self).stats.sessions_ended_10028 += await self.close_sessions("all")
                         break
                     continue
+                if session.logged_out:  # no answer: Deribit closes the connection at once
+                    await ws.close()
+                    break
                 await ws.send_str(json.dumps(reply))
         finally:
             heart.cancel()
             self.sessions.discard(session)
+            self._cancel_session_orders(session)
         return ws
 
     async def _heartbeat(self, session: WsSession) -> None:
