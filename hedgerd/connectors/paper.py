@@ -10,7 +10,12 @@ same mid and a run is reproducible on a simulated clock.
   size); the desk buys at the bid, sells at the ask.
 * :class:`SimPerpVenue` (role hedge) fills our market / IOC orders at the bid or ask with a taker
   fee, tracks the position, enforces its own request limit (:class:`~hedgerd.errors.RateLimited`)
-  and latency, and echoes fills and order updates on a separate "user-data stream" task.
+  and latency, and echoes fills and order updates on a separate "user-data stream" task. It is a
+  linear perpetual (``BTC/USDT:USDT``: contracts of ``contract_size`` BTC, fee in USDT) or an
+  inverse one when the symbol settles in its base (``BTC/USD:BTC``: contracts of 10 USD, fee in
+  BTC on the USD amount / price, as on Deribit's BTC-PERPETUAL).
+* :class:`~hedgerd.connectors.paper_options.SimOptionsVenue` (role inventory, ``sim.options``)
+  lists European options with client flow and streams their quotes (its own module).
 
 Both take faults for tests through ``venue.faults.inject(...)``, ``stall_prices()`` and
 ``push_price()``. Every random draw comes from a :class:`random.Random` seeded from the config.
@@ -36,6 +41,7 @@ from hedgerd.errors import (
     TransientVenueError,
     VenueError,
 )
+from hedgerd.instruments import Instrument, InstrumentKind
 from hedgerd.models import (
     ZERO,
     Fill,
@@ -54,6 +60,7 @@ from hedgerd.sim.market import ClientFlow, SimMarketData
 
 SPOT_AMOUNT_STEP = Decimal("0.0001")
 PERP_AMOUNT_STEP = Decimal("0.001")
+INVERSE_CONTRACT_SIZE = Decimal(10)  # USD per contract: Deribit's BTC-PERPETUAL
 PERP_MIN_NOTIONAL = Decimal(5)
 FEE_QUANTUM = Decimal("1e-8")
 _BPS = Decimal(10_000)
@@ -438,8 +445,21 @@ class SimSpotVenue(_SimVenue):
         return await self._round_trip("cancel_order", lambda: None)
 
 
+def perp_instrument(settings: SimSettings) -> Instrument:
+    """The simulated perpetual of ``settings.symbol``: inverse when it settles in its base."""
+    base, quote, settle = split_symbol(settings.symbol)
+    settle = settle or quote
+    kind = InstrumentKind.INVERSE if settle == base else InstrumentKind.LINEAR
+    default_size = INVERSE_CONTRACT_SIZE if kind is InstrumentKind.INVERSE else Decimal(1)
+    return Instrument(symbol=settings.symbol, kind=kind, underlying=base, quote=quote, settle=settle,
+                      contract_size=settings.contract_size or default_size)
+
+
 class SimPerpVenue(_SimVenue):
-    """Hedge venue: a linear perpetual that fills our orders at the bid/ask with a taker fee.
+    """Hedge venue: a linear or inverse perpetual that fills our orders at the bid/ask with a taker fee.
+
+    Amounts are contracts (:mod:`hedgerd.instruments`): ``contract_size`` base units on a linear
+    perpetual, ``contract_size`` USD on an inverse one, whose fee is charged in the coin.
 
     Market orders fill fully; IOC limit orders fill fully when marketable, else expire. A
     reduce-only order never increases the position (it is rejected, or capped and the rest
@@ -455,10 +475,15 @@ class SimPerpVenue(_SimVenue):
         self.fee_currency = settings.fee_currency or self.settle or self.quote_asset
         self._fee_price = settings.fee_currency_price if settings.fee_currency else None
         self._fee_discount = settings.fee_currency_discount if settings.fee_currency else ZERO
+        self.instrument = perp_instrument(settings)
+        inverse = self.instrument.kind is InstrumentKind.INVERSE
+        step = Decimal(1) if inverse else PERP_AMOUNT_STEP  # whole contracts on an inverse perpetual
         self.market_info = MarketInfo(symbol=self.symbol, base=self.base, quote=self.quote_asset,
-                                      amount_step=PERP_AMOUNT_STEP, price_step=market.tick,
-                                      min_amount=PERP_AMOUNT_STEP, min_notional=PERP_MIN_NOTIONAL,
-                                      contract_size=Decimal(1))
+                                      amount_step=step, price_step=market.tick, min_amount=step,
+                                      min_notional=PERP_MIN_NOTIONAL,
+                                      contract_size=self.instrument.contract_size,
+                                      # linear: the legacy market (base units = contracts of 1)
+                                      instrument=self.instrument if inverse else None)
         self._taker_fee = settings.taker_fee_bps / _BPS
         self._orders: OrderedDict[str, OrderReport] = OrderedDict()
         self._order_seq = 0
@@ -528,7 +553,7 @@ class SimPerpVenue(_SimVenue):
 
         bid, ask = self.quote()
         fill_price = ask if intent.side is Side.BUY else bid
-        fill_amount = amount * self.market_info.contract_size
+        fill_amount = amount  # contracts, like the position
         if intent.order_type is OrderType.LIMIT_IOC:
             assert price is not None
             marketable = price >= ask if intent.side is Side.BUY else price <= bid
@@ -546,7 +571,7 @@ class SimPerpVenue(_SimVenue):
         fills: tuple[Fill, ...] = ()
         fee = ZERO
         if fill_amount > 0:
-            fee = fill_amount * fill_price * self._taker_fee * (1 - self._fee_discount)
+            fee = self._notional(fill_amount, fill_price) * self._taker_fee * (1 - self._fee_discount)
             fee = (fee if self._fee_price is None else fee / self._fee_price).quantize(FEE_QUANTUM)
             fill = Fill(venue=self.name, trade_id=self._next_trade_id(), symbol=self.symbol, side=intent.side,
                         amount=fill_amount, price=fill_price, fee=fee, fee_currency=self.fee_currency, ts=now,
@@ -581,9 +606,15 @@ class SimPerpVenue(_SimVenue):
             if price % info.price_step != 0:
                 raise InvalidOrder(f"{self.name}: price {price} is not a multiple of {info.price_step}")
         if not intent.reduce_only:
-            mid = self._market.mid()
-            if amount * info.contract_size * mid < info.min_notional:
+            usd = amount * info.contract_size  # an inverse contract's size is its notional
+            notional = usd if self.instrument.kind is InstrumentKind.INVERSE else usd * self._market.mid()
+            if notional < info.min_notional:
                 raise InvalidOrder(f"{self.name}: notional below {info.min_notional}")
+
+    def _notional(self, contracts: Decimal, price: Decimal) -> Decimal:
+        """What ``contracts`` at ``price`` are worth in the settle currency (the fee's base)."""
+        size = contracts * self.instrument.contract_size
+        return size / price if self.instrument.kind is InstrumentKind.INVERSE else size * price
 
     async def fetch_order(self, symbol: str, client_order_id: str) -> OrderReport | None:
         """The order with that client id, or None if the venue never received it."""
@@ -617,8 +648,11 @@ def build_sim_venues(configs: list[VenueConfig], clock: Clock) -> dict[str, Venu
 
     Venues trading the same base asset share one :class:`SimMarketData`, whose parameters
     (seed, initial price, volatility, tick interval) come from the lowest-seeded of them.
-    Role ``inventory`` gives a :class:`SimSpotVenue`, role ``hedge`` a :class:`SimPerpVenue`.
+    Role ``inventory`` gives a :class:`SimSpotVenue`, or with ``sim.options`` a
+    :class:`~hedgerd.connectors.paper_options.SimOptionsVenue`; role ``hedge`` a :class:`SimPerpVenue`.
     """
+    from hedgerd.connectors.paper_options import SimOptionsVenue  # it builds on this module
+
     sims = [config for config in configs if config.kind is VenueKind.SIM]
     groups: dict[str, list[VenueConfig]] = {}
     for config in sims:
@@ -630,6 +664,8 @@ def build_sim_venues(configs: list[VenueConfig], clock: Clock) -> dict[str, Venu
         market = markets[split_symbol(config.sim.symbol)[0]]
         if config.role is VenueRole.HEDGE:
             venues[config.name] = SimPerpVenue(config.name, config.sim, market, clock)
+        elif config.sim.options is not None:
+            venues[config.name] = SimOptionsVenue(config.name, config.sim, market, clock)
         else:
             venues[config.name] = SimSpotVenue(config.name, config.sim, market, clock)
     return venues
