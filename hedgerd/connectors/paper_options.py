@@ -171,6 +171,15 @@ class SimOptionsVenue(_SimVenue):
                          call=instrument.option_type is OptionType.CALL)
         return OptionMark(forward=forward, vol=vol, t=t, greeks=greeks)
 
+    def model_delta(self, instrument: Instrument) -> float:
+        """Delta per contract-unit at the venue's model now (premium-adjusted when coin-settled); 0 once expired."""
+        if instrument.expired(self._clock.time()):
+            return 0.0
+        mark = self.mark(instrument)
+        if self.coin_settled:
+            return mark.greeks.delta - mark.greeks.price / mark.forward
+        return mark.greeks.delta
+
     def _in_settle(self, quote_price: float, forward: float) -> float:
         """A price per coin of underlying in the settle currency (coin: quote price / forward)."""
         return quote_price / forward if self.coin_settled else quote_price

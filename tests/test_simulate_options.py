@@ -1,0 +1,43 @@
+"""``hedgerd simulate --scenario options-book``: an options book on the paper options venue, hedged
+on the inverse perpetual (hedgerd/sim/options_book.py, hedgerd/sim/scenario.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hedgerd.config import Settings, load_settings
+from hedgerd.errors import ConfigError
+from hedgerd.sim.day import run_simulation
+from hedgerd.sim.scenario import OPTIONS_BOOK_SCENARIO, load_scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+OPTIONS_CONFIG = ROOT / "config" / "paper-options.toml"
+
+
+def options_settings(tmp_path: Path) -> Settings:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir(exist_ok=True)
+    return load_settings(OPTIONS_CONFIG, env={}, secrets_dir=secrets)
+
+
+def test_the_options_book_is_a_built_in_scenario_by_name() -> None:
+    assert load_scenario(Path("options-book")) is OPTIONS_BOOK_SCENARIO
+    assert OPTIONS_BOOK_SCENARIO.options is not None
+    assert OPTIONS_BOOK_SCENARIO.options.client_buy_probability > 0.5  # the desk ends short gamma
+
+
+def test_the_options_book_needs_an_options_inventory_venue() -> None:
+    with pytest.raises(ConfigError, match=r"paper-options\.toml"):
+        run_simulation(Settings(), OPTIONS_BOOK_SCENARIO, duration=60.0)
+
+
+def test_an_options_book_run_measures_in_usd_and_ends_short_options(tmp_path: Path) -> None:
+    result = run_simulation(options_settings(tmp_path), OPTIONS_BOOK_SCENARIO, seed=3, duration=3600.0,
+                            policy="fixed")
+    assert result.scenario == "options-book"
+    assert (result.base_currency, result.quote_currency) == ("BTC", "USD")
+    assert 40 < result.client_fills < 120  # 0.02 trades/s for an hour
+    assert result.max_abs_net_delta > 0 and result.unhedged_pnl_std > 0
+    assert result.trading_state == "active"
