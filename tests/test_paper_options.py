@@ -138,6 +138,15 @@ async def test_client_flow_leaves_the_desk_short_options_in_tenths_of_contracts(
     assert 0.62 < sells / len(fills) < 0.78  # the desk sells when a client buys
     positions = await venue.fetch_positions()
     assert sum(positions.values()) < 0
+    gamma = 0.0
+    for symbol, contracts in positions.items():  # the book's Black-76 gamma at the venue's marks
+        instrument = venue.instruments[symbol]
+        assert instrument.strike is not None and instrument.expiry is not None
+        mark = venue.mark(instrument)
+        forward, vol, t = mark.forward, mark.vol, mark.t
+        d1 = (math.log(forward / float(instrument.strike)) + vol * vol * t / 2) / (vol * math.sqrt(t))
+        gamma += float(contracts) * math.exp(-d1 * d1 / 2) / math.sqrt(2 * math.pi) / (forward * vol * math.sqrt(t))
+    assert gamma < 0  # short gamma
     quoted = {q.symbol for q in sink.quotes}
     assert all(f.symbol in quoted for f in fills)  # each fill's option was quoted first
     # the desk sold above and bought below the mark: its spread, a vol point each side
