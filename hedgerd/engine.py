@@ -99,7 +99,8 @@ class HedgeEngine:
             settings=lambda: self.settings, may_decide=self._may_decide,
             consecutive_errors=lambda: self.consecutive_order_errors, sync_latches=self._sync_latches,
             price_age=self.price_age, policy_for=self.policy_for, engage=self.engage,
-            submit_intent=self._submit_intent, order_done=self._execution_done)
+            submit_intent=self._submit_intent, order_done=self._execution_done, book=self.book,
+            quote_age=lambda key: self.book.quote_age(key, self.clock.monotonic(), self.started_at))
         self._risk_task: asyncio.Task[None] | None = None  # set once the risk loop runs
         self.busy_poller = BusyPoller(lambda: self.settings.risk.busy_poll)
         self._streamed: set[tuple[str, str]] = set()  # (venue, trade id) of fills on_fills is journaling
@@ -127,6 +128,7 @@ class HedgeEngine:
         for name, venue in self.venues.items():
             if self.venue_config(name).role is VenueRole.HEDGE:
                 self.markets[name] = await venue.load_markets()
+        await self.book.load(self.settings.hedges, self.venues, self.markets, self.clock.monotonic())
         for index, cfg in enumerate(self.settings.hedges):
             markets = self.markets.get(cfg.venue, {})
             market = markets.get(cfg.symbol)
@@ -135,7 +137,11 @@ class HedgeEngine:
                                   f"instrument {cfg.symbol!r} is not listed on venue {cfg.venue!r}")
             rl = self.settings.executor.rate_limit_for(cfg.venue)
             executor = self._executor_for(cfg.venue, rl.requests_per_second, rl.burst)
-            self.hedges[cfg.underlying] = HedgeState(config=cfg, executor=executor, market=market)
+            state = self.hedges[cfg.underlying] = HedgeState(config=cfg, executor=executor, market=market,
+                                                             values_pnl=self.book.values_pnl(cfg, market))
+            if not state.values_pnl and self.settings.kill_switch.max_realized_loss is not None:
+                raise ConfigError("kill_switch.max_realized_loss", f"not computed yet for the {cfg.underlying} book "
+                                  "(inverse hedge, options, inverse inventory or collateral): unset it")
             self.metrics.hedge_band.labels(cfg.underlying).set(float(cfg.threshold))
             self.metrics.hedge_fees.labels(cfg.venue)  # export 0 before the first fee
             self.costs.track(cfg.underlying, cfg.venue, cfg.symbol)
@@ -167,7 +173,7 @@ class HedgeEngine:
         when ``reconcile.adopt_venue_positions``)."""
         problems = await StartupReconciliation(
             self.settings, self.venues, self.ledger, self.clock, self._executors(), self.foreign_orders,
-            reconciled_positions(self.hedges.values())).run()
+            reconciled_positions(self.hedges.values(), self.book)).run()
         self.reconciled = True
         if problems:
             self.reconcile_mismatch = "reconciliation mismatch: " + "; ".join(problems)
@@ -420,6 +426,8 @@ class HedgeEngine:
     async def _refresh_open_orders(self) -> None:
         for executor in self._executors():
             await executor.refresh_open()
+        for venue, exc in await self.book.refresh_collateral(self.settings.hedges, self.venues, self.clock.monotonic()):
+            self.on_venue_error(venue, "collateral", repr(exc))
 
     def _next_wait(self) -> float:
         """Seconds the risk loop may sleep: the safety tick, or less so that a price going
@@ -551,13 +559,16 @@ class HedgeEngine:
                              consecutive_order_errors=self.consecutive_order_errors)
 
 
-def reconciled_positions(hedges: Iterable[HedgeState]) -> dict[str, set[str]]:
-    """Venue name -> the symbols and assets reconciliation compares (hedged or inventory)."""
+def reconciled_positions(hedges: Iterable[HedgeState], book: MarketBook) -> dict[str, set[str]]:
+    """Venue name -> the symbols and assets reconciliation compares (hedged or inventory; ``*``: every
+    derivative of the underlying the venue lists)."""
     wanted: dict[str, set[str]] = {}
     for state in hedges:
         wanted.setdefault(state.config.venue, set()).add(state.config.symbol)
         for source in state.config.inventory:
-            wanted.setdefault(source.venue, set()).add(source.asset)
+            symbols = book.derivatives(source.venue, state.config.underlying) if source.all_instruments \
+                else (source.asset,)
+            wanted.setdefault(source.venue, set()).update(symbols)
     return wanted
 
 

@@ -193,6 +193,8 @@ def evaluate_auto_triggers(
     max_consecutive_errors: int,
     realized_loss: Decimal = Decimal(0),
     max_realized_loss: Decimal | None = None,
+    greeks_ages: Mapping[str, tuple[float, float]] | None = None,
+    greeks_disagreements: Mapping[str, tuple[Decimal, Decimal]] | None = None,
 ) -> str | None:
     """The first automatic halt condition breached, as a reason string, or None.
 
@@ -203,6 +205,11 @@ def evaluate_auto_triggers(
     - ``delta_notionals``: underlying -> (net delta notional, max); breached when
       ``|notional| > max`` (or it is NaN). Underlyings without a price are left out (the price-age trigger
       covers them).
+    - ``greeks_ages``: underlying -> (seconds since the oldest option quote among the held
+      options arrived, max age); breached like a price age. The engine passes the time since
+      start for an option that never had a quote.
+    - ``greeks_disagreements``: underlying -> (|options delta by model - by venue|, max);
+      breached when above the max (or NaN).
     - ``consecutive_errors``: breached at ``>= max_consecutive_errors``.
     - ``realized_loss`` (positive = a loss, quote units): breached when above
       ``max_realized_loss``; None disables it.
@@ -213,6 +220,17 @@ def evaluate_auto_triggers(
         age, max_age = price_ages[symbol]
         if not math.isfinite(age) or age > max_age:
             return f"stale price: {symbol} last accepted {age:.1f}s ago (max {max_age:g}s)"
+    greeks_ages = greeks_ages or {}
+    for underlying in sorted(greeks_ages):
+        age, max_age = greeks_ages[underlying]
+        if not math.isfinite(age) or age > max_age:
+            return f"stale greeks: {underlying} oldest option quote {age:.1f}s old (max {max_age:g}s)"
+    greeks_disagreements = greeks_disagreements or {}
+    for underlying in sorted(greeks_disagreements):
+        gap, max_gap = greeks_disagreements[underlying]
+        if gap.is_nan() or gap > max_gap:
+            return (f"greeks disagreement: {underlying} options delta by model and by venue differ by "
+                    f"{gap:.6f} > {max_gap}")
     for underlying in sorted(delta_notionals):
         notional, max_notional = delta_notionals[underlying]
         if notional.is_nan() or abs(notional) > max_notional:

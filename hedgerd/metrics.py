@@ -24,8 +24,22 @@ class Metrics:
                                ["underlying"], registry=r)
         self.net_delta_notional = Gauge("hedgerd_net_delta_notional",
                                         "Net delta per underlying in quote currency", ["underlying"], registry=r)
-        self.hedge_band = Gauge("hedgerd_hedge_band", "Hedge threshold per underlying (base units)",
+        self.hedge_band = Gauge("hedgerd_hedge_band", "Hedge band half-width per underlying: the threshold, or the "
+                                "adaptive or gamma policy's trigger of its last decision (base units)",
                                 ["underlying"], registry=r)
+        self.delta = Gauge("hedgerd_delta", "Net delta per underlying by source: spot, linear, inverse, option, "
+                           "collateral, hedge, in_flight (base units, hedge ratio applied)",
+                           ["underlying", "source"], registry=r)
+        self.gamma = Gauge("hedgerd_gamma", "Book gamma per underlying (base units per unit of price)",
+                           ["underlying"], registry=r)
+        self.vega = Gauge("hedgerd_vega", "Book vega per underlying (quote per vol point)", ["underlying"], registry=r)
+        self.greeks_disagreement = Gauge(
+            "hedgerd_greeks_disagreement",
+            "|options delta by our model - by the venue's greeks| per underlying (base units)", ["underlying"],
+            registry=r)
+        self.option_quote_age = Gauge("hedgerd_option_quote_age_seconds",
+                                      "Age of the oldest option quote among the held options per underlying",
+                                      ["underlying"], registry=r)
         self.in_flight = Gauge("hedgerd_in_flight_hedge", "Signed hedge quantity sent and not yet filled",
                                ["underlying"], registry=r)
         self.hedge_orders = Counter("hedgerd_hedge_orders", "Hedge orders by final or current status",

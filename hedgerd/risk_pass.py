@@ -1,10 +1,12 @@
 """The risk pass: net delta per underlying, the auto-triggers, and the policy's decision.
 
-One pass computes each hedge's :class:`~hedgerd.risk.delta.DeltaSnapshot` (inventory x ratio +
-perp position + in-flight hedge quantity), checks the kill switch's auto-triggers (realized PnL
-from :mod:`hedgerd.risk.pnl`), asks the pure :mod:`hedgerd.policy` what to do and starts the
-order on the hedge's :class:`~hedgerd.executor.HedgeExecutor`. The engine decides when a pass
-runs (its commit hook, the :class:`~hedgerd.risk_loop.RiskLoop`) and owns what outlives one.
+One pass computes each hedge's :class:`~hedgerd.risk.delta.DeltaSnapshot` (the inventory's delta
+by source from :mod:`hedgerd.risk.book`, x ratio, + collateral + hedge position + in-flight hedge
+orders, valued at the hedge mid), checks the kill switch's auto-triggers (stale prices and option
+quotes, the greeks cross-check, realized PnL from :mod:`hedgerd.risk.pnl`), asks the pure
+:mod:`hedgerd.policy` what to do (in base units) and starts the order, in the hedge market's unit,
+on the hedge's :class:`~hedgerd.executor.HedgeExecutor`. The engine decides when a pass runs (its
+commit hook, the :class:`~hedgerd.risk_loop.RiskLoop`) and owns what outlives one.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from hedgerd.book import MarketBook
 from hedgerd.clock import Clock
 from hedgerd.config import HedgeConfig, Settings
 from hedgerd.executor import HedgeExecutor
@@ -25,8 +28,11 @@ from hedgerd.killswitch import KillSwitch, evaluate_auto_triggers
 from hedgerd.ledger import InventoryLedger, PreparedIntent
 from hedgerd.metrics import Metrics
 from hedgerd.models import ZERO, Fill, HedgeIntent, MarketInfo, OrderReport, PriceUpdate, TradingState, split_symbol
-from hedgerd.policy import HedgeLimits, HedgePolicy, reduces_position
-from hedgerd.risk.delta import DeltaSnapshot, make_snapshot
+from hedgerd.policy import AdaptiveBandPolicy, GammaBandPolicy, HedgeLimits, HedgePolicy, reduces_position
+from hedgerd.policy.sizing import hedge_order_amount, policy_market
+from hedgerd.risk.book import InventoryExposure, instrument_delta, inventory_exposure
+from hedgerd.risk.delta import BookFigures, DeltaSnapshot, make_snapshot
+from hedgerd.risk.exposure import NO_EXPOSURE, Exposure
 from hedgerd.risk.pnl import BookPnl
 from hedgerd.risk_loop import RiskLoop
 from hedgerd.status import EngineGauges
@@ -46,6 +52,7 @@ class HedgeState:
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     limits: tuple[HedgeConfig, HedgeLimits] | None = None  # built from this config
     capped: bool = False  # the last pass decided nothing: max_orders_in_flight were unsettled
+    values_pnl: bool = True  # the hedged-book PnL is valued (not yet for inverse or option books)
 
 
 OrderDone = Callable[[HedgeState, HedgeIntent, "asyncio.Task[OrderReport]"], None]
@@ -65,7 +72,7 @@ class RiskPass:
                  consecutive_errors: Callable[[], int], sync_latches: Callable[[], None],
                  price_age: Callable[[str, str], float], policy_for: Callable[[str], HedgePolicy],
                  engage: Callable[[str, str], bool], submit_intent: Callable[..., PreparedIntent],
-                 order_done: OrderDone) -> None:
+                 order_done: OrderDone, book: MarketBook, quote_age: Callable[[tuple[str, str]], float]) -> None:
         self.hedges = hedges
         self.ledger = ledger
         self.clock = clock
@@ -84,6 +91,8 @@ class RiskPass:
         self.engage = engage
         self._submit_intent = submit_intent
         self._execution_done = order_done
+        self.book = book
+        self.quote_age = quote_age  # seconds since an option's quote arrived (since start if none yet)
 
     def observe_client_fills(self, fills: Iterable[Fill]) -> None:
         """Note client fills (not our orders') for the policies' flow estimate and the
@@ -112,6 +121,7 @@ class RiskPass:
             gauges.in_flight.set(snap.in_flight)
             if snap.notional is not None:
                 gauges.net_delta_notional.set(snap.notional)
+            self.gauges.set_book(snap, self.oldest_quote_age(snap))
         if self.ledger.metrics is not self.metrics:  # the ledger keeps them current itself otherwise
             self.gauges.set_inventory(self.ledger.positions())
         self.check_auto_triggers(snapshots)
@@ -129,6 +139,8 @@ class RiskPass:
         """Halt on a stale price, a delta notional over its cap, too many order errors in a row or
         a realized loss over the limit (:func:`~hedgerd.killswitch.evaluate_auto_triggers`)."""
         ages: dict[str, tuple[float, float]] = {}
+        greeks_ages: dict[str, tuple[float, float]] = {}
+        disagreements: dict[str, tuple[Decimal, Decimal]] = {}
         notionals: dict[str, tuple[Decimal, Decimal]] = {}
         trades = self.ledger.trade_totals()
         total_pnl = ZERO  # summed over the underlyings with a price; a loss is its negative
@@ -138,9 +150,15 @@ class RiskPass:
             ages[cfg.symbol] = (age, cfg.max_price_age)
             gauges = self.gauges.underlying(underlying)
             snap = snapshots[underlying]
+            quote_age = self.oldest_quote_age(snap)
+            if quote_age is not None:
+                greeks_ages[underlying] = (quote_age, cfg.max_greeks_age)
+            gap = snap.book.greeks_disagreement if snap.book is not None else None
+            if cfg.max_greeks_disagreement is not None and gap is not None:
+                disagreements[underlying] = (gap, cfg.max_greeks_disagreement)
             if snap.notional is not None:
                 notionals[underlying] = (abs(snap.notional), cfg.max_delta_notional)
-            if snap.mid is not None:
+            if snap.mid is not None and state.values_pnl:
                 pnl = self.pnl.mark(underlying, trades, self.ledger.positions,
                                     inventory=[(s.venue, s.asset) for s in cfg.inventory],
                                     hedge=(cfg.venue, cfg.symbol), mid=snap.mid)
@@ -151,9 +169,16 @@ class RiskPass:
             price_ages=ages, delta_notionals=notionals,
             consecutive_errors=self._consecutive_errors(),
             max_consecutive_errors=kill_switch.max_consecutive_errors,
-            realized_loss=-total_pnl, max_realized_loss=kill_switch.max_realized_loss)
+            realized_loss=-total_pnl, max_realized_loss=kill_switch.max_realized_loss,
+            greeks_ages=greeks_ages, greeks_disagreements=disagreements)
         if reason is not None and self.kill_switch.state is not TradingState.HALTED:
             self.engage(reason, "auto")
+
+    def oldest_quote_age(self, snap: DeltaSnapshot) -> float | None:
+        """Seconds since the oldest quote of the held options arrived; None when no option is held."""
+        if snap.book is None or not snap.book.held_options:
+            return None
+        return max(self.quote_age(key) for key in snap.book.held_options)
 
     @staticmethod
     def limits(state: HedgeState) -> HedgeLimits:
@@ -168,14 +193,22 @@ class RiskPass:
         cfg = state.config
         limits = self.limits(state)
         price = self.prices.get((cfg.venue, cfg.symbol))
-        if price is None:
-            return
+        if price is None or (snap.book is not None and snap.book.unvalued):
+            return  # a book that cannot be valued whole is not hedged (the triggers halt a stale one)
         policy = self.policy_for(cfg.underlying)
+        if isinstance(policy, GammaBandPolicy):
+            policy.observe_gamma(snap.book.gamma if snap.book is not None else 0.0)
         # Limits apply to the position once the orders in flight have filled; an order is
         # reduce-only only if it shrinks the position both before and after they fill.
         projected = snap.perp_position + snap.in_flight
-        decision = policy.decide(snap.net_delta, projected, limits, state.market, price=price.mid)
+        decision = policy.decide(snap.net_delta, projected, limits, policy_market(state.market), price=price.mid)
+        if isinstance(policy, AdaptiveBandPolicy) and policy.trigger is not None:
+            self.metrics.hedge_band.labels(cfg.underlying).set(float(policy.trigger))
         if decision is None:
+            state.first_unacted_fill_at = None
+            return
+        amount = hedge_order_amount(decision.amount, state.market, price.mid)
+        if not amount:
             state.first_unacted_fill_at = None
             return
         if decision.reduce_only and snap.in_flight and not reduces_position(
@@ -188,7 +221,7 @@ class RiskPass:
         # is durable (the commit is already scheduled, this pass does not wait for it).
         intent, durable = self._submit_intent(
             underlying=cfg.underlying, venue=cfg.venue, symbol=cfg.symbol, side=decision.side,
-            amount=decision.amount, created_at=self.clock.time(), reduce_only=decision.reduce_only,
+            amount=amount, created_at=self.clock.time(), reduce_only=decision.reduce_only,
             order_type=executor_config.order_type, reason=decision.reason,
             client_id_prefix=executor_config.client_id_prefix,
             decision_mid=price.mid, decision_half_spread=(price.ask - price.bid) / 2)
@@ -198,7 +231,7 @@ class RiskPass:
 
         def log_decision() -> None:  # after the order's task has handed it off (it runs first)
             log.info("hedge_decision", underlying=cfg.underlying, client_order_id=intent.client_order_id,
-                     side=decision.side.value, amount=str(decision.amount), reduce_only=decision.reduce_only,
+                     side=decision.side.value, amount=str(amount), reduce_only=decision.reduce_only,
                      reason=decision.reason, inventory=str(snap.inventory), hedge_ratio=str(snap.hedge_ratio),
                      perp_position=str(snap.perp_position), in_flight=str(snap.in_flight),
                      net_delta=str(snap.net_delta), mid=str(price.mid), threshold=str(cfg.threshold),
@@ -210,16 +243,49 @@ class RiskPass:
         task.add_done_callback(functools.partial(self._execution_done, state, intent))
 
     def snapshot(self, state: HedgeState) -> DeltaSnapshot:
-        """Net delta of one hedge as the ledger, the executor and the latest price have it now."""
+        """Net delta of one hedge as the ledger, the executor, the option quotes and the latest
+        prices have it now."""
         cfg = state.config
-        position = self.ledger.position
-        inventory = sum((position(s.venue, s.asset) for s in cfg.inventory), ZERO)
         price = self.prices.get((cfg.venue, cfg.symbol))
+        mid = price.mid if price else None
+        inventory = inventory_exposure(
+            self.book.holdings(cfg, self.ledger.position), quotes=self.book.quotes, mark_of=self._mid,
+            fallback_mark=mid, now=self.clock.time(), greeks_source=cfg.greeks_source)
+        instrument = state.market.instrument if state.market is not None else None
+        hedge_contracts = self.ledger.position(cfg.venue, cfg.symbol)
+        in_flight_contracts = state.executor.in_flight(cfg.symbol)
+        hedge = instrument_delta(instrument, hedge_contracts, mid)
+        in_flight = instrument_delta(instrument, in_flight_contracts, mid)
+        collateral = self.book.collateral_of(cfg)
+        figures = _figures(inventory, cfg.hedge_ratio, collateral, hedge or NO_EXPOSURE, in_flight or NO_EXPOSURE,
+                           hedge_contracts, in_flight_contracts,
+                           unpriced=hedge is None or in_flight is None)
         return make_snapshot(
-            underlying=cfg.underlying, inventory=inventory, hedge_ratio=cfg.hedge_ratio,
-            perp_position=self.ledger.position(cfg.venue, cfg.symbol),
-            in_flight=state.executor.in_flight(cfg.symbol),
-            mid=price.mid if price else None)
+            underlying=cfg.underlying, inventory=inventory.total, hedge_ratio=cfg.hedge_ratio,
+            perp_position=(hedge or NO_EXPOSURE).delta, in_flight=(in_flight or NO_EXPOSURE).delta, mid=mid,
+            collateral=collateral, book=figures)
+
+    def _mid(self, key: tuple[str, str]) -> Decimal | None:
+        price = self.prices.get(key)
+        return price.mid if price is not None else None
+
+
+def _figures(inventory: InventoryExposure, ratio: Decimal, collateral: Decimal | None, hedge: Exposure,
+             in_flight: Exposure, hedge_contracts: Decimal, in_flight_contracts: Decimal, *,
+             unpriced: bool) -> BookFigures:
+    """The by-source breakdown and greeks of one snapshot (the hedge ratio applied to inventory)."""
+    by_source = [(source, delta * ratio) for source, delta in inventory.by_source.items()]
+    if collateral is not None:
+        by_source.append(("collateral", collateral))
+    by_source += [("hedge", hedge.delta), ("in_flight", in_flight.delta)]
+    scale = float(ratio)
+    gap = inventory.disagreement
+    unvalued = inventory.unvalued + (("hedge: no price to value it",) if unpriced else ())
+    return BookFigures(by_source=tuple(by_source), collateral=collateral or ZERO,
+                       gamma=inventory.gamma * scale + hedge.gamma + in_flight.gamma, vega=inventory.vega * scale,
+                       hedge_contracts=hedge_contracts, in_flight_contracts=in_flight_contracts,
+                       greeks_disagreement=None if gap is None else gap * ratio,
+                       held_options=inventory.held_options, unvalued=unvalued)
 
 
 def _inventory_move(fill: Fill, config: HedgeConfig) -> Decimal:

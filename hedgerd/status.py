@@ -45,6 +45,11 @@ class UnderlyingGauges:
     in_flight: _GaugeChild
     net_delta_notional: _GaugeChild
     realized_pnl: _GaugeChild
+    gamma: _GaugeChild
+    vega: _GaugeChild
+    greeks_disagreement: _GaugeChild
+    option_quote_age: _GaugeChild
+    by_source: dict[str, _GaugeChild]  # filled as sources appear
 
 
 class EngineGauges:
@@ -63,8 +68,28 @@ class EngineGauges:
                 net_delta=_GaugeChild(m.net_delta.labels(underlying)),
                 in_flight=_GaugeChild(m.in_flight.labels(underlying)),
                 net_delta_notional=_GaugeChild(m.net_delta_notional.labels(underlying)),
-                realized_pnl=_GaugeChild(m.realized_pnl.labels(underlying)))
+                realized_pnl=_GaugeChild(m.realized_pnl.labels(underlying)),
+                gamma=_GaugeChild(m.gamma.labels(underlying)), vega=_GaugeChild(m.vega.labels(underlying)),
+                greeks_disagreement=_GaugeChild(m.greeks_disagreement.labels(underlying)),
+                option_quote_age=_GaugeChild(m.option_quote_age.labels(underlying)), by_source={})
         return gauges
+
+    def set_book(self, snap: DeltaSnapshot, quote_age: float | None) -> None:
+        """The by-source, greeks and quote-age gauges of one underlying's snapshot (the quote age is
+        0 while no option is held: nothing can be stale)."""
+        gauges = self.underlying(snap.underlying)
+        for source, delta in snap.delta_by_source().items():
+            child = gauges.by_source.get(source)
+            if child is None:
+                child = gauges.by_source[source] = _GaugeChild(self.metrics.delta.labels(snap.underlying, source))
+            child.set(delta)
+        book = snap.book
+        if book is not None:
+            gauges.gamma.set(book.gamma)
+            gauges.vega.set(book.vega)
+            if book.greeks_disagreement is not None:
+                gauges.greeks_disagreement.set(book.greeks_disagreement)
+        gauges.option_quote_age.set(quote_age or 0.0)
 
     def set_inventory(self, positions: Mapping[tuple[str, str], Decimal]) -> None:
         """One inventory gauge per ledger position (for a ledger that does not keep them itself)."""
@@ -126,6 +151,13 @@ def underlying_status(snap: DeltaSnapshot, cfg: HedgeConfig, price_age: float,
         "price_age_seconds": round(price_age, 3),
         "realized_pnl": str(realized_pnl) if realized_pnl is not None else None,
         "hedging_cost": hedging_cost,
+        "delta_by_source": {source: str(delta) for source, delta in snap.delta_by_source().items()},
+        "gamma": snap.book.gamma if snap.book is not None else 0.0,
+        "vega": snap.book.vega if snap.book is not None else 0.0,
+        "greeks_source": cfg.greeks_source,
+        "greeks_disagreement": (None if snap.book is None or snap.book.greeks_disagreement is None
+                                else str(snap.book.greeks_disagreement)),
+        "unvalued": list(snap.book.unvalued) if snap.book is not None else [],
     }
 
 

@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from hedgerd.connectors.base import VenueEventSink
 from hedgerd.errors import InvalidOrder, OrderOutcomeUnknown, VenueError
+from hedgerd.instruments import InstrumentKind
 from hedgerd.models import (
     ZERO,
     Fill,
@@ -256,20 +257,27 @@ class FakeVenue:
             self.orders[cid] = report
             return report
         crosses = price is None or (price >= self.price if intent.side is Side.BUY else price <= self.price)
-        base = amount * self.market.contract_size * (self.fill_fraction if crosses else ZERO)
+        # A market with an instrument counts in contracts (the contract's own unit), else base units.
+        unit = self.market.contract_size if self.market.instrument is None else Decimal(1)
+        base = amount * unit * (self.fill_fraction if crosses else ZERO)
         fills: tuple[Fill, ...] = ()
         if base > 0:
             self._trade_seq += 1
             fee = base * self.price * self.fee_rate
+            fee_currency = self.market.quote
+            instrument = self.market.instrument
+            if instrument is not None and instrument.kind is InstrumentKind.INVERSE:
+                # an inverse contract's fee is a fraction of its USD size, charged in the coin
+                fee, fee_currency = base * instrument.contract_size / self.price * self.fee_rate, instrument.settle
             fill = Fill(venue=self.name, trade_id=f"T{self._trade_seq}", symbol=intent.symbol,
                         side=intent.side, amount=base, price=self.price, fee=fee,
-                        fee_currency=self.market.quote, ts=self.clock.time(), client_order_id=cid)
+                        fee_currency=fee_currency, ts=self.clock.time(), client_order_id=cid)
             self.position += fill.signed_amount
             if self.report_fills:
                 fills = (fill,)
             else:
                 self.unreported_fills.append(fill)
-        complete = base == amount * self.market.contract_size
+        complete = base == amount * unit
         report = OrderReport(cid, intent.symbol, OrderStatus.FILLED if complete else OrderStatus.EXPIRED,
                              filled=base, average_price=self.price if base > 0 else None,
                              fee=sum((f.fee for f in fills), ZERO), venue_order_id=venue_order_id,

@@ -58,7 +58,10 @@ DASHBOARD_METRICS = {"hedgerd_trading_state", "hedgerd_kill_reason", "hedgerd_ne
                      "hedgerd_price_age_seconds", "hedgerd_venue_errors_total",
                      "hedgerd_ledger_duplicate_fills_total", "hedgerd_ledger_fill_echoes_total", "up",
                      # issue 22: hedging cost and realized PnL
-                     "hedgerd_hedge_cost", "hedgerd_realized_pnl", "hedgerd_fee_unvalued_total"}
+                     "hedgerd_hedge_cost", "hedgerd_realized_pnl", "hedgerd_fee_unvalued_total",
+                     # issue 20: options and inverse contracts
+                     "hedgerd_delta", "hedgerd_gamma", "hedgerd_vega", "hedgerd_greeks_disagreement",
+                     "hedgerd_option_quote_age_seconds"}
 # Grafana's built-in variables, as the tests substitute them (scrapes run every second here).
 GRAFANA_BUILTINS = {"__rate_interval": "15s", "__interval": "5s", "__range": "2m"}
 KILL_REASON = "test_deploy drill"

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
 
+from hedgerd.instruments import InstrumentKind
 from hedgerd.models import ZERO, Fill, HedgeIntent, MarketInfo, OrderReport, OrderStatus, OrderType
 from hedgerd.policy.sizing import round_price
 
@@ -84,11 +85,18 @@ def send_refusal(intent: HedgeIntent, market: MarketInfo | None, contracts: Deci
         return "below_minimum", "below venue minimum"
     price = intent.limit_price if intent.limit_price is not None else reference_price
     if (price is not None and market.min_notional > 0
-            and contracts * market.contract_size * price < market.min_notional):
+            and order_notional(market, contracts, price) < market.min_notional):
         return "below_minimum", "below venue minimum"
     if intent.order_type is OrderType.LIMIT_IOC and price is None:
         return "no_price", "limit order without a reference price"
     return None
+
+
+def order_notional(market: MarketInfo, contracts: Decimal, price: Decimal) -> Decimal:
+    """Quote value of ``contracts``: an inverse contract's size is quote already, not coin."""
+    if market.instrument is not None and market.instrument.kind is InstrumentKind.INVERSE:
+        return contracts * market.contract_size
+    return contracts * market.contract_size * price
 
 
 def limit_price(intent: HedgeIntent, market: MarketInfo | None, reference_price: Decimal | None,

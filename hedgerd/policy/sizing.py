@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from hedgerd.instruments import InstrumentKind
 from hedgerd.models import ZERO, MarketInfo, Side
 from hedgerd.policy.base import HedgeLimits
 
@@ -133,10 +134,19 @@ def reduces_position(perp_position: Decimal, signed_amount: Decimal) -> bool:
 
 
 def venue_contracts(amount: Decimal, market: MarketInfo | None) -> tuple[Decimal, Decimal]:
-    """(contracts to request for ``amount`` base units, the same in base units): rounded down to
-    the market's amount step and capped at its ``max_amount``; unchanged without a market."""
+    """(contracts to request for ``amount``, the same in the ledger's unit): rounded down to the
+    market's amount step and capped at its ``max_amount``; unchanged without a market.
+
+    ``amount`` is in the market's ledger unit: contracts when it has an ``instrument`` (the two
+    figures are then the same), else base units.
+    """
     if market is None:
         return amount, amount
+    if market.instrument is not None:
+        contracts = round_down(amount, market.amount_step)
+        if market.max_amount is not None and contracts > market.max_amount:
+            contracts = round_down(market.max_amount, market.amount_step)
+        return contracts, contracts
     contract_size = market.contract_size if market.contract_size > 0 else Decimal(1)
     contracts = round_down(amount / contract_size, market.amount_step)
     if market.max_amount is not None and contracts > market.max_amount:
@@ -174,3 +184,31 @@ def size_inverse(coin: Decimal, mark: Decimal, contract_size: Decimal,
     contracts = round_down(coin * mark / contract_size, contract_step)
     usd_amount = contracts * contract_size
     return InverseOrder(contracts=contracts, usd_amount=usd_amount, coin=usd_amount / mark)
+
+
+def policy_market(market: MarketInfo | None) -> MarketInfo | None:
+    """The market a policy sizes in base units with: None for an inverse contract, whose
+    ``contract_size`` is in quote (it is converted by :func:`hedge_order_amount` afterwards)."""
+    if market is not None and market.instrument is not None and market.instrument.kind is InstrumentKind.INVERSE:
+        return None
+    return market
+
+
+def hedge_order_amount(coin: Decimal, market: MarketInfo | None, mark: Decimal) -> Decimal:
+    """A policy's order of ``coin`` (positive, base units) in the hedge market's ledger unit.
+
+    Legacy markets (no instrument) count base units: unchanged. Linear contracts: ``coin /
+    contract_size``, exact since :func:`size_order` rounded to the step in base units. Inverse:
+    :func:`size_inverse` at ``mark``, rounded down to the amount step; zero when that leaves
+    nothing or less than the venue's ``min_amount`` (the caller holds).
+    """
+    if market is None or market.instrument is None:
+        return coin
+    if market.instrument.kind is not InstrumentKind.INVERSE:
+        return coin / market.contract_size
+    step = market.amount_step if market.amount_step > 0 else Decimal(1)
+    # quantized to the step's exponent: the division leaves 27091.000000000000000000000 otherwise
+    contracts = size_inverse(coin, mark, market.contract_size, step).contracts.quantize(step)
+    if market.max_amount is not None and contracts > market.max_amount:
+        contracts = round_down(market.max_amount, step)
+    return contracts if contracts >= market.min_amount and contracts > 0 else ZERO

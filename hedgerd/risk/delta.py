@@ -5,7 +5,11 @@ position, the executor's in-flight quantity and prices, and acts on what comes o
 
 Net delta of one underlying, in base units (positive = long)::
 
-    net_delta = inventory x hedge_ratio + perp_position + in_flight
+    net_delta = inventory x hedge_ratio + perp_position + in_flight (+ collateral, when counted)
+
+``inventory`` is the delta of every inventory position (spot, linear, inverse, options: see
+:mod:`hedgerd.risk.book`), ``perp_position`` and ``in_flight`` are the hedge position and the
+hedge orders in flight valued as delta (the same as their amounts for a linear hedge).
 
 ``in_flight`` is the signed quantity of hedge orders already sent (or of unknown outcome)
 whose fills have not reached the ledger yet. Leaving it out makes the next evaluation see
@@ -53,6 +57,23 @@ class DeltaSnapshot:
     net_delta: Decimal
     mid: Decimal | None
     notional: Decimal | None
+    book: BookFigures | None = None
+    """What an instrument-aware book adds (None for a legacy spot/linear one)."""
+
+    @property
+    def hedge_units(self) -> tuple[Decimal, Decimal]:
+        """(hedge position, in flight) in the hedge market's own unit (contracts when it has an
+        instrument), which orders and position limits of the venue are counted in."""
+        if self.book is None:
+            return self.perp_position, self.in_flight
+        return self.book.hedge_contracts, self.book.in_flight_contracts
+
+    def delta_by_source(self) -> dict[str, Decimal]:
+        """Each part of net delta (base units, the hedge ratio applied to inventory) by source."""
+        if self.book is not None:
+            return dict(self.book.by_source)
+        return {"inventory": self.inventory * self.hedge_ratio, "hedge": self.perp_position,
+                "in_flight": self.in_flight}
 
     def as_log_fields(self) -> dict[str, str | None]:
         """Every field as a string (Decimals exact), for one structured log line."""
@@ -68,13 +89,42 @@ class DeltaSnapshot:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class BookFigures:
+    """The instrument-aware part of a :class:`DeltaSnapshot`.
+
+    ``by_source``: delta by :data:`hedgerd.risk.book.DELTA_SOURCES` (inventory sources with the
+    hedge ratio applied). ``gamma`` (base units per unit of price) and ``vega`` (quote per vol
+    point) are the book's, hedge included. ``hedge_contracts`` / ``in_flight_contracts`` are the
+    hedge position and orders in flight in contracts. ``greeks_disagreement`` is |options delta
+    by model - by venue| (None when not known), ``held_options`` the options whose quotes must
+    stay fresh, ``unvalued`` what could not be valued (no decision is made on such a book).
+    """
+
+    by_source: tuple[tuple[str, Decimal], ...]
+    collateral: Decimal = ZERO
+    gamma: float = 0.0
+    vega: float = 0.0
+    hedge_contracts: Decimal = ZERO
+    in_flight_contracts: Decimal = ZERO
+    greeks_disagreement: Decimal | None = None
+    held_options: tuple[tuple[str, str], ...] = ()
+    unvalued: tuple[str, ...] = ()
+
+
 def make_snapshot(*, underlying: str, inventory: Decimal, hedge_ratio: Decimal, perp_position: Decimal,
-                  in_flight: Decimal, mid: Decimal | None) -> DeltaSnapshot:
-    """Compute net delta (and its notional when ``mid`` is known) into a :class:`DeltaSnapshot`."""
+                  in_flight: Decimal, mid: Decimal | None, collateral: Decimal | None = None,
+                  book: BookFigures | None = None) -> DeltaSnapshot:
+    """Compute net delta (and its notional when ``mid`` is known) into a :class:`DeltaSnapshot`.
+
+    ``collateral`` (base units) is added when given, not scaled by the hedge ratio.
+    """
     delta = net_delta(inventory, hedge_ratio, perp_position, in_flight)
+    if collateral is not None:
+        delta += collateral
     return DeltaSnapshot(underlying=underlying, inventory=inventory, hedge_ratio=hedge_ratio,
                          perp_position=perp_position, in_flight=in_flight, net_delta=delta, mid=mid,
-                         notional=None if mid is None else delta * mid)
+                         notional=None if mid is None else delta * mid, book=book)
 
 
 # Stable rejection kinds: every reason returned by PriceGuard.check starts with one of these,

@@ -1,0 +1,367 @@
+"""The engine on an options desk: spot, linear, inverse and option inventory hedged on an inverse perpetual.
+
+The inventory venue is a fake that reports its positions (adopted by startup reconciliation) and its
+equity; option quotes and hedge prices are pushed into the engine as a venue's streams would. Every
+expected delta is recomputed here from the positions and quotes, independently of hedgerd.risk.book.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from hedgerd.clock import RealClock
+from hedgerd.config import (
+    ExecutorConfig,
+    HedgeConfig,
+    InventorySource,
+    KillSwitchConfig,
+    LedgerConfig,
+    PolicyConfig,
+    RiskConfig,
+    Settings,
+    VenueConfig,
+    VenueKind,
+    VenueRole,
+)
+from hedgerd.connectors.base import VenueEventSink
+from hedgerd.engine import HedgeEngine
+from hedgerd.instruments import Instrument, InstrumentKind, OptionType
+from hedgerd.ledger import InventoryLedger
+from hedgerd.metrics import Metrics
+from hedgerd.models import (
+    Fill,
+    HedgeIntent,
+    MarketInfo,
+    OptionGreeks,
+    OptionQuote,
+    OrderReport,
+    PriceUpdate,
+    Side,
+    TradingState,
+)
+from hedgerd.policy.sizing import size_inverse
+from hedgerd.reconciliation import PositionSnapshot
+from hedgerd.risk.greeks import black76, year_fraction
+from tests.fakes import FakeClock, FakeVenue
+
+D = Decimal
+PERP = "BTC/USD:BTC"  # Deribit's BTC-PERPETUAL in ccxt's notation: 10 USD per contract
+LINEAR = "BTC/USDT:USDT"
+FUTURE = "BTC/USD:BTC-271231"
+CALL_USDT = "BTC/USDT:USDT-270326-100000-C"
+CALL_COIN = "BTC/USD:BTC-270326-100000-C"
+EXPIRING = "BTC/USD:BTC-EXPIRING-40000-C"
+MID = D(50000)
+FORWARD = 50000.0
+IV = 0.6
+QUIET = 0.5
+
+
+def _option(symbol: str, settle: str, quote: str, size: str, strike: int, expiry: float) -> Instrument:
+    return Instrument(symbol=symbol, kind=InstrumentKind.OPTION, underlying="BTC", quote=quote, settle=settle,
+                      contract_size=D(size), expiry=expiry, strike=D(strike), option_type=OptionType.CALL)
+
+
+def _market(instrument: Instrument, step: str = "1") -> MarketInfo:
+    return MarketInfo(symbol=instrument.symbol, base="BTC", quote=instrument.quote, amount_step=D(step),
+                      price_step=D("0.5"), contract_size=instrument.contract_size, instrument=instrument)
+
+
+PERP_INSTRUMENT = Instrument(symbol=PERP, kind=InstrumentKind.INVERSE, underlying="BTC", quote="USD", settle="BTC",
+                             contract_size=D(10))
+
+
+class BookVenue:
+    """An inventory account holding derivatives (and a spot balance), with its equity."""
+
+    name = "book"
+
+    def __init__(self, markets: dict[str, MarketInfo], positions: dict[str, Decimal],
+                 equity: dict[str, Decimal] | None = None) -> None:
+        self.markets = markets
+        self.positions = positions
+        self.equity = equity or {}
+
+    @property
+    def connected(self) -> bool:
+        return True
+
+    async def start(self, sink: VenueEventSink) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def load_markets(self) -> dict[str, MarketInfo]:
+        return dict(self.markets)
+
+    async def fetch_positions(self) -> dict[str, Decimal]:
+        return dict(self.positions)
+
+    async def fetch_position_snapshot(self) -> PositionSnapshot:
+        return PositionSnapshot(dict(self.positions))
+
+    async def fetch_fills_since(self, since: float | None) -> list[Fill]:
+        return []
+
+    async def create_order(self, intent: HedgeIntent, amount: Decimal, price: Decimal | None) -> OrderReport:
+        raise AssertionError("nothing is ever sent to an inventory venue")
+
+    async def fetch_order(self, symbol: str, client_order_id: str) -> OrderReport | None:
+        return None
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[OrderReport]:
+        return []
+
+    async def cancel_order(self, symbol: str, client_order_id: str) -> OrderReport | None:
+        return None
+
+    async def fetch_collateral(self) -> dict[str, Decimal]:
+        return dict(self.equity)
+
+
+@dataclass
+class Desk:
+    engine: HedgeEngine
+    hedge: FakeVenue
+    book: BookVenue
+    metrics: Metrics
+    instruments: dict[str, Instrument]
+
+    @property
+    def state(self) -> Any:
+        return self.engine.hedges["BTC"]
+
+    def snapshot(self) -> Any:
+        return self.engine.risk_pass.snapshot(self.state)
+
+    def creates(self) -> list[Any]:
+        return self.hedge.calls_of("create")
+
+    async def price(self, mid: Decimal = MID) -> None:
+        self.hedge.price = mid
+        await self.engine.on_price(PriceUpdate(venue="hedge", symbol=PERP, bid=mid - D("0.5"), ask=mid + D("0.5"),
+                                               ts=time.time()))
+
+    async def quote(self, symbol: str, *, forward: float = FORWARD, iv: float = IV,
+                    greeks: OptionGreeks | None = None) -> None:
+        """The option's mark as the venue would stream it (coin-settled marks in coin)."""
+        instrument = self.instruments[symbol]
+        model = black76(forward=forward, strike=float(instrument.strike or 0), call=True, vol=iv,
+                        t=year_fraction(instrument.expiry or 0.0, time.time()))
+        mark = model.price / forward if instrument.coin_settled else model.price
+        await self.engine.on_option_quote(OptionQuote(
+            venue="book", symbol=symbol, mark_price=D(repr(mark)), mark_iv=iv, underlying_price=D(repr(forward)),
+            ts=time.time(), greeks=greeks))
+
+    async def quote_all(self, **kwargs: Any) -> None:
+        for symbol, instrument in self.instruments.items():
+            if instrument.kind is InstrumentKind.OPTION and not instrument.expired(time.time()):
+                await self.quote(symbol, **kwargs)
+
+    def sample(self, name: str, **labels: str) -> float | None:
+        return self.metrics.registry.get_sample_value(name, labels)
+
+
+def expected_option_delta(instrument: Instrument, contracts: Decimal, forward: float = FORWARD,
+                          iv: float = IV) -> float:
+    """Textbook delta of the position: Black-76 N(d1), minus the mark in coin when coin-settled."""
+    t = year_fraction(instrument.expiry or 0.0, time.time())
+    if t <= 0:
+        return 0.0
+    strike = float(instrument.strike or 0)
+    d1 = (math.log(forward / strike) + 0.5 * iv * iv * t) / (iv * math.sqrt(t))
+    n_d1 = 0.5 * math.erfc(-d1 / math.sqrt(2))
+    delta = n_d1
+    if instrument.coin_settled:
+        d2 = d1 - iv * math.sqrt(t)
+        price = forward * n_d1 - strike * 0.5 * math.erfc(-d2 / math.sqrt(2))
+        delta -= price / forward
+    return float(contracts * instrument.contract_size) * delta
+
+
+async def eventually(predicate: Callable[[], bool], what: str, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def desk(tmp_path: Path, *, positions: dict[str, Decimal] | None = None, expiring_in: float = 3600.0,
+               hedge: dict[str, Any] | None = None, policy: str = "fixed",
+               equity: dict[str, Decimal] | None = None) -> AsyncIterator[Desk]:
+    now = time.time()
+    far = now + 0.3 * 365 * 86400
+    instruments = {
+        LINEAR: Instrument(symbol=LINEAR, kind=InstrumentKind.LINEAR, underlying="BTC", quote="USDT", settle="USDT",
+                           contract_size=D("0.001")),
+        FUTURE: Instrument(symbol=FUTURE, kind=InstrumentKind.INVERSE, underlying="BTC", quote="USD", settle="BTC",
+                           contract_size=D(10), expiry=far),
+        CALL_USDT: _option(CALL_USDT, "USDT", "USDT", "0.01", 100000, far),
+        CALL_COIN: _option(CALL_COIN, "BTC", "USD", "1", 100000, far),
+        EXPIRING: _option(EXPIRING, "BTC", "USD", "1", 40000, now + expiring_in),
+    }
+    held = positions if positions is not None else {
+        "BTC": D("1.5"), LINEAR: D(-250), FUTURE: D(1000), CALL_USDT: D(-300), CALL_COIN: D(2), EXPIRING: D(5)}
+    book = BookVenue({s: _market(i) for s, i in instruments.items()}, held, equity)
+    clock = RealClock()
+    metrics = Metrics()
+    hedge_venue = FakeVenue(FakeClock(), _market(PERP_INSTRUMENT), name="hedge", price=MID)
+    hedge_venue.clock = clock  # type: ignore[assignment]  # the fake only reads time() and monotonic()
+    settings = Settings(
+        venues=[VenueConfig(name="book", kind=VenueKind.CCXT, exchange="deribit", role=VenueRole.INVENTORY),
+                VenueConfig(name="hedge", kind=VenueKind.CCXT, exchange="deribit", role=VenueRole.HEDGE)],
+        hedges=[HedgeConfig(**{
+            "underlying": "BTC", "venue": "hedge", "symbol": PERP, "threshold": D("0.01"), "max_order": D(10),
+            "max_position": D(20), "max_greeks_age": 30.0,
+            "inventory": [InventorySource(venue="book", asset="*"), InventorySource(venue="book", asset="BTC")],
+            **(hedge or {})})],
+        executor=ExecutorConfig(order_timeout=3.0, max_retries=2, backoff_initial=0.02, backoff_max=0.1),
+        kill_switch=KillSwitchConfig(kill_file=tmp_path / "KILL"),
+        ledger=LedgerConfig(path=tmp_path / "ledger.sqlite"),
+        risk=RiskConfig(safety_tick=0.1),
+        policy=PolicyConfig(name=policy),  # type: ignore[arg-type]
+    )
+    ledger = InventoryLedger(settings.ledger.path, metrics=metrics)
+    engine = HedgeEngine(settings, {"book": book, "hedge": hedge_venue}, ledger, clock, metrics)  # type: ignore[dict-item]
+    await engine.start()
+    try:
+        yield Desk(engine, hedge_venue, book, metrics, instruments)
+    finally:
+        await engine.stop()
+
+
+def _inventory_expected(d: Desk, now_instruments: dict[str, Instrument], mid: Decimal = MID) -> dict[str, float]:
+    held = d.book.positions
+    options = sum(expected_option_delta(i, held.get(s, D(0))) for s, i in now_instruments.items()
+                  if i.kind is InstrumentKind.OPTION)
+    return {"spot": float(held.get("BTC", D(0))), "linear": float(held.get(LINEAR, D(0)) * D("0.001")),
+            "inverse": float(held.get(FUTURE, D(0)) * 10 / mid), "option": options}
+
+
+async def test_each_instrument_counts_in_net_delta_and_the_inverse_hedge_is_sized_in_contracts(tmp_path: Path) -> None:
+    async with desk(tmp_path) as d:
+        await d.price()
+        await asyncio.sleep(QUIET)
+        # the options have no quote yet: the book cannot be valued whole and nothing is hedged
+        assert d.creates() == []
+        assert len(d.snapshot().book.unvalued) == 3
+        await d.quote_all()
+        await eventually(lambda: len(d.creates()) == 1, "the hedge order")
+        snap = d.snapshot()
+        by_source = {k: float(v) for k, v in snap.delta_by_source().items()}
+        expected = _inventory_expected(d, d.instruments)
+        for source, value in expected.items():
+            assert math.isclose(by_source[source], value, abs_tol=1e-6), (source, by_source[source], value)
+        # the inverse future: long 1,000 contracts of 10 USD at 50,000 = +0.2 BTC; the coin-settled deep ITM
+        # call is worth K/F = 0.8 BTC per contract, not 1
+        assert math.isclose(by_source["inverse"], 0.2)
+        inventory = sum(expected.values())
+        # sold back to target on the inverse perp: contracts = BTC x mid / 10 USD, rounded toward zero
+        order = d.creates()[0]
+        assert order.amount is not None
+        contracts = size_inverse(D(repr(inventory)), MID, D(10)).contracts
+        assert abs(contracts - order.amount) <= 1  # the same up to where the rounding falls
+        assert d.hedge.orders[order.client_order_id].fills[0].side is Side.SELL  # long inventory: sell
+        await eventually(lambda: d.engine.ledger.position("hedge", PERP) == -order.amount, "the hedge fill journaled")
+        snap = d.snapshot()
+        assert snap.book.hedge_contracts == -order.amount
+        assert snap.perp_position == -order.amount * 10 / MID  # short USD on an inverse contract is short coin
+        assert abs(float(snap.net_delta)) < 10 / 50000 + 1e-9  # within one contract of flat
+        await eventually(lambda: d.sample("hedgerd_delta", underlying="BTC", source="hedge") == float(
+            snap.perp_position), "the hedge's delta exported")
+        assert d.sample("hedgerd_delta", underlying="BTC", source="inverse") == by_source["inverse"]
+        gamma = d.sample("hedgerd_gamma", underlying="BTC")  # moves a little with time (the options' theta)
+        assert gamma is not None and snap.book.gamma != 0.0 and math.isclose(gamma, snap.book.gamma, rel_tol=1e-6)
+        status = d.engine.status()["underlyings"]["BTC"]
+        assert status["greeks_source"] == "model" and set(status["delta_by_source"]) >= {"spot", "option", "hedge"}
+
+
+async def test_an_expiring_option_leaves_the_book_and_the_engine_rehedges_without_a_fill(tmp_path: Path) -> None:
+    async with desk(tmp_path, expiring_in=2.0) as d:
+        await d.price()
+        await d.quote_all()
+        await eventually(lambda: len(d.creates()) == 1, "the first hedge")
+        first = d.creates()[0]
+        await eventually(lambda: len(d.creates()) == 2, "the hedge after expiry", within=6.0)
+        second = d.creates()[1]
+        assert EXPIRING not in dict.fromkeys(k[1] for k in d.snapshot().book.held_options)
+        # five coin-settled calls struck at 40,000 were 5 x 0.8 = 4 BTC long: bought back on expiry
+        assert first.amount is not None and second.amount is not None
+        assert math.isclose(float(second.amount) * 10 / 50000, 4.0, abs_tol=0.01)
+        sides = [d.hedge.orders[c.client_order_id] for c in (first, second)]
+        assert all(r.filled > 0 for r in sides)
+
+
+async def test_a_move_of_the_forward_alone_rehedges_the_options_delta(tmp_path: Path) -> None:
+    positions = {CALL_USDT: D(-300)}  # short 3 BTC of calls: short delta, short gamma
+    async with desk(tmp_path, positions=positions) as d:
+        await d.price()
+        await d.quote_all()
+        await eventually(lambda: len(d.creates()) == 1, "the first hedge")
+        assert d.hedge.orders[d.creates()[0].client_order_id].fills[0].side is Side.BUY  # short calls: buy
+        await asyncio.sleep(QUIET)
+        assert len(d.creates()) == 1  # no fill, no move: nothing more
+        await d.quote(CALL_USDT, forward=60000.0)  # the market rallies; no trade on the book
+        await d.price(D(60000))
+        await eventually(lambda: len(d.creates()) == 2, "a hedge on the price move alone")
+        after = d.hedge.orders[d.creates()[1].client_order_id]
+        assert after.fills[0].side is Side.BUY  # the short call's delta grew more negative
+
+
+async def test_a_stale_option_quote_on_a_held_option_halts_trading(tmp_path: Path) -> None:
+    async with desk(tmp_path, positions={CALL_COIN: D(2)}, hedge={"max_greeks_age": 0.5}) as d:
+        await d.price()
+        await d.quote_all()
+        await eventually(lambda: d.engine.kill_switch.state is TradingState.HALTED, "the halt")
+        assert d.engine.kill_switch.reason.startswith("stale greeks: BTC")
+        assert d.engine.kill_switch.source == "auto"
+
+
+async def test_greeks_disagreeing_beyond_the_bound_halt_trading(tmp_path: Path) -> None:
+    async with desk(tmp_path, positions={CALL_COIN: D(2)}, hedge={"max_greeks_disagreement": D("0.1")}) as d:
+        await d.price()
+        # the venue says 0.75 per contract where the model says about 0.39: 0.72 BTC apart on 2 contracts
+        await d.quote(CALL_COIN, greeks=OptionGreeks(delta=0.75, gamma=1e-5, vega=100.0))
+        await eventually(lambda: d.engine.kill_switch.state is TradingState.HALTED, "the halt")
+        assert d.engine.kill_switch.reason.startswith("greeks disagreement: BTC")
+        gap = d.sample("hedgerd_greeks_disagreement", underlying="BTC")
+        assert gap is not None and math.isclose(gap, 2 * 0.75 - expected_option_delta(
+            d.instruments[CALL_COIN], D(2)), abs_tol=1e-4)
+
+
+async def test_greeks_from_the_venue_are_used_when_configured_and_agreeing_ones_do_not_halt(tmp_path: Path) -> None:
+    hedge = {"greeks_source": "venue", "max_greeks_disagreement": D("0.1")}
+    async with desk(tmp_path, positions={CALL_COIN: D(2)}, hedge=hedge) as d:
+        await d.price()
+        model = expected_option_delta(d.instruments[CALL_COIN], D(1))
+        await d.quote(CALL_COIN, greeks=OptionGreeks(delta=model + 0.01, gamma=2e-5, vega=120.0))
+        await eventually(lambda: len(d.creates()) == 1, "the hedge")
+        await eventually(lambda: d.engine.ledger.position("hedge", PERP) != 0, "the hedge fill journaled")
+        await asyncio.sleep(QUIET)
+        snap = d.snapshot()
+        assert math.isclose(float(snap.delta_by_source()["option"]), 2 * (model + 0.01), abs_tol=1e-9)
+        # the venue's gamma of the options, plus the inverse hedge's own: -(contracts x 10 USD) / mid²
+        hedge_gamma = -float(snap.book.hedge_contracts) * 10 / 50000 ** 2
+        assert math.isclose(snap.book.gamma, 2 * 2e-5 + hedge_gamma, rel_tol=1e-9)
+        assert math.isclose(snap.book.vega, 2 * 120.0)
+        assert d.engine.kill_switch.state is TradingState.ACTIVE
+
+
+async def test_collateral_counts_as_long_delta_when_included(tmp_path: Path) -> None:
+    async with desk(tmp_path, positions={}, equity={"BTC": D("0.7"), "ETH": D(3)},
+                    hedge={"include_collateral": True}) as d:
+        await d.price()
+        await eventually(lambda: len(d.creates()) == 1, "the hedge of the equity")
+        assert d.snapshot().delta_by_source()["collateral"] == D("0.7")
+        assert d.creates()[0].amount == size_inverse(D("0.7"), MID, D(10)).contracts  # 3,500 contracts, sold
