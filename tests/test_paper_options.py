@@ -228,3 +228,24 @@ def test_config_checks_the_options_venue(tmp_path: Any) -> None:
         Settings.model_validate(wrong_asset)
     with pytest.raises(ValidationError, match="options venue's symbol"):
         SimSettings(symbol="BTC/USD", options={})
+
+
+async def test_the_initial_book_arrives_as_one_batch_after_its_quotes() -> None:
+    clock = FakeClock()
+    venue, _ = build(clock, {"flow_rate": 0.0, "initial_trades": 50, "quote_interval": 60.0})
+    batches: list[int] = []
+
+    class BatchSink(QuoteSink):
+        async def on_fills(self, fills: Any) -> None:
+            batches.append(len(fills))
+            await super().on_fills(fills)
+
+    sink = BatchSink()
+    await venue.start(sink)
+    await clock.advance(0.01)
+    await venue.close()
+    assert batches == [50]
+    assert {f.symbol for f in sink.fills} <= {q.symbol for q in sink.quotes}
+    assert all(f.ts == sink.fills[0].ts for f in sink.fills)  # at start, together
+    positions = await venue.fetch_positions()
+    assert sum(abs(v) for v in positions.values()) > 0

@@ -33,11 +33,12 @@ def test_the_options_book_needs_an_options_inventory_venue() -> None:
         run_simulation(Settings(), OPTIONS_BOOK_SCENARIO, duration=60.0)
 
 
-def test_an_options_book_run_measures_in_usd_and_ends_short_options(tmp_path: Path) -> None:
+def test_an_options_book_run_is_hedged_and_measured_in_usd(tmp_path: Path) -> None:
     result = run_simulation(options_settings(tmp_path), OPTIONS_BOOK_SCENARIO, seed=3, duration=3600.0,
                             policy="fixed")
     assert result.scenario == "options-book"
     assert (result.base_currency, result.quote_currency) == ("BTC", "USD")
-    assert 40 < result.client_fills < 120  # 0.02 trades/s for an hour
+    assert 400 + 20 < result.client_fills < 400 + 60  # the initial book, then 0.01 trades/s for an hour
+    assert result.hedge_orders > 0 and result.hedged_volume > 0  # hedged on the inverse perpetual
     assert result.max_abs_net_delta > 0 and result.unhedged_pnl_std > 0
     assert result.trading_state == "active"

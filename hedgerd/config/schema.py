@@ -85,6 +85,8 @@ class SimOptionsSettings(_Section):
         "clients trade at the mark vol +/- this (0.01 = one vol point)"))
     flow_rate: float = Field(default=0.05, ge=0, description="client option trades per second (Poisson)")
     flow_mean_size: Decimal = Field(default=Decimal(1), gt=0, description="mean client trade, contracts")
+    initial_trades: int = Field(default=0, ge=0, le=100_000, description=(
+        "client trades booked at start, as one batch of fills (the book a desk carries into the day)"))
     client_buy_probability: float = Field(default=0.6, ge=0, le=1, description=(
         "probability that a client buys (the desk sells): above 0.5 leaves the desk short gamma"))
     moneyness_width: float = Field(default=0.1, gt=0, description=(

@@ -23,6 +23,8 @@ The venue's model (docs/instruments.md, "The paper options venue", says the same
   options, hence short gamma); size exponential, mean ``flow_mean_size`` contracts, 0.1 steps.
   The desk sells at the vol ``mark + half_spread_vol`` and buys at ``mark - half_spread_vol``,
   rounded to the tick away from the client. Client fills carry no fee (as on the paper spot).
+  ``initial_trades`` such trades are booked at start and delivered as one batch: the book a
+  desk carries into the day.
 * Expiry: at each expiry the venue delivers at its index (the mid at that instant). Every open
   position of that expiry is closed by a **settlement fill** at the intrinsic value (coin: per
   coin of underlying over the delivery price), ``trade_id`` ``...-settle-<n>``, no client order
@@ -151,6 +153,7 @@ class SimOptionsVenue(_SimVenue):
         self.instruments = {i.symbol: i for i in list_options(settings, clock.time())}
         self.expiries = sorted({i.expiry for i in self.instruments.values() if i.expiry is not None})
         self._flow_rng = random.Random(f"hedgerd-option-flow/{name}/{settings.seed}")
+        self._quotes_stalled = False
         self.deliveries: dict[float, Decimal] = {}  # expiry -> delivery price (the index then)
         self._cash = ZERO  # premiums and settlements received minus paid, settle currency
         self._positions = {}
@@ -209,15 +212,22 @@ class SimOptionsVenue(_SimVenue):
                 asyncio.create_task(self._client_flow(sink), name=f"{self.name}-option-flow"),
                 asyncio.create_task(self._expiries(sink), name=f"{self.name}-expiries")]
 
+    def stall_quotes(self, stalled: bool = True) -> None:
+        """Stop (True) or resume (False) the quote rounds (a fault for tests; the index's price
+        stream has its own :meth:`stall_prices`). Quotes before client fills still go out."""
+        self._quotes_stalled = stalled
+
     async def _quote_stream(self, sink: VenueEventSink) -> None:
         while True:
-            if not self._stalled:
+            if not self._quotes_stalled:
                 for instrument in self.live():
                     await self._deliver(sink, sink.on_option_quote(self.option_quote(instrument)), "option quote")
             await self._clock.sleep(self.params.quote_interval)
 
     async def _client_flow(self, sink: VenueEventSink) -> None:
         rng, params = self._flow_rng, self.params
+        if params.initial_trades:
+            await self._initial_book(sink, rng)
         if params.flow_rate <= 0:
             return
         while True:
@@ -230,6 +240,16 @@ class SimOptionsVenue(_SimVenue):
                                 "option quote")
             self._book_fill(fill)
             await self._deliver(sink, sink.on_fill(fill), "fill")
+
+    async def _initial_book(self, sink: VenueEventSink, rng: random.Random) -> None:
+        """``initial_trades`` client trades at start, delivered as one batch after their options' quotes."""
+        fills = [fill for fill in (self._client_fill(rng) for _ in range(self.params.initial_trades))
+                 if fill is not None]
+        for symbol in dict.fromkeys(fill.symbol for fill in fills):
+            await self._deliver(sink, sink.on_option_quote(self.option_quote(self.instruments[symbol])), "option quote")
+        for fill in fills:
+            self._book_fill(fill)
+        await self._deliver(sink, sink.on_fills(fills), "initial book")
 
     def choose_option(self, rng: random.Random) -> Instrument | None:
         """One live option for a client trade (weights in the module docstring)."""

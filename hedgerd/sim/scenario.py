@@ -36,8 +36,8 @@ its regimes and bursts)::
     rate = 4.0
     buy_probability = 0.05
     [options]                       # an options book: the inventory venue lists options (its keys are
-    flow_rate = 0.02                # the config's [venues.sim.options]; needs a config whose inventory
-    client_buy_probability = 0.6    # venue is an options venue, e.g. config/paper-options.toml)
+    flow_rate = 0.01                # the config's [venues.sim.options]; needs a config whose inventory
+    client_buy_probability = 0.7    # venue is an options venue, e.g. config/paper-options.toml)
 
 Times in a scenario are fractions of the run, so a short run is a compressed day with the same
 events. Option expiries are not fractions: they are days from the start, so a run shorter than a
@@ -160,11 +160,14 @@ OPTIONS_BOOK_SCENARIO = Scenario(
         Regime(at=0.5, volatility=0.4),    # quiet
         Regime(at=0.75, volatility=0.7),
     ),
-    options=SimOptionsSettings(expiry_days=[1.0, 7.0, 28.0], strikes_each_side=3, flow_rate=0.02,
-                               flow_mean_size=Decimal(1), client_buy_probability=0.6, quote_interval=5.0),
+    options=SimOptionsSettings(expiry_days=[1.0, 7.0, 28.0], strikes_each_side=2, initial_trades=400,
+                               flow_rate=0.01, flow_mean_size=Decimal("0.5"), client_buy_probability=0.7,
+                               quote_interval=5.0),
 )
-"""The built-in options book: a day of client option flow (clients buy 60 %: the desk ends short
-gamma) over three expiries, the nearest of which settles during the day, in three vol regimes."""
+"""The built-in options book: the desk carries a book of 400 client trades into the day and
+trades 0.01 more a second (clients buy 70 %: the desk is short options, short gamma, and its
+delta drifts with the price) over three expiries and five strikes, the nearest expiry settling
+during the day, in three vol regimes."""
 
 BUILTIN_SCENARIOS = {DEFAULT_SCENARIO.name: DEFAULT_SCENARIO, OPTIONS_BOOK_SCENARIO.name: OPTIONS_BOOK_SCENARIO}
 
