@@ -158,16 +158,21 @@ def main() -> int:
     parser.add_argument("--risk-aversions", default=",".join(map(str, DEFAULT_RISK_AVERSIONS)))
     parser.add_argument("--policies", default="fixed,adaptive", help="fixed and the candidates compared to it")
     parser.add_argument("--risk", choices=sorted(RISK_MEASURES), default="pnl_std")
+    parser.add_argument("--policy-aversions", default="", help=(
+        "risk aversions of one candidate instead of --risk-aversions, e.g. 'adaptive=1,0.01'; ';' between policies"))
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     duration = parse_duration(args.duration)
     thresholds = [float(t) for t in args.thresholds.split(",")]
-    aversions = [float(a) for a in args.risk_aversions.split(",")]
     candidates = [p for p in args.policies.split(",") if p != "fixed"]
+    aversions_of = {policy: [float(a) for a in args.risk_aversions.split(",")] for policy in candidates}
+    for entry in filter(None, args.policy_aversions.split(";")):
+        policy, _, values = entry.partition("=")
+        aversions_of[policy.strip()] = [float(a) for a in values.split(",")]
     jobs: list[Job] = [("fixed", t, seed, duration, args.config, args.scenario, args.risk)
                        for seed in seeds for t in thresholds]
     jobs += [(policy, a, seed, duration, args.config, args.scenario, args.risk)
-             for policy in candidates for seed in seeds for a in aversions]
+             for policy in candidates for seed in seeds for a in aversions_of[policy]]
     started = time.perf_counter()
     print(f"{len(jobs)} simulations of {args.duration} each, seeds {seeds}, {args.jobs} in parallel ...",
           file=sys.stderr)
@@ -175,7 +180,7 @@ def main() -> int:
         points = pool.map(_run, jobs, chunksize=1)
     wall = time.perf_counter() - started
     for candidate in candidates:
-        report(points, candidate, seeds, thresholds, aversions, args.risk, args.duration)
+        report(points, candidate, seeds, thresholds, aversions_of[candidate], args.risk, args.duration)
     print(f"wall time {wall:.0f} s", file=sys.stderr)
     return 0
 
