@@ -3,10 +3,12 @@ on the inverse perpetual (hedgerd/sim/options_book.py, hedgerd/sim/scenario.py).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from hedgerd import cli
 from hedgerd.config import Settings, load_settings
 from hedgerd.errors import ConfigError
 from hedgerd.sim.day import run_simulation
@@ -42,3 +44,12 @@ def test_an_options_book_run_is_hedged_and_measured_in_usd(tmp_path: Path) -> No
     assert result.hedge_orders > 0 and result.hedged_volume > 0  # hedged on the inverse perpetual
     assert result.max_abs_net_delta > 0 and result.unhedged_pnl_std > 0
     assert result.trading_state == "active"
+
+
+def test_cli_runs_the_options_book_by_name(capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["simulate", "--config", str(OPTIONS_CONFIG), "--scenario", "options-book", "--duration", "10m",
+                     "--policy", "gamma", "--json"])
+    figures = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert figures["scenario"] == "options-book" and figures["policy"] == "gamma"
+    assert figures["quote_currency"] == "USD" and figures["hedge_orders"] > 0
