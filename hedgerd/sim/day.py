@@ -228,7 +228,8 @@ class _Recorder:
             if fill.client_order_id is not None:
                 self.orders.add(fill.client_order_id)
         elif self.options_delta is not None and fill.venue == self.options_venue:
-            self.client_fills += 1
+            if "-settle-" not in fill.trade_id:  # a settlement at expiry is not client flow
+                self.client_fills += 1
             self.inventory = self.options_delta(self.positions)
         elif any(k in self.sources for k in moved):
             self.client_fills += 1
