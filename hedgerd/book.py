@@ -31,6 +31,7 @@ class MarketBook:
         self.collateral: dict[str, dict[str, Decimal]] = {}  # venue -> currency -> equity
         # (venue, underlying) -> its derivatives' symbols, for inventory '*' (a venue lists thousands)
         self._derivatives: dict[tuple[str, str], list[str]] = {}
+        self.instrument_venues: set[str] = set()  # venues whose markets come with instruments
         self.collateral_polled_at: float | None = None  # monotonic
 
     async def load(self, hedges: Sequence[HedgeConfig], venues: Mapping[str, Venue],
@@ -57,6 +58,7 @@ class MarketBook:
         for symbol, market in markets.items():
             instrument = market.instrument
             if instrument is not None and (venue, symbol) not in self.instruments:
+                self.instrument_venues.add(venue)
                 self.instruments[(venue, symbol)] = instrument
                 if instrument.kind is not InstrumentKind.SPOT:
                     self._derivatives.setdefault((venue, instrument.underlying), []).append(symbol)
@@ -84,8 +86,13 @@ class MarketBook:
         holdings: list[Holding] = []
         for source in cfg.inventory:
             if not source.all_instruments:
-                holdings.append(Holding(source.venue, source.asset, position(source.venue, source.asset),
-                                        self.instruments.get((source.venue, source.asset))))
+                key = (source.venue, source.asset)
+                instrument = self.instruments.get(key)
+                # A derivative its venue does not list (an expired option after a restart): its unit is
+                # unknown, so it is not valued rather than taken for base units.
+                unlisted = (instrument is None and source.venue in self.instrument_venues
+                            and is_derivative(source.asset))
+                holdings.append(Holding(source.venue, source.asset, position(*key), instrument, unlisted=unlisted))
                 continue
             for symbol in self._derivatives.get((source.venue, cfg.underlying), ()):
                 amount = position(source.venue, symbol)

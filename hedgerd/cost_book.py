@@ -6,18 +6,21 @@ Fed by the engine in two places only: :meth:`CostBook.decided` when a hedge inte
 fills a commit inserted (the ledger has removed duplicates, so each fill counts once).
 The figures are since the daemon started. The metric is a gauge holding the same running sum
 as ``/status``: slippage can be negative (a fill better than the decision quote), which a
-Prometheus counter cannot express.
+Prometheus counter cannot express. A hedge market with an instrument counts its fills in
+contracts: they are turned into base units first (:func:`in_base_units`).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 import structlog
 
+from hedgerd.instruments import Instrument, InstrumentKind
 from hedgerd.metrics import Metrics
 from hedgerd.models import Fill, HedgeIntent, PriceUpdate
 from hedgerd.risk.cost import COST_KINDS, Conversion, DecisionQuote, FeeStatus, HedgeCost, add_fill
@@ -44,15 +47,19 @@ class CostBook:
         self.prices = prices
         self.max_conversion_age = max_conversion_age
         self.hedged: dict[tuple[str, str], str] = {}
+        self.instruments: dict[tuple[str, str], Instrument] = {}
         self.by_underlying: dict[str, HedgeCost] = {}
         self._decisions: OrderedDict[str, DecisionQuote] = OrderedDict()
         # Each underlying's gauge per cost kind, looked up once: labels() is a dict lookup under
         # a lock, and this runs for every hedge fill inside the ledger's commit hook.
         self._gauges: dict[str, dict[str, Any]] = {}
 
-    def track(self, underlying: str, venue: str, symbol: str) -> None:
-        """Count the hedge fills of ``symbol`` on ``venue`` for ``underlying`` (exported at 0 from here)."""
+    def track(self, underlying: str, venue: str, symbol: str, instrument: Instrument | None = None) -> None:
+        """Count the hedge fills of ``symbol`` on ``venue`` for ``underlying`` (exported at 0 from here);
+        ``instrument``: the market's, when its fills are counted in contracts."""
         self.hedged[(venue, symbol)] = underlying
+        if instrument is not None:
+            self.instruments[(venue, symbol)] = instrument
         self.by_underlying.setdefault(underlying, HedgeCost())
         self._gauges[underlying] = {kind: self.metrics.hedge_cost.labels(underlying, kind) for kind in COST_KINDS}
 
@@ -84,7 +91,9 @@ class CostBook:
                 continue
             cost = self.by_underlying[underlying]
             try:
-                added = add_fill(cost, fill, self._decisions.get(fill.client_order_id),
+                instrument = self.instruments.get((fill.venue, fill.symbol))
+                valued = fill if instrument is None else in_base_units(fill, instrument)
+                added = add_fill(cost, valued, self._decisions.get(fill.client_order_id),
                                  self._conversion(fill.venue), max_age=self.max_conversion_age)
             except ArithmeticError:  # this runs in the ledger's commit hook: accounting must not stop hedging
                 cost.unmeasured_fills += 1
@@ -105,3 +114,15 @@ class CostBook:
     def total(self, underlying: str) -> Decimal | None:
         cost = self.by_underlying.get(underlying)
         return None if cost is None else cost.total
+
+
+def in_base_units(fill: Fill, instrument: Instrument) -> Fill:
+    """A fill counted in contracts of ``instrument``, as :mod:`hedgerd.risk.cost` values fills: its
+    amount in base units (an inverse contract's USD size at the fill price), and a fee an inverse
+    contract charges in its coin valued in the quote at the fill price."""
+    if instrument.kind is not InstrumentKind.INVERSE:
+        return replace(fill, amount=fill.amount * instrument.contract_size)
+    amount = fill.amount * instrument.contract_size / fill.price
+    if fill.fee and fill.fee_currency in (None, instrument.settle) and instrument.coin_settled:
+        return replace(fill, amount=amount, fee=fill.fee * fill.price, fee_currency=instrument.quote)
+    return replace(fill, amount=amount)

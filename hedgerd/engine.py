@@ -24,7 +24,7 @@ import structlog
 from hedgerd.book import MarketBook
 from hedgerd.busypoll import BusyPoller
 from hedgerd.clock import Clock
-from hedgerd.config import Settings, VenueRole
+from hedgerd.config import HedgeConfig, Settings, VenueRole
 from hedgerd.connectors.base import Venue
 from hedgerd.cost_book import CostBook
 from hedgerd.errors import ConfigError, VenueError
@@ -48,7 +48,7 @@ from hedgerd.reconciliation.reconciler import StartupReconciliation
 from hedgerd.risk.pnl import BookPnl
 from hedgerd.risk.prices import LogThrottle, PriceBook
 from hedgerd.risk_loop import RiskLoop
-from hedgerd.risk_pass import HedgeState, RiskPass
+from hedgerd.risk_pass import EngineHooks, HedgeState, RiskPass
 from hedgerd.status import EngineGauges, engine_status, readiness_problems, underlying_status
 
 log = structlog.get_logger("hedgerd.engine")
@@ -95,12 +95,14 @@ class HedgeEngine:
         self._wake = self.risk_loop.wake
         self.risk_pass = RiskPass(
             hedges=self.hedges, ledger=ledger, clock=clock, metrics=metrics, gauges=self.gauges, pnl=self.pnl,
-            kill_switch=self.kill_switch, prices=self.prices, risk_loop=self.risk_loop,
-            settings=lambda: self.settings, may_decide=self._may_decide,
-            consecutive_errors=lambda: self.consecutive_order_errors, sync_latches=self._sync_latches,
-            price_age=self.price_age, policy_for=self.policy_for, engage=self.engage,
-            submit_intent=self._submit_intent, order_done=self._execution_done, book=self.book,
-            quote_age=lambda key: self.book.quote_age(key, self.clock.monotonic(), self.started_at))
+            kill_switch=self.kill_switch, prices=self.prices, risk_loop=self.risk_loop, book=self.book,
+            hooks=EngineHooks(
+                settings=lambda: self.settings, may_decide=self._may_decide,
+                consecutive_errors=lambda: self.consecutive_order_errors, sync_latches=self._sync_latches,
+                price_age=self.price_age,
+                quote_age=lambda key: self.book.quote_age(key, self.clock.monotonic(), self.started_at),
+                policy_for=self.policy_for, engage=self.engage, submit_intent=self._submit_intent,
+                order_done=self._execution_done))
         self._risk_task: asyncio.Task[None] | None = None  # set once the risk loop runs
         self.busy_poller = BusyPoller(lambda: self.settings.risk.busy_poll)
         self._streamed: set[tuple[str, str]] = set()  # (venue, trade id) of fills on_fills is journaling
@@ -130,21 +132,14 @@ class HedgeEngine:
                 self.markets[name] = await venue.load_markets()
         await self.book.load(self.settings.hedges, self.venues, self.markets, self.clock.monotonic())
         for index, cfg in enumerate(self.settings.hedges):
-            markets = self.markets.get(cfg.venue, {})
-            market = markets.get(cfg.symbol)
-            if market is None:
-                raise ConfigError(f"hedges.{index}.symbol",
-                                  f"instrument {cfg.symbol!r} is not listed on venue {cfg.venue!r}")
+            market, values_pnl = _hedge_market(index, cfg, self.markets, self.book, self.settings)
             rl = self.settings.executor.rate_limit_for(cfg.venue)
             executor = self._executor_for(cfg.venue, rl.requests_per_second, rl.burst)
-            state = self.hedges[cfg.underlying] = HedgeState(config=cfg, executor=executor, market=market,
-                                                             values_pnl=self.book.values_pnl(cfg, market))
-            if not state.values_pnl and self.settings.kill_switch.max_realized_loss is not None:
-                raise ConfigError("kill_switch.max_realized_loss", f"not computed yet for the {cfg.underlying} book "
-                                  "(inverse hedge, options, inverse inventory or collateral): unset it")
+            self.hedges[cfg.underlying] = HedgeState(config=cfg, executor=executor, market=market,
+                                                     values_pnl=values_pnl)
             self.metrics.hedge_band.labels(cfg.underlying).set(float(cfg.threshold))
             self.metrics.hedge_fees.labels(cfg.venue)  # export 0 before the first fee
-            self.costs.track(cfg.underlying, cfg.venue, cfg.symbol)
+            self.costs.track(cfg.underlying, cfg.venue, cfg.symbol, market.instrument)
         await self._reconcile()
         self.intake_open = True
         # A price that never arrives is stale max_price_age after the streams start, not after
@@ -321,9 +316,11 @@ class HedgeEngine:
                 self._wake.set()  # prices no hedge is sized on (e.g. the inventory venue's) change nothing
 
     async def on_option_quote(self, quote: OptionQuote) -> None:
-        """Store an option's quote (with its arrival time) and wake the risk loop: the book's delta moved."""
+        """Store an option's quote (with its arrival time); one of a held option wakes the risk loop
+        (the book's delta moved), one of any other listed option waits until it is traded."""
         self.book.on_quote(replace(quote, received_at=quote.received_at or self.clock.monotonic()))
-        self._wake.set()
+        if self.ledger.position(quote.venue, quote.symbol):
+            self._wake.set()
 
     async def on_order_update(self, venue: str, report: OrderReport) -> None:
         """Hand a streamed update of one of our orders to its executor, which journals it.
@@ -537,8 +534,7 @@ class HedgeEngine:
             reconciled=self.reconciled, reconcile_mismatch=self.reconcile_mismatch,
             foreign_order=self.foreign_orders.detected, ledger_failed=self.ledger_failed,
             disconnected=[name for name, venue in self.venues.items() if not venue.connected],
-            prices=[(cfg.symbol, self.price_age(cfg.venue, cfg.symbol) if (cfg.venue, cfg.symbol) in self.prices
-                     else None, cfg.max_price_age) for cfg in (state.config for state in self.hedges.values())])
+            prices=self.risk_pass.price_ages(), unvalued=self.risk_pass.unvalued())
         return not problems, problems
 
     def refresh_gauges(self) -> None:
@@ -557,6 +553,20 @@ class HedgeEngine:
         return engine_status(mode=self.settings.mode, kill_switch=self.kill_switch, ready=ready, problems=problems,
                              underlyings=underlyings, ledger=self.ledger, quotes=self.book.quotes,
                              consecutive_order_errors=self.consecutive_order_errors, now=self.clock.time())
+
+
+def _hedge_market(index: int, cfg: HedgeConfig, markets: dict[str, dict[str, MarketInfo]], book: MarketBook,
+                  settings: Settings) -> tuple[MarketInfo, bool]:
+    """The hedge instrument's market, and whether the book's PnL is valued; ConfigError when the venue
+    does not list it, or when ``max_realized_loss`` is set for a book whose PnL is not valued yet."""
+    market = markets.get(cfg.venue, {}).get(cfg.symbol)
+    if market is None:
+        raise ConfigError(f"hedges.{index}.symbol", f"instrument {cfg.symbol!r} is not listed on venue {cfg.venue!r}")
+    values_pnl = book.values_pnl(cfg, market)
+    if not values_pnl and settings.kill_switch.max_realized_loss is not None:
+        raise ConfigError("kill_switch.max_realized_loss", f"not computed yet for the {cfg.underlying} book "
+                          "(inverse hedge, options, inverse inventory or collateral): unset it")
+    return market, values_pnl
 
 
 def reconciled_positions(hedges: Iterable[HedgeState], book: MarketBook) -> dict[str, set[str]]:

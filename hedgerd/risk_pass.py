@@ -30,7 +30,7 @@ from hedgerd.metrics import Metrics
 from hedgerd.models import ZERO, Fill, HedgeIntent, MarketInfo, OrderReport, PriceUpdate, TradingState, split_symbol
 from hedgerd.policy import AdaptiveBandPolicy, GammaBandPolicy, HedgeLimits, HedgePolicy, reduces_position
 from hedgerd.policy.sizing import hedge_order_amount, policy_market
-from hedgerd.risk.book import InventoryExposure, instrument_delta, inventory_exposure
+from hedgerd.risk.book import Holding, InventoryExposure, instrument_delta, inventory_exposure
 from hedgerd.risk.delta import BookFigures, DeltaSnapshot, make_snapshot
 from hedgerd.risk.exposure import NO_EXPOSURE, Exposure
 from hedgerd.risk.pnl import BookPnl
@@ -58,21 +58,31 @@ class HedgeState:
 OrderDone = Callable[[HedgeState, HedgeIntent, "asyncio.Task[OrderReport]"], None]
 
 
-class RiskPass:
-    """One risk pass over every hedge, with the engine's state it reads passed in.
+@dataclass(frozen=True, slots=True)
+class EngineHooks:
+    """What a risk pass reads from and asks of the engine, as callables: ``settings``,
+    ``may_decide`` and ``consecutive_errors`` are read on every pass (a reload replaces the
+    settings; startup, shutdown and a ledger failure change whether it may decide)."""
 
-    ``settings``, ``may_decide`` and ``consecutive_errors`` are read on every pass (a reload
-    replaces the settings; startup, shutdown and a ledger failure change whether it may decide).
-    """
+    settings: Callable[[], Settings]
+    may_decide: Callable[[], bool]
+    consecutive_errors: Callable[[], int]
+    sync_latches: Callable[[], None]
+    price_age: Callable[[str, str], float]
+    quote_age: Callable[[tuple[str, str]], float]  # seconds since an option's quote arrived (since start if none)
+    policy_for: Callable[[str], HedgePolicy]
+    engage: Callable[[str, str], bool]
+    submit_intent: Callable[..., PreparedIntent]
+    order_done: OrderDone
+
+
+class RiskPass:
+    """One risk pass over every hedge, with the engine's state it reads passed in (``hooks``)."""
 
     def __init__(self, *, hedges: dict[str, HedgeState], ledger: InventoryLedger, clock: Clock, metrics: Metrics,
                  gauges: EngineGauges, pnl: BookPnl, kill_switch: KillSwitch,
-                 prices: dict[tuple[str, str], PriceUpdate], risk_loop: RiskLoop,
-                 settings: Callable[[], Settings], may_decide: Callable[[], bool],
-                 consecutive_errors: Callable[[], int], sync_latches: Callable[[], None],
-                 price_age: Callable[[str, str], float], policy_for: Callable[[str], HedgePolicy],
-                 engage: Callable[[str, str], bool], submit_intent: Callable[..., PreparedIntent],
-                 order_done: OrderDone, book: MarketBook, quote_age: Callable[[tuple[str, str]], float]) -> None:
+                 prices: dict[tuple[str, str], PriceUpdate], risk_loop: RiskLoop, book: MarketBook,
+                 hooks: EngineHooks) -> None:
         self.hedges = hedges
         self.ledger = ledger
         self.clock = clock
@@ -82,17 +92,8 @@ class RiskPass:
         self.kill_switch = kill_switch
         self.prices = prices
         self.risk_loop = risk_loop
-        self._settings = settings
-        self._may_decide = may_decide
-        self._consecutive_errors = consecutive_errors
-        self._sync_latches = sync_latches
-        self.price_age = price_age
-        self.policy_for = policy_for
-        self.engage = engage
-        self._submit_intent = submit_intent
-        self._execution_done = order_done
         self.book = book
-        self.quote_age = quote_age  # seconds since an option's quote arrived (since start if none yet)
+        self.hooks = hooks
 
     def observe_client_fills(self, fills: Iterable[Fill]) -> None:
         """Note client fills (not our orders') for the policies' flow estimate and the
@@ -104,14 +105,14 @@ class RiskPass:
                 if state.first_unacted_fill_at is None and any(
                         s.venue == fill.venue for s in state.config.inventory):
                     state.first_unacted_fill_at = fill.received_at or self.clock.monotonic()
-                moved = _inventory_move(fill, state.config)
+                moved = _inventory_move(fill, state.config, self._instrument_move)
                 if moved:
-                    self.policy_for(state.config.underlying).observe_flow(self.clock.monotonic(), moved)
+                    self.hooks.policy_for(state.config.underlying).observe_flow(self.clock.monotonic(), moved)
 
     def run(self) -> None:
         """One pass over every underlying: gauges, auto-triggers, then a decision per hedge."""
         self.risk_loop.passing()
-        self._sync_latches()
+        self.hooks.sync_latches()
         snapshots = {u: self.snapshot(s) for u, s in self.hedges.items()}
         for underlying, snap in snapshots.items():
             state = self.hedges[underlying]
@@ -125,9 +126,9 @@ class RiskPass:
         if self.ledger.metrics is not self.metrics:  # the ledger keeps them current itself otherwise
             self.gauges.set_inventory(self.ledger.positions())
         self.check_auto_triggers(snapshots)
-        if not self._may_decide():
+        if not self.hooks.may_decide():
             return
-        max_in_flight = self._settings().executor.max_orders_in_flight
+        max_in_flight = self.hooks.settings().executor.max_orders_in_flight
         for underlying, snap in snapshots.items():
             state = self.hedges[underlying]
             state.capped = state.executor.open_count(state.config.symbol) >= max_in_flight
@@ -146,7 +147,7 @@ class RiskPass:
         total_pnl = ZERO  # summed over the underlyings with a price; a loss is its negative
         for underlying, state in self.hedges.items():
             cfg = state.config
-            age = self.price_age(cfg.venue, cfg.symbol)
+            age = self.hooks.price_age(cfg.venue, cfg.symbol)
             ages[cfg.symbol] = (age, cfg.max_price_age)
             gauges = self.gauges.underlying(underlying)
             snap = snapshots[underlying]
@@ -164,21 +165,31 @@ class RiskPass:
                                     hedge=(cfg.venue, cfg.symbol), mid=snap.mid)
                 gauges.realized_pnl.set(pnl)
                 total_pnl += pnl
-        kill_switch = self._settings().kill_switch
+        kill_switch = self.hooks.settings().kill_switch
         reason = evaluate_auto_triggers(
             price_ages=ages, delta_notionals=notionals,
-            consecutive_errors=self._consecutive_errors(),
+            consecutive_errors=self.hooks.consecutive_errors(),
             max_consecutive_errors=kill_switch.max_consecutive_errors,
             realized_loss=-total_pnl, max_realized_loss=kill_switch.max_realized_loss,
             greeks_ages=greeks_ages, greeks_disagreements=disagreements)
         if reason is not None and self.kill_switch.state is not TradingState.HALTED:
-            self.engage(reason, "auto")
+            self.hooks.engage(reason, "auto")
+
+    def price_ages(self) -> list[tuple[str, float | None, float]]:
+        """Per hedge: (symbol, seconds since its last price or None if none yet, max age), for readiness."""
+        return [(cfg.symbol, self.hooks.price_age(cfg.venue, cfg.symbol) if (cfg.venue, cfg.symbol) in self.prices
+                 else None, cfg.max_price_age) for cfg in (state.config for state in self.hedges.values())]
+
+    def unvalued(self) -> list[str]:
+        """What the last pass could not value, over every hedge (their books are not hedged)."""
+        return [what for state in self.hedges.values() if state.snapshot and state.snapshot.book
+                for what in state.snapshot.book.unvalued]
 
     def oldest_quote_age(self, snap: DeltaSnapshot) -> float | None:
         """Seconds since the oldest quote of the held options arrived; None when no option is held."""
         if snap.book is None or not snap.book.held_options:
             return None
-        return max(self.quote_age(key) for key in snap.book.held_options)
+        return max(self.hooks.quote_age(key) for key in snap.book.held_options)
 
     @staticmethod
     def limits(state: HedgeState) -> HedgeLimits:
@@ -195,7 +206,7 @@ class RiskPass:
         price = self.prices.get((cfg.venue, cfg.symbol))
         if price is None or (snap.book is not None and snap.book.unvalued):
             return  # a book that cannot be valued whole is not hedged (the triggers halt a stale one)
-        policy = self.policy_for(cfg.underlying)
+        policy = self.hooks.policy_for(cfg.underlying)
         if isinstance(policy, GammaBandPolicy):
             policy.observe_gamma(snap.book.gamma if snap.book is not None else 0.0)
         # Limits apply to the position once the orders in flight have filled; an order is
@@ -216,10 +227,10 @@ class RiskPass:
             decision = replace(decision, reduce_only=False)
         if not self.kill_switch.allows(decision.reduce_only):
             return
-        executor_config = self._settings().executor
+        executor_config = self.hooks.settings().executor
         # The order counts as in flight from here; its task sends nothing before the intent
         # is durable (the commit is already scheduled, this pass does not wait for it).
-        intent, durable = self._submit_intent(
+        intent, durable = self.hooks.submit_intent(
             underlying=cfg.underlying, venue=cfg.venue, symbol=cfg.symbol, side=decision.side,
             amount=amount, created_at=self.clock.time(), reduce_only=decision.reduce_only,
             order_type=executor_config.order_type, reason=decision.reason,
@@ -240,7 +251,7 @@ class RiskPass:
         asyncio.get_running_loop().call_soon(log_decision)
         state.tasks.add(task)
         task.add_done_callback(state.tasks.discard)
-        task.add_done_callback(functools.partial(self._execution_done, state, intent))
+        task.add_done_callback(functools.partial(self.hooks.order_done, state, intent))
 
     def snapshot(self, state: HedgeState) -> DeltaSnapshot:
         """Net delta of one hedge as the ledger, the executor, the option quotes and the latest
@@ -265,6 +276,20 @@ class RiskPass:
             perp_position=(hedge or NO_EXPOSURE).delta, in_flight=(in_flight or NO_EXPOSURE).delta, mid=mid,
             collateral=collateral, book=figures)
 
+    def _instrument_move(self, fill: Fill, cfg: HedgeConfig) -> Decimal | None:
+        """The delta a fill of a derivative with an instrument of ``cfg``'s underlying carries (0 when
+        it cannot be valued now), None when its symbol has no instrument."""
+        instrument = self.book.instruments.get((fill.venue, fill.symbol))
+        if instrument is None:
+            return None
+        if instrument.underlying != cfg.underlying:
+            return ZERO
+        price = self.prices.get((cfg.venue, cfg.symbol))
+        held = Holding(fill.venue, fill.symbol, fill.signed_amount, instrument)
+        return inventory_exposure([held], quotes=self.book.quotes, mark_of=self._mid,
+                                  fallback_mark=price.mid if price else fill.price, now=self.clock.time(),
+                                  greeks_source=cfg.greeks_source).total
+
     def _mid(self, key: tuple[str, str]) -> Decimal | None:
         price = self.prices.get(key)
         return price.mid if price is not None else None
@@ -288,15 +313,25 @@ def _figures(inventory: InventoryExposure, ratio: Decimal, collateral: Decimal |
                        held_options=inventory.held_options, unvalued=unvalued)
 
 
-def _inventory_move(fill: Fill, config: HedgeConfig) -> Decimal:
-    """How much a client fill moves the hedge's net delta (signed base units x hedge ratio)."""
+def _inventory_move(fill: Fill, config: HedgeConfig,
+                    instrument_move: Callable[[Fill, HedgeConfig], Decimal | None]) -> Decimal:
+    """How much a client fill moves the hedge's net delta (signed base units x hedge ratio).
+
+    ``instrument_move`` values a fill of a derivative with an instrument (None: the symbol has
+    none, its amount is base units).
+    """
     base, quote, settle = split_symbol(fill.symbol)
     moved = ZERO
     for source in config.inventory:
         if source.venue != fill.venue:
             continue
         if settle is not None:
-            moved += fill.signed_amount if source.asset == fill.symbol else ZERO
+            if source.asset == fill.symbol or source.all_instruments:
+                valued = instrument_move(fill, config)
+                if valued is not None:
+                    moved += valued
+                elif source.asset == fill.symbol:
+                    moved += fill.signed_amount
         elif source.asset == base:
             moved += fill.signed_amount
         elif source.asset == quote:

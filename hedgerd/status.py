@@ -114,10 +114,12 @@ class EngineGauges:
 
 def readiness_problems(*, reconciled: bool, reconcile_mismatch: str | None, foreign_order: str | None,
                        ledger_failed: str | None, disconnected: Iterable[str],
-                       prices: Iterable[tuple[str, float | None, float]]) -> list[str]:
+                       prices: Iterable[tuple[str, float | None, float]],
+                       unvalued: Iterable[str] = ()) -> list[str]:
     """Why the engine is not ready to hedge (empty when it is).
 
-    ``prices``: per hedge, ``(symbol, seconds since its last price or None if none yet, max age)``.
+    ``prices``: per hedge, ``(symbol, seconds since its last price or None if none yet, max age)``;
+    ``unvalued``: holdings the last risk pass could not value (their book is not hedged).
     """
     problems: list[str] = []
     if not reconciled:
@@ -135,6 +137,7 @@ def readiness_problems(*, reconciled: bool, reconcile_mismatch: str | None, fore
             problems.append(f"no price yet for {symbol}")
         elif age > max_age:
             problems.append(f"price for {symbol} is stale")
+    problems += [f"not valued: {what}" for what in unvalued]
     return problems
 
 

@@ -8,9 +8,13 @@ from decimal import Decimal
 
 import pytest
 
+from hedgerd.book import MarketBook
+from hedgerd.config import HedgeConfig, InventorySource
+from hedgerd.cost_book import CostBook
 from hedgerd.instruments import Instrument, InstrumentKind, OptionType
 from hedgerd.killswitch import evaluate_auto_triggers
-from hedgerd.models import MarketInfo, OptionGreeks, OptionQuote
+from hedgerd.metrics import Metrics
+from hedgerd.models import Fill, HedgeIntent, MarketInfo, OptionGreeks, OptionQuote, Side
 from hedgerd.policy import AdaptiveBandPolicy, AdaptiveParams, GammaBandPolicy, HedgeLimits
 from hedgerd.policy.gamma import gamma_band
 from hedgerd.policy.sizing import hedge_order_amount, policy_market, venue_contracts
@@ -212,3 +216,34 @@ def test_the_gamma_band_is_capped_at_max_band_and_used_while_warming_up() -> Non
     assert gamma.trigger == D("0.4")
     decision = gamma.decide(D("1"), D(0), limits("0.05"), None, price=D(60000))
     assert decision is not None and decision.signed_amount == -(D(1) - (D("0.4") - D("0.05")))
+
+
+def test_an_inverse_hedge_fills_cost_is_valued_in_coin_and_its_coin_fee_in_the_quote() -> None:
+    book = CostBook(Metrics(), {})
+    book.track("BTC", "deribit", "BTC/USD:BTC", INVERSE)
+    book.decided([HedgeIntent(intent_id=1, client_order_id="hgd1", underlying="BTC", venue="deribit",
+                              symbol="BTC/USD:BTC", side=Side.BUY, amount=D(100), created_at=NOW,
+                              decision_mid=D(50000), decision_half_spread=D("0.5"))])
+    # 100 contracts of 10 USD bought at 50,010: 1,000 USD = 0.0199960... BTC; fee 0.00001 BTC
+    book.on_fills([Fill(venue="deribit", trade_id="T1", symbol="BTC/USD:BTC", side=Side.BUY, amount=D(100),
+                        price=D(50010), fee=D("0.00001"), fee_currency="BTC", ts=NOW, client_order_id="hgd1")])
+    cost = book.by_underlying["BTC"]
+    coin = D(1000) / D(50010)
+    assert cost.fee == D("0.00001") * D(50010)  # in USD, not 0.00001 "USD"
+    assert cost.spread == D("0.5") * coin
+    assert cost.spread + cost.slippage == D(10) * coin  # paid 10 USD over mid on 0.02 BTC: 0.20 USD
+
+
+def test_a_listed_derivative_the_venue_no_longer_lists_is_not_valued_rather_than_taken_for_base_units() -> None:
+    book = MarketBook()
+    call = option("BTC")
+    book.add_markets("deribit", {call.symbol: _market(call)})
+    cfg = HedgeConfig(underlying="BTC", venue="hedge", symbol="BTC/USD:BTC", inventory=[
+        InventorySource(venue="deribit", asset="BTC/USD:BTC-261225-90000-P"),  # expired and delisted
+        InventorySource(venue="legacy", asset="BTC/USDT:USDT")])  # a venue without instruments: base units
+    positions = {("deribit", "BTC/USD:BTC-261225-90000-P"): D(5), ("legacy", "BTC/USDT:USDT"): D("0.5")}
+    holdings = book.holdings(cfg, lambda venue, asset: positions.get((venue, asset), D(0)))
+    assert [h.unlisted for h in holdings] == [True, False]
+    exposure = value(holdings)
+    assert exposure.total == D("0.5")
+    assert exposure.unvalued == ("BTC/USD:BTC-261225-90000-P on deribit: not listed by the venue",)

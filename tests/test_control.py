@@ -139,6 +139,20 @@ def test_status_summary_shows_the_hedging_cost_decomposition_as_the_daemon_sends
     assert "      not counted     1 fees not valued (no fresh conversion price)" in lines
 
 
+def test_status_summary_of_an_options_book_shows_its_delta_by_source_greeks_and_what_is_not_valued() -> None:
+    btc = {**UNDERLYING, "delta_by_source": {"option": "-1.475", "inverse": "0.02", "spot": "0", "hedge": "1.45",
+                                             "in_flight": "0"},
+           "gamma": -7.0e-4, "vega": -1234.5, "greeks_source": "venue",
+           "unvalued": ["BTC/USD:BTC-270326-100000-C on deribit: no option quote"]}
+    lines = describe_status(_status(underlyings={"BTC": btc}), NOW).splitlines()
+    assert "      delta by source  option -1.475, inverse +0.02, hedge +1.45 BTC" in lines
+    assert "      greeks           gamma -0.0007 BTC/price, vega -1.23e+03/vol point (venue)" in lines
+    assert ("      NOT VALUED       BTC/USD:BTC-270326-100000-C on deribit: no option quote (no hedging until "
+            "they are)") in lines
+    plain = describe_status(_status(underlyings={"BTC": {**UNDERLYING, "delta_by_source": {"spot": "1"}}}), NOW)
+    assert "delta by source" not in plain  # a spot/linear book: the summary as before
+
+
 def test_status_summary_of_an_unexpected_answer_points_at_json() -> None:
     assert "--json" in describe_status({"hello": "world"}, NOW)
     assert "--json" in describe_status(_status(underlyings={"BTC": {"net_delta": "lots"}}), NOW)

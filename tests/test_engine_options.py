@@ -17,6 +17,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from hedgerd.clock import RealClock
 from hedgerd.config import (
     ExecutorConfig,
@@ -33,6 +35,7 @@ from hedgerd.config import (
 )
 from hedgerd.connectors.base import VenueEventSink
 from hedgerd.engine import HedgeEngine
+from hedgerd.errors import ConfigError
 from hedgerd.instruments import Instrument, InstrumentKind, OptionType
 from hedgerd.ledger import InventoryLedger
 from hedgerd.metrics import Metrics
@@ -128,6 +131,12 @@ class BookVenue:
         return dict(self.equity)
 
 
+class SilentBookVenue(BookVenue):
+    """An inventory account that does not report its equity (not a CollateralSource)."""
+
+    fetch_collateral = None  # type: ignore[assignment]
+
+
 @dataclass
 class Desk:
     engine: HedgeEngine
@@ -145,6 +154,12 @@ class Desk:
 
     def creates(self) -> list[Any]:
         return self.hedge.calls_of("create")
+
+    async def placed(self, index: int) -> OrderReport:
+        """The venue's report of the ``index``-th order sent (once the venue has placed it)."""
+        await eventually(lambda: len(self.creates()) > index and self.creates()[index].client_order_id
+                         in self.hedge.orders, f"order {index} placed")
+        return self.hedge.orders[self.creates()[index].client_order_id]
 
     async def price(self, mid: Decimal = MID) -> None:
         self.hedge.price = mid
@@ -199,7 +214,8 @@ async def eventually(predicate: Callable[[], bool], what: str, within: float = 1
 @contextlib.asynccontextmanager
 async def desk(tmp_path: Path, *, positions: dict[str, Decimal] | None = None, expiring_in: float = 3600.0,
                hedge: dict[str, Any] | None = None, policy: str = "fixed",
-               equity: dict[str, Decimal] | None = None) -> AsyncIterator[Desk]:
+               equity: dict[str, Decimal] | None = None, max_realized_loss: Decimal | None = None,
+               reports_equity: bool = True) -> AsyncIterator[Desk]:
     now = time.time()
     far = now + 0.3 * 365 * 86400
     instruments = {
@@ -213,7 +229,8 @@ async def desk(tmp_path: Path, *, positions: dict[str, Decimal] | None = None, e
     }
     held = positions if positions is not None else {
         "BTC": D("1.5"), LINEAR: D(-250), FUTURE: D(1000), CALL_USDT: D(-300), CALL_COIN: D(2), EXPIRING: D(5)}
-    book = BookVenue({s: _market(i) for s, i in instruments.items()}, held, equity)
+    book = (BookVenue if reports_equity else SilentBookVenue)({s: _market(i) for s, i in instruments.items()},
+                                                               held, equity)
     clock = RealClock()
     metrics = Metrics()
     hedge_venue = FakeVenue(FakeClock(), _market(PERP_INSTRUMENT), name="hedge", price=MID)
@@ -227,15 +244,15 @@ async def desk(tmp_path: Path, *, positions: dict[str, Decimal] | None = None, e
             "inventory": [InventorySource(venue="book", asset="*"), InventorySource(venue="book", asset="BTC")],
             **(hedge or {})})],
         executor=ExecutorConfig(order_timeout=3.0, max_retries=2, backoff_initial=0.02, backoff_max=0.1),
-        kill_switch=KillSwitchConfig(kill_file=tmp_path / "KILL"),
+        kill_switch=KillSwitchConfig(kill_file=tmp_path / "KILL", max_realized_loss=max_realized_loss),
         ledger=LedgerConfig(path=tmp_path / "ledger.sqlite"),
         risk=RiskConfig(safety_tick=0.1),
         policy=PolicyConfig(name=policy),  # type: ignore[arg-type]
     )
     ledger = InventoryLedger(settings.ledger.path, metrics=metrics)
     engine = HedgeEngine(settings, {"book": book, "hedge": hedge_venue}, ledger, clock, metrics)  # type: ignore[dict-item]
-    await engine.start()
     try:
+        await engine.start()
         yield Desk(engine, hedge_venue, book, metrics, instruments)
     finally:
         await engine.stop()
@@ -256,6 +273,8 @@ async def test_each_instrument_counts_in_net_delta_and_the_inverse_hedge_is_size
         # the options have no quote yet: the book cannot be valued whole and nothing is hedged
         assert d.creates() == []
         assert len(d.snapshot().book.unvalued) == 3
+        ready, problems = d.engine.readiness()
+        assert not ready and f"not valued: {CALL_COIN} on book: no option quote" in problems
         await d.quote_all()
         await eventually(lambda: len(d.creates()) == 1, "the hedge order")
         snap = d.snapshot()
@@ -272,7 +291,7 @@ async def test_each_instrument_counts_in_net_delta_and_the_inverse_hedge_is_size
         assert order.amount is not None
         contracts = size_inverse(D(repr(inventory)), MID, D(10)).contracts
         assert abs(contracts - order.amount) <= 1  # the same up to where the rounding falls
-        assert d.hedge.orders[order.client_order_id].fills[0].side is Side.SELL  # long inventory: sell
+        assert (await d.placed(0)).fills[0].side is Side.SELL  # long inventory: sell
         await eventually(lambda: d.engine.ledger.position("hedge", PERP) == -order.amount, "the hedge fill journaled")
         snap = d.snapshot()
         assert snap.book.hedge_contracts == -order.amount
@@ -299,8 +318,7 @@ async def test_an_expiring_option_leaves_the_book_and_the_engine_rehedges_withou
         # five coin-settled calls struck at 40,000 were 5 x 0.8 = 4 BTC long: bought back on expiry
         assert first.amount is not None and second.amount is not None
         assert math.isclose(float(second.amount) * 10 / 50000, 4.0, abs_tol=0.01)
-        sides = [d.hedge.orders[c.client_order_id] for c in (first, second)]
-        assert all(r.filled > 0 for r in sides)
+        assert [(await d.placed(i)).fills[0].side for i in (0, 1)] == [Side.SELL, Side.BUY]
 
 
 async def test_a_move_of_the_forward_alone_rehedges_the_options_delta(tmp_path: Path) -> None:
@@ -309,14 +327,13 @@ async def test_a_move_of_the_forward_alone_rehedges_the_options_delta(tmp_path: 
         await d.price()
         await d.quote_all()
         await eventually(lambda: len(d.creates()) == 1, "the first hedge")
-        assert d.hedge.orders[d.creates()[0].client_order_id].fills[0].side is Side.BUY  # short calls: buy
+        assert (await d.placed(0)).fills[0].side is Side.BUY  # short calls: buy
         await asyncio.sleep(QUIET)
         assert len(d.creates()) == 1  # no fill, no move: nothing more
         await d.quote(CALL_USDT, forward=60000.0)  # the market rallies; no trade on the book
         await d.price(D(60000))
         await eventually(lambda: len(d.creates()) == 2, "a hedge on the price move alone")
-        after = d.hedge.orders[d.creates()[1].client_order_id]
-        assert after.fills[0].side is Side.BUY  # the short call's delta grew more negative
+        assert (await d.placed(1)).fills[0].side is Side.BUY  # the short call's delta grew more negative
 
 
 async def test_a_stale_option_quote_on_a_held_option_halts_trading(tmp_path: Path) -> None:
@@ -365,3 +382,48 @@ async def test_collateral_counts_as_long_delta_when_included(tmp_path: Path) -> 
         await eventually(lambda: len(d.creates()) == 1, "the hedge of the equity")
         assert d.snapshot().delta_by_source()["collateral"] == D("0.7")
         assert d.creates()[0].amount == size_inverse(D("0.7"), MID, D(10)).contracts  # 3,500 contracts, sold
+
+
+async def test_a_client_option_trade_on_the_book_is_journaled_in_contracts_and_hedged(tmp_path: Path) -> None:
+    async with desk(tmp_path, positions={}) as d:
+        await d.price()
+        await d.quote_all()
+        await asyncio.sleep(QUIET)
+        assert d.creates() == []
+        # a client buys 300 calls of 0.01 BTC from the desk: the desk is short 3 BTC of calls
+        await d.engine.on_fill(Fill(venue="book", trade_id="client-1", symbol=CALL_USDT, side=Side.SELL,
+                                    amount=D(300), price=D(4000), ts=time.time(), received_at=time.monotonic()))
+        await eventually(lambda: len(d.creates()) == 1, "the hedge of the client trade")
+        assert d.engine.ledger.position("book", CALL_USDT) == D(-300)
+        short_calls = expected_option_delta(d.instruments[CALL_USDT], D(-300))
+        order = d.creates()[0]
+        assert order.amount == size_inverse(D(repr(-short_calls)), MID, D(10)).contracts
+        assert (await d.placed(0)).fills[0].side is Side.BUY
+
+
+async def test_the_gamma_policy_widens_the_band_by_the_books_gamma_and_the_band_gauge_shows_it(
+        tmp_path: Path) -> None:
+    # short 50 BTC of quote-settled calls, their delta hedged at start: gamma about -1.5e-4 BTC per USD
+    async with desk(tmp_path, positions={CALL_USDT: D(-5000)}, policy="gamma") as d:
+        await d.price()
+        await d.quote_all()
+        await eventually(lambda: len(d.creates()) == 1, "the first hedge (warming up: fixed threshold)")
+        policy = d.engine.policy_for("BTC")
+        await eventually(lambda: d.snapshot().book.in_flight_contracts == 0, "the hedge settled")
+        await d.price(MID + 1)  # another pass: the book's gamma now includes the hedge's own
+        await eventually(lambda: math.isclose(policy.gamma, d.snapshot().book.gamma, rel_tol=1e-6),
+                         "the gamma of the hedged book observed")
+        assert policy.gamma < 0 and policy.gamma_band is not None and policy.gamma_band.source == "gamma"
+        band = d.sample("hedgerd_hedge_band", underlying="BTC")
+        assert band is not None and band == float(policy.trigger) > 0.01  # wider than the 0.01 threshold
+
+
+async def test_what_is_not_valued_yet_is_refused_at_start_naming_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        async with desk(tmp_path, max_realized_loss=D(1000)):
+            pass
+    assert excinfo.value.path == "kill_switch.max_realized_loss" and "not computed yet" in excinfo.value.reason
+    with pytest.raises(ConfigError) as excinfo:
+        async with desk(tmp_path / "2", hedge={"include_collateral": True}, reports_equity=False):
+            pass
+    assert excinfo.value.path == "hedges.0.include_collateral"

@@ -42,6 +42,11 @@ class UnderlyingView(_View):
     price_age_seconds: float | None = None
     realized_pnl: Decimal | None = None
     hedging_cost: HedgingCostView | Decimal | None = None  # a bare total from daemons before the decomposition
+    delta_by_source: dict[str, Decimal] = {}  # from daemons that value options and inverse contracts
+    gamma: float | None = None
+    vega: float | None = None
+    greeks_source: str | None = None
+    unvalued: list[str] = []
 
 
 class StatusView(_View):
@@ -128,6 +133,23 @@ def _cost_rows(cost: HedgingCostView, quote: str) -> list[tuple[str, str]]:
     return rows
 
 
+_BOOK_SOURCES = ("inverse", "option", "collateral")  # a book with one of these shows its breakdown
+
+
+def _book_rows(name: str, u: UnderlyingView) -> list[tuple[str, str]]:
+    """Delta by source, gamma and vega of a book holding options, inverse contracts or collateral."""
+    if not any(source in u.delta_by_source for source in _BOOK_SOURCES):
+        return []
+    parts = [f"{source} {value:+f}" for source, value in u.delta_by_source.items() if value]
+    rows = [("delta by source", ", ".join(parts) + f" {name}" if parts else "all zero")]
+    if u.gamma is not None:
+        greeks = f"gamma {u.gamma:+.3g} {name}/price, vega {u.vega or 0.0:+.3g}/vol point"
+        rows.append(("greeks", greeks + (f" ({u.greeks_source})" if u.greeks_source else "")))
+    if u.unvalued:
+        rows.append(("NOT VALUED", "; ".join(u.unvalued) + " (no hedging until they are)"))
+    return rows
+
+
 def _underlying_lines(name: str, u: UnderlyingView) -> list[str]:
     quote = _quote(u.hedge_symbol)
     band = f"(band ±{u.threshold:f} {name})" if u.threshold is not None else ""
@@ -138,6 +160,7 @@ def _underlying_lines(name: str, u: UnderlyingView) -> list[str]:
         ("in flight", _amount(u.in_flight, name, signed=True)),
         ("price age", "no price yet" if u.price_age_seconds is None else f"{u.price_age_seconds:.1f} s"),
     ]
+    rows.extend(_book_rows(name, u))
     if u.realized_pnl is not None:
         rows.append(("realized PnL", _amount(u.realized_pnl, quote, signed=True)))
     if isinstance(u.hedging_cost, HedgingCostView):

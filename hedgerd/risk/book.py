@@ -38,12 +38,14 @@ VOL_POINT = 0.01  # vega is reported per vol point (1 % of volatility), as venue
 @dataclass(frozen=True, slots=True)
 class Holding:
     """One inventory position: ``amount`` as the ledger counts it (contracts of ``instrument`` when
-    there is one; else base units, the legacy spot balance or linear perpetual)."""
+    there is one; else base units, the legacy spot balance or linear perpetual). ``unlisted``: a
+    derivative the venue no longer lists (its unit unknown: not valued)."""
 
     venue: str
     symbol: str
     amount: Decimal
     instrument: Instrument | None = None
+    unlisted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,10 @@ def inventory_exposure(holdings: Iterable[Holding], *, quotes: Mapping[tuple[str
         instrument, key = holding.instrument, (holding.venue, holding.symbol)
         source = _source(holding)
         exposure: Exposure | None
+        if holding.unlisted:
+            if holding.amount:
+                unvalued.append(f"{holding.symbol} on {holding.venue}: not listed by the venue")
+            continue
         if instrument is None:
             exposure = Exposure(delta=holding.amount)
         elif instrument.kind is InstrumentKind.OPTION:

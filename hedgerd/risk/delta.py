@@ -58,15 +58,7 @@ class DeltaSnapshot:
     mid: Decimal | None
     notional: Decimal | None
     book: BookFigures | None = None
-    """What an instrument-aware book adds (None for a legacy spot/linear one)."""
-
-    @property
-    def hedge_units(self) -> tuple[Decimal, Decimal]:
-        """(hedge position, in flight) in the hedge market's own unit (contracts when it has an
-        instrument), which orders and position limits of the venue are counted in."""
-        if self.book is None:
-            return self.perp_position, self.in_flight
-        return self.book.hedge_contracts, self.book.in_flight_contracts
+    """The by-source breakdown and greeks (the risk pass always sets them; None when made without)."""
 
     def delta_by_source(self) -> dict[str, Decimal]:
         """Each part of net delta (base units, the hedge ratio applied to inventory) by source."""
