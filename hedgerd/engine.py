@@ -427,11 +427,12 @@ class HedgeEngine:
             self.on_venue_error(venue, "collateral", repr(exc))
 
     def _next_wait(self) -> float:
-        """Seconds the risk loop may sleep: the safety tick, or less so that a price going
-        stale halts at its max age rather than up to a tick later."""
+        """Seconds the risk loop may sleep: the safety tick, or less so that a price (or a held
+        option's quote) going stale halts at its max age rather than up to a tick later."""
         feeds = ((s.config.venue, s.config.symbol, s.config.max_price_age) for s in self.hedges.values())
         now = self.clock.monotonic()
-        return self.price_book.next_stale(feeds, now, self.started_at, self.settings.risk.safety_tick)
+        wait = self.price_book.next_stale(feeds, now, self.started_at, self.settings.risk.safety_tick)
+        return self.risk_pass.next_quote_stale(wait)  # and a held option's quote
 
     def policy_for(self, underlying: str) -> HedgePolicy:
         """The policy instance deciding ``underlying`` (built from ``settings.policy`` on first use)."""

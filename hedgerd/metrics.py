@@ -18,7 +18,8 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.fills = Counter("hedgerd_fills", "Fills recorded in the ledger", ["venue", "symbol"], registry=r)
-        self.inventory = Gauge("hedgerd_inventory", "Position per venue and asset (base units)",
+        self.inventory = Gauge("hedgerd_inventory", "Position per venue and asset, as the ledger counts it (base "
+                               "units; contracts of a market whose venue gives its instrument)",
                                ["venue", "asset"], registry=r)
         self.net_delta = Gauge("hedgerd_net_delta", "Net delta per underlying (base units)",
                                ["underlying"], registry=r)
@@ -40,7 +41,7 @@ class Metrics:
         self.option_quote_age = Gauge("hedgerd_option_quote_age_seconds",
                                       "Age of the oldest option quote among the held options per underlying",
                                       ["underlying"], registry=r)
-        self.in_flight = Gauge("hedgerd_in_flight_hedge", "Signed hedge quantity sent and not yet filled",
+        self.in_flight = Gauge("hedgerd_in_flight_hedge", "Signed hedge quantity sent and not yet filled (base units)",
                                ["underlying"], registry=r)
         self.hedge_orders = Counter("hedgerd_hedge_orders", "Hedge orders by final or current status",
                                     ["venue", "symbol", "status"], registry=r)

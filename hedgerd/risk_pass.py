@@ -185,6 +185,15 @@ class RiskPass:
         return [what for state in self.hedges.values() if state.snapshot and state.snapshot.book
                 for what in state.snapshot.book.unvalued]
 
+    def next_quote_stale(self, wait: float) -> float:
+        """``wait``, or less so that the first held option's quote to go stale (as of the last pass)
+        is seen at its max age rather than up to ``wait`` later."""
+        for state in self.hedges.values():
+            age = self.oldest_quote_age(state.snapshot) if state.snapshot is not None else None
+            if age is not None and age <= state.config.max_greeks_age:
+                wait = min(wait, state.config.max_greeks_age - age + 0.01)
+        return wait
+
     def oldest_quote_age(self, snap: DeltaSnapshot) -> float | None:
         """Seconds since the oldest quote of the held options arrived; None when no option is held."""
         if snap.book is None or not snap.book.held_options:
@@ -246,7 +255,8 @@ class RiskPass:
                      reason=decision.reason, inventory=str(snap.inventory), hedge_ratio=str(snap.hedge_ratio),
                      perp_position=str(snap.perp_position), in_flight=str(snap.in_flight),
                      net_delta=str(snap.net_delta), mid=str(price.mid), threshold=str(cfg.threshold),
-                     target=str(cfg.target), policy=policy.name)
+                     target=str(cfg.target), policy=policy.name,
+                     **({} if amount is decision.amount else {"delta": str(decision.amount), "unit": "contracts"}))
 
         asyncio.get_running_loop().call_soon(log_decision)
         state.tasks.add(task)

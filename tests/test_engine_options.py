@@ -215,7 +215,7 @@ async def eventually(predicate: Callable[[], bool], what: str, within: float = 1
 async def desk(tmp_path: Path, *, positions: dict[str, Decimal] | None = None, expiring_in: float = 3600.0,
                hedge: dict[str, Any] | None = None, policy: str = "fixed",
                equity: dict[str, Decimal] | None = None, max_realized_loss: Decimal | None = None,
-               reports_equity: bool = True) -> AsyncIterator[Desk]:
+               reports_equity: bool = True, safety_tick: float = 0.1) -> AsyncIterator[Desk]:
     now = time.time()
     far = now + 0.3 * 365 * 86400
     instruments = {
@@ -246,7 +246,7 @@ async def desk(tmp_path: Path, *, positions: dict[str, Decimal] | None = None, e
         executor=ExecutorConfig(order_timeout=3.0, max_retries=2, backoff_initial=0.02, backoff_max=0.1),
         kill_switch=KillSwitchConfig(kill_file=tmp_path / "KILL", max_realized_loss=max_realized_loss),
         ledger=LedgerConfig(path=tmp_path / "ledger.sqlite"),
-        risk=RiskConfig(safety_tick=0.1),
+        risk=RiskConfig(safety_tick=safety_tick),
         policy=PolicyConfig(name=policy),  # type: ignore[arg-type]
     )
     ledger = InventoryLedger(settings.ledger.path, metrics=metrics)
@@ -336,11 +336,15 @@ async def test_a_move_of_the_forward_alone_rehedges_the_options_delta(tmp_path: 
         assert (await d.placed(1)).fills[0].side is Side.BUY  # the short call's delta grew more negative
 
 
-async def test_a_stale_option_quote_on_a_held_option_halts_trading(tmp_path: Path) -> None:
-    async with desk(tmp_path, positions={CALL_COIN: D(2)}, hedge={"max_greeks_age": 0.5}) as d:
+async def test_a_stale_option_quote_on_a_held_option_halts_trading_at_its_max_age(tmp_path: Path) -> None:
+    # a safety tick of 5 s: the risk loop wakes for the quote going stale, not for the tick
+    async with desk(tmp_path, positions={CALL_COIN: D(2)}, hedge={"max_greeks_age": 0.5, "max_price_age": 30.0},
+                    safety_tick=5.0) as d:
         await d.price()
         await d.quote_all()
-        await eventually(lambda: d.engine.kill_switch.state is TradingState.HALTED, "the halt")
+        quoted = time.monotonic()
+        await eventually(lambda: d.engine.kill_switch.state is TradingState.HALTED, "the halt", within=4.0)
+        assert time.monotonic() - quoted < 2.0
         assert d.engine.kill_switch.reason.startswith("stale greeks: BTC")
         assert d.engine.kill_switch.source == "auto"
 

@@ -66,3 +66,10 @@ def test_the_gamma_policy_is_built_from_the_config_with_the_adaptive_parameters(
     assert (policy.name, policy.params.cost_bps, policy.negligible_gamma) == ("gamma", Decimal(4), 1e-7)
     with pytest.raises(ValidationError):
         PolicyConfig.model_validate({"name": "gamma", "gamma": {"negligible_gamma": -1}})
+
+
+def test_star_on_one_venue_covers_each_underlying_once() -> None:
+    eth = _hedge(underlying="ETH", symbol="ETH/USD:ETH")
+    Settings(venues=_venues(), hedges=[_hedge(), eth])  # BTC's and ETH's derivatives: no overlap
+    with pytest.raises(ValidationError, match=r"already covered by hedges\.0"):
+        Settings(venues=_venues(), hedges=[_hedge(), _hedge(underlying="btc", symbol="ETH/USD:ETH")])

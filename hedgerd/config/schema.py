@@ -692,7 +692,9 @@ def _hedge_problems(hedges: Sequence[HedgeConfig], venues: Sequence[VenueConfig]
                   and source.asset not in split_symbol(inv.sim.symbol)[:2]):
                 problems.append((f"{src_at}.asset", f"asset {source.asset!r} is not traded on sim venue "
                                                     f"{inv.name!r} (it trades {inv.sim.symbol!r})"))
-            owner = covered.setdefault((source.venue, source.asset), i)
+            # '*' covers only the hedge's own underlying: a BTC and an ETH hedge may both use it on one venue
+            asset = f"*{hedge.underlying.upper()}" if source.all_instruments else source.asset
+            owner = covered.setdefault((source.venue, asset), i)
             if owner != i:
                 problems.append((src_at, f"{source.asset} on {source.venue!r} is already covered by "
                                          f"hedges.{owner} ({hedges[owner].underlying}); "
