@@ -1,24 +1,30 @@
-"""Cost-vs-risk frontiers of the fixed threshold and the adaptive band, on simulated days.
+"""Cost-vs-risk frontiers of the fixed threshold against the adaptive and gamma bands, on simulated days.
 
-Usage: python bench/frontier.py [--seeds 1,2,3] [--duration 4h] [--jobs 2] [--scenario FILE]
+Usage: python bench/frontier.py [--seeds 1,2,3] [--duration 4h] [--jobs 2] [--scenario FILE|NAME]
                                 [--config FILE] [--thresholds 0.03,...] [--risk-aversions 3,...]
-                                [--passive]
+                                [--policies fixed,adaptive,gamma] [--risk pnl_std|net_delta] [--passive]
 
 For every seed, runs ``hedgerd simulate`` (the real engine on virtual time, see
-:mod:`hedgerd.sim.day`) once per fixed threshold and once per adaptive risk aversion, on the
-same scenario (default: the built-in day, compressed into ``--duration``: scenario times are
-fractions of the run). Risk is the standard deviation of the hedged PnL, cost the hedging cost
-(fees + spread + fixed order costs).
+:mod:`hedgerd.sim.day`) once per fixed threshold and, for every other policy (``adaptive``, and
+``gamma``: the adaptive band widened by the book's gamma), once per risk aversion, on the same
+scenario (default: the built-in day, compressed into ``--duration``: scenario times are
+fractions of the run). Risk is the standard deviation of the hedged PnL (``--risk pnl_std``) or
+the time-averaged ``|net delta|`` notional (``--risk net_delta``, issue 20's measure); cost the
+hedging cost (fees + spread + fixed order costs). The options book of issue 20::
 
-Printed: both frontiers side by side (means over seeds); for every adaptive point whose risk
-lies inside the fixed frontier of the same seed, the fixed policy's cost at that same risk
-(interpolated log-log between the two neighbouring thresholds) and the saving
-``1 - adaptive cost / fixed cost``. Then the two headline readings the goal allows, each
+    python bench/frontier.py --config config/paper-options.toml --scenario options-book \
+        --policies fixed,adaptive,gamma --risk net_delta --seeds 1,2,3,4,5 --duration 24h \
+        --thresholds 0.25,0.5,1,1.5,2.5,4,6 --risk-aversions 1,0.3,0.1,0.03,0.01,0.003,0.001
+
+Printed per candidate policy: both frontiers side by side (means over seeds); for every candidate
+point whose risk lies inside the fixed frontier of the same seed, the fixed policy's cost at that
+same risk (interpolated log-log between the two neighbouring thresholds) and the saving
+``1 - candidate cost / fixed cost``. Then the two headline readings the goal allows, each
 computed per seed on both frontiers interpolated at the same 8 levels, log-spaced over the
 range the two frontiers have in common, and averaged over levels and seeds:
 
-* cost saving at equal risk: at each risk level, ``1 - adaptive cost / fixed cost``;
-* risk reduction at equal cost: at each cost level, ``1 - adaptive risk / fixed risk``.
+* cost saving at equal risk: at each risk level, ``1 - candidate cost / fixed cost``;
+* risk reduction at equal cost: at each cost level, ``1 - candidate risk / fixed risk``.
 
 With ``--passive`` a third sweep runs: the adaptive band with ``executor.order_type = "passive"``
 (post-only children at the touch, docs/passive.md), and a last reading compares it with the fixed
@@ -56,6 +62,8 @@ from hedgerd.sim.scenario import load_scenario, parse_duration
 DEFAULT_THRESHOLDS = (0.03, 0.06, 0.1, 0.15, 0.25, 0.4, 0.6, 0.9)
 DEFAULT_RISK_AVERSIONS = (3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 0.003)
 GRID = 8
+RISK_MEASURES = {"pnl_std": "std of hedged PnL", "net_delta": "time-averaged |net delta| notional"}
+GOALS = {("adaptive", "pnl_std"): "(goal: >= 25%)", ("gamma", "net_delta"): "(issue 20 goal: >= 20%)"}
 
 
 @dataclass(frozen=True)
@@ -72,8 +80,11 @@ class Point:
 PASSIVE = "adaptive-passive"
 
 
-def _run(job: tuple[str, float, int, float, Path | None, Path | None]) -> Point:
-    policy, parameter, seed, duration, config, scenario_file = job
+Job = tuple[str, float, int, float, Path | None, Path | None, str]
+
+
+def _run(job: Job) -> Point:
+    policy, parameter, seed, duration, config, scenario_file, measure = job
     settings = load_settings(config) if config is not None else Settings()
     if policy == PASSIVE:
         executor = settings.executor.model_copy(update={"order_type": OrderType.PASSIVE})
@@ -86,7 +97,8 @@ def _run(job: tuple[str, float, int, float, Path | None, Path | None]) -> Point:
         settings = settings.model_copy(update={"policy": settings.policy.model_copy(update={"adaptive": adaptive})})
     result = run_simulation(settings, load_scenario(scenario_file), seed=seed, duration=duration,
                             policy="adaptive" if policy == PASSIVE else policy)
-    return Point(policy, parameter, seed, result.hedged_pnl_std, result.hedging_cost, result.hedge_orders,
+    risk = result.hedged_pnl_std if measure == "pnl_std" else result.avg_abs_net_delta_notional
+    return Point(policy, parameter, seed, risk, result.hedging_cost, result.hedge_orders,
                  result.avg_abs_net_delta_notional)
 
 
@@ -194,28 +206,52 @@ def main() -> int:
     parser.add_argument("--duration", default="4h", help="simulated time per run (the scenario is scaled to it)")
     parser.add_argument("--jobs", type=int, default=2, help="parallel simulations")
     parser.add_argument("--config", type=Path, default=None)
-    parser.add_argument("--scenario", type=Path, default=None)
+    parser.add_argument("--scenario", type=Path, default=None, help="a scenario file or a built-in name")
     parser.add_argument("--thresholds", default=",".join(map(str, DEFAULT_THRESHOLDS)))
     parser.add_argument("--risk-aversions", default=",".join(map(str, DEFAULT_RISK_AVERSIONS)))
+    parser.add_argument("--policies", default="fixed,adaptive", help="fixed and the candidates compared to it")
+    parser.add_argument("--risk", choices=sorted(RISK_MEASURES), default="pnl_std")
+    parser.add_argument("--policy-aversions", default="", help=(
+        "risk aversions of one candidate instead of --risk-aversions, e.g. 'adaptive=1,0.01'; ';' between policies"))
     parser.add_argument("--passive", action="store_true",
                         help="also sweep the adaptive band on passive orders and compare it with the fixed "
-                             "threshold on taker orders at equal time-averaged |net delta|")
+                             "threshold on taker orders at equal time-averaged |net delta| (adds adaptive "
+                             "to --policies if missing)")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     duration = parse_duration(args.duration)
     thresholds = [float(t) for t in args.thresholds.split(",")]
-    aversions = [float(a) for a in args.risk_aversions.split(",")]
-    jobs = [("fixed", t, seed, duration, args.config, args.scenario) for seed in seeds for t in thresholds]
-    jobs += [("adaptive", a, seed, duration, args.config, args.scenario) for seed in seeds for a in aversions]
+    candidates = [p for p in args.policies.split(",") if p != "fixed"]
+    if args.passive and "adaptive" not in candidates:
+        candidates.append("adaptive")  # the passive reading splits its saving against adaptive on taker orders
+    aversions_of = {policy: [float(a) for a in args.risk_aversions.split(",")] for policy in candidates}
+    for entry in filter(None, args.policy_aversions.split(";")):
+        policy, _, values = entry.partition("=")
+        aversions_of[policy.strip()] = [float(a) for a in values.split(",")]
+    jobs: list[Job] = [("fixed", t, seed, duration, args.config, args.scenario, args.risk)
+                       for seed in seeds for t in thresholds]
+    jobs += [(policy, a, seed, duration, args.config, args.scenario, args.risk)
+             for policy in candidates for seed in seeds for a in aversions_of[policy]]
     if args.passive:
-        jobs += [(PASSIVE, a, seed, duration, args.config, args.scenario) for seed in seeds for a in aversions]
+        jobs += [(PASSIVE, a, seed, duration, args.config, args.scenario, args.risk)
+                 for seed in seeds for a in aversions_of["adaptive"]]
     started = time.perf_counter()
     print(f"{len(jobs)} simulations of {args.duration} each, seeds {seeds}, {args.jobs} in parallel ...",
           file=sys.stderr)
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
         points = pool.map(_run, jobs, chunksize=1)
     wall = time.perf_counter() - started
+    for candidate in candidates:
+        report(points, candidate, seeds, thresholds, aversions_of[candidate], args.risk, args.duration)
+    if args.passive:
+        print(passive_reading(points, seeds, aversions_of["adaptive"]))
+    print(f"wall time {wall:.0f} s", file=sys.stderr)
+    return 0
 
+
+def report(points: Sequence[Point], candidate: str, seeds: Sequence[int], thresholds: Sequence[float],
+           aversions: Sequence[float], measure: str, duration: str) -> None:
+    """Print the fixed frontier against ``candidate``'s and the two headline readings."""
     by_seed_fixed = {seed: [p for p in points if p.policy == "fixed" and p.seed == seed] for seed in seeds}
 
     def mean_of(policy: str, parameter: float, attr: str) -> float:
@@ -224,15 +260,15 @@ def main() -> int:
     savings: dict[float, list[float]] = {a: [] for a in aversions}
     fixed_at: dict[float, list[float]] = {a: [] for a in aversions}
     for p in points:
-        if p.policy != "adaptive":
+        if p.policy != candidate:
             continue
         reference = cost_at_risk(by_seed_fixed[p.seed], p.risk)
         if reference is not None:
             savings[p.parameter].append(1.0 - p.cost / reference)
             fixed_at[p.parameter].append(reference)
 
-    print(f"\nfrontiers, means over seeds {seeds}; risk = std of hedged PnL, cost = fees + spread + order costs"
-          f" (quote), {args.duration} simulated per run")
+    print(f"\nfixed vs {candidate}: frontiers, means over seeds {list(seeds)}; risk = {RISK_MEASURES[measure]}, "
+          f"cost = fees + spread + order costs (quote), {duration} simulated per run")
     head = (f"{'threshold':>9} {'risk':>8} {'cost':>9} {'orders':>6} | {'risk_av':>7} {'risk':>8} {'cost':>9} "
             f"{'orders':>6} {'fixed@risk':>10} {'saving':>7} {'n':>2}")
     print(head)
@@ -249,39 +285,41 @@ def main() -> int:
             s = savings[a]
             ref = f"{statistics.fmean(fixed_at[a]):>10.1f}" if fixed_at[a] else f"{'-':>10}"
             sav = f"{statistics.fmean(s):>7.1%}" if s else f"{'-':>7}"
-            right = (f"{a:>7g} {mean_of('adaptive', a, 'risk'):>8.1f} {mean_of('adaptive', a, 'cost'):>9.1f} "
-                     f"{mean_of('adaptive', a, 'orders'):>6.0f} {ref} {sav} {len(s):>2}")
+            right = (f"{a:>7g} {mean_of(candidate, a, 'risk'):>8.1f} {mean_of(candidate, a, 'cost'):>9.1f} "
+                     f"{mean_of(candidate, a, 'orders'):>6.0f} {ref} {sav} {len(s):>2}")
         print(f"{left} | {right}")
     all_savings = [s for values in savings.values() for s in values]
     point_reductions = []
     for p in points:
-        fixed_risk = risk_at_cost(by_seed_fixed[p.seed], p.cost) if p.policy == "adaptive" else None
+        fixed_risk = risk_at_cost(by_seed_fixed[p.seed], p.cost) if p.policy == candidate else None
         if fixed_risk is not None:
             point_reductions.append(1.0 - p.risk / fixed_risk)
     if all_savings:
-        print(f"\nat the adaptive points: mean saving {statistics.fmean(all_savings):.1%}, "
+        print(f"\nat the {candidate} points: mean saving {statistics.fmean(all_savings):.1%}, "
               f"median {statistics.median(all_savings):.1%} over {len(all_savings)} points")
     if point_reductions:
-        print(f"at the adaptive points: mean risk reduction at equal cost {statistics.fmean(point_reductions):.1%}, "
-              f"median {statistics.median(point_reductions):.1%} over {len(point_reductions)} points")
+        print(f"at the {candidate} points: mean risk reduction at equal cost "
+              f"{statistics.fmean(point_reductions):.1%}, median {statistics.median(point_reductions):.1%} "
+              f"over {len(point_reductions)} points")
     # Both frontiers interpolated at the same levels (log-spaced over their common range), so
     # that the average does not depend on where the sweeps happen to land: risk levels for the
     # cost saving, cost levels for the risk reduction.
-    readings = {"risk": ("cost saving of adaptive at equal risk", "risk", "(goal: >= 25%)"),
-                "cost": ("risk reduction of adaptive at equal cost", "cost", "(the goal's other reading)")}
+    goal = GOALS.get((candidate, measure), "")
+    readings = {"risk": (f"cost saving of {candidate} at equal risk", "risk", goal),
+                "cost": (f"risk reduction of {candidate} at equal cost", "cost", "(the goal's other reading)")}
     not_monotone: list[str] = []
-    for axis, (title, unit, goal) in readings.items():
+    for axis, (title, unit, note) in readings.items():
         pooled: list[float] = []
         per_seed: list[str] = []
         for seed in seeds:
             curves = {}
-            for policy in ("fixed", "adaptive"):
+            for policy in ("fixed", candidate):
                 sweep = [p for p in points if p.policy == policy and p.seed == seed]
                 curves[policy] = ([(p.risk, p.cost) for p in sweep] if axis == "risk"
                                   else [(p.cost, p.risk) for p in sweep])
                 if axis == "risk" and (bad := non_monotone_pairs(curves[policy])):
                     not_monotone.append(f"seed {seed} {policy} ({bad})")
-            reading = gains_at_common_levels(curves["fixed"], curves["adaptive"])
+            reading = gains_at_common_levels(curves["fixed"], curves[candidate])
             if reading is None or not reading.gains:
                 per_seed.append(f"seed {seed}: no common {unit} range")
                 continue
@@ -290,16 +328,12 @@ def main() -> int:
                             f"{reading.low:.0f}-{reading.high:.0f}")
         if pooled:
             print(f"{title} ({GRID} common {unit} levels per seed): mean {statistics.fmean(pooled):.1%}, "
-                  f"median {statistics.median(pooled):.1%} {goal}\n  " + "; ".join(per_seed))
+                  f"median {statistics.median(pooled):.1%} {note}\n  " + "; ".join(per_seed))
         else:
             print(f"\nthe frontiers do not overlap in {unit}: widen the sweeps")
-    if args.passive:
-        print(passive_reading(points, seeds, aversions))
     if not_monotone:
         print("sweeps where cost does not fall as risk grows (neighbouring pairs; read on their first "
               "bracketing segment): " + ", ".join(not_monotone))
-    print(f"wall time {wall:.0f} s", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":

@@ -63,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     simulate = with_config(sub.add_parser(
         "simulate", help="run the engine on simulated time against simulated venues and print hedging figures"))
     simulate.add_argument("--scenario", type=Path, default=None,
-                          help="scenario TOML file (default: the built-in day; see hedgerd.sim.scenario)")
+                          help="scenario TOML file, or a built-in one by name: default-day (the default) or "
+                               "options-book (with --config config/paper-options.toml); see hedgerd.sim.scenario")
     simulate.add_argument("--seed", type=int, default=1)
     simulate.add_argument("--duration", default="24h", help="simulated time, e.g. 24h, 90m, 3600s")
     policies = simulate.add_mutually_exclusive_group()

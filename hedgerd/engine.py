@@ -502,8 +502,8 @@ class HedgeEngine:
             for underlying, state in self.hedges.items()}
         ready, problems = self.readiness()
         return engine_status(mode=self.settings.mode, kill_switch=self.kill_switch, ready=ready, problems=problems,
-                             underlyings=underlyings, ledger=self.ledger,
-                             consecutive_order_errors=self.control.consecutive_order_errors)
+                             underlyings=underlyings, ledger=self.ledger, quotes=self.book.quotes,
+                             consecutive_order_errors=self.control.consecutive_order_errors, now=self.clock.time())
 
 
 def _hedge_market(index: int, cfg: HedgeConfig, markets: dict[str, dict[str, MarketInfo]], book: MarketBook,

@@ -16,7 +16,7 @@ from hedgerd.config import HedgeConfig, Mode
 from hedgerd.killswitch import KillSwitch
 from hedgerd.ledger import InventoryLedger
 from hedgerd.metrics import Metrics
-from hedgerd.models import ZERO
+from hedgerd.models import ZERO, OptionQuote
 from hedgerd.risk.delta import DeltaSnapshot
 
 
@@ -151,6 +151,7 @@ def underlying_status(snap: DeltaSnapshot, cfg: HedgeConfig, price_age: float,
         "hedge_ratio": str(snap.hedge_ratio), "perp_position": str(snap.perp_position),
         "in_flight": str(snap.in_flight),
         "notional": None if snap.notional is None else str(snap.notional),
+        "mid": None if snap.mid is None else str(snap.mid),  # the hedge instrument's, as valued
         "threshold": str(cfg.threshold), "hedge_venue": cfg.venue,
         "hedge_symbol": cfg.symbol,
         "price_age_seconds": round(price_age, 3),
@@ -167,9 +168,22 @@ def underlying_status(snap: DeltaSnapshot, cfg: HedgeConfig, price_age: float,
     }
 
 
+def option_quotes_status(quotes: Mapping[tuple[str, str], OptionQuote],
+                         positions: Mapping[tuple[str, str], Decimal]) -> dict[str, dict[str, Any]]:
+    """The latest quote of every held option, as the risk pass values it: ``venue:symbol`` ->
+    mark price, mark IV, forward and the venue's timestamp (so /status can be checked by hand)."""
+    return {f"{venue}:{symbol}": {"mark_price": str(q.mark_price), "mark_iv": q.mark_iv,
+                                  "underlying_price": str(q.underlying_price), "ts": q.ts}
+            for (venue, symbol), q in sorted(quotes.items()) if positions.get((venue, symbol))}
+
+
 def engine_status(*, mode: Mode, kill_switch: KillSwitch, ready: bool, problems: list[str], underlyings: dict[str, Any],
-                  ledger: InventoryLedger, consecutive_order_errors: int) -> dict[str, Any]:
-    """JSON-able view for ``/status`` (never contains secrets)."""
+                  ledger: InventoryLedger, consecutive_order_errors: int,
+                  quotes: Mapping[tuple[str, str], OptionQuote] | None = None,
+                  now: float | None = None) -> dict[str, Any]:
+    """JSON-able view for ``/status`` (never contains secrets). ``quotes`` (the latest option quotes)
+    and ``now`` (epoch seconds) are what ``underlyings`` were valued with, in the same instant:
+    the held options' quotes and the time are shown so the figures can be checked by hand."""
     ks = kill_switch
     return {
         "mode": mode.value,
@@ -192,4 +206,6 @@ def engine_status(*, mode: Mode, kill_switch: KillSwitch, ready: bool, problems:
         "duplicate_fills": ledger.duplicate_fills,
         "fill_echoes": ledger.fill_echoes,
         "consecutive_order_errors": consecutive_order_errors,
+        "option_quotes": option_quotes_status(quotes or {}, ledger.positions()),
+        "valued_at": now,
     }

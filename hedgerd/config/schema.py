@@ -60,6 +60,43 @@ class VenueRole(StrEnum):
     HEDGE = "hedge"
 
 
+class SimOptionsSettings(_Section):
+    """An in-process options venue (hedgerd/connectors/paper_options.py; the model is in docs/instruments.md).
+
+    European calls and puts on the venue's base, listed at start for every expiry and strike:
+    strikes on a ``strike_step`` grid around the initial price, each expiry at 08:00 UTC of
+    the day ``expiry_days`` after the start (Deribit's hour). Marks are Black-76 on the forward
+    ``F = S e^(basis T)`` with the smile ``vol(k, T) = atm_vol (T / 30 d)^(-term_slope)
+    + skew k + curvature k^2``, ``k = ln(K/F)``.
+    """
+
+    expiry_days: list[float] = Field(default_factory=lambda: [1.0, 7.0, 28.0], min_length=1, description=(
+        "days from the start to each listed expiry (rounded to 08:00 UTC of that day)"))
+    strike_step: Decimal = Field(default=Decimal(2500), gt=0, description="quote units between listed strikes")
+    strikes_each_side: int = Field(default=4, ge=0, le=20, description=(
+        "strikes listed above and below the one nearest the initial price"))
+    atm_vol: float = Field(default=0.6, gt=0, le=5, description="at-the-money implied vol at 30 days, annualised")
+    skew: float = Field(default=-0.1, ge=-2, le=2, description=(
+        "vol per unit of log-moneyness ln(K/F); negative: puts richer than calls"))
+    curvature: float = Field(default=0.4, ge=0, le=10, description="vol per unit of log-moneyness squared")
+    term_slope: float = Field(default=0.1, ge=-1, le=1, description=(
+        "ATM vol scales as (T / 30 days)^(-term_slope): positive = short expiries richer"))
+    basis: float = Field(default=0.05, ge=-1, le=1, description="annualised forward premium over the index")
+    half_spread_vol: float = Field(default=0.01, ge=0, le=0.5, description=(
+        "clients trade at the mark vol +/- this (0.01 = one vol point)"))
+    flow_rate: float = Field(default=0.05, ge=0, description="client option trades per second (Poisson)")
+    flow_mean_size: Decimal = Field(default=Decimal(1), gt=0, description="mean client trade, contracts")
+    initial_trades: int = Field(default=0, ge=0, le=100_000, description=(
+        "client trades booked at start, as one batch of fills (the book a desk carries into the day)"))
+    client_buy_probability: float = Field(default=0.6, ge=0, le=1, description=(
+        "probability that a client buys (the desk sells): above 0.5 leaves the desk short gamma"))
+    moneyness_width: float = Field(default=0.1, gt=0, description=(
+        "client trades pick strikes with weight exp(-(k / width)^2): most flow near the money"))
+    quote_interval: float = Field(default=1.0, gt=0, le=60, description="seconds between option quote rounds")
+    collateral: Decimal = Field(default=Decimal(10), ge=0, description=(
+        "account equity at start, in the settle currency (fetch_collateral adds premiums and marks)"))
+
+
 class SimSettings(_Section):
     """Parameters of an in-process simulated venue (kind = "sim")."""
 
@@ -104,12 +141,19 @@ class SimSettings(_Section):
         "hedge venue: charge funding on the perpetual position (hedgerd.sim.funding; README 'Hedging cost')"))
 
     margin_balance: Decimal = Field(default=Decimal(1_000_000), gt=0, description=(
-        "hedge venue: the paper account's cross-margin wallet in the settle currency at start "
+        "hedge venue: the paper account's cross-margin wallet in the settle currency at start (BTC on an inverse "
+        "perpetual such as BTC/USD:BTC) "
         "(hedgerd/connectors/paper_margin.py)"))
     maintenance_margin_rate: Decimal = Field(default=Decimal("0.004"), gt=0, lt=1, description=(
         "hedge venue: maintenance margin as a fraction of the position's notional at the mark "
         "(Binance USD-M BTCUSDT's first tier: 0.004); the position is liquidated when the margin balance "
         "falls to it"))
+    contract_size: Decimal | None = Field(default=None, gt=0, description=(
+        "hedge venue: one contract in base units (linear) or quote units (inverse, settle = base as in "
+        "'BTC/USD:BTC'); unset = 1 for linear, 10 for inverse (Deribit's BTC-PERPETUAL)"))
+    options: SimOptionsSettings | None = Field(default=None, description=(
+        "inventory venue: list options on the base instead of trading spot; symbol gives the options' "
+        "quote and settle currency ('BTC/USD:BTC' = coin-settled like Deribit, 'BTC/USDC:USDC' = quote-settled)"))
 
     @field_validator("symbol")
     @classmethod
@@ -121,6 +165,9 @@ class SimSettings(_Section):
     def _fee_currency_priced(self) -> SimSettings:
         if self.fee_currency is not None and self.fee_currency_price is None:
             raise ValueError("fee_currency needs fee_currency_price (its price in the quote currency)")
+        if self.options is not None and not is_derivative(self.symbol):
+            raise ValueError("an options venue's symbol names its settle currency: 'BTC/USD:BTC' "
+                             "(coin-settled) or 'BTC/USDC:USDC' (quote-settled)")
         return self
 
 
@@ -735,6 +782,9 @@ def _hedge_problems(hedges: Sequence[HedgeConfig], venues: Sequence[VenueConfig]
         elif venue.role is not VenueRole.HEDGE:
             problems.append((f"{at}.venue", f"venue {venue.name!r} has role {venue.role.value!r}; "
                                             "a hedge venue needs role 'hedge'"))
+        elif venue.kind is VenueKind.SIM and venue.sim.options is not None:
+            problems.append((f"{at}.venue", f"sim venue {venue.name!r} lists options (sim.options): "
+                                            "it is an inventory venue and takes no hedge orders"))
         elif venue.kind is VenueKind.SIM and venue.sim.symbol != hedge.symbol:
             problems.append((f"{at}.symbol", f"instrument {hedge.symbol!r} does not exist on sim venue "
                                              f"{venue.name!r} (it trades {venue.sim.symbol!r})"))
@@ -750,6 +800,11 @@ def _hedge_problems(hedges: Sequence[HedgeConfig], venues: Sequence[VenueConfig]
             elif inv.role is not VenueRole.INVENTORY:
                 problems.append((f"{src_at}.venue", f"venue {inv.name!r} has role {inv.role.value!r}; "
                                                     "an inventory venue needs role 'inventory'"))
+            elif inv.kind is VenueKind.SIM and inv.sim.options is not None:
+                if not source.all_instruments:
+                    problems.append((f"{src_at}.asset", f"sim venue {inv.name!r} lists options (sim.options), "
+                                                        "whose symbols depend on the start date: use asset = '*' "
+                                                        "(every option on the hedge's underlying)"))
             elif (inv.kind is VenueKind.SIM and not source.all_instruments
                   and source.asset not in split_symbol(inv.sim.symbol)[:2]):
                 problems.append((f"{src_at}.asset", f"asset {source.asset!r} is not traded on sim venue "

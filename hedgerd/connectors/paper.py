@@ -13,7 +13,14 @@ same mid and a run is reproducible on a simulated clock.
   :class:`~hedgerd.sim.market.RestingOrder` (never at the touch, only through the price, behind
   the queue, the mid moving against a filled order: docs/passive.md), with the maker fee. It
   tracks the position, enforces its own request limit (:class:`~hedgerd.errors.RateLimited`)
-  and latency, and echoes fills and order updates on a separate "user-data stream" task.
+  and latency, and echoes fills and order updates on a separate "user-data stream" task. It is a
+  linear perpetual (``BTC/USDT:USDT``: contracts of ``contract_size`` BTC, fee in USDT) or an
+  inverse one when the symbol settles in its base (``BTC/USD:BTC``: contracts of 10 USD, fee in
+  BTC on the USD amount / price, as on Deribit's BTC-PERPETUAL); resting orders, funding (in
+  the coin) and the margin account (:mod:`~hedgerd.connectors.paper_margin`) count it in
+  contracts too.
+* :class:`~hedgerd.connectors.paper_options.SimOptionsVenue` (role inventory, ``sim.options``)
+  lists European options with client flow and streams their quotes (its own module).
 
 Both take faults for tests through ``venue.faults.inject(...)``, ``stall_prices()`` and
 ``push_price()``. Every random draw comes from a :class:`random.Random` seeded from the config.
@@ -22,6 +29,7 @@ Both take faults for tests through ``venue.faults.inject(...)``, ``stall_prices(
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
@@ -42,6 +50,7 @@ from hedgerd.errors import (
     TransientVenueError,
     VenueError,
 )
+from hedgerd.instruments import Instrument, InstrumentKind
 from hedgerd.models import (
     ZERO,
     Fill,
@@ -59,10 +68,11 @@ from hedgerd.models import (
 )
 from hedgerd.reconciliation import PositionSnapshot
 from hedgerd.sim.funding import FundingSchedule
-from hedgerd.sim.market import ClientFlow, RestingOrder, SimMarketData, TradeFlow
+from hedgerd.sim.market import ClientFlow, RestingOrder, SimMarketData, TickFlow, TradeFlow
 
 SPOT_AMOUNT_STEP = Decimal("0.0001")
 PERP_AMOUNT_STEP = Decimal("0.001")
+INVERSE_CONTRACT_SIZE = Decimal(10)  # USD per contract: Deribit's BTC-PERPETUAL
 PERP_MIN_NOTIONAL = Decimal(5)
 FEE_QUANTUM = Decimal("1e-8")
 _BPS = Decimal(10_000)
@@ -457,8 +467,21 @@ class SimSpotVenue(_SimVenue):
         return await self._round_trip("fetch_funding_since", list)
 
 
+def perp_instrument(settings: SimSettings) -> Instrument:
+    """The simulated perpetual of ``settings.symbol``: inverse when it settles in its base."""
+    base, quote, settle = split_symbol(settings.symbol)
+    settle = settle or quote
+    kind = InstrumentKind.INVERSE if settle == base else InstrumentKind.LINEAR
+    default_size = INVERSE_CONTRACT_SIZE if kind is InstrumentKind.INVERSE else Decimal(1)
+    return Instrument(symbol=settings.symbol, kind=kind, underlying=base, quote=quote, settle=settle,
+                      contract_size=settings.contract_size or default_size)
+
+
 class SimPerpVenue(_SimVenue):
-    """Hedge venue: a linear perpetual that fills our orders at the bid/ask with a taker fee.
+    """Hedge venue: a linear or inverse perpetual that fills our orders at the bid/ask with a taker fee.
+
+    Amounts are contracts (:mod:`hedgerd.instruments`): ``contract_size`` base units on a linear
+    perpetual, ``contract_size`` USD on an inverse one, whose fee is charged in the coin.
 
     Market orders fill fully; IOC limit orders fill fully when marketable, else expire; post-only
     orders rest and fill from the market's trade flow with the maker fee (:meth:`_on_tick`). A
@@ -477,10 +500,15 @@ class SimPerpVenue(_SimVenue):
         self.fee_currency = settings.fee_currency or self.settle or self.quote_asset
         self._fee_price = settings.fee_currency_price if settings.fee_currency else None
         self._fee_discount = settings.fee_currency_discount if settings.fee_currency else ZERO
+        self.instrument = perp_instrument(settings)
+        inverse = self.instrument.kind is InstrumentKind.INVERSE
+        step = Decimal(1) if inverse else PERP_AMOUNT_STEP  # whole contracts on an inverse perpetual
         self.market_info = MarketInfo(symbol=self.symbol, base=self.base, quote=self.quote_asset,
-                                      amount_step=PERP_AMOUNT_STEP, price_step=market.tick,
-                                      min_amount=PERP_AMOUNT_STEP, min_notional=PERP_MIN_NOTIONAL,
-                                      contract_size=Decimal(1))
+                                      amount_step=step, price_step=market.tick, min_amount=step,
+                                      min_notional=PERP_MIN_NOTIONAL,
+                                      contract_size=self.instrument.contract_size,
+                                      # linear: the legacy market (base units = contracts of 1)
+                                      instrument=self.instrument if inverse else None)
         self._taker_fee = settings.taker_fee_bps / _BPS
         self._maker_fee = settings.maker_fee_bps / _BPS
         self._flow = TradeFlow(settings.seed, settings.market_volume, settings.sweep_probability, market.tick)
@@ -497,7 +525,8 @@ class SimPerpVenue(_SimVenue):
             interval=settings.funding_interval, interest=float(settings.funding_interest_rate),
             std=settings.funding_premium_std) if settings.funding else None
         self._payments: deque[FundingPayment] = deque(maxlen=history_limit)
-        self.margin = PaperMargin(settings.margin_balance, settings.maintenance_margin_rate)
+        self.margin = PaperMargin(settings.margin_balance, settings.maintenance_margin_rate,
+                                  inverse_size=self.instrument.contract_size if inverse else None)
         self.liquidations = 0
 
     def position(self, symbol: str | None = None) -> Decimal:
@@ -527,7 +556,8 @@ class SimPerpVenue(_SimVenue):
             position = self._positions.get(self.symbol, ZERO)
             if not position or not rate:
                 continue
-            received = -(position * self._market.mid() * Decimal(repr(rate))).quantize(FEE_QUANTUM)
+            # on the position's value in the settle currency: USDT on a linear, the coin on an inverse one
+            received = -(self._notional(position, self._market.mid()) * Decimal(repr(rate))).quantize(FEE_QUANTUM)
             currency = self.settle or self.quote_asset
             self._positions[currency] = self._positions.get(currency, ZERO) + received
             self._payments.append(FundingPayment(venue=self.name, symbol=self.symbol,
@@ -641,7 +671,7 @@ class SimPerpVenue(_SimVenue):
             assert price is not None
             return self._rest(intent, amount, price, bid, ask)
         fill_price = ask if intent.side is Side.BUY else bid
-        fill_amount = amount * self.market_info.contract_size
+        fill_amount = amount  # contracts, like the position
         if intent.order_type is OrderType.LIMIT_IOC:
             assert price is not None
             marketable = price >= ask if intent.side is Side.BUY else price <= bid
@@ -659,7 +689,7 @@ class SimPerpVenue(_SimVenue):
         fills: tuple[Fill, ...] = ()
         fee = ZERO
         if fill_amount > 0:
-            fee = fill_amount * fill_price * self._taker_fee * (1 - self._fee_discount)
+            fee = self._notional(fill_amount, fill_price) * self._taker_fee * (1 - self._fee_discount)
             fee = (fee if self._fee_price is None else fee / self._fee_price).quantize(FEE_QUANTUM)
             fill = Fill(venue=self.name, trade_id=self._next_trade_id(), symbol=self.symbol, side=intent.side,
                         amount=fill_amount, price=fill_price, fee=fee, fee_currency=self.fee_currency, ts=now,
@@ -693,7 +723,7 @@ class SimPerpVenue(_SimVenue):
         behind = price < touch if buy else price > touch
         # a new best price has nothing ahead of it; at (or behind) the touch, the queue already there
         depth = float(self.settings.touch_depth)
-        queue = Decimal(repr(round(self._queue_rng.expovariate(1 / depth), 6))) \
+        queue = self._contracts(Decimal(repr(round(self._queue_rng.expovariate(1 / depth), 6))), price) \
             if depth > 0 and (price == touch or behind) else ZERO
         self._order_seq += 1
         report = OrderReport(client_order_id=intent.client_order_id, symbol=self.symbol,
@@ -701,7 +731,7 @@ class SimPerpVenue(_SimVenue):
                              ts=self._clock.time())
         self._orders[intent.client_order_id] = report
         self._resting[intent.client_order_id] = RestingOrder(
-            side_buy=buy, price=price, remaining=amount * self.market_info.contract_size, queue_ahead=queue)
+            side_buy=buy, price=price, remaining=amount, queue_ahead=queue)
         if self._running:
             self._events.put_nowait(report)
         return report
@@ -714,7 +744,7 @@ class SimPerpVenue(_SimVenue):
         if self._resting:
             flow = self._flow.at(step, before, (bid, ask), self._market.interval)
             for client_id, resting in list(self._resting.items()):
-                filled = resting.match(flow, self.market_info.amount_step)
+                filled = resting.match(self._flow_in_contracts(flow, resting.price), self.market_info.amount_step)
                 if filled > 0:
                     self._fill_resting(client_id, resting, filled)
         self._liquidate_at((bid + ask) / 2)
@@ -731,7 +761,7 @@ class SimPerpVenue(_SimVenue):
         adverse = self.settings.adverse_selection_bps / _BPS
         if adverse > 0:
             self._market.set_mid(self._market.mid() * (1 - side.sign * adverse))
-        fee = filled * resting.price * self._maker_fee * (1 - self._fee_discount)
+        fee = self._notional(filled, resting.price) * self._maker_fee * (1 - self._fee_discount)
         fee = (fee if self._fee_price is None else fee / self._fee_price).quantize(FEE_QUANTUM)
         now = self._clock.time()
         fill = Fill(venue=self.name, trade_id=self._next_trade_id(), symbol=self.symbol, side=side, amount=filled,
@@ -767,9 +797,28 @@ class SimPerpVenue(_SimVenue):
             if price % info.price_step != 0:
                 raise InvalidOrder(f"{self.name}: price {price} is not a multiple of {info.price_step}")
         if not intent.reduce_only:
-            mid = self._market.mid()
-            if amount * info.contract_size * mid < info.min_notional:
+            usd = amount * info.contract_size  # an inverse contract's size is its notional
+            notional = usd if self.instrument.kind is InstrumentKind.INVERSE else usd * self._market.mid()
+            if notional < info.min_notional:
                 raise InvalidOrder(f"{self.name}: notional below {info.min_notional}")
+
+    def _notional(self, contracts: Decimal, price: Decimal) -> Decimal:
+        """What ``contracts`` at ``price`` are worth in the settle currency (the fee's base)."""
+        size = contracts * self.instrument.contract_size
+        return size / price if self.instrument.kind is InstrumentKind.INVERSE else size * price
+
+    def _contracts(self, base: Decimal, price: Decimal) -> Decimal:
+        """``base`` units of the market's volume as contracts at ``price`` (resting orders count
+        in contracts; the trade flow and the queue are drawn in base units)."""
+        if self.instrument.kind is InstrumentKind.INVERSE:
+            return base * price / self.instrument.contract_size
+        return base  # the linear perpetual's legacy market: contracts are base units
+
+    def _flow_in_contracts(self, flow: TickFlow, price: Decimal) -> TickFlow:
+        if self.instrument.kind is not InstrumentKind.INVERSE:
+            return flow
+        return dataclasses.replace(flow, buy_volume=self._contracts(flow.buy_volume, price),
+                                   sell_volume=self._contracts(flow.sell_volume, price))
 
     async def fetch_order(self, symbol: str, client_order_id: str) -> OrderReport | None:
         """The order with that client id, or None if the venue never received it."""
@@ -809,8 +858,11 @@ def build_sim_venues(configs: list[VenueConfig], clock: Clock) -> dict[str, Venu
 
     Venues trading the same base asset share one :class:`SimMarketData`, whose parameters
     (seed, initial price, volatility, tick interval) come from the lowest-seeded of them.
-    Role ``inventory`` gives a :class:`SimSpotVenue`, role ``hedge`` a :class:`SimPerpVenue`.
+    Role ``inventory`` gives a :class:`SimSpotVenue`, or with ``sim.options`` a
+    :class:`~hedgerd.connectors.paper_options.SimOptionsVenue`; role ``hedge`` a :class:`SimPerpVenue`.
     """
+    from hedgerd.connectors.paper_options import SimOptionsVenue  # it builds on this module
+
     sims = [config for config in configs if config.kind is VenueKind.SIM]
     groups: dict[str, list[VenueConfig]] = {}
     for config in sims:
@@ -822,6 +874,8 @@ def build_sim_venues(configs: list[VenueConfig], clock: Clock) -> dict[str, Venu
         market = markets[split_symbol(config.sim.symbol)[0]]
         if config.role is VenueRole.HEDGE:
             venues[config.name] = SimPerpVenue(config.name, config.sim, market, clock)
+        elif config.sim.options is not None:
+            venues[config.name] = SimOptionsVenue(config.name, config.sim, market, clock)
         else:
             venues[config.name] = SimSpotVenue(config.name, config.sim, market, clock)
     return venues

@@ -1,5 +1,6 @@
 """The hedge position's liquidation safety, pure: how far the mark is from the liquidation price,
-and the liquidation price of a linear perpetual under a simple cross or isolated margin model.
+and the liquidation price of a linear or an inverse perpetual under a simple cross or isolated
+margin model.
 
 ``distance = |mark - liquidation price| / mark``: the fraction the mark may move against the
 position before the venue liquidates it. A flat position, a missing figure, or a liquidation
@@ -52,3 +53,35 @@ def margin_ratio(position: Decimal, entry: Decimal, mark: Decimal, collateral: D
     if balance <= 0:
         return Decimal("Infinity")
     return abs(position) * mark * maintenance_rate / balance
+
+
+def inverse_liquidation_price(usd: Decimal, entry: Decimal, collateral: Decimal,
+                              maintenance_rate: Decimal) -> Decimal | None:
+    """The mark at which an inverse perpetual position of ``usd`` (signed: contracts x contract
+    size) is liquidated, everything in the coin: where collateral plus unrealized PnL falls to the
+    maintenance margin,
+
+        collateral + usd x (1/entry - 1/P) = |usd| / P x maintenance_rate
+        P = (usd + |usd| x maintenance_rate) / (collateral + usd / entry)
+
+    None when flat; 0 when no positive price liquidates it (a short backed by at least its value
+    at entry in coin: its loss in coin is bounded by ``|usd| / entry``).
+    """
+    if not usd:
+        return None
+    denominator = collateral + usd / entry
+    if not denominator:  # a short backed by exactly its value at entry: liquidated only at infinity
+        return ZERO
+    price = (usd + abs(usd) * maintenance_rate) / denominator
+    return price if price > 0 else ZERO
+
+
+def inverse_margin_ratio(usd: Decimal, entry: Decimal, mark: Decimal, collateral: Decimal,
+                         maintenance_rate: Decimal) -> Decimal | None:
+    """:func:`margin_ratio` of an inverse position of ``usd``, in the coin."""
+    if not usd:
+        return None
+    balance = collateral + usd * (1 / entry - 1 / mark)
+    if balance <= 0:
+        return Decimal("Infinity")
+    return abs(usd) / mark * maintenance_rate / balance

@@ -33,7 +33,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -43,9 +43,12 @@ import structlog
 from pydantic import ValidationError
 
 from hedgerd.config import Mode, Settings, VenueKind, VenueRole, config_error_from_validation
+from hedgerd.connectors.paper import SimPerpVenue
+from hedgerd.connectors.paper_options import SimOptionsVenue
 from hedgerd.engine import HedgeEngine
 from hedgerd.errors import ConfigError
 from hedgerd.funding import FundingPoller
+from hedgerd.instruments import InstrumentKind
 from hedgerd.ledger.accounting import trade_moves
 from hedgerd.metrics import Metrics
 from hedgerd.models import ZERO, Fill, PriceUpdate, split_symbol
@@ -54,6 +57,7 @@ from hedgerd.risk.cost import HedgeCost
 from hedgerd.sim.clock import SimulatedClock, VirtualTimeLoop
 from hedgerd.sim.ledger import SimulationLedger
 from hedgerd.sim.market import SimMarketData
+from hedgerd.sim.options_book import HedgeUnits, OptionsDelta
 from hedgerd.sim.scenario import DEFAULT_SCENARIO, Burst, Regime, Scenario
 from hedgerd.sim.venues import ScenarioSpotVenue, build_scenario_venues
 
@@ -89,6 +93,12 @@ def simulation_settings(settings: Settings, scenario: Scenario, *, seed: int, le
         else:
             sim.update(flow_rate=scenario.flow.rate, flow_mean_size=scenario.flow.mean_size,
                        latency_ms=0.0)
+            if scenario.options is not None:
+                if sim["options"] is None:
+                    raise ConfigError(f"venues.{venue['name']}.sim.options", (
+                        f"scenario {scenario.name!r} is an options book: its inventory venue must list options "
+                        "(sim.options), e.g. --config config/paper-options.toml"))
+                sim["options"] = scenario.options.model_dump()
     data["venues"] = [v for v in data["venues"] if v["name"] in names]
     data["mode"] = Mode.PAPER
     data["ledger"].update(path=ledger_path, commit_on="loop")  # deterministic group commits
@@ -183,10 +193,16 @@ class _Recorder:
         self.next_sample = start
         self.series: dict[str, list[float]] = {"hours": [], "net_delta": [], "cost": [], "band": [], "mid": []}
         self.band_of: Callable[[], float | None] = lambda: None
+        # An options book and an inverse hedge (hedgerd.sim.options_book); None: spot and linear.
+        self.options_delta: OptionsDelta | None = None
+        self.options_venue: str | None = None
+        self.units: HedgeUnits | None = None
 
     @property
     def exposure(self) -> float:
-        return self.inventory * self.ratio + self.perp
+        if self.units is None:
+            return self.inventory * self.ratio + self.perp
+        return self.inventory * self.ratio + self.units.coin(self.perp, self.mid)
 
     def _integrate(self, now: float) -> None:
         if self.mid is not None and now > self.last_t:
@@ -207,12 +223,21 @@ class _Recorder:
             self.positions[position_key] = self.positions.get(position_key, ZERO) + delta
         if fill.venue == self.hedge_venue and fill.symbol == self.hedge_symbol:
             self.perp = float(self.positions[(fill.venue, fill.symbol)])
-            self.fees += fill.fee
-            # signed: a passive fill below the mid (buy) earns; for a taker fill it is |fill - mid|
-            self.spread_paid += (fill.price - self.market.mid()) * fill.side.sign * fill.amount
-            self.volume += fill.amount
+            if self.units is None:
+                self.fees += fill.fee
+                # signed: a passive fill below the mid (buy) earns; for a taker fill it is |fill - mid|
+                self.spread_paid += (fill.price - self.market.mid()) * fill.side.sign * fill.amount
+                self.volume += fill.amount
+            else:
+                self.fees += self.units.fee_in_quote(fill)
+                self.spread_paid += self.units.spread_paid(fill, self.market.mid())
+                self.volume += self.units.coin_amount(fill)
             if fill.client_order_id is not None:
                 self.orders.add(fill.client_order_id)
+        elif self.options_delta is not None and fill.venue == self.options_venue:
+            if "-settle-" not in fill.trade_id:  # a settlement at expiry is not client flow
+                self.client_fills += 1
+            self.inventory = self.options_delta(self.positions)
         elif any(k in self.sources for k in moved):
             self.client_fills += 1
             self.inventory = float(sum((self.positions.get(s, ZERO) for s in self.sources), ZERO))
@@ -228,6 +253,8 @@ class _Recorder:
             self.pnl_qv += (self.exposure * change) ** 2
             self.unhedged_qv += (self.inventory * self.ratio * change) ** 2
         self.mid = mid
+        if self.options_delta is not None:  # an options book's delta moves with the price
+            self.inventory = self.options_delta(self.positions)
         if now >= self.next_sample:
             self.next_sample += self.sample_every
             band = self.band_of()
@@ -247,6 +274,11 @@ class _SimulationEngine(HedgeEngine):
         self.recorder.on_fill(fill, self.clock.monotonic())
         await super().on_fill(fill)
 
+    async def on_fills(self, fills: Sequence[Fill]) -> None:
+        for fill in fills:
+            self.recorder.on_fill(fill, self.clock.monotonic())
+        await super().on_fills(fills)
+
     async def on_price(self, price: PriceUpdate) -> None:
         self.recorder.on_price(price, self.clock.monotonic())
         await super().on_price(price)
@@ -260,8 +292,9 @@ ProgressCallback = Callable[[float], None]
 
 
 async def _drive_scenario(scenario: Scenario, duration: float, market: SimMarketData,
-                          spot: ScenarioSpotVenue, clock: SimulatedClock, start: float) -> None:
-    """Apply regime changes and bursts at their times."""
+                          inventory: ScenarioSpotVenue | SimOptionsVenue, clock: SimulatedClock,
+                          start: float) -> None:
+    """Apply regime changes and bursts at their times (an options venue's flow is its own)."""
     vol = scenario.market.volatility
     rate = scenario.flow.rate
     mean_size = scenario.flow.mean_size
@@ -286,6 +319,9 @@ async def _drive_scenario(scenario: Scenario, duration: float, market: SimMarket
             burst = event
         else:
             burst = None
+        if not isinstance(inventory, ScenarioSpotVenue):
+            continue
+        spot = inventory
         spot.flow.buy_probability = burst.buy_probability if burst else scenario.flow.buy_probability
         spot.set_flow(burst.rate if burst else rate, mean_size)
 
@@ -302,7 +338,7 @@ async def _simulate(settings: Settings, scenario: Scenario, *, seed: int, durati
     loop = asyncio.get_running_loop()
     clock = SimulatedClock(loop)
     started_wall = time.perf_counter()
-    venues, market, spot = build_scenario_venues(settings, scenario, clock)
+    venues, market, inventory = build_scenario_venues(settings, scenario, clock)
     metrics = Metrics()
     ledger = SimulationLedger(settings.ledger.path, synchronous=settings.ledger.synchronous,
                               batch_max=settings.ledger.batch_max, metrics=metrics, commit_on="loop")
@@ -312,6 +348,12 @@ async def _simulate(settings: Settings, scenario: Scenario, *, seed: int, durati
     engine.recorder = recorder
     underlying = settings.hedges[0].underlying
     base, quote, settle = split_symbol(settings.hedges[0].symbol)
+    hedge_venue = venues[settings.hedges[0].venue]
+    if isinstance(hedge_venue, SimPerpVenue) and hedge_venue.instrument.kind is InstrumentKind.INVERSE:
+        recorder.units = HedgeUnits(hedge_venue.instrument)
+        settle = quote  # money in quote: coin fees are valued at their fill price
+    if isinstance(inventory, SimOptionsVenue):
+        recorder.options_delta, recorder.options_venue = OptionsDelta(inventory), inventory.name
 
     def band() -> float | None:
         current = getattr(engine.policy_for(underlying), "band", None)
@@ -322,8 +364,8 @@ async def _simulate(settings: Settings, scenario: Scenario, *, seed: int, durati
     await engine.start()
     funding = FundingPoller.for_engine(engine)  # as the daemon runs it, on virtual time
     funding.start()
-    spot.stall_prices(True)
-    helpers = [asyncio.create_task(_drive_scenario(scenario, duration, market, spot, clock, start))]
+    inventory.stall_prices(True)
+    helpers = [asyncio.create_task(_drive_scenario(scenario, duration, market, inventory, clock, start))]
     if progress is not None:
         helpers.append(asyncio.create_task(_progress(duration, start, clock, progress)))
     try:

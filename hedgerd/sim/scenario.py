@@ -40,9 +40,17 @@ its regimes and bursts)::
     duration = 0.01
     rate = 4.0
     buy_probability = 0.05
+    [options]                       # an options book: the inventory venue lists options (its keys are
+    flow_rate = 0.01                # the config's [venues.sim.options]; needs a config whose inventory
+    client_buy_probability = 0.7    # venue is an options venue, e.g. config/paper-options.toml)
 
 Times in a scenario are fractions of the run, so a short run is a compressed day with the same
-events.
+events. Option expiries are not fractions: they are days from the start, so a run shorter than a
+day may see none expire. With ``[options]`` the ``[flow]`` section, the regimes' flow fields and
+the bursts (client flow on spot) do not apply: the options venue's flow is the ``[options]`` one.
+
+Built-in scenarios, by name instead of a file: ``default-day`` (:data:`DEFAULT_SCENARIO`) and
+``options-book`` (:data:`OPTIONS_BOOK_SCENARIO`).
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from hedgerd.config import SimOptionsSettings
 from hedgerd.errors import ConfigError
 from hedgerd.sim.market import SizeDistribution
 
@@ -123,9 +132,12 @@ class Scenario(_Model):
     limits: LimitsScenario = Field(default_factory=LimitsScenario)
     regimes: tuple[Regime, ...] = ()
     bursts: tuple[Burst, ...] = ()
+    options: SimOptionsSettings | None = None
 
     @model_validator(mode="after")
     def _bursts_do_not_overlap(self) -> Scenario:
+        if self.options is not None and self.bursts:
+            raise ValueError("bursts are spot client flow: an options book ([options]) has none")
         ordered = sorted(self.bursts, key=lambda b: b.at)
         for first, second in itertools.pairwise(ordered):
             if first.at + first.duration > second.at:
@@ -152,13 +164,38 @@ DEFAULT_SCENARIO = Scenario(
 """The built-in scenario: a 24 h day of four regimes and three one-sided bursts."""
 
 
+OPTIONS_BOOK_SCENARIO = Scenario(
+    name="options-book",
+    market=MarketScenario(volatility=0.6, price_interval=2.0, spread_bps=Decimal(1)),
+    costs=CostScenario(taker_fee_bps=Decimal(5), order_cost=Decimal(1)),
+    limits=LimitsScenario(max_position=Decimal(200), max_order=Decimal(20)),
+    regimes=(
+        Regime(at=0.25, volatility=0.9),   # volatile session
+        Regime(at=0.5, volatility=0.4),    # quiet
+        Regime(at=0.75, volatility=0.7),
+    ),
+    options=SimOptionsSettings(expiry_days=[1.0, 7.0, 28.0], strikes_each_side=2, initial_trades=400,
+                               flow_rate=0.01, flow_mean_size=Decimal("0.5"), client_buy_probability=0.7,
+                               quote_interval=5.0),
+)
+"""The built-in options book: the desk carries a book of 400 client trades into the day and
+trades 0.01 more a second (clients buy 70 %: the desk is short options, short gamma, and its
+delta drifts with the price) over three expiries and five strikes, the nearest expiry settling
+during the day, in three vol regimes."""
+
+BUILTIN_SCENARIOS = {DEFAULT_SCENARIO.name: DEFAULT_SCENARIO, OPTIONS_BOOK_SCENARIO.name: OPTIONS_BOOK_SCENARIO}
+
+
 def load_scenario(path: Path | None) -> Scenario:
-    """The scenario in TOML file ``path`` (:data:`DEFAULT_SCENARIO` if None).
+    """The scenario in TOML file ``path``, or the built-in one of that name (``options-book``),
+    :data:`DEFAULT_SCENARIO` if None.
 
     Raises :class:`~hedgerd.errors.ConfigError` with the offending key's dotted path.
     """
     if path is None:
         return DEFAULT_SCENARIO
+    if str(path) in BUILTIN_SCENARIOS and not path.exists():
+        return BUILTIN_SCENARIOS[str(path)]
     try:
         data = tomllib.loads(path.read_text())
     except OSError as exc:
