@@ -1,5 +1,7 @@
 """How the exchange simulator fills resting limit orders: the rule of the in-process venues
 (:class:`hedgerd.sim.market.RestingOrder`, docs/passive.md), on the matcher's variable steps.
+Both wire protocols use it: the Binance side's matcher here, the Deribit side through
+:mod:`hedgerd.exchange_sim.deribit.resting` (one step per simulator tick).
 
 Between two requests the matcher steps every mid by the time elapsed; each step is one tick of
 the symbol's :class:`~hedgerd.sim.market.TradeFlow` (the rest of the market's aggressive volume
