@@ -115,6 +115,22 @@ def test_the_queue_ahead_trades_first() -> None:
     assert order.filled == 0  # traded through, but not beyond the queue ahead
 
 
+def test_a_bought_put_fills_in_coin_through_the_flow_and_the_index_moves_up_against_it() -> None:
+    venue, clock = still_venue(sweep_probability=1.0, market_volume=D("0.2"), touch_depth=D(0),
+                               adverse_selection_bps=D(1))
+    put = next(i for i in venue.instruments.values() if i.is_option and i.option_type == "put")
+    bid = venue.book(put)[0][0][0]
+    order, _ = venue.place("buy", put.name, D(1), "limit", bid, post_only=True, reject_post_only=True)
+    index = venue.index("BTC")
+    for _ in range(50):
+        if order.filled:
+            break
+        step(venue, clock)
+    assert order.filled > 0 and order.filled % put.min_trade_amount == 0
+    assert all(t.maker and t.price == bid for t in venue.trades if t.order is order)
+    assert venue.index("BTC") > index  # a higher index makes the bought put cheaper
+
+
 def test_an_order_improving_the_touch_has_nothing_ahead_and_a_crossing_post_only_one_is_refused() -> None:
     venue, _ = still_venue(touch_depth=D(5))
     assert venue.resting.queue_ahead(rest_at_bid(venue, D(100))) > 0
