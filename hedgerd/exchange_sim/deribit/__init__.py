@@ -32,8 +32,13 @@ The model, and where it departs from the real venue:
   ``delta - price / forward``, as Deribit documents.
 - Book: synthetic around the mark (futures 1 bp half spread, at least a tick, levels of
   200 000 / 50 000 USD; options 3 % of the mark, at least a tick, levels of 5 BTC / 50 ETH; ten
-  levels). Market orders and crossing limits walk it as takers; resting limits fill whole, as
-  makers at their price, once the mark passes through them. ``post_only`` with
+  levels). Market orders and crossing limits walk it as takers; resting limits fill as makers
+  at their price by the exchange simulator's one rule (:mod:`.resting`, docs/passive.md): only
+  from the market's trade flow that trades through the price (never at the touch), after the
+  volume queued ahead when the order joined (none when it improves the touch), in parts
+  (whole contracts), the index moving ``adverse_selection_bps`` against each fill. The flow and
+  the queue are the engine's parameters in base units, scaled by the index for futures (which
+  count USD). ``post_only`` with
   ``reject_post_only`` that would cross answers 11054; without it the price moves one tick
   short of the touch. ``reduce_only`` is cut to the position and rejected (11030) when it
   cannot reduce. Labels are not unique (as on Deribit): look-ups by label return every match.

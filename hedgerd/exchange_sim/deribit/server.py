@@ -221,8 +221,8 @@ class DeribitSim(DeribitWebsocket):
             self._runner = None
 
     def tick(self) -> None:
-        """Advance the shared market model, deliver, fund, fill resting orders the mark moved
-        through, run the options client flow."""
+        """Advance the shared market model, deliver, fund, fill resting orders from the trade flow
+        since the previous tick, run the options client flow."""
         now = self.engine.now()
         self.engine.advance(now)
         self.venue.tick()

@@ -3,7 +3,8 @@
 Pure state: no I/O. Prices come from the shared :class:`~hedgerd.exchange_sim.matching.MatchingEngine`
 (its ``{BASE}USDT`` mid is Deribit's index), the clock from the engine too. The book of each
 instrument is synthetic around its mark (:meth:`DeribitVenue.book`); orders walk it and limit
-orders rest, filling as makers once the mark moves through their price.
+orders rest, filling as makers from the market's trade flow, behind the queue at their price, only
+when it trades through them (:mod:`.resting`, docs/passive.md).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from hedgerd.exchange_sim.deribit.instruments import (
     forward,
     option_mark,
 )
+from hedgerd.exchange_sim.deribit.resting import DeribitResting
 from hedgerd.exchange_sim.matching import MatchingEngine
 from hedgerd.exchange_sim.model import ZERO, quantize_down, quantize_up
 from hedgerd.sim.funding import FUNDING_PERIOD_SECONDS, deribit_rate_8h, step_premium
@@ -169,6 +171,8 @@ class DeribitVenue:
         self.delivered: dict[str, Decimal] = {}
         #: called with every order change and every fill (the websocket's user channels)
         self.listeners: list[Callable[[DOrder | DTrade], None]] = []
+        #: queue positions and trade flow of the resting orders
+        self.resting = DeribitResting(self)
 
     # ------------------------------------------------------------------ market
 
@@ -293,6 +297,8 @@ class DeribitVenue:
         if order.remaining > 0 and not rests:
             order.state = "cancelled"
             order.cancel_reason = "user_request" if order.filled else "immediate_or_cancel"
+        if order.state == "open":
+            self.resting.join(order)
         self._notify(order)
         return order, trades
 
@@ -407,21 +413,11 @@ class DeribitVenue:
 
     def tick(self) -> list[DTrade]:
         """Deliver expired instruments, accrue funding, then fill resting limit orders (as makers
-        at their price) that the mark has moved through."""
+        at their price) from the trade flow since the previous tick (:mod:`.resting`)."""
         now = self.engine.now()
         self.settle_expired(now)
         self.accrue_funding(now)
-        done: list[DTrade] = []
-        for order in self.open_orders():
-            mark = self.mark(order.instrument)
-            price = order.price
-            if price is None:
-                continue
-            crossed = mark <= price if order.direction == "buy" else mark >= price
-            if crossed:
-                done.append(self._execute(order, price, order.remaining, maker=True, now=now))
-                self._notify(order)
-        return done
+        return self.resting.match(now)
 
     # ------------------------------------------------------------------ account
 
