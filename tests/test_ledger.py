@@ -20,7 +20,7 @@ import pytest
 
 from hedgerd.ledger import InventoryLedger, LedgerError
 from hedgerd.ledger.accounting import ARITHMETIC, apply_fills
-from hedgerd.ledger.storage import PostgresStorage
+from hedgerd.ledger.storage import PostgresStorage, StorageError
 from hedgerd.metrics import Metrics
 from hedgerd.models import Fill, HedgeIntent, OrderStatus, OrderType, Side, split_symbol
 
@@ -1316,6 +1316,27 @@ async def test_postgresql_commits_on_a_writer_thread_durably_and_names_itself_wi
     masked = InventoryLedger(with_password)
     assert "hunter2" not in masked.location
     assert masked.location == pg_url.replace("postgres@", "postgres:**********@")
+
+
+def test_postgresql_ends_a_transaction_a_frozen_process_left_open_so_a_standby_is_not_blocked(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Found by the HA frozen-leader failover test: a SIGSTOPped leader's open insert held the
+    # fills' unique key and the new leader's insert of the same trade waited until its
+    # statement timeout failed the ledger.
+    import hedgerd.ledger.storage as storage_module
+    monkeypatch.setattr(storage_module, "IDLE_IN_TRANSACTION_MS", 1000)
+    storage = PostgresStorage(pg_url)
+    frozen, standby = storage.connect(), storage.connect()
+    for conn in (frozen, standby):
+        storage.configure(conn, "FULL", 0)
+    frozen.execute("CREATE TABLE t (k TEXT PRIMARY KEY)")
+    frozen.execute("BEGIN")
+    frozen.execute("INSERT INTO t VALUES ('trade-1')")  # then the process stops, its transaction open
+    standby.execute("SET statement_timeout = 5000")
+    standby.execute("INSERT INTO t VALUES ('trade-1')")  # waits about 1 s, not until the timeout
+    assert standby.execute("SELECT count(*) FROM t").fetchone()[0] == 1
+    with pytest.raises(StorageError, match="idle-in-transaction timeout"):
+        frozen.execute("COMMIT")  # the server ended that session
 
 
 async def test_postgresql_unreachable_fails_open_with_a_clear_error_and_no_password(pg_server: Any) -> None:

@@ -317,6 +317,8 @@ class SqliteStorage(Storage):
 TCP_DEFAULTS: dict[str, int] = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 5,
                                 "keepalives_interval": 2, "keepalives_count": 3, "tcp_user_timeout": 10_000}
 """libpq connection options hedgerd sets unless the URL gives them (seconds; tcp_user_timeout in ms)."""
+IDLE_IN_TRANSACTION_MS = 10_000
+"""How long the server lets a ledger transaction sit idle before it ends the session (ms)."""
 
 
 class PgConnection:
@@ -408,6 +410,10 @@ class PostgresStorage(Storage):
         # Durable on COMMIT whatever ledger.synchronous says: an intent must be on disk before its send.
         conn.execute("SET synchronous_commit = on")
         conn.execute("SET statement_timeout = 30000")
+        # A transaction left open by a frozen process (SIGSTOP, a stalled VM) holds its row and
+        # unique-key locks, and a standby taking over blocks on them: the server ends it instead.
+        # Ours stay open at most the writer's 5 s wait for the event loop.
+        conn.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
         level = str(conn.execute("SHOW synchronous_commit").fetchone()[0])
         return f"synchronous_commit={level}", "postgresql"
 
