@@ -108,6 +108,8 @@ def test_a_second_daemon_started_on_an_account_in_use_halts_at_startup_and_sends
                      describe=lambda: str(status(b)["reason"]))
                 view = status(b)
                 assert view["trading_state"] == "halted" and FOREIGN in view["reason"], view
+                # /status answers before the engine's start-up has logged its last line
+                wait(lambda: bool(log_events(b, "engine_started")), 30, "the second daemon's engine_started", b)
                 [started] = log_events(b, "engine_started")
                 assert started["trading_state"] == "HALTED", "not halted by the startup reconciliation"
                 newcomer = ledger_id(dirs[1])
