@@ -3,6 +3,7 @@
 Usage: python bench/frontier.py [--seeds 1,2,3] [--duration 4h] [--jobs 2] [--scenario FILE|NAME]
                                 [--config FILE] [--thresholds 0.03,...] [--risk-aversions 3,...]
                                 [--policies fixed,adaptive,gamma] [--risk pnl_std|net_delta] [--passive]
+                                [--points FILE]
 
 For every seed, runs ``hedgerd simulate`` (the real engine on virtual time, see
 :mod:`hedgerd.sim.day`) once per fixed threshold and, for every other policy (``adaptive``, and
@@ -28,9 +29,13 @@ range the two frontiers have in common, and averaged over levels and seeds:
 
 With ``--passive`` a third sweep runs: the adaptive band with ``executor.order_type = "passive"``
 (post-only children at the touch, docs/passive.md), and a last reading compares it with the fixed
-threshold on taker (market) orders at equal time-averaged ``|net delta x mid|``: its cost saving,
-and how much of it the band gives (adaptive vs fixed, both taker, at equal exposure) and the
-passive fills the rest (the difference, in points of the fixed policy's cost).
+threshold on taker (market) orders at equal time-averaged ``|net delta x mid|`` on the total the
+desk pays: execution cost plus the funding the hedge perpetual paid (``cost_decomposition``;
+received funding counts negative). :func:`passive_split` reads it per seed at levels over the
+exposure range all three sweeps share and splits it additively, in points of the fixed policy's
+total: the band (fixed minus adaptive execution cost, both taker), the passive fills (adaptive
+taker minus adaptive passive execution cost) and funding (fixed minus passive funding; the
+funding rate path is the seed's, the same for every policy, so this is the positions held).
 
 Interpolation (:func:`loglog_interpolate`) is the same for both: sweep points sorted along the
 level's axis, the first pair of neighbours that brackets the level, a straight line between them
@@ -41,7 +46,9 @@ segment (the script reports such sweeps). Outside a frontier's range there is no
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
+import json
 import math
 import multiprocessing
 import statistics
@@ -75,6 +82,7 @@ class Point:
     cost: float
     orders: int
     exposure: float = 0.0  # time-averaged |net delta x mid|
+    funding: float = 0.0  # funding the hedge position paid (received: negative); not in ``cost``
 
 
 PASSIVE = "adaptive-passive"
@@ -99,7 +107,7 @@ def _run(job: Job) -> Point:
                             policy="adaptive" if policy == PASSIVE else policy)
     risk = result.hedged_pnl_std if measure == "pnl_std" else result.avg_abs_net_delta_notional
     return Point(policy, parameter, seed, risk, result.hedging_cost, result.hedge_orders,
-                 result.avg_abs_net_delta_notional)
+                 result.avg_abs_net_delta_notional, result.cost_decomposition.get("funding", 0.0))
 
 
 def loglog_interpolate(curve: Sequence[tuple[float, float]], x: float) -> float | None:
@@ -163,40 +171,105 @@ def non_monotone_pairs(curve: Sequence[tuple[float, float]]) -> int:
     return sum(1 for (_, y_low), (_, y_high) in itertools.pairwise(ordered) if y_high > y_low)
 
 
+def linear_interpolate_logx(curve: Sequence[tuple[float, float]], x: float) -> float | None:
+    """``y`` at ``x`` on sweep points ``(x, y)``, linear in ``y`` against ``log x`` (``y`` may be
+    zero or negative, as funding is); the same bracketing rule as :func:`loglog_interpolate`."""
+    ordered = sorted(curve, key=lambda point: point[0])
+    for (x_low, y_low), (x_high, y_high) in itertools.pairwise(ordered):
+        if x_low <= x <= x_high and x_low > 0:
+            if x_high == x_low:
+                return min(y_low, y_high)
+            weight = (math.log(x) - math.log(x_low)) / (math.log(x_high) - math.log(x_low))
+            return y_low + weight * (y_high - y_low)
+    return None
+
+
+@dataclass(frozen=True)
+class PassiveSplit:
+    """Adaptive + passive against fixed + taker at common exposure levels of one seed, each value
+    a fraction of the fixed policy's total (execution + funding) at that level; ``total`` is the
+    sum of the three parts, ``execution_only`` the saving with funding left out of both sides."""
+
+    low: float
+    high: float
+    total: list[float]
+    band: list[float]
+    passive: list[float]
+    funding: list[float]
+    execution_only: list[float]
+
+
+def passive_split(fixed: Sequence[Point], adaptive: Sequence[Point], passive: Sequence[Point],
+                  levels: int = GRID) -> PassiveSplit | None:
+    """Saving of ``passive`` over ``fixed`` at equal exposure, funding included, and its parts.
+
+    At ``levels`` exposures log-spaced over the range all three sweeps share: execution costs
+    ``X`` read log-log, funding ``F`` linear in log exposure; with ``T = X_fixed + F_fixed``,
+    band ``(X_fixed - X_adaptive) / T``, passive fills ``(X_adaptive - X_passive) / T``, funding
+    ``(F_fixed - F_passive) / T``, total their sum ``= 1 - (X_passive + F_passive) / T``. Levels
+    where a value is missing or ``T <= 0`` are skipped. None if the ranges do not overlap.
+    """
+    sweeps = [fixed, adaptive, passive]
+    if not all(sweeps):
+        return None
+    low = max(min(p.exposure for p in sweep) for sweep in sweeps)
+    high = min(max(p.exposure for p in sweep) for sweep in sweeps)
+    if not 0 < low < high:
+        return None
+    split = PassiveSplit(low, high, [], [], [], [], [])
+    for i in range(levels):
+        level = low * (high / low) ** (i / (levels - 1))
+        x = [loglog_interpolate([(p.exposure, p.cost) for p in sweep], level) for sweep in sweeps]
+        f = [linear_interpolate_logx([(p.exposure, p.funding) for p in sweep], level) for sweep in sweeps]
+        x_fixed, x_adaptive, x_passive = x
+        f_fixed, f_passive = f[0], f[2]
+        if x_fixed is None or x_adaptive is None or x_passive is None or f_fixed is None or f_passive is None:
+            continue
+        total_fixed = x_fixed + f_fixed
+        if total_fixed <= 0:
+            continue
+        split.band.append((x_fixed - x_adaptive) / total_fixed)
+        split.passive.append((x_adaptive - x_passive) / total_fixed)
+        split.funding.append((f_fixed - f_passive) / total_fixed)
+        split.total.append(1.0 - (x_passive + f_passive) / total_fixed)
+        split.execution_only.append(1.0 - x_passive / x_fixed)
+    return split
+
+
 def passive_reading(points: Sequence[Point], seeds: Sequence[int], aversions: Sequence[float]) -> str:
     """The passive sweep against the fixed threshold on taker orders at equal time-averaged
-    exposure: total saving, the band's part and the passive fills' part (module docstring)."""
-    lines = [f"\n{'risk_av':>7} {'exposure':>9} {'cost':>9} {'orders':>6}   adaptive on passive orders (means)"]
-    for a in aversions:
-        sweep = [p for p in points if p.policy == PASSIVE and p.parameter == a]
-        exposure, cost = statistics.fmean(p.exposure for p in sweep), statistics.fmean(p.cost for p in sweep)
-        lines.append(f"{a:>7g} {exposure:>9.0f} {cost:>9.1f} {statistics.fmean(p.orders for p in sweep):>6.0f}")
-    totals: list[float] = []
-    bands: list[float] = []
+    exposure, funding included: total saving and its three parts (:func:`passive_split`)."""
+    lines = [f"\n{'policy':>16} {'param':>7} {'exposure':>9} {'cost':>9} {'funding':>8} {'orders':>6}   (means)"]
+    for policy in ("fixed", "adaptive", PASSIVE):
+        for parameter in sorted({p.parameter for p in points if p.policy == policy}):
+            sweep = [p for p in points if p.policy == policy and p.parameter == parameter]
+            lines.append(f"{policy:>16} {parameter:>7g} {statistics.fmean(p.exposure for p in sweep):>9.0f} "
+                         f"{statistics.fmean(p.cost for p in sweep):>9.1f} "
+                         f"{statistics.fmean(p.funding for p in sweep):>8.1f} "
+                         f"{statistics.fmean(p.orders for p in sweep):>6.0f}")
+    pooled: dict[str, list[float]] = {"total": [], "band": [], "passive": [], "funding": [], "execution_only": []}
     per_seed: list[str] = []
     for seed in seeds:
-        curves = {policy: [(p.exposure, p.cost) for p in points if p.policy == policy and p.seed == seed]
-                  for policy in ("fixed", "adaptive", PASSIVE)}
-        total = gains_at_common_levels(curves["fixed"], curves[PASSIVE])
-        band = gains_at_common_levels(curves["fixed"], curves["adaptive"])
-        if total is None or not total.gains:
+        sweeps = [[p for p in points if p.policy == policy and p.seed == seed]
+                  for policy in ("fixed", "adaptive", PASSIVE)]
+        split = passive_split(*sweeps)
+        if split is None or not split.total:
             per_seed.append(f"seed {seed}: no common exposure range")
             continue
-        totals += total.gains
-        if band is not None and band.gains:
-            bands += band.gains
-        per_seed.append(f"seed {seed}: {statistics.fmean(total.gains):.1%} over exposure "
-                        f"{total.low:.0f}-{total.high:.0f}")
-    if not totals:
-        return "\npassive: the frontiers do not overlap in exposure: widen the sweeps"
-    total_mean = statistics.fmean(totals)
-    band_mean = statistics.fmean(bands) if bands else float("nan")
-    lines.append(f"cost saving of adaptive + passive over fixed + taker at equal time-averaged |net delta x mid| "
-                 f"({GRID} common levels per seed): mean {total_mean:.1%}, median {statistics.median(totals):.1%} "
-                 f"(goal: >= 40%)\n  " + "; ".join(per_seed))
-    lines.append(f"  of which the band (adaptive vs fixed, both taker, equal exposure): {band_mean:.1%}; "
-                 f"the passive fills: {total_mean - band_mean:.1%} (points of the fixed policy's cost); "
-                 f"funding: left out (hedging_cost is fees, spread and order costs; funding is in cost_decomposition)")
+        for key, values in pooled.items():
+            values += getattr(split, key)
+        per_seed.append(f"seed {seed}: {statistics.fmean(split.total):.1%} over exposure "
+                        f"{split.low:.0f}-{split.high:.0f}")
+    if not pooled["total"]:
+        return "\n".join(lines) + "\npassive: the three sweeps do not overlap in exposure: widen them"
+    mean = {key: statistics.fmean(values) for key, values in pooled.items()}
+    lines.append(f"cost saving of adaptive + passive over fixed + taker at equal time-averaged |net delta x mid|, "
+                 f"funding included ({GRID} common levels per seed): mean {mean['total']:.1%}, "
+                 f"median {statistics.median(pooled['total']):.1%} (goal: >= 40%)\n  " + "; ".join(per_seed))
+    lines.append(f"  of which (points of the fixed policy's total): the band {mean['band']:.1%}, the passive fills "
+                 f"{mean['passive']:.1%}, funding {mean['funding']:.1%} "
+                 f"(fixed minus passive funding: the positions held)")
+    lines.append(f"  the same levels with funding left out of both: {mean['execution_only']:.1%}")
     return "\n".join(lines)
 
 
@@ -215,8 +288,10 @@ def main() -> int:
         "risk aversions of one candidate instead of --risk-aversions, e.g. 'adaptive=1,0.01'; ';' between policies"))
     parser.add_argument("--passive", action="store_true",
                         help="also sweep the adaptive band on passive orders and compare it with the fixed "
-                             "threshold on taker orders at equal time-averaged |net delta| (adds adaptive "
-                             "to --policies if missing)")
+                             "threshold on taker orders at equal time-averaged |net delta|, funding included "
+                             "(adds adaptive to --policies if missing)")
+    parser.add_argument("--points", type=Path, default=None,
+                        help="also write every run's point as JSON lines to this file (to read again later)")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     duration = parse_duration(args.duration)
@@ -241,6 +316,8 @@ def main() -> int:
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
         points = pool.map(_run, jobs, chunksize=1)
     wall = time.perf_counter() - started
+    if args.points is not None:
+        args.points.write_text("".join(json.dumps(dataclasses.asdict(p)) + "\n" for p in points))
     for candidate in candidates:
         report(points, candidate, seeds, thresholds, aversions_of[candidate], args.risk, args.duration)
     if args.passive:

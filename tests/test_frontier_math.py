@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,14 @@ sys.path.append(str(Path(__file__).resolve().parents[1] / "bench"))  # bench/ is
 
 from frontier import (
     GRID,
+    PASSIVE,
     Point,
     cost_at_risk,
     gains_at_common_levels,
+    linear_interpolate_logx,
     loglog_interpolate,
     non_monotone_pairs,
+    passive_split,
     risk_at_cost,
 )
 
@@ -108,3 +112,81 @@ def test_different_exponents_give_the_analytic_mean_over_log_levels() -> None:
 
 def test_disjoint_frontiers_have_no_reading() -> None:
     assert gains_at_common_levels([(1.0, 5.0), (2.0, 3.0)], [(3.0, 2.0), (4.0, 1.0)]) is None
+
+
+def test_linear_interpolation_in_log_x_is_exact_on_a_log_law_and_takes_negative_values() -> None:
+    curve = [(x, -40.0 + 3.0 * math.log(x)) for x in (100.0, 300.0, 2000.0, 9000.0)]
+    for x in (100.0, 170.0, 2000.0, 8999.0):
+        assert linear_interpolate_logx(curve, x) == pytest.approx(-40.0 + 3.0 * math.log(x), rel=1e-12)
+    assert linear_interpolate_logx(curve, 99.0) is None
+    assert linear_interpolate_logx(curve, 9001.0) is None
+    assert linear_interpolate_logx([(5.0, 0.0), (5.0, -2.0)], 5.0) == -2.0
+
+
+def exposure_sweep(policy: str, scale: float, exposures: list[float],
+                   funding: Callable[[float], float] = lambda exposure: 0.0) -> list[Point]:
+    """Execution cost ``scale * exposure**-1.3`` (exact under log-log interpolation) and funding
+    ``funding(exposure)`` at each sweep point."""
+    return [Point(policy, 0.0, 1, 0.0, scale * e**-1.3, 0, e, funding(e)) for e in exposures]
+
+
+FIXED_EXPOSURES = [1000.0, 2500.0, 6000.0, 15000.0]
+ADAPTIVE_EXPOSURES = [1500.0, 4000.0, 9000.0, 20000.0]
+PASSIVE_EXPOSURES = [1200.0, 3000.0, 7000.0, 12000.0]
+
+
+def test_passive_split_without_funding_is_the_execution_saving_and_its_parts_add_up() -> None:
+    fixed = exposure_sweep("fixed", 1e7, FIXED_EXPOSURES)
+    adaptive = exposure_sweep("adaptive", 0.9e7, ADAPTIVE_EXPOSURES)
+    passive = exposure_sweep(PASSIVE, 0.7e7, PASSIVE_EXPOSURES)
+    split = passive_split(fixed, adaptive, passive)
+    assert split is not None
+    assert (split.low, split.high) == (1500.0, 12000.0)  # the range all three share
+    assert len(split.total) == GRID
+    assert split.total == pytest.approx([0.3] * GRID, rel=1e-12)
+    assert split.execution_only == pytest.approx(split.total, rel=1e-12)
+    assert split.band == pytest.approx([0.1] * GRID, rel=1e-12)
+    assert split.passive == pytest.approx([0.2] * GRID, rel=1e-12)
+    assert split.funding == [0.0] * GRID
+
+
+def test_passive_split_with_funding_counts_it_in_the_total_and_as_its_own_part() -> None:
+    # Funding linear in log exposure (exact under its interpolation); the passive sweep pays 5 more
+    # at every exposure, the adaptive sweep's funding plays no part in the split.
+    def fixed_funding(e: float) -> float:
+        return 20.0 - 2.0 * math.log(e)
+
+    fixed = exposure_sweep("fixed", 1e7, FIXED_EXPOSURES, fixed_funding)
+    adaptive = exposure_sweep("adaptive", 0.9e7, ADAPTIVE_EXPOSURES, lambda e: 1e6)
+    passive = exposure_sweep(PASSIVE, 0.7e7, PASSIVE_EXPOSURES, lambda e: fixed_funding(e) + 5.0)
+    split = passive_split(fixed, adaptive, passive, levels=4)
+    assert split is not None
+    levels = [1500.0 * 8.0 ** (i / 3) for i in range(4)]
+    totals = [1e7 * e**-1.3 + fixed_funding(e) for e in levels]
+    assert split.band == pytest.approx([0.1e7 * e**-1.3 / t for e, t in zip(levels, totals, strict=True)], rel=1e-9)
+    assert split.passive == pytest.approx([0.2e7 * e**-1.3 / t for e, t in zip(levels, totals, strict=True)],
+                                          rel=1e-9)
+    assert split.funding == pytest.approx([-5.0 / t for t in totals], rel=1e-9)
+    assert split.total == pytest.approx(
+        [1 - (0.7e7 * e**-1.3 + fixed_funding(e) + 5.0) / t for e, t in zip(levels, totals, strict=True)], rel=1e-9)
+    for total, band, passive_part, funding in zip(split.total, split.band, split.passive, split.funding, strict=True):
+        assert total == pytest.approx(band + passive_part + funding, rel=1e-12)
+    assert split.execution_only == pytest.approx([0.3] * 4, rel=1e-12)
+
+
+def test_passive_split_skips_levels_where_the_fixed_total_is_not_positive() -> None:
+    # Funding received larger than the execution cost at the low-cost (high exposure) end.
+    fixed = exposure_sweep("fixed", 1e7, FIXED_EXPOSURES, lambda e: -1e7 * 5000.0**-1.3)
+    adaptive = exposure_sweep("adaptive", 0.9e7, ADAPTIVE_EXPOSURES)
+    passive = exposure_sweep(PASSIVE, 0.7e7, PASSIVE_EXPOSURES)
+    split = passive_split(fixed, adaptive, passive)
+    assert split is not None
+    kept = [e for e in (1500.0 * 8.0 ** (i / (GRID - 1)) for i in range(GRID)) if e < 5000.0]
+    assert 0 < len(split.total) == len(kept) < GRID
+
+
+def test_passive_split_without_a_common_range_has_no_reading() -> None:
+    fixed = exposure_sweep("fixed", 1e7, [1000.0, 2000.0])
+    adaptive = exposure_sweep("adaptive", 0.9e7, [1500.0, 4000.0])
+    assert passive_split(fixed, adaptive, exposure_sweep(PASSIVE, 0.7e7, [3000.0, 5000.0])) is None
+    assert passive_split(fixed, adaptive, []) is None
