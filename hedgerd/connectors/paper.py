@@ -391,7 +391,30 @@ class _SimVenue:
         return result
 
 
-class SimSpotVenue(_SimVenue):
+class _InventoryOnlyVenue(_SimVenue):
+    """A simulated venue that only holds inventory: hedge orders are refused, none are ever open,
+    and no funding is paid (spot balances, options)."""
+
+    async def create_order(self, intent: HedgeIntent, amount: Decimal, price: Decimal | None) -> OrderReport:
+        """Always refused: an inventory venue is not a hedge venue."""
+        def refuse() -> OrderReport:
+            raise InvalidOrder(f"{self.name} is an inventory venue and takes no hedge orders")
+        return await self._round_trip("create_order", refuse)
+
+    async def fetch_order(self, symbol: str, client_order_id: str) -> OrderReport | None:
+        return await self._round_trip("fetch_order", lambda: None)
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[OrderReport]:
+        return await self._round_trip("fetch_open_orders", list)
+
+    async def cancel_order(self, symbol: str, client_order_id: str) -> OrderReport | None:
+        return await self._round_trip("cancel_order", lambda: None)
+
+    async def fetch_funding_since(self, since: float | None) -> list[FundingPayment]:
+        return await self._round_trip("fetch_funding_since", list)
+
+
+class SimSpotVenue(_InventoryOnlyVenue):
     """Inventory venue: prices plus synthetic client fills on the desk's account.
 
     Takes no hedge orders: :meth:`create_order` raises :class:`~hedgerd.errors.InvalidOrder`.
@@ -446,25 +469,6 @@ class SimSpotVenue(_SimVenue):
                           amount_step=SPOT_AMOUNT_STEP, price_step=self._market.tick,
                           min_amount=SPOT_AMOUNT_STEP)
         return await self._round_trip("load_markets", lambda: {self.symbol: info})
-
-    async def create_order(self, intent: HedgeIntent, amount: Decimal, price: Decimal | None) -> OrderReport:
-        """Always refused: the simulated spot venue is not a hedge venue."""
-        def refuse() -> OrderReport:
-            raise InvalidOrder(f"{self.name} is an inventory venue and takes no hedge orders")
-        return await self._round_trip("create_order", refuse)
-
-    async def fetch_order(self, symbol: str, client_order_id: str) -> OrderReport | None:
-        return await self._round_trip("fetch_order", lambda: None)
-
-    async def fetch_open_orders(self, symbol: str | None = None) -> list[OrderReport]:
-        return await self._round_trip("fetch_open_orders", list)
-
-    async def cancel_order(self, symbol: str, client_order_id: str) -> OrderReport | None:
-        return await self._round_trip("cancel_order", lambda: None)
-
-    async def fetch_funding_since(self, since: float | None) -> list[FundingPayment]:
-        """A spot account pays no funding."""
-        return await self._round_trip("fetch_funding_since", list)
 
 
 def perp_instrument(settings: SimSettings) -> Instrument:

@@ -50,18 +50,14 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from hedgerd.clock import Clock
 from hedgerd.config import SimOptionsSettings, SimSettings
 from hedgerd.connectors.base import VenueEventSink
-from hedgerd.connectors.paper import HISTORY_LIMIT, _SimVenue
-from hedgerd.errors import InvalidOrder
+from hedgerd.connectors.paper import HISTORY_LIMIT, _InventoryOnlyVenue
 from hedgerd.instruments import Instrument, InstrumentKind, OptionType
 from hedgerd.models import (
     ZERO,
     Fill,
-    FundingPayment,
-    HedgeIntent,
     MarketInfo,
     OptionGreeks,
     OptionQuote,
-    OrderReport,
     Side,
     split_symbol,
 )
@@ -137,7 +133,7 @@ class OptionMark:
     greeks: Greeks
 
 
-class SimOptionsVenue(_SimVenue):
+class SimOptionsVenue(_InventoryOnlyVenue):
     """Inventory venue listing options on the shared market (model in the module docstring)."""
 
     def __init__(self, name: str, settings: SimSettings, market: SimMarketData, clock: Clock,
@@ -356,22 +352,3 @@ class SimOptionsVenue(_SimVenue):
                                          instrument=i)
                     for i in self.live()}
         return await self._round_trip("load_markets", markets)
-
-    async def create_order(self, intent: HedgeIntent, amount: Decimal, price: Decimal | None) -> OrderReport:
-        """Always refused: the options venue is an inventory venue."""
-        def refuse() -> OrderReport:
-            raise InvalidOrder(f"{self.name} is an inventory venue and takes no hedge orders")
-        return await self._round_trip("create_order", refuse)
-
-    async def fetch_order(self, symbol: str, client_order_id: str) -> OrderReport | None:
-        return await self._round_trip("fetch_order", lambda: None)
-
-    async def fetch_open_orders(self, symbol: str | None = None) -> list[OrderReport]:
-        return await self._round_trip("fetch_open_orders", list)
-
-    async def cancel_order(self, symbol: str, client_order_id: str) -> OrderReport | None:
-        return await self._round_trip("cancel_order", lambda: None)
-
-    async def fetch_funding_since(self, since: float | None) -> list[FundingPayment]:
-        """Options pay no funding."""
-        return await self._round_trip("fetch_funding_since", list)
