@@ -24,11 +24,9 @@ import asyncio
 import json
 import signal
 import sqlite3
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -37,8 +35,9 @@ from typing import Any, TypeVar
 import pytest
 
 from hedgerd.exchange_sim import DEFAULT_API_KEY, DEFAULT_SECRET, EngineConfig, SimConfig, VenueSim
-from hedgerd.exchange_sim.deribit import DeribitConfig, DeribitSim, DeribitSimConfig, start_deribit_sim
+from hedgerd.exchange_sim.deribit import DeribitConfig, DeribitSim, DeribitSimConfig
 from tests.daemon_proc import DaemonProcess, running_daemon
+from tests.fault.deribit_stack import DeribitSimThread as FaultSuiteSimThread
 
 pytestmark = pytest.mark.e2e
 
@@ -50,59 +49,19 @@ MODEL_TOLERANCE = Decimal("0.02")  # see the module docstring
 T = TypeVar("T")
 
 
-class DeribitSimThread:
-    """A :class:`DeribitSim` served by its own event loop in a background thread."""
-
-    def __init__(self, config: DeribitSimConfig) -> None:
-        self.config = config
-        self.loop = asyncio.new_event_loop()
-        self.sim: DeribitSim | None = None
-        self._started = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._main, name="deribit-sim", daemon=True)
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self._serve())
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        async with start_deribit_sim(config=self.config) as sim:
-            self.sim = sim
-            self._started.set()
-            await self._stop.wait()
+class DeribitSimThread(FaultSuiteSimThread):
+    """The fault suite's Deribit simulator thread, as a context manager with this test's readers."""
 
     def __enter__(self) -> DeribitSimThread:
-        self._thread.start()
-        if not self._started.wait(20):
-            raise AssertionError("Deribit simulator did not start")
+        self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self._stop is not None
-        self.loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
+        self.stop()
 
     @property
     def port(self) -> int:
-        assert self.sim is not None
-        return self.sim.port
-
-    def call(self, fn: Callable[[DeribitSim], T]) -> T:
-        """Run ``fn(sim)`` on the simulator's loop (its state is not thread-safe)."""
-        assert self.sim is not None
-        sim = self.sim
-
-        async def run() -> T:
-            return fn(sim)
-
-        future: Future[T] = asyncio.run_coroutine_threadsafe(run(), self.loop)
-        return future.result(10)
-
-    def set_flow(self, rate: float) -> None:
-        def apply(sim: DeribitSim) -> None:
-            sim.option_flow.flow.rate = rate
-        self.call(apply)
+        return int(self.sim.port)
 
     def delta_total(self) -> Decimal:
         """``private/get_account_summary``'s ``delta_total`` for BTC (the same function answers it)."""
